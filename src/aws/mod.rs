@@ -1,0 +1,26 @@
+//! Wire helpers shared by every service: AWS errors, ARNs, request ids and time formats.
+
+pub mod arn;
+pub mod error;
+
+pub use error::AwsError;
+
+/// A fresh request id (random UUID v4), as AWS uses for `x-amzn-RequestId`.
+pub fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `2020-04-10T19:06:32.563+0000`, the format of LastModified and CreatedDate.
+pub fn timestamp_now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+        .to_string()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

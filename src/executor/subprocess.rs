@@ -1,0 +1,255 @@
+//! The default executor: each environment is a host process. `python3.x` functions run the
+//! bundled bootstrap (runtime-api/python/bootstrap.py); `provided.*` functions, and any zip
+//! with a `bootstrap`, run their own executable.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use super::{EnvSpec, LogSink};
+use crate::aws::AwsError;
+use crate::config::Config;
+use crate::runtime_api::{Death, Endpoint};
+
+/// The bundled Python runtime client, embedded so one file ships.
+pub const PYTHON_BOOTSTRAP: &str = include_str!("../../runtime-api/python/bootstrap.py");
+
+pub struct SubprocessExecutor {
+    python: String,
+    bootstrap_path: PathBuf,
+    /// `X.Y` of the host interpreter, if it could be asked.
+    python_version: Option<String>,
+    warned: parking_lot::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A running host process (its own process group).
+pub struct Process {
+    pid: i32,
+    exited: Arc<AtomicBool>,
+    stdout_fd: Arc<AtomicI32>,
+    stderr_fd: Arc<AtomicI32>,
+}
+
+impl SubprocessExecutor {
+    pub fn new(cfg: &Config, data_dir: &Path) -> std::io::Result<SubprocessExecutor> {
+        let dir = data_dir.join("runtime");
+        std::fs::create_dir_all(&dir)?;
+        let bootstrap_path = dir.join("bootstrap.py");
+        crate::lambda::store::write_atomic(&bootstrap_path, PYTHON_BOOTSTRAP.as_bytes())?;
+        let python_version = std::process::Command::new(&cfg.python)
+            .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        if python_version.is_none() {
+            tracing::warn!(python = %cfg.python, "no usable Python interpreter: python3.x functions will fail in subprocess mode");
+        }
+        Ok(SubprocessExecutor {
+            python: cfg.python.clone(),
+            bootstrap_path,
+            python_version,
+            warned: Default::default(),
+        })
+    }
+
+    fn command_for(&self, spec: &EnvSpec) -> Result<(PathBuf, Vec<String>), AwsError> {
+        let c = &spec.config;
+        let runtime = c.runtime.as_deref().unwrap_or("");
+        // A custom runtime's bootstrap: code dir first, then the layers (/opt), like AWS.
+        let own_bootstrap = spec
+            .code_dir
+            .iter()
+            .chain(spec.layer_dirs.iter().rev())
+            .map(|d| d.join("bootstrap"))
+            .find(|p| p.is_file());
+        if runtime.starts_with("provided") || (!runtime.starts_with("python") && own_bootstrap.is_some()) {
+            return match own_bootstrap {
+                Some(p) => Ok((p, vec![])),
+                None => Err(AwsError::new(
+                    http::StatusCode::BAD_GATEWAY,
+                    "InvalidRuntimeException",
+                    format!("Runtime {runtime}: no bootstrap executable found in the function's code or layers"),
+                )),
+            };
+        }
+        if let Some(declared) = runtime.strip_prefix("python") {
+            if let Some(host) = &self.python_version {
+                if host != declared && self.warned.lock().insert(declared.to_string()) {
+                    tracing::warn!(declared = %runtime, host = %host, "running {runtime} functions on host python {host}");
+                }
+            }
+            return Ok((
+                PathBuf::from(&self.python),
+                vec!["-u".into(), "-X".into(), "utf8".into(), self.bootstrap_path.display().to_string()],
+            ));
+        }
+        Err(AwsError::new(
+            http::StatusCode::BAD_GATEWAY,
+            "InvalidRuntimeException",
+            format!("Runtime {runtime} cannot run in subprocess mode; use --lambda-executor docker or auto"),
+        ))
+    }
+
+    pub async fn start(
+        &self,
+        spec: &EnvSpec,
+        vars: Vec<(String, String)>,
+        endpoint: Arc<Endpoint>,
+        log: Arc<LogSink>,
+    ) -> Result<Process, AwsError> {
+        let (program, args) = self.command_for(spec)?;
+        let code_dir = spec.code_dir.clone().ok_or_else(|| AwsError::service("function has no code"))?;
+        let mut cmd = Command::new(&program);
+        cmd.args(&args).current_dir(&code_dir).env_clear();
+        let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+        let mut path: Vec<String> = spec.layer_dirs.iter().rev().map(|d| d.join("bin").display().to_string()).collect();
+        path.push(host_path);
+        let mut ld: Vec<String> = vec![code_dir.join("lib").display().to_string()];
+        ld.extend(spec.layer_dirs.iter().rev().map(|d| d.join("lib").display().to_string()));
+        if let Ok(host_ld) = std::env::var("LD_LIBRARY_PATH") {
+            ld.push(host_ld);
+        }
+        let layer_list = std::env::join_paths(spec.layer_dirs.iter().rev()).unwrap_or_default();
+        cmd.env("PATH", path.join(":"))
+            .env("LD_LIBRARY_PATH", ld.join(":"))
+            .env("LANG", "en_US.UTF-8")
+            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+            .env("LAMBDA_TASK_ROOT", &code_dir)
+            .env("LAMBDA_RUNTIME_DIR", self.bootstrap_path.parent().unwrap_or(Path::new("/")))
+            .env("_RUSTSTACK_LAYER_DIRS", layer_list)
+            .env(
+                "_RUSTSTACK_PYTHON_VERSION",
+                spec.config.runtime.as_deref().and_then(|r| r.strip_prefix("python")).unwrap_or(""),
+            );
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+        // SAFETY: prctl is async-signal-safe; it asks the kernel to kill the runtime if the
+        // server dies (even by kill -9), so no runtime outlives RustStack.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            AwsError::new(
+                http::StatusCode::BAD_GATEWAY,
+                "InvalidRuntimeException",
+                format!("could not start {}: {e}", program.display()),
+            )
+        })?;
+        let pid = child.id().map(|p| p as i32).unwrap_or(-1);
+        let exited = Arc::new(AtomicBool::new(false));
+        let stdout_fd = Arc::new(AtomicI32::new(-1));
+        let stderr_fd = Arc::new(AtomicI32::new(-1));
+        if let Some(out) = child.stdout.take() {
+            stdout_fd.store(out.as_raw_fd(), Ordering::SeqCst);
+            spawn_reader(out, log.clone(), stdout_fd.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            stderr_fd.store(err.as_raw_fd(), Ordering::SeqCst);
+            spawn_reader(err, log.clone(), stderr_fd.clone());
+        }
+        let ex = exited.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            ex.store(true, Ordering::SeqCst);
+            let why = match status {
+                Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                    (Some(c), _) => format!("exit status {c}"),
+                    (None, Some(sig)) => format!("signal: {}", signal_name(sig)),
+                    _ => "exit status unknown".into(),
+                },
+                Err(e) => format!("wait failed: {e}"),
+            };
+            endpoint.set_death(Death::Exited(why));
+        });
+        Ok(Process { pid, exited, stdout_fd, stderr_fd })
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGKILL => "killed".into(),
+        libc::SIGTERM => "terminated".into(),
+        libc::SIGSEGV => "segmentation fault".into(),
+        libc::SIGABRT => "aborted".into(),
+        n => n.to_string(),
+    }
+}
+
+fn spawn_reader<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut r: R, log: Arc<LogSink>, fd: Arc<AtomicI32>) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    // Hand over whole lines; keep a partial line (bounded) for the next read.
+                    pending.extend_from_slice(&buf[..n]);
+                    let cut = match pending.iter().rposition(|b| *b == b'\n') {
+                        Some(i) => i + 1,
+                        None if pending.len() > 8192 => pending.len(),
+                        None => 0,
+                    };
+                    if cut > 0 {
+                        log.append(&pending[..cut]);
+                        pending.drain(..cut);
+                    }
+                }
+            }
+        }
+        if !pending.is_empty() {
+            log.append(&pending);
+        }
+        fd.store(-1, Ordering::SeqCst);
+    });
+}
+
+/// Bytes waiting unread in a pipe.
+fn pending_bytes(fd: RawFd) -> i32 {
+    if fd < 0 {
+        return 0;
+    }
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int; fd is a pipe we own (or -1, checked above).
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if rc == 0 { n } else { 0 }
+}
+
+impl Process {
+    pub async fn stop(&self) {
+        if !self.exited.load(Ordering::SeqCst) && self.pid > 0 {
+            // SAFETY: plain syscall; the group is ours (process_group(0) at spawn) and not yet reaped.
+            unsafe {
+                libc::killpg(self.pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    pub async fn flush_logs(&self) {
+        for _ in 0..50 {
+            let n = pending_bytes(self.stdout_fd.load(Ordering::SeqCst))
+                + pending_bytes(self.stderr_fd.load(Ordering::SeqCst));
+            if n == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+}

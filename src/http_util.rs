@@ -1,0 +1,69 @@
+//! Small HTTP helpers shared by the servers: body type, JSON responses, bounded body reads.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+pub type Body = Full<Bytes>;
+
+pub fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", HeaderValue::from_static(content_type));
+    r
+}
+
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    full(status, "application/json", serde_json::to_vec(value).unwrap_or_default())
+}
+
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Io(String),
+}
+
+/// Reads a whole request body, refusing more than `limit` bytes.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(BodyError::TooLarge)
+            } else {
+                Err(BodyError::Io(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Query string into decoded (key, value) pairs, in order.
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    let Some(q) = query else { return Vec::new() };
+    q.split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// Percent-decodes a path segment or query component (`+` stays `+` in paths; query decoding maps it to space).
+pub fn decode(s: &str) -> String {
+    let s = s.replace('+', "%20");
+    percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
+}
+
+/// Percent-decodes one path segment (no `+` handling).
+pub fn decode_segment(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}

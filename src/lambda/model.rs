@@ -1,0 +1,261 @@
+//! The Lambda data model: what is stored for functions, versions, aliases and layers,
+//! and how each renders as the JSON that AWS returns.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::aws::arn;
+
+/// Where an ARN is rendered: the request's region and the server's account.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub region: String,
+    pub account: String,
+}
+
+/// A layer attached to a function: a published layer version or a local zip file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LayerRef {
+    /// The layer version ARN, or the local path as given.
+    pub arn: String,
+    pub code_size: u64,
+    /// Blob address of the layer's zip.
+    pub sha_hex: String,
+}
+
+/// One version's configuration (`$LATEST` or a published number).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FunctionConfig {
+    pub name: String,
+    pub version: String,
+    pub runtime: Option<String>,
+    pub role: String,
+    pub handler: Option<String>,
+    pub description: String,
+    pub timeout: u32,
+    pub memory_size: u32,
+    pub last_modified: String,
+    pub package_type: String,
+    /// Blob address (hex sha256) of the zip; empty for images.
+    pub code_sha_hex: String,
+    /// CodeSha256 as AWS renders it (base64).
+    pub code_sha256: String,
+    pub code_size: u64,
+    pub image_uri: Option<String>,
+    pub image_config: Option<Value>,
+    pub environment: BTreeMap<String, String>,
+    pub layers: Vec<LayerRef>,
+    pub architectures: Vec<String>,
+    pub ephemeral_storage: u32,
+    pub tracing_mode: String,
+    pub logging_config: Option<Value>,
+    pub dead_letter_config: Option<Value>,
+    pub kms_key_arn: Option<String>,
+    pub vpc_config: Option<Value>,
+    pub revision_id: String,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub state_reason_code: Option<String>,
+}
+
+impl FunctionConfig {
+    pub fn arn(&self, scope: &Scope, qualified: bool) -> String {
+        let q = if qualified { Some(self.version.as_str()) } else { None };
+        arn::function_arn(&scope.region, &scope.account, &self.name, q)
+    }
+
+    pub fn is_python(&self) -> bool {
+        self.runtime.as_deref().is_some_and(|r| r.starts_with("python"))
+    }
+
+    /// FunctionConfiguration as AWS returns it. `qualified_arn` adds `:<version>`.
+    pub fn to_json(&self, scope: &Scope, qualified_arn: bool) -> Value {
+        let mut v = json!({
+            "FunctionName": self.name,
+            "FunctionArn": self.arn(scope, qualified_arn),
+            "Role": self.role,
+            "CodeSize": self.code_size,
+            "Description": self.description,
+            "Timeout": self.timeout,
+            "MemorySize": self.memory_size,
+            "LastModified": self.last_modified,
+            "CodeSha256": self.code_sha256,
+            "Version": self.version,
+            "TracingConfig": {"Mode": self.tracing_mode},
+            "RevisionId": self.revision_id,
+            "State": self.state,
+            "LastUpdateStatus": if self.state == "Failed" { "Failed" } else if self.state == "Pending" { "InProgress" } else { "Successful" },
+            "PackageType": self.package_type,
+            "Architectures": self.architectures,
+            "EphemeralStorage": {"Size": self.ephemeral_storage},
+            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+            "LoggingConfig": self.logging_config.clone().unwrap_or_else(|| json!({
+                "LogFormat": "Text",
+                "LogGroup": format!("/aws/lambda/{}", self.name),
+            })),
+        });
+        let m = v.as_object_mut().expect("json! object literal");
+        if let Some(r) = &self.runtime {
+            m.insert("Runtime".into(), r.clone().into());
+        }
+        if let Some(h) = &self.handler {
+            m.insert("Handler".into(), h.clone().into());
+        }
+        if !self.environment.is_empty() {
+            m.insert("Environment".into(), json!({"Variables": self.environment}));
+        }
+        if !self.layers.is_empty() {
+            let layers: Vec<Value> =
+                self.layers.iter().map(|l| json!({"Arn": l.arn, "CodeSize": l.code_size})).collect();
+            m.insert("Layers".into(), layers.into());
+        }
+        if let Some(r) = &self.state_reason {
+            m.insert("StateReason".into(), r.clone().into());
+            m.insert("LastUpdateStatusReason".into(), r.clone().into());
+        }
+        if let Some(c) = &self.state_reason_code {
+            m.insert("StateReasonCode".into(), c.clone().into());
+            m.insert("LastUpdateStatusReasonCode".into(), c.clone().into());
+        }
+        if let Some(ic) = &self.image_config {
+            m.insert("ImageConfigResponse".into(), json!({"ImageConfig": ic}));
+        }
+        if let Some(d) = &self.dead_letter_config {
+            m.insert("DeadLetterConfig".into(), d.clone());
+        }
+        if let Some(k) = &self.kms_key_arn {
+            m.insert("KMSKeyArn".into(), k.clone().into());
+        }
+        if let Some(vpc) = &self.vpc_config {
+            m.insert("VpcConfig".into(), vpc.clone());
+        }
+        v
+    }
+
+    /// Whether two configurations would run the same thing (for PublishVersion dedup).
+    pub fn same_content(&self, other: &FunctionConfig) -> bool {
+        self.code_sha256 == other.code_sha256
+            && self.runtime == other.runtime
+            && self.handler == other.handler
+            && self.environment == other.environment
+            && self.layers == other.layers
+            && self.timeout == other.timeout
+            && self.memory_size == other.memory_size
+            && self.role == other.role
+            && self.image_uri == other.image_uri
+            && self.description == other.description
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Alias {
+    pub name: String,
+    pub function_version: String,
+    pub description: String,
+    pub routing_config: Option<Value>,
+    pub revision_id: String,
+}
+
+impl Alias {
+    pub fn to_json(&self, scope: &Scope, function: &str) -> Value {
+        let mut v = json!({
+            "AliasArn": arn::function_arn(&scope.region, &scope.account, function, Some(&self.name)),
+            "Name": self.name,
+            "FunctionVersion": self.function_version,
+            "Description": self.description,
+            "RevisionId": self.revision_id,
+        });
+        if let Some(rc) = &self.routing_config {
+            v["RoutingConfig"] = rc.clone();
+        }
+        v
+    }
+}
+
+/// Everything stored for one function: `$LATEST`, published versions, aliases, tags.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    pub latest: Arc<FunctionConfig>,
+    #[serde(default)]
+    pub versions: BTreeMap<u64, Arc<FunctionConfig>>,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Alias>,
+    #[serde(default)]
+    pub next_version: u64,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub reserved_concurrency: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LayerVersion {
+    pub name: String,
+    pub version: u64,
+    pub description: String,
+    pub created_date: String,
+    pub compatible_runtimes: Vec<String>,
+    pub compatible_architectures: Vec<String>,
+    pub license_info: Option<String>,
+    pub sha_hex: String,
+    pub code_sha256: String,
+    pub code_size: u64,
+}
+
+impl LayerVersion {
+    pub fn to_json(&self, scope: &Scope, endpoint: &str) -> Value {
+        let mut v = json!({
+            "Content": {
+                "Location": format!("{endpoint}/_ruststack/code/{}", self.sha_hex),
+                "CodeSha256": self.code_sha256,
+                "CodeSize": self.code_size,
+            },
+            "LayerArn": arn::layer_arn(&scope.region, &scope.account, &self.name),
+            "LayerVersionArn": arn::layer_version_arn(&scope.region, &scope.account, &self.name, self.version),
+            "Description": self.description,
+            "CreatedDate": self.created_date,
+            "Version": self.version,
+        });
+        let m = v.as_object_mut().expect("json! object literal");
+        if !self.compatible_runtimes.is_empty() {
+            m.insert("CompatibleRuntimes".into(), self.compatible_runtimes.clone().into());
+        }
+        if !self.compatible_architectures.is_empty() {
+            m.insert("CompatibleArchitectures".into(), self.compatible_architectures.clone().into());
+        }
+        if let Some(l) = &self.license_info {
+            m.insert("LicenseInfo".into(), l.clone().into());
+        }
+        v
+    }
+
+    /// The short form used inside ListLayers' LatestMatchingVersion and ListLayerVersions.
+    pub fn to_list_json(&self, scope: &Scope) -> Value {
+        let mut v = self.to_json(scope, "");
+        if let Some(m) = v.as_object_mut() {
+            m.remove("Content");
+            m.remove("LayerArn");
+        }
+        v
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LayerRecord {
+    pub name: String,
+    pub versions: BTreeMap<u64, LayerVersion>,
+    pub next_version: u64,
+}
+
+/// Runtimes Lambda accepts (the model's enum, deprecated ones included).
+pub const RUNTIMES: &[&str] = &[
+    "nodejs", "nodejs4.3", "nodejs6.10", "nodejs8.10", "nodejs10.x", "nodejs12.x", "nodejs14.x", "nodejs16.x",
+    "nodejs18.x", "nodejs20.x", "nodejs22.x", "nodejs24.x", "java8", "java8.al2", "java11", "java17", "java21",
+    "java25", "python2.7", "python3.6", "python3.7", "python3.8", "python3.9", "python3.10", "python3.11",
+    "python3.12", "python3.13", "python3.14", "dotnetcore1.0", "dotnetcore2.0", "dotnetcore2.1", "dotnetcore3.1",
+    "dotnet6", "dotnet8", "dotnet10", "nodejs4.3-edge", "go1.x", "ruby2.5", "ruby2.7", "ruby3.2", "ruby3.3",
+    "ruby3.4", "provided", "provided.al2", "provided.al2023",
+];

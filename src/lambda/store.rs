@@ -1,0 +1,270 @@
+//! The persistent store: functions, versions, aliases, layers and code blobs under `--data-dir`.
+//!
+//! Metadata is one JSON file per function and per layer, always written to a temp file
+//! and renamed into place, so a kill -9 never leaves half a record. Code blobs are
+//! addressed by their sha256 and unpacked once per digest.
+//!
+//! The state sits behind a `parking_lot::RwLock`: sections are short, never held across
+//! `.await`; writers also do the (small) metadata write while holding the lock so the
+//! file on disk and the map never disagree.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::code::{self, CodeDigest, CodeError, Limits};
+use super::model::{FunctionConfig, FunctionRecord, LayerRecord};
+use crate::aws::AwsError;
+
+#[derive(Default)]
+struct State {
+    functions: HashMap<String, FunctionRecord>,
+    layers: HashMap<String, LayerRecord>,
+}
+
+pub struct Store {
+    dir: PathBuf,
+    state: RwLock<State>,
+    /// Serialises code extraction so one digest is unpacked once.
+    extract_lock: Mutex<()>,
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn load_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> Vec<T> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().and_then(|x| x.to_str()) != Some("json") {
+            continue;
+        }
+        match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            Ok(v) => out.push(v),
+            Err(e) => tracing::warn!(path = %p.display(), error = %e, "skipping unreadable record"),
+        }
+    }
+    out
+}
+
+fn io_err(e: std::io::Error) -> AwsError {
+    AwsError::service(format!("store write failed: {e}"))
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> std::io::Result<Store> {
+        let dir = dir.join("lambda");
+        for sub in ["functions", "layers", "blobs", "code"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let mut state = State::default();
+        for rec in load_dir::<FunctionRecord>(&dir.join("functions")) {
+            state.functions.insert(rec.latest.name.clone(), rec);
+        }
+        for rec in load_dir::<LayerRecord>(&dir.join("layers")) {
+            state.layers.insert(rec.name.clone(), rec);
+        }
+        // Leftover temp files from a crash are garbage.
+        for sub in ["functions", "layers", "blobs", "code"] {
+            if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+                for e in entries.flatten() {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    if name.starts_with('.') && name.contains(".tmp-") || name.contains(".tmp-") {
+                        let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+                    }
+                }
+            }
+        }
+        Ok(Store { dir, state: RwLock::new(state), extract_lock: Mutex::new(()) })
+    }
+
+    fn function_path(&self, name: &str) -> PathBuf {
+        self.dir.join("functions").join(format!("{name}.json"))
+    }
+
+    fn layer_path(&self, name: &str) -> PathBuf {
+        self.dir.join("layers").join(format!("{name}.json"))
+    }
+
+    fn persist_function(&self, rec: &FunctionRecord) -> Result<(), AwsError> {
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| AwsError::service(e.to_string()))?;
+        write_atomic(&self.function_path(&rec.latest.name), &bytes).map_err(io_err)
+    }
+
+    // ---- functions ----
+
+    pub fn get_function(&self, name: &str) -> Option<FunctionRecord> {
+        self.state.read().functions.get(name).cloned()
+    }
+
+    /// The configuration of `$LATEST` without cloning the record (the invoke hot path).
+    pub fn latest(&self, name: &str) -> Option<Arc<FunctionConfig>> {
+        self.state.read().functions.get(name).map(|r| r.latest.clone())
+    }
+
+    /// Runs `f` on the record read-only, under the lock.
+    pub fn with_function<R>(&self, name: &str, f: impl FnOnce(&FunctionRecord) -> R) -> Option<R> {
+        self.state.read().functions.get(name).map(f)
+    }
+
+    pub fn create_function(&self, rec: FunctionRecord) -> Result<(), AwsError> {
+        let mut st = self.state.write();
+        let name = rec.latest.name.clone();
+        if st.functions.contains_key(&name) {
+            return Err(AwsError::conflict(format!("Function already exist: {name}")));
+        }
+        self.persist_function(&rec)?;
+        st.functions.insert(name, rec);
+        Ok(())
+    }
+
+    /// Applies `f` to a copy of the record, persists it, then makes it visible.
+    pub fn update_function<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut FunctionRecord) -> Result<R, AwsError>,
+    ) -> Result<(FunctionRecord, R), AwsError> {
+        let mut st = self.state.write();
+        let Some(cur) = st.functions.get(name) else {
+            return Err(AwsError::not_found(format!("Function not found: {name}")));
+        };
+        let mut rec = cur.clone();
+        let out = f(&mut rec)?;
+        self.persist_function(&rec)?;
+        st.functions.insert(name.to_string(), rec.clone());
+        Ok((rec, out))
+    }
+
+    pub fn delete_function(&self, name: &str) -> Result<FunctionRecord, AwsError> {
+        let mut st = self.state.write();
+        if !st.functions.contains_key(name) {
+            return Err(AwsError::not_found(format!("Function not found: {name}")));
+        }
+        match std::fs::remove_file(self.function_path(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+        Ok(st.functions.remove(name).expect("checked above under the same lock"))
+    }
+
+    /// All `$LATEST` configurations, sorted by name.
+    pub fn list_functions(&self) -> Vec<FunctionRecord> {
+        let st = self.state.read();
+        let mut v: Vec<FunctionRecord> = st.functions.values().cloned().collect();
+        v.sort_by(|a, b| a.latest.name.cmp(&b.latest.name));
+        v
+    }
+
+    pub fn function_count(&self) -> usize {
+        self.state.read().functions.len()
+    }
+
+    pub fn total_code_size(&self) -> u64 {
+        let st = self.state.read();
+        st.functions.values().map(|r| r.latest.code_size + r.versions.values().map(|v| v.code_size).sum::<u64>()).sum::<u64>()
+            + st.layers.values().flat_map(|l| l.versions.values()).map(|v| v.code_size).sum::<u64>()
+    }
+
+    // ---- layers ----
+
+    pub fn get_layer(&self, name: &str) -> Option<LayerRecord> {
+        self.state.read().layers.get(name).cloned()
+    }
+
+    pub fn list_layers(&self) -> Vec<LayerRecord> {
+        let st = self.state.read();
+        let mut v: Vec<LayerRecord> = st.layers.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Applies `f` to the layer (created empty if missing) and persists it.
+    pub fn update_layer<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut LayerRecord) -> Result<R, AwsError>,
+    ) -> Result<R, AwsError> {
+        let mut st = self.state.write();
+        let mut rec = st.layers.get(name).cloned().unwrap_or_else(|| LayerRecord {
+            name: name.to_string(),
+            next_version: 1,
+            ..Default::default()
+        });
+        let out = f(&mut rec)?;
+        let path = self.layer_path(name);
+        if rec.versions.is_empty() {
+            // Keep the record for its version counter (AWS never reuses numbers).
+        }
+        let bytes = serde_json::to_vec_pretty(&rec).map_err(|e| AwsError::service(e.to_string()))?;
+        write_atomic(&path, &bytes).map_err(io_err)?;
+        st.layers.insert(name.to_string(), rec);
+        Ok(out)
+    }
+
+    // ---- code blobs ----
+
+    fn blob_path(&self, sha_hex: &str) -> PathBuf {
+        self.dir.join("blobs").join(format!("{sha_hex}.zip"))
+    }
+
+    /// Validates a zip and stores it by digest. Bad zips are an InvalidParameterValueException.
+    pub fn put_zip(&self, bytes: &[u8]) -> Result<CodeDigest, AwsError> {
+        code::validate_zip(bytes, &Limits::default()).map_err(|e| match e {
+            CodeError::Io(e) => io_err(e),
+            e => AwsError::invalid_param(e.to_string()),
+        })?;
+        let d = code::digest(bytes);
+        let path = self.blob_path(&d.sha256_hex);
+        if !path.exists() {
+            write_atomic(&path, bytes).map_err(io_err)?;
+        }
+        Ok(d)
+    }
+
+    pub fn read_blob(&self, sha_hex: &str) -> std::io::Result<Vec<u8>> {
+        if !sha_hex.chars().all(|c| c.is_ascii_hexdigit()) || sha_hex.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "bad digest"));
+        }
+        std::fs::read(self.blob_path(sha_hex))
+    }
+
+    /// The unpacked code for a digest, extracting it on first use.
+    pub fn code_dir(&self, sha_hex: &str) -> Result<PathBuf, CodeError> {
+        let dest = self.dir.join("code").join(sha_hex);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let _guard = self.extract_lock.lock();
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let bytes = self.read_blob(sha_hex).map_err(CodeError::Io)?;
+        code::extract_zip(&bytes, &dest, &Limits::default())?;
+        Ok(dest)
+    }
+}

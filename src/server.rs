@@ -1,0 +1,209 @@
+//! The listener on 4566: routing by service (Lambda, S3, RustStack's own `/_ruststack/`),
+//! and graceful shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::aws::arn;
+use crate::config::Config;
+use crate::executor::Executors;
+use crate::http_util::{self, Body};
+use crate::lambda::model::Scope;
+use crate::lambda::{Lambda, events, store::Store};
+use crate::pool::Pool;
+use crate::s3::S3;
+
+/// Largest S3 request body held in memory.
+const MAX_S3_BODY: usize = 512 * 1024 * 1024;
+
+pub struct App {
+    pub lambda: Arc<Lambda>,
+    pub s3: Arc<S3>,
+    pub cfg: Config,
+    in_flight: AtomicUsize,
+}
+
+pub async fn run(cfg: Config) -> Result<u8, String> {
+    let data_dir = cfg.data_dir();
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+    let addr = SocketAddr::new(cfg.host, cfg.port);
+    let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if !cfg.host.is_loopback() {
+        tracing::warn!("listening on {addr}, which is NOT a loopback address: anyone who can reach it can run code on this machine");
+    }
+    let app = build(cfg.clone(), &data_dir, addr)?;
+    tracing::info!(
+        "RustStack Lambda ready on http://{addr} (data dir {}, executor {:?})",
+        data_dir.display(),
+        cfg.lambda_executor
+    );
+    serve(app, listener).await
+}
+
+/// Opens the stores and starts the services behind the listener.
+pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Result<Arc<App>, String> {
+    let store = Store::open(data_dir).map_err(|e| format!("cannot open store: {e}"))?;
+    let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
+    let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
+    cfg.runtime_images()?;
+    let executors = Executors::new(&cfg, data_dir, addr).map_err(|e| format!("cannot set up executors: {e}"))?;
+    let pool = Pool::new(
+        executors,
+        cfg.lambda_max_containers,
+        cfg.lambda_queue_size,
+        Duration::from_secs(cfg.lambda_container_ttl),
+    );
+    let lambda = Arc::new(Lambda::new(cfg.clone(), store, pool, s3.clone(), format!("http://{addr}"), events));
+    events::start_worker(&lambda);
+    Ok(Arc::new(App { lambda, s3, cfg, in_flight: AtomicUsize::new(0) }))
+}
+
+async fn serve(app: Arc<App>, listener: TcpListener) -> Result<u8, String> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let (stream, _) = match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let app = app.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(&app, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .writev(false)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    let grace = Instant::now() + Duration::from_secs(app.cfg.shutdown_grace);
+    while app.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < grace {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.lambda.pool.shutdown().await;
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+struct InFlight<'a>(&'a AtomicUsize);
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    app.in_flight.fetch_add(1, Ordering::SeqCst);
+    let _guard = InFlight(&app.in_flight);
+    let path = req.uri().path();
+    if path.starts_with("/_ruststack/") {
+        return internal(app, req).await;
+    }
+    let scope_hdr = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(arn::credential_scope);
+    let service = scope_hdr.as_ref().map(|(_, s)| s.as_str());
+    let looks_lambda = is_lambda_path(path);
+    let request_id = crate::aws::request_id();
+    if service == Some("lambda") || (service.is_none() && looks_lambda) || (service != Some("s3") && looks_lambda) {
+        let region = scope_hdr.map(|(r, _)| r).unwrap_or_else(|| app.cfg.region.clone());
+        let scope = Scope { region, account: app.cfg.account_id.clone() };
+        return crate::lambda::api::handle(&app.lambda, req, scope, &request_id).await;
+    }
+    let (parts, body) = req.into_parts();
+    let body = match http_util::read_body(body, MAX_S3_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return http_util::full(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "application/xml",
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>EntityTooLarge</Code><Message>Your proposed upload exceeds the maximum allowed size</Message></Error>",
+            );
+        }
+    };
+    let s3 = app.s3.clone();
+    match tokio::task::spawn_blocking(move || s3.handle(&parts, body)).await {
+        Ok(r) => r.map(http_body_util::Full::new),
+        Err(_) => http_util::full(StatusCode::INTERNAL_SERVER_ERROR, "application/xml", "<Error><Code>InternalError</Code></Error>"),
+    }
+}
+
+/// `/<YYYY-MM-DD>/...`: the Lambda API's date-prefixed paths.
+fn is_lambda_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.len() > 11
+        && b[0] == b'/'
+        && b[1..5].iter().all(u8::is_ascii_digit)
+        && b[5] == b'-'
+        && b[6..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'-'
+        && b[9..11].iter().all(u8::is_ascii_digit)
+        && b[11] == b'/'
+}
+
+async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    if path == "/_ruststack/health" {
+        let (live, idle) = app.lambda.pool.counts();
+        return http_util::json(
+            StatusCode::OK,
+            &json!({
+                "status": "running",
+                "version": env!("CARGO_PKG_VERSION"),
+                "services": {"lambda": "running", "s3": "running"},
+                "executor": format!("{:?}", app.cfg.lambda_executor).to_lowercase(),
+                "environments": {"live": live, "idle": idle, "busy": app.lambda.pool.busy_now()},
+                "pending_events": app.lambda.events.pending(),
+            }),
+        );
+    }
+    if let Some(sha) = path.strip_prefix("/_ruststack/code/") {
+        return match app.lambda.store.read_blob(sha) {
+            Ok(b) => http_util::full(StatusCode::OK, "application/zip", Bytes::from(b)),
+            Err(_) => http_util::json(StatusCode::NOT_FOUND, &json!({"Message": "no such code"})),
+        };
+    }
+    if path.starts_with("/_ruststack/attach") {
+        return crate::attach::handle_api(app, req).await;
+    }
+    let mut r = http_util::json(StatusCode::NOT_FOUND, &json!({"Message": format!("unknown path {path}")}));
+    r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static("NotFound"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lambda_paths() {
+        assert!(super::is_lambda_path("/2015-03-31/functions"));
+        assert!(super::is_lambda_path("/2015-03-31/functions/"));
+        assert!(!super::is_lambda_path("/mybucket/key"));
+        assert!(!super::is_lambda_path("/2015-03-31"));
+    }
+}
