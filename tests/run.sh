@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit tests, then the integration tests that start the real
+# `ruststack` binary and drive it with boto3, the AWS CLI and awslambdaric.
+# Docker tests run too; opt out explicitly with RUSTSTACK_SKIP_DOCKER=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+
+cargo build --locked
+cargo test --locked
+
+if [ "${RUSTSTACK_SKIP_DOCKER:-0}" != "1" ] && [ -f images/build.sh ]; then
+  bash images/build.sh
+fi
+
+export RUSTSTACK_BIN="$PWD/target/debug/ruststack"
+exec .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
