@@ -42,17 +42,21 @@ impl SubprocessExecutor {
         std::fs::create_dir_all(&dir)?;
         let bootstrap_path = dir.join("bootstrap.py");
         crate::lambda::store::write_atomic(&bootstrap_path, PYTHON_BOOTSTRAP.as_bytes())?;
-        let python_version = std::process::Command::new(&cfg.python)
-            .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        // Ask the interpreter for its real path: shims (pyenv, asdf) cost ~0.5 s per start.
+        let probe = std::process::Command::new(&cfg.python)
+            .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"])
             .output()
             .ok()
             .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let mut lines = probe.as_deref().unwrap_or("").lines();
+        let python_version = lines.next().map(str::to_string).filter(|v| !v.is_empty());
+        let python = lines.next().filter(|p| !p.is_empty()).map(str::to_string).unwrap_or_else(|| cfg.python.clone());
         if python_version.is_none() {
             tracing::warn!(python = %cfg.python, "no usable Python interpreter: python3.x functions will fail in subprocess mode");
         }
         Ok(SubprocessExecutor {
-            python: cfg.python.clone(),
+            python,
             bootstrap_path,
             python_version,
             warned: Default::default(),
