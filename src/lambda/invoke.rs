@@ -227,6 +227,8 @@ pub async fn run_invocation(
 ) -> RunResult {
     let (started_tx, started_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel();
+    // AWS hands an empty payload to the runtime as `{}`.
+    let payload = if payload.is_empty() { Bytes::from_static(b"{}") } else { payload };
     let inv = Invocation {
         request_id: request_id.to_string(),
         payload,

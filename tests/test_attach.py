@@ -1,0 +1,128 @@
+"""`ruststack attach`: a runtime started by hand (here the real awslambdaric from PyPI,
+running local source) serves a function's invocations while attached."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import BIN, create_py_function
+
+
+def wait_attached(server, name, timeout=10):
+    import urllib.request
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with urllib.request.urlopen(f"{server.endpoint}/_ruststack/attach") as r:
+            if any(a["function"] == name for a in json.load(r)["attachments"]):
+                return
+        time.sleep(0.05)
+    raise AssertionError("attachment did not appear")
+
+
+def attached_count(server, name):
+    import urllib.request
+    with urllib.request.urlopen(f"{server.endpoint}/_ruststack/attach") as r:
+        return sum(a["function"] == name for a in json.load(r)["attachments"])
+
+
+@pytest.fixture
+def local_src(tmp_path):
+    (tmp_path / "app.py").write_text(
+        "import os\n"
+        "def handler(event, context):\n"
+        "    return {'source': 'local', 'event': event, 'cwd': os.getcwd(),\n"
+        "            'remaining': context.get_remaining_time_in_millis(),\n"
+        "            'fn': os.environ['AWS_LAMBDA_FUNCTION_NAME'], 'var': os.environ.get('MY_VAR')}\n")
+    return tmp_path
+
+
+def attach(server, name, cwd, *extra):
+    return subprocess.Popen(
+        [BIN, "attach", name, "--endpoint", server.endpoint, *extra, "--",
+         sys.executable, "-m", "awslambdaric", "app.handler"],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_attach_serves_local_source_then_detaches(server, lam, local_src):
+    name = create_py_function(lam, "def handler(e, c):\n    return {'source': 'deployed'}\n",
+                              Environment={"Variables": {"MY_VAR": "from-config"}}, Timeout=3)
+    assert json.load(lam.invoke(FunctionName=name)["Payload"]) == {"source": "deployed"}
+    p = attach(server, name, local_src)
+    try:
+        wait_attached(server, name)
+        for i in range(3):
+            out = json.load(lam.invoke(FunctionName=name, Payload=json.dumps({"i": i}))["Payload"])
+            assert out["source"] == "local" and out["event"] == {"i": i}
+            assert out["fn"] == name and out["var"] == "from-config"
+            assert out["cwd"] == str(local_src)
+            assert out["remaining"] > 3600 * 1000  # timeout suspended while attached
+        # A second attachment to the same function is refused clearly.
+        r = subprocess.run([BIN, "attach", name, "--endpoint", server.endpoint, "--", "true"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0
+        assert "already attached" in r.stderr
+        assert attached_count(server, name) == 1
+    finally:
+        p.kill()  # kill -9 the attach client: the server notices and detaches
+        p.wait()
+    deadline = time.time() + 10
+    while attached_count(server, name) and time.time() < deadline:
+        time.sleep(0.05)
+    assert attached_count(server, name) == 0
+    assert json.load(lam.invoke(FunctionName=name)["Payload"]) == {"source": "deployed"}
+
+
+def test_attach_keep_timeout_and_runtime_exit(server, lam, local_src):
+    name = create_py_function(lam, "def handler(e, c):\n    return {'source': 'deployed'}\n", Timeout=5)
+    p = attach(server, name, local_src, "--keep-timeout")
+    try:
+        wait_attached(server, name)
+        out = json.load(lam.invoke(FunctionName=name)["Payload"])
+        assert out.get("source") == "local" and out["remaining"] <= 5000, out
+        # When the runtime exits, the attachment ends and the client exits with its code.
+        for child in subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split():
+            os.kill(int(child), signal.SIGTERM)
+        p.wait(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    deadline = time.time() + 10
+    while attached_count(server, name) and time.time() < deadline:
+        time.sleep(0.05)
+    assert json.load(lam.invoke(FunctionName=name)["Payload"]) == {"source": "deployed"}
+
+
+def test_print_env(server, lam):
+    name = create_py_function(lam, "def handler(e, c): return 1\n", MemorySize=512)
+    p = subprocess.Popen([BIN, "attach", name, "--endpoint", server.endpoint, "--print-env"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        env = {}
+        for line in p.stdout:
+            k, _, v = line.rstrip("\n").partition("=")
+            env[k] = v
+            if len(env) >= 10 and "AWS_LAMBDA_RUNTIME_API" in env and "_HANDLER" in env:
+                break
+        assert env["AWS_LAMBDA_FUNCTION_NAME"] == name
+        assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512"
+        assert env["_HANDLER"] == "app.handler"
+        host, port = env["AWS_LAMBDA_RUNTIME_API"].split(":")
+        assert host == "127.0.0.1"
+        wait_attached(server, name)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=10)
+    deadline = time.time() + 10
+    while attached_count(server, name) and time.time() < deadline:
+        time.sleep(0.05)
+    assert attached_count(server, name) == 0
+
+
+def test_attach_unknown_function(server):
+    r = subprocess.run([BIN, "attach", "no-such-fn-xyz", "--endpoint", server.endpoint, "--", "true"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "404" in r.stderr
