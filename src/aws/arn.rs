@@ -18,8 +18,7 @@ const MAX_LAYER_NAME_LEN: usize = 140;
 /// The model's pattern for the `FunctionName` member, quoted in error messages.
 const FUNCTION_NAME_PATTERN: &str = r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?";
 /// The model's pattern for the `LayerName` member, quoted in error messages.
-const LAYER_NAME_PATTERN: &str =
-    r"(arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+";
+const LAYER_NAME_PATTERN: &str = r"(arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+";
 
 /// The version name of the unpublished, editable version of a function.
 pub const LATEST: &str = "$LATEST";
@@ -89,8 +88,7 @@ fn is_qualifier(s: &str) -> bool {
 
 fn is_partition(s: &str) -> bool {
     // `aws[a-zA-Z-]*`: aws, aws-cn, aws-us-gov, aws-iso, ...
-    s.strip_prefix("aws")
-        .is_some_and(|rest| rest.bytes().all(|c| c.is_ascii_alphabetic() || c == b'-'))
+    s.strip_prefix("aws").is_some_and(|rest| rest.bytes().all(|c| c.is_ascii_alphabetic() || c == b'-'))
 }
 
 /// `[a-z]{2}(-gov)?-[a-z]+-\d{1}`, for example `us-west-2` or `us-gov-east-1`.
@@ -124,11 +122,7 @@ fn is_loose_region(s: &str) -> bool {
 /// `arn:PARTITION:lambda:REGION:ACCOUNT:function:name[:qual]`.
 pub fn parse_function_ref(input: &str) -> Result<FunctionRef, ArnError> {
     if input.is_empty() {
-        return Err(constraint_error(
-            input,
-            "functionName",
-            "Member must have length greater than or equal to 1",
-        ));
+        return Err(constraint_error(input, "functionName", "Member must have length greater than or equal to 1"));
     }
     if input.len() > MAX_FUNCTION_REF_LEN {
         return Err(constraint_error(
@@ -140,15 +134,7 @@ pub fn parse_function_ref(input: &str) -> Result<FunctionRef, ArnError> {
     let parts: Vec<&str> = input.split(':').collect();
     // Split off the prefix (region/account) and keep `name[:qual]`.
     let (region, account, tail) = match parts.as_slice() {
-        [
-            "arn",
-            partition,
-            "lambda",
-            region,
-            account,
-            "function",
-            tail @ ..,
-        ] => {
+        ["arn", partition, "lambda", region, account, "function", tail @ ..] => {
             if !is_partition(partition) || !is_region(region) || !is_account(account) {
                 return Err(function_pattern_error(input));
             }
@@ -184,14 +170,31 @@ pub fn parse_function_ref(input: &str) -> Result<FunctionRef, ArnError> {
     })
 }
 
+/// The model's pattern for the `Role` member, quoted in error messages.
+const ROLE_PATTERN: &str = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+";
+
+/// Checks an execution role ARN against the model's pattern:
+/// `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
+pub fn validate_role(role: &str) -> Result<(), ArnError> {
+    let ok = (|| {
+        let rest = role.strip_prefix("arn:")?;
+        let (partition, rest) = rest.split_once(':')?;
+        let rest = rest.strip_prefix("iam::")?;
+        let (account, name) = rest.split_once(':')?;
+        let name = name.strip_prefix("role")?;
+        let name = name.strip_prefix('/').unwrap_or(name);
+        let name_ok = !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"+=,.@-_/".contains(&c));
+        ((partition.is_empty() || is_partition(partition)) && is_account(account) && name_ok).then_some(())
+    })();
+    ok.ok_or_else(|| {
+        constraint_error(role, "role", &format!("Member must satisfy regular expression pattern: {ROLE_PATTERN}"))
+    })
+}
+
 /// Checks a bare function name (1–64 of `[a-zA-Z0-9-_]`), as CreateFunction stores it.
 pub fn validate_function_name(name: &str) -> Result<(), ArnError> {
     if name.is_empty() {
-        return Err(constraint_error(
-            name,
-            "functionName",
-            "Member must have length greater than or equal to 1",
-        ));
+        return Err(constraint_error(name, "functionName", "Member must have length greater than or equal to 1"));
     }
     if name.len() > MAX_FUNCTION_NAME_LEN {
         return Err(constraint_error(
@@ -209,11 +212,7 @@ pub fn validate_function_name(name: &str) -> Result<(), ArnError> {
 /// Checks a bare layer name (1–140 of `[a-zA-Z0-9-_]`).
 pub fn validate_layer_name(name: &str) -> Result<(), ArnError> {
     if name.is_empty() {
-        return Err(constraint_error(
-            name,
-            "layerName",
-            "Member must have length greater than or equal to 1",
-        ));
+        return Err(constraint_error(name, "layerName", "Member must have length greater than or equal to 1"));
     }
     if name.len() > MAX_LAYER_NAME_LEN {
         return Err(constraint_error(
@@ -271,17 +270,7 @@ pub fn parse_layer_version_arn(s: &str) -> Option<LayerVersionRef> {
         return None;
     }
     let parts: Vec<&str> = s.split(':').collect();
-    let [
-        "arn",
-        partition,
-        "lambda",
-        region,
-        account,
-        "layer",
-        name,
-        version,
-    ] = parts.as_slice()
-    else {
+    let ["arn", partition, "lambda", region, account, "layer", name, version] = parts.as_slice() else {
         return None;
     };
     if !is_partition(partition)
@@ -322,14 +311,8 @@ pub fn credential_scope(header: &str) -> Option<(String, String)> {
     let date = scope.next()?;
     let key_id = scope.next()?;
     let date_ok = date.len() == 8 && date.bytes().all(|c| c.is_ascii_digit());
-    let token_ok =
-        |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-');
-    if terminator != "aws4_request"
-        || !date_ok
-        || key_id.is_empty()
-        || !token_ok(region)
-        || !token_ok(service)
-    {
+    let token_ok = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-');
+    if terminator != "aws4_request" || !date_ok || key_id.is_empty() || !token_ok(region) || !token_ok(service) {
         return None;
     }
     Some((region.to_owned(), service.to_owned()))
@@ -358,12 +341,7 @@ mod tests {
         }
     }
 
-    fn fref(
-        name: &str,
-        q: Option<&str>,
-        region: Option<&str>,
-        account: Option<&str>,
-    ) -> FunctionRef {
+    fn fref(name: &str, q: Option<&str>, region: Option<&str>, account: Option<&str>) -> FunctionRef {
         FunctionRef {
             name: name.into(),
             qualifier: q.map(Into::into),
@@ -380,26 +358,14 @@ mod tests {
 
     #[test]
     fn name_with_qualifiers() {
-        assert_eq!(
-            ok("my-function:v1"),
-            fref("my-function", Some("v1"), None, None)
-        );
-        assert_eq!(
-            ok("my-function:7"),
-            fref("my-function", Some("7"), None, None)
-        );
-        assert_eq!(
-            ok("my-function:$LATEST"),
-            fref("my-function", Some("$LATEST"), None, None)
-        );
+        assert_eq!(ok("my-function:v1"), fref("my-function", Some("v1"), None, None));
+        assert_eq!(ok("my-function:7"), fref("my-function", Some("7"), None, None));
+        assert_eq!(ok("my-function:$LATEST"), fref("my-function", Some("$LATEST"), None, None));
     }
 
     #[test]
     fn partial_arn() {
-        assert_eq!(
-            ok("123456789012:function:my-function"),
-            fref("my-function", None, None, Some("123456789012"))
-        );
+        assert_eq!(ok("123456789012:function:my-function"), fref("my-function", None, None, Some("123456789012")));
         assert_eq!(
             ok("123456789012:function:my-function:prod"),
             fref("my-function", Some("prod"), None, Some("123456789012"))
@@ -422,12 +388,7 @@ mod tests {
         );
         assert_eq!(
             ok("arn:aws:lambda:us-west-2:123456789012:function:my-function:$LATEST"),
-            fref(
-                "my-function",
-                Some("$LATEST"),
-                Some("us-west-2"),
-                Some("123456789012")
-            )
+            fref("my-function", Some("$LATEST"), Some("us-west-2"), Some("123456789012"))
         );
         assert_eq!(
             ok("arn:aws-cn:lambda:cn-north-1:123456789012:function:f:live"),
@@ -447,10 +408,7 @@ mod tests {
 
     #[test]
     fn rejects_too_long() {
-        let long = format!(
-            "arn:aws:lambda:us-west-2:123456789012:function:{}",
-            "a".repeat(100)
-        );
+        let long = format!("arn:aws:lambda:us-west-2:123456789012:function:{}", "a".repeat(100));
         assert!(long.len() > 140);
         let e = rejected(&long);
         assert!(e.0.contains("less than or equal to 140"), "{e}");
@@ -461,14 +419,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_characters() {
-        for bad in [
-            "my function",
-            "my.function",
-            "fn/x",
-            "fn:v.1",
-            "fn:$latest",
-            "ü",
-        ] {
+        for bad in ["my function", "my.function", "fn/x", "fn:v.1", "fn:$latest", "ü"] {
             let e = rejected(bad);
             assert!(e.0.contains("regular expression pattern"), "{bad}: {e}");
         }
@@ -517,14 +468,7 @@ mod tests {
         for good in ["us-west-2", "us-gov-west-1", "cn-north-1", "ap-southeast-1"] {
             assert!(is_region(good), "{good}");
         }
-        for bad in [
-            "us-west-22",
-            "us-west",
-            "US-west-2",
-            "u-west-2",
-            "us--2",
-            "us-gov-2",
-        ] {
+        for bad in ["us-west-22", "us-west", "US-west-2", "u-west-2", "us--2", "us-gov-2"] {
             assert!(!is_region(bad), "{bad}");
         }
     }
@@ -536,9 +480,32 @@ mod tests {
         assert!(validate_function_name("").is_err());
         assert!(validate_function_name(&"x".repeat(65)).is_err());
         assert!(validate_function_name("a:b").is_err());
-        assert!(
-            validate_function_name("arn:aws:lambda:us-east-1:123456789012:function:f").is_err()
-        );
+        assert!(validate_function_name("arn:aws:lambda:us-east-1:123456789012:function:f").is_err());
+    }
+
+    #[test]
+    fn role_rule() {
+        for good in [
+            "arn:aws:iam::000000000000:role/lambda",
+            "arn:aws:iam::123456789012:role/service-role/my+role=x,y.z@w_1",
+            "arn:aws-cn:iam::123456789012:role/r",
+            "arn::iam::123456789012:role/r",
+        ] {
+            assert!(validate_role(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "lambda-role",
+            "arn:aws:iam::000000000000:role/",
+            "arn:aws:iam::000000000000:user/x",
+            "arn:aws:iam::123:role/x",
+            "arn:aws:s3::000000000000:role/x",
+            "arn:gcp:iam::000000000000:role/x",
+            "arn:aws:iam::000000000000:role/a b",
+        ] {
+            let e = validate_role(bad).err();
+            assert!(e.is_some_and(|e| e.0.contains("'role'")), "{bad}");
+        }
     }
 
     #[test]
@@ -556,15 +523,7 @@ mod tests {
             "arn:aws-cn:lambda:cn-north-1:123456789012:function:f:2"
         );
         let arn = function_arn("us-gov-west-1", "123456789012", "f", Some("prod"));
-        assert_eq!(
-            ok(&arn),
-            fref(
-                "f",
-                Some("prod"),
-                Some("us-gov-west-1"),
-                Some("123456789012")
-            )
-        );
+        assert_eq!(ok(&arn), fref("f", Some("prod"), Some("us-gov-west-1"), Some("123456789012")));
     }
 
     #[test]
@@ -574,10 +533,7 @@ mod tests {
             "arn:aws:lambda:us-east-1:123456789012:layer:my-layer"
         );
         let arn = layer_version_arn("us-east-1", "123456789012", "my-layer", 3);
-        assert_eq!(
-            arn,
-            "arn:aws:lambda:us-east-1:123456789012:layer:my-layer:3"
-        );
+        assert_eq!(arn, "arn:aws:lambda:us-east-1:123456789012:layer:my-layer:3");
         assert_eq!(
             parse_layer_version_arn(&arn),
             Some(LayerVersionRef {
@@ -623,17 +579,12 @@ mod tests {
     fn sigv4_scope() {
         let h = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-west-2/lambda/aws4_request, \
                  SignedHeaders=host;x-amz-date, Signature=abcdef";
-        assert_eq!(
-            credential_scope(h),
-            Some(("us-west-2".to_string(), "lambda".to_string()))
-        );
+        assert_eq!(credential_scope(h), Some(("us-west-2".to_string(), "lambda".to_string())));
         assert_eq!(region_from_authorization(h).as_deref(), Some("us-west-2"));
         // Without spaces after the commas, as some SDKs send it.
-        let compact = "AWS4-HMAC-SHA256 Credential=AKID/20240101/eu-central-1/s3/aws4_request,SignedHeaders=host,Signature=00";
-        assert_eq!(
-            credential_scope(compact),
-            Some(("eu-central-1".to_string(), "s3".to_string()))
-        );
+        let compact =
+            "AWS4-HMAC-SHA256 Credential=AKID/20240101/eu-central-1/s3/aws4_request,SignedHeaders=host,Signature=00";
+        assert_eq!(credential_scope(compact), Some(("eu-central-1".to_string(), "s3".to_string())));
     }
 
     #[test]

@@ -120,9 +120,9 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
 
 async fn read(req: Request<Incoming>, limit: usize, invoke: bool) -> Result<Bytes, AwsError> {
     http_util::read_body(req.into_body(), limit).await.map_err(|e| match e {
-        BodyError::TooLarge if invoke => AwsError::request_too_large(format!(
-            "Request must be smaller than {limit} bytes for the Invoke operation"
-        )),
+        BodyError::TooLarge if invoke => {
+            AwsError::request_too_large(format!("Request must be smaller than {limit} bytes for the Invoke operation"))
+        }
         BodyError::TooLarge => AwsError::entity_too_large(format!("Request must be smaller than {limit} bytes")),
         BodyError::Io(e) => AwsError::invalid_content(format!("Could not read request body: {e}")),
     })
@@ -210,7 +210,9 @@ fn str_map(m: &Map<String, Value>, key: &str) -> Result<Option<BTreeMap<String, 
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(o)) => o
             .iter()
-            .map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(|| type_err(key, "a map of strings")))
+            .map(|(k, v)| {
+                v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(|| type_err(key, "a map of strings"))
+            })
             .collect::<Result<BTreeMap<_, _>, _>>()
             .map(Some),
         Some(_) => Err(type_err(key, "a map of strings")),
@@ -250,6 +252,15 @@ fn not_found(ctx: &Ctx, name: &str, q: Option<&str>) -> AwsError {
     ))
 }
 
+/// [`Store::update_function`](super::store::Store::update_function) with AWS's not-found error.
+fn update_record<R>(
+    ctx: &Ctx,
+    name: &str,
+    f: impl FnOnce(&mut FunctionRecord) -> Result<R, AwsError>,
+) -> Result<(FunctionRecord, R), AwsError> {
+    ctx.lambda.store.update_function(name, f)?.ok_or_else(|| not_found(ctx, name, None))
+}
+
 fn get_record(ctx: &Ctx, name: &str) -> Result<FunctionRecord, AwsError> {
     ctx.lambda.store.get_function(name).ok_or_else(|| not_found(ctx, name, None))
 }
@@ -259,11 +270,9 @@ fn config_for(ctx: &Ctx, rec: &FunctionRecord, q: Option<&str>) -> Result<Arc<Fu
     let name = &rec.latest.name;
     match q {
         None | Some("$LATEST") => Ok(rec.latest.clone()),
-        Some(v) if v.chars().all(|c| c.is_ascii_digit()) => v
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| rec.versions.get(&n).cloned())
-            .ok_or_else(|| not_found(ctx, name, q)),
+        Some(v) if v.chars().all(|c| c.is_ascii_digit()) => {
+            v.parse::<u64>().ok().and_then(|n| rec.versions.get(&n).cloned()).ok_or_else(|| not_found(ctx, name, q))
+        }
         Some(alias) => {
             let a = rec.aliases.get(alias).ok_or_else(|| not_found(ctx, name, q))?;
             config_for(ctx, rec, Some(&a.function_version.clone()))
@@ -296,9 +305,9 @@ struct StoredCode {
 }
 
 fn b64_decode(s: &str, what: &str) -> Result<Vec<u8>, AwsError> {
-    base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .map_err(|_| AwsError::invalid_content(format!("Could not parse request body into json: {what} is not valid base64")))
+    base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(|_| {
+        AwsError::invalid_content(format!("Could not parse request body into json: {what} is not valid base64"))
+    })
 }
 
 /// Reads code from `ZipFile` (base64) or `S3Bucket`/`S3Key`/`S3ObjectVersion` and stores it.
@@ -382,9 +391,17 @@ fn validate_handler(h: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
-/// Applies the configuration members present in `m` to `c`.
-fn apply_config(ctx: &Ctx, c: &mut FunctionConfig, m: &Map<String, Value>) -> Result<(), AwsError> {
+/// The `Layers` member resolved to stored layers, when the request names any.
+/// This reads files and the store, so callers do it before taking the store's write lock.
+fn requested_layers(ctx: &Ctx, m: &Map<String, Value>) -> Result<Option<Vec<LayerRef>>, AwsError> {
+    str_list(m, "Layers")?.map(|l| resolve_layers(ctx, &l)).transpose()
+}
+
+/// Applies the configuration members present in `m` to `c`; `layers` comes from
+/// [`requested_layers`] on the same request.
+fn apply_config(c: &mut FunctionConfig, m: &Map<String, Value>, layers: Option<Vec<LayerRef>>) -> Result<(), AwsError> {
     if let Some(r) = opt_str(m, "Role")? {
+        arn::validate_role(&r).map_err(|e| AwsError::invalid_param(e.to_string()))?;
         c.role = r;
     }
     if let Some(r) = opt_str(m, "Runtime")? {
@@ -436,8 +453,8 @@ fn apply_config(ctx: &Ctx, c: &mut FunctionConfig, m: &Map<String, Value>) -> Re
         }
         c.environment = vars;
     }
-    if let Some(layers) = str_list(m, "Layers")? {
-        c.layers = resolve_layers(ctx, &layers)?;
+    if let Some(layers) = layers {
+        c.layers = layers;
     }
     if let Some(a) = str_list(m, "Architectures")? {
         if a.len() != 1 || !(a[0] == "x86_64" || a[0] == "arm64") {
@@ -504,7 +521,9 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         return Err(AwsError::conflict(format!("Function already exist: {name}")));
     }
     let code = opt_obj(&m, "Code")?.ok_or_else(|| {
-        AwsError::invalid_param("1 validation error detected: Value null at 'code' failed to satisfy constraint: Member must not be null")
+        AwsError::invalid_param(
+            "1 validation error detected: Value null at 'code' failed to satisfy constraint: Member must not be null",
+        )
     })?;
     let mut c = FunctionConfig {
         name: name.clone(),
@@ -536,7 +555,7 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         state_reason: None,
         state_reason_code: None,
     };
-    apply_config(ctx, &mut c, &m)?;
+    apply_config(&mut c, &m, requested_layers(ctx, &m)?)?;
     if package_type == "Image" {
         let uri = opt_str(code, "ImageUri")?
             .ok_or_else(|| AwsError::invalid_param("Code.ImageUri is required for PackageType Image"))?;
@@ -547,7 +566,9 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
     } else {
         check_runnable(&c)?;
         let stored = store_code(ctx, code)?.ok_or_else(|| {
-            AwsError::invalid_param("Please provide a source for function code: Code.ZipFile or Code.S3Bucket and Code.S3Key")
+            AwsError::invalid_param(
+                "Please provide a source for function code: Code.ZipFile or Code.S3Bucket and Code.S3Key",
+            )
         })?;
         c.code_sha_hex = stored.sha_hex;
         c.code_sha256 = stored.sha_b64;
@@ -576,7 +597,7 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
 /// Publishes `$LATEST` as a new version unless nothing changed since the last one.
 fn publish_into(rec: &mut FunctionRecord, description: Option<String>) -> Arc<FunctionConfig> {
     if let Some((_, last)) = rec.versions.iter().next_back() {
-        if last.same_content(&rec.latest) && description.is_none() {
+        if last.same_content(&rec.latest) {
             return last.clone();
         }
     }
@@ -596,11 +617,18 @@ fn publish_into(rec: &mut FunctionRecord, description: Option<String>) -> Arc<Fu
 
 fn get_function(ctx: &Ctx, raw: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    let rec = get_record(ctx, &name)?;
+    let rec = ctx.lambda.store.get_function(&name).ok_or_else(|| not_found(ctx, &name, q.as_deref()))?;
     let c = config_for(ctx, &rec, q.as_deref())?;
-    let qualified = q.is_some();
+    // A qualified request gets a qualified ARN: `:$LATEST`, `:<version>`, or the alias it named.
+    let function_arn = match q.as_deref() {
+        Some(alias) if rec.aliases.contains_key(alias) => {
+            arn::function_arn(&ctx.scope.region, &ctx.scope.account, &name, Some(alias))
+        }
+        Some(_) => c.arn(&ctx.scope, true),
+        None => c.arn(&ctx.scope, false),
+    };
     let mut out = json!({
-        "Configuration": c.to_json(&ctx.scope, qualified && c.version != "$LATEST"),
+        "Configuration": c.to_json_with_arn(function_arn),
         "Tags": rec.tags,
     });
     out["Code"] = if let Some(uri) = &c.image_uri {
@@ -616,9 +644,10 @@ fn get_function(ctx: &Ctx, raw: &str) -> R {
 
 fn get_configuration(ctx: &Ctx, raw: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    let rec = get_record(ctx, &name)?;
+    let rec = ctx.lambda.store.get_function(&name).ok_or_else(|| not_found(ctx, &name, q.as_deref()))?;
     let c = config_for(ctx, &rec, q.as_deref())?;
-    ok_json(StatusCode::OK, c.to_json(&ctx.scope, q.is_some() && c.version != "$LATEST"))
+    // Qualified by the version that was resolved, also for an alias (as AWS does here).
+    ok_json(StatusCode::OK, c.to_json(&ctx.scope, q.is_some()))
 }
 
 fn list_functions(ctx: &Ctx) -> R {
@@ -644,7 +673,14 @@ fn list_functions(ctx: &Ctx) -> R {
 fn list_item(c: &FunctionConfig, ctx: &Ctx, qualified: bool) -> Value {
     let mut v = c.to_json(&ctx.scope, qualified);
     if let Some(m) = v.as_object_mut() {
-        for k in ["State", "StateReason", "StateReasonCode", "LastUpdateStatus", "LastUpdateStatusReason", "LastUpdateStatusReasonCode"] {
+        for k in [
+            "State",
+            "StateReason",
+            "StateReasonCode",
+            "LastUpdateStatus",
+            "LastUpdateStatusReason",
+            "LastUpdateStatusReasonCode",
+        ] {
             m.remove(k);
         }
     }
@@ -679,14 +715,18 @@ fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let image_uri = opt_str(&m, "ImageUri")?;
     let stored = if cur.package_type == "Zip" {
         if image_uri.is_some() {
-            return Err(AwsError::invalid_param("Please don't provide ImageUri when updating a function with packageType Zip."));
+            return Err(AwsError::invalid_param(
+                "Please don't provide ImageUri when updating a function with packageType Zip.",
+            ));
         }
         Some(store_code(ctx, &m)?.ok_or_else(|| {
             AwsError::invalid_param("Please provide a source for function code: ZipFile or S3Bucket and S3Key")
         })?)
     } else {
         if image_uri.is_none() {
-            return Err(AwsError::invalid_param("Please provide ImageUri when updating a function with packageType Image."));
+            return Err(AwsError::invalid_param(
+                "Please provide ImageUri when updating a function with packageType Image.",
+            ));
         }
         None
     };
@@ -700,7 +740,7 @@ fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         return ok_json(StatusCode::OK, c.to_json(&ctx.scope, false));
     }
     let publish = opt_bool(&m, "Publish")?;
-    let (rec, published) = ctx.lambda.store.update_function(&name, |rec| {
+    let (rec, published) = update_record(ctx, &name, |rec| {
         check_revision(&m, &rec.latest.revision_id)?;
         let mut c = (*rec.latest).clone();
         if let Some(s) = &stored {
@@ -735,17 +775,13 @@ fn update_configuration(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         return Err(not_found(ctx, &name, None));
     }
     // Layers may read files or the store: resolve them before taking the store lock.
-    let mut probe = (*ctx.lambda.store.latest(&name).ok_or_else(|| not_found(ctx, &name, None))?).clone();
-    apply_config(ctx, &mut probe, &m)?;
-    check_runnable(&probe)?;
-    let (rec, _) = ctx.lambda.store.update_function(&name, |rec| {
+    let layers = requested_layers(ctx, &m)?;
+    let (rec, _) = update_record(ctx, &name, |rec| {
         check_revision(&m, &rec.latest.revision_id)?;
-        let mut c = probe.clone();
-        // Keep code fields from the current record (an UpdateFunctionCode may have raced).
-        c.code_sha_hex = rec.latest.code_sha_hex.clone();
-        c.code_sha256 = rec.latest.code_sha256.clone();
-        c.code_size = rec.latest.code_size;
-        c.image_uri = rec.latest.image_uri.clone();
+        // Apply to the record as it is under the lock, so a concurrent update is not lost.
+        let mut c = (*rec.latest).clone();
+        apply_config(&mut c, &m, layers)?;
+        check_runnable(&c)?;
         c.last_modified = crate::aws::timestamp_now();
         c.revision_id = new_revision();
         rec.latest = Arc::new(c);
@@ -760,24 +796,26 @@ fn delete_function(ctx: &Ctx, raw: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
     match q.as_deref() {
         None => {
-            ctx.lambda.store.delete_function(&name).map_err(|e| {
-                if e.code == "ResourceNotFoundException" { not_found(ctx, &name, None) } else { e }
-            })?;
+            ctx.lambda.store.delete_function(&name)?.ok_or_else(|| not_found(ctx, &name, None))?;
             ctx.lambda.drain(&name);
             tracing::info!(function = %name, "deleted function");
         }
         Some("$LATEST") => {
-            return Err(AwsError::invalid_param(
-                "$LATEST version cannot be deleted without deleting the function.",
-            ));
+            return Err(AwsError::invalid_param("$LATEST version cannot be deleted without deleting the function."));
         }
         Some(v) => {
-            let n: u64 = v.parse().map_err(|_| AwsError::invalid_param(format!("Deleting an alias is not supported by DeleteFunction: {v}")))?;
-            ctx.lambda.store.update_function(&name, |rec| {
+            let n: u64 = v.parse().map_err(|_| {
+                AwsError::invalid_param(format!("Deleting an alias is not supported by DeleteFunction: {v}"))
+            })?;
+            update_record(ctx, &name, |rec| {
                 if rec.aliases.values().any(|a| a.function_version == v) {
                     return Err(AwsError::conflict(format!(
                         "Unable to delete version because the following aliases reference it: {:?}",
-                        rec.aliases.values().filter(|a| a.function_version == v).map(|a| a.name.clone()).collect::<Vec<_>>()
+                        rec.aliases
+                            .values()
+                            .filter(|a| a.function_version == v)
+                            .map(|a| a.name.clone())
+                            .collect::<Vec<_>>()
                     )));
                 }
                 rec.versions.remove(&n).ok_or_else(|| not_found(ctx, &name, Some(v)))?;
@@ -794,7 +832,7 @@ fn publish_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let m = parse_body(body)?;
     let sha = opt_str(&m, "CodeSha256")?;
     let description = opt_str(&m, "Description")?;
-    let (_, v) = ctx.lambda.store.update_function(&name, |rec| {
+    let (_, v) = update_record(ctx, &name, |rec| {
         check_revision(&m, &rec.latest.revision_id)?;
         if let Some(s) = &sha {
             if *s != rec.latest.code_sha256 {
@@ -846,7 +884,7 @@ fn create_alias(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         return Err(AwsError::invalid_param(format!("Invalid alias name: {alias}")));
     }
     let version = req_str(&m, "FunctionVersion")?;
-    let (_, a) = ctx.lambda.store.update_function(&name, |rec| {
+    let (_, a) = update_record(ctx, &name, |rec| {
         if rec.aliases.contains_key(&alias) {
             return Err(AwsError::conflict(format!(
                 "Alias already exists: {}",
@@ -902,7 +940,7 @@ fn list_aliases(ctx: &Ctx, raw: &str) -> R {
 fn update_alias(ctx: &Ctx, raw: &str, alias: &str, body: &[u8]) -> R {
     let name = unqualified(raw)?;
     let m = parse_body(body)?;
-    let (_, a) = ctx.lambda.store.update_function(&name, |rec| {
+    let (_, a) = update_record(ctx, &name, |rec| {
         let mut a = rec.aliases.get(alias).cloned().ok_or_else(|| alias_not_found(ctx, &name, alias))?;
         if let Some(r) = opt_str(&m, "RevisionId")? {
             if r != a.revision_id {
@@ -928,7 +966,7 @@ fn update_alias(ctx: &Ctx, raw: &str, alias: &str, body: &[u8]) -> R {
 
 fn delete_alias(ctx: &Ctx, raw: &str, alias: &str) -> R {
     let name = unqualified(raw)?;
-    ctx.lambda.store.update_function(&name, |rec| {
+    update_record(ctx, &name, |rec| {
         rec.aliases.remove(alias);
         Ok(())
     })?;
@@ -945,7 +983,7 @@ fn put_concurrency(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     if n > 1000 {
         return Err(AwsError::invalid_param("ReservedConcurrentExecutions must be at most 1000"));
     }
-    ctx.lambda.store.update_function(&name, |rec| {
+    update_record(ctx, &name, |rec| {
         rec.reserved_concurrency = Some(n as u32);
         Ok(())
     })?;
@@ -963,7 +1001,7 @@ fn get_concurrency(ctx: &Ctx, raw: &str) -> R {
 
 fn delete_concurrency(ctx: &Ctx, raw: &str) -> R {
     let name = unqualified(raw)?;
-    ctx.lambda.store.update_function(&name, |rec| {
+    update_record(ctx, &name, |rec| {
         rec.reserved_concurrency = None;
         Ok(())
     })?;
@@ -992,8 +1030,9 @@ fn publish_layer_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let m = parse_body(body)?;
     let content = opt_obj(&m, "Content")?
         .ok_or_else(|| AwsError::invalid_param("1 validation error detected: Value null at 'content' failed to satisfy constraint: Member must not be null"))?;
-    let stored = store_code(ctx, content)?
-        .ok_or_else(|| AwsError::invalid_param("Please provide a source for layer content: ZipFile or S3Bucket and S3Key"))?;
+    let stored = store_code(ctx, content)?.ok_or_else(|| {
+        AwsError::invalid_param("Please provide a source for layer content: ZipFile or S3Bucket and S3Key")
+    })?;
     let runtimes = str_list(&m, "CompatibleRuntimes")?.unwrap_or_default();
     for r in &runtimes {
         validate_runtime(r)?;
@@ -1079,7 +1118,12 @@ fn list_layer_versions(ctx: &Ctx, raw: &str) -> R {
         .store
         .get_layer(&name)
         .map(|rec| {
-            rec.versions.values().rev().filter(|lv| layer_matches(ctx, lv)).map(|lv| lv.to_list_json(&ctx.scope)).collect()
+            rec.versions
+                .values()
+                .rev()
+                .filter(|lv| layer_matches(ctx, lv))
+                .map(|lv| lv.to_list_json(&ctx.scope))
+                .collect()
         })
         .unwrap_or_default();
     let (page, next) = paginate(ctx, items)?;
@@ -1126,7 +1170,7 @@ fn tag_resource(ctx: &Ctx, resource: &str, body: &[u8]) -> R {
     let name = tag_target(ctx, resource)?;
     let m = parse_body(body)?;
     let tags = str_map(&m, "Tags")?.ok_or_else(|| AwsError::invalid_param("Tags is required"))?;
-    ctx.lambda.store.update_function(&name, |rec| {
+    update_record(ctx, &name, |rec| {
         if rec.tags.len() + tags.len() > 50 {
             return Err(AwsError::invalid_param("A function can have at most 50 tags"));
         }
@@ -1142,7 +1186,7 @@ fn tag_resource(ctx: &Ctx, resource: &str, body: &[u8]) -> R {
 fn untag_resource(ctx: &Ctx, resource: &str) -> R {
     let name = tag_target(ctx, resource)?;
     let keys: Vec<String> = ctx.query.iter().filter(|(k, _)| k == "tagKeys").map(|(_, v)| v.clone()).collect();
-    ctx.lambda.store.update_function(&name, |rec| {
+    update_record(ctx, &name, |rec| {
         for k in &keys {
             rec.tags.remove(k);
         }
@@ -1195,7 +1239,9 @@ async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>) -> R {
                 .decode(c.trim())
                 .ok()
                 .filter(|d| serde_json::from_slice::<Value>(d).is_ok())
-                .ok_or_else(|| AwsError::invalid_content("Client context must be a valid Base64-encoded JSON object."))?;
+                .ok_or_else(|| {
+                    AwsError::invalid_content("Client context must be a valid Base64-encoded JSON object.")
+                })?;
             Some(String::from_utf8_lossy(&decoded).into_owned())
         }
     };

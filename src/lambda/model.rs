@@ -73,9 +73,15 @@ impl FunctionConfig {
 
     /// FunctionConfiguration as AWS returns it. `qualified_arn` adds `:<version>`.
     pub fn to_json(&self, scope: &Scope, qualified_arn: bool) -> Value {
+        self.to_json_with_arn(self.arn(scope, qualified_arn))
+    }
+
+    /// FunctionConfiguration with a given FunctionArn (GetFunction through an alias
+    /// names the alias, not the version it resolved to).
+    pub fn to_json_with_arn(&self, function_arn: String) -> Value {
         let mut v = json!({
             "FunctionName": self.name,
-            "FunctionArn": self.arn(scope, qualified_arn),
+            "FunctionArn": function_arn,
             "Role": self.role,
             "CodeSize": self.code_size,
             "Description": self.description,
@@ -135,9 +141,12 @@ impl FunctionConfig {
         v
     }
 
-    /// Whether two configurations would run the same thing (for PublishVersion dedup).
+    /// Whether two configurations have the same code and configuration (for PublishVersion
+    /// dedup). The description is left out: a version's description is a label set by
+    /// PublishVersion, so a version published with one still matches the `$LATEST` it came from.
     pub fn same_content(&self, other: &FunctionConfig) -> bool {
         self.code_sha256 == other.code_sha256
+            && self.package_type == other.package_type
             && self.runtime == other.runtime
             && self.handler == other.handler
             && self.environment == other.environment
@@ -146,7 +155,14 @@ impl FunctionConfig {
             && self.memory_size == other.memory_size
             && self.role == other.role
             && self.image_uri == other.image_uri
-            && self.description == other.description
+            && self.image_config == other.image_config
+            && self.architectures == other.architectures
+            && self.ephemeral_storage == other.ephemeral_storage
+            && self.tracing_mode == other.tracing_mode
+            && self.logging_config == other.logging_config
+            && self.dead_letter_config == other.dead_letter_config
+            && self.kms_key_arn == other.kms_key_arn
+            && self.vpc_config == other.vpc_config
     }
 }
 
@@ -252,10 +268,49 @@ pub struct LayerRecord {
 
 /// Runtimes Lambda accepts (the model's enum, deprecated ones included).
 pub const RUNTIMES: &[&str] = &[
-    "nodejs", "nodejs4.3", "nodejs6.10", "nodejs8.10", "nodejs10.x", "nodejs12.x", "nodejs14.x", "nodejs16.x",
-    "nodejs18.x", "nodejs20.x", "nodejs22.x", "nodejs24.x", "java8", "java8.al2", "java11", "java17", "java21",
-    "java25", "python2.7", "python3.6", "python3.7", "python3.8", "python3.9", "python3.10", "python3.11",
-    "python3.12", "python3.13", "python3.14", "dotnetcore1.0", "dotnetcore2.0", "dotnetcore2.1", "dotnetcore3.1",
-    "dotnet6", "dotnet8", "dotnet10", "nodejs4.3-edge", "go1.x", "ruby2.5", "ruby2.7", "ruby3.2", "ruby3.3",
-    "ruby3.4", "provided", "provided.al2", "provided.al2023",
+    "nodejs",
+    "nodejs4.3",
+    "nodejs6.10",
+    "nodejs8.10",
+    "nodejs10.x",
+    "nodejs12.x",
+    "nodejs14.x",
+    "nodejs16.x",
+    "nodejs18.x",
+    "nodejs20.x",
+    "nodejs22.x",
+    "nodejs24.x",
+    "java8",
+    "java8.al2",
+    "java11",
+    "java17",
+    "java21",
+    "java25",
+    "python2.7",
+    "python3.6",
+    "python3.7",
+    "python3.8",
+    "python3.9",
+    "python3.10",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "python3.14",
+    "dotnetcore1.0",
+    "dotnetcore2.0",
+    "dotnetcore2.1",
+    "dotnetcore3.1",
+    "dotnet6",
+    "dotnet8",
+    "dotnet10",
+    "nodejs4.3-edge",
+    "go1.x",
+    "ruby2.5",
+    "ruby2.7",
+    "ruby3.2",
+    "ruby3.3",
+    "ruby3.4",
+    "provided",
+    "provided.al2",
+    "provided.al2023",
 ];

@@ -62,7 +62,10 @@ fn load_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> Vec<T> {
         if p.extension().and_then(|x| x.to_str()) != Some("json") {
             continue;
         }
-        match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+        match std::fs::read(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
             Ok(v) => out.push(v),
             Err(e) => tracing::warn!(path = %p.display(), error = %e, "skipping unreadable record"),
         }
@@ -143,33 +146,36 @@ impl Store {
     }
 
     /// Applies `f` to a copy of the record, persists it, then makes it visible.
+    /// `Ok(None)` when there is no such function: the caller words the error, since only
+    /// it knows the region the ARN in the message must name.
     pub fn update_function<R>(
         &self,
         name: &str,
         f: impl FnOnce(&mut FunctionRecord) -> Result<R, AwsError>,
-    ) -> Result<(FunctionRecord, R), AwsError> {
+    ) -> Result<Option<(FunctionRecord, R)>, AwsError> {
         let mut st = self.state.write();
         let Some(cur) = st.functions.get(name) else {
-            return Err(AwsError::not_found(format!("Function not found: {name}")));
+            return Ok(None);
         };
         let mut rec = cur.clone();
         let out = f(&mut rec)?;
         self.persist_function(&rec)?;
         st.functions.insert(name.to_string(), rec.clone());
-        Ok((rec, out))
+        Ok(Some((rec, out)))
     }
 
-    pub fn delete_function(&self, name: &str) -> Result<FunctionRecord, AwsError> {
+    /// Removes a function and its metadata file. `Ok(None)` when there is no such function.
+    pub fn delete_function(&self, name: &str) -> Result<Option<FunctionRecord>, AwsError> {
         let mut st = self.state.write();
         if !st.functions.contains_key(name) {
-            return Err(AwsError::not_found(format!("Function not found: {name}")));
+            return Ok(None);
         }
         match std::fs::remove_file(self.function_path(name)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
         }
-        Ok(st.functions.remove(name).expect("checked above under the same lock"))
+        Ok(st.functions.remove(name))
     }
 
     /// All `$LATEST` configurations, sorted by name.
@@ -186,7 +192,10 @@ impl Store {
 
     pub fn total_code_size(&self) -> u64 {
         let st = self.state.read();
-        st.functions.values().map(|r| r.latest.code_size + r.versions.values().map(|v| v.code_size).sum::<u64>()).sum::<u64>()
+        st.functions
+            .values()
+            .map(|r| r.latest.code_size + r.versions.values().map(|v| v.code_size).sum::<u64>())
+            .sum::<u64>()
             + st.layers.values().flat_map(|l| l.versions.values()).map(|v| v.code_size).sum::<u64>()
     }
 
