@@ -59,7 +59,7 @@ def test_round_trip_context_and_env(lam, server):
     assert out["function_name"] == name
     assert out["function_version"] == "$LATEST"
     assert out["invoked_function_arn"] == f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
-    assert out["memory_limit_in_mb"] == 256
+    assert out["memory_limit_in_mb"] == "256"  # a str, as awslambdaric gives it
     assert len(out["aws_request_id"]) == 36
     assert out["log_group_name"] == f"/aws/lambda/{name}"
     assert "[$LATEST]" in out["log_stream_name"]
