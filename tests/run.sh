@@ -12,6 +12,8 @@ fi
 
 cargo build --locked
 cargo test --locked
+# The Rust custom-runtime fixture (the official lambda_runtime crate), cached in target/fixtures.
+cargo build --release --manifest-path tests/fixtures/rust-runtime/Cargo.toml --target-dir target/fixtures
 
 if [ "${RUSTSTACK_SKIP_DOCKER:-0}" != "1" ] && [ -f images/build.sh ]; then
   bash images/build.sh
