@@ -464,6 +464,11 @@ def test_layers(lam, tmp_path):
                  Layers=[p1["LayerArn"] + ":99"])
     expect_error("InvalidParameterValueException", 400, create, lam,
                  Layers=[str(tmp_path / "missing.zip")])
+    # Only regular files are read: a device or a directory is refused, not read forever.
+    for path in ("/dev/zero", str(tmp_path)):
+        expect_error("InvalidParameterValueException", 400, create, lam, Layers=[path])
+    (tmp_path / "notzip.zip").write_bytes(b"plain text")
+    expect_error("InvalidParameterValueException", 400, create, lam, Layers=[str(tmp_path / "notzip.zip")])
 
     # Delete: 404 afterwards; numbers are never reused.
     r = lam.delete_layer_version(LayerName=lname, VersionNumber=1)
@@ -514,9 +519,17 @@ def test_function_concurrency(lam):
     assert r["ReservedConcurrentExecutions"] == 5
     assert lam.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"] == 5
     assert lam.get_function(FunctionName=name)["Concurrency"] == {"ReservedConcurrentExecutions": 5}
+    unreserved = lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"]
+    assert unreserved <= 995
+    # At least 100 must stay unreserved across the account.
+    err = expect_error("InvalidParameterValueException", 400, lam.put_function_concurrency,
+                       FunctionName=name, ReservedConcurrentExecutions=unreserved + 5 - 99)
+    assert "UnreservedConcurrentExecution" in err["Error"]["Message"]
+    assert lam.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"] == 5
     r = lam.delete_function_concurrency(FunctionName=name)
     assert r["ResponseMetadata"]["HTTPStatusCode"] in (200, 204)
     assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName=name)
+    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == unreserved + 5
     expect_error("ResourceNotFoundException", 404, lam.put_function_concurrency,
                  FunctionName=unique("cp-missing"), ReservedConcurrentExecutions=1)
 

@@ -21,6 +21,10 @@ use crate::http_util::{self, Body, BodyError};
 const MAX_REQUEST: usize = 69_905_067;
 /// Page size cap for list operations (AWS: 50).
 const MAX_PAGE: usize = 50;
+/// The account's concurrency limit that GetAccountSettings reports (AWS's default).
+const ACCOUNT_CONCURRENCY: u64 = 1000;
+/// Concurrency that PutFunctionConcurrency must leave unreserved (AWS: 100).
+const UNRESERVED_MIN: u64 = 100;
 
 type R = Result<Response<Body>, AwsError>;
 
@@ -340,6 +344,28 @@ fn store_code(ctx: &Ctx, m: &Map<String, Value>) -> Result<Option<StoredCode>, A
     Ok(Some(StoredCode { sha_hex: d.sha256_hex, sha_b64: d.sha256_b64, size: d.size }))
 }
 
+/// Reads a local layer zip named by path. Only a regular file no larger than a package may
+/// be read: a path such as `/dev/zero` or a FIFO must not hang or exhaust the server.
+fn read_local_layer(path: &str) -> Result<Vec<u8>, AwsError> {
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| AwsError::invalid_param(format!("Cannot read layer file {path}: {e}"));
+    let max = crate::lambda::code::Limits::default().max_zip_bytes;
+    let f = std::fs::File::open(path).map_err(|e| cannot(&e))?;
+    let meta = f.metadata().map_err(|e| cannot(&e))?;
+    if !meta.is_file() {
+        return Err(cannot(&"not a regular file"));
+    }
+    if meta.len() > max as u64 {
+        return Err(cannot(&format!("larger than {max} bytes")));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|e| cannot(&e))?;
+    if bytes.len() > max {
+        return Err(cannot(&format!("larger than {max} bytes")));
+    }
+    Ok(bytes)
+}
+
 /// Resolves the `Layers` list: layer version ARNs, or local zip paths (the seed's form).
 fn resolve_layers(ctx: &Ctx, list: &[String]) -> Result<Vec<LayerRef>, AwsError> {
     if list.len() > 5 {
@@ -356,9 +382,7 @@ fn resolve_layers(ctx: &Ctx, list: &[String]) -> Result<Vec<LayerRef>, AwsError>
                 })?;
                 Ok(LayerRef { arn: l.clone(), code_size: v.code_size, sha_hex: v.sha_hex })
             } else if l.starts_with('/') || l.ends_with(".zip") || std::path::Path::new(l).is_file() {
-                let bytes = std::fs::read(l)
-                    .map_err(|e| AwsError::invalid_param(format!("Cannot read layer file {l}: {e}")))?;
-                let d = tokio::task::block_in_place(|| ctx.lambda.store.put_zip(&bytes))?;
+                let d = tokio::task::block_in_place(|| ctx.lambda.store.put_zip(&read_local_layer(l)?))?;
                 Ok(LayerRef { arn: l.clone(), code_size: d.size, sha_hex: d.sha256_hex })
             } else {
                 Err(AwsError::invalid_param(format!(
@@ -980,8 +1004,12 @@ fn put_concurrency(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let m = parse_body(body)?;
     let n = opt_u64(&m, "ReservedConcurrentExecutions")?
         .ok_or_else(|| AwsError::invalid_param("ReservedConcurrentExecutions is required"))?;
-    if n > 1000 {
-        return Err(AwsError::invalid_param("ReservedConcurrentExecutions must be at most 1000"));
+    // AWS keeps at least UNRESERVED_MIN of the account's concurrency unreserved.
+    let others = ctx.lambda.store.reserved_concurrency_total(Some(&name));
+    if others + n > ACCOUNT_CONCURRENCY - UNRESERVED_MIN {
+        return Err(AwsError::invalid_param(format!(
+            "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{UNRESERVED_MIN}]."
+        )));
     }
     update_record(ctx, &name, |rec| {
         rec.reserved_concurrency = Some(n as u32);
@@ -1204,8 +1232,9 @@ fn account_settings(ctx: &Ctx) -> R {
                 "TotalCodeSize": 80530636800u64,
                 "CodeSizeUnzipped": 262144000u64,
                 "CodeSizeZipped": 52428800u64,
-                "ConcurrentExecutions": 1000,
-                "UnreservedConcurrentExecutions": 1000,
+                "ConcurrentExecutions": ACCOUNT_CONCURRENCY,
+                "UnreservedConcurrentExecutions":
+                    ACCOUNT_CONCURRENCY.saturating_sub(ctx.lambda.store.reserved_concurrency_total(None)),
             },
             "AccountUsage": {
                 "TotalCodeSize": ctx.lambda.store.total_code_size(),

@@ -186,6 +186,17 @@ impl Store {
         v
     }
 
+    /// Reserved concurrency summed over every function except `except`.
+    pub fn reserved_concurrency_total(&self, except: Option<&str>) -> u64 {
+        let st = self.state.read();
+        st.functions
+            .iter()
+            .filter(|(name, _)| Some(name.as_str()) != except)
+            .filter_map(|(_, r)| r.reserved_concurrency)
+            .map(u64::from)
+            .sum()
+    }
+
     pub fn function_count(&self) -> usize {
         self.state.read().functions.len()
     }
