@@ -227,8 +227,14 @@ def test_list_functions_paging_120(lam):
         PaginationConfig={"MaxItems": 60, "PageSize": 25}).build_full_result()
     assert len(res["Functions"]) == 60 and res.get("NextToken")
 
-    for n in names:
-        lam.delete_function(FunctionName=n)
+    # The usual cleanup loop deletes what each page lists while paging on: no function
+    # may be skipped because the ones before it disappeared.
+    for page in lam.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 10}):
+        for f in page["Functions"]:
+            if f["FunctionName"] in names:
+                lam.delete_function(FunctionName=f["FunctionName"])
+    left = {f["FunctionName"] for p in lam.get_paginator("list_functions").paginate() for f in p["Functions"]}
+    assert not names & left, f"{len(names & left)} functions were skipped by the cleanup loop"
 
 
 # ---------- updates ----------

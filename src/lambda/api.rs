@@ -531,20 +531,32 @@ fn check_runnable(c: &FunctionConfig) -> Result<(), AwsError> {
 
 // ---------- functions ----------
 
-fn create_function(ctx: &Ctx, body: &[u8]) -> R {
+/// A CreateFunction request, decoded and checked without touching the store or the disk.
+struct CreateInput<'a> {
+    /// The configuration asked for; layers and code are resolved by [`create_function`].
+    config: FunctionConfig,
+    code: &'a Map<String, Value>,
+    tags: BTreeMap<String, String>,
+    publish: bool,
+}
+
+/// Decodes a CreateFunction body into the configuration it asks for, with no side effects
+/// (layers and code are not resolved). The control-plane fuzz target feeds it arbitrary JSON.
+pub fn decode_create_function(body: &[u8]) -> Result<FunctionConfig, AwsError> {
     let m = parse_body(body)?;
-    let raw = req_str(&m, "FunctionName")?;
+    decode_create(&m).map(|input| input.config)
+}
+
+fn decode_create(m: &Map<String, Value>) -> Result<CreateInput<'_>, AwsError> {
+    let raw = req_str(m, "FunctionName")?;
     let name = unqualified(&raw)?;
     arn::validate_function_name(&name).map_err(|e| AwsError::invalid_param(e.to_string()))?;
-    let role = req_str(&m, "Role")?;
-    let package_type = opt_str(&m, "PackageType")?.unwrap_or_else(|| "Zip".into());
+    let role = req_str(m, "Role")?;
+    let package_type = opt_str(m, "PackageType")?.unwrap_or_else(|| "Zip".into());
     if package_type != "Zip" && package_type != "Image" {
         return Err(AwsError::invalid_param(format!("Unsupported PackageType {package_type}")));
     }
-    if ctx.lambda.store.latest(&name).is_some() {
-        return Err(AwsError::conflict(format!("Function already exist: {name}")));
-    }
-    let code = opt_obj(&m, "Code")?.ok_or_else(|| {
+    let code = opt_obj(m, "Code")?.ok_or_else(|| {
         AwsError::invalid_param(
             "1 validation error detected: Value null at 'code' failed to satisfy constraint: Member must not be null",
         )
@@ -579,7 +591,7 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         state_reason: None,
         state_reason_code: None,
     };
-    apply_config(&mut c, &m, requested_layers(ctx, &m)?)?;
+    apply_config(&mut c, m, None)?;
     if package_type == "Image" {
         let uri = opt_str(code, "ImageUri")?
             .ok_or_else(|| AwsError::invalid_param("Code.ImageUri is required for PackageType Image"))?;
@@ -589,6 +601,23 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         c.handler = None;
     } else {
         check_runnable(&c)?;
+    }
+    let tags = str_map(m, "Tags")?.unwrap_or_default();
+    let publish = opt_bool(m, "Publish")?;
+    Ok(CreateInput { config: c, code, tags, publish })
+}
+
+fn create_function(ctx: &Ctx, body: &[u8]) -> R {
+    let m = parse_body(body)?;
+    let CreateInput { config: mut c, code, tags, publish } = decode_create(&m)?;
+    let name = c.name.clone();
+    if ctx.lambda.store.latest(&name).is_some() {
+        return Err(AwsError::conflict(format!("Function already exist: {name}")));
+    }
+    if let Some(layers) = requested_layers(ctx, &m)? {
+        c.layers = layers;
+    }
+    if c.package_type == "Zip" {
         let stored = store_code(ctx, code)?.ok_or_else(|| {
             AwsError::invalid_param(
                 "Please provide a source for function code: Code.ZipFile or Code.S3Bucket and Code.S3Key",
@@ -598,7 +627,6 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         c.code_sha256 = stored.sha_b64;
         c.code_size = stored.size;
     }
-    let tags = str_map(&m, "Tags")?.unwrap_or_default();
     let latest = Arc::new(c);
     let mut rec = FunctionRecord {
         latest: latest.clone(),
@@ -609,7 +637,7 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         reserved_concurrency: None,
     };
     let mut out = latest.to_json(&ctx.scope, false);
-    if opt_bool(&m, "Publish")? {
+    if publish {
         let v = publish_into(&mut rec, None);
         out = v.to_json(&ctx.scope, true);
     }
@@ -676,21 +704,17 @@ fn get_configuration(ctx: &Ctx, raw: &str) -> R {
 
 fn list_functions(ctx: &Ctx) -> R {
     let all_versions = ctx.q("FunctionVersion") == Some("ALL");
-    let mut items: Vec<Value> = Vec::new();
+    let mut items = Vec::new();
     for rec in ctx.lambda.store.list_functions() {
-        items.push(list_item(&rec.latest, ctx, all_versions));
+        let name = &rec.latest.name;
+        items.push((function_key(name, 0), list_item(&rec.latest, ctx, all_versions)));
         if all_versions {
-            for v in rec.versions.values() {
-                items.push(list_item(v, ctx, true));
+            for (n, v) in &rec.versions {
+                items.push((function_key(name, *n), list_item(v, ctx, true)));
             }
         }
     }
-    let (page, next) = paginate(ctx, items)?;
-    let mut out = json!({"Functions": page});
-    if let Some(n) = next {
-        out["NextMarker"] = n.into();
-    }
-    ok_json(StatusCode::OK, out)
+    page_response(ctx, "Functions", items)
 }
 
 /// ListFunctions returns a subset of FunctionConfiguration.
@@ -711,12 +735,13 @@ fn list_item(c: &FunctionConfig, ctx: &Ctx, qualified: bool) -> Value {
     v
 }
 
-/// Marker is the index of the first item of the page, as a string.
-fn paginate(ctx: &Ctx, items: Vec<Value>) -> Result<(Vec<Value>, Option<String>), AwsError> {
-    let start = match ctx.q("Marker").filter(|s| !s.is_empty()) {
-        Some(m) => m.parse::<usize>().map_err(|_| AwsError::invalid_param(format!("Invalid Marker: {m}")))?,
-        None => 0,
-    };
+/// One page of a list operation as `{list_key: [...], NextMarker}`.
+///
+/// Each item comes with a sort key whose order is the listing order. The marker is the key
+/// of the last item returned, and the next page starts after it, so items created or
+/// deleted between pages (a cleanup loop that deletes what it lists) neither shift nor
+/// skip the rest.
+fn page_response(ctx: &Ctx, list_key: &str, mut items: Vec<(String, Value)>) -> R {
     let max = match ctx.q("MaxItems") {
         Some(s) => s
             .parse::<usize>()
@@ -726,10 +751,23 @@ fn paginate(ctx: &Ctx, items: Vec<Value>) -> Result<(Vec<Value>, Option<String>)
         None => MAX_PAGE,
     }
     .min(MAX_PAGE);
-    let total = items.len();
-    let page: Vec<Value> = items.into_iter().skip(start).take(max).collect();
-    let next = (start + page.len() < total).then(|| (start + page.len()).to_string());
-    Ok((page, next))
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let marker = ctx.q("Marker").filter(|s| !s.is_empty());
+    let start = marker.map_or(0, |m| items.partition_point(|(k, _)| k.as_str() <= m));
+    let rest = items.len() - start;
+    let page: Vec<(String, Value)> = items.into_iter().skip(start).take(max).collect();
+    let next = if rest > page.len() { page.last().map(|(k, _)| k.clone()) } else { None };
+    let mut out = json!({ list_key: page.into_iter().map(|(_, v)| v).collect::<Vec<_>>() });
+    if let Some(n) = next {
+        out["NextMarker"] = n.into();
+    }
+    ok_json(StatusCode::OK, out)
+}
+
+/// Sort key of a function version in ListFunctions: the name, then `$LATEST` (0) and the
+/// versions in order. `!` sorts below every name character, so `a`'s versions come before `a-b`.
+fn function_key(name: &str, version: u64) -> String {
+    format!("{name}!{version:020}")
 }
 
 fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
@@ -874,14 +912,9 @@ fn publish_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
 fn list_versions(ctx: &Ctx, raw: &str) -> R {
     let name = unqualified(raw)?;
     let rec = get_record(ctx, &name)?;
-    let mut items = vec![rec.latest.to_json(&ctx.scope, true)];
-    items.extend(rec.versions.values().map(|v| v.to_json(&ctx.scope, true)));
-    let (page, next) = paginate(ctx, items)?;
-    let mut out = json!({"Versions": page});
-    if let Some(n) = next {
-        out["NextMarker"] = n.into();
-    }
-    ok_json(StatusCode::OK, out)
+    let mut items = vec![(format!("{:020}", 0), rec.latest.to_json(&ctx.scope, true))];
+    items.extend(rec.versions.iter().map(|(n, v)| (format!("{n:020}"), v.to_json(&ctx.scope, true))));
+    page_response(ctx, "Versions", items)
 }
 
 // ---------- aliases ----------
@@ -947,18 +980,13 @@ fn list_aliases(ctx: &Ctx, raw: &str) -> R {
     let name = unqualified(raw)?;
     let rec = get_record(ctx, &name)?;
     let fv = ctx.q("FunctionVersion");
-    let items: Vec<Value> = rec
+    let items = rec
         .aliases
         .values()
         .filter(|a| fv.is_none_or(|v| a.function_version == v))
-        .map(|a| a.to_json(&ctx.scope, &name))
+        .map(|a| (a.name.clone(), a.to_json(&ctx.scope, &name)))
         .collect();
-    let (page, next) = paginate(ctx, items)?;
-    let mut out = json!({"Aliases": page});
-    if let Some(n) = next {
-        out["NextMarker"] = n.into();
-    }
-    ok_json(StatusCode::OK, out)
+    page_response(ctx, "Aliases", items)
 }
 
 fn update_alias(ctx: &Ctx, raw: &str, alias: &str, body: &[u8]) -> R {
@@ -1117,49 +1145,40 @@ fn layer_matches(ctx: &Ctx, lv: &LayerVersion) -> bool {
 }
 
 fn list_layers(ctx: &Ctx) -> R {
-    let items: Vec<Value> = ctx
+    let items = ctx
         .lambda
         .store
         .list_layers()
         .into_iter()
         .filter_map(|rec| {
             let latest = rec.versions.values().rev().find(|lv| layer_matches(ctx, lv))?;
-            Some(json!({
+            let item = json!({
                 "LayerName": rec.name,
                 "LayerArn": arn::layer_arn(&ctx.scope.region, &ctx.scope.account, &rec.name),
                 "LatestMatchingVersion": latest.to_list_json(&ctx.scope),
-            }))
+            });
+            Some((rec.name, item))
         })
         .collect();
-    let (page, next) = paginate(ctx, items)?;
-    let mut out = json!({"Layers": page});
-    if let Some(n) = next {
-        out["NextMarker"] = n.into();
-    }
-    ok_json(StatusCode::OK, out)
+    page_response(ctx, "Layers", items)
 }
 
 fn list_layer_versions(ctx: &Ctx, raw: &str) -> R {
     let name = layer_name(raw)?;
-    let items: Vec<Value> = ctx
+    // Newest first: the key counts down.
+    let items = ctx
         .lambda
         .store
         .get_layer(&name)
         .map(|rec| {
             rec.versions
                 .values()
-                .rev()
                 .filter(|lv| layer_matches(ctx, lv))
-                .map(|lv| lv.to_list_json(&ctx.scope))
+                .map(|lv| (format!("{:020}", u64::MAX - lv.version), lv.to_list_json(&ctx.scope)))
                 .collect()
         })
         .unwrap_or_default();
-    let (page, next) = paginate(ctx, items)?;
-    let mut out = json!({"LayerVersions": page});
-    if let Some(n) = next {
-        out["NextMarker"] = n.into();
-    }
-    ok_json(StatusCode::OK, out)
+    page_response(ctx, "LayerVersions", items)
 }
 
 fn delete_layer_version(ctx: &Ctx, raw: &str, v: &str) -> R {
