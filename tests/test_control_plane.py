@@ -265,20 +265,20 @@ def test_update_function_code(lam):
 def test_update_function_configuration(lam):
     name, zb, created = create(lam)
     up = lam.update_function_configuration(
-        FunctionName=name, Environment={"Variables": {"A": "1", "B_2": "two"}},
+        FunctionName=name, Environment={"Variables": {"ALPHA": "1", "B_2": "two"}},
         Timeout=30, MemorySize=512, Handler="app.other", Description="d")
-    assert up["Environment"] == {"Variables": {"A": "1", "B_2": "two"}}
+    assert up["Environment"] == {"Variables": {"ALPHA": "1", "B_2": "two"}}
     assert (up["Timeout"], up["MemorySize"], up["Handler"], up["Description"]) == (30, 512, "app.other", "d")
     assert up["RevisionId"] != created["RevisionId"]
     assert up["CodeSha256"] == created["CodeSha256"], "a config update must keep the code"
     lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 2})
     got = lam.get_function_configuration(FunctionName=name)
-    assert got["Environment"]["Variables"] == {"A": "1", "B_2": "two"}
+    assert got["Environment"]["Variables"] == {"ALPHA": "1", "B_2": "two"}
     assert got["Timeout"] == 30 and got["MemorySize"] == 512 and got["Handler"] == "app.other"
 
     # Fields not named are kept.
     up2 = lam.update_function_configuration(FunctionName=name, Timeout=5)
-    assert up2["MemorySize"] == 512 and up2["Environment"]["Variables"]["A"] == "1"
+    assert up2["MemorySize"] == 512 and up2["Environment"]["Variables"]["ALPHA"] == "1"
     # Clearing the environment.
     up3 = lam.update_function_configuration(FunctionName=name, Environment={"Variables": {}})
     assert "Environment" not in up3 or up3["Environment"].get("Variables") in ({}, None)
@@ -543,36 +543,40 @@ def test_function_concurrency(lam):
 # ---------- errors ----------
 
 def test_create_errors(server, lam):
-    loose = server.client("lambda", parameter_validation=False)
+    loose = server.client("lambda", parameter_validation=False)  # lets Timeout=0 etc. reach the server
     name, zb, _ = create(lam)
     err = expect_error("ResourceConflictException", 409, create, lam, name=name)
     assert name in err["Error"]["Message"]
-    expect_error("InvalidParameterValueException", 400, create, lam, name="bad name!")
-    expect_error("InvalidParameterValueException", 400, create, lam, name="bad.name")
-    expect_error("InvalidParameterValueException", 400, create, lam, name="x" * 65)
-    create(lam, name=unique("x" * 40)[:64])  # 64 is fine
-    expect_error("InvalidParameterValueException", 400, create, lam, Runtime="python2.0")
-    expect_error("InvalidParameterValueException", 400, lam.create_function,
-                 FunctionName=unique("cp-nozip"), Runtime="python3.12", Role=ROLE,
-                 Handler="app.handler", Code={"ZipFile": b"this is not a zip file"})
-    expect_error("InvalidParameterValueException", 400, lam.create_function,
-                 FunctionName=unique("cp-nohandler"), Runtime="python3.12", Role=ROLE,
-                 Code={"ZipFile": zb})
-    expect_error("InvalidParameterValueException", 400, lam.create_function,
-                 FunctionName=unique("cp-nocode"), Runtime="python3.12", Role=ROLE,
-                 Handler="app.handler", Code={})
-    expect_error("InvalidParameterValueException", 400, create, loose, Timeout=0)
-    expect_error("InvalidParameterValueException", 400, create, loose, Timeout=901)
-    expect_error("InvalidParameterValueException", 400, create, loose, MemorySize=64)
-    expect_error("InvalidParameterValueException", 400, create, lam, Handler="app handler")
-    expect_error("InvalidParameterValueException", 400, lam.create_function,
-                 FunctionName=unique("cp-norole"), Runtime="python3.12", Role="",
-                 Handler="app.handler", Code={"ZipFile": zb})
-    expect_error("ResourceNotFoundException", 404, lam.get_function, FunctionName=unique("cp-missing"))
-    expect_error("ResourceNotFoundException", 404, lam.update_function_code,
-                 FunctionName=unique("cp-missing"), ZipFile=zb)
-    # None of the rejected functions exists afterwards.
-    assert not [f for f in lam.list_functions(MaxItems=50)["Functions"] if f["FunctionName"] in ("bad.name",)]
+
+    def rejected(client=lam, **kw):
+        """CreateFunction with one bad member: a 400 InvalidParameterValueException, and no function."""
+        args = dict(FunctionName=unique("cp-bad"), Runtime="python3.12", Role=ROLE,
+                    Handler="app.handler", Code={"ZipFile": zb})
+        args.update(kw)
+        args = {k: v for k, v in args.items() if v is not None}
+        expect_error("InvalidParameterValueException", 400, client.create_function, **args)
+        if "FunctionName" in kw:
+            return
+        expect_error("ResourceNotFoundException", 404, lam.get_function, FunctionName=args["FunctionName"])
+
+    rejected(FunctionName="bad name!")
+    rejected(FunctionName="bad.name")
+    rejected(FunctionName="x" * 65)
+    n64 = (unique("cp") + "x" * 64)[:64]
+    assert create(lam, name=n64)[2]["FunctionName"] == n64  # 64 is fine
+    rejected(Runtime="python2.0")
+    rejected(Code={"ZipFile": b"this is not a zip file"})
+    rejected(Code={"ZipFile": b"PK\x03\x04 truncated"})
+    rejected(Handler=None)
+    rejected(Handler="app handler")
+    rejected(Code={})
+    rejected(loose, Timeout=0)
+    rejected(loose, Timeout=901)
+    rejected(loose, MemorySize=64)
+    rejected(Role="")
+    rejected(Role="lambda-role")
+    rejected(Environment={"Variables": {"1BAD": "x"}})
+    rejected(loose, Architectures=["sparc"])
 
 
 def test_not_found_names_the_function_arn(lam):
@@ -694,7 +698,7 @@ def _populate(lam, tmp_path):
     local = tmp_path / "layer.zip"
     local.write_bytes(lz)
     lam.create_function(FunctionName="persist-a", Runtime="python3.12", Role=ROLE, Handler="app.handler",
-                        Code={"ZipFile": zb}, Tags={"k": "v"}, Environment={"Variables": {"E": "1"}},
+                        Code={"ZipFile": zb}, Tags={"k": "v"}, Environment={"Variables": {"EV": "1"}},
                         Layers=[layer["LayerVersionArn"], str(local)])
     lam.create_function(FunctionName="persist-b", Runtime="python3.11", Role=ROLE, Handler="app.handler",
                         Code={"ZipFile": zb}, Timeout=42)
@@ -709,7 +713,7 @@ def _check_state(lam, zb, lz, layer):
     assert {"persist-a", "persist-b"} <= names
     a = lam.get_function(FunctionName="persist-a")
     assert a["Configuration"]["CodeSha256"] == code_sha256(zb)
-    assert a["Configuration"]["Environment"]["Variables"] == {"E": "1"}
+    assert a["Configuration"]["Environment"]["Variables"] == {"EV": "1"}
     assert a["Configuration"]["Layers"][0] == {"Arn": layer["LayerVersionArn"], "CodeSize": len(lz)}
     assert a["Tags"] == {"k": "v"}
     with urllib.request.urlopen(a["Code"]["Location"], timeout=10) as r:
