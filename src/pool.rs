@@ -263,6 +263,8 @@ impl Pool {
         self.busy.close();
         let stops = all.iter().map(|e| e.sandbox.stop());
         futures_util::future::join_all(stops).await;
+        // Containers whose stop was spawned earlier, or that were still starting.
+        self.executors.docker.shutdown().await;
     }
 
     /// (live, idle) environment counts.

@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::aws::arn;
-use crate::config::Config;
+use crate::config::{Config, ExecutorMode, NetworkMode};
 use crate::executor::Executors;
 use crate::http_util::{self, Body};
 use crate::lambda::model::Scope;
@@ -46,7 +46,43 @@ pub async fn run(cfg: Config) -> Result<u8, String> {
         data_dir.display(),
         cfg.lambda_executor
     );
-    serve(app, listener).await
+    let gateway = bridge_listener(&app, addr).await;
+    serve(app, listener, gateway).await
+}
+
+/// Bridge network: containers reach the API at `host.docker.internal`, the bridge gateway,
+/// so the API listens there too (only there, never on 0.0.0.0).
+async fn bridge_listener(app: &Arc<App>, addr: SocketAddr) -> Option<TcpListener> {
+    if app.cfg.lambda_network != NetworkMode::Bridge
+        || app.cfg.lambda_executor == ExecutorMode::Subprocess
+        || addr.ip().is_unspecified()
+    {
+        return None;
+    }
+    let gw = match app.lambda.pool.executors.docker.bridge_gateway().await {
+        Ok(gw) => gw,
+        Err(e) => {
+            tracing::warn!("bridge network: {e}; containers cannot reach RustStack");
+            return None;
+        }
+    };
+    match TcpListener::bind((gw, addr.port())).await {
+        Ok(l) => {
+            tracing::info!("bridge network: also listening on http://{gw}:{} for containers", addr.port());
+            Some(l)
+        }
+        Err(e) => {
+            tracing::warn!("bridge network: cannot listen on {gw}:{}: {e}; containers cannot reach RustStack", addr.port());
+            None
+        }
+    }
+}
+
+async fn accept_on(l: &Option<TcpListener>) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Opens the stores and starts the services behind the listener.
@@ -67,38 +103,19 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     Ok(Arc::new(App { lambda, s3, cfg, in_flight: AtomicUsize::new(0) }))
 }
 
-async fn serve(app: Arc<App>, listener: TcpListener) -> Result<u8, String> {
+async fn serve(app: Arc<App>, listener: TcpListener, gateway: Option<TcpListener>) -> Result<u8, String> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
-            r = listener.accept() => {
-                let (stream, _) = match r {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let app = app.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(&app, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .writev(false)
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+            r = listener.accept() => serve_conn(&app, r).await,
+            r = accept_on(&gateway) => serve_conn(&app, r).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     drop(listener);
+    drop(gateway);
     tracing::info!("shutting down: waiting for in-flight requests");
     let grace = Instant::now() + Duration::from_secs(app.cfg.shutdown_grace);
     while app.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < grace {
@@ -107,6 +124,30 @@ async fn serve(app: Arc<App>, listener: TcpListener) -> Result<u8, String> {
     app.lambda.pool.shutdown().await;
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// Serves one accepted connection in its own task.
+async fn serve_conn(app: &Arc<App>, accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>) {
+    let stream = match accepted {
+        Ok((s, _)) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let app = app.clone();
+    tokio::spawn(async move {
+        let svc = hyper::service::service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&app, req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .writev(false)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+            .await;
+    });
 }
 
 struct InFlight<'a>(&'a AtomicUsize);

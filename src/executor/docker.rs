@@ -1,44 +1,871 @@
-//! The Docker executor (bollard): Lambda images with the environment's Runtime API endpoint.
+//! The Docker executor: each environment is a container from a Lambda image whose own
+//! `/lambda-entrypoint.sh` runs the image's runtime client against the environment's
+//! Runtime API endpoint (PROTOCOL.md §5). Talks to the engine through bollard only.
 //!
-//! Not implemented yet (issue 4): starting an environment returns a clear error.
+//! - One shared client, connected on first use with bollard's local defaults (`DOCKER_HOST`
+//!   honoured) and the API version negotiated with the engine.
+//! - Images ([`images`]): `--lambda-runtime-image RUNTIME=IMAGE`, else
+//!   `public.ecr.aws/lambda/<runtime>`; PackageType=Image runs its ImageUri. A missing image is
+//!   pulled with progress in the log; a failed pull is a clear error, never a hang.
+//! - A cold start is create → start (plus an attach for images without a shell). The image is
+//!   looked at once per server, not per container; the warm path makes no Docker calls.
+//! - Code is mounted read-only at `/var/task`, layers merged read-only at `/opt` ([`layers`]),
+//!   output goes to the environment's log ([`output`]).
+//! - Every container is labelled `ruststack=1` plus its owner. Containers left by a crashed
+//!   server are removed in the background at start; [`DockerExecutor::shutdown`] removes
+//!   every container this server still has.
 
+mod images;
+mod layers;
+mod output;
+
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
 
 use super::{EnvSpec, LogSink};
 use crate::aws::AwsError;
-use crate::config::Config;
-use crate::runtime_api::Endpoint;
+use crate::config::{Config, NetworkMode};
+use crate::lambda::model::FunctionConfig;
+use crate::runtime_api::{Death, Endpoint};
+pub use images::default_image;
+use images::ImageState;
+use output::{AttachOutput, FifoOutput, Output};
 
-pub struct DockerExecutor {}
+/// Most processes (and threads) one function container may run.
+const PIDS_LIMIT: i64 = 512;
+/// How long the engine may take to answer the version handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for container starts already under way.
+const SHUTDOWN_WAIT_STARTS: Duration = Duration::from_secs(10);
 
-pub struct Container {}
+pub struct DockerExecutor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Connected (and version-negotiated) on first use; a failure is retried next time.
+    engine: tokio::sync::OnceCell<Engine>,
+    /// `--lambda-runtime-image` mappings.
+    runtime_images: HashMap<String, String>,
+    network: NetworkMode,
+    server_addr: SocketAddr,
+    /// Merged layer directories, one per distinct layer list.
+    merged_root: PathBuf,
+    /// Output FIFOs: `<data>/run`, one subdirectory per server process.
+    run_root: PathBuf,
+    /// The default bridge's gateway (bridge mode), once known.
+    gateway: OnceLock<Ipv4Addr>,
+    /// Per image: what we know, behind a lock so concurrent starts share one pull.
+    images: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ImageState>>>>,
+    /// Containers created and not yet removed (by id), for shutdown.
+    live: Mutex<HashSet<String>>,
+    /// Container starts under way.
+    starting: AtomicUsize,
+    closing: AtomicBool,
+    owner: Owner,
+}
+
+struct Engine {
+    docker: Docker,
+    /// The engine shares this machine's filesystem, so a FIFO bind-mounted into a container
+    /// is the same FIFO (not so for remote engines or Docker Desktop's VM).
+    local: bool,
+}
+
+/// Who owns a container: lets a new server tell a crashed server's containers from a live one's.
+struct Owner {
+    host: String,
+    pid: u32,
+    server: String,
+}
+
+/// One running container. Dropping it without [`Container::stop`] removes it in the background.
+pub struct Container {
+    id: String,
+    inner: Arc<Inner>,
+    stopped: Arc<AtomicBool>,
+    output: Output,
+}
+
+/// Why one attempt to start a container failed.
+enum Failure {
+    /// The image has no `/bin/sh` for the output wrapper: start again with attach.
+    NoShell,
+    Aws(AwsError),
+}
+
+impl From<AwsError> for Failure {
+    fn from(e: AwsError) -> Failure {
+        Failure::Aws(e)
+    }
+}
 
 impl DockerExecutor {
-    pub fn new(_cfg: &Config, _server_addr: SocketAddr) -> DockerExecutor {
-        DockerExecutor {}
+    pub fn new(cfg: &Config, server_addr: SocketAddr) -> DockerExecutor {
+        let runtime_images = cfg.runtime_images().unwrap_or_default().into_iter().collect();
+        let data_dir = cfg.data_dir();
+        let inner = Arc::new(Inner {
+            engine: tokio::sync::OnceCell::new(),
+            runtime_images,
+            network: cfg.lambda_network,
+            server_addr,
+            merged_root: data_dir.join("layers-merged"),
+            run_root: data_dir.join("run"),
+            gateway: OnceLock::new(),
+            images: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashSet::new()),
+            starting: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            owner: Owner { host: hostname(), pid: std::process::id(), server: server_addr.to_string() },
+        });
+        // Clean up after a crashed earlier run, off the start-up path.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let inner = inner.clone();
+            rt.spawn(async move { inner.remove_stale().await });
+        }
+        DockerExecutor { inner }
     }
 
+    /// The address Runtime API listeners for containers bind to: loopback with the host
+    /// network, the default bridge's gateway in bridge mode (never 0.0.0.0).
     pub fn bind_ip(&self) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
+        match (self.inner.network, self.inner.gateway.get()) {
+            (NetworkMode::Bridge, Some(gw)) => IpAddr::V4(*gw),
+            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    /// Bridge mode: the default bridge network's gateway address, looked up once.
+    pub async fn bridge_gateway(&self) -> Result<Ipv4Addr, String> {
+        self.inner.bridge_gateway().await
+    }
+
+    /// The image a function runs in: its ImageUri, the `--lambda-runtime-image` mapping for
+    /// its runtime, or `public.ecr.aws/lambda/<runtime>`. Empty when there is none.
+    pub fn image_for(&self, cfg: &FunctionConfig) -> String {
+        self.inner.image_for(cfg)
+    }
+
+    /// Makes sure `image` is present, pulling it (progress in the log) when it is not.
+    /// The error names the image and says why, e.g. for a function's StateReason.
+    pub async fn ensure_image(&self, image: &str) -> Result<(), String> {
+        self.inner.ensure_image(image).await
     }
 
     pub async fn start(
         &self,
-        _spec: &EnvSpec,
-        _api: SocketAddr,
-        _endpoint: Arc<Endpoint>,
-        _log: Arc<LogSink>,
+        spec: &EnvSpec,
+        api: SocketAddr,
+        endpoint: Arc<Endpoint>,
+        log: Arc<LogSink>,
     ) -> Result<Container, AwsError> {
-        Err(AwsError::new(
-            http::StatusCode::BAD_GATEWAY,
-            "InvalidRuntimeException",
-            "the docker executor is not available in this build",
-        ))
+        // Run the start in its own task: if the caller goes away half way, the container is
+        // still handed to a `Container`, whose drop removes it.
+        let inner = self.inner.clone();
+        let spec = spec.clone();
+        inner.starting.fetch_add(1, Ordering::SeqCst);
+        let task = tokio::spawn(async move {
+            let r = inner.start(&spec, api, endpoint, log).await;
+            inner.starting.fetch_sub(1, Ordering::SeqCst);
+            r
+        });
+        task.await.map_err(|e| AwsError::service(format!("container start failed: {e}")))?
+    }
+
+    /// Removes every container this server still has, and refuses new ones.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.closing.store(true, Ordering::SeqCst);
+        let until = Instant::now() + SHUTDOWN_WAIT_STARTS;
+        while inner.starting.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let ids: Vec<String> = inner.live.lock().iter().cloned().collect();
+        if ids.is_empty() {
+            return;
+        }
+        tracing::info!(count = ids.len(), "removing containers");
+        futures_util::future::join_all(ids.iter().map(|id| inner.remove(id))).await;
+    }
+}
+
+impl Inner {
+    /// The shared client: bollard's local defaults, or `DOCKER_HOST` when set.
+    async fn engine(&self) -> Result<&Engine, String> {
+        self.engine
+            .get_or_try_init(|| async {
+                let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+                let docker = match &host {
+                    Some(_) => Docker::connect_with_defaults(),
+                    None => Docker::connect_with_local_defaults(),
+                };
+                let local = cfg!(target_os = "linux") && host.as_deref().is_none_or(|h| h.starts_with("unix://"));
+                let where_ = host.unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+                let docker = docker.map_err(|e| format!("cannot connect to Docker at {where_}: {e}"))?;
+                let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+                    Err(_) => return Err(format!("Docker at {where_} did not answer within {}s", CONNECT_TIMEOUT.as_secs())),
+                    Ok(Err(e)) => return Err(format!("cannot connect to Docker at {where_}: {e}")),
+                    Ok(Ok(d)) => d,
+                };
+                // Docker Desktop runs the engine in a VM: a FIFO would not cross into it.
+                let platform = docker.version().await.ok().and_then(|v| v.platform).map(|p| p.name).unwrap_or_default();
+                let local = local && !platform.contains("Desktop");
+                tracing::info!(docker = %where_, api = %docker.client_version(), engine = %platform, local, "connected to Docker");
+                Ok(Engine { docker, local })
+            })
+            .await
+    }
+
+    fn image_for(&self, cfg: &FunctionConfig) -> String {
+        if cfg.package_type == "Image" {
+            return cfg.image_uri.clone().unwrap_or_default();
+        }
+        let Some(runtime) = cfg.runtime.as_deref() else { return String::new() };
+        if let Some(image) = self.runtime_images.get(runtime) {
+            return image.clone();
+        }
+        default_image(runtime).unwrap_or_default()
+    }
+
+    fn image_slot(&self, image: &str) -> Arc<tokio::sync::Mutex<ImageState>> {
+        self.images.lock().entry(image.to_string()).or_default().clone()
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<(), String> {
+        if image.is_empty() {
+            return Err("no image: the function has no runtime or ImageUri".into());
+        }
+        let docker = &self.engine().await?.docker;
+        let slot = self.image_slot(image);
+        let mut st = slot.lock().await;
+        if st.present {
+            return Ok(());
+        }
+        match docker.inspect_image(image).await {
+            Ok(_) => {}
+            Err(e) if status(&e) == Some(404) => images::pull(docker, image).await?,
+            Err(e) => return Err(format!("cannot inspect image {image}: {}", message(&e))),
+        }
+        st.present = true;
+        Ok(())
+    }
+
+    /// The image's ENTRYPOINT and CMD, looked up once (pulling the image if it is missing).
+    async fn image_config(&self, docker: &Docker, image: &str) -> Result<(Vec<String>, Vec<String>), String> {
+        let slot = self.image_slot(image);
+        let mut st = slot.lock().await;
+        if let Some(c) = &st.config {
+            return Ok(c.clone());
+        }
+        let inspected = match docker.inspect_image(image).await {
+            Ok(i) => i,
+            Err(e) if status(&e) == Some(404) => {
+                images::pull(docker, image).await?;
+                docker
+                    .inspect_image(image)
+                    .await
+                    .map_err(|e| format!("image {image} pulled but not found: {}", message(&e)))?
+            }
+            Err(e) => return Err(format!("cannot inspect image {image}: {}", message(&e))),
+        };
+        let cfg = inspected.config.unwrap_or_default();
+        let c = (cfg.entrypoint.unwrap_or_default(), cfg.cmd.unwrap_or_default());
+        st.present = true;
+        st.config = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Forgets what we knew about an image (it was removed behind our back).
+    fn forget_image(&self, image: &str) {
+        self.images.lock().remove(image);
+    }
+
+    async fn bridge_gateway(&self) -> Result<Ipv4Addr, String> {
+        if let Some(gw) = self.gateway.get() {
+            return Ok(*gw);
+        }
+        let docker = &self.engine().await?.docker;
+        let net = docker
+            .inspect_network("bridge", None)
+            .await
+            .map_err(|e| format!("cannot inspect the default bridge network: {}", message(&e)))?;
+        let configs = net.ipam.and_then(|i| i.config).unwrap_or_default();
+        let gw = configs
+            .iter()
+            .find_map(|c| c.gateway.as_deref().and_then(|g| g.parse::<Ipv4Addr>().ok()))
+            .or_else(|| configs.iter().find_map(|c| c.subnet.as_deref().and_then(gateway_in_subnet)))
+            .ok_or_else(|| "the default bridge network has no IPv4 gateway".to_string())?;
+        let _ = self.gateway.set(gw);
+        tracing::info!(gateway = %gw, "bridge network: containers reach RustStack through the bridge gateway");
+        Ok(gw)
+    }
+
+    async fn start(
+        self: &Arc<Self>,
+        spec: &EnvSpec,
+        api: SocketAddr,
+        endpoint: Arc<Endpoint>,
+        log: Arc<LogSink>,
+    ) -> Result<Container, AwsError> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(AwsError::service("server is shutting down"));
+        }
+        let engine = self.engine().await.map_err(|e| {
+            AwsError::new(http::StatusCode::BAD_GATEWAY, "ServiceException", format!("Docker executor: {e}"))
+        })?;
+        let c = &spec.config;
+        let image = self.image_for(c);
+        if image.is_empty() {
+            return Err(invalid_runtime(format!(
+                "Function {}: no image for runtime {}",
+                c.name,
+                c.runtime.as_deref().unwrap_or("(none)")
+            )));
+        }
+        if self.network == NetworkMode::Bridge {
+            let gw = self.bridge_gateway().await.map_err(AwsError::service)?;
+            if api.ip() != IpAddr::V4(gw) {
+                return Err(AwsError::service(format!(
+                    "bridge network: the Runtime API listener is on {api}, not on the bridge gateway {gw}"
+                )));
+            }
+        }
+        let opt_dir = if spec.layer_dirs.is_empty() || c.package_type == "Image" {
+            None
+        } else {
+            let root = self.merged_root.clone();
+            let dirs = spec.layer_dirs.clone();
+            let merged = tokio::task::spawn_blocking(move || layers::merge(&root, &dirs))
+                .await
+                .map_err(|e| AwsError::service(format!("layer merge failed: {e}")))?
+                .map_err(|e| AwsError::service(format!("cannot merge the function's layers: {e}")))?;
+            Some(merged)
+        };
+        let mut fifo = engine.local && !self.image_slot(&image).lock().await.no_shell;
+        loop {
+            match self.start_once(engine, spec, &image, api, opt_dir.as_deref(), &endpoint, &log, fifo).await {
+                Ok(c) => return Ok(c),
+                Err(Failure::NoShell) if fifo => {
+                    tracing::info!(image = %image, "image has no /bin/sh: reading its output through docker attach");
+                    self.image_slot(&image).lock().await.no_shell = true;
+                    fifo = false;
+                }
+                Err(Failure::NoShell) => {
+                    return Err(invalid_runtime(format!("cannot start a container from {image}: no /bin/sh")));
+                }
+                Err(Failure::Aws(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// One create → (attach) → start. With `fifo`, the output goes through a FIFO.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_once(
+        self: &Arc<Self>,
+        engine: &Engine,
+        spec: &EnvSpec,
+        image: &str,
+        api: SocketAddr,
+        opt_dir: Option<&Path>,
+        endpoint: &Arc<Endpoint>,
+        log: &Arc<LogSink>,
+        fifo: bool,
+    ) -> Result<Container, Failure> {
+        let docker = &engine.docker;
+        let c = &spec.config;
+        let name = container_name(&c.name);
+        let fifo_out = if fifo {
+            let dir = self.run_root.join(self.owner.pid.to_string()).join(&name);
+            match FifoOutput::create(dir, log.clone()) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot make an output FIFO: using docker attach");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (entrypoint, cmd, working_dir) = self
+            .command(docker, spec, image, opt_dir, fifo_out.is_some())
+            .await
+            .map_err(|why| image_unavailable(&c.name, &why))?;
+        let body = self.container_body(spec, image, api, opt_dir, entrypoint, cmd, working_dir, fifo_out.as_ref())?;
+        let opts = || Some(CreateContainerOptionsBuilder::new().name(&name).build());
+        let t0 = Instant::now();
+        let created = match docker.create_container(opts(), body.clone()).await {
+            Ok(r) => r,
+            Err(e) if status(&e) == Some(404) => {
+                // The image went away since we looked: get it again.
+                self.forget_image(image);
+                self.image_config(docker, image).await.map_err(|why| image_unavailable(&c.name, &why))?;
+                docker
+                    .create_container(opts(), body)
+                    .await
+                    .map_err(|e| invalid_runtime(format!("cannot create a container from {image}: {}", message(&e))))?
+            }
+            Err(e) => return Err(invalid_runtime(format!("cannot create a container from {image}: {}", message(&e))).into()),
+        };
+        let id = created.id;
+        self.live.lock().insert(id.clone());
+        let stopped = Arc::new(AtomicBool::new(false));
+        let output = match fifo_out {
+            Some(f) => Output::Fifo(f),
+            None => {
+                // Attach before start, so no output is lost.
+                let opts = AttachContainerOptionsBuilder::new().stdout(true).stderr(true).stream(true).logs(true).build();
+                match docker.attach_container(&id, Some(opts)).await {
+                    Ok(a) => Output::Attach(AttachOutput::start(a.output, log.clone())),
+                    Err(e) => {
+                        self.remove(&id).await;
+                        let msg = format!("cannot attach to container {}: {}", short(&id), message(&e));
+                        return Err(AwsError::service(msg).into());
+                    }
+                }
+            }
+        };
+        let fifo = matches!(output, Output::Fifo(_));
+        // From here on, dropping `container` (on any error) removes it.
+        let container = Container { id: id.clone(), inner: self.clone(), stopped: stopped.clone(), output };
+        if self.closing.load(Ordering::SeqCst) {
+            container.stop().await;
+            return Err(AwsError::service("server is shutting down").into());
+        }
+        let t1 = Instant::now();
+        if let Err(e) = docker.start_container(&id, None).await {
+            let msg = message(&e);
+            if fifo && msg.contains("\"/bin/sh\"") && msg.contains("no such file") {
+                container.stop().await;
+                return Err(Failure::NoShell);
+            }
+            return Err(invalid_runtime(format!("cannot start a container from {image}: {msg}")).into());
+        }
+        spawn_waiter(docker.clone(), id.clone(), endpoint.clone(), stopped, fifo.then(|| log.clone()));
+        tracing::debug!(
+            function = %c.name,
+            container = short(&id),
+            image,
+            fifo,
+            create_ms = (t1 - t0).as_millis() as u64,
+            start_ms = t1.elapsed().as_millis() as u64,
+            "container started"
+        );
+        Ok(container)
+    }
+
+    /// ENTRYPOINT, CMD and working directory for a function's container. Zip functions run
+    /// the image's entrypoint with the handler as CMD (a custom runtime's own bootstrap, if it
+    /// has one); Image functions run the image with ImageConfig's overrides. With `fifo`, the
+    /// whole command is wrapped to send its output to the FIFO.
+    async fn command(
+        &self,
+        docker: &Docker,
+        spec: &EnvSpec,
+        image: &str,
+        opt_dir: Option<&Path>,
+        fifo: bool,
+    ) -> Result<(Vec<String>, Vec<String>, Option<String>), String> {
+        let c = &spec.config;
+        let (image_entry, image_cmd) = self.image_config(docker, image).await?;
+        let (entry, cmd, working_dir) = if c.package_type == "Image" {
+            let ic = c.image_config.as_ref();
+            let strings = |key: &str| -> Option<Vec<String>> {
+                let v = ic?.get(key)?.as_array()?;
+                Some(v.iter().filter_map(|s| s.as_str().map(str::to_string)).collect::<Vec<_>>()).filter(|v| !v.is_empty())
+            };
+            let working_dir = ic
+                .and_then(|v| v.get("WorkingDirectory"))
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            (strings("EntryPoint").unwrap_or(image_entry), strings("Command").unwrap_or(image_cmd), working_dir)
+        } else {
+            let handler = c.handler.clone().unwrap_or_default();
+            // A custom runtime's own bootstrap, found where AWS looks: /var/task, then /opt.
+            let own_bootstrap = if c.runtime.as_deref().is_some_and(|r| r.starts_with("provided")) {
+                if spec.code_dir.as_ref().is_some_and(|d| d.join("bootstrap").is_file()) {
+                    Some("/var/task/bootstrap")
+                } else if opt_dir.is_some_and(|d| d.join("bootstrap").is_file()) {
+                    Some("/opt/bootstrap")
+                } else {
+                    None
+                }
+            } else {
+                None
+            };
+            match own_bootstrap {
+                Some(b) => (vec![b.to_string()], vec![], Some("/var/task".to_string())),
+                None => (image_entry, vec![handler], Some("/var/task".to_string())),
+            }
+        };
+        if entry.is_empty() && cmd.is_empty() {
+            return Err(format!("image {image} has no ENTRYPOINT or CMD"));
+        }
+        let entry = if fifo { output::fifo_wrapper().into_iter().chain(entry).collect() } else { entry };
+        Ok((entry, cmd, working_dir))
+    }
+
+    /// The container a function's environment runs in.
+    #[allow(clippy::too_many_arguments)]
+    fn container_body(
+        &self,
+        spec: &EnvSpec,
+        image: &str,
+        api: SocketAddr,
+        opt_dir: Option<&Path>,
+        entrypoint: Vec<String>,
+        cmd: Vec<String>,
+        working_dir: Option<String>,
+        fifo: Option<&FifoOutput>,
+    ) -> Result<ContainerCreateBody, AwsError> {
+        let c = &spec.config;
+        let port = self.server_addr.port();
+        let endpoint_url = match self.network {
+            NetworkMode::Host => {
+                let ip = self.server_addr.ip();
+                let ip = if ip.is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { ip };
+                format!("http://{}", SocketAddr::new(ip, port))
+            }
+            NetworkMode::Bridge => format!("http://host.docker.internal:{port}"),
+        };
+        let mut vars = super::function_env(spec, &api.to_string(), &endpoint_url);
+        // Image functions: the entrypoint sets _HANDLER from CMD.
+        vars.retain(|(k, v)| !(k == "_HANDLER" && v.is_empty()));
+        vars.push(("LAMBDA_TASK_ROOT".into(), "/var/task".into()));
+        vars.push(("LAMBDA_RUNTIME_DIR".into(), "/var/runtime".into()));
+        let env: Vec<String> = vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+
+        let mut mounts = Vec::new();
+        if c.package_type != "Image" {
+            let code = spec.code_dir.as_ref().ok_or_else(|| AwsError::service("function has no code"))?;
+            mounts.push(bind(code, "/var/task", true));
+        }
+        if let Some(opt) = opt_dir {
+            mounts.push(bind(opt, "/opt", true));
+        }
+        if let Some(f) = fifo {
+            mounts.push(bind(&f.path(), output::FIFO_TARGET, false));
+        }
+        let memory = i64::from(c.memory_size.max(16)) * 1024 * 1024;
+        let (network_mode, extra_hosts) = match self.network {
+            NetworkMode::Host => ("host", None),
+            NetworkMode::Bridge => ("bridge", Some(vec!["host.docker.internal:host-gateway".to_string()])),
+        };
+        let labels = HashMap::from([
+            ("ruststack".to_string(), "1".to_string()),
+            ("ruststack.function".to_string(), c.name.clone()),
+            ("ruststack.version".to_string(), c.version.clone()),
+            ("ruststack.host".to_string(), self.owner.host.clone()),
+            ("ruststack.pid".to_string(), self.owner.pid.to_string()),
+            ("ruststack.server".to_string(), self.owner.server.clone()),
+        ]);
+        Ok(ContainerCreateBody {
+            image: Some(image.to_string()),
+            entrypoint: Some(entrypoint),
+            cmd: Some(cmd),
+            working_dir,
+            env: Some(env),
+            labels: Some(labels),
+            tty: Some(false),
+            open_stdin: Some(false),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts),
+                memory: Some(memory),
+                memory_swap: Some(memory),
+                pids_limit: Some(PIDS_LIMIT),
+                privileged: Some(false),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                security_opt: Some(vec!["no-new-privileges".to_string()]),
+                network_mode: Some(network_mode.to_string()),
+                extra_hosts,
+                auto_remove: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// Kills and removes a container; one that is already gone counts as removed.
+    async fn remove(&self, id: &str) {
+        let Ok(engine) = self.engine().await else { return };
+        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match engine.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => {}
+            Err(e) if matches!(status(&e), Some(404)) => {}
+            // 409: a removal is already under way.
+            Err(e) if matches!(status(&e), Some(409)) => {}
+            Err(e) => {
+                tracing::warn!(container = short(id), error = %message(&e), "cannot remove container");
+                return;
+            }
+        }
+        self.live.lock().remove(id);
+    }
+
+    /// Removes labelled containers (and output FIFOs) left by servers that are gone.
+    async fn remove_stale(self: Arc<Self>) {
+        let run_root = self.run_root.clone();
+        let _ = tokio::task::spawn_blocking(move || output::remove_stale_dirs(&run_root, process_alive)).await;
+        let docker = match self.engine().await {
+            Ok(e) => &e.docker,
+            Err(e) => {
+                tracing::debug!(error = %e, "Docker not reachable: no stale containers removed");
+                return;
+            }
+        };
+        let filters = HashMap::from([("label", vec!["ruststack=1"])]);
+        let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = match docker.list_containers(Some(opts)).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %message(&e), "cannot list containers");
+                return;
+            }
+        };
+        let stale: Vec<String> =
+            list.into_iter().filter(|s| self.owner.is_stale(s.labels.as_ref())).filter_map(|s| s.id).collect();
+        if stale.is_empty() {
+            return;
+        }
+        tracing::info!(count = stale.len(), "removing containers left by an earlier run");
+        for id in &stale {
+            let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+            if let Err(e) = docker.remove_container(id, Some(opts)).await {
+                if status(&e) != Some(404) {
+                    tracing::warn!(container = short(id), error = %message(&e), "cannot remove stale container");
+                }
+            }
+        }
+    }
+}
+
+impl Owner {
+    fn is_stale(&self, labels: Option<&HashMap<String, String>>) -> bool {
+        let Some(l) = labels else { return true };
+        let pid: Option<u32> = l.get("ruststack.pid").and_then(|p| p.parse().ok());
+        match (l.get("ruststack.host"), pid) {
+            // Another machine's container (a shared engine): not ours to judge.
+            (Some(h), _) if *h != self.host => false,
+            (_, Some(pid)) if pid == self.pid => false,
+            // Same address as ours: that server is gone, since we hold the port now.
+            _ if l.get("ruststack.server") == Some(&self.server) => true,
+            (_, Some(pid)) => !process_alive(pid),
+            (_, None) => true,
+        }
     }
 }
 
 impl Container {
-    pub async fn stop(&self) {}
-    pub async fn flush_logs(&self) {}
+    /// Kills and removes the container (a container already gone counts as removed).
+    pub async fn stop(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.inner.remove(&self.id).await;
+        tracing::debug!(container = short(&self.id), "container removed");
+    }
+
+    /// Waits until the output written so far is in the log (exact with the FIFO; bounded).
+    pub async fn flush_logs(&self) {
+        self.output.flush().await;
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let inner = self.inner.clone();
+            let id = self.id.clone();
+            rt.spawn(async move { inner.remove(&id).await });
+        }
+    }
+}
+
+/// Tells the endpoint when the container exits. `log`: with the FIFO, the container's own
+/// stdout only has what went wrong before the runtime started; copy it on a failed exit.
+fn spawn_waiter(docker: Docker, id: String, endpoint: Arc<Endpoint>, stopped: Arc<AtomicBool>, log: Option<Arc<LogSink>>) {
+    tokio::spawn(async move {
+        let opts = WaitContainerOptionsBuilder::new().condition("not-running").build();
+        let mut waits = docker.wait_container(&id, Some(opts));
+        let (why, failed) = match waits.next().await {
+            Some(Ok(r)) => (exit_reason(r.status_code), r.status_code != 0),
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => (exit_reason(code), true),
+            Some(Err(e)) if status(&e) == Some(404) => ("container removed".to_string(), false),
+            Some(Err(e)) => (format!("container wait failed: {}", message(&e)), false),
+            None => ("container gone".to_string(), false),
+        };
+        if let Some(log) = log.filter(|_| failed && !stopped.load(Ordering::SeqCst)) {
+            let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).tail("50").build();
+            let fetch = docker.logs(&id, Some(opts)).filter_map(|r| async move { r.ok() }).collect::<Vec<_>>();
+            if let Ok(chunks) = tokio::time::timeout(Duration::from_secs(2), fetch).await {
+                for c in chunks {
+                    log.append(&c.into_bytes());
+                }
+            }
+        }
+        tracing::debug!(container = short(&id), why = %why, "container exited");
+        endpoint.set_death(Death::Exited(why));
+    });
+}
+
+/// `exit status N`, or the signal for the 128+N codes of SIGKILL and SIGSEGV.
+fn exit_reason(code: i64) -> String {
+    match code {
+        137 => "signal: killed".to_string(),
+        139 => "signal: segmentation fault".to_string(),
+        c => format!("exit status {c}"),
+    }
+}
+
+fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
+    Mount {
+        source: Some(source.display().to_string()),
+        target: Some(target.to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(read_only),
+        ..Default::default()
+    }
+}
+
+/// The first address of an IPv4 subnet (`172.17.0.0/16` → 172.17.0.1), or the address of a
+/// local interface inside it (a `--bip` other than .1).
+fn gateway_in_subnet(subnet: &str) -> Option<Ipv4Addr> {
+    let (net, bits) = subnet.split_once('/')?;
+    let net: Ipv4Addr = net.parse().ok()?;
+    let bits: u32 = bits.parse().ok().filter(|b| *b <= 32)?;
+    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    let base = u32::from(net) & mask;
+    let inside = |ip: &Ipv4Addr| u32::from(*ip) & mask == base;
+    local_ipv4s().into_iter().find(inside).or(Some(Ipv4Addr::from(base + 1)))
+}
+
+/// This machine's IPv4 interface addresses.
+fn local_ipv4s() -> Vec<Ipv4Addr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we walk read-only and free once below.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null() && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                out.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// `ruststack-<function>-<8 hex>`: unique, and says whose container it is in `docker ps`.
+fn container_name(function: &str) -> String {
+    let f: String = function
+        .chars()
+        .map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.' { ch } else { '-' })
+        .take(64)
+        .collect();
+    format!("ruststack-{f}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+fn status(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// The engine's own message when there is one, else bollard's.
+fn message(e: &DockerError) -> String {
+    match e {
+        DockerError::DockerResponseServerError { message, .. } => message.trim().to_string(),
+        DockerError::DockerStreamError { error } => error.trim().to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn invalid_runtime(message: String) -> AwsError {
+    AwsError::new(http::StatusCode::BAD_GATEWAY, "InvalidRuntimeException", message)
+}
+
+fn image_unavailable(function: &str, why: &str) -> AwsError {
+    invalid_runtime(format!("Function {function} cannot start: {why}"))
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_from_subnet() {
+        assert_eq!(gateway_in_subnet("203.0.113.0/24"), Some(Ipv4Addr::new(203, 0, 113, 1)));
+        assert_eq!(gateway_in_subnet("127.0.0.0/8"), Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(gateway_in_subnet("bogus"), None);
+    }
+
+    #[test]
+    fn stale_rule() {
+        let me = Owner { host: "h".into(), pid: std::process::id(), server: "127.0.0.1:4566".into() };
+        let labels = |host: &str, pid: u32, server: &str| {
+            HashMap::from([
+                ("ruststack.host".to_string(), host.to_string()),
+                ("ruststack.pid".to_string(), pid.to_string()),
+                ("ruststack.server".to_string(), server.to_string()),
+            ])
+        };
+        assert!(!me.is_stale(Some(&labels("h", me.pid, "127.0.0.1:4566"))));
+        assert!(!me.is_stale(Some(&labels("other", 999_999_999, "127.0.0.1:4566"))));
+        assert!(me.is_stale(Some(&labels("h", 999_999_999, "127.0.0.1:1"))));
+        assert!(me.is_stale(Some(&labels("h", 1, "127.0.0.1:4566"))));
+        assert!(!me.is_stale(Some(&labels("h", 1, "127.0.0.1:1"))));
+        assert!(me.is_stale(None));
+    }
 }

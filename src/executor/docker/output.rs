@@ -1,0 +1,253 @@
+//! A container's stdout and stderr, into its environment's log.
+//!
+//! - **FIFO** (the normal case, a local engine): the container's entrypoint is wrapped in
+//!   `/bin/sh -c 'exec "$@" >FIFO 2>&1'`, with a host FIFO bind-mounted in. The runtime writes
+//!   straight into a kernel pipe that RustStack reads, so [`Output::flush`] is exact, as for a
+//!   subprocess: no bytes left in the pipe (`FIONREAD`), and the reader not mid-chunk.
+//! - **Attach** (images without `/bin/sh`, remote engines): the output comes through
+//!   `docker attach`, behind the engine's own copying, so the flush can only wait for the
+//!   stream to go quiet (best effort, bounded).
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use futures_util::{Stream, StreamExt};
+use parking_lot::Mutex;
+use tokio::net::unix::pipe;
+use tokio::sync::watch;
+
+use crate::executor::LogSink;
+
+/// Where the FIFO appears inside the container.
+pub const FIFO_TARGET: &str = "/dev/ruststack-log";
+/// The wrapper that sends the runtime's output into the FIFO; `"$@"` is the real command.
+pub fn fifo_wrapper() -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), format!("exec \"$@\" >{FIFO_TARGET} 2>&1"), "lambda-entrypoint".into()]
+}
+
+/// Longest a flush waits.
+const FLUSH_MAX: Duration = Duration::from_millis(50);
+/// Attach mode: the output is complete once the stream has been quiet this long.
+const ATTACH_QUIET: Duration = Duration::from_millis(2);
+/// A partial line longer than this goes to the log without waiting for its newline.
+const MAX_PARTIAL: usize = 8192;
+
+pub enum Output {
+    Fifo(FifoOutput),
+    Attach(AttachOutput),
+}
+
+pub struct FifoOutput {
+    dir: PathBuf,
+    /// The read end's fd while the reader holds it, else -1 (for FIONREAD).
+    fd: Arc<AtomicI32>,
+    /// Bytes read but not yet in the log (a partial line). The reader holds this lock
+    /// while it reads and appends, so taking it means the reader is not mid-chunk.
+    partial: Arc<Mutex<Vec<u8>>>,
+    log: Arc<LogSink>,
+    reader: tokio::task::AbortHandle,
+}
+
+pub struct AttachOutput {
+    /// Counts chunks appended to the log.
+    seen: watch::Receiver<u64>,
+}
+
+impl FifoOutput {
+    /// Makes `<dir>/log` (a FIFO anyone may write: the container's root may be another uid)
+    /// and starts reading it. Opened read-write, so it never reports EOF between writers.
+    pub fn create(dir: PathBuf, log: Arc<LogSink>) -> std::io::Result<FifoOutput> {
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("log");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::other("NUL in FIFO path"))?;
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o666) } != 0 {
+            let e = std::io::Error::last_os_error();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        // mkfifo honours the umask; the container's writer needs write access.
+        let r = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .and_then(|()| pipe::OpenOptions::new().read_write(true).open_receiver(&path));
+        let rx = match r {
+            Ok(rx) => rx,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let fd = Arc::new(AtomicI32::new(rx.as_raw_fd()));
+        let partial = Arc::new(Mutex::new(Vec::new()));
+        let reader = tokio::spawn(read_fifo(rx, log.clone(), partial.clone(), fd.clone())).abort_handle();
+        Ok(FifoOutput { dir, fd, partial, log, reader })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+
+    async fn flush(&self) {
+        let until = Instant::now() + FLUSH_MAX;
+        let mut spins = 0;
+        while pending_bytes(self.fd.load(Ordering::SeqCst)) > 0 && Instant::now() < until {
+            if spins < 20 {
+                tokio::task::yield_now().await;
+                spins += 1;
+            } else {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+        // Waits for a read in progress; then whatever is left is a partial line.
+        let rest = std::mem::take(&mut *self.partial.lock());
+        if !rest.is_empty() {
+            self.log.append(&rest);
+        }
+    }
+}
+
+impl Drop for FifoOutput {
+    fn drop(&mut self) {
+        self.fd.store(-1, Ordering::SeqCst);
+        self.reader.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn read_fifo(rx: pipe::Receiver, log: Arc<LogSink>, partial: Arc<Mutex<Vec<u8>>>, fd: Arc<AtomicI32>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if rx.readable().await.is_err() {
+            break;
+        }
+        let mut p = partial.lock();
+        let mut failed = false;
+        loop {
+            match rx.try_read(&mut buf) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => p.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        // Whole lines go to the log now; a partial line waits for its newline or a flush.
+        let cut = match p.iter().rposition(|b| *b == b'\n') {
+            Some(i) => i + 1,
+            None if p.len() > MAX_PARTIAL => p.len(),
+            None => 0,
+        };
+        if cut > 0 {
+            log.append(&p[..cut]);
+            p.drain(..cut);
+        }
+        if failed {
+            break;
+        }
+    }
+    fd.store(-1, Ordering::SeqCst);
+}
+
+/// Bytes waiting unread in a pipe.
+fn pending_bytes(fd: RawFd) -> i32 {
+    if fd < 0 {
+        return 0;
+    }
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int; fd is our FIFO's read end (or -1, checked above).
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if rc == 0 { n } else { 0 }
+}
+
+impl AttachOutput {
+    /// Copies an attach stream into the log.
+    pub fn start(
+        mut stream: Pin<Box<dyn Stream<Item = Result<LogOutput, DockerError>> + Send>>,
+        log: Arc<LogSink>,
+    ) -> AttachOutput {
+        let (tx, seen) = watch::channel(0u64);
+        tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message }) => {
+                        log.append(&message);
+                        tx.send_modify(|n| *n += 1);
+                    }
+                    Ok(LogOutput::StdIn { .. }) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        AttachOutput { seen }
+    }
+
+    async fn flush(&self) {
+        let mut rx = self.seen.clone();
+        rx.borrow_and_update();
+        let until = Instant::now() + FLUSH_MAX;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(ATTACH_QUIET.min(left), rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => break,
+            }
+        }
+    }
+}
+
+impl Output {
+    /// Waits until output written before now is in the log (exact for FIFO, bounded).
+    pub async fn flush(&self) {
+        match self {
+            Output::Fifo(f) => f.flush().await,
+            Output::Attach(a) => a.flush().await,
+        }
+    }
+}
+
+/// Removes FIFO directories (`<root>/<pid>/...`) of servers that are gone.
+pub fn remove_stale_dirs(root: &Path, alive: impl Fn(u32) -> bool) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let pid = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
+        if pid.is_some_and(|p| !alive(p)) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fifo_flush_is_exact() {
+        let dir = std::env::temp_dir().join(format!("ruststack-fifo-{}", uuid::Uuid::new_v4().simple()));
+        let log = LogSink::new("t");
+        let out = FifoOutput::create(dir.clone(), log.clone()).unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(out.path()).unwrap();
+        for i in 0..200 {
+            use std::io::Write;
+            write!(w, "line {i}\npartial {i}").unwrap();
+            out.flush().await;
+            let got = String::from_utf8(log.take()).unwrap();
+            assert_eq!(got, format!("line {i}\npartial {i}"));
+        }
+        drop(out);
+        assert!(!dir.exists());
+    }
+}
