@@ -415,6 +415,27 @@ def test_publish_on_create(lam):
     assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]] == ["$LATEST", "1"]
 
 
+def test_image_package(lam):
+    name = unique("cp-image")
+    uri = "public.ecr.aws/lambda/python:3.12"
+    resp = lam.create_function(FunctionName=name, Role=ROLE, PackageType="Image", Code={"ImageUri": uri},
+                               ImageConfig={"Command": ["app.handler"]})
+    assert resp["PackageType"] == "Image" and resp["State"] == "Active"
+    assert "Runtime" not in resp and "Handler" not in resp
+    assert resp["ImageConfigResponse"] == {"ImageConfig": {"Command": ["app.handler"]}}
+    got = lam.get_function(FunctionName=name)
+    assert got["Code"]["RepositoryType"] == "ECR" and got["Code"]["ImageUri"] == uri
+    up = lam.update_function_code(FunctionName=name, ImageUri=uri + "-v2")
+    assert up["CodeSha256"] != resp["CodeSha256"]
+    assert lam.get_function(FunctionName=name)["Code"]["ImageUri"] == uri + "-v2"
+    expect_error("InvalidParameterValueException", 400, lam.update_function_code,
+                 FunctionName=name, ZipFile=make_zip({"app.py": HANDLER_SRC}))
+    expect_error("InvalidParameterValueException", 400, lam.create_function, FunctionName=unique("cp-image"),
+                 Role=ROLE, PackageType="Image", Code={"ZipFile": make_zip({"app.py": HANDLER_SRC})})
+    zname, _, _ = create(lam)
+    expect_error("InvalidParameterValueException", 400, lam.update_function_code, FunctionName=zname, ImageUri=uri)
+
+
 # ---------- layers ----------
 
 def test_layers(lam, tmp_path):
