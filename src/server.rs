@@ -32,6 +32,8 @@ pub struct App {
 }
 
 pub async fn run(cfg: Config) -> Result<u8, String> {
+    // Signal handlers first: a SIGTERM right after the port opens must still shut down gracefully.
+    let signals = Signals::new()?;
     let data_dir = cfg.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let addr = SocketAddr::new(cfg.host, cfg.port);
@@ -47,7 +49,22 @@ pub async fn run(cfg: Config) -> Result<u8, String> {
         cfg.lambda_executor
     );
     let gateway = bridge_listener(&app, addr).await;
-    serve(app, listener, gateway).await
+    serve(app, listener, gateway, signals).await
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(|e| e.to_string())?,
+            int: signal(SignalKind::interrupt()).map_err(|e| e.to_string())?,
+        })
+    }
 }
 
 /// Bridge network: containers reach the API at `host.docker.internal`, the bridge gateway,
@@ -103,15 +120,18 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     Ok(Arc::new(App { lambda, s3, cfg, in_flight: AtomicUsize::new(0) }))
 }
 
-async fn serve(app: Arc<App>, listener: TcpListener, gateway: Option<TcpListener>) -> Result<u8, String> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(|e| e.to_string())?;
+async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    gateway: Option<TcpListener>,
+    mut signals: Signals,
+) -> Result<u8, String> {
     loop {
         tokio::select! {
             r = listener.accept() => serve_conn(&app, r).await,
             r = accept_on(&gateway) => serve_conn(&app, r).await,
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = signals.term.recv() => break,
+            _ = signals.int.recv() => break,
         }
     }
     drop(listener);
