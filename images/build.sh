@@ -17,6 +17,7 @@
 #
 # Needs: root, a running Docker engine, Debian's package mirror, PyPI.
 set -euo pipefail
+umask 022
 
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 
@@ -25,8 +26,14 @@ PYTHON_TAG=${RUSTSTACK_PYTHON_IMAGE:-ruststack/lambda-python:3.11}
 PROVIDED_TAG=${RUSTSTACK_PROVIDED_IMAGE:-ruststack/lambda-provided:al2023}
 DEBIAN_SUITE=bookworm          # python3 is 3.11 there, matching the cp311 wheels below
 DEBIAN_MIRROR=${RUSTSTACK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PYTHON_PACKAGES=(python3 ca-certificates)
-PROVIDED_PACKAGES=(ca-certificates curl)   # curl: the AWS custom-runtime tutorial's bootstrap uses it
+# One debootstrap serves both images: the python rootfs is tarred, then the
+# python packages are purged and the provided rootfs is tarred.
+# curl: the bootstrap in AWS's custom-runtime tutorial uses it.
+ROOTFS_PACKAGES=(python3 ca-certificates curl)
+# What python3 brings in on bookworm minbase and nothing else needs.
+PYTHON_ONLY_PACKAGES=(python3 python3-minimal python3.11 python3.11-minimal libpython3-stdlib
+  libpython3.11-minimal libpython3.11-stdlib media-types libexpat1 libncursesw6 libnsl2
+  libreadline8 readline-common libsqlite3-0 libtirpc3 libtirpc-common)
 AWSLAMBDARIC_VERSION=4.2.2
 BOTO3_VERSION=1.44.8
 PY_VER=3.11
@@ -163,50 +170,75 @@ make_rootfs() {
     chroot "$dir" /debootstrap/debootstrap --second-stage
 }
 
-# rootfs_tarball NAME PACKAGE...: set $ROOTFS_TARBALL to a cached rootfs
-# tarball, building it first if needed. Its key covers the code that makes it.
+# purge_python DIR: remove python3 and what only it needed from the rootfs.
+purge_python() {
+  local dir=$1 installed=() p
+  for p in "${PYTHON_ONLY_PACKAGES[@]}"; do
+    # shellcheck disable=SC2016  # ${Status} is dpkg-query's, not ours
+    if [[ "$(chroot "$dir" dpkg-query -W -f '${Status}' "$p" 2>/dev/null || true)" == "install ok installed" ]]; then
+      installed+=("$p")
+    fi
+  done
+  run_logged "$dir.purge.log" env -i HOME=/root LANG=C.UTF-8 \
+    PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+    chroot "$dir" dpkg --purge "${installed[@]}"
+  [[ ! -e "$dir/usr/bin/python3" ]] || die "python3 is still in the provided rootfs"
+  [[ -z "$(chroot "$dir" dpkg --audit)" ]] || die "dpkg --audit reports problems after purging python"
+}
+
+# rootfs_tarball python|provided: set $ROOTFS_TARBALL to the cached rootfs
+# tarball of that image, building both first if needed. The key covers the
+# package lists and the code that makes them.
 ROOTFS_TARBALL=
 rootfs_tarball() {
-  local name=$1; shift
-  local key out tmp arch
+  local name=$1
+  local key arch tmp out_python out_provided
   arch=$(dpkg --print-architecture)
-  key=$( { echo "$DEBIAN_SUITE $arch minbase $*"; declare -f make_rootfs strip_rootfs; } |
-         sha256sum | cut -c1-16)
-  out="$CACHE_DIR/rootfs-$name-$DEBIAN_SUITE-$arch-$key.tar"
-  if [[ -s "$out" ]]; then
-    log "rootfs $name: cached ($out)"
-    ROOTFS_TARBALL=$out
+  key=$( { echo "$DEBIAN_SUITE $arch minbase ${ROOTFS_PACKAGES[*]} - ${PYTHON_ONLY_PACKAGES[*]}"
+           declare -f make_rootfs strip_rootfs purge_python rootfs_tarball; } | sha256sum | cut -c1-16)
+  out_python="$CACHE_DIR/rootfs-python-$DEBIAN_SUITE-$arch-$key.tar"
+  out_provided="$CACHE_DIR/rootfs-provided-$DEBIAN_SUITE-$arch-$key.tar"
+  ROOTFS_TARBALL="$CACHE_DIR/rootfs-$name-$DEBIAN_SUITE-$arch-$key.tar"
+  if [[ -s "$out_python" && -s "$out_provided" ]]; then
+    log "rootfs $name: cached ($ROOTFS_TARBALL)"
+    find "$CACHE_DIR" -maxdepth 1 -name "rootfs-*.tar" ! -path "$out_python" ! -path "$out_provided" -delete
     return
   fi
   need_root
   ensure_debootstrap
   new_tmp; tmp=$NEW_TMP
-  log "rootfs $name: debootstrap --variant=minbase $DEBIAN_SUITE + $* (1-2 min on a cold cache)"
-  make_rootfs "$tmp/rootfs" "$@"
+  log "rootfs: debootstrap --variant=minbase $DEBIAN_SUITE + ${ROOTFS_PACKAGES[*]} (about 1.5 min on an idle machine)"
+  make_rootfs "$tmp/rootfs" "${ROOTFS_PACKAGES[@]}"
   strip_rootfs "$tmp/rootfs"
-  log "rootfs $name: $(du -sh "$tmp/rootfs" | cut -f1) after stripping; writing tarball"
-  tar --numeric-owner -C "$tmp/rootfs" -cf "$tmp/rootfs.tar" .
-  mv "$tmp/rootfs.tar" "$out"
-  # Drop tarballs of older recipes for this image.
-  find "$CACHE_DIR" -maxdepth 1 -name "rootfs-$name-*.tar" ! -path "$out" -delete
+  log "rootfs python: $(du -sh "$tmp/rootfs" | cut -f1) after stripping; writing tarball"
+  tar --numeric-owner -C "$tmp/rootfs" -cf "$tmp/python.tar" .
+  log "rootfs provided: purging python"
+  purge_python "$tmp/rootfs"
+  strip_rootfs "$tmp/rootfs"
+  log "rootfs provided: $(du -sh "$tmp/rootfs" | cut -f1); writing tarball"
+  tar --numeric-owner -C "$tmp/rootfs" -cf "$tmp/provided.tar" .
+  mv "$tmp/python.tar" "$out_python"
+  mv "$tmp/provided.tar" "$out_provided"
+  # Drop tarballs of older recipes.
+  find "$CACHE_DIR" -maxdepth 1 -name "rootfs-*.tar" ! -path "$out_python" ! -path "$out_provided" -delete
   rm -rf --one-file-system "$tmp"
-  ROOTFS_TARBALL=$out
 }
 
 # ------------------------------------------------------- shared image parts
-# common_layout ROOTFS: the Lambda directory layout, locale and CA bundle.
+# common_layout OVERLAY BASE_TAR: the Lambda directory layout, the locale alias
+# and the CA bundle, written into OVERLAY (files that go on top of BASE_TAR).
 common_layout() {
-  local r=$1
+  local r=$1 base=$2
   mkdir -p "$r"/var/task "$r"/var/runtime "$r"/var/lang/bin "$r"/var/lang/lib \
-           "$r"/opt "$r"/usr/local/bin "$r"/tmp
-  chmod 1777 "$r"/tmp
+           "$r"/opt "$r"/usr/local/bin "$r"/usr/lib/locale "$r"/etc/ssl/certs
   # LANG=en_US.UTF-8 as in the AWS images: alias it to glibc's built-in C.utf8
   # (no 'locales' package, no localedef needed).
   ln -sfn C.utf8 "$r"/usr/lib/locale/en_US.utf8
   # Merge the host's CA bundle (it may hold a TLS-intercepting proxy's CA) into
   # the image's, without duplicates.
+  local bundle="$r/etc/ssl/certs/ca-certificates.crt"
+  tar -xOf "$base" ./etc/ssl/certs/ca-certificates.crt >"$bundle"
   if [[ -s "$HOST_CA_BUNDLE" ]]; then
-    local bundle="$r/etc/ssl/certs/ca-certificates.crt"
     cat "$bundle" "$HOST_CA_BUNDLE" | awk '
       /-----BEGIN CERTIFICATE-----/ { pem = ""; inside = 1 }
       inside { pem = pem $0 "\n" }
@@ -221,6 +253,7 @@ common_layout() {
 }
 
 # The RIE is not bundled. Both images print this when AWS_LAMBDA_RUNTIME_API is empty.
+# shellcheck disable=SC2016  # expanded by the entrypoint script, not here
 ENTRYPOINT_NO_RIE='  if [ -x /usr/local/bin/aws-lambda-rie ]; then
     exec /usr/local/bin/aws-lambda-rie "$RUNTIME_ENTRYPOINT"
   fi
@@ -370,11 +403,32 @@ image_recipe() {
   docker image inspect --format '{{ index .Config.Labels "org.ruststack.recipe" }}' "$1" 2>/dev/null || true
 }
 
-# import_image ROOTFS TAG RUNTIME: tar the rootfs into `docker import` with the
-# Dockerfile settings of the public.ecr.aws/lambda images.
+# import_image BASE_TAR OVERLAY TAG RUNTIME: append OVERLAY to a copy of the
+# cached rootfs tarball, then `docker import` it with the Dockerfile settings of
+# the public.ecr.aws/lambda images. Docker refuses duplicate paths in a tar, so
+# base files that the overlay replaces are deleted from the copy first, and
+# directories that both have are left to the base. Further tarballs (EXTRA...)
+# are concatenated as they are: they must hold only paths that nothing else has.
 import_image() {
-  local r=$1 tag=$2 runtime=$3
-  tar --numeric-owner -C "$r" -cf - . | docker import \
+  local base=$1 overlay=$2 tag=$3 runtime=$4 extra
+  shift 4
+  local image_tar="$overlay.image.tar" lists="$overlay.lists"
+  mkdir -p "$lists"
+  cp "$base" "$image_tar"
+  tar -tf "$base" | sed 's:/$::' | LC_ALL=C sort -u >"$lists/base"
+  (cd "$overlay" && find . -mindepth 1 | LC_ALL=C sort) >"$lists/overlay"
+  (cd "$overlay" && find . -mindepth 1 -type d | LC_ALL=C sort) >"$lists/overlay-dirs"
+  LC_ALL=C comm -12 "$lists/base" "$lists/overlay" >"$lists/both"
+  LC_ALL=C comm -23 "$lists/both" "$lists/overlay-dirs" >"$lists/replace"
+  LC_ALL=C comm -23 "$lists/overlay" <(LC_ALL=C comm -12 "$lists/both" "$lists/overlay-dirs") >"$lists/add"
+  if [[ -s "$lists/replace" ]]; then
+    tar --delete -f "$image_tar" -T "$lists/replace"
+  fi
+  tar --numeric-owner --owner=0 --group=0 --no-recursion -rf "$image_tar" -C "$overlay" -T "$lists/add"
+  for extra in "$@"; do
+    tar -A -f "$image_tar" "$extra"
+  done
+  docker import \
     --change 'ENV LANG=en_US.UTF-8' \
     --change 'ENV TZ=:/etc/localtime' \
     --change 'ENV PATH=/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin' \
@@ -385,9 +439,10 @@ import_image() {
     --change 'ENTRYPOINT ["/lambda-entrypoint.sh"]' \
     --change "LABEL org.ruststack.recipe=$RECIPE" \
     --change "LABEL org.ruststack.runtime=$runtime" \
-    --change "LABEL org.opencontainers.image.description=RustStack local Lambda image for $runtime (public.ecr.aws/lambda contract, Debian $DEBIAN_SUITE)" \
+    --change "LABEL org.opencontainers.image.description=\"RustStack local Lambda image for $runtime (public.ecr.aws/lambda contract, Debian $DEBIAN_SUITE)\"" \
     --message "ruststack images/build.sh recipe $RECIPE" \
-    - "$tag" >/dev/null
+    "$image_tar" "$tag" >/dev/null
+  rm -rf "$image_tar" "$lists"
 }
 
 # smoke TAG ARGS...: run a check container (no network); fail the build if it fails.
@@ -421,36 +476,64 @@ finish_image() {
   log "$tag: built, $(docker image inspect --format '{{.Size}}' "$tag" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
 }
 
-build_python() {
-  local tag=$PYTHON_TAG tarball tmp r old_id
-  rootfs_tarball python "${PYTHON_PACKAGES[@]}"; tarball=$ROOTFS_TARBALL
-  old_id=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
-  new_tmp; tmp=$NEW_TMP; r=$tmp/rootfs; mkdir -p "$r"
-  log "$tag: unpacking rootfs"
-  tar --numeric-owner -C "$r" -xf "$tarball"
-  common_layout "$r"
-  [[ -x "$r/usr/bin/python$PY_VER" ]] || die "rootfs has no /usr/bin/python$PY_VER"
-
-  log "$tag: pip install awslambdaric==$AWSLAMBDARIC_VERSION boto3==$BOTO3_VERSION into /var/runtime (cp${PY_VER/./}, manylinux x86_64 wheels only)"
-  PIP_CACHE_DIR="$CACHE_DIR/pip" run_logged "$tmp/pip.log" host_pip install \
+# pip_install_runtime DIR: awslambdaric and boto3 for the image's CPython, into DIR.
+pip_install_runtime() {
+  local dir=$1
+  PIP_CACHE_DIR="$CACHE_DIR/pip" run_logged "$dir.pip.log" host_pip install \
     --disable-pip-version-check --no-warn-conflicts --no-warn-script-location \
     --root-user-action=ignore --upgrade \
-    --target "$r/var/runtime" \
+    --target "$dir" \
     --implementation cp --python-version "$PY_VER" --abi "cp${PY_VER/./}" \
     --platform manylinux_2_36_x86_64 --platform manylinux2014_x86_64 \
     --only-binary=:all: \
     "awslambdaric==$AWSLAMBDARIC_VERSION" "boto3==$BOTO3_VERSION"
   local wheel_tag
-  wheel_tag=$(grep '^Tag:' "$r/var/runtime/awslambdaric-$AWSLAMBDARIC_VERSION.dist-info/WHEEL" | tr '\n' ' ')
+  wheel_tag=$(grep '^Tag:' "$dir/awslambdaric-$AWSLAMBDARIC_VERSION.dist-info/WHEEL" | tr '\n' ' ')
   [[ "$wheel_tag" == *"cp${PY_VER/./}-cp${PY_VER/./}-manylinux"*"x86_64"* ]] ||
     die "awslambdaric wheel is not a cp${PY_VER/./} manylinux x86_64 wheel: $wheel_tag"
-  compgen -G "$r/var/runtime/runtime_client.cpython-${PY_VER/./}-x86_64-linux-gnu.so" >/dev/null ||
+  compgen -G "$dir/runtime_client.cpython-${PY_VER/./}-x86_64-linux-gnu.so" >/dev/null ||
     die "awslambdaric's runtime_client extension is missing"
-  rm -rf "$r/var/runtime/bin"
+  rm -rf "${dir:?}/bin"
+}
+
+# runtime_packages_tarball: set $RUNTIME_TARBALL to a cached tarball of the
+# packages under ./var/runtime/ (not the directory entry itself, so it can be
+# concatenated onto the image tar without duplicate paths).
+RUNTIME_TARBALL=
+runtime_packages_tarball() {
+  local key out tmp
+  key=$( { echo "$PY_VER $AWSLAMBDARIC_VERSION $BOTO3_VERSION"; declare -f pip_install_runtime; } |
+         sha256sum | cut -c1-16)
+  out="$CACHE_DIR/python$PY_VER-runtime-packages-$key.tar"
+  if [[ -s "$out" ]]; then
+    log "python packages: cached ($out)"
+    find "$CACHE_DIR" -maxdepth 1 -name "python$PY_VER-runtime-packages-*.tar" ! -path "$out" -delete
+    RUNTIME_TARBALL=$out
+    return
+  fi
+  new_tmp; tmp=$NEW_TMP
+  log "python packages: pip install awslambdaric==$AWSLAMBDARIC_VERSION boto3==$BOTO3_VERSION (cp${PY_VER/./} manylinux x86_64 wheels only)"
+  mkdir -p "$tmp/var/runtime"
+  pip_install_runtime "$tmp/var/runtime"
+  (cd "$tmp" && find ./var/runtime -mindepth 1 | LC_ALL=C sort) >"$tmp/list"
+  tar --numeric-owner --owner=0 --group=0 --no-recursion -C "$tmp" -cf "$tmp/packages.tar" -T "$tmp/list"
+  mv "$tmp/packages.tar" "$out"
+  find "$CACHE_DIR" -maxdepth 1 -name "python$PY_VER-runtime-packages-*.tar" ! -path "$out" -delete
+  rm -rf --one-file-system "$tmp"
+  RUNTIME_TARBALL=$out
+}
+
+build_python() {
+  local tag=$PYTHON_TAG tarball tmp r old_id
+  rootfs_tarball python; tarball=$ROOTFS_TARBALL
+  runtime_packages_tarball
+  old_id=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+  new_tmp; tmp=$NEW_TMP; r=$tmp/overlay; mkdir -p "$r"
+  common_layout "$r" "$tarball"
 
   write_python_files "$r"
   log "$tag: docker import"
-  import_image "$r" "$tag" "python$PY_VER"
+  import_image "$tarball" "$r" "$tag" "python$PY_VER" "$RUNTIME_TARBALL"
 
   log "$tag: smoke test"
   smoke "$tag" --entrypoint /var/lang/bin/python$PY_VER "$tag" -c "
@@ -458,6 +541,9 @@ import sys; sys.path.insert(0, '/var/runtime')
 import awslambdaric, runtime_client, boto3, simplejson, locale
 assert sys.version_info[:2] == tuple(map(int, '$PY_VER'.split('.'))), sys.version
 assert locale.getpreferredencoding() == 'UTF-8', locale.getpreferredencoding()
+import os, stat
+assert oct(os.stat('/tmp').st_mode & 0o7777) == '0o1777' and oct(os.stat('/').st_mode & 0o777) == '0o755'
+assert os.access('/var/runtime/bootstrap', os.X_OK) and os.access('/lambda-entrypoint.sh', os.X_OK)
 print('python', sys.version.split()[0], 'boto3', boto3.__version__)"
   check_entrypoint_contract "$tag"
   finish_image "$tag" "$old_id"
@@ -465,20 +551,20 @@ print('python', sys.version.split()[0], 'boto3', boto3.__version__)"
 
 build_provided() {
   local tag=$PROVIDED_TAG tarball tmp r old_id
-  rootfs_tarball provided "${PROVIDED_PACKAGES[@]}"; tarball=$ROOTFS_TARBALL
+  rootfs_tarball provided; tarball=$ROOTFS_TARBALL
   old_id=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
-  new_tmp; tmp=$NEW_TMP; r=$tmp/rootfs; mkdir -p "$r"
-  log "$tag: unpacking rootfs"
-  tar --numeric-owner -C "$r" -xf "$tarball"
-  common_layout "$r"
+  new_tmp; tmp=$NEW_TMP; r=$tmp/overlay; mkdir -p "$r"
+  common_layout "$r" "$tarball"
   write_provided_files "$r"
   log "$tag: docker import"
-  import_image "$r" "$tag" "provided.al2023"
+  import_image "$tarball" "$r" "$tag" "provided.al2023"
 
   log "$tag: smoke test"
+  # shellcheck disable=SC2016  # runs in the container's sh
   smoke "$tag" --entrypoint /bin/sh "$tag" -c '
     set -e; curl --version | head -n1; ldd --version | head -n1
-    test -f /usr/lib/x86_64-linux-gnu/libgcc_s.so.1' 
+    test -f /usr/lib/x86_64-linux-gnu/libgcc_s.so.1
+    test "$(stat -c %a /tmp)" = 1777 && test "$(stat -c %a /)" = 755 && test -x /lambda-entrypoint.sh' 
   check_entrypoint_contract "$tag"
   finish_image "$tag" "$old_id"
 }
