@@ -644,10 +644,10 @@ impl Inner {
         tracing::info!(count = stale.len(), "removing containers left by an earlier run");
         for id in &stale {
             let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-            if let Err(e) = docker.remove_container(id, Some(opts)).await {
-                if status(&e) != Some(404) {
-                    tracing::warn!(container = short(id), error = %message(&e), "cannot remove stale container");
-                }
+            if let Err(e) = docker.remove_container(id, Some(opts)).await
+                && status(&e) != Some(404)
+            {
+                tracing::warn!(container = short(id), error = %message(&e), "cannot remove stale container");
             }
         }
     }
