@@ -349,6 +349,7 @@ def test_package_type_image(dlam, baked_image):
 def test_image_without_a_shell(dlam, baked_image):
     """An image with no /bin/sh still runs; its output comes through docker attach."""
     tag = "ruststack-test/nosh:1"
+    docker("rmi", "-f", tag, check=False)  # the previous run's, so they do not pile up
     cid = docker("create", "--entrypoint", "/bin/rm", baked_image, "-f", "/bin/sh", "/usr/bin/sh",
                  "/bin/dash", "/usr/bin/dash").stdout.strip()
     try:
@@ -426,3 +427,17 @@ def test_containers_of_a_crashed_server_are_removed_at_start(fresh_server):
     assert server_containers(s) == left  # kill -9: nobody removed it
     s2 = fresh_server("--lambda-executor", "subprocess", data_dir=s.data_dir, port=s.port)
     assert wait_for(lambda: not server_containers(s2), 15), "stale container not removed"
+
+
+def test_bad_entrypoint_reports_the_exit_and_its_output(dlam, baked_image):
+    name = unique("badep")
+    dlam.create_function(FunctionName=name, Role="arn:aws:iam::000000000000:role/lambda",
+                         PackageType="Image", Code={"ImageUri": baked_image},
+                         ImageConfig={"EntryPoint": ["/no/such/entrypoint"]})
+    t = time.time()
+    r, err = invoke(dlam, name, LogType="Tail")
+    assert time.time() - t < 10
+    assert r["FunctionError"] == "Unhandled"
+    assert err["errorType"] == "Runtime.ExitError", err
+    assert "exit status 127" in err["errorMessage"]
+    assert "/no/such/entrypoint" in base64.b64decode(r["LogResult"]).decode()

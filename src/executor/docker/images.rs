@@ -57,6 +57,10 @@ pub fn split_ref(image: &str) -> (&str, Option<&str>) {
 
 /// Pulls an image, logging progress layer by layer.
 pub async fn pull(docker: &Docker, image: &str) -> Result<(), String> {
+    pull_with(docker, image, PULL_STALL).await
+}
+
+async fn pull_with(docker: &Docker, image: &str, stall: Duration) -> Result<(), String> {
     let (from, tag) = split_ref(image);
     let mut b = CreateImageOptionsBuilder::new().from_image(from);
     if let Some(t) = tag {
@@ -68,8 +72,8 @@ pub async fn pull(docker: &Docker, image: &str) -> Result<(), String> {
     // Per layer: the last status shown, and when it was shown.
     let mut layers: HashMap<String, (String, Instant)> = HashMap::new();
     loop {
-        let info = match tokio::time::timeout(PULL_STALL, stream.next()).await {
-            Err(_) => return Err(format!("pull of {image} stalled: no progress for {} s", PULL_STALL.as_secs())),
+        let info = match tokio::time::timeout(stall, stream.next()).await {
+            Err(_) => return Err(format!("pull of {image} stalled: no progress for {} s", stall.as_secs())),
             Ok(None) => break,
             Ok(Some(Err(e))) => return Err(format!("cannot pull image {image}: {}", message(&e))),
             Ok(Some(Ok(info))) => info,
@@ -107,6 +111,98 @@ pub async fn pull(docker: &Docker, image: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+
+    /// A fake engine on a unix socket: `/images/create` answers with `lines`, one chunk each,
+    /// then hangs if `hang`. Returns the socket path and the query strings it was sent.
+    async fn fake_engine(lines: Vec<&'static str>, hang: bool) -> (std::path::PathBuf, Arc<parking_lot::Mutex<Vec<String>>>) {
+        let path = std::env::temp_dir().join(format!("ruststack-fake-docker-{}.sock", uuid::Uuid::new_v4().simple()));
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = seen2.clone();
+                let lines = lines.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        seen.lock().push(format!("{} {}", req.uri().path(), req.uri().query().unwrap_or("")));
+                        let lines = lines.clone();
+                        async move {
+                            let chunks = futures_util::stream::iter(
+                                lines.into_iter().map(|l| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(format!("{l}\r\n"))))),
+                            );
+                            let tail = futures_util::stream::once(async move {
+                                if hang {
+                                    std::future::pending::<()>().await;
+                                }
+                                Ok(Frame::data(Bytes::new()))
+                            });
+                            let body = BodyExt::boxed(StreamBody::new(chunks.chain(tail)));
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder().header("content-type", "application/json").body(body).unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (path, seen)
+    }
+
+    fn client(path: &std::path::Path) -> Docker {
+        Docker::connect_with_unix(&path.display().to_string(), 10, bollard::API_DEFAULT_VERSION).unwrap()
+    }
+
+    #[tokio::test]
+    async fn pull_follows_progress_to_the_end() {
+        let (path, seen) = fake_engine(
+            vec![
+                r#"{"status":"Pulling from lambda/python","id":"3.11"}"#,
+                r#"{"status":"Pulling fs layer","progressDetail":{},"id":"aaa"}"#,
+                r#"{"status":"Downloading","progressDetail":{"current":1000,"total":2000},"id":"aaa"}"#,
+                r#"{"status":"Pull complete","progressDetail":{},"id":"aaa"}"#,
+                r#"{"status":"Status: Downloaded newer image for public.ecr.aws/lambda/python:3.11"}"#,
+            ],
+            false,
+        )
+        .await;
+        pull(&client(&path), "public.ecr.aws/lambda/python:3.11").await.unwrap();
+        let q = seen.lock().join("\n");
+        assert!(q.contains("/images/create"), "{q}");
+        assert!(q.contains("fromImage=public.ecr.aws%2Flambda%2Fpython") && q.contains("tag=3.11"), "{q}");
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn pull_errors_are_reported_with_the_reason() {
+        let (path, _) = fake_engine(
+            vec![
+                r#"{"status":"Pulling from nope","id":"1"}"#,
+                r#"{"errorDetail":{"message":"manifest for does-not-exist/nope:1 not found"},"error":"manifest for does-not-exist/nope:1 not found"}"#,
+            ],
+            false,
+        )
+        .await;
+        let err = pull(&client(&path), "does-not-exist/nope:1").await.unwrap_err();
+        assert!(err.contains("does-not-exist/nope:1") && err.contains("not found"), "{err}");
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_pull_fails() {
+        let (path, _) = fake_engine(vec![r#"{"status":"Pulling fs layer","progressDetail":{},"id":"aaa"}"#], true).await;
+        let err = pull_with(&client(&path), "img:1", Duration::from_millis(300)).await.unwrap_err();
+        assert!(err.contains("stalled"), "{err}");
+        let _ = std::fs::remove_file(path);
+    }
 
     #[test]
     fn default_images() {
