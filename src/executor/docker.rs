@@ -448,7 +448,8 @@ impl Inner {
         let t1 = Instant::now();
         if let Err(e) = docker.start_container(&id, None).await {
             let msg = message(&e);
-            if fifo && msg.contains("\"/bin/sh\"") && msg.contains("no such file") {
+            let no_shell = msg.contains("/bin/sh") && (msg.contains("no such file") || msg.contains("not found"));
+            if fifo && no_shell {
                 container.stop().await;
                 return Err(Failure::NoShell);
             }
