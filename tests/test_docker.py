@@ -23,7 +23,8 @@ if os.environ.get("RUSTSTACK_SKIP_DOCKER") == "1":
 from conftest import Server, create_py_function, make_zip, unique  # noqa: E402
 
 PY_IMAGE = "ruststack/lambda-python:3.11"
-MAP = ("--lambda-runtime-image", f"python3.11={PY_IMAGE}")
+PROVIDED_IMAGE = "ruststack/lambda-provided:al2023"
+MAP = ("--lambda-runtime-image", f"python3.11={PY_IMAGE}", "--lambda-runtime-image", f"provided.al2023={PROVIDED_IMAGE}")
 BAKED_IMAGE = "ruststack-test/baked:1"
 
 # What a function reports about where it runs. TOKEN is per process: same token, same container.
@@ -118,8 +119,9 @@ def engine_and_image():
         docker("info", timeout=30)
     except (OSError, subprocess.CalledProcessError) as e:
         pytest.fail(f"the Docker engine is not usable ({e}); set RUSTSTACK_SKIP_DOCKER=1 to opt out")
-    if docker("image", "inspect", PY_IMAGE, check=False).returncode != 0:
-        pytest.fail(f"image {PY_IMAGE} is missing: run `bash images/build.sh` (tests/run.sh does)")
+    for image in (PY_IMAGE, PROVIDED_IMAGE):
+        if docker("image", "inspect", image, check=False).returncode != 0:
+            pytest.fail(f"image {image} is missing: run `bash images/build.sh` (tests/run.sh does)")
 
 
 @pytest.fixture(scope="module")
@@ -441,3 +443,36 @@ def test_bad_entrypoint_reports_the_exit_and_its_output(dlam, baked_image):
     assert err["errorType"] == "Runtime.ExitError", err
     assert "exit status 127" in err["errorMessage"]
     assert "/no/such/entrypoint" in base64.b64decode(r["LogResult"]).decode()
+
+
+# The classic shell custom runtime from the AWS docs (curl against the Runtime API).
+SHELL_BOOTSTRAP = r"""#!/bin/bash
+set -euo pipefail
+while true; do
+  HEADERS="$(mktemp)"
+  EVENT=$(curl -sS -LD "$HEADERS" "http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation/next")
+  ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
+  echo "custom runtime got $ID"
+  curl -sS -o /dev/null "http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation/$ID/response" \
+    -d "{\"echo\": $EVENT, \"handler\": \"$_HANDLER\", \"from\": \"$0\", \"root\": \"$LAMBDA_TASK_ROOT\"}"
+done
+"""
+
+
+@pytest.mark.parametrize("where", ["code", "layer"])
+def test_provided_runtime_runs_its_own_bootstrap(dlam, where):
+    files = {"bootstrap*": SHELL_BOOTSTRAP}
+    kw = {}
+    if where == "layer":
+        layer = dlam.publish_layer_version(LayerName=unique("rt"), Content={"ZipFile": make_zip(files)})
+        kw["Layers"] = [layer["LayerVersionArn"]]
+        files = {"README": "code without a bootstrap\n"}
+    name = unique("prov")
+    dlam.create_function(FunctionName=name, Runtime="provided.al2023", Handler="my.handler",
+                         Role="arn:aws:iam::000000000000:role/lambda", Code={"ZipFile": make_zip(files)}, **kw)
+    r, out = invoke(dlam, name, {"x": 1}, LogType="Tail")
+    assert "FunctionError" not in r, out
+    assert out == {"echo": {"x": 1}, "handler": "my.handler", "root": "/var/task",
+                   "from": "/var/task/bootstrap" if where == "code" else "/opt/bootstrap"}
+    assert "custom runtime got" in base64.b64decode(r["LogResult"]).decode()
+    assert len(fn_containers(name)) == 1
