@@ -180,6 +180,30 @@ def test_event_and_dry_run(lam, tmp_path):
     assert marker.read_text() == "side-effect\n"
 
 
+def test_logging_module_in_lambda_format(lam):
+    # The bootstrap sets up `logging` only when the function imports it; records from the
+    # handler's import and from the invoke both use Lambda's format, and a logging.py or
+    # traceback.py in the task root does not shadow the standard library's.
+    src = ("import logging\n"
+           "import traceback as tb_mod\n"
+           "logger = logging.getLogger()\n"
+           "logger.setLevel(logging.INFO)\n"
+           "logger.info('at import')\n"
+           "def handler(e, c):\n"
+           "    logging.getLogger('app').warning('in handler %s', e.get('n'))\n"
+           "    return {'std': hasattr(logging, 'basicConfig') and hasattr(tb_mod, 'format_exc')}\n")
+    files = {"app.py": src, "logging.py": "raise SystemExit('shadowed')\n", "traceback.py": "raise SystemExit('shadowed')\n"}
+    name = create_py_function(lam, files)
+    r = lam.invoke(FunctionName=name, Payload=b'{"n": 7}', LogType="Tail")
+    assert "FunctionError" not in r
+    assert json.loads(r["Payload"].read()) == {"std": True}
+    log = base64.b64decode(r["LogResult"]).decode()
+    assert "[INFO]\t" in log and "at import" in log
+    warn = [line for line in log.split("\n") if "in handler 7" in line]
+    assert warn and warn[0].startswith("[WARNING]\t")
+    assert len(warn[0].split("\t")[2]) == 36  # the invocation's request id
+
+
 def test_log_tail(lam):
     src = "def handler(e, c):\n    print('first line')\n    print('x' * 10000)\n    print('last line from handler')\n    return 1\n"
     name = create_py_function(lam, src)
@@ -335,3 +359,43 @@ def test_no_orphans_after_sigkill(fresh_server):
     while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
         time.sleep(0.05)
     assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+
+
+def test_s3_from_inside_a_handler(fresh_server):
+    # boto3 inside the handler reaches RustStack's S3 through AWS_ENDPOINT_URL, with no
+    # endpoint configured in the code. The venv's interpreter guarantees boto3 is importable.
+    import sys
+    srv = fresh_server("--python", sys.executable)
+    lam, s3 = srv.client("lambda"), srv.client("s3")
+    s3.create_bucket(Bucket="from-handler")
+    s3.put_object(Bucket="from-handler", Key="in.txt", Body=b"input data")
+    src = ("import boto3\n"
+           "def handler(e, c):\n"
+           "    s3 = boto3.client('s3')\n"
+           "    body = s3.get_object(Bucket='from-handler', Key='in.txt')['Body'].read().decode()\n"
+           "    s3.put_object(Bucket='from-handler', Key='out.txt', Body=body.upper())\n"
+           "    return body\n")
+    name = create_py_function(lam, src, Timeout=30)
+    r, body = invoke(lam, name)
+    assert "FunctionError" not in r, body
+    assert json.loads(body) == "input data"
+    assert s3.get_object(Bucket="from-handler", Key="out.txt")["Body"].read() == b"INPUT DATA"
+
+
+def test_code_from_s3_and_layers(fresh_server, tmp_path):
+    srv = fresh_server()
+    lam, s3 = srv.client("lambda"), srv.client("s3")
+    s3.create_bucket(Bucket="code")
+    s3.put_object(Bucket="code", Key="fn.zip",
+                  Body=make_zip({"app.py": "import mylib, otherlib\ndef handler(e, c): return [mylib.X, otherlib.Y]\n"}))
+    # One layer published (AWS layout python/), one given as a local zip path (site-packages layout).
+    arn = lam.publish_layer_version(LayerName="mylib", Content={"ZipFile": make_zip({"python/mylib.py": "X = 'from-arn-layer'\n"})})["LayerVersionArn"]
+    local = tmp_path / "otherlib.zip"
+    local.write_bytes(make_zip({"python/lib/python3.11/site-packages/otherlib.py": "Y = 'from-path-layer'\n"}))
+    name = unique()
+    lam.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler",
+                        Role="arn:aws:iam::000000000000:role/lambda",
+                        Code={"S3Bucket": "code", "S3Key": "fn.zip"}, Layers=[arn, str(local)])
+    r, body = invoke(lam, name)
+    assert "FunctionError" not in r, body
+    assert json.loads(body) == ["from-arn-layer", "from-path-layer"]
