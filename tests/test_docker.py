@@ -396,9 +396,22 @@ def test_unknown_image_fails_fast_and_clearly(fresh_server):
     assert time.time() - t < 15
     msg = str(e.value)
     assert "does-not-exist/nope:1" in msg, msg
-    assert e.value.response["Error"]["Code"] in ("InvalidRuntimeException", "ResourceConflictException"), msg
-    # The server keeps serving.
-    assert lam.get_function(FunctionName=name)["Configuration"]["FunctionName"] == name
+    assert e.value.response["Error"]["Code"] in ("InvalidRuntimeException", "ResourceNotReadyException"), msg
+    # The image is prepared at CreateFunction: the function ends up Failed, with the reason.
+    cfg = lam.get_function(FunctionName=name)["Configuration"]
+    assert cfg["State"] == "Failed"
+    assert "does-not-exist/nope:1" in cfg["StateReason"]
+    assert cfg["LastUpdateStatus"] == "Failed"
+
+
+def test_function_is_pending_until_its_image_is_ready(fresh_server):
+    s = fresh_server("--lambda-executor", "docker", *MAP)
+    lam = s.client("lambda")
+    name = create_py_function(lam, PROBE)
+    lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    cfg = lam.get_function(FunctionName=name)["Configuration"]
+    assert cfg["State"] == "Active" and cfg["LastUpdateStatus"] == "Successful"
+    assert "StateReason" not in cfg
 
 
 def test_sigterm_leaves_no_container(fresh_server):

@@ -627,6 +627,16 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         c.code_sha256 = stored.sha_b64;
         c.code_size = stored.size;
     }
+    // Docker functions are Pending until their image is present (pulled now, not on the first invoke).
+    let docker_image = match ctx.lambda.pool.executors.choose(&c, &tags).0 {
+        crate::executor::ExecutorKind::Docker => Some(ctx.lambda.pool.executors.docker.image_for(&c)),
+        crate::executor::ExecutorKind::Subprocess => None,
+    };
+    if docker_image.is_some() {
+        c.state = "Pending".into();
+        c.state_reason = Some("The function is being created.".into());
+        c.state_reason_code = Some("Creating".into());
+    }
     let latest = Arc::new(c);
     let mut rec = FunctionRecord {
         latest: latest.clone(),
@@ -643,7 +653,43 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
     }
     ctx.lambda.store.create_function(rec)?;
     tracing::info!(function = %name, "created function");
+    if let Some(image) = docker_image {
+        prepare_image(ctx.lambda.clone(), name.clone(), image);
+    }
     ok_json(StatusCode::CREATED, out)
+}
+
+/// Makes sure a Docker function's image is present (pulling it, with progress in the log),
+/// then moves the function from Pending to Active, or to Failed with the reason.
+fn prepare_image(lambda: Arc<Lambda>, name: String, image: String) {
+    tokio::spawn(async move {
+        let result = lambda.pool.executors.docker.ensure_image(&image).await;
+        let outcome = lambda.store.update_function(&name, |rec| {
+            if rec.latest.state != "Pending" {
+                return Ok(());
+            }
+            let mut c = (*rec.latest).clone();
+            match &result {
+                Ok(()) => {
+                    c.state = "Active".into();
+                    c.state_reason = None;
+                    c.state_reason_code = None;
+                }
+                Err(e) => {
+                    c.state = "Failed".into();
+                    c.state_reason = Some(format!("Image {image} could not be prepared: {e}"));
+                    c.state_reason_code = Some("ImageAccessDenied".into());
+                }
+            }
+            rec.latest = Arc::new(c);
+            Ok(())
+        });
+        match (&result, outcome) {
+            (Ok(()), Ok(_)) => tracing::info!(function = %name, image = %image, "image ready; function Active"),
+            (Err(e), Ok(_)) => tracing::warn!(function = %name, image = %image, error = %e, "image not available; function Failed"),
+            (_, Err(e)) => tracing::debug!(function = %name, error = %e, "function changed while its image was prepared"),
+        }
+    });
 }
 
 /// Publishes `$LATEST` as a new version unless nothing changed since the last one.
@@ -1068,12 +1114,7 @@ fn delete_concurrency(ctx: &Ctx, raw: &str) -> R {
 
 fn layer_name(raw: &str) -> Result<String, AwsError> {
     // Layer APIs accept a name or a layer ARN.
-    let name = match raw.strip_prefix("arn:") {
-        Some(_) => raw.rsplit(':').next().unwrap_or(raw).to_string(),
-        None => raw.to_string(),
-    };
-    arn::validate_layer_name(&name).map_err(|e| AwsError::invalid_param(e.to_string()))?;
-    Ok(name)
+    arn::parse_layer_name(raw).map_err(|e| AwsError::invalid_param(e.to_string()))
 }
 
 fn layer_not_found(ctx: &Ctx, name: &str, v: &str) -> AwsError {
@@ -1296,7 +1337,14 @@ async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>) -> R {
     let tenant_id = header(&req, "x-amz-tenant-id");
     let limit = if itype == "Event" { MAX_EVENT_PAYLOAD } else { MAX_SYNC_PAYLOAD };
     let payload = read(req, limit, true).await?;
-    let target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
+    let mut target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
+    // AWS refuses to invoke a Pending function; locally the image is usually ready in
+    // moments, so wait for it a while instead of failing scripts that invoke right away.
+    let waited = std::time::Instant::now();
+    while target.config.state == "Pending" && waited.elapsed() < std::time::Duration::from_secs(60) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
+    }
     if target.config.state == "Failed" {
         return Err(AwsError::new(
             StatusCode::BAD_GATEWAY,
