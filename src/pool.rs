@@ -207,21 +207,10 @@ impl Pool {
 
     /// Stops a function's idle environments; busy ones are stopped when released.
     pub fn drain(&self, function: &str) {
-        let stopped: Vec<Arc<Environment>> = {
+        let stopped = {
             let mut st = self.state.lock();
             *st.epochs.entry(function.to_string()).or_default() += 1;
-            let mut out = Vec::new();
-            for v in st.idle.values_mut() {
-                let (gone, keep): (Vec<Idle>, Vec<Idle>) = v.drain(..).partition(|i| i.env.function == function);
-                *v = keep;
-                out.extend(gone.into_iter().map(|i| i.env));
-            }
-            st.idle.retain(|_, v| !v.is_empty());
-            for e in &out {
-                st.all.remove(&e.id);
-            }
-            st.live -= out.len();
-            out
+            Self::take_idle(&mut st, |i| i.env.function == function)
         };
         for env in stopped {
             tokio::spawn(async move { env.sandbox.stop().await });
@@ -230,26 +219,29 @@ impl Pool {
 
     fn reap(&self) {
         let now = Instant::now();
-        let expired: Vec<Arc<Environment>> = {
-            let mut st = self.state.lock();
-            let mut out = Vec::new();
-            for v in st.idle.values_mut() {
-                let (gone, keep): (Vec<Idle>, Vec<Idle>) =
-                    v.drain(..).partition(|i| now.duration_since(i.since) >= self.ttl || i.env.endpoint.is_dead());
-                *v = keep;
-                out.extend(gone.into_iter().map(|i| i.env));
-            }
-            st.idle.retain(|_, v| !v.is_empty());
-            for e in &out {
-                st.all.remove(&e.id);
-            }
-            st.live -= out.len();
-            out
-        };
+        let expired = Self::take_idle(&mut self.state.lock(), |i| {
+            now.duration_since(i.since) >= self.ttl || i.env.endpoint.is_dead()
+        });
         for env in expired {
             tracing::info!(function = %env.function, env = env.id, "stopping idle environment (ttl)");
             tokio::spawn(async move { env.sandbox.stop().await });
         }
+    }
+
+    /// Removes the idle environments matching `pred` from the pool's books; the caller stops them.
+    fn take_idle(st: &mut PoolState, pred: impl Fn(&Idle) -> bool) -> Vec<Arc<Environment>> {
+        let mut out = Vec::new();
+        for v in st.idle.values_mut() {
+            let (gone, keep): (Vec<Idle>, Vec<Idle>) = v.drain(..).partition(&pred);
+            *v = keep;
+            out.extend(gone.into_iter().map(|i| i.env));
+        }
+        st.idle.retain(|_, v| !v.is_empty());
+        for e in &out {
+            st.all.remove(&e.id);
+        }
+        st.live -= out.len();
+        out
     }
 
     /// Stops every environment and refuses new ones.
