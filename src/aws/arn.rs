@@ -231,6 +231,36 @@ pub fn validate_layer_name(name: &str) -> Result<(), ArnError> {
     Ok(())
 }
 
+/// Parses a `LayerName` value: a bare layer name, or a layer ARN
+/// `arn:PARTITION:lambda:REGION:ACCOUNT:layer:NAME` of at most 140 characters
+/// (the model's pattern). Returns the bare name.
+pub fn parse_layer_name(raw: &str) -> Result<String, ArnError> {
+    if !raw.starts_with("arn:") {
+        validate_layer_name(raw)?;
+        return Ok(raw.to_owned());
+    }
+    if raw.len() > MAX_LAYER_NAME_LEN {
+        return Err(constraint_error(
+            raw,
+            "layerName",
+            &format!("Member must have length less than or equal to {MAX_LAYER_NAME_LEN}"),
+        ));
+    }
+    let parts: Vec<&str> = raw.split(':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "lambda", region, account, "layer", name]
+            if is_loose_region(partition) && is_loose_region(region) && is_account(account) && is_name(name, MAX_LAYER_NAME_LEN) =>
+        {
+            Ok((*name).to_owned())
+        }
+        _ => Err(constraint_error(
+            raw,
+            "layerName",
+            &format!("Member must satisfy regular expression pattern: {LAYER_NAME_PATTERN}"),
+        )),
+    }
+}
+
 /// The ARN partition a region belongs to: `aws-cn` for `cn-*`, `aws-us-gov` for
 /// `us-gov-*`, `aws` otherwise.
 pub fn partition_for_region(region: &str) -> &'static str {
@@ -326,6 +356,23 @@ pub fn region_from_authorization(header: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_name_forms() {
+        assert_eq!(parse_layer_name("my-layer").unwrap(), "my-layer");
+        assert_eq!(parse_layer_name("arn:aws:lambda:us-east-1:123456789012:layer:my-layer").unwrap(), "my-layer");
+        for bad in [
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "arn:aws:lambda:us-east-1:123456789012:layer:l:1",
+            "arn:aws:lambda:us-east-1:12345:layer:l",
+            "arn:",
+            "bad name",
+        ] {
+            assert!(parse_layer_name(bad).is_err(), "{bad}");
+        }
+        let long = format!("arn:aws:lambda:us-east-1:123456789012:layer:{}", "l".repeat(100));
+        assert!(parse_layer_name(&long).is_err());
+    }
 
     fn ok(input: &str) -> FunctionRef {
         match parse_function_ref(input) {
