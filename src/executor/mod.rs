@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -44,22 +45,53 @@ pub enum ExecutorKind {
 pub struct LogSink {
     function: String,
     buf: Mutex<VecDeque<u8>>,
+    echo: Mutex<Echo>,
 }
 
 /// How much output is kept per invocation (Tail needs only the last 4 KB).
 const LOG_KEEP: usize = 64 * 1024;
+/// Lines per second of one environment's output echoed to the server log. A runtime that
+/// floods stdout would otherwise flood the server's log (and its CPU) with it.
+const ECHO_LINES_PER_SEC: u32 = 200;
+/// Longest line echoed to the server log.
+const ECHO_LINE_MAX: usize = 2048;
+
+/// Rate limit state of the server-log echo.
+struct Echo {
+    window: Instant,
+    shown: u32,
+    /// Lines left out since the last note about them.
+    suppressed: u64,
+}
 
 impl LogSink {
     pub fn new(function: &str) -> Arc<LogSink> {
-        Arc::new(LogSink { function: function.to_string(), buf: Mutex::new(VecDeque::new()) })
+        Arc::new(LogSink {
+            function: function.to_string(),
+            buf: Mutex::new(VecDeque::new()),
+            echo: Mutex::new(Echo { window: Instant::now(), shown: 0, suppressed: 0 }),
+        })
     }
 
-    /// Appends raw output; logs each complete line to the server log.
+    /// Appends raw output; echoes complete lines to the server log, at most
+    /// [`ECHO_LINES_PER_SEC`] a second, noting how many were left out.
     pub fn append(&self, chunk: &[u8]) {
-        for line in chunk.split(|b| *b == b'\n') {
-            if !line.is_empty() {
-                let shown = &line[..line.len().min(2048)];
-                tracing::info!(target: "lambda", "[{}] {}", self.function, String::from_utf8_lossy(shown).trim_end());
+        {
+            let mut echo = self.echo.lock();
+            let now = Instant::now();
+            for line in chunk.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                if now.duration_since(echo.window) >= Duration::from_secs(1) {
+                    self.note_suppressed(&mut echo);
+                    echo.window = now;
+                    echo.shown = 0;
+                }
+                if echo.shown < ECHO_LINES_PER_SEC {
+                    echo.shown += 1;
+                    let shown = &line[..line.len().min(ECHO_LINE_MAX)];
+                    tracing::info!(target: "lambda", "[{}] {}", self.function, String::from_utf8_lossy(shown).trim_end());
+                } else {
+                    echo.suppressed += 1;
+                }
             }
         }
         let mut buf = self.buf.lock();
@@ -68,8 +100,21 @@ impl LogSink {
         buf.drain(..excess);
     }
 
+    fn note_suppressed(&self, echo: &mut Echo) {
+        if echo.suppressed > 0 {
+            tracing::info!(
+                target: "lambda",
+                "[{}] \u{2026} suppressed {} lines of output (server log echo is limited to {ECHO_LINES_PER_SEC} lines/s per environment)",
+                self.function,
+                echo.suppressed
+            );
+            echo.suppressed = 0;
+        }
+    }
+
     /// Takes what was written since the last take.
     pub fn take(&self) -> Vec<u8> {
+        self.note_suppressed(&mut self.echo.lock());
         let mut buf = self.buf.lock();
         let v: Vec<u8> = buf.iter().copied().collect();
         buf.clear();

@@ -144,7 +144,7 @@ impl SubprocessExecutor {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut child = spawn_runtime(cmd).await.map_err(|e| {
             AwsError::new(
                 http::StatusCode::BAD_GATEWAY,
                 "InvalidRuntimeException",
@@ -178,6 +178,36 @@ impl SubprocessExecutor {
             endpoint.set_death(Death::Exited(why));
         });
         Ok(Process { pid, exited, stdout_fd, stderr_fd })
+    }
+}
+
+/// Forks a runtime from the one thread that forks them all, which lives as long as the server.
+///
+/// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process.
+/// Tokio's blocking-pool threads (and the workers that `block_in_place` turns into them) exit
+/// after 10 s idle, and that SIGKILLed warm runtimes: idle ones were silently replaced, busy
+/// ones failed their invocation with `Runtime.ExitError` (`signal: killed`).
+async fn spawn_runtime(cmd: Command) -> std::io::Result<tokio::process::Child> {
+    type Reply = tokio::sync::oneshot::Sender<std::io::Result<tokio::process::Child>>;
+    type Job = (Command, tokio::runtime::Handle, Reply);
+    static SPAWNER: std::sync::OnceLock<std::sync::mpsc::Sender<Job>> = std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let started = std::thread::Builder::new().name("runtime-spawner".into()).spawn(move || {
+            for (mut cmd, handle, reply) in rx {
+                let _runtime = handle.enter();
+                let _ = reply.send(cmd.spawn());
+            }
+        });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start the runtime spawner thread; forking from tokio threads");
+        }
+        tx
+    });
+    let (reply, result) = tokio::sync::oneshot::channel();
+    match spawner.send((cmd, tokio::runtime::Handle::current(), reply)) {
+        Ok(()) => result.await.unwrap_or_else(|_| Err(std::io::Error::other("the runtime spawner thread stopped"))),
+        Err(std::sync::mpsc::SendError((mut cmd, _, _))) => cmd.spawn(),
     }
 }
 
