@@ -52,14 +52,36 @@ def _drop_own_dir():
 
 _drop_own_dir()
 
+# Only what every cold start needs is imported up front: the C modules _socket and
+# _signal stand in for socket and signal (whose Python layers pull in selectors and
+# enum), `traceback` is imported on the first error, and `logging` is set up when the
+# function first imports it. Each of those costs milliseconds per cold start. Those
+# modules still come from the standard library, never from a user module of the same
+# name in the task root or a layer: _StdFinder resolves them on _STD_PATH, the
+# interpreter's own sys.path.
+import _signal  # noqa: E402
+import _socket  # noqa: E402
 import importlib  # noqa: E402
+import importlib.machinery  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
-import signal  # noqa: E402
 import site  # noqa: E402
-import socket  # noqa: E402
 import time  # noqa: E402
-import traceback  # noqa: E402
+
+_STD_PATH = list(sys.path)
+
+
+def _std_module(name):
+    """A standard-library module, imported on first use from _STD_PATH."""
+    module = sys.modules.get(name)
+    if module is None:
+        saved = sys.path[:]
+        sys.path[:] = _STD_PATH
+        try:
+            module = importlib.import_module(name)
+        finally:
+            sys.path[:] = saved
+    return module
+
 
 _API_PREFIX = "/2018-06-01/runtime"
 _NEXT_PATH = _API_PREFIX + "/invocation/next"
@@ -124,7 +146,7 @@ def _make_error(message, error_type, stack_trace, request_id=None):
 
 def _user_frames(tb):
     """Traceback tuples, without the leading frames of this file."""
-    frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(tb)]
+    frames = [(f.filename, f.lineno, f.name, f.line) for f in _std_module("traceback").extract_tb(tb)]
     for i, frame in enumerate(frames):
         if frame[0] != _THIS_FILE:
             return frames[i:]
@@ -154,7 +176,7 @@ def _fault_from_exc_info(exc_info, request_id=None):
     frames = _user_frames(tb)
     name = etype.__name__
     msg = str(value)
-    error = _make_error(msg, name, traceback.format_list(frames), request_id)
+    error = _make_error(msg, name, _std_module("traceback").format_list(frames), request_id)
     return error, _make_xray_cause(name, msg, frames)
 
 
@@ -392,58 +414,57 @@ _LOG_RESERVED = frozenset(
 )
 
 
-class _LambdaLogFilter(logging.Filter):
-    def filter(self, record):
-        record.aws_request_id = _REQUEST_ID or ""
-        record.tenant_id = _TENANT_ID
-        return True
+def _setup_logging(logging):
+    """Route the root logger to stdout in Lambda's format (called once `logging` exists)."""
 
+    class _LambdaLogFilter(logging.Filter):
+        def filter(self, record):
+            record.aws_request_id = _REQUEST_ID or ""
+            record.tenant_id = _TENANT_ID
+            return True
 
-class _LambdaLogHandler(logging.Handler):
-    def emit(self, record):
-        try:
-            msg = self.format(record)
-            sys.stdout.write(msg)
-        except Exception:
-            self.handleError(record)
+    class _LambdaLogHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                msg = self.format(record)
+                sys.stdout.write(msg)
+            except Exception:
+                self.handleError(record)
 
+    class _JsonLogFormatter(logging.Formatter):
+        def __init__(self):
+            logging.Formatter.__init__(self, datefmt=_DATETIME_FORMAT)
+            self._enc = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
-class _JsonLogFormatter(logging.Formatter):
-    def __init__(self):
-        logging.Formatter.__init__(self, datefmt=_DATETIME_FORMAT)
-        self._enc = json.JSONEncoder(ensure_ascii=False, default=str).encode
+        def formatTime(self, record, datefmt=None):
+            t = time.gmtime(record.created)
+            return "%s.%03dZ" % (time.strftime(_DATETIME_FORMAT, t), int(record.msecs))
 
-    def formatTime(self, record, datefmt=None):
-        t = time.gmtime(record.created)
-        return "%s.%03dZ" % (time.strftime(_DATETIME_FORMAT, t), int(record.msecs))
+        def format(self, record):
+            level = min(50, max(0, record.levelno)) // 10 * 10
+            record.levelno = level
+            record.levelname = logging.getLevelName(level)
+            exc = record.exc_info
+            result = {
+                "timestamp": self.formatTime(record, self.datefmt),
+                "level": record.levelname,
+                "message": record.getMessage(),
+                "logger": record.name,
+                "stackTrace": _std_module("traceback").format_tb(exc[2]) if exc else None,
+                "errorType": exc[0].__name__ if exc else None,
+                "errorMessage": str(exc[1]) if exc else None,
+                "requestId": getattr(record, "aws_request_id", None),
+                "location": (
+                    "%s:%s:%s" % (record.pathname, record.funcName, record.lineno) if exc else None
+                ),
+            }
+            if getattr(record, "tenant_id", None) is not None:
+                result["tenantId"] = record.tenant_id
+            for key, value in record.__dict__.items():
+                if key not in _LOG_RESERVED and key not in result:
+                    result[key] = value
+            return self._enc({k: v for k, v in result.items() if v is not None}) + "\n"
 
-    def format(self, record):
-        level = min(50, max(0, record.levelno)) // 10 * 10
-        record.levelno = level
-        record.levelname = logging.getLevelName(level)
-        exc = record.exc_info
-        result = {
-            "timestamp": self.formatTime(record, self.datefmt),
-            "level": record.levelname,
-            "message": record.getMessage(),
-            "logger": record.name,
-            "stackTrace": traceback.format_tb(exc[2]) if exc else None,
-            "errorType": exc[0].__name__ if exc else None,
-            "errorMessage": str(exc[1]) if exc else None,
-            "requestId": getattr(record, "aws_request_id", None),
-            "location": (
-                "%s:%s:%s" % (record.pathname, record.funcName, record.lineno) if exc else None
-            ),
-        }
-        if getattr(record, "tenant_id", None) is not None:
-            result["tenantId"] = record.tenant_id
-        for key, value in record.__dict__.items():
-            if key not in _LOG_RESERVED and key not in result:
-                result[key] = value
-        return self._enc({k: v for k, v in result.items() if v is not None}) + "\n"
-
-
-def _setup_logging():
     logging.Formatter.converter = time.gmtime
     handler = _LambdaLogHandler()
     if _LOG_FORMAT_JSON:
@@ -462,6 +483,50 @@ def _setup_logging():
     if level in logging._nameToLevel:
         root.setLevel(level)
     root.addHandler(handler)
+
+
+# The standard-library modules the bootstrap used to import up front (and so kept user
+# modules of the same names from shadowing): they still come from the standard library.
+_STD_NAMES = frozenset((
+    "array", "linecache", "logging", "select", "selectors", "signal", "socket",
+    "string", "textwrap", "token", "tokenize", "traceback",
+))
+
+
+class _StdFinder(object):
+    """Finds _STD_NAMES on _STD_PATH, as if imported before the task root went on
+    sys.path, and sets up logging when the function first imports `logging` (most never
+    do): _setup_logging runs right after the module body, before the importer sees it.
+    """
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if path is not None or name not in _STD_NAMES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, _STD_PATH)
+        if name != "logging" or spec is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            try:
+                _setup_logging(module)
+            except Exception as e:
+                _complain("cannot set up logging: %s" % e)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+    @staticmethod
+    def invalidate_caches():
+        pass
+
+
+def _install_std_finder():
+    if "logging" in sys.modules:
+        _setup_logging(sys.modules["logging"])
+    sys.meta_path.insert(0, _StdFinder)
 
 
 def _indent(line):
@@ -590,9 +655,23 @@ class RuntimeClient(object):
 
     def connect(self):
         self.close()
-        sock = socket.create_connection((self.host, self.port), None)
+        sock = None
+        error = OSError("getaddrinfo returned no address for %r" % (self.host,))
+        for family, kind, proto, _name, addr in _socket.getaddrinfo(
+            self.host, self.port, 0, _socket.SOCK_STREAM
+        ):
+            sock = _socket.socket(family, kind, proto)
+            try:
+                sock.connect(addr)
+                break
+            except OSError as e:
+                sock.close()
+                sock = None
+                error = e
+        if sock is None:
+            raise error
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         except OSError:
             pass
         self.sock = sock
@@ -832,7 +911,7 @@ def _load_handler(handler):
 
 
 def _fail_init(client, error):
-    logging.warning(_UNHANDLED_WARNING)
+    _std_module("logging").warning(_UNHANDLED_WARNING)
     _log_error(error)
     _flush_std()
     try:
@@ -986,7 +1065,7 @@ def _run(client, request_handler):
 
 
 def main():
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _signal.signal(_signal.SIGTERM, _on_sigterm)
     _configure_std_streams()
 
     address = _environ.get("AWS_LAMBDA_RUNTIME_API")
@@ -1001,8 +1080,8 @@ def main():
     # the idna codec lazily).
     client.warm_up()
 
+    _install_std_finder()
     _setup_sys_path(task_root)
-    _setup_logging()
 
     try:
         request_handler = _load_handler(handler_name)

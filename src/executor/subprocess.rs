@@ -20,9 +20,24 @@ use crate::runtime_api::{Death, Endpoint};
 /// The bundled Python runtime client, embedded so one file ships.
 pub const PYTHON_BOOTSTRAP: &str = include_str!("../../runtime-api/python/bootstrap.py");
 
+/// Run once at server start as `python3 -c PROBE bootstrap.py bootstrap.pyc`: prints the
+/// interpreter's version and real path, then `compiled` if it compiled the bootstrap.
+const PROBE: &str = "import sys
+print('%d.%d' % sys.version_info[:2])
+print(sys.executable)
+try:
+    import py_compile
+    py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)
+    print('compiled')
+except Exception:
+    pass
+";
+
 pub struct SubprocessExecutor {
     python: String,
     bootstrap_path: PathBuf,
+    /// What `python3` runs: the bootstrap compiled to a .pyc at server start, else the source.
+    bootstrap_run: PathBuf,
     /// `X.Y` of the host interpreter, if it could be asked.
     python_version: Option<String>,
     warned: parking_lot::Mutex<std::collections::HashSet<String>>,
@@ -42,9 +57,16 @@ impl SubprocessExecutor {
         std::fs::create_dir_all(&dir)?;
         let bootstrap_path = dir.join("bootstrap.py");
         crate::lambda::store::write_atomic(&bootstrap_path, PYTHON_BOOTSTRAP.as_bytes())?;
+        // `python3 bootstrap.py` compiles the whole script on every cold start (several ms);
+        // the probe compiles it once per server start, for this interpreter, and runtimes run
+        // the .pyc. Its tracebacks still name bootstrap.py.
+        let compiled_path = dir.join("bootstrap.pyc");
+        let _ = std::fs::remove_file(&compiled_path);
         // Ask the interpreter for its real path: shims (pyenv, asdf) cost ~0.5 s per start.
         let probe = std::process::Command::new(&cfg.python)
-            .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"])
+            .args(["-c", PROBE])
+            .arg(&bootstrap_path)
+            .arg(&compiled_path)
             .output()
             .ok()
             .filter(|o| o.status.success())
@@ -52,12 +74,15 @@ impl SubprocessExecutor {
         let mut lines = probe.as_deref().unwrap_or("").lines();
         let python_version = lines.next().map(str::to_string).filter(|v| !v.is_empty());
         let python = lines.next().filter(|p| !p.is_empty()).map(str::to_string).unwrap_or_else(|| cfg.python.clone());
+        let compiled = lines.next() == Some("compiled") && compiled_path.is_file();
+        let bootstrap_run = if compiled { compiled_path } else { bootstrap_path.clone() };
         if python_version.is_none() {
             tracing::warn!(python = %cfg.python, "no usable Python interpreter: python3.x functions will fail in subprocess mode");
         }
         Ok(SubprocessExecutor {
             python,
             bootstrap_path,
+            bootstrap_run,
             python_version,
             warned: Default::default(),
         })
@@ -91,7 +116,7 @@ impl SubprocessExecutor {
             }
             return Ok((
                 PathBuf::from(&self.python),
-                vec!["-u".into(), "-X".into(), "utf8".into(), self.bootstrap_path.display().to_string()],
+                vec!["-u".into(), "-X".into(), "utf8".into(), self.bootstrap_run.display().to_string()],
             ));
         }
         Err(AwsError::new(

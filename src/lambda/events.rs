@@ -80,7 +80,7 @@ impl EventQueue {
             attempts: 0,
         };
         let bytes = serde_json::to_vec(&ev).map_err(std::io::Error::other)?;
-        super::store::write_atomic(&self.path(&id), &bytes)?;
+        write_event(&self.path(&id), &bytes)?;
         let _ = self.tx.send(ev);
         Ok(id)
     }
@@ -89,6 +89,23 @@ impl EventQueue {
     pub fn pending(&self) -> usize {
         std::fs::read_dir(&self.dir).map(|d| d.flatten().count()).unwrap_or(0)
     }
+}
+
+/// Writes an event file: temp file, then rename, without the fsync of `store::write_atomic`.
+///
+/// The rename is atomic, so a crash of RustStack (even kill -9) leaves either the whole
+/// event or none of it, and the kernel still writes it out. Only a power loss or kernel
+/// crash within the kernel's writeback delay (seconds) can lose a queued event. An fsync per
+/// event cost ~1.4 ms of every Event call and capped queueing at a few hundred a second.
+fn write_event(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Runs queued events until the Lambda service is gone.
@@ -131,7 +148,7 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
             Ok(_) => {
                 tracing::info!(function = %ev.function, id = %ev.id, attempt = ev.attempts, "Event invocation failed; retrying");
                 if let Ok(bytes) = serde_json::to_vec(&ev) {
-                    let _ = super::store::write_atomic(&lambda.events.path(&ev.id), &bytes);
+                    let _ = write_event(&lambda.events.path(&ev.id), &bytes);
                 }
                 tokio::time::sleep(delay).await;
             }

@@ -327,30 +327,39 @@ pub fn finish(
             (error_body("Runtime.InitTimeout", msg.clone()), None, true, Some(msg))
         }
     };
+    use std::io::Write;
     let output = log.take();
     let c = &spec.config;
     let ms = run.duration.as_secs_f64() * 1000.0;
-    let mut text = Vec::with_capacity(output.len() + 256);
-    text.extend_from_slice(format!("START RequestId: {request_id} Version: {}\n", target.executed_version).as_bytes());
+    // Written straight into the buffer: no per-line Strings on the hot path (writes to a
+    // Vec cannot fail).
+    let mut text = Vec::with_capacity(output.len() + 320);
+    let _ = writeln!(text, "START RequestId: {request_id} Version: {}", target.executed_version);
     text.extend_from_slice(&output);
     if !output.is_empty() && !output.ends_with(b"\n") {
         text.push(b'\n');
     }
     if let Some(line) = &error_line {
-        text.extend_from_slice(format!("{} {request_id} {line}\n", crate::aws::timestamp_now()).as_bytes());
+        let _ = writeln!(text, "{} {request_id} {line}", crate::aws::timestamp_now());
     }
-    text.extend_from_slice(format!("END RequestId: {request_id}\n").as_bytes());
-    let mut report = format!(
+    let _ = writeln!(text, "END RequestId: {request_id}");
+    let report_at = text.len();
+    let _ = write!(
+        text,
         "REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t",
         ms.ceil().max(1.0) as u64,
         c.memory_size,
         0
     );
     if let Some(init) = run.init_duration {
-        report.push_str(&format!("Init Duration: {:.2} ms\t", init.as_secs_f64() * 1000.0));
+        let _ = write!(text, "Init Duration: {:.2} ms\t", init.as_secs_f64() * 1000.0);
     }
-    tracing::info!(target: "lambda", "[{}] {}", c.name, report.trim_end());
-    text.extend_from_slice(report.as_bytes());
+    // One line per invoke is one write(2) to the server's log: keep it out of the default
+    // (info) log; `RUST_LOG=info,lambda=debug` shows it. The function's own output stays at info.
+    if tracing::enabled!(target: "lambda", tracing::Level::DEBUG) {
+        let report = String::from_utf8_lossy(&text[report_at..]);
+        tracing::debug!(target: "lambda", "[{}] {}", c.name, report.trim_end());
+    }
     text.push(b'\n');
     if function_error {
         tracing::info!(function = %c.name, request_id, "invocation ended with a function error");

@@ -1,0 +1,588 @@
+#!/usr/bin/env python3
+"""RustStack Lambda benchmark: warm and cold invoke latency, throughput, memory and scale,
+side by side with the peer `cargo lambda watch --only-lambda-apis`. Prints one table.
+
+Run it with bench/run.sh (builds the release binary and the bench client first).
+Every figure comes from the real release binary driven by real clients:
+  - examples/bench_client.rs: a std-only Rust keep-alive client (pre-built request bytes)
+    for the raw-HTTP floor, throughput and queueing Events; its `serve` mode is the
+    trivial local endpoint that answers a canned Invoke response;
+  - boto3, as users call it.
+Nothing here asserts: the table says which targets were met on this run.
+"""
+import argparse
+import base64
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+import boto3
+from botocore.config import Config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("RUSTSTACK_BIN", os.path.join(ROOT, "target", "release", "ruststack"))
+CLIENT = os.environ.get("BENCH_CLIENT", os.path.join(ROOT, "target", "release", "examples", "bench_client"))
+CARGO_LAMBDA = os.environ.get("CARGO_LAMBDA", shutil.which("cargo-lambda") or os.path.join(os.path.dirname(sys.executable), "cargo-lambda"))
+DOCKER_IMAGE = os.environ.get("BENCH_DOCKER_IMAGE", "ruststack/lambda-python:3.11")
+CREDS = dict(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+ROLE = "arn:aws:iam::000000000000:role/lambda"
+
+TRIVIAL = "def handler(event, context):\n    return {'ok': True}\n"
+INVOKE = "/2015-03-31/functions/%s/invocations"
+
+rows = []  # (section, metric, value, target, verdict)
+
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def loadavg():
+    return "%.2f %.2f %.2f" % os.getloadavg()
+
+
+def row(section, metric, value, target="", verdict=""):
+    rows.append((section, metric, value, target, verdict))
+    log("%s | %s | %s | %s %s" % (section, metric, value, target, verdict))
+
+
+def ok(cond):
+    return "met" if cond else "MISSED"
+
+
+def pct(samples, p):
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
+
+
+def ms(x):
+    return "%.3f ms" % (x * 1000.0)
+
+
+def lat_summary(samples):
+    return "p50 %s · p99 %s · min %s (n=%d)" % (ms(pct(samples, 50)), ms(pct(samples, 99)), ms(min(samples)), len(samples))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def zip_of(files):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return buf.getvalue()
+
+
+def real_python():
+    out = subprocess.run(["python3", "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_s(pid):
+    """User + system CPU seconds of a process so far."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                out.extend(int(p) for p in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
+class Server:
+    """One release `ruststack` process on its own port and data dir."""
+
+    def __init__(self, *args, env=None):
+        self.dir = tempfile.mkdtemp(prefix="ruststack-bench-")
+        self.port = free_port()
+        self.addr = "127.0.0.1:%d" % self.port
+        self.endpoint = "http://" + self.addr
+        e = dict(os.environ)
+        e.setdefault("RUST_LOG", "info")
+        e.update(env or {})
+        self.log = open(os.path.join(self.dir, "server.log"), "wb")
+        self.proc = subprocess.Popen([BIN, "--port", str(self.port), "--data-dir", self.dir, *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=e, start_new_session=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("ruststack exited early: " + self.logs()[-2000:])
+            try:
+                self.health()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("ruststack did not start")
+
+    def logs(self):
+        with open(os.path.join(self.dir, "server.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def health(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        c.request("GET", "/_ruststack/health")
+        r = c.getresponse()
+        body = json.loads(r.read())
+        c.close()
+        return body
+
+    def client(self):
+        cfg = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=120, max_pool_connections=50)
+        return boto3.client("lambda", endpoint_url=self.endpoint, config=cfg, **CREDS)
+
+    def rss_kb(self):
+        return rss_kb(self.proc.pid)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def http_call(port, method, path, body=b"", headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def create_raw(port, name, code_zip, runtime="python3.11", handler="handler.handler", extra=None):
+    spec = {"FunctionName": name, "Runtime": runtime, "Handler": handler, "Role": ROLE,
+            "Code": {"ZipFile": base64.b64encode(code_zip).decode()}}
+    spec.update(extra or {})
+    status, data = http_call(port, "POST", "/2015-03-31/functions", json.dumps(spec).encode(),
+                             {"Content-Type": "application/json"})
+    if status != 201:
+        raise RuntimeError("CreateFunction %s: %s %s" % (name, status, data[:300]))
+
+
+def invoke_raw(port, name, payload=b"{}"):
+    status, data = http_call(port, "POST", INVOKE % name, payload, {"Content-Type": "application/json"})
+    if status != 200:
+        raise RuntimeError("Invoke %s: %s %s" % (name, status, data[:300]))
+    return data
+
+
+def client_latency(addr, path, n, body="{}", headers=""):
+    env = dict(os.environ, BENCH_HEADERS=headers)
+    out = subprocess.run([CLIENT, "latency", addr, path, body, str(n)], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError("bench_client: " + out.stderr.strip())
+    return [int(x) / 1e9 for x in out.stdout.split()]
+
+
+def client_throughput(addr, path, clients, secs):
+    out = subprocess.run([CLIENT, "throughput", addr, path, "{}", str(clients), str(secs)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError("bench_client: " + out.stderr.strip())
+    n, t = out.stdout.split()
+    return int(n) / float(t)
+
+
+class Canned:
+    """bench_client serve: the trivial local endpoint answering a canned Invoke response."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([CLIENT, "serve", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+        self.addr = self.proc.stdout.readline().strip()
+        self.endpoint = "http://" + self.addr
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def boto3_latency(targets, n):
+    """Sequential boto3 invokes, alternating between (endpoint, function) targets, so every
+    target sees the same machine load (this machine is shared: interleaving is fairer)."""
+    cfg = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=120)
+    clients = [(boto3.client("lambda", endpoint_url=e, config=cfg, **CREDS), f) for e, f in targets]
+    out = [[] for _ in clients]
+    for i in range(n + 50):  # 50 to warm: connections, botocore's lazily built models
+        for (lam, fn), samples in zip(clients, out):
+            t = time.perf_counter()
+            lam.invoke(FunctionName=fn, Payload=b"{}")["Payload"].read()
+            if i >= 50:
+                samples.append(time.perf_counter() - t)
+    return out
+
+
+def python_raw_latency(addr, path, n):
+    """A Python keep-alive client with pre-built request bytes: how much Python itself costs."""
+    host, port = addr.split(":")
+    s = socket.create_connection((host, int(port)))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    req = ("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}" % (path, addr)).encode()
+    out = []
+    buf = b""
+    for _ in range(n + 50):
+        t = time.perf_counter()
+        s.sendall(req)
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                head = buf[:end].lower()
+                i = head.find(b"content-length:")
+                length = int(head[i + 15:].split(b"\r\n", 1)[0]) if i >= 0 else 0
+                if len(buf) >= end + 4 + length:
+                    buf = buf[end + 4 + length:]
+                    break
+            buf += s.recv(65536)
+        out.append(time.perf_counter() - t)
+    s.close()
+    return out[50:]
+
+
+# ---------------------------------------------------------------- sections
+
+
+def bench_warm(n):
+    canned = Canned()
+    srv = Server()
+    try:
+        name = "warm"
+        create_raw(srv.port, name, zip_of({"handler.py": TRIVIAL}))
+        invoke_raw(srv.port, name)
+        path = INVOKE % name
+        client_latency(srv.addr, path, 200)  # warm-up
+        floor = client_latency(canned.addr, path, n)
+        row("warm (subprocess)", "bench_client vs canned endpoint (client's own cost)", lat_summary(floor))
+        kids = children(srv.proc.pid)
+        c0 = cpu_s(srv.proc.pid), sum(cpu_s(k) for k in kids)
+        raw = client_latency(srv.addr, path, n)
+        c1 = cpu_s(srv.proc.pid), sum(cpu_s(k) for k in kids)
+        row("warm (subprocess)", "raw keep-alive HTTP (bench_client)", lat_summary(raw), "p50 ≤ 0.5 ms", ok(pct(raw, 50) <= 0.0005))
+        row("warm (subprocess)", "CPU per warm invoke: server / Python runtime",
+            "%.0f µs / %.0f µs" % ((c1[0] - c0[0]) * 1e6 / n, (c1[1] - c0[1]) * 1e6 / n))
+        py_floor = python_raw_latency(canned.addr, path, n)
+        py_raw = python_raw_latency(srv.addr, path, n)
+        row("warm (subprocess)", "Python raw socket client vs canned / vs RustStack",
+            "p50 %s / %s" % (ms(pct(py_floor, 50)), ms(pct(py_raw, 50))))
+        b_floor, b = boto3_latency([(canned.endpoint, name), (srv.endpoint, name)], n)
+        row("warm (subprocess)", "boto3 vs canned endpoint (boto3's own overhead)", lat_summary(b_floor))
+        delta = pct(b, 50) - pct(b_floor, 50)
+        row("warm (subprocess)", "boto3 invoke (interleaved with the line above)", lat_summary(b) + " · p50 − overhead %s" % ms(delta),
+            "p50 − overhead ≤ 0.5 ms", ok(delta <= 0.0005))
+        return pct(raw, 50), pct(b, 50)
+    finally:
+        srv.stop()
+        canned.stop()
+
+
+def bench_cold(reps):
+    """Cold starts, interleaved with the bare interpreter so each pair sees the same load."""
+    py = real_python()
+    d = tempfile.mkdtemp(prefix="bench-import-")
+    srv = Server("--lambda-container-ttl", "1")
+    try:
+        with open(os.path.join(d, "handler.py"), "w") as f:
+            f.write(TRIVIAL)
+
+        def bare_once():
+            t = time.perf_counter()
+            subprocess.run([py, "-c", "import handler"], cwd=d, check=True)
+            return time.perf_counter() - t
+
+        for _ in range(3):
+            bare_once()  # page cache, __pycache__
+        code = zip_of({"handler.py": TRIVIAL})
+        create_raw(srv.port, "cold", code)
+        invoke_raw(srv.port, "cold")
+        bare, create_first, after_ttl = [], [], []
+        for i in range(reps):
+            bare.append(bare_once())
+            t = time.perf_counter()
+            create_raw(srv.port, "cold%d" % i, code)
+            invoke_raw(srv.port, "cold%d" % i)
+            create_first.append(time.perf_counter() - t)
+            deadline = time.time() + 10
+            while srv.health()["environments"]["live"] > 0 and time.time() < deadline:
+                time.sleep(0.05)
+            t = time.perf_counter()
+            invoke_raw(srv.port, "cold")
+            after_ttl.append(time.perf_counter() - t)
+    finally:
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+    b = statistics.median(bare)
+    row("cold (subprocess)", "bare `%s -c 'import handler'`" % py, "median %s · min %s (n=%d)" % (ms(b), ms(min(bare)), len(bare)))
+    m = statistics.median(create_first)
+    row("cold (subprocess)", "CreateFunction → first response", "median %s · min %s (%.2f× bare)" % (ms(m), ms(min(create_first)), m / b))
+    m = statistics.median(after_ttl)
+    row("cold (subprocess)", "first invoke after TTL expiry", "median %s · min %s (%.2f× bare; min/min %.2f×)" % (ms(m), ms(min(after_ttl)), m / b, min(after_ttl) / min(bare)),
+        "≤ 1.3× bare", ok(m <= 1.3 * b))
+
+
+def bench_throughput(secs):
+    srv = Server("--lambda-max-containers", "10")
+    try:
+        name = "tput"
+        create_raw(srv.port, name, zip_of({"handler.py": TRIVIAL}))
+        path = INVOKE % name
+        client_throughput(srv.addr, path, 16, 1)  # start all 10 environments
+        for c in (1, 4, 16):
+            r = client_throughput(srv.addr, path, c, secs)
+            if c == 4:
+                row("throughput", "%d concurrent clients (max containers 10)" % c, "%.0f invokes/s" % r, "≥ 3,000/s", ok(r >= 3000))
+            else:
+                row("throughput", "%d concurrent clients (max containers 10)" % c, "%.0f invokes/s" % r)
+    finally:
+        srv.stop()
+
+
+def bench_memory(n_envs):
+    srv = Server("--lambda-max-containers", str(n_envs))
+    try:
+        time.sleep(1.0)
+        idle = srv.rss_kb()
+        row("memory", "server RSS idle", "%.1f MB" % (idle / 1024), "≤ 30 MB", ok(idle <= 30 * 1024))
+        code = zip_of({"handler.py": TRIVIAL})
+        for i in range(n_envs):
+            create_raw(srv.port, "mem%03d" % i, code)
+            invoke_raw(srv.port, "mem%03d" % i)
+        live = srv.health()["environments"]["live"]
+        warm = srv.rss_kb()
+        kids = sum(rss_kb(p) for p in children(srv.proc.pid))
+        row("memory", "server RSS with %d warm environments" % live, "%.1f MB (runtimes, not counted: %.0f MB)" % (warm / 1024, kids / 1024))
+    finally:
+        srv.stop()
+
+
+def bench_scale(n_functions, n_events):
+    srv = Server()
+    try:
+        lam = srv.client()
+        code = zip_of({"handler.py": TRIVIAL})
+        t = time.perf_counter()
+        for i in range(n_functions):
+            lam.create_function(FunctionName="scale%04d" % i, Runtime="python3.11", Handler="handler.handler", Role=ROLE, Code={"ZipFile": code})
+        dt = time.perf_counter() - t
+        row("scale", "create %d functions (boto3, sequential)" % n_functions, "%.2f s (%.2f ms each)" % (dt, dt * 1000 / n_functions))
+        t = time.perf_counter()
+        pages = 0
+        names = []
+        for page in lam.get_paginator("list_functions").paginate():
+            pages += 1
+            names.extend(f["FunctionName"] for f in page["Functions"])
+        dt = time.perf_counter() - t
+        row("scale", "ListFunctions, all pages", "%.3f s, %d pages, %d functions" % (dt, pages, len(names)), "all %d" % n_functions, ok(len(set(names)) == n_functions))
+
+        out = os.path.join(srv.dir, "events.log")
+        events_code = zip_of({"handler.py": (
+            "import os\n"
+            "_fd = os.open(%r, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)\n"
+            "def handler(event, context):\n"
+            "    os.write(_fd, (event['id'] + '\\n').encode())\n" % out)})
+        lam.create_function(FunctionName="events", Runtime="python3.11", Handler="handler.handler", Role=ROLE, Code={"ZipFile": events_code})
+        t = time.perf_counter()
+        q = client_latency(srv.addr, INVOKE % "events", n_events, body='{"id":"ev-@"}', headers="X-Amz-Invocation-Type: Event\r\n")
+        dt_queue = time.perf_counter() - t
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            pending = srv.health()["pending_events"]
+            if pending == 0:
+                break
+            time.sleep(0.2)
+        dt_all = time.perf_counter() - t
+        time.sleep(0.5)
+        ids = open(out).read().split() if os.path.exists(out) else []
+        expected = {"ev-%d" % i for i in range(n_events)}
+        uniq = set(ids)
+        lost = len(expected - uniq)
+        dup = len(ids) - len(uniq)
+        row("scale", "queue %d Event invokes" % n_events,
+            "202 p50 %s · p99 %s; queued in %.2f s, all ran in %.2f s (%.0f/s)" % (ms(pct(q, 50)), ms(pct(q, 99)), dt_queue, dt_all, n_events / dt_all))
+        row("scale", "Events lost / run twice", "%d lost / %d twice (%d lines)" % (lost, dup, len(ids)), "0 / 0", ok(lost == 0 and dup == 0 and len(ids) == n_events))
+    finally:
+        srv.stop()
+
+
+def docker_available():
+    try:
+        out = subprocess.run(["docker", "image", "inspect", DOCKER_IMAGE], capture_output=True, timeout=20)
+        return out.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def bench_docker(n):
+    na = "n/a (docker executor not available)"
+    if not docker_available():
+        row("docker", "warm / cold", na + ": no image %s (bash images/build.sh)" % DOCKER_IMAGE)
+        return
+    srv = Server("--lambda-executor", "docker", "--lambda-runtime-image", "python3.11=" + DOCKER_IMAGE)
+    try:
+        code = zip_of({"handler.py": TRIVIAL})
+        try:
+            t = time.perf_counter()
+            create_raw(srv.port, "dock", code)
+            invoke_raw(srv.port, "dock")
+            cold = time.perf_counter() - t
+        except Exception as e:  # noqa: BLE001 - reported, not raised
+            row("docker", "warm / cold", "%s: %s" % (na, str(e)[:200]))
+            return
+        row("docker", "CreateFunction → first response", ms(cold))
+        lat = client_latency(srv.addr, INVOKE % "dock", n)
+        row("docker", "warm raw keep-alive HTTP", lat_summary(lat))
+    finally:
+        srv.stop()
+
+
+def bench_peer(n, ours):
+    if not os.path.exists(CARGO_LAMBDA):
+        row("peer", "cargo lambda watch", "n/a (cargo-lambda not installed: pip install cargo-lambda)")
+        return
+    proj = tempfile.mkdtemp(prefix="bench-peer-")
+    port = free_port()
+    procs = []
+    try:
+        # cargo lambda watch needs a Cargo project to read metadata from, even with --only-lambda-apis.
+        os.makedirs(os.path.join(proj, "src"))
+        with open(os.path.join(proj, "Cargo.toml"), "w") as f:
+            f.write('[package]\nname = "peer"\nversion = "0.1.0"\nedition = "2021"\n')
+        with open(os.path.join(proj, "src", "main.rs"), "w") as f:
+            f.write("fn main() {}\n")
+        with open(os.path.join(proj, "handler.py"), "w") as f:
+            f.write(TRIVIAL)
+        plog = open(os.path.join(proj, "watch.log"), "wb")
+        procs.append(subprocess.Popen([CARGO_LAMBDA, "lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", str(port)],
+                                      cwd=proj, stdout=plog, stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        env = dict(os.environ, AWS_LAMBDA_RUNTIME_API="127.0.0.1:%d/.rt" % port, AWS_LAMBDA_FUNCTION_NAME="_")
+        procs.append(subprocess.Popen([real_python(), os.path.join(ROOT, "bench", "peer_runtime.py"), "handler.handler"],
+                                      cwd=proj, env=env, stdout=plog, stderr=subprocess.STDOUT, start_new_session=True))
+        addr = "127.0.0.1:%d" % port
+        path = INVOKE % "_"
+        client_latency(addr, path, 5)
+        lat = client_latency(addr, path, n)
+        p50 = pct(lat, 50)
+        row("peer", "cargo lambda watch --only-lambda-apis, raw keep-alive HTTP", lat_summary(lat))
+        [b] = boto3_latency([("http://" + addr, "_")], n)
+        row("peer", "cargo lambda watch --only-lambda-apis, boto3", lat_summary(b))
+        if ours:
+            row("peer", "warm p50 raw: cargo-lambda / RustStack", "%s / %s = %.1f×" % (ms(p50), ms(ours[0]), p50 / ours[0]))
+            row("peer", "warm p50 boto3: cargo-lambda / RustStack", "%s / %s = %.1f×" % (ms(pct(b, 50)), ms(ours[1]), pct(b, 50) / ours[1]))
+    except Exception as e:  # noqa: BLE001 - reported, not raised
+        row("peer", "cargo lambda watch", "failed: %s" % str(e)[:300])
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            p.wait()
+        shutil.rmtree(proj, ignore_errors=True)
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = 0
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) // 1024
+    py = subprocess.run([real_python(), "-V"], capture_output=True, text=True).stdout.strip()
+    return "%d CPUs (%s), %d MB RAM, %s, %s" % (os.cpu_count(), cpu, mem, os.uname().release, py)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=2000, help="sequential warm invokes per latency figure")
+    ap.add_argument("--cold-reps", type=int, default=15)
+    ap.add_argument("--secs", type=float, default=3.0, help="seconds per throughput figure")
+    ap.add_argument("--envs", type=int, default=100)
+    ap.add_argument("--functions", type=int, default=1000)
+    ap.add_argument("--events", type=int, default=10000)
+    ap.add_argument("--peer-n", type=int, default=200, help="invokes through the peer (it is slow)")
+    ap.add_argument("--only", default="", help="comma-separated sections: warm,cold,throughput,memory,scale,docker,peer")
+    args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    want = lambda s: not only or s in only  # noqa: E731
+
+    start_load = loadavg()
+    log("machine: " + machine())
+    log("load average at start: " + start_load)
+    ours = None
+    if want("warm") or want("peer"):
+        ours = bench_warm(args.n)
+    if want("cold"):
+        bench_cold(args.cold_reps)
+    if want("throughput"):
+        bench_throughput(args.secs)
+    if want("memory"):
+        bench_memory(args.envs)
+    if want("scale"):
+        bench_scale(args.functions, args.events)
+    if want("docker"):
+        bench_docker(min(args.n, 500))
+    if want("peer"):
+        bench_peer(args.peer_n, ours)
+
+    print()
+    print("RustStack Lambda benchmark · %s" % time.strftime("%Y-%m-%d %H:%M"))
+    print("machine: " + machine())
+    print("load average (1/5/15 min): start %s · end %s" % (start_load, loadavg()))
+    print()
+    print("| section | measurement | result | target | |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print("| %s |" % " | ".join(r))
+
+
+if __name__ == "__main__":
+    main()
