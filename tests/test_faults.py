@@ -537,6 +537,9 @@ def test_kill9_with_invocations_in_flight(fresh_server, tmp_path):
     slow_src = f"import os, time\ndef handler(e, c):\n    open(os.path.join({str(started)!r}, c.aws_request_id), 'w').close()\n    time.sleep(30)\n    return 1\n"
     slow = create_py_function(lam, slow_src, Timeout=60)
     names = [create_py_function(lam, ECHO) for _ in range(3)]
+    # A runtime's own child is not covered by PR_SET_PDEATHSIG: the next start must clean it up.
+    spawner = create_py_function(lam, "import subprocess\ndef handler(e, c):\n    return subprocess.Popen(['sleep', '999']).pid\n")
+    helper = json.loads(invoke(lam, spawner)[1])
     lz = make_zip({"python/shared.py": "Y = 2\n"})
     layer = lam.publish_layer_version(LayerName=unique("kill-layer"), Content={"ZipFile": lz})
     bucket = unique("kill-bucket")
@@ -556,7 +559,7 @@ def test_kill9_with_invocations_in_flight(fresh_server, tmp_path):
     for t in threads:
         t.start()
     wait_for(lambda: len(os.listdir(started)) == 3, 30, "three invocations in flight")
-    runtimes = list(descendants(srv.proc.pid))
+    runtimes = [p for p in descendants(srv.proc.pid) if p != helper]
     assert len(runtimes) >= 3
     srv.kill()
     for t in threads:
@@ -565,6 +568,7 @@ def test_kill9_with_invocations_in_flight(fresh_server, tmp_path):
     wait_for(lambda: not pids_alive(runtimes), 5, "runtimes to die with the server")
 
     srv.start()
+    wait_for(lambda: not pids_alive([helper]), 5, "the leftover helper process to be stopped")
     lam = srv.client("lambda")
     s3 = srv.client("s3")
     for n, cfg in before.items():
@@ -580,7 +584,7 @@ def test_kill9_with_invocations_in_flight(fresh_server, tmp_path):
     # S3 objects survive too (needs the real S3 service).
     assert s3.get_object(Bucket=bucket, Key="k/one.bin")["Body"].read() == b"\x00\x01" * 5000
     # No temp files from interrupted writes are mistaken for data.
-    assert len([f["FunctionName"] for f in lam.list_functions()["Functions"]]) == 4
+    assert len([f["FunctionName"] for f in lam.list_functions()["Functions"]]) == 5
 
 
 def test_events_survive_kill9(fresh_server, tmp_path):
@@ -663,6 +667,23 @@ def test_sigterm_lets_in_flight_invocation_finish(fresh_server, tmp_path):
     assert result.get("body") == "finished"
     assert srv.proc.wait(20) == 0
     wait_for(lambda: not pids_alive(kids), 5, "every environment to stop")
+
+
+def test_sigterm_grace_period_is_bounded(fresh_server, tmp_path):
+    """An invocation that outlives --shutdown-grace does not keep the server up."""
+    srv = fresh_server("--shutdown-grace", "1")
+    lam = srv.client("lambda")
+    marker = tmp_path / "started"
+    name = create_py_function(lam, f"import time\ndef handler(e, c):\n    open({str(marker)!r}, 'w').close()\n    time.sleep(120)\n", Timeout=300)
+    t = threading.Thread(target=lambda: pytest.raises(Exception, srv.client("lambda", read_timeout=200).invoke,
+                                                      FunctionName=name, Payload=b"{}"), daemon=True)
+    t.start()
+    wait_for(marker.exists, 30, "the invocation to start")
+    kids = list(descendants(srv.proc.pid))
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(30) == 0  # long before the handler's 120 s
+    wait_for(lambda: not pids_alive(kids), 5, "the runtime to be stopped")
+    t.join(10)
 
 
 # ---------- security defaults ----------

@@ -41,7 +41,13 @@ pub struct SubprocessExecutor {
     /// `X.Y` of the host interpreter, if it could be asked.
     python_version: Option<String>,
     warned: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// Value of [`OWNER_VAR`] in every runtime this server starts: its runtime dir.
+    owner: String,
 }
+
+/// Marks a runtime, and whatever it starts, as this data dir's, so that leftovers of a
+/// server killed with -9 can be found and stopped when the next one starts.
+const OWNER_VAR: &str = "_RUSTSTACK_OWNER";
 
 /// A running host process (its own process group).
 pub struct Process {
@@ -55,6 +61,8 @@ impl SubprocessExecutor {
     pub fn new(cfg: &Config, data_dir: &Path) -> std::io::Result<SubprocessExecutor> {
         let dir = data_dir.join("runtime");
         std::fs::create_dir_all(&dir)?;
+        let owner = dir.canonicalize().unwrap_or_else(|_| dir.clone()).display().to_string();
+        kill_leftovers(&owner);
         let bootstrap_path = dir.join("bootstrap.py");
         crate::lambda::store::write_atomic(&bootstrap_path, PYTHON_BOOTSTRAP.as_bytes())?;
         // `python3 bootstrap.py` compiles the whole script on every cold start (several ms);
@@ -85,6 +93,7 @@ impl SubprocessExecutor {
             bootstrap_run,
             python_version,
             warned: Default::default(),
+            owner,
         })
     }
 
@@ -153,6 +162,7 @@ impl SubprocessExecutor {
             .env("LAMBDA_TASK_ROOT", &code_dir)
             .env("LAMBDA_RUNTIME_DIR", self.bootstrap_path.parent().unwrap_or(Path::new("/")))
             .env("_RUSTSTACK_LAYER_DIRS", layer_list)
+            .env(OWNER_VAR, &self.owner)
             .env(
                 "_RUSTSTACK_PYTHON_VERSION",
                 spec.config.runtime.as_deref().and_then(|r| r.strip_prefix("python")).unwrap_or(""),
@@ -233,6 +243,34 @@ async fn spawn_runtime(cmd: Command) -> std::io::Result<tokio::process::Child> {
     match spawner.send((cmd, tokio::runtime::Handle::current(), reply)) {
         Ok(()) => result.await.unwrap_or_else(|_| Err(std::io::Error::other("the runtime spawner thread stopped"))),
         Err(std::sync::mpsc::SendError((mut cmd, _, _))) => cmd.spawn(),
+    }
+}
+
+/// Kills processes that an earlier server on this data dir started and left behind.
+///
+/// PR_SET_PDEATHSIG takes a runtime down with the server, but not what the runtime started
+/// (a helper process, a shell's children): after a kill -9 those live on, so every process
+/// whose environment carries this data dir's [`OWNER_VAR`] is killed at start.
+fn kill_leftovers(owner: &str) {
+    let marker = format!("{OWNER_VAR}={owner}");
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return };
+    let mut killed = 0;
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if environ.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+            // SAFETY: plain syscall on a pid that was just seen carrying our marker.
+            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+    }
+    if killed > 0 {
+        tracing::warn!(killed, "stopped processes left behind by an earlier server on this data dir");
     }
 }
 
