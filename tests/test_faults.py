@@ -25,11 +25,12 @@ import urllib.error
 import urllib.request
 import zipfile
 
+import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import Server, create_py_function, make_zip, unique
+from conftest import CREDS, Server, create_py_function, make_zip, unique
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -524,6 +525,27 @@ def test_200_concurrent_invokes_overload(fresh_server):
     assert h["environments"] == {"live": 0, "idle": 0, "busy": 0}
     r, out = invoke(lam, name, {"i": -1})
     assert json.loads(out) == -1
+
+
+def test_callers_that_hang_up_leak_nothing(fresh_server):
+    """A client read timeout drops the request mid-invocation (or mid-queue). That must not
+    leak the environment, its busy slot or its queue place: the invocation runs to its end."""
+    srv = fresh_server("--lambda-max-containers", "2", "--lambda-queue-size", "2")
+    lam = srv.client("lambda")
+    name = create_py_function(lam, "import os, time\ndef handler(e, c):\n    time.sleep(e.get('s', 0))\n    return os.getpid()\n")
+    impatient = boto3.client("lambda", endpoint_url=srv.endpoint, **CREDS,
+                             config=Config(read_timeout=1, retries={"total_max_attempts": 1}))
+    for _ in range(4):  # two run, two wait in the queue; all four callers give up
+        with pytest.raises(Exception):
+            impatient.invoke(FunctionName=name, Payload=json.dumps({"s": 2}))
+    wait_for(lambda: health(srv)["environments"]["busy"] == 0, 30, "the abandoned invocations to finish")
+    assert health(srv)["environments"]["live"] <= 2
+    assert len(descendants(srv.proc.pid)) <= 2
+    # Full capacity is still there: two at once run, none is throttled.
+    with cf.ThreadPoolExecutor(4) as ex:
+        outs = list(ex.map(lambda _: invoke(lam, name, {"s": 0.5}), range(4)))
+    assert all("FunctionError" not in r for r, _ in outs)
+    assert len(descendants(srv.proc.pid)) <= 2
 
 
 # ---------- crashes and restarts ----------

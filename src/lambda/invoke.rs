@@ -155,29 +155,43 @@ pub async fn invoke(
     if let Some(att) = lambda.attachments.get(&spec.config.name) {
         return crate::attach::invoke_attached(&att, target, &spec, payload, call).await;
     }
-    let lease = lambda.pool.acquire(&spec).await?;
-    let env = lease.env.clone();
-    let request_id = crate::aws::request_id();
-    let span = tracing::info_span!("invoke", function = %spec.config.name, request_id = %request_id);
-    let (outcome, healthy) = tracing::Instrument::instrument(run_on(
-        &env.endpoint,
-        &env.sandbox,
-        lease.cold.then_some(env.created),
-        &request_id,
-        target,
-        payload,
-        call,
-        Duration::from_secs(spec.config.timeout as u64),
-        Duration::from_secs(lambda.cfg.lambda_init_timeout),
-    ), span)
-    .await;
-    env.uses.fetch_add(1, Ordering::Relaxed);
-    let out = finish(&env.log, &request_id, target, &spec, outcome, lease.cold);
-    if !healthy {
-        env.sandbox.stop().await;
-    }
-    lambda.pool.release(lease, healthy);
-    Ok(out)
+    // The invocation runs in a task of its own. A caller that hangs up (a client read
+    // timeout, say) drops this future; had that cancelled the invocation half-way, it leaked
+    // the environment (a live process outside every limit), its busy slot or its queue place.
+    let pool = lambda.pool.clone();
+    let init_timeout = Duration::from_secs(lambda.cfg.lambda_init_timeout);
+    let target = Target {
+        config: target.config.clone(),
+        executed_version: target.executed_version.clone(),
+        invoked_arn: target.invoked_arn.clone(),
+        tags_force_docker: target.tags_force_docker.clone(),
+    };
+    let task = tokio::spawn(async move {
+        let lease = pool.acquire(&spec).await?;
+        let env = lease.env.clone();
+        let request_id = crate::aws::request_id();
+        let span = tracing::info_span!("invoke", function = %spec.config.name, request_id = %request_id);
+        let (outcome, healthy) = tracing::Instrument::instrument(run_on(
+            &env.endpoint,
+            &env.sandbox,
+            lease.cold.then_some(env.created),
+            &request_id,
+            &target,
+            payload,
+            call,
+            Duration::from_secs(spec.config.timeout as u64),
+            init_timeout,
+        ), span)
+        .await;
+        env.uses.fetch_add(1, Ordering::Relaxed);
+        let out = finish(&env.log, &request_id, &target, &spec, outcome, lease.cold);
+        if !healthy {
+            env.sandbox.stop().await;
+        }
+        pool.release(lease, healthy);
+        Ok(out)
+    });
+    task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?
 }
 
 /// How one invocation ended, as seen from RustStack.
