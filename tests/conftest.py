@@ -65,7 +65,7 @@ class Server:
             return f.read().decode(errors="replace")
 
     def client(self, service, **config):
-        cfg = Config(retries={"max_attempts": 1, "mode": "standard"},
+        cfg = Config(retries=config.pop("retries", {"max_attempts": 1, "mode": "standard"}),
                      read_timeout=config.pop("read_timeout", 120), **config)
         return boto3.client(service, endpoint_url=self.endpoint, config=cfg, **CREDS)
 
