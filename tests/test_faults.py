@@ -158,6 +158,13 @@ def canary(flam):
     return name, before, layer
 
 
+def serving(srv, lam, canary):
+    """The quick check after each bad input: health answers and the canary still runs."""
+    health(srv)
+    r, body = invoke(lam, canary[0], {"ok": 1})
+    assert "FunctionError" not in r and json.loads(body)["echo"] == {"ok": 1}, body
+
+
 def still_serving(srv, lam, canary):
     """Health answers, a normal invoke works, the canary function and layer are unchanged."""
     health(srv)
@@ -195,6 +202,7 @@ def test_malformed_json_on_every_operation(srv, flam, canary):
             assert headers.get("x-amzn-ErrorType") in (
                 "InvalidRequestContentException", "InvalidParameterValueException"), (method, path, body[:20], headers)
             assert UUID4.match(headers["x-amzn-RequestId"])
+            serving(srv, flam, canary)
     assert tried == len(ops) * len(bodies)
     still_serving(srv, flam, canary)
 
@@ -220,6 +228,7 @@ def test_wrong_types_are_rejected_cleanly(srv, flam, canary):
         assert headers["x-amzn-ErrorType"] in ("InvalidRequestContentException", "InvalidParameterValueException"), change
         msg = json.loads(raw)
         assert msg.get("message") or msg.get("Message"), change
+        serving(srv, flam, canary)
     # The same on UpdateFunctionConfiguration, which must leave the canary untouched.
     config_members = {"Timeout", "MemorySize", "Environment", "Layers", "Runtime", "Handler", "Description",
                       "EphemeralStorage", "TracingConfig"}
@@ -273,6 +282,7 @@ def test_bad_names_everywhere(srv, flam, canary):
         with pytest.raises(ClientError) as ei:
             loose.publish_layer_version(LayerName=bad, Content={"ZipFile": zb})
         assert ei.value.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 404), bad
+        serving(srv, flam, canary)
     # Raw paths that climb or carry junk are still only names.
     for path in ["/2015-03-31/functions/..%2F..%2Fetc%2Fpasswd", "/2015-03-31/functions/%00",
                  "/2015-03-31/functions/" + "a" * 5000, "/2015-03-31/functions/%ff%fe/invocations"]:
@@ -295,6 +305,7 @@ def test_not_a_zip_and_hostile_zip_on_update(srv, flam, canary, tmp_path):
         z.writestr(f"../../{tmp_path.name}-evil", "pwned")
     for zb in [b"not a zip", b"PK\x03\x04" + os.urandom(100), hostile.getvalue(), make_zip({})[:-5]]:
         expect_error("InvalidParameterValueException", 400, flam.update_function_code, FunctionName=name, ZipFile=zb)
+        serving(srv, flam, canary)
     assert flam.get_function(FunctionName=name)["Configuration"]["CodeSha256"] == before
     r, out = invoke(flam, name, {"still": "v1"})
     assert json.loads(out)["echo"] == {"still": "v1"}
@@ -344,6 +355,7 @@ def test_zip_bomb_and_100k_entries(srv, flam, canary):
     err = expect_error("InvalidParameterValueException", 400, flam.create_function, FunctionName=unique("bomb"),
                        Runtime="python3.12", Role=ROLE, Handler="app.handler", Code={"ZipFile": bomb})
     assert "Unzipped size must be smaller than" in err["Error"]["Message"]
+    serving(srv, flam, canary)
     expect_error("InvalidParameterValueException", 400, flam.publish_layer_version,
                  LayerName=unique("bomb"), Content={"ZipFile": bomb})
 
@@ -351,6 +363,7 @@ def test_zip_bomb_and_100k_entries(srv, flam, canary):
     err = expect_error("InvalidParameterValueException", 400, flam.create_function, FunctionName=unique("many"),
                        Runtime="python3.12", Role=ROLE, Handler="app.handler", Code={"ZipFile": many})
     assert "100000 entries" in err["Error"]["Message"]
+    serving(srv, flam, canary)
     del many
 
     # A bomb whose headers lie about its size passes the upload check, but unpacking counts
@@ -376,6 +389,7 @@ def test_invalid_utf8_and_odd_payloads(srv, flam, canary):
         err = json.loads(r["Payload"].read())
         assert r["StatusCode"] == 200 and r["FunctionError"] == "Unhandled", err
         assert err["errorType"] == "Runtime.UnmarshalError", err
+        serving(srv, flam, canary)
     # The environment survives and keeps serving valid payloads.
     r, out = invoke(flam, name, {"after": "bad"})
     assert json.loads(out)["echo"] == {"after": "bad"}
