@@ -649,6 +649,21 @@ def test_events_survive_kill9(fresh_server, tmp_path):
     wait_for(lambda: health(srv)["pending_events"] == 0, 10, "the event queue to drain")
 
 
+def test_deep_event_queue_stays_on_disk(fresh_server):
+    """200 queued 1 MB events wait on disk, not in the server's memory."""
+    srv = fresh_server("--lambda-max-containers", "2")
+    lam = srv.client("lambda")
+    name = create_py_function(lam, "import time\ndef handler(e, c):\n    time.sleep(60)\n", Timeout=120)
+    invoke(lam, create_py_function(lam, ECHO))  # the server's own start-up growth is done
+    rss0 = rss_kb(srv.proc.pid)
+    payload = b'"' + b"x" * 1_000_000 + b'"'
+    for _ in range(200):
+        assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=payload)["StatusCode"] == 202
+    assert health(srv)["pending_events"] >= 200
+    growth_mb = (rss_kb(srv.proc.pid) - rss0) / 1024
+    assert growth_mb < 64, f"server RSS grew by {growth_mb:.0f} MB for 200 MB of queued events"
+
+
 def test_event_retries(fresh_server, tmp_path):
     srv = fresh_server("--lambda-event-retry-delay-ms", "100")
     lam = srv.client("lambda")

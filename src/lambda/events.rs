@@ -25,11 +25,12 @@ struct Event {
     attempts: u32,
 }
 
-/// Handle for queueing events; the worker runs them.
+/// Handle for queueing events; the worker runs them. Only ids wait in memory: an event
+/// (up to 1 MB of payload) stays on disk until it runs, so a deep queue costs no RAM.
 pub struct EventQueue {
     dir: PathBuf,
-    tx: mpsc::UnboundedSender<Event>,
-    rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
+    tx: mpsc::UnboundedSender<String>,
+    rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
 impl EventQueue {
@@ -47,14 +48,9 @@ impl EventQueue {
                     let _ = std::fs::remove_file(&p);
                     continue;
                 }
-                match std::fs::read(&p).ok().and_then(|b| serde_json::from_slice::<Event>(&b).ok()) {
-                    Some(ev) => {
-                        pending += 1;
-                        let _ = q.tx.send(ev);
-                    }
-                    None => {
-                        let _ = std::fs::remove_file(&p);
-                    }
+                if let Some(id) = p.file_stem().and_then(|s| s.to_str()) {
+                    pending += 1;
+                    let _ = q.tx.send(id.to_string());
                 }
             }
         }
@@ -81,8 +77,21 @@ impl EventQueue {
         };
         let bytes = serde_json::to_vec(&ev).map_err(std::io::Error::other)?;
         write_event(&self.path(&id), &bytes)?;
-        let _ = self.tx.send(ev);
+        let _ = self.tx.send(id.clone());
         Ok(id)
+    }
+
+    /// Reads a queued event back; an unreadable one is dropped.
+    fn load(&self, id: &str) -> Option<Event> {
+        let path = self.path(id);
+        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            Ok(ev) => Some(ev),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "dropping unreadable Event invocation");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
     }
 
     /// Events not yet finished (on disk).
@@ -115,11 +124,13 @@ pub fn start_worker(lambda: &Arc<Lambda>) {
     // At most as many events in flight as environments, so Events never starve sync calls of queue room.
     let limit = Arc::new(Semaphore::new(lambda.cfg.lambda_max_containers.max(1)));
     tokio::spawn(async move {
-        while let Some(ev) = rx.recv().await {
+        while let Some(id) = rx.recv().await {
             let Ok(permit) = limit.clone().acquire_owned().await else { break };
             let Some(lambda) = weak.upgrade() else { break };
             tokio::spawn(async move {
-                run_event(&lambda, ev).await;
+                if let Some(ev) = lambda.events.load(&id) {
+                    run_event(&lambda, ev).await;
+                }
                 drop(permit);
             });
         }
