@@ -75,16 +75,50 @@ pub fn create_function_body(body: &[u8]) {
 
 /// Fields CreateFunction reads, so generated objects hit real members often.
 const FIELDS: &[&str] = &[
-    "FunctionName", "Role", "Runtime", "Handler", "Code", "ZipFile", "S3Bucket", "S3Key", "ImageUri",
-    "Description", "Timeout", "MemorySize", "Publish", "PackageType", "Environment", "Variables",
-    "Layers", "Architectures", "ImageConfig", "TracingConfig", "Mode", "EphemeralStorage", "Size",
-    "LoggingConfig", "Tags", "VpcConfig", "DeadLetterConfig", "KMSKeyArn",
+    "FunctionName",
+    "Role",
+    "Runtime",
+    "Handler",
+    "Code",
+    "ZipFile",
+    "S3Bucket",
+    "S3Key",
+    "ImageUri",
+    "Description",
+    "Timeout",
+    "MemorySize",
+    "Publish",
+    "PackageType",
+    "Environment",
+    "Variables",
+    "Layers",
+    "Architectures",
+    "ImageConfig",
+    "TracingConfig",
+    "Mode",
+    "EphemeralStorage",
+    "Size",
+    "LoggingConfig",
+    "Tags",
+    "VpcConfig",
+    "DeadLetterConfig",
+    "KMSKeyArn",
 ];
 /// Strings that get past the first checks.
 const STRINGS: &[&str] = &[
-    "fn", "arn:aws:iam::000000000000:role/lambda", "python3.12", "provided.al2023", "app.handler",
-    "Zip", "Image", "x86_64", "arm64", "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==", "$LATEST",
-    "arn:aws:lambda:us-east-1:000000000000:function:fn", "Active",
+    "fn",
+    "arn:aws:iam::000000000000:role/lambda",
+    "python3.12",
+    "provided.al2023",
+    "app.handler",
+    "Zip",
+    "Image",
+    "x86_64",
+    "arm64",
+    "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==",
+    "$LATEST",
+    "arn:aws:lambda:us-east-1:000000000000:function:fn",
+    "Active",
 ];
 
 /// A JSON value read from fuzz bytes: objects mostly use real field names, strings mostly
@@ -139,7 +173,11 @@ impl ByteReader<'_> {
             4 => serde_json::Number::from_f64(self.u64() as f64 / 7.0).map_or(Value::Null, Value::Number),
             5 => {
                 let b = self.byte();
-                if b < 160 { Value::from(STRINGS[usize::from(b) % STRINGS.len()]) } else { Value::from(self.raw_string()) }
+                if b < 160 {
+                    Value::from(STRINGS[usize::from(b) % STRINGS.len()])
+                } else {
+                    Value::from(self.raw_string())
+                }
             }
             6 => Value::Array((0..self.byte() % 6).map(|_| self.value(depth + 1)).collect()),
             _ => {
@@ -215,9 +253,7 @@ fn check_inside(root: &Path, dir: &Path) {
 fn scratch_dir() -> PathBuf {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let base = std::env::temp_dir()
-        .join(format!("ruststack-fuzz-{}", std::process::id()))
-        .join(n.to_string());
+    let base = std::env::temp_dir().join(format!("ruststack-fuzz-{}", std::process::id())).join(n.to_string());
     std::fs::create_dir_all(&base).expect("scratch dir");
     base
 }
@@ -300,7 +336,8 @@ impl RawRequest {
         w.extend_from_slice(b" HTTP/1.1\r\nhost: 127.0.0.1\r\n");
         let mut has_len = false;
         for h in &self.headers {
-            has_len |= h.to_ascii_lowercase().starts_with(b"content-length") || h.to_ascii_lowercase().starts_with(b"transfer-encoding");
+            has_len |= h.to_ascii_lowercase().starts_with(b"content-length")
+                || h.to_ascii_lowercase().starts_with(b"transfer-encoding");
             w.extend_from_slice(h);
             w.extend_from_slice(b"\r\n");
         }
@@ -346,17 +383,21 @@ pub fn runtime_api(data: &[u8]) {
     let reqs = parse_requests(data);
     let rt = runtime();
     let ep = ruststack::runtime_api::Endpoint::new("fuzz");
-    let listener = rt
-        .block_on(ruststack::runtime_api::serve(std::net::Ipv4Addr::LOCALHOST.into(), ep.clone()))
-        .expect("listener");
+    let listener =
+        rt.block_on(ruststack::runtime_api::serve(std::net::Ipv4Addr::LOCALHOST.into(), ep.clone())).expect("listener");
     for r in &reqs {
         rt.block_on(async { queue_invocation(&ep) });
         let _ = exchange(listener.addr, &r.to_wire());
     }
     // Still serving: an unknown path gets a 404 at once.
-    let probe = RawRequest { method: b"GET".to_vec(), path: b"/2018-06-01/ping".to_vec(), headers: vec![], body: vec![] };
+    let probe =
+        RawRequest { method: b"GET".to_vec(), path: b"/2018-06-01/ping".to_vec(), headers: vec![], body: vec![] };
     let reply = exchange(listener.addr, &probe.to_wire()).expect("endpoint answers after fuzz input");
-    assert!(reply.starts_with(b"HTTP/1.1 404"), "probe got {:?}", String::from_utf8_lossy(&reply[..reply.len().min(80)]));
+    assert!(
+        reply.starts_with(b"HTTP/1.1 404"),
+        "probe got {:?}",
+        String::from_utf8_lossy(&reply[..reply.len().min(80)])
+    );
     drop(listener);
 }
 

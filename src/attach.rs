@@ -85,11 +85,11 @@ pub async fn invoke_attached(
 ) -> Result<InvokeOutput, AwsError> {
     let _turn = att.turn.lock().await;
     let request_id = crate::aws::request_id();
-    let timeout =
-        if att.keep_timeout { Duration::from_secs(spec.config.timeout as u64) } else { SUSPENDED_TIMEOUT };
+    let timeout = if att.keep_timeout { Duration::from_secs(spec.config.timeout as u64) } else { SUSPENDED_TIMEOUT };
     tracing::info!(function = %att.function, request_id, "invocation → attached runtime");
-    let run = invoke::run_invocation(&att.endpoint, None, &request_id, target, payload, call, timeout, SUSPENDED_TIMEOUT)
-        .await;
+    let run =
+        invoke::run_invocation(&att.endpoint, None, &request_id, target, payload, call, timeout, SUSPENDED_TIMEOUT)
+            .await;
     Ok(invoke::finish(&att.log, &request_id, target, spec, run, false))
 }
 
@@ -120,8 +120,10 @@ async fn route(app: &Arc<crate::server::App>, req: Request<Incoming>) -> Result<
                 .by_function
                 .lock()
                 .values()
-                .map(|a| json!({"function": a.function, "id": a.id, "runtime_api": a.runtime_api,
-                                "keep_timeout": a.keep_timeout, "seconds": a.since.elapsed().as_secs()}))
+                .map(|a| {
+                    json!({"function": a.function, "id": a.id, "runtime_api": a.runtime_api,
+                                "keep_timeout": a.keep_timeout, "seconds": a.since.elapsed().as_secs()})
+                })
                 .collect();
             Ok(http_util::json(StatusCode::OK, &json!({"attachments": list})))
         }
@@ -130,16 +132,20 @@ async fn route(app: &Arc<crate::server::App>, req: Request<Incoming>) -> Result<
             let body = http_util::read_body(req.into_body(), 64 * 1024)
                 .await
                 .map_err(|_| AwsError::invalid_content("attach request too large"))?;
-            let opts: Value = if body.is_empty() { json!({}) } else {
+            let opts: Value = if body.is_empty() {
+                json!({})
+            } else {
                 serde_json::from_slice(&body).map_err(|e| AwsError::invalid_content(e.to_string()))?
             };
             attach(app, &name, opts["keep_timeout"].as_bool().unwrap_or(false), opts["cwd"].as_str()).await
         }
         (Method::GET, [f, "hold"]) => {
             let name = function_name(f)?;
-            let att = lambda.attachments.get(&name).filter(|a| a.id == id).ok_or_else(|| {
-                AwsError::not_found(format!("No attachment {id} for function {name}"))
-            })?;
+            let att = lambda
+                .attachments
+                .get(&name)
+                .filter(|a| a.id == id)
+                .ok_or_else(|| AwsError::not_found(format!("No attachment {id} for function {name}")))?;
             // Ends the attachment when this request's future is dropped (the client went away).
             struct Hold(Arc<crate::lambda::Lambda>, String, String);
             impl Drop for Hold {
@@ -173,10 +179,12 @@ async fn attach(
 ) -> Result<Response<Body>, AwsError> {
     let lambda = &app.lambda;
     let scope = Scope { region: app.cfg.region.clone(), account: app.cfg.account_id.clone() };
-    let config = lambda
-        .store
-        .latest(name)
-        .ok_or_else(|| AwsError::not_found(format!("Function not found: {}", crate::aws::arn::function_arn(&scope.region, &scope.account, name, None))))?;
+    let config = lambda.store.latest(name).ok_or_else(|| {
+        AwsError::not_found(format!(
+            "Function not found: {}",
+            crate::aws::arn::function_arn(&scope.region, &scope.account, name, None)
+        ))
+    })?;
     let endpoint = Endpoint::new(format!("{name}#attached"));
     let listener = runtime_api::serve(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), endpoint.clone())
         .await
@@ -193,7 +201,10 @@ async fn attach(
         reason: "attached",
     };
     let mut env: serde_json::Map<String, Value> =
-        crate::executor::function_env(&spec, &runtime_api, &lambda.endpoint_url).into_iter().map(|(k, v)| (k, v.into())).collect();
+        crate::executor::function_env(&spec, &runtime_api, &lambda.endpoint_url)
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect();
     if let Some(cwd) = cwd {
         env.insert("LAMBDA_TASK_ROOT".into(), cwd.into());
     }
@@ -265,8 +276,11 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
     let hold_client = client.clone();
     let hold = tokio::spawn(async move { hold_client.get(hold_url).send().await.map(|_| ()) });
 
-    eprintln!("ruststack attach: {} attached (runtime API {runtime_api}, timeout {})", args.function,
-        if args.keep_timeout { "kept" } else { "suspended" });
+    eprintln!(
+        "ruststack attach: {} attached (runtime API {runtime_api}, timeout {})",
+        args.function,
+        if args.keep_timeout { "kept" } else { "suspended" }
+    );
     let code = if args.print_env {
         for (k, v) in &env {
             println!("{k}={v}");

@@ -100,10 +100,7 @@ impl Pool {
             Err(_) => {
                 if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue_size {
                     self.waiting.fetch_sub(1, Ordering::SeqCst);
-                    return Err(AwsError::too_many_requests(
-                        "Rate Exceeded.",
-                        "ConcurrentInvocationLimitExceeded",
-                    ));
+                    return Err(AwsError::too_many_requests("Rate Exceeded.", "ConcurrentInvocationLimitExceeded"));
                 }
                 let p = self.busy.clone().acquire_owned().await;
                 self.waiting.fetch_sub(1, Ordering::SeqCst);

@@ -40,7 +40,9 @@ pub async fn run(cfg: Config) -> Result<u8, String> {
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     if !cfg.host.is_loopback() {
-        tracing::warn!("listening on {addr}, which is NOT a loopback address: anyone who can reach it can run code on this machine");
+        tracing::warn!(
+            "listening on {addr}, which is NOT a loopback address: anyone who can reach it can run code on this machine"
+        );
     }
     let app = build(cfg.clone(), &data_dir, addr)?;
     tracing::info!(
@@ -89,7 +91,10 @@ async fn bridge_listener(app: &Arc<App>, addr: SocketAddr) -> Option<TcpListener
             Some(l)
         }
         Err(e) => {
-            tracing::warn!("bridge network: cannot listen on {gw}:{}: {e}; containers cannot reach RustStack", addr.port());
+            tracing::warn!(
+                "bridge network: cannot listen on {gw}:{}: {e}; containers cannot reach RustStack",
+                addr.port()
+            );
             None
         }
     }
@@ -184,11 +189,7 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if path.starts_with("/_ruststack/") {
         return internal(app, req).await;
     }
-    let scope_hdr = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(arn::credential_scope);
+    let scope_hdr = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(arn::credential_scope);
     let service = scope_hdr.as_ref().map(|(_, s)| s.as_str());
     let looks_lambda = is_lambda_path(path);
     let request_id = crate::aws::request_id();
@@ -211,7 +212,11 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let s3 = app.s3.clone();
     match tokio::task::spawn_blocking(move || s3.handle(&parts, body)).await {
         Ok(r) => r.map(http_body_util::Full::new),
-        Err(_) => http_util::full(StatusCode::INTERNAL_SERVER_ERROR, "application/xml", "<Error><Code>InternalError</Code></Error>"),
+        Err(_) => http_util::full(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application/xml",
+            "<Error><Code>InternalError</Code></Error>",
+        ),
     }
 }
 

@@ -65,8 +65,22 @@ fn function_ref() -> impl Strategy<Value = String> {
 }
 
 const FIELDS: &[&str] = &[
-    "FunctionName", "Role", "Runtime", "Handler", "Code", "Timeout", "MemorySize", "Environment", "Layers",
-    "Tags", "Publish", "PackageType", "Architectures", "EphemeralStorage", "TracingConfig", "Description",
+    "FunctionName",
+    "Role",
+    "Runtime",
+    "Handler",
+    "Code",
+    "Timeout",
+    "MemorySize",
+    "Environment",
+    "Layers",
+    "Tags",
+    "Publish",
+    "PackageType",
+    "Architectures",
+    "EphemeralStorage",
+    "TracingConfig",
+    "Description",
 ];
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -78,8 +92,15 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         any::<String>().prop_map(Value::from),
         prop::sample::select(vec![
-            "fn", "python3.12", "provided.al2023", "app.handler", "arn:aws:iam::000000000000:role/r", "Zip",
-            "Image", "x86_64", "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==",
+            "fn",
+            "python3.12",
+            "provided.al2023",
+            "app.handler",
+            "arn:aws:iam::000000000000:role/r",
+            "Zip",
+            "Image",
+            "x86_64",
+            "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==",
         ])
         .prop_map(Value::from),
     ];
@@ -149,7 +170,9 @@ fn build_zip(items: &[Item]) -> Vec<u8> {
         let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         // The writer refuses some names (duplicates): skip those entries.
         let _ = match it {
-            Item::File(p, d, m) => w.start_file(p.as_str(), opts.unix_permissions(*m)).and_then(|_| Ok(w.write_all(d)?)),
+            Item::File(p, d, m) => {
+                w.start_file(p.as_str(), opts.unix_permissions(*m)).and_then(|_| Ok(w.write_all(d)?))
+            }
             Item::Dir(p) => w.add_directory(p.as_str(), opts),
             Item::Link(p, t) => w.add_symlink(p.as_str(), t.as_str(), opts),
         };

@@ -249,7 +249,10 @@ pub fn parse_layer_name(raw: &str) -> Result<String, ArnError> {
     let parts: Vec<&str> = raw.split(':').collect();
     match parts.as_slice() {
         ["arn", partition, "lambda", region, account, "layer", name]
-            if is_loose_region(partition) && is_loose_region(region) && is_account(account) && is_name(name, MAX_LAYER_NAME_LEN) =>
+            if is_loose_region(partition)
+                && is_loose_region(region)
+                && is_account(account)
+                && is_name(name, MAX_LAYER_NAME_LEN) =>
         {
             Ok((*name).to_owned())
         }

@@ -40,7 +40,10 @@ impl AwsError {
         Self::new(StatusCode::PRECONDITION_FAILED, "PreconditionFailedException", message)
     }
     pub fn too_many_requests(message: impl Into<String>, reason: &'static str) -> Self {
-        AwsError { reason: Some(reason), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", message) }
+        AwsError {
+            reason: Some(reason),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException", message)
+        }
     }
     pub fn service(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", message)

@@ -12,15 +12,10 @@ pub fn request_id() -> String {
 
 /// `2020-04-10T19:06:32.563+0000`, the format of LastModified and CreatedDate.
 pub fn timestamp_now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
-        .to_string()
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
 }
 
 /// Milliseconds since the Unix epoch.
 pub fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

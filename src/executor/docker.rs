@@ -41,8 +41,8 @@ use crate::aws::AwsError;
 use crate::config::{Config, NetworkMode};
 use crate::lambda::model::FunctionConfig;
 use crate::runtime_api::{Death, Endpoint};
-pub use images::default_image;
 use images::ImageState;
+pub use images::default_image;
 use output::{AttachOutput, FifoOutput, Output};
 
 /// Most processes (and threads) one function container may run.
@@ -418,7 +418,9 @@ impl Inner {
                     .await
                     .map_err(|e| invalid_runtime(format!("cannot create a container from {image}: {}", message(&e))))?
             }
-            Err(e) => return Err(invalid_runtime(format!("cannot create a container from {image}: {}", message(&e))).into()),
+            Err(e) => {
+                return Err(invalid_runtime(format!("cannot create a container from {image}: {}", message(&e))).into());
+            }
         };
         let id = created.id;
         self.live.lock().insert(id.clone());
@@ -427,7 +429,8 @@ impl Inner {
             Some(f) => Output::Fifo(f),
             None => {
                 // Attach before start, so no output is lost.
-                let opts = AttachContainerOptionsBuilder::new().stdout(true).stderr(true).stream(true).logs(true).build();
+                let opts =
+                    AttachContainerOptionsBuilder::new().stdout(true).stderr(true).stream(true).logs(true).build();
                 match docker.attach_container(&id, Some(opts)).await {
                     Ok(a) => Output::Attach(AttachOutput::start(a.output, log.clone())),
                     Err(e) => {
@@ -486,7 +489,8 @@ impl Inner {
             let ic = c.image_config.as_ref();
             let strings = |key: &str| -> Option<Vec<String>> {
                 let v = ic?.get(key)?.as_array()?;
-                Some(v.iter().filter_map(|s| s.as_str().map(str::to_string)).collect::<Vec<_>>()).filter(|v| !v.is_empty())
+                Some(v.iter().filter_map(|s| s.as_str().map(str::to_string)).collect::<Vec<_>>())
+                    .filter(|v| !v.is_empty())
             };
             let working_dir = ic
                 .and_then(|v| v.get("WorkingDirectory"))
@@ -705,7 +709,13 @@ impl Drop for Container {
 
 /// Tells the endpoint when the container exits. `log`: with the FIFO, the container's own
 /// stdout only has what went wrong before the runtime started; copy it on a failed exit.
-fn spawn_waiter(docker: Docker, id: String, endpoint: Arc<Endpoint>, stopped: Arc<AtomicBool>, log: Option<Arc<LogSink>>) {
+fn spawn_waiter(
+    docker: Docker,
+    id: String,
+    endpoint: Arc<Endpoint>,
+    stopped: Arc<AtomicBool>,
+    log: Option<Arc<LogSink>>,
+) {
     tokio::spawn(async move {
         let opts = WaitContainerOptionsBuilder::new().condition("not-running").build();
         let mut waits = docker.wait_container(&id, Some(opts));
@@ -839,7 +849,6 @@ fn invalid_runtime(message: String) -> AwsError {
 fn image_unavailable(function: &str, why: &str) -> AwsError {
     invalid_runtime(format!("Function {function} cannot start: {why}"))
 }
-
 
 #[cfg(test)]
 mod tests {

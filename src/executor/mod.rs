@@ -169,7 +169,11 @@ impl Executors {
     }
 
     /// Which executor runs this function, and why.
-    pub fn choose(&self, cfg: &FunctionConfig, tags: &std::collections::BTreeMap<String, String>) -> (ExecutorKind, &'static str) {
+    pub fn choose(
+        &self,
+        cfg: &FunctionConfig,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> (ExecutorKind, &'static str) {
         match self.mode {
             ExecutorMode::Subprocess => (ExecutorKind::Subprocess, "--lambda-executor subprocess"),
             ExecutorMode::Docker => (ExecutorKind::Docker, "--lambda-executor docker"),
@@ -217,12 +221,8 @@ impl Executors {
 pub fn function_env(spec: &EnvSpec, runtime_api: &str, endpoint_url: &str) -> Vec<(String, String)> {
     let c = &spec.config;
     let mut v: Vec<(String, String)> = c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let log_stream = format!(
-        "{}/[{}]{}",
-        chrono::Utc::now().format("%Y/%m/%d"),
-        c.version,
-        uuid::Uuid::new_v4().simple()
-    );
+    let log_stream =
+        format!("{}/[{}]{}", chrono::Utc::now().format("%Y/%m/%d"), c.version, uuid::Uuid::new_v4().simple());
     let mut set = |k: &str, val: String| {
         v.retain(|(kk, _)| kk != k);
         v.push((k.to_string(), val));

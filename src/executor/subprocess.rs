@@ -101,12 +101,8 @@ impl SubprocessExecutor {
         let c = &spec.config;
         let runtime = c.runtime.as_deref().unwrap_or("");
         // A custom runtime's bootstrap: code dir first, then the layers (/opt), like AWS.
-        let own_bootstrap = spec
-            .code_dir
-            .iter()
-            .chain(spec.layer_dirs.iter().rev())
-            .map(|d| d.join("bootstrap"))
-            .find(|p| p.is_file());
+        let own_bootstrap =
+            spec.code_dir.iter().chain(spec.layer_dirs.iter().rev()).map(|d| d.join("bootstrap")).find(|p| p.is_file());
         if runtime.starts_with("provided") || (!runtime.starts_with("python") && own_bootstrap.is_some()) {
             return match own_bootstrap {
                 Some(p) => Ok((p, vec![])),

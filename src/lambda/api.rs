@@ -686,8 +686,12 @@ fn prepare_image(lambda: Arc<Lambda>, name: String, image: String) {
         });
         match (&result, outcome) {
             (Ok(()), Ok(_)) => tracing::info!(function = %name, image = %image, "image ready; function Active"),
-            (Err(e), Ok(_)) => tracing::warn!(function = %name, image = %image, error = %e, "image not available; function Failed"),
-            (_, Err(e)) => tracing::debug!(function = %name, error = %e, "function changed while its image was prepared"),
+            (Err(e), Ok(_)) => {
+                tracing::warn!(function = %name, image = %image, error = %e, "image not available; function Failed")
+            }
+            (_, Err(e)) => {
+                tracing::debug!(function = %name, error = %e, "function changed while its image was prepared")
+            }
         }
     });
 }

@@ -34,8 +34,7 @@ use sha2::{Digest as _, Sha256};
 use zip::{CompressionMethod, System, ZipArchive};
 
 /// The text AWS uses when it cannot read an uploaded package.
-const UNZIP_FAILED: &str =
-    "Could not unzip uploaded file. Please check your file, then try to upload again.";
+const UNZIP_FAILED: &str = "Could not unzip uploaded file. Please check your file, then try to upload again.";
 /// Longest link target read from an archive.
 const MAX_LINK_TARGET: u64 = 4096;
 /// Longest single path component most filesystems accept.
@@ -62,11 +61,7 @@ pub struct Limits {
 impl Default for Limits {
     /// 250 MiB unzipped (AWS's limit), 20,000 entries, 70 MiB zipped.
     fn default() -> Self {
-        Limits {
-            max_unzipped_bytes: 262_144_000,
-            max_entries: 20_000,
-            max_zip_bytes: 70 * 1024 * 1024,
-        }
+        Limits { max_unzipped_bytes: 262_144_000, max_entries: 20_000, max_zip_bytes: 70 * 1024 * 1024 }
     }
 }
 
@@ -93,10 +88,9 @@ impl fmt::Display for CodeError {
         match self {
             CodeError::NotAZip(detail) => write!(f, "{UNZIP_FAILED} ({detail})"),
             CodeError::TooLarge(message) => f.write_str(message),
-            CodeError::TooManyEntries(count) => write!(
-                f,
-                "{UNZIP_FAILED} (the archive has {count} entries, more than are allowed)"
-            ),
+            CodeError::TooManyEntries(count) => {
+                write!(f, "{UNZIP_FAILED} (the archive has {count} entries, more than are allowed)")
+            }
             CodeError::UnsafePath(name) => write!(
                 f,
                 "{UNZIP_FAILED} (entry '{name}' is not allowed: entries must be files, \
@@ -175,11 +169,7 @@ pub fn digest(bytes: &[u8]) -> CodeDigest {
 pub fn validate_zip(bytes: &[u8], limits: &Limits) -> Result<ZipSummary, CodeError> {
     let mut archive = open(bytes, limits)?;
     let plan = plan(&mut archive, limits)?;
-    Ok(ZipSummary {
-        entries: plan.entries.len(),
-        unzipped_bytes: plan.declared_bytes,
-        files: plan.files(),
-    })
+    Ok(ZipSummary { entries: plan.entries.len(), unzipped_bytes: plan.declared_bytes, files: plan.files() })
 }
 
 /// Unpacks a package into `dest`, which must not exist yet.
@@ -204,11 +194,7 @@ pub fn extract_zip(bytes: &[u8], dest: &Path, limits: &Limits) -> Result<ZipSumm
             return Err(e);
         }
     };
-    let summary = ZipSummary {
-        entries: plan.entries.len(),
-        unzipped_bytes: written,
-        files: plan.files(),
-    };
+    let summary = ZipSummary { entries: plan.entries.len(), unzipped_bytes: written, files: plan.files() };
     match fs::rename(&tmp, dest) {
         Ok(()) => Ok(summary),
         Err(rename_err) => {
@@ -224,19 +210,13 @@ pub fn extract_zip(bytes: &[u8], dest: &Path, limits: &Limits) -> Result<ZipSumm
 
 fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<ZipArchive<Cursor<&'a [u8]>>, CodeError> {
     if bytes.len() > limits.max_zip_bytes {
-        return Err(CodeError::TooLarge(format!(
-            "Zipped size must be smaller than {} bytes",
-            limits.max_zip_bytes
-        )));
+        return Err(CodeError::TooLarge(format!("Zipped size must be smaller than {} bytes", limits.max_zip_bytes)));
     }
     ZipArchive::new(Cursor::new(bytes)).map_err(|e| CodeError::NotAZip(e.to_string()))
 }
 
 fn too_large(limits: &Limits) -> CodeError {
-    CodeError::TooLarge(format!(
-        "Unzipped size must be smaller than {} bytes",
-        limits.max_unzipped_bytes
-    ))
+    CodeError::TooLarge(format!("Unzipped size must be smaller than {} bytes", limits.max_unzipped_bytes))
 }
 
 /// What one entry becomes on disk.
@@ -266,11 +246,7 @@ struct Plan {
 
 impl Plan {
     fn files(&self) -> Vec<String> {
-        self.entries
-            .iter()
-            .filter(|e| matches!(e.kind, Kind::File { .. }))
-            .map(|e| e.parts.join("/"))
-            .collect()
+        self.entries.iter().filter(|e| matches!(e.kind, Kind::File { .. })).map(|e| e.parts.join("/")).collect()
     }
 }
 
@@ -291,9 +267,7 @@ fn plan(archive: &mut ZipArchive<Cursor<&[u8]>>, limits: &Limits) -> Result<Plan
     // The reader keeps only one of several same-named entries; other unzip
     // tools may pick another, so refuse rather than guess.
     if archive.has_duplicate_names() {
-        return Err(CodeError::NotAZip(
-            "the archive lists the same entry name more than once".into(),
-        ));
+        return Err(CodeError::NotAZip("the archive lists the same entry name more than once".into()));
     }
     let mut entries = Vec::with_capacity(count);
     let mut declared: u64 = 0;
@@ -302,26 +276,18 @@ fn plan(archive: &mut ZipArchive<Cursor<&[u8]>>, limits: &Limits) -> Result<Plan
     let mut links = Vec::new();
 
     for index in 0..count {
-        let entry = archive
-            .by_index_data(index)
-            .map_err(|e| CodeError::NotAZip(e.to_string()))?;
-        let name = entry
-            .name()
-            .map_err(|e| CodeError::NotAZip(e.to_string()))?
-            .into_owned();
+        let entry = archive.by_index_data(index).map_err(|e| CodeError::NotAZip(e.to_string()))?;
+        let name = entry.name().map_err(|e| CodeError::NotAZip(e.to_string()))?.into_owned();
         if entry.encrypted() {
             return Err(CodeError::NotAZip(format!("entry '{name}' is encrypted")));
         }
         let method = entry.compression();
         if method != CompressionMethod::Stored && method != CompressionMethod::Deflated {
-            return Err(CodeError::NotAZip(format!(
-                "entry '{name}' uses unsupported compression {method}"
-            )));
+            return Err(CodeError::NotAZip(format!("entry '{name}' uses unsupported compression {method}")));
         }
         // A real Unix mode only when the archive was made on Unix and set one.
-        let unix_mode = (entry.system() == System::Unix)
-            .then_some(entry.external_attributes() >> 16)
-            .filter(|mode| *mode != 0);
+        let unix_mode =
+            (entry.system() == System::Unix).then_some(entry.external_attributes() >> 16).filter(|mode| *mode != 0);
         let size = entry.size();
         drop(entry);
 
@@ -348,12 +314,7 @@ fn plan(archive: &mut ZipArchive<Cursor<&[u8]>>, limits: &Limits) -> Result<Plan
             }
             Kind::Dir => {}
         }
-        entries.push(Entry {
-            index,
-            name,
-            parts,
-            kind,
-        });
+        entries.push(Entry { index, name, parts, kind });
     }
     if declared > limits.max_unzipped_bytes {
         return Err(too_large(limits));
@@ -369,10 +330,7 @@ fn plan(archive: &mut ZipArchive<Cursor<&[u8]>>, limits: &Limits) -> Result<Plan
         }
         entry.kind = Kind::Link { target };
     }
-    Ok(Plan {
-        entries,
-        declared_bytes: declared,
-    })
+    Ok(Plan { entries, declared_bytes: declared })
 }
 
 /// Splits an entry name into safe relative components, or `None` if the
@@ -414,19 +372,13 @@ fn classify(name: &str, parts: &[String], unix_mode: Option<u32>) -> Result<Kind
     let Some(mode) = unix_mode else {
         // No Unix mode: 0644, except a custom runtime's `bootstrap`, which must run.
         let is_bootstrap = parts.last().is_some_and(|p| p == "bootstrap");
-        return Ok(Kind::File {
-            mode: if is_bootstrap { 0o755 } else { 0o644 },
-        });
+        return Ok(Kind::File { mode: if is_bootstrap { 0o755 } else { 0o644 } });
     };
     match mode & S_IFMT {
         S_IFDIR => Ok(Kind::Dir),
-        S_IFLNK => Ok(Kind::Link {
-            target: String::new(),
-        }),
+        S_IFLNK => Ok(Kind::Link { target: String::new() }),
         // Keep the executable bit; otherwise normalise so every reader can read.
-        S_IFREG | 0 => Ok(Kind::File {
-            mode: if mode & 0o111 != 0 { 0o755 } else { 0o644 },
-        }),
+        S_IFREG | 0 => Ok(Kind::File { mode: if mode & 0o111 != 0 { 0o755 } else { 0o644 } }),
         // FIFOs, devices, sockets.
         _ => Err(CodeError::UnsafePath(name.to_owned())),
     }
@@ -434,12 +386,7 @@ fn classify(name: &str, parts: &[String], unix_mode: Option<u32>) -> Result<Kind
 
 /// Records an entry's path and its parents, refusing duplicates and
 /// anything placed under a file or a link.
-fn claim(
-    nodes: &mut HashMap<String, Node>,
-    parts: &[String],
-    kind: &Kind,
-    name: &str,
-) -> Result<(), CodeError> {
+fn claim(nodes: &mut HashMap<String, Node>, parts: &[String], kind: &Kind, name: &str) -> Result<(), CodeError> {
     let unsafe_path = || CodeError::UnsafePath(name.to_owned());
     let mut path = String::new();
     for (i, part) in parts.iter().enumerate() {
@@ -447,11 +394,7 @@ fn claim(
             path.push('/');
         }
         path.push_str(part);
-        let wanted = if i + 1 == parts.len() && *kind != Kind::Dir {
-            Node::Leaf
-        } else {
-            Node::Dir
-        };
+        let wanted = if i + 1 == parts.len() && *kind != Kind::Dir { Node::Leaf } else { Node::Dir };
         match nodes.get(&path) {
             None => {
                 nodes.insert(path.clone(), wanted);
@@ -463,16 +406,11 @@ fn claim(
     Ok(())
 }
 
-fn read_link_target(
-    archive: &mut ZipArchive<Cursor<&[u8]>>,
-    entry: &Entry,
-) -> Result<String, CodeError> {
+fn read_link_target(archive: &mut ZipArchive<Cursor<&[u8]>>, entry: &Entry) -> Result<String, CodeError> {
     let corrupt = |e: &dyn fmt::Display| CodeError::NotAZip(format!("entry '{}': {e}", entry.name));
     let file = archive.by_index(entry.index).map_err(|e| corrupt(&e))?;
     let mut raw = Vec::new();
-    file.take(MAX_LINK_TARGET + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| corrupt(&e))?;
+    file.take(MAX_LINK_TARGET + 1).read_to_end(&mut raw).map_err(|e| corrupt(&e))?;
     if raw.len() as u64 > MAX_LINK_TARGET {
         return Err(CodeError::UnsafePath(entry.name.clone()));
     }
@@ -488,11 +426,7 @@ fn read_link_target(
 /// real one; the named components then only descend, through directories
 /// or through other links that obey the same rule.
 fn link_stays_inside(link_parts: &[String], target: &str) -> bool {
-    if target.is_empty()
-        || target.starts_with('/')
-        || target.contains('\\')
-        || target.contains('\0')
-    {
+    if target.is_empty() || target.starts_with('/') || target.contains('\\') || target.contains('\0') {
         return false;
     }
     let depth = link_parts.len().saturating_sub(1);
@@ -519,10 +453,7 @@ fn temp_sibling(dest: &Path) -> Result<PathBuf, CodeError> {
             format!("extraction target {} has no file name", dest.display()),
         )));
     };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut tmp_name = file_name.to_os_string();
     tmp_name.push(format!(".tmp-{}-{n}-{nanos}", std::process::id()));
@@ -560,8 +491,7 @@ fn write_entries(
                 if written > limits.max_unzipped_bytes {
                     return Err(too_large(limits));
                 }
-                std::os::unix::fs::symlink(target, &path)
-                    .map_err(|e| exists_is_unsafe(e, &entry.name))?;
+                std::os::unix::fs::symlink(target, &path).map_err(|e| exists_is_unsafe(e, &entry.name))?;
             }
             Kind::File { mode } => {
                 let mut out = fs::OpenOptions::new()
@@ -585,21 +515,12 @@ fn write_entries(
 }
 
 fn exists_is_unsafe(e: io::Error, name: &str) -> CodeError {
-    if e.kind() == io::ErrorKind::AlreadyExists {
-        CodeError::UnsafePath(name.to_owned())
-    } else {
-        CodeError::Io(e)
-    }
+    if e.kind() == io::ErrorKind::AlreadyExists { CodeError::UnsafePath(name.to_owned()) } else { CodeError::Io(e) }
 }
 
 /// Makes sure `root/parts...` is a chain of real directories, creating the
 /// missing ones; refuses to pass through anything else (a link above all).
-fn ensure_dirs(
-    root: &Path,
-    parts: &[String],
-    known: &mut HashSet<PathBuf>,
-    name: &str,
-) -> Result<PathBuf, CodeError> {
+fn ensure_dirs(root: &Path, parts: &[String], known: &mut HashSet<PathBuf>, name: &str) -> Result<PathBuf, CodeError> {
     let mut path = root.to_path_buf();
     for part in parts {
         path.push(part);
@@ -639,9 +560,8 @@ fn copy_limited<R: Read, W: Write>(
         if copied > budget {
             return Err(too_large(limits));
         }
-        let chunk = buf.get(..n).ok_or_else(|| {
-            CodeError::NotAZip(format!("entry '{name}': reader overran its buffer"))
-        })?;
+        let chunk =
+            buf.get(..n).ok_or_else(|| CodeError::NotAZip(format!("entry '{name}': reader overran its buffer")))?;
         writer.write_all(chunk)?;
     }
 }
@@ -670,10 +590,8 @@ mod tests {
 
         /// Names in the directory, sorted.
         fn listing(&self) -> Vec<String> {
-            let mut names: Vec<String> = fs::read_dir(&self.0)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
+            let mut names: Vec<String> =
+                fs::read_dir(&self.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
             names.sort();
             names
         }
@@ -713,11 +631,7 @@ mod tests {
 
     /// Offsets of every central directory header.
     fn central_headers(zip: &[u8]) -> Vec<usize> {
-        zip.windows(4)
-            .enumerate()
-            .filter(|(_, w)| *w == [0x50, 0x4b, 0x01, 0x02])
-            .map(|(i, _)| i)
-            .collect()
+        zip.windows(4).enumerate().filter(|(_, w)| *w == [0x50, 0x4b, 0x01, 0x02]).map(|(i, _)| i).collect()
     }
 
     /// Rewrites an entry's name in both headers (same length), since the
@@ -733,18 +647,11 @@ mod tests {
             }
             i += 1;
         }
-        assert_eq!(
-            hits, 2,
-            "name should appear in the local and central header"
-        );
+        assert_eq!(hits, 2, "name should appear in the local and central header");
     }
 
     fn small_limits() -> Limits {
-        Limits {
-            max_unzipped_bytes: 64 * 1024,
-            max_entries: 10,
-            max_zip_bytes: 1024 * 1024,
-        }
+        Limits { max_unzipped_bytes: 64 * 1024, max_entries: 10, max_zip_bytes: 1024 * 1024 }
     }
 
     fn mode_of(path: &Path) -> u32 {
@@ -755,10 +662,7 @@ mod tests {
     fn digest_of_hello() {
         let d = digest(b"hello");
         assert_eq!(d.sha256_b64, "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=");
-        assert_eq!(
-            d.sha256_hex,
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
+        assert_eq!(d.sha256_hex, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
         assert_eq!(d.size, 5);
         assert_eq!(d.sha256_b64.len(), 44);
     }
@@ -775,17 +679,11 @@ mod tests {
         let dest = tmp.0.join("code");
         let summary = extract_zip(&zip, &dest, &Limits::default()).unwrap();
         assert_eq!(summary.entries, 4);
-        assert_eq!(
-            summary.files,
-            vec!["bootstrap", "lib/handler.py", "nested/deep/x.txt"]
-        );
+        assert_eq!(summary.files, vec!["bootstrap", "lib/handler.py", "nested/deep/x.txt"]);
         assert!(summary.has_file("lib/handler.py"));
         assert!(!summary.has_file("lib"));
         assert_eq!(summary.unzipped_bytes, 18 + 22 + 1);
-        assert_eq!(
-            fs::read(dest.join("bootstrap")).unwrap(),
-            b"#!/bin/sh\necho hi\n"
-        );
+        assert_eq!(fs::read(dest.join("bootstrap")).unwrap(), b"#!/bin/sh\necho hi\n");
         assert_eq!(fs::read(dest.join("nested/deep/x.txt")).unwrap(), b"x");
         assert_eq!(mode_of(&dest.join("bootstrap")), 0o755);
         assert_eq!(mode_of(&dest.join("lib/handler.py")), 0o644);
@@ -801,10 +699,8 @@ mod tests {
 
     #[test]
     fn files_without_unix_mode_get_defaults() {
-        let mut zip = build(&[
-            Item::File("bootstrap", b"#!/bin/sh\n", Some(0o644)),
-            Item::File("app.js", b"x", Some(0o755)),
-        ]);
+        let mut zip =
+            build(&[Item::File("bootstrap", b"#!/bin/sh\n", Some(0o644)), Item::File("app.js", b"x", Some(0o755))]);
         // Turn both entries into DOS entries with no attributes.
         for at in central_headers(&zip) {
             zip[at + 5] = 0; // version made by: high byte = system
@@ -819,10 +715,7 @@ mod tests {
 
     #[test]
     fn rejects_parent_dir_entry() {
-        let mut zip = build(&[
-            Item::File("ok.txt", b"fine", None),
-            Item::File("xx/evil", b"pwned", None),
-        ]);
+        let mut zip = build(&[Item::File("ok.txt", b"fine", None), Item::File("xx/evil", b"pwned", None)]);
         rename_entry(&mut zip, "xx/evil", "../evil");
         let tmp = TempDir::new("dotdot");
         let dest = tmp.0.join("inner").join("code");
@@ -834,10 +727,7 @@ mod tests {
         assert!(!tmp.0.join("evil").exists());
         assert_eq!(tmp.listing(), vec!["inner"]);
         assert!(fs::read_dir(tmp.0.join("inner")).unwrap().next().is_none());
-        assert!(matches!(
-            validate_zip(&zip, &Limits::default()),
-            Err(CodeError::UnsafePath(_))
-        ));
+        assert!(matches!(validate_zip(&zip, &Limits::default()), Err(CodeError::UnsafePath(_))));
     }
 
     #[test]
@@ -852,24 +742,14 @@ mod tests {
             }
             let tmp = TempDir::new("abs");
             let dest = tmp.0.join("code");
-            assert!(matches!(
-                extract_zip(&zip, &dest, &Limits::default()),
-                Err(CodeError::UnsafePath(_))
-            ));
+            assert!(matches!(extract_zip(&zip, &dest, &Limits::default()), Err(CodeError::UnsafePath(_))));
             assert!(tmp.listing().is_empty());
         }
     }
 
     #[test]
     fn rejects_escaping_symlinks() {
-        for target in [
-            "../../etc/passwd",
-            "/etc/passwd",
-            "a/../../x",
-            "../..",
-            "C:/x",
-            "",
-        ] {
+        for target in ["../../etc/passwd", "/etc/passwd", "a/../../x", "../..", "C:/x", ""] {
             let zip = build(&[Item::Link("dir/link", target)]);
             let tmp = TempDir::new("escape");
             let dest = tmp.0.join("code");
@@ -903,11 +783,7 @@ mod tests {
     #[test]
     fn rejects_writing_through_a_symlink() {
         // `link -> sub` is contained, but a later entry under `link/` must not follow it.
-        let zip = build(&[
-            Item::Dir("sub/"),
-            Item::Link("link", "sub"),
-            Item::File("link/file", b"x", None),
-        ]);
+        let zip = build(&[Item::Dir("sub/"), Item::Link("link", "sub"), Item::File("link/file", b"x", None)]);
         let tmp = TempDir::new("through");
         match extract_zip(&zip, &tmp.0.join("code"), &Limits::default()) {
             Err(CodeError::UnsafePath(name)) => assert_eq!(name, "link/file"),
@@ -932,10 +808,7 @@ mod tests {
         let zip = build(&[Item::File("x", b"1", None), Item::File("y", b"2", None)]);
         let mut zip = zip;
         rename_entry(&mut zip, "y", "x");
-        assert!(matches!(
-            validate_zip(&zip, &Limits::default()),
-            Err(CodeError::NotAZip(_))
-        ));
+        assert!(matches!(validate_zip(&zip, &Limits::default()), Err(CodeError::NotAZip(_))));
         // Two spellings of one path.
         let aliased = build(&[Item::File("x", b"1", None), Item::File("./x", b"2", None)]);
         assert!(matches!(
@@ -955,22 +828,13 @@ mod tests {
     #[test]
     fn zip_bomb_is_too_large_and_leaves_nothing() {
         let zeros = vec![0u8; 1024 * 1024];
-        let zip = build(&[
-            Item::File("ok", b"x", None),
-            Item::File("zeros", &zeros, None),
-        ]);
+        let zip = build(&[Item::File("ok", b"x", None), Item::File("zeros", &zeros, None)]);
         assert!(zip.len() < 16 * 1024, "1 MiB of zeros compresses well");
-        assert!(matches!(
-            validate_zip(&zip, &small_limits()),
-            Err(CodeError::TooLarge(_))
-        ));
+        assert!(matches!(validate_zip(&zip, &small_limits()), Err(CodeError::TooLarge(_))));
         let tmp = TempDir::new("bomb");
         match extract_zip(&zip, &tmp.0.join("code"), &small_limits()) {
             Err(e @ CodeError::TooLarge(_)) => {
-                assert_eq!(
-                    e.to_string(),
-                    "Unzipped size must be smaller than 65536 bytes"
-                );
+                assert_eq!(e.to_string(), "Unzipped size must be smaller than 65536 bytes");
             }
             other => panic!("expected TooLarge, got {other:?}"),
         }
@@ -981,9 +845,7 @@ mod tests {
     fn real_zip_bomb_with_default_limits() {
         // 300 MB of zeros, streamed into the archive 1 MiB at a time.
         let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        let opts = SimpleFileOptions::default()
-            .compression_method(CompressionMethod::Deflated)
-            .large_file(true);
+        let opts = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated).large_file(true);
         w.start_file("zeros", opts).unwrap();
         let chunk = vec![0u8; 1024 * 1024];
         for _ in 0..300 {
@@ -991,29 +853,17 @@ mod tests {
         }
         let zip = w.finish().unwrap().into_inner();
         assert!(zip.len() < 1024 * 1024, "bomb is {} bytes", zip.len());
-        assert!(matches!(
-            validate_zip(&zip, &Limits::default()),
-            Err(CodeError::TooLarge(_))
-        ));
+        assert!(matches!(validate_zip(&zip, &Limits::default()), Err(CodeError::TooLarge(_))));
         let tmp = TempDir::new("bigbomb");
-        assert!(matches!(
-            extract_zip(&zip, &tmp.0.join("code"), &Limits::default()),
-            Err(CodeError::TooLarge(_))
-        ));
+        assert!(matches!(extract_zip(&zip, &tmp.0.join("code"), &Limits::default()), Err(CodeError::TooLarge(_))));
         assert!(tmp.listing().is_empty());
     }
 
     #[test]
     fn zipped_size_limit() {
         let zip = build(&[Item::File("a", b"a", None)]);
-        let limits = Limits {
-            max_zip_bytes: zip.len() - 1,
-            ..Limits::default()
-        };
-        assert!(matches!(
-            validate_zip(&zip, &limits),
-            Err(CodeError::TooLarge(_))
-        ));
+        let limits = Limits { max_zip_bytes: zip.len() - 1, ..Limits::default() };
+        assert!(matches!(validate_zip(&zip, &limits), Err(CodeError::TooLarge(_))));
     }
 
     #[test]
@@ -1021,15 +871,9 @@ mod tests {
         let names: Vec<String> = (0..11).map(|i| format!("f{i}")).collect();
         let items: Vec<Item<'_>> = names.iter().map(|n| Item::File(n, b"", None)).collect();
         let zip = build(&items);
-        assert!(matches!(
-            validate_zip(&zip, &small_limits()),
-            Err(CodeError::TooManyEntries(11))
-        ));
+        assert!(matches!(validate_zip(&zip, &small_limits()), Err(CodeError::TooManyEntries(11))));
         let tmp = TempDir::new("count");
-        assert!(matches!(
-            extract_zip(&zip, &tmp.0.join("code"), &small_limits()),
-            Err(CodeError::TooManyEntries(11))
-        ));
+        assert!(matches!(extract_zip(&zip, &tmp.0.join("code"), &small_limits()), Err(CodeError::TooManyEntries(11))));
         assert!(tmp.listing().is_empty());
         assert!(validate_zip(&build(&items[..10]), &small_limits()).is_ok());
     }
@@ -1039,15 +883,9 @@ mod tests {
         let limits = small_limits();
         let data = vec![7u8; 1000];
         let mut out = Vec::new();
-        assert!(matches!(
-            copy_limited(&data[..], &mut out, 999, "f", &limits),
-            Err(CodeError::TooLarge(_))
-        ));
+        assert!(matches!(copy_limited(&data[..], &mut out, 999, "f", &limits), Err(CodeError::TooLarge(_))));
         let mut out = Vec::new();
-        assert_eq!(
-            copy_limited(&data[..], &mut out, 1000, "f", &limits).unwrap(),
-            1000
-        );
+        assert_eq!(copy_limited(&data[..], &mut out, 1000, "f", &limits).unwrap(), 1000);
         assert_eq!(out, data);
     }
 
@@ -1056,10 +894,7 @@ mod tests {
         // Declares 10 bytes but holds 100,000: the declared-size check passes,
         // the bytes written must not.
         let data = vec![b'A'; 100_000];
-        let mut zip = build(&[
-            Item::File("ok", b"fine", None),
-            Item::File("liar", &data, None),
-        ]);
+        let mut zip = build(&[Item::File("ok", b"fine", None), Item::File("liar", &data, None)]);
         let at = *central_headers(&zip).last().unwrap();
         zip[at + 24..at + 28].copy_from_slice(&10u32.to_le_bytes());
         let local = zip
@@ -1075,38 +910,24 @@ mod tests {
         assert_eq!(checked.unzipped_bytes, 14);
         let tmp = TempDir::new("liar");
         let err = extract_zip(&zip, &tmp.0.join("code"), &small_limits()).unwrap_err();
-        assert!(
-            matches!(err, CodeError::TooLarge(_) | CodeError::NotAZip(_)),
-            "{err:?}"
-        );
+        assert!(matches!(err, CodeError::TooLarge(_) | CodeError::NotAZip(_)), "{err:?}");
         // The half-written temp directory is gone.
         assert!(tmp.listing().is_empty());
     }
 
     #[test]
     fn corrupt_entry_data_is_not_a_zip_and_cleans_up() {
-        let mut zip = build(&[
-            Item::File("a", b"first entry", None),
-            Item::File("b", &[b'z'; 5000], None),
-        ]);
+        let mut zip = build(&[Item::File("a", b"first entry", None), Item::File("b", &[b'z'; 5000], None)]);
         let at = *central_headers(&zip).last().unwrap();
         zip[at + 16] ^= 0xff; // wrong CRC for `b`
         let tmp = TempDir::new("crc");
-        assert!(matches!(
-            extract_zip(&zip, &tmp.0.join("code"), &Limits::default()),
-            Err(CodeError::NotAZip(_))
-        ));
+        assert!(matches!(extract_zip(&zip, &tmp.0.join("code"), &Limits::default()), Err(CodeError::NotAZip(_))));
         assert!(tmp.listing().is_empty());
     }
 
     #[test]
     fn garbage_and_empty_are_not_zips() {
-        for bytes in [
-            &b""[..],
-            b"hello world",
-            b"PK\x03\x04 truncated",
-            &[0u8; 100],
-        ] {
+        for bytes in [&b""[..], b"hello world", b"PK\x03\x04 truncated", &[0u8; 100]] {
             match validate_zip(bytes, &Limits::default()) {
                 Err(e @ CodeError::NotAZip(_)) => {
                     assert!(e.to_string().starts_with(UNZIP_FAILED));
@@ -1114,10 +935,7 @@ mod tests {
                 other => panic!("{bytes:?}: expected NotAZip, got {other:?}"),
             }
             let tmp = TempDir::new("garbage");
-            assert!(matches!(
-                extract_zip(bytes, &tmp.0.join("code"), &Limits::default()),
-                Err(CodeError::NotAZip(_))
-            ));
+            assert!(matches!(extract_zip(bytes, &tmp.0.join("code"), &Limits::default()), Err(CodeError::NotAZip(_))));
             assert!(tmp.listing().is_empty());
         }
     }
@@ -1141,11 +959,7 @@ mod tests {
             let _ = extract_zip(&bad, &dest, &Limits::default());
             let _ = fs::remove_dir_all(&dest);
         }
-        let leftovers: Vec<String> = tmp
-            .listing()
-            .into_iter()
-            .filter(|n| n.contains(".tmp-"))
-            .collect();
+        let leftovers: Vec<String> = tmp.listing().into_iter().filter(|n| n.contains(".tmp-")).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
@@ -1165,20 +979,9 @@ mod tests {
 
     #[test]
     fn error_messages_read_well() {
-        assert_eq!(
-            CodeError::NotAZip("bad".into()).to_string(),
-            format!("{UNZIP_FAILED} (bad)")
-        );
-        assert!(
-            CodeError::UnsafePath("../x".into())
-                .to_string()
-                .contains("entry '../x' is not allowed")
-        );
-        assert!(
-            CodeError::TooManyEntries(5)
-                .to_string()
-                .contains("5 entries")
-        );
+        assert_eq!(CodeError::NotAZip("bad".into()).to_string(), format!("{UNZIP_FAILED} (bad)"));
+        assert!(CodeError::UnsafePath("../x".into()).to_string().contains("entry '../x' is not allowed"));
+        assert!(CodeError::TooManyEntries(5).to_string().contains("5 entries"));
         let io = CodeError::from(io::Error::other("disk full"));
         assert!(std::error::Error::source(&io).is_some());
     }

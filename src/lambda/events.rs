@@ -65,7 +65,13 @@ impl EventQueue {
     }
 
     /// Persists then queues an event. Returns the request id.
-    pub fn push(&self, function: &str, qualifier: Option<&str>, region: &str, payload: &[u8]) -> std::io::Result<String> {
+    pub fn push(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        region: &str,
+        payload: &[u8],
+    ) -> std::io::Result<String> {
         let id = crate::aws::request_id();
         let ev = Event {
             id: id.clone(),
@@ -84,7 +90,10 @@ impl EventQueue {
     /// Reads a queued event back; an unreadable one is dropped.
     fn load(&self, id: &str) -> Option<Event> {
         let path = self.path(id);
-        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
             Ok(ev) => Some(ev),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "dropping unreadable Event invocation");

@@ -105,7 +105,11 @@ fn spec_for(lambda: &Lambda, target: &Target, scope: &Scope) -> Result<Arc<EnvSp
     let (kind, reason) = lambda.pool.executors.choose(c, &tags);
     let unpack = |sha: &str| {
         lambda.store.code_dir(sha).map_err(|e| {
-            AwsError::new(http::StatusCode::BAD_GATEWAY, "InvalidZipFileException", format!("Lambda was unable to unzip the package: {e}"))
+            AwsError::new(
+                http::StatusCode::BAD_GATEWAY,
+                "InvalidZipFileException",
+                format!("Lambda was unable to unzip the package: {e}"),
+            )
         })
     };
     let code_dir = if c.package_type == "Zip" { Some(unpack(&c.code_sha_hex)?) } else { None };
@@ -171,17 +175,20 @@ pub async fn invoke(
         let env = lease.env.clone();
         let request_id = crate::aws::request_id();
         let span = tracing::info_span!("invoke", function = %spec.config.name, request_id = %request_id);
-        let (outcome, healthy) = tracing::Instrument::instrument(run_on(
-            &env.endpoint,
-            &env.sandbox,
-            lease.cold.then_some(env.created),
-            &request_id,
-            &target,
-            payload,
-            call,
-            Duration::from_secs(spec.config.timeout as u64),
-            init_timeout,
-        ), span)
+        let (outcome, healthy) = tracing::Instrument::instrument(
+            run_on(
+                &env.endpoint,
+                &env.sandbox,
+                lease.cold.then_some(env.created),
+                &request_id,
+                &target,
+                payload,
+                call,
+                Duration::from_secs(spec.config.timeout as u64),
+                init_timeout,
+            ),
+            span,
+        )
         .await;
         env.uses.fetch_add(1, Ordering::Relaxed);
         let out = finish(&env.log, &request_id, &target, &spec, outcome, lease.cold);
@@ -330,7 +337,8 @@ pub fn finish(
             (error_body("Runtime.ExitError", msg.clone()), None, true, Some(format!("{msg}\nRuntime.ExitError")))
         }
         Ended::TimedOut { timeout } => {
-            let msg = format!("RequestId: {request_id} Error: Task timed out after {:.2} seconds", timeout.as_secs_f64());
+            let msg =
+                format!("RequestId: {request_id} Error: Task timed out after {:.2} seconds", timeout.as_secs_f64());
             (error_body("Sandbox.Timedout", msg.clone()), None, true, Some(msg))
         }
         Ended::InitTimedOut { after } => {

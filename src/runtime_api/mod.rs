@@ -41,8 +41,14 @@ pub struct Invocation {
 /// What the runtime posted for an invocation.
 #[derive(Debug)]
 pub enum Outcome {
-    Response { body: Bytes, content_type: Option<String> },
-    Error { body: Bytes, error_type: Option<String> },
+    Response {
+        body: Bytes,
+        content_type: Option<String>,
+    },
+    Error {
+        body: Bytes,
+        error_type: Option<String>,
+    },
     /// The response was over [`MAX_RESPONSE_BYTES`].
     TooLarge,
 }
@@ -274,11 +280,7 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
     }
     if let Some(mode) = header(&req, "lambda-runtime-function-response-mode") {
         if mode != "streaming" {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidFunctionResponseMode",
-                "Invalid function response mode",
-            );
+            return error(StatusCode::BAD_REQUEST, "InvalidFunctionResponseMode", "Invalid function response mode");
         }
     }
     let content_type = header(&req, "content-type");
@@ -302,11 +304,7 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
     let Some(done) = ep.take_in_flight(id) else {
         return error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
     };
-    let outcome = if is_error {
-        Outcome::Error { body, error_type }
-    } else {
-        Outcome::Response { body, content_type }
-    };
+    let outcome = if is_error { Outcome::Error { body, error_type } } else { Outcome::Response { body, content_type } };
     let _ = done.send(outcome);
     accepted()
 }

@@ -119,7 +119,10 @@ mod tests {
 
     /// A fake engine on a unix socket: `/images/create` answers with `lines`, one chunk each,
     /// then hangs if `hang`. Returns the socket path and the query strings it was sent.
-    async fn fake_engine(lines: Vec<&'static str>, hang: bool) -> (std::path::PathBuf, Arc<parking_lot::Mutex<Vec<String>>>) {
+    async fn fake_engine(
+        lines: Vec<&'static str>,
+        hang: bool,
+    ) -> (std::path::PathBuf, Arc<parking_lot::Mutex<Vec<String>>>) {
         let path = std::env::temp_dir().join(format!("ruststack-fake-docker-{}.sock", uuid::Uuid::new_v4().simple()));
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
         let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -133,9 +136,9 @@ mod tests {
                         seen.lock().push(format!("{} {}", req.uri().path(), req.uri().query().unwrap_or("")));
                         let lines = lines.clone();
                         async move {
-                            let chunks = futures_util::stream::iter(
-                                lines.into_iter().map(|l| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(format!("{l}\r\n"))))),
-                            );
+                            let chunks = futures_util::stream::iter(lines.into_iter().map(|l| {
+                                Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(format!("{l}\r\n"))))
+                            }));
                             let tail = futures_util::stream::once(async move {
                                 if hang {
                                     std::future::pending::<()>().await;
@@ -144,7 +147,10 @@ mod tests {
                             });
                             let body = BodyExt::boxed(StreamBody::new(chunks.chain(tail)));
                             Ok::<_, std::convert::Infallible>(
-                                http::Response::builder().header("content-type", "application/json").body(body).unwrap(),
+                                http::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(body)
+                                    .unwrap(),
                             )
                         }
                     });
@@ -198,7 +204,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_stalled_pull_fails() {
-        let (path, _) = fake_engine(vec![r#"{"status":"Pulling fs layer","progressDetail":{},"id":"aaa"}"#], true).await;
+        let (path, _) =
+            fake_engine(vec![r#"{"status":"Pulling fs layer","progressDetail":{},"id":"aaa"}"#], true).await;
         let err = pull_with(&client(&path), "img:1", Duration::from_millis(300)).await.unwrap_err();
         assert!(err.contains("stalled"), "{err}");
         let _ = std::fs::remove_file(path);

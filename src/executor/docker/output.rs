@@ -180,7 +180,9 @@ impl AttachOutput {
         tokio::spawn(async move {
             while let Some(item) = stream.next().await {
                 match item {
-                    Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message }) => {
+                    Ok(
+                        LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message },
+                    ) => {
                         log.append(&message);
                         tx.send_modify(|n| *n += 1);
                     }
