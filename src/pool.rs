@@ -131,13 +131,13 @@ impl Pool {
                     .iter()
                     .flat_map(|(k, v)| v.iter().enumerate().map(move |(i, e)| (k.clone(), i, e.since)))
                     .min_by_key(|(_, _, since)| *since);
-                if let Some((k, i, _)) = oldest {
-                    if let Some(v) = st.idle.get_mut(&k) {
-                        let e = v.remove(i).env;
-                        st.all.remove(&e.id);
-                        st.live -= 1;
-                        evicted = Some(e);
-                    }
+                if let Some((k, i, _)) = oldest
+                    && let Some(v) = st.idle.get_mut(&k)
+                {
+                    let e = v.remove(i).env;
+                    st.all.remove(&e.id);
+                    st.live -= 1;
+                    evicted = Some(e);
                 }
             }
             st.live += 1;

@@ -114,10 +114,11 @@ impl SubprocessExecutor {
             };
         }
         if let Some(declared) = runtime.strip_prefix("python") {
-            if let Some(host) = &self.python_version {
-                if host != declared && self.warned.lock().insert(declared.to_string()) {
-                    tracing::warn!(declared = %runtime, host = %host, "running {runtime} functions on host python {host}");
-                }
+            if let Some(host) = &self.python_version
+                && host != declared
+                && self.warned.lock().insert(declared.to_string())
+            {
+                tracing::warn!(declared = %runtime, host = %host, "running {runtime} functions on host python {host}");
             }
             return Ok((
                 PathBuf::from(&self.python),

@@ -285,12 +285,12 @@ fn config_for(ctx: &Ctx, rec: &FunctionRecord, q: Option<&str>) -> Result<Arc<Fu
 }
 
 fn check_revision(m: &Map<String, Value>, current: &str) -> Result<(), AwsError> {
-    if let Some(r) = opt_str(m, "RevisionId")? {
-        if r != current {
-            return Err(AwsError::precondition(
-                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
-            ));
-        }
+    if let Some(r) = opt_str(m, "RevisionId")?
+        && r != current
+    {
+        return Err(AwsError::precondition(
+            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+        ));
     }
     Ok(())
 }
@@ -486,18 +486,18 @@ fn apply_config(c: &mut FunctionConfig, m: &Map<String, Value>, layers: Option<V
         }
         c.architectures = a;
     }
-    if let Some(e) = opt_obj(m, "EphemeralStorage")? {
-        if let Some(s) = opt_u64(e, "Size")? {
-            if !(512..=10240).contains(&s) {
-                return Err(AwsError::invalid_param("EphemeralStorage.Size must be between 512 and 10240"));
-            }
-            c.ephemeral_storage = s as u32;
+    if let Some(e) = opt_obj(m, "EphemeralStorage")?
+        && let Some(s) = opt_u64(e, "Size")?
+    {
+        if !(512..=10240).contains(&s) {
+            return Err(AwsError::invalid_param("EphemeralStorage.Size must be between 512 and 10240"));
         }
+        c.ephemeral_storage = s as u32;
     }
-    if let Some(t) = opt_obj(m, "TracingConfig")? {
-        if let Some(mode) = opt_str(t, "Mode")? {
-            c.tracing_mode = mode;
-        }
+    if let Some(t) = opt_obj(m, "TracingConfig")?
+        && let Some(mode) = opt_str(t, "Mode")?
+    {
+        c.tracing_mode = mode;
     }
     if let Some(ic) = m.get("ImageConfig").filter(|v| !v.is_null()) {
         c.image_config = Some(ic.clone());
@@ -698,10 +698,10 @@ fn prepare_image(lambda: Arc<Lambda>, name: String, image: String) {
 
 /// Publishes `$LATEST` as a new version unless nothing changed since the last one.
 fn publish_into(rec: &mut FunctionRecord, description: Option<String>) -> Arc<FunctionConfig> {
-    if let Some((_, last)) = rec.versions.iter().next_back() {
-        if last.same_content(&rec.latest) {
-            return last.clone();
-        }
+    if let Some((_, last)) = rec.versions.iter().next_back()
+        && last.same_content(&rec.latest)
+    {
+        return last.clone();
     }
     let n = rec.next_version.max(1);
     rec.next_version = n + 1;
@@ -946,13 +946,13 @@ fn publish_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let description = opt_str(&m, "Description")?;
     let (_, v) = update_record(ctx, &name, |rec| {
         check_revision(&m, &rec.latest.revision_id)?;
-        if let Some(s) = &sha {
-            if *s != rec.latest.code_sha256 {
-                return Err(AwsError::invalid_param(format!(
-                    "CodeSHA256 ({s}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
-                    rec.latest.code_sha256
-                )));
-            }
+        if let Some(s) = &sha
+            && *s != rec.latest.code_sha256
+        {
+            return Err(AwsError::invalid_param(format!(
+                "CodeSHA256 ({s}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
+                rec.latest.code_sha256
+            )));
         }
         Ok(publish_into(rec, description.clone()))
     })?;
@@ -1044,10 +1044,10 @@ fn update_alias(ctx: &Ctx, raw: &str, alias: &str, body: &[u8]) -> R {
     let m = parse_body(body)?;
     let (_, a) = update_record(ctx, &name, |rec| {
         let mut a = rec.aliases.get(alias).cloned().ok_or_else(|| alias_not_found(ctx, &name, alias))?;
-        if let Some(r) = opt_str(&m, "RevisionId")? {
-            if r != a.revision_id {
-                return Err(AwsError::precondition("The Revision Id provided does not match the latest Revision Id."));
-            }
+        if let Some(r) = opt_str(&m, "RevisionId")?
+            && r != a.revision_id
+        {
+            return Err(AwsError::precondition("The Revision Id provided does not match the latest Revision Id."));
         }
         if let Some(v) = opt_str(&m, "FunctionVersion")? {
             validate_alias_version(rec, &v)?;
@@ -1390,10 +1390,8 @@ async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>) -> R {
             if out.function_error {
                 h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
             }
-            if tail {
-                if let Ok(v) = HeaderValue::from_str(&out.tail_b64()) {
-                    h.insert("x-amz-log-result", v);
-                }
+            if tail && let Ok(v) = HeaderValue::from_str(&out.tail_b64()) {
+                h.insert("x-amz-log-result", v);
             }
             Ok(r)
         }

@@ -278,10 +278,10 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
     if !ep.has_in_flight(id) {
         return error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
     }
-    if let Some(mode) = header(&req, "lambda-runtime-function-response-mode") {
-        if mode != "streaming" {
-            return error(StatusCode::BAD_REQUEST, "InvalidFunctionResponseMode", "Invalid function response mode");
-        }
+    if let Some(mode) = header(&req, "lambda-runtime-function-response-mode")
+        && mode != "streaming"
+    {
+        return error(StatusCode::BAD_REQUEST, "InvalidFunctionResponseMode", "Invalid function response mode");
     }
     let content_type = header(&req, "content-type");
     let error_type = header(&req, "lambda-runtime-function-error-type");
