@@ -156,20 +156,23 @@ pub async fn invoke(
             None => tokio::task::block_in_place(|| spec_for(lambda, &t, scope))?,
         }
     };
-    if let Some(att) = lambda.attachments.get(&spec.config.name) {
-        return crate::attach::invoke_attached(&att, target, &spec, payload, call).await;
-    }
     // The invocation runs in a task of its own. A caller that hangs up (a client read
     // timeout, say) drops this future; had that cancelled the invocation half-way, it leaked
-    // the environment (a live process outside every limit), its busy slot or its queue place.
-    let pool = lambda.pool.clone();
-    let init_timeout = Duration::from_secs(lambda.cfg.lambda_init_timeout);
+    // the environment (a live process outside every limit), its busy slot or its queue place
+    // (for an attached runtime: an undelivered invocation left in its one-slot queue).
     let target = Target {
         config: target.config.clone(),
         executed_version: target.executed_version.clone(),
         invoked_arn: target.invoked_arn.clone(),
         tags_force_docker: target.tags_force_docker.clone(),
     };
+    if let Some(att) = lambda.attachments.get(&spec.config.name) {
+        let task =
+            tokio::spawn(async move { crate::attach::invoke_attached(&att, &target, &spec, payload, call).await });
+        return task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?;
+    }
+    let pool = lambda.pool.clone();
+    let init_timeout = Duration::from_secs(lambda.cfg.lambda_init_timeout);
     let task = tokio::spawn(async move {
         let lease = pool.acquire(&spec).await?;
         let env = lease.env.clone();
