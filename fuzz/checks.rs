@@ -224,6 +224,10 @@ pub fn extract(bytes: &[u8]) {
         Err(_) => assert!(beside.is_empty(), "a failed extraction left {beside:?}"),
     }
     let _ = std::fs::remove_dir_all(&base);
+    // The per-process parent goes too once it is empty (another check may still use it).
+    if let Some(parent) = base.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
     // validate_zip must agree with extract_zip about safety.
     if result.is_ok() {
         code::validate_zip(bytes, &fuzz_limits()).expect("extractable zip must validate");
