@@ -112,6 +112,20 @@ impl LogSink {
         }
     }
 
+    /// Moves the whole lines at the front of `pending` into the log. A trailing partial line
+    /// waits for its newline, unless it has grown past `max_partial` bytes.
+    pub fn append_lines(&self, pending: &mut Vec<u8>, max_partial: usize) {
+        let cut = match pending.iter().rposition(|b| *b == b'\n') {
+            Some(i) => i + 1,
+            None if pending.len() > max_partial => pending.len(),
+            None => 0,
+        };
+        if cut > 0 {
+            self.append(&pending[..cut]);
+            pending.drain(..cut);
+        }
+    }
+
     /// Takes what was written since the last take.
     pub fn take(&self) -> Vec<u8> {
         self.note_suppressed(&mut self.echo.lock());
@@ -246,4 +260,15 @@ pub fn function_env(spec: &EnvSpec, runtime_api: &str, endpoint_url: &str) -> Ve
         set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{rt}"));
     }
     v
+}
+
+/// Bytes waiting unread in a pipe or FIFO (`fd` -1 means none).
+pub(crate) fn pending_bytes(fd: std::os::fd::RawFd) -> i32 {
+    if fd < 0 {
+        return 0;
+    }
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int; fd is a pipe or FIFO read end we own (or -1, checked above).
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if rc == 0 { n } else { 0 }
 }

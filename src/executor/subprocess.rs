@@ -2,7 +2,7 @@
 //! bundled bootstrap (runtime-api/python/bootstrap.py); `provided.*` functions, and any zip
 //! with a `bootstrap`, run their own executable.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -291,15 +291,7 @@ fn spawn_reader<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut r: R, log:
                 Ok(n) => {
                     // Hand over whole lines; keep a partial line (bounded) for the next read.
                     pending.extend_from_slice(&buf[..n]);
-                    let cut = match pending.iter().rposition(|b| *b == b'\n') {
-                        Some(i) => i + 1,
-                        None if pending.len() > 8192 => pending.len(),
-                        None => 0,
-                    };
-                    if cut > 0 {
-                        log.append(&pending[..cut]);
-                        pending.drain(..cut);
-                    }
+                    log.append_lines(&mut pending, 8192);
                 }
             }
         }
@@ -308,17 +300,6 @@ fn spawn_reader<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut r: R, log:
         }
         fd.store(-1, Ordering::SeqCst);
     });
-}
-
-/// Bytes waiting unread in a pipe.
-fn pending_bytes(fd: RawFd) -> i32 {
-    if fd < 0 {
-        return 0;
-    }
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int; fd is a pipe we own (or -1, checked above).
-    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
-    if rc == 0 { n } else { 0 }
 }
 
 impl Process {
@@ -333,8 +314,8 @@ impl Process {
 
     pub async fn flush_logs(&self) {
         for _ in 0..50 {
-            let n = pending_bytes(self.stdout_fd.load(Ordering::SeqCst))
-                + pending_bytes(self.stderr_fd.load(Ordering::SeqCst));
+            let n = super::pending_bytes(self.stdout_fd.load(Ordering::SeqCst))
+                + super::pending_bytes(self.stderr_fd.load(Ordering::SeqCst));
             if n == 0 {
                 break;
             }

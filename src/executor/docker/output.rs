@@ -8,7 +8,7 @@
 //!   `docker attach`, behind the engine's own copying, so the flush can only wait for the
 //!   stream to go quiet (best effort, bounded).
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -96,7 +96,7 @@ impl FifoOutput {
     async fn flush(&self) {
         let until = Instant::now() + FLUSH_MAX;
         let mut spins = 0;
-        while pending_bytes(self.fd.load(Ordering::SeqCst)) > 0 && Instant::now() < until {
+        while crate::executor::pending_bytes(self.fd.load(Ordering::SeqCst)) > 0 && Instant::now() < until {
             if spins < 20 {
                 tokio::task::yield_now().await;
                 spins += 1;
@@ -143,31 +143,12 @@ async fn read_fifo(rx: pipe::Receiver, log: Arc<LogSink>, partial: Arc<Mutex<Vec
             }
         }
         // Whole lines go to the log now; a partial line waits for its newline or a flush.
-        let cut = match p.iter().rposition(|b| *b == b'\n') {
-            Some(i) => i + 1,
-            None if p.len() > MAX_PARTIAL => p.len(),
-            None => 0,
-        };
-        if cut > 0 {
-            log.append(&p[..cut]);
-            p.drain(..cut);
-        }
+        log.append_lines(&mut p, MAX_PARTIAL);
         if failed {
             break;
         }
     }
     fd.store(-1, Ordering::SeqCst);
-}
-
-/// Bytes waiting unread in a pipe.
-fn pending_bytes(fd: RawFd) -> i32 {
-    if fd < 0 {
-        return 0;
-    }
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int; fd is our FIFO's read end (or -1, checked above).
-    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
-    if rc == 0 { n } else { 0 }
 }
 
 impl AttachOutput {
