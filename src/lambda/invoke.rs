@@ -24,6 +24,7 @@ pub const MAX_EVENT_PAYLOAD: usize = 1024 * 1024;
 const TAIL_BYTES: usize = 4096;
 
 /// The function version an invoke runs, as resolved from name and qualifier.
+#[derive(Clone)]
 pub struct Target {
     pub config: Arc<FunctionConfig>,
     /// `$LATEST` or the version number that runs.
@@ -92,12 +93,19 @@ pub struct CallContext {
     pub tenant_id: Option<String>,
 }
 
+/// The environment spec for a target, cached by pool key so the warm path touches no disk.
 fn spec_for(lambda: &Lambda, target: &Target, scope: &Scope) -> Result<Arc<EnvSpec>, AwsError> {
     let c = &target.config;
     let key = format!("{}:{}:{}", c.name, target.executed_version, c.revision_id);
     if let Some(s) = lambda.specs.lock().get(&key) {
         return Ok(s.clone());
     }
+    // Extraction may touch the disk: keep it off the async worker threads.
+    tokio::task::block_in_place(|| build_spec(lambda, target, scope, key))
+}
+
+fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> Result<Arc<EnvSpec>, AwsError> {
+    let c = &target.config;
     let mut tags = std::collections::BTreeMap::new();
     if let Some(v) = &target.tags_force_docker {
         tags.insert("force-docker".to_string(), v.clone());
@@ -141,31 +149,12 @@ pub async fn invoke(
     payload: Bytes,
     call: CallContext,
 ) -> Result<InvokeOutput, AwsError> {
-    let spec = {
-        // Extraction may touch the disk: keep it off the async worker threads.
-        let t = Target {
-            config: target.config.clone(),
-            executed_version: target.executed_version.clone(),
-            invoked_arn: String::new(),
-            tags_force_docker: target.tags_force_docker.clone(),
-        };
-        let key = format!("{}:{}:{}", t.config.name, t.executed_version, t.config.revision_id);
-        let cached = lambda.specs.lock().get(&key).cloned();
-        match cached {
-            Some(s) => s,
-            None => tokio::task::block_in_place(|| spec_for(lambda, &t, scope))?,
-        }
-    };
+    let spec = spec_for(lambda, target, scope)?;
     // The invocation runs in a task of its own. A caller that hangs up (a client read
     // timeout, say) drops this future; had that cancelled the invocation half-way, it leaked
     // the environment (a live process outside every limit), its busy slot or its queue place
     // (for an attached runtime: an undelivered invocation left in its one-slot queue).
-    let target = Target {
-        config: target.config.clone(),
-        executed_version: target.executed_version.clone(),
-        invoked_arn: target.invoked_arn.clone(),
-        tags_force_docker: target.tags_force_docker.clone(),
-    };
+    let target = target.clone();
     if let Some(att) = lambda.attachments.get(&spec.config.name) {
         let task =
             tokio::spawn(async move { crate::attach::invoke_attached(&att, &target, &spec, payload, call).await });
