@@ -69,6 +69,13 @@ pub fn create_function_body(body: &[u8]) {
     if c.package_type == "Zip" {
         assert!(c.runtime.is_some(), "a Zip function without a runtime");
     }
+    for k in c.environment.keys() {
+        let well_formed = k.len() >= 2
+            && k.starts_with(|ch: char| ch.is_ascii_alphabetic())
+            && k.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        assert!(well_formed, "accepted the variable name {k:?}");
+        assert!(!ruststack::lambda::api::RESERVED_ENV_KEYS.contains(&k.as_str()), "accepted the reserved variable {k}");
+    }
     let scope = ruststack::lambda::model::Scope { region: "us-east-1".into(), account: "000000000000".into() };
     let _ = serde_json::to_vec(&c.to_json(&scope, false)).expect("config renders");
 }
@@ -90,6 +97,7 @@ const FIELDS: &[&str] = &[
     "Publish",
     "PackageType",
     "Environment",
+    "AWS_REGION",
     "Variables",
     "Layers",
     "Architectures",

@@ -600,6 +600,33 @@ def test_create_errors(server, lam):
     rejected(loose, Architectures=["sparc"])
 
 
+def test_environment_variable_rules(lam):
+    """AWS's rules for variable names: the model's key pattern (a letter, then one or more
+    letters, digits or underscores), no key Lambda reserves, 4 KB in all. A rejected update
+    leaves the configuration as it was."""
+    name, _, _ = create(lam, Environment={"Variables": {"KEEP": "1"}})
+    update = lam.update_function_configuration
+    err = expect_error("InvalidParameterValueException", 400, update, FunctionName=name,
+                       Environment={"Variables": {"AWS_REGION": "x", "OK_1": "y", "AWS_ACCESS_KEY_ID": "k"}})
+    assert err["Error"]["Message"] == (
+        "Lambda was unable to configure your environment variables because the environment variables you have "
+        "provided contains reserved keys that are currently not supported for modification. "
+        "Reserved keys used in this request: AWS_ACCESS_KEY_ID, AWS_REGION")
+    for key in ("LAMBDA_TASK_ROOT", "AWS_LAMBDA_RUNTIME_API", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
+        expect_error("InvalidParameterValueException", 400, update, FunctionName=name, Environment={"Variables": {key: "x"}})
+    for key in ("A", "1A", "A-B", "_HANDLER", "ÄB", "", "A B"):
+        err = expect_error("InvalidParameterValueException", 400, update, FunctionName=name,
+                           Environment={"Variables": {key: "x"}})
+        assert "[a-zA-Z]([a-zA-Z0-9_])+" in err["Error"]["Message"], key
+    expect_error("InvalidParameterValueException", 400, update, FunctionName=name,
+                 Environment={"Variables": {"BIG": "x" * 4097}})
+    expect_error("InvalidParameterValueException", 400, create, lam, Environment={"Variables": {"AWS_REGION": "x"}})
+    assert lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"] == {"KEEP": "1"}
+    # Not reserved: AWS lets a function set these.
+    ok = {"TZ": "Europe/Paris", "LANG": "C.UTF-8", "PATH": "/x", "PYTHONPATH": "/p", "AWS_LAMBDA_EXEC_WRAPPER": "/opt/w", "AB": "1"}
+    assert update(FunctionName=name, Environment={"Variables": ok})["Environment"]["Variables"] == ok
+
+
 def test_not_found_names_the_function_arn(lam):
     """Every operation on a missing function answers 404 with AWS's message."""
     missing = unique("cp-missing")

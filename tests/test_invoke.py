@@ -249,8 +249,8 @@ def test_update_drains_old_code(lam):
     assert json.loads(invoke(lam, name)[1]) == "v1"
     lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": "def handler(e, c): return 'v2'\n"}))
     assert json.loads(invoke(lam, name)[1]) == "v2"
-    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"V": "3"}})
-    lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": "import os\ndef handler(e, c): return os.environ['V']\n"}))
+    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"VV": "3"}})
+    lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": "import os\ndef handler(e, c): return os.environ['VV']\n"}))
     assert json.loads(invoke(lam, name)[1]) == "3"
 
 

@@ -23,6 +23,28 @@ const MAX_REQUEST: usize = 69_905_067;
 const MAX_PAGE: usize = 50;
 /// The account's concurrency limit that GetAccountSettings reports (AWS's default).
 const ACCOUNT_CONCURRENCY: u64 = 1000;
+/// Environment variables Lambda sets itself and a function's configuration may not
+/// (AWS rejects them; `_HANDLER` and `_X_AMZN_TRACE_ID` already fail the key pattern).
+/// TZ, LANG, PATH, LD_LIBRARY_PATH, PYTHONPATH and NODE_PATH may be set.
+pub const RESERVED_ENV_KEYS: &[&str] = &[
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+];
+
 /// Concurrency that PutFunctionConcurrency must leave unreserved (AWS: 100).
 const UNRESERVED_MIN: u64 = 100;
 
@@ -466,14 +488,23 @@ fn apply_config(c: &mut FunctionConfig, m: &Map<String, Value>, layers: Option<V
                 "Lambda was unable to configure your environment variables because the environment variables you have provided exceeded the 4KB limit.",
             ));
         }
-        for k in vars.keys() {
-            let ok = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
-                return Err(AwsError::invalid_param(format!(
-                    "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys or invalid names: {k}"
-                )));
-            }
+        // The model's key pattern, `[a-zA-Z]([a-zA-Z0-9_])+`: a letter, then at least one more.
+        let well_formed = |k: &str| {
+            k.len() >= 2
+                && k.starts_with(|c: char| c.is_ascii_alphabetic())
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if vars.keys().any(|k| !well_formed(k)) {
+            return Err(AwsError::invalid_param(
+                "1 validation error detected: Value at 'environment.variables' failed to satisfy constraint: Map keys must satisfy constraint: [Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+]",
+            ));
+        }
+        let reserved: Vec<&str> = vars.keys().map(String::as_str).filter(|k| RESERVED_ENV_KEYS.contains(k)).collect();
+        if !reserved.is_empty() {
+            return Err(AwsError::invalid_param(format!(
+                "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: {}",
+                reserved.join(", ")
+            )));
         }
         c.environment = vars;
     }
