@@ -84,7 +84,7 @@ pub async fn invoke_attached(
     call: CallContext,
 ) -> Result<InvokeOutput, AwsError> {
     let _turn = att.turn.lock().await;
-    let request_id = crate::aws::request_id();
+    let request_id = call.request_id.clone().unwrap_or_else(crate::aws::request_id);
     let timeout = if att.keep_timeout { Duration::from_secs(spec.config.timeout as u64) } else { SUSPENDED_TIMEOUT };
     tracing::info!(function = %att.function, request_id, "invocation → attached runtime");
     let run =

@@ -83,6 +83,9 @@ pub struct Config {
     /// Python interpreter for python3.x functions in subprocess mode.
     #[arg(long, env = "RUSTSTACK_PYTHON", default_value = "python3")]
     pub python: String,
+    /// Node.js for nodejs functions in subprocess mode.
+    #[arg(long, env = "RUSTSTACK_NODE", default_value = "node")]
+    pub node: String,
     /// Seconds in-flight invocations get to finish on SIGTERM.
     #[arg(long, env = "RUSTSTACK_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,

@@ -61,6 +61,8 @@ def test_round_trip_context_and_env(lam, server):
     assert out["invoked_function_arn"] == f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
     assert out["memory_limit_in_mb"] == "256"  # a str, as awslambdaric gives it
     assert len(out["aws_request_id"]) == 36
+    # As on AWS, the response's request id is the invocation's.
+    assert out["aws_request_id"] == r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
     assert out["log_group_name"] == f"/aws/lambda/{name}"
     assert "[$LATEST]" in out["log_stream_name"]
     assert 5000 < out["remaining"] <= 7000
@@ -166,18 +168,20 @@ def test_init_errors(lam, files, handler, etype, msg):
 
 def test_event_and_dry_run(lam, tmp_path):
     marker = tmp_path / "ran.txt"
-    src = f"def handler(e, c):\n    open({str(marker)!r}, 'a').write(e['v'] + '\\n')\n    return 'ok'\n"
+    src = f"def handler(e, c):\n    open({str(marker)!r}, 'a').write(e['v'] + ' ' + c.aws_request_id + '\\n')\n    return 'ok'\n"
     name = create_py_function(lam, src)
     r = lam.invoke(FunctionName=name, InvocationType="DryRun", Payload=b"{}")
     assert r["StatusCode"] == 204
     assert not marker.exists()
     r = lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"v": "side-effect"}))
     assert r["StatusCode"] == 202
+    # The 202's request id is the one the function runs with.
+    want = "side-effect %s\n" % r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
     for _ in range(100):
-        if marker.exists() and marker.read_text() == "side-effect\n":
+        if marker.exists() and marker.read_text() == want:
             break
         time.sleep(0.05)
-    assert marker.read_text() == "side-effect\n"
+    assert marker.read_text() == want
 
 
 def test_logging_module_in_lambda_format(lam):

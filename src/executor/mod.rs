@@ -253,9 +253,13 @@ pub fn function_env(spec: &EnvSpec, runtime_api: &str, endpoint_url: &str) -> Ve
     set("AWS_ACCESS_KEY_ID", "test".into());
     set("AWS_SECRET_ACCESS_KEY", "test".into());
     set("AWS_SESSION_TOKEN", "test".into());
-    set("AWS_ENDPOINT_URL", endpoint_url.to_string());
     set("_HANDLER", c.handler.clone().unwrap_or_default());
-    set("TZ", ":UTC".into());
+    // Not reserved: a function may set its own.
+    for (k, val) in [("AWS_ENDPOINT_URL", endpoint_url), ("TZ", ":UTC")] {
+        if !c.environment.contains_key(k) {
+            set(k, val.to_string());
+        }
+    }
     if let Some(rt) = c.runtime.as_ref().filter(|r| !r.starts_with("provided")) {
         set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{rt}"));
     }

@@ -1,5 +1,6 @@
 //! The default executor: each environment is a host process. `python3.x` functions run the
-//! bundled bootstrap (runtime-api/python/bootstrap.py); `provided.*` functions, and any zip
+//! bundled bootstrap (runtime-api/python/bootstrap.py), `nodejs*` functions the bundled
+//! runtime-api/node/bootstrap.js on the host's `node`; `provided.*` functions, and any zip
 //! with a `bootstrap`, run their own executable.
 
 use std::os::fd::AsRawFd;
@@ -19,6 +20,8 @@ use crate::runtime_api::{Death, Endpoint};
 
 /// The bundled Python runtime client, embedded so one file ships.
 pub const PYTHON_BOOTSTRAP: &str = include_str!("../../runtime-api/python/bootstrap.py");
+/// The bundled Node.js runtime client.
+pub const NODE_BOOTSTRAP: &str = include_str!("../../runtime-api/node/bootstrap.js");
 
 /// Run once at server start as `python3 -c PROBE bootstrap.py bootstrap.pyc`: prints the
 /// interpreter's version and real path, then `compiled` if it compiled the bootstrap.
@@ -35,6 +38,10 @@ except Exception:
 
 pub struct SubprocessExecutor {
     python: String,
+    /// `--node` as given, and what asking it found (once, at the first nodejs function).
+    node: String,
+    node_found: std::sync::OnceLock<Option<HostNode>>,
+    node_bootstrap: PathBuf,
     bootstrap_path: PathBuf,
     /// What `python3` runs: the bootstrap compiled to a .pyc at server start, else the source.
     bootstrap_run: PathBuf,
@@ -43,6 +50,13 @@ pub struct SubprocessExecutor {
     warned: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// Value of [`OWNER_VAR`] in every runtime this server starts: its runtime dir.
     owner: String,
+}
+
+/// The host's Node.js: its major version and real path.
+#[derive(Clone, Debug)]
+struct HostNode {
+    major: String,
+    path: String,
 }
 
 /// Marks a runtime, and whatever it starts, as this data dir's, so that leftovers of a
@@ -65,6 +79,8 @@ impl SubprocessExecutor {
         kill_leftovers(&owner);
         let bootstrap_path = dir.join("bootstrap.py");
         crate::lambda::store::write_atomic(&bootstrap_path, PYTHON_BOOTSTRAP.as_bytes())?;
+        let node_bootstrap = dir.join("bootstrap.js");
+        crate::lambda::store::write_atomic(&node_bootstrap, NODE_BOOTSTRAP.as_bytes())?;
         // `python3 bootstrap.py` compiles the whole script on every cold start (several ms);
         // the probe compiles it once per server start, for this interpreter, and runtimes run
         // the .pyc. Its tracebacks still name bootstrap.py.
@@ -89,6 +105,9 @@ impl SubprocessExecutor {
         }
         Ok(SubprocessExecutor {
             python,
+            node: cfg.node.clone(),
+            node_found: std::sync::OnceLock::new(),
+            node_bootstrap,
             bootstrap_path,
             bootstrap_run,
             python_version,
@@ -125,11 +144,76 @@ impl SubprocessExecutor {
                 vec!["-u".into(), "-X".into(), "utf8".into(), self.bootstrap_run.display().to_string()],
             ));
         }
+        if let Some(declared) = runtime.strip_prefix("nodejs") {
+            let Some(node) = self.host_node() else {
+                return Err(AwsError::new(
+                    http::StatusCode::BAD_GATEWAY,
+                    "InvalidRuntimeException",
+                    format!(
+                        "Runtime {runtime}: no Node.js found on this host (`{}`); install node, pass --node, or use --lambda-executor docker",
+                        self.node
+                    ),
+                ));
+            };
+            let declared = declared.trim_end_matches(".x");
+            if declared != node.major && self.warned.lock().insert(runtime.to_string()) {
+                tracing::warn!(declared = %runtime, host = %node.major, "running {runtime} functions on host node {}", node.major);
+            }
+            // The flags of the Lambda images' /var/runtime/bootstrap.
+            let args = vec![
+                "--expose-gc".into(),
+                "--max-http-header-size".into(),
+                "81920".into(),
+                self.node_bootstrap.display().to_string(),
+            ];
+            return Ok((PathBuf::from(&node.path), args));
+        }
         Err(AwsError::new(
             http::StatusCode::BAD_GATEWAY,
             "InvalidRuntimeException",
             format!("Runtime {runtime} cannot run in subprocess mode; use --lambda-executor docker or auto"),
         ))
+    }
+
+    /// Asks `--node` for its version and real path, once.
+    fn host_node(&self) -> Option<HostNode> {
+        self.node_found
+            .get_or_init(|| {
+                let ask = || {
+                    std::process::Command::new(&self.node)
+                        .args(["-e", "process.stdout.write(process.versions.node + '\\n' + process.execPath)"])
+                        .stdin(Stdio::null())
+                        .output()
+                };
+                let out = match tokio::runtime::Handle::try_current() {
+                    Ok(_) => tokio::task::block_in_place(ask),
+                    Err(_) => ask(),
+                }
+                .ok()
+                .filter(|o| o.status.success())?;
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let (version, path) = text.split_once('\n')?;
+                let major = version.split('.').next()?.to_string();
+                tracing::info!(node = %path, version, "Node.js for nodejs functions in subprocess mode");
+                Some(HostNode { major, path: path.to_string() })
+            })
+            .clone()
+    }
+
+    /// NODE_PATH as the Lambda images set it: each layer's `nodejs/nodeNN/node_modules` and
+    /// `nodejs/node_modules` (the last layer first), the runtime dir, then the code.
+    fn node_path(&self, spec: &EnvSpec, code_dir: &Path) -> String {
+        let major = self.host_node().map(|n| n.major).unwrap_or_default();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for layer in spec.layer_dirs.iter().rev() {
+            dirs.push(layer.join("nodejs").join(format!("node{major}")).join("node_modules"));
+            dirs.push(layer.join("nodejs").join("node_modules"));
+        }
+        if let Some(runtime_dir) = self.node_bootstrap.parent() {
+            dirs.push(runtime_dir.to_path_buf());
+        }
+        dirs.push(code_dir.to_path_buf());
+        dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
     }
 
     pub async fn start(
@@ -164,6 +248,10 @@ impl SubprocessExecutor {
                 "_RUSTSTACK_PYTHON_VERSION",
                 spec.config.runtime.as_deref().and_then(|r| r.strip_prefix("python")).unwrap_or(""),
             );
+        if spec.config.runtime.as_deref().is_some_and(|r| r.starts_with("nodejs")) {
+            cmd.env("NODE_PATH", self.node_path(spec, &code_dir));
+        }
+        // The function's own variables last: NODE_PATH, PATH, LANG… are not reserved.
         for (k, v) in vars {
             cmd.env(k, v);
         }

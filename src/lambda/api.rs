@@ -80,7 +80,10 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope, 
             e.to_response(request_id)
         }
     };
-    if let Ok(v) = HeaderValue::from_str(request_id) {
+    // Invoke answers with the invocation's own id.
+    if !resp.headers().contains_key("x-amzn-requestid")
+        && let Ok(v) = HeaderValue::from_str(request_id)
+    {
         resp.headers_mut().insert("x-amzn-requestid", v);
     }
     resp
@@ -1413,11 +1416,14 @@ async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>) -> R {
             Ok(r)
         }
         "RequestResponse" => {
-            let call = CallContext { client_context, cognito_identity: None, tenant_id };
+            let call = CallContext { request_id: None, client_context, cognito_identity: None, tenant_id };
             let out = invoke::invoke(ctx.lambda, &target, &ctx.scope, payload, call).await?;
             let mut r = http_util::full(StatusCode::OK, "application/json", out.body.clone());
             let h = r.headers_mut();
             h.insert("x-amz-executed-version", executed);
+            if let Ok(v) = HeaderValue::from_str(&out.request_id) {
+                h.insert("x-amzn-requestid", v);
+            }
             if out.function_error {
                 h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
             }

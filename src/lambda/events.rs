@@ -159,7 +159,8 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
                 break;
             }
         };
-        match invoke::invoke(lambda, &target, &scope, payload.clone(), CallContext::default()).await {
+        let call = CallContext { request_id: Some(ev.id.clone()), ..CallContext::default() };
+        match invoke::invoke(lambda, &target, &scope, payload.clone(), call).await {
             Ok(out) if !out.function_error => break,
             Ok(_) if ev.attempts >= 3 => {
                 tracing::warn!(function = %ev.function, id = %ev.id, "Event invocation failed 3 times; giving up");

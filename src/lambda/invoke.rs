@@ -70,6 +70,9 @@ pub fn resolve(lambda: &Lambda, name: &str, qualifier: Option<&str>, scope: &Sco
 
 /// What an invoke produced, before it is rendered as HTTP.
 pub struct InvokeOutput {
+    /// The invocation's request id: the function's `context.aws_request_id`, and the
+    /// response's `x-amzn-RequestId`, as on AWS.
+    pub request_id: String,
     pub body: Bytes,
     pub content_type: Option<String>,
     pub function_error: bool,
@@ -88,6 +91,8 @@ impl InvokeOutput {
 /// Per-invoke inputs that come from the caller.
 #[derive(Default, Clone)]
 pub struct CallContext {
+    /// A request id chosen before the call (an Event keeps its id through retries).
+    pub request_id: Option<String>,
     pub client_context: Option<String>,
     pub cognito_identity: Option<String>,
     pub tenant_id: Option<String>,
@@ -163,25 +168,37 @@ pub async fn invoke(
     let pool = lambda.pool.clone();
     let init_timeout = Duration::from_secs(lambda.cfg.lambda_init_timeout);
     let task = tokio::spawn(async move {
-        let lease = pool.acquire(&spec).await?;
-        let env = lease.env.clone();
-        let request_id = crate::aws::request_id();
-        let span = tracing::info_span!("invoke", function = %spec.config.name, request_id = %request_id);
-        let (outcome, healthy) = tracing::Instrument::instrument(
-            run_on(
-                &env.endpoint,
-                &env.sandbox,
-                lease.cold.then_some(env.created),
-                &request_id,
-                &target,
-                payload,
-                call,
-                Duration::from_secs(spec.config.timeout as u64),
-                init_timeout,
-            ),
-            span,
-        )
-        .await;
+        let request_id = call.request_id.clone().unwrap_or_else(crate::aws::request_id);
+        let mut lease = pool.acquire(&spec).await?;
+        let (env, outcome, healthy) = loop {
+            let env = lease.env.clone();
+            let span = tracing::info_span!("invoke", function = %spec.config.name, request_id = %request_id);
+            let (outcome, healthy) = tracing::Instrument::instrument(
+                run_on(
+                    &env.endpoint,
+                    &env.sandbox,
+                    lease.cold.then_some(env.created),
+                    &request_id,
+                    &target,
+                    payload.clone(),
+                    call.clone(),
+                    Duration::from_secs(spec.config.timeout as u64),
+                    init_timeout,
+                ),
+                span,
+            )
+            .await;
+            // A warm runtime that died before taking the invocation (it exited right after
+            // its previous answer, say) never saw it: run it on a fresh environment instead.
+            if !outcome.picked_up && !lease.cold && matches!(outcome.ended, Ended::Died(_)) {
+                tracing::debug!(function = %spec.config.name, "warm runtime gone before /next: starting a fresh one");
+                env.sandbox.stop().await;
+                pool.release(lease, false);
+                lease = pool.acquire(&spec).await?;
+                continue;
+            }
+            break (env, outcome, healthy);
+        };
         env.uses.fetch_add(1, Ordering::Relaxed);
         let out = finish(&env.log, &request_id, &target, &spec, outcome, lease.cold);
         if !healthy {
@@ -202,6 +219,8 @@ pub enum Ended {
 }
 
 pub struct RunResult {
+    /// Whether the runtime took the invocation (`/next`) before it ended.
+    pub picked_up: bool,
     pub ended: Ended,
     pub duration: Duration,
     pub init_duration: Option<Duration>,
@@ -258,6 +277,7 @@ pub async fn run_invocation(
     let mut death = endpoint.death();
     if endpoint.deliver(inv).is_err() {
         return RunResult {
+            picked_up: false,
             ended: Ended::Died(Death::Exited("environment not accepting invocations".into())),
             duration: t0.elapsed(),
             init_duration: None,
@@ -268,14 +288,14 @@ pub async fn run_invocation(
         biased;
         r = started_rx => match r {
             Ok(d) => d,
-            Err(_) => return RunResult { ended: Ended::Died(Death::Exited("runtime api closed".into())), duration: t0.elapsed(), init_duration: None },
+            Err(_) => return RunResult { picked_up: false, ended: Ended::Died(Death::Exited("runtime api closed".into())), duration: t0.elapsed(), init_duration: None },
         },
         d = death.wait_for(|d| d.is_some()) => {
             let d = d.map(|d| d.clone()).ok().flatten().unwrap_or(Death::Exited("unknown".into()));
-            return RunResult { ended: Ended::Died(d), duration: t0.elapsed(), init_duration: cold_since.map(|c| c.elapsed()) };
+            return RunResult { picked_up: false, ended: Ended::Died(d), duration: t0.elapsed(), init_duration: cold_since.map(|c| c.elapsed()) };
         }
         _ = tokio::time::sleep(init_timeout) => {
-            return RunResult { ended: Ended::InitTimedOut { after: init_timeout }, duration: t0.elapsed(), init_duration: cold_since.map(|c| c.elapsed()) };
+            return RunResult { picked_up: false, ended: Ended::InitTimedOut { after: init_timeout }, duration: t0.elapsed(), init_duration: cold_since.map(|c| c.elapsed()) };
         }
     };
     let picked = Instant::now();
@@ -295,7 +315,7 @@ pub async fn run_invocation(
             Ended::TimedOut { timeout }
         }
     };
-    RunResult { ended, duration: picked.elapsed(), init_duration }
+    RunResult { picked_up: true, ended, duration: picked.elapsed(), init_duration }
 }
 
 fn trace_id() -> String {
@@ -378,5 +398,5 @@ pub fn finish(
     if function_error {
         tracing::info!(function = %c.name, request_id, "invocation ended with a function error");
     }
-    InvokeOutput { body, content_type, function_error, log: text }
+    InvokeOutput { request_id: request_id.to_string(), body, content_type, function_error, log: text }
 }

@@ -1,0 +1,416 @@
+'use strict';
+// RustStack's bundled Node.js runtime client (nodejs18.x–22.x in subprocess mode).
+//
+// Node's standard library only: the official client (aws-lambda-nodejs-runtime-interface-
+// client) ships from npm with a native addon. It behaves like the runtime in the
+// public.ecr.aws/lambda/nodejs images (see shared/PROTOCOL.md §3 and §4):
+//   - _HANDLER "dir/file.export.path": file.js (CommonJS, or ESM in a "type": "module"
+//     package), file.mjs or file.cjs under LAMBDA_TASK_ROOT, else a package NODE_PATH finds;
+//   - async handlers answer when their promise settles; callback handlers when the
+//     callback is called and, while context.callbackWaitsForEmptyEventLoop is true (the
+//     default), the event loop is empty; a handler that does neither answers null once the
+//     event loop is empty;
+//   - errors are {errorType, errorMessage, trace}; init errors go to /init/error and exit 129,
+//     an unhandled rejection exits 128;
+//   - console.* lines are "<ISO time>\t<request id>\t<LEVEL>\t<message>".
+
+const http = require('http');
+const fs = require('fs');
+const path = require('path');
+const util = require('util');
+const { pathToFileURL } = require('url');
+
+const API_VERSION = '/2018-06-01/runtime';
+
+// ---------------------------------------------------------------- errors
+
+class RuntimeError extends Error {
+  constructor(type, message) {
+    super(message);
+    this.name = type;
+  }
+}
+
+function toErrorBody(err) {
+  if (err instanceof Error) {
+    let trace = [];
+    if (typeof err.stack === 'string') {
+      trace = err.stack.split('\n');
+    }
+    return { errorType: String(err.name || 'Error'), errorMessage: String(err.message), trace };
+  }
+  if (err === undefined || err === null) {
+    return { errorType: 'Error', errorMessage: 'handled', trace: [] };
+  }
+  let message;
+  try {
+    message = typeof err === 'object' ? JSON.stringify(err) : String(err);
+  } catch (_) {
+    message = String(err);
+  }
+  return { errorType: typeof err, errorMessage: message, trace: [] };
+}
+
+// ---------------------------------------------------------------- logging
+
+let currentRequestId;
+const stdoutWrite = (line) => process.stdout.write(line);
+
+function patchConsole() {
+  const levels = { log: 'INFO', info: 'INFO', warn: 'WARN', error: 'ERROR', debug: 'DEBUG', trace: 'TRACE' };
+  for (const [method, level] of Object.entries(levels)) {
+    console[method] = (...args) => {
+      let message = util.format(...args);
+      if (method === 'trace') {
+        const stack = new Error().stack.split('\n').slice(2).join('\n');
+        message = 'Trace: ' + message + '\n' + stack;
+      }
+      stdoutWrite(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${message}\n`);
+    };
+  }
+}
+
+function logError(prefix, body) {
+  stdoutWrite(`${new Date().toISOString()}\t${currentRequestId}\tERROR\t${prefix} \t${JSON.stringify(body)}\n`);
+}
+
+// ---------------------------------------------------------------- the Runtime API client
+
+function splitAddress(address) {
+  if (!address) {
+    throw new Error('AWS_LAMBDA_RUNTIME_API is not set');
+  }
+  const at = address.lastIndexOf(':');
+  if (at < 0) {
+    return { host: address, port: 80 };
+  }
+  return { host: address.slice(0, at).replace(/^\[|\]$/g, ''), port: parseInt(address.slice(at + 1), 10) };
+}
+
+const endpoint = splitAddress(process.env.AWS_LAMBDA_RUNTIME_API);
+// One keep-alive connection, like the official client. Idle sockets are unref'd by the
+// agent, so they never keep the event loop alive.
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+function call(method, urlPath, body, headers) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: endpoint.host, port: endpoint.port, method, path: API_VERSION + urlPath, agent, headers: headers || {} },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function post(urlPath, body, errorType) {
+  const payload = Buffer.from(body);
+  const headers = { 'Content-Type': 'application/json', 'Content-Length': payload.length };
+  if (errorType) {
+    headers['Lambda-Runtime-Function-Error-Type'] = errorType;
+  }
+  const res = await call('POST', urlPath, payload, headers);
+  if (res.status === 413 && !errorType) {
+    // Too large for the platform: the invocation fails instead (the server says so too).
+    return;
+  }
+  if (res.status >= 400 && res.status !== 413) {
+    stdoutWrite(`RustStack runtime: POST ${urlPath} answered ${res.status}: ${res.body.toString()}\n`);
+  }
+}
+
+function postError(requestId, err) {
+  const body = toErrorBody(err);
+  logError('Invoke Error', body);
+  return post(`/invocation/${requestId}/error`, JSON.stringify(body), body.errorType);
+}
+
+async function failInit(err) {
+  const body = toErrorBody(err);
+  logError('Uncaught Exception', body);
+  try {
+    await post('/init/error', JSON.stringify(body), body.errorType);
+  } finally {
+    process.exit(129);
+  }
+}
+
+// ---------------------------------------------------------------- loading the handler
+
+function isModuleNotFound(err, file) {
+  if (!err || (err.code !== 'MODULE_NOT_FOUND' && err.code !== 'ERR_MODULE_NOT_FOUND')) {
+    return false;
+  }
+  // Only when the handler's own module is missing, not something it imports.
+  return file === undefined || String(err.message).includes(file);
+}
+
+function isEsmPackage(dir, root) {
+  // The nearest package.json decides whether a .js file is ESM.
+  for (let d = dir; ; d = path.dirname(d)) {
+    const pkg = path.join(d, 'package.json');
+    if (fs.existsSync(pkg)) {
+      try {
+        return JSON.parse(fs.readFileSync(pkg, 'utf8')).type === 'module';
+      } catch (_) {
+        return false;
+      }
+    }
+    if (d === root || d === path.dirname(d)) {
+      return false;
+    }
+  }
+}
+
+async function importFile(file) {
+  return import(pathToFileURL(file).href);
+}
+
+async function loadModule(root, moduleRoot, moduleName) {
+  const base = path.resolve(root, moduleRoot, moduleName);
+  try {
+    if (fs.existsSync(base + '.js')) {
+      const file = base + '.js';
+      if (isEsmPackage(path.dirname(file), root)) {
+        return await importFile(file);
+      }
+      try {
+        return require(file);
+      } catch (err) {
+        if (err && (err.code === 'ERR_REQUIRE_ESM' || err.code === 'ERR_REQUIRE_ASYNC_MODULE')) {
+          return await importFile(file);
+        }
+        throw err;
+      }
+    }
+    if (fs.existsSync(base + '.mjs')) {
+      return await importFile(base + '.mjs');
+    }
+    if (fs.existsSync(base + '.cjs')) {
+      return require(base + '.cjs');
+    }
+  } catch (err) {
+    if (err instanceof SyntaxError) {
+      throw new RuntimeError('Runtime.UserCodeSyntaxError', `${err.name}: ${err.message}`);
+    }
+    if (isModuleNotFound(err)) {
+      throw new RuntimeError('Runtime.ImportModuleError', `Error: ${err.message}`);
+    }
+    throw err;
+  }
+  // Not a file of the function: a package (node_modules under the task root, NODE_PATH).
+  try {
+    const resolved = require.resolve(moduleName, { paths: [path.resolve(root, moduleRoot), root] });
+    return require(resolved);
+  } catch (err) {
+    if (isModuleNotFound(err, moduleName)) {
+      throw new RuntimeError(
+        'Runtime.ImportModuleError',
+        `Error: Cannot find module '${moduleName}'\nRequire stack:\n- ${__filename}`,
+      );
+    }
+    if (err instanceof SyntaxError) {
+      throw new RuntimeError('Runtime.UserCodeSyntaxError', `${err.name}: ${err.message}`);
+    }
+    throw err;
+  }
+}
+
+async function loadHandler(root, handlerString) {
+  if (handlerString.includes('..')) {
+    throw new RuntimeError(
+      'Runtime.MalformedHandlerName',
+      `'${handlerString}' is not a valid handler name. Use absolute paths when specifying root directories in handler names.`,
+    );
+  }
+  const slash = handlerString.lastIndexOf('/');
+  const moduleRoot = handlerString.slice(0, slash + 1);
+  const rest = handlerString.slice(slash + 1);
+  const match = /^([^.]*)\.(.*)$/.exec(rest);
+  if (!match) {
+    throw new RuntimeError('Runtime.MalformedHandlerName', 'Bad handler');
+  }
+  const [, moduleName, handlerPath] = match;
+  const mod = await loadModule(root, moduleRoot, moduleName);
+  let fn = mod;
+  for (const key of handlerPath.split('.')) {
+    fn = fn === undefined || fn === null ? undefined : fn[key];
+  }
+  if (fn === undefined || fn === null) {
+    throw new RuntimeError('Runtime.HandlerNotFound', `${handlerString} is undefined or not exported`);
+  }
+  if (typeof fn !== 'function') {
+    throw new RuntimeError('Runtime.HandlerNotFound', `${handlerString} is not a function`);
+  }
+  return fn;
+}
+
+// ---------------------------------------------------------------- one invocation
+
+function parseJsonHeader(value) {
+  if (!value) {
+    return undefined;
+  }
+  try {
+    return JSON.parse(value);
+  } catch (_) {
+    return undefined;
+  }
+}
+
+function makeContext(headers) {
+  const deadline = parseInt(headers['lambda-runtime-deadline-ms'], 10);
+  const env = process.env;
+  const context = {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: env.AWS_LAMBDA_FUNCTION_NAME,
+    functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
+    memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
+    invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
+    awsRequestId: headers['lambda-runtime-aws-request-id'],
+    clientContext: parseJsonHeader(headers['lambda-runtime-client-context']),
+    identity: parseJsonHeader(headers['lambda-runtime-cognito-identity']),
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+  };
+  const tenant = headers['lambda-runtime-aws-tenant-id'];
+  if (tenant) {
+    context.tenantId = tenant;
+  }
+  return context;
+}
+
+// Runs the handler; resolves to {value} or {error} the way the Lambda runtime decides.
+function runHandler(handler, event, context) {
+  return new Promise((resolve) => {
+    let settled = false;
+    let result = { value: null };
+    let waiting = false;
+    const finish = (r) => {
+      if (!settled) {
+        settled = true;
+        resolve(r);
+      }
+    };
+    const whenLoopEmpty = () => {
+      if (!waiting) {
+        waiting = true;
+        process.once('beforeExit', () => finish(result));
+      }
+    };
+    const callback = (err, value) => {
+      if (settled) {
+        return;
+      }
+      result = err === undefined || err === null ? { value } : { error: err };
+      if (context.callbackWaitsForEmptyEventLoop) {
+        whenLoopEmpty();
+      } else {
+        finish(result);
+      }
+    };
+    context.done = callback;
+    context.succeed = (value) => callback(null, value);
+    context.fail = (err) => callback(err === undefined || err === null ? 'handled' : err);
+    let returned;
+    try {
+      returned = handler(event, context, callback);
+    } catch (err) {
+      finish({ error: err });
+      return;
+    }
+    if (returned && typeof returned.then === 'function') {
+      returned.then(
+        (value) => finish({ value }),
+        (err) => finish({ error: err === undefined || err === null ? new Error('Unhandled rejection') : err }),
+      );
+    } else {
+      // Neither a promise nor (yet) a callback: the answer is whatever the callback gives
+      // by the time the event loop is empty, else null.
+      whenLoopEmpty();
+    }
+  });
+}
+
+async function invokeOnce(handler) {
+  const next = await call('GET', '/invocation/next');
+  const headers = next.headers;
+  const requestId = headers['lambda-runtime-aws-request-id'];
+  currentRequestId = requestId;
+  if (headers['lambda-runtime-trace-id']) {
+    process.env._X_AMZN_TRACE_ID = headers['lambda-runtime-trace-id'];
+  } else {
+    delete process.env._X_AMZN_TRACE_ID;
+  }
+  let event;
+  try {
+    event = JSON.parse(next.body.toString('utf8'));
+  } catch (err) {
+    await postError(requestId, new RuntimeError('Runtime.UnmarshalError', `Unable to parse the event: ${err.message}`));
+    return;
+  }
+  const outcome = await runHandler(handler, event, makeContext(headers));
+  if ('error' in outcome) {
+    await postError(requestId, outcome.error);
+    return;
+  }
+  let body;
+  try {
+    body = JSON.stringify(outcome.value === undefined ? null : outcome.value);
+    if (body === undefined) {
+      body = 'null'; // functions and symbols
+    }
+  } catch (err) {
+    await postError(requestId, new RuntimeError('Runtime.MarshalError', `Unable to stringify the response: ${err.message}`));
+    return;
+  }
+  await post(`/invocation/${requestId}/response`, body);
+}
+
+// ---------------------------------------------------------------- main
+
+let handlerLoaded = false;
+
+function onFatal(err, code, type) {
+  const error = type ? new RuntimeError(type, err instanceof Error ? `${err.name}: ${err.message}` : String(err)) : err;
+  if (!handlerLoaded) {
+    failInit(error);
+    return;
+  }
+  const done = () => process.exit(code);
+  if (currentRequestId) {
+    postError(currentRequestId, error).then(done, done);
+  } else {
+    logError('Uncaught Exception', toErrorBody(error));
+    done();
+  }
+}
+
+async function main() {
+  patchConsole();
+  process.on('uncaughtException', (err) => onFatal(err, 129));
+  process.on('unhandledRejection', (reason) => onFatal(reason, 128, 'Runtime.UnhandledPromiseRejection'));
+  const root = process.env.LAMBDA_TASK_ROOT || process.cwd();
+  let handler;
+  try {
+    handler = await loadHandler(root, process.env._HANDLER || '');
+  } catch (err) {
+    await failInit(err);
+    return;
+  }
+  handlerLoaded = true;
+  for (;;) {
+    await invokeOnce(handler);
+  }
+}
+
+main().catch((err) => {
+  stdoutWrite(`RustStack runtime: ${err && err.stack ? err.stack : err}\n`);
+  process.exit(1);
+});
