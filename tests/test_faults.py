@@ -409,15 +409,15 @@ def test_invalid_utf8_and_odd_payloads(srv, flam, canary):
 
 def test_runtime_that_cannot_run_here(srv, flam, canary):
     """A valid runtime that subprocess mode cannot start gets a clear error on invoke."""
-    name = unique("node")
-    flam.create_function(FunctionName=name, Runtime="nodejs20.x", Role=ROLE, Handler="index.handler",
-                         Code={"ZipFile": make_zip({"index.js": "exports.handler = async () => 1;\n"})})
+    name = unique("java")
+    flam.create_function(FunctionName=name, Runtime="java21", Role=ROLE, Handler="example.Handler::handleRequest",
+                         Code={"ZipFile": make_zip({"example/Handler.class": b"\xca\xfe\xba\xbe"})})
     for _ in range(2):
         with pytest.raises(ClientError) as ei:
             flam.invoke(FunctionName=name, Payload=b"{}")
         err = ei.value.response
         assert err["Error"]["Code"] == "InvalidRuntimeException", err
-        assert "nodejs20.x" in err["Error"]["Message"]
+        assert "java21" in err["Error"]["Message"]
     # A bootstrap that is not executable by any means is an error too, not a hang.
     bad = unique("noexec")
     flam.create_function(FunctionName=bad, Runtime="provided.al2023", Role=ROLE, Handler="x",

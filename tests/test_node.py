@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import pytest
+from botocore.exceptions import ClientError
 
 from conftest import make_zip, unique
 
@@ -188,3 +189,16 @@ def test_layer_node_modules(lam):
     name = create_node(lam, {"index.js": "const shout = require('shout');\nexports.handler = async (e) => shout(e.s);\n"},
                        Layers=[layer["LayerVersionArn"]])
     assert invoke(lam, name, {"s": "hey"})[1] == "HEY!"
+
+
+def test_no_node_on_the_host_is_a_clear_error(fresh_server):
+    srv = fresh_server("--node", "/nonexistent/node")
+    lam = srv.client("lambda")
+    name = create_node(lam, {"index.js": "exports.handler = async () => 1;\n"})
+    for _ in range(2):
+        with pytest.raises(ClientError) as ei:
+            lam.invoke(FunctionName=name, Payload=b"{}")
+        err = ei.value.response
+        assert err["Error"]["Code"] == "InvalidRuntimeException", err
+        assert "no Node.js found" in err["Error"]["Message"] and "/nonexistent/node" in err["Error"]["Message"]
+    assert srv.client("lambda").get_function(FunctionName=name)["Configuration"]["State"] == "Active"
