@@ -179,7 +179,7 @@ async fn attach(
 ) -> Result<Response<Body>, AwsError> {
     let lambda = &app.lambda;
     let scope = Scope { region: app.cfg.region.clone(), account: app.cfg.account_id.clone() };
-    let config = lambda.store.latest(name).ok_or_else(|| {
+    let config = lambda.stores.get(&scope.region).latest(name).ok_or_else(|| {
         AwsError::not_found(format!(
             "Function not found: {}",
             crate::aws::arn::function_arn(&scope.region, &scope.account, name, None)

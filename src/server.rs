@@ -17,7 +17,7 @@ use crate::config::{Config, ExecutorMode, NetworkMode};
 use crate::executor::Executors;
 use crate::http_util::{self, Body};
 use crate::lambda::model::Scope;
-use crate::lambda::{Lambda, events, store::Store};
+use crate::lambda::{Lambda, events, store::Regions};
 use crate::pool::Pool;
 use crate::s3::S3;
 
@@ -109,7 +109,7 @@ async fn accept_on(l: &Option<TcpListener>) -> std::io::Result<(tokio::net::TcpS
 
 /// Opens the stores and starts the services behind the listener.
 pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Result<Arc<App>, String> {
-    let store = Store::open(data_dir).map_err(|e| format!("cannot open store: {e}"))?;
+    let store = Regions::open(data_dir, &cfg.region).map_err(|e| format!("cannot open store: {e}"))?;
     let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
     let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
     cfg.runtime_images()?;
@@ -250,7 +250,7 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         );
     }
     if let Some(sha) = path.strip_prefix("/_ruststack/code/") {
-        return match app.lambda.store.read_blob(sha) {
+        return match app.lambda.stores.read_blob(sha) {
             Ok(b) => http_util::full(StatusCode::OK, "application/zip", Bytes::from(b)),
             Err(_) => http_util::json(StatusCode::NOT_FOUND, &json!({"Message": "no such code"})),
         };

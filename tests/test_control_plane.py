@@ -806,6 +806,57 @@ def test_restart_keeps_everything(fresh_server, tmp_path):
     assert lam.get_alias(FunctionName="persist-a", Name="live")["FunctionVersion"] == "1"
 
 
+def test_functions_and_layers_are_regional(fresh_server):
+    """As on AWS, each region has its own functions and layers: the same name in two regions
+    is two functions, each listed, invoked, deleted and persisted on its own."""
+    srv = fresh_server()
+
+    def client(region):
+        cfg = Config(retries={"max_attempts": 1, "mode": "standard"})
+        creds = dict(CREDS, region_name=region)
+        return boto3.client("lambda", endpoint_url=srv.endpoint, config=cfg, **creds)
+
+    east, west = client("us-east-1"), client("eu-west-1")
+    src = "import os\ndef handler(e, c):\n    return [%r, os.environ['AWS_REGION'], c.invoked_function_arn]\n"
+    for lam, tag in ((east, "east"), (west, "west")):
+        lam.create_function(FunctionName="same", Runtime="python3.12", Role=ROLE, Handler="app.handler",
+                            Code={"ZipFile": make_zip({"app.py": src % tag})})
+    expect_error("ResourceConflictException", 409, west.create_function, FunctionName="same", Runtime="python3.12",
+                 Role=ROLE, Handler="app.handler", Code={"ZipFile": make_zip({"app.py": src % "again"})})
+    west_only = unique("west-only")
+    west.create_function(FunctionName=west_only, Runtime="python3.12", Role=ROLE, Handler="app.handler",
+                         Code={"ZipFile": make_zip({"app.py": src % "w2"})})
+
+    def invoke(lam, name):
+        return json.loads(lam.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+
+    assert invoke(east, "same") == ["east", "us-east-1", "arn:aws:lambda:us-east-1:000000000000:function:same"]
+    assert invoke(west, "same") == ["west", "eu-west-1", "arn:aws:lambda:eu-west-1:000000000000:function:same"]
+    assert sorted(f["FunctionName"] for f in west.list_functions()["Functions"]) == sorted(["same", west_only])
+    assert [f["FunctionName"] for f in east.list_functions()["Functions"]] == ["same"]
+    expect_error("ResourceNotFoundException", 404, east.get_function, FunctionName=west_only)
+    assert east.get_account_settings()["AccountUsage"]["FunctionCount"] == 1
+    assert west.get_account_settings()["AccountUsage"]["FunctionCount"] == 2
+    layer = west.publish_layer_version(LayerName="regional", Content={"ZipFile": make_zip({"python/x.py": "X = 1\n"})})
+    assert layer["LayerVersionArn"].startswith("arn:aws:lambda:eu-west-1:")
+    assert east.list_layers()["Layers"] == [] and len(west.list_layers()["Layers"]) == 1
+    east.delete_function(FunctionName="same")
+    assert invoke(west, "same")[0] == "west"
+
+    srv.kill()
+    srv.start()
+    east, west = client("us-east-1"), client("eu-west-1")
+    assert east.list_functions()["Functions"] == []
+    assert sorted(f["FunctionName"] for f in west.list_functions()["Functions"]) == sorted(["same", west_only])
+    assert invoke(west, "same")[0] == "west"
+    assert [lv["Version"] for lv in west.list_layer_versions(LayerName="regional")["LayerVersions"]] == [1]
+    # The default region keeps the layout of data dirs from before regions were kept apart.
+    east.create_function(FunctionName="legacy-place", Runtime="python3.12", Role=ROLE, Handler="app.handler",
+                         Code={"ZipFile": make_zip({"app.py": src % "e"})})
+    assert os.path.isfile(os.path.join(srv.data_dir, "lambda", "functions", "legacy-place.json"))
+    assert os.path.isfile(os.path.join(srv.data_dir, "lambda", "regions", "eu-west-1", "functions", "same.json"))
+
+
 # ---------- AWS CLI ----------
 
 def test_aws_cli(server, tmp_path):

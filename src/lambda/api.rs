@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use super::Lambda;
 use super::invoke::{self, CallContext, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD};
 use super::model::{Alias, FunctionConfig, FunctionRecord, LayerRef, LayerVersion, RUNTIMES, Scope};
+use super::store::Store;
 use crate::aws::AwsError;
 use crate::aws::arn::{self, FunctionRef};
 use crate::http_util::{self, Body, BodyError};
@@ -58,6 +59,11 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The functions and layers of the request's region.
+    fn store(&self) -> Arc<Store> {
+        self.lambda.stores.get(&self.scope.region)
+    }
+
     fn q(&self, key: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
@@ -287,11 +293,11 @@ fn update_record<R>(
     name: &str,
     f: impl FnOnce(&mut FunctionRecord) -> Result<R, AwsError>,
 ) -> Result<(FunctionRecord, R), AwsError> {
-    ctx.lambda.store.update_function(name, f)?.ok_or_else(|| not_found(ctx, name, None))
+    ctx.store().update_function(name, f)?.ok_or_else(|| not_found(ctx, name, None))
 }
 
 fn get_record(ctx: &Ctx, name: &str) -> Result<FunctionRecord, AwsError> {
-    ctx.lambda.store.get_function(name).ok_or_else(|| not_found(ctx, name, None))
+    ctx.store().get_function(name).ok_or_else(|| not_found(ctx, name, None))
 }
 
 /// The configuration a qualifier names.
@@ -365,7 +371,7 @@ fn store_code(ctx: &Ctx, m: &Map<String, Value>) -> Result<Option<StoredCode>, A
     } else {
         return Ok(None);
     };
-    let d = tokio::task::block_in_place(|| ctx.lambda.store.put_zip(&bytes))?;
+    let d = tokio::task::block_in_place(|| ctx.store().put_zip(&bytes))?;
     Ok(Some(StoredCode { sha_hex: d.sha256_hex, sha_b64: d.sha256_b64, size: d.size }))
 }
 
@@ -399,7 +405,7 @@ fn resolve_layers(ctx: &Ctx, list: &[String]) -> Result<Vec<LayerRef>, AwsError>
     list.iter()
         .map(|l| {
             if let Some(r) = arn::parse_layer_version_arn(l) {
-                let rec = ctx.lambda.store.get_layer(&r.name);
+                let rec = ctx.store().get_layer(&r.name);
                 let v = rec.and_then(|rec| rec.versions.get(&r.version).cloned()).ok_or_else(|| {
                     AwsError::invalid_param(format!(
                         "Layer version {l} does not exist."
@@ -407,7 +413,7 @@ fn resolve_layers(ctx: &Ctx, list: &[String]) -> Result<Vec<LayerRef>, AwsError>
                 })?;
                 Ok(LayerRef { arn: l.clone(), code_size: v.code_size, sha_hex: v.sha_hex })
             } else if l.starts_with('/') || l.ends_with(".zip") || std::path::Path::new(l).is_file() {
-                let d = tokio::task::block_in_place(|| ctx.lambda.store.put_zip(&read_local_layer(l)?))?;
+                let d = tokio::task::block_in_place(|| ctx.store().put_zip(&read_local_layer(l)?))?;
                 Ok(LayerRef { arn: l.clone(), code_size: d.size, sha_hex: d.sha256_hex })
             } else {
                 Err(AwsError::invalid_param(format!(
@@ -645,7 +651,7 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
     let m = parse_body(body)?;
     let CreateInput { config: mut c, code, tags, publish } = decode_create(&m)?;
     let name = c.name.clone();
-    if ctx.lambda.store.latest(&name).is_some() {
+    if ctx.store().latest(&name).is_some() {
         return Err(AwsError::conflict(format!("Function already exist: {name}")));
     }
     if let Some(layers) = requested_layers(ctx, &m)? {
@@ -685,20 +691,20 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         let v = publish_into(&mut rec, None);
         out = v.to_json(&ctx.scope, true);
     }
-    ctx.lambda.store.create_function(rec)?;
+    ctx.store().create_function(rec)?;
     tracing::info!(function = %name, "created function");
     if let Some(image) = docker_image {
-        prepare_image(ctx.lambda.clone(), name.clone(), image);
+        prepare_image(ctx.lambda.clone(), ctx.store(), name.clone(), image);
     }
     ok_json(StatusCode::CREATED, out)
 }
 
 /// Makes sure a Docker function's image is present (pulling it, with progress in the log),
 /// then moves the function from Pending to Active, or to Failed with the reason.
-fn prepare_image(lambda: Arc<Lambda>, name: String, image: String) {
+fn prepare_image(lambda: Arc<Lambda>, store: Arc<Store>, name: String, image: String) {
     tokio::spawn(async move {
         let result = lambda.pool.executors.docker.ensure_image(&image).await;
-        let outcome = lambda.store.update_function(&name, |rec| {
+        let outcome = store.update_function(&name, |rec| {
             if rec.latest.state != "Pending" {
                 return Ok(());
             }
@@ -753,7 +759,7 @@ fn publish_into(rec: &mut FunctionRecord, description: Option<String>) -> Arc<Fu
 
 fn get_function(ctx: &Ctx, raw: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    let rec = ctx.lambda.store.get_function(&name).ok_or_else(|| not_found(ctx, &name, q.as_deref()))?;
+    let rec = ctx.store().get_function(&name).ok_or_else(|| not_found(ctx, &name, q.as_deref()))?;
     let c = config_for(ctx, &rec, q.as_deref())?;
     // A qualified request gets a qualified ARN: `:$LATEST`, `:<version>`, or the alias it named.
     let function_arn = match q.as_deref() {
@@ -780,7 +786,7 @@ fn get_function(ctx: &Ctx, raw: &str) -> R {
 
 fn get_configuration(ctx: &Ctx, raw: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    let rec = ctx.lambda.store.get_function(&name).ok_or_else(|| not_found(ctx, &name, q.as_deref()))?;
+    let rec = ctx.store().get_function(&name).ok_or_else(|| not_found(ctx, &name, q.as_deref()))?;
     let c = config_for(ctx, &rec, q.as_deref())?;
     // Qualified by the version that was resolved, also for an alias (as AWS does here).
     ok_json(StatusCode::OK, c.to_json(&ctx.scope, q.is_some()))
@@ -789,7 +795,7 @@ fn get_configuration(ctx: &Ctx, raw: &str) -> R {
 fn list_functions(ctx: &Ctx) -> R {
     let all_versions = ctx.q("FunctionVersion") == Some("ALL");
     let mut items = Vec::new();
-    for rec in ctx.lambda.store.list_functions() {
+    for rec in ctx.store().list_functions() {
         let name = &rec.latest.name;
         items.push((function_key(name, 0), list_item(&rec.latest, ctx, all_versions)));
         if all_versions {
@@ -857,7 +863,7 @@ fn function_key(name: &str, version: u64) -> String {
 fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let name = unqualified(raw)?;
     let m = parse_body(body)?;
-    let cur = ctx.lambda.store.latest(&name).ok_or_else(|| not_found(ctx, &name, None))?;
+    let cur = ctx.store().latest(&name).ok_or_else(|| not_found(ctx, &name, None))?;
     let image_uri = opt_str(&m, "ImageUri")?;
     let stored = if cur.package_type == "Zip" {
         if image_uri.is_some() {
@@ -917,7 +923,7 @@ fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
 fn update_configuration(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let name = unqualified(raw)?;
     let m = parse_body(body)?;
-    if ctx.lambda.store.latest(&name).is_none() {
+    if ctx.store().latest(&name).is_none() {
         return Err(not_found(ctx, &name, None));
     }
     // Layers may read files or the store: resolve them before taking the store lock.
@@ -942,7 +948,7 @@ fn delete_function(ctx: &Ctx, raw: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
     match q.as_deref() {
         None => {
-            ctx.lambda.store.delete_function(&name)?.ok_or_else(|| not_found(ctx, &name, None))?;
+            ctx.store().delete_function(&name)?.ok_or_else(|| not_found(ctx, &name, None))?;
             ctx.lambda.drain(&name);
             tracing::info!(function = %name, "deleted function");
         }
@@ -1117,7 +1123,7 @@ fn put_concurrency(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let n = opt_u64(&m, "ReservedConcurrentExecutions")?
         .ok_or_else(|| AwsError::invalid_param("ReservedConcurrentExecutions is required"))?;
     // AWS keeps at least UNRESERVED_MIN of the account's concurrency unreserved.
-    let others = ctx.lambda.store.reserved_concurrency_total(Some(&name));
+    let others = ctx.store().reserved_concurrency_total(Some(&name));
     if others + n > ACCOUNT_CONCURRENCY - UNRESERVED_MIN {
         return Err(AwsError::invalid_param(format!(
             "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{UNRESERVED_MIN}]."
@@ -1172,7 +1178,7 @@ fn publish_layer_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     for r in &runtimes {
         validate_runtime(r)?;
     }
-    let lv = ctx.lambda.store.update_layer(&name, |rec| {
+    let lv = ctx.store().update_layer(&name, |rec| {
         let n = rec.next_version.max(1);
         rec.next_version = n + 1;
         let lv = LayerVersion {
@@ -1195,11 +1201,7 @@ fn publish_layer_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
 
 fn find_layer_version(ctx: &Ctx, name: &str, v: &str) -> Result<LayerVersion, AwsError> {
     let n: u64 = v.parse().map_err(|_| AwsError::invalid_param(format!("Invalid layer version number: {v}")))?;
-    ctx.lambda
-        .store
-        .get_layer(name)
-        .and_then(|r| r.versions.get(&n).cloned())
-        .ok_or_else(|| layer_not_found(ctx, name, v))
+    ctx.store().get_layer(name).and_then(|r| r.versions.get(&n).cloned()).ok_or_else(|| layer_not_found(ctx, name, v))
 }
 
 fn get_layer_version(ctx: &Ctx, raw: &str, v: &str) -> R {
@@ -1225,8 +1227,7 @@ fn layer_matches(ctx: &Ctx, lv: &LayerVersion) -> bool {
 
 fn list_layers(ctx: &Ctx) -> R {
     let items = ctx
-        .lambda
-        .store
+        .store()
         .list_layers()
         .into_iter()
         .filter_map(|rec| {
@@ -1246,8 +1247,7 @@ fn list_layer_versions(ctx: &Ctx, raw: &str) -> R {
     let name = layer_name(raw)?;
     // Newest first: the key counts down.
     let items = ctx
-        .lambda
-        .store
+        .store()
         .get_layer(&name)
         .map(|rec| {
             rec.versions
@@ -1263,8 +1263,8 @@ fn list_layer_versions(ctx: &Ctx, raw: &str) -> R {
 fn delete_layer_version(ctx: &Ctx, raw: &str, v: &str) -> R {
     let name = layer_name(raw)?;
     let n: u64 = v.parse().map_err(|_| AwsError::invalid_param(format!("Invalid layer version number: {v}")))?;
-    if ctx.lambda.store.get_layer(&name).is_some() {
-        ctx.lambda.store.update_layer(&name, |rec| {
+    if ctx.store().get_layer(&name).is_some() {
+        ctx.store().update_layer(&name, |rec| {
             rec.versions.remove(&n);
             Ok(())
         })?;
@@ -1280,7 +1280,7 @@ fn tag_target(ctx: &Ctx, resource: &str) -> Result<String, AwsError> {
     if !resource.starts_with("arn:") {
         return Err(AwsError::invalid_param(format!("Invalid ARN: {resource}")));
     }
-    if ctx.lambda.store.latest(&r.name).is_none() {
+    if ctx.store().latest(&r.name).is_none() {
         return Err(not_found(ctx, &r.name, None));
     }
     Ok(r.name)
@@ -1332,11 +1332,11 @@ fn account_settings(ctx: &Ctx) -> R {
                 "CodeSizeZipped": 52428800u64,
                 "ConcurrentExecutions": ACCOUNT_CONCURRENCY,
                 "UnreservedConcurrentExecutions":
-                    ACCOUNT_CONCURRENCY.saturating_sub(ctx.lambda.store.reserved_concurrency_total(None)),
+                    ACCOUNT_CONCURRENCY.saturating_sub(ctx.store().reserved_concurrency_total(None)),
             },
             "AccountUsage": {
-                "TotalCodeSize": ctx.lambda.store.total_code_size(),
-                "FunctionCount": ctx.lambda.store.function_count(),
+                "TotalCodeSize": ctx.store().total_code_size(),
+                "FunctionCount": ctx.store().function_count(),
             },
         }),
     )

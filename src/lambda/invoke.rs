@@ -41,7 +41,8 @@ pub fn resolve(lambda: &Lambda, name: &str, qualifier: Option<&str>, scope: &Sco
         AwsError::not_found(format!("Function not found: {arn}"))
     };
     lambda
-        .store
+        .stores
+        .get(&scope.region)
         .with_function(name, |rec| {
             let force = rec.tags.get("force-docker").cloned();
             let (config, executed) = match qualifier {
@@ -117,7 +118,7 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
     }
     let (kind, reason) = lambda.pool.executors.choose(c, &tags);
     let unpack = |sha: &str| {
-        lambda.store.code_dir(sha).map_err(|e| {
+        lambda.stores.code_dir(sha).map_err(|e| {
             AwsError::new(
                 http::StatusCode::BAD_GATEWAY,
                 "InvalidZipFileException",

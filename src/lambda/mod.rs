@@ -21,7 +21,8 @@ use crate::s3::S3;
 /// Shared state of the Lambda service.
 pub struct Lambda {
     pub cfg: Config,
-    pub store: store::Store,
+    /// Functions and layers, per region.
+    pub stores: store::Regions,
     pub pool: Arc<Pool>,
     pub s3: Arc<S3>,
     /// `http://host:port` of this server, for code Locations.
@@ -35,7 +36,7 @@ pub struct Lambda {
 impl Lambda {
     pub fn new(
         cfg: Config,
-        store: store::Store,
+        stores: store::Regions,
         pool: Arc<Pool>,
         s3: Arc<S3>,
         endpoint_url: String,
@@ -43,7 +44,7 @@ impl Lambda {
     ) -> Lambda {
         Lambda {
             cfg,
-            store,
+            stores,
             pool,
             s3,
             endpoint_url,

@@ -1,5 +1,10 @@
 //! The persistent store: functions, versions, aliases, layers and code blobs under `--data-dir`.
 //!
+//! Functions and layers are regional, as on AWS: one [`Store`] per region, found through
+//! [`Regions`]. The default region (`--region`) keeps its records in `lambda/functions` and
+//! `lambda/layers` (where every record lived before regions were kept apart); any other
+//! region in `lambda/regions/<region>/`. Code blobs are shared by all regions.
+//!
 //! Metadata is one JSON file per function and per layer, always written to a temp file
 //! and renamed into place, so a kill -9 never leaves half a record. Code blobs are
 //! addressed by their sha256 and unpacked once per digest.
@@ -25,11 +30,107 @@ struct State {
     layers: HashMap<String, LayerRecord>,
 }
 
+/// One region's functions and layers.
 pub struct Store {
+    /// Holds `functions/` and `layers/`.
     dir: PathBuf,
+    blobs: Arc<Blobs>,
     state: RwLock<State>,
+}
+
+/// Code blobs by digest and their unpacked trees, shared by every region.
+struct Blobs {
+    /// Holds `blobs/` and `code/`.
+    dir: PathBuf,
     /// Serialises code extraction so one digest is unpacked once.
     extract_lock: Mutex<()>,
+}
+
+/// Every region's [`Store`], opened on first use.
+pub struct Regions {
+    root: PathBuf,
+    default: String,
+    blobs: Arc<Blobs>,
+    stores: RwLock<HashMap<String, Arc<Store>>>,
+    /// One region opened at a time.
+    opening: Mutex<()>,
+}
+
+/// Removes temp files a crash left in `dir`.
+fn remove_leftovers(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().contains(".tmp-") {
+                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            }
+        }
+    }
+}
+
+/// A region name safe to use as a directory name (the SigV4 scope allows more).
+fn usable_region(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 32
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl Regions {
+    pub fn open(data_dir: &Path, default_region: &str) -> std::io::Result<Regions> {
+        let root = data_dir.join("lambda");
+        for sub in ["blobs", "code", "regions"] {
+            std::fs::create_dir_all(root.join(sub))?;
+            remove_leftovers(&root.join(sub));
+        }
+        let blobs = Arc::new(Blobs { dir: root.clone(), extract_lock: Mutex::new(()) });
+        let default = if usable_region(default_region) { default_region.to_string() } else { "us-east-1".to_string() };
+        let regions = Regions { root, default, blobs, stores: RwLock::new(HashMap::new()), opening: Mutex::new(()) };
+        regions.open_region(&regions.default.clone())?;
+        for e in std::fs::read_dir(regions.root.join("regions"))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if usable_region(&name) && name != regions.default && e.path().is_dir() {
+                regions.open_region(&name)?;
+            }
+        }
+        Ok(regions)
+    }
+
+    fn open_region(&self, region: &str) -> std::io::Result<Arc<Store>> {
+        let dir = if region == self.default { self.root.clone() } else { self.root.join("regions").join(region) };
+        let store = Arc::new(Store::open_at(dir, self.blobs.clone())?);
+        self.stores.write().insert(region.to_string(), store.clone());
+        Ok(store)
+    }
+
+    /// The store of `region` (the default region's for a name that cannot be one).
+    pub fn get(&self, region: &str) -> Arc<Store> {
+        let region = if usable_region(region) { region } else { self.default.as_str() };
+        if let Some(s) = self.stores.read().get(region) {
+            return s.clone();
+        }
+        let _guard = self.opening.lock();
+        if let Some(s) = self.stores.read().get(region) {
+            return s.clone();
+        }
+        match self.open_region(region) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(region, error = %e, "cannot open the region's store: using the default region's");
+                self.default_store()
+            }
+        }
+    }
+
+    pub fn default_store(&self) -> Arc<Store> {
+        self.stores.read().get(&self.default).cloned().expect("the default region is opened first")
+    }
+
+    pub fn read_blob(&self, sha_hex: &str) -> std::io::Result<Vec<u8>> {
+        self.blobs.read(sha_hex)
+    }
+
+    pub fn code_dir(&self, sha_hex: &str) -> Result<PathBuf, CodeError> {
+        self.blobs.code_dir(sha_hex)
+    }
 }
 
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
@@ -78,10 +179,11 @@ fn io_err(e: std::io::Error) -> AwsError {
 }
 
 impl Store {
-    pub fn open(dir: &Path) -> std::io::Result<Store> {
-        let dir = dir.join("lambda");
-        for sub in ["functions", "layers", "blobs", "code"] {
+    fn open_at(dir: PathBuf, blobs: Arc<Blobs>) -> std::io::Result<Store> {
+        for sub in ["functions", "layers"] {
             std::fs::create_dir_all(dir.join(sub))?;
+            // Leftover temp files from a crash are garbage.
+            remove_leftovers(&dir.join(sub));
         }
         let mut state = State::default();
         for rec in load_dir::<FunctionRecord>(&dir.join("functions")) {
@@ -90,19 +192,7 @@ impl Store {
         for rec in load_dir::<LayerRecord>(&dir.join("layers")) {
             state.layers.insert(rec.name.clone(), rec);
         }
-        // Leftover temp files from a crash are garbage.
-        for sub in ["functions", "layers", "blobs", "code"] {
-            if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
-                for e in entries.flatten() {
-                    let name = e.file_name();
-                    let name = name.to_string_lossy();
-                    if name.starts_with('.') && name.contains(".tmp-") || name.contains(".tmp-") {
-                        let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
-                    }
-                }
-            }
-        }
-        Ok(Store { dir, state: RwLock::new(state), extract_lock: Mutex::new(()) })
+        Ok(Store { dir, blobs, state: RwLock::new(state) })
     }
 
     fn function_path(&self, name: &str) -> PathBuf {
@@ -246,14 +336,29 @@ impl Store {
         Ok(out)
     }
 
-    // ---- code blobs ----
+    // ---- code blobs (shared by every region) ----
 
+    /// Validates a zip and stores it by digest. Bad zips are an InvalidParameterValueException.
+    pub fn put_zip(&self, bytes: &[u8]) -> Result<CodeDigest, AwsError> {
+        self.blobs.put_zip(bytes)
+    }
+
+    pub fn read_blob(&self, sha_hex: &str) -> std::io::Result<Vec<u8>> {
+        self.blobs.read(sha_hex)
+    }
+
+    /// The unpacked code for a digest, extracting it on first use.
+    pub fn code_dir(&self, sha_hex: &str) -> Result<PathBuf, CodeError> {
+        self.blobs.code_dir(sha_hex)
+    }
+}
+
+impl Blobs {
     fn blob_path(&self, sha_hex: &str) -> PathBuf {
         self.dir.join("blobs").join(format!("{sha_hex}.zip"))
     }
 
-    /// Validates a zip and stores it by digest. Bad zips are an InvalidParameterValueException.
-    pub fn put_zip(&self, bytes: &[u8]) -> Result<CodeDigest, AwsError> {
+    fn put_zip(&self, bytes: &[u8]) -> Result<CodeDigest, AwsError> {
         code::validate_zip(bytes, &Limits::default()).map_err(|e| match e {
             CodeError::Io(e) => io_err(e),
             e => AwsError::invalid_param(e.to_string()),
@@ -266,15 +371,14 @@ impl Store {
         Ok(d)
     }
 
-    pub fn read_blob(&self, sha_hex: &str) -> std::io::Result<Vec<u8>> {
+    fn read(&self, sha_hex: &str) -> std::io::Result<Vec<u8>> {
         if !sha_hex.chars().all(|c| c.is_ascii_hexdigit()) || sha_hex.is_empty() {
             return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "bad digest"));
         }
         std::fs::read(self.blob_path(sha_hex))
     }
 
-    /// The unpacked code for a digest, extracting it on first use.
-    pub fn code_dir(&self, sha_hex: &str) -> Result<PathBuf, CodeError> {
+    fn code_dir(&self, sha_hex: &str) -> Result<PathBuf, CodeError> {
         let dest = self.dir.join("code").join(sha_hex);
         if dest.is_dir() {
             return Ok(dest);
@@ -283,7 +387,7 @@ impl Store {
         if dest.is_dir() {
             return Ok(dest);
         }
-        let bytes = self.read_blob(sha_hex).map_err(CodeError::Io)?;
+        let bytes = self.read(sha_hex).map_err(CodeError::Io)?;
         code::extract_zip(&bytes, &dest, &Limits::default())?;
         Ok(dest)
     }
