@@ -78,6 +78,10 @@ pub struct Endpoint {
     label: String,
 }
 
+/// [`Endpoint::deliver`] found the environment busy or closed.
+#[derive(Debug)]
+pub struct NotDelivered;
+
 impl Endpoint {
     pub fn new(label: impl Into<String>) -> Arc<Endpoint> {
         let (queue_tx, queue_rx) = mpsc::channel(1);
@@ -91,11 +95,10 @@ impl Endpoint {
         })
     }
 
-    /// Queues an invocation for the runtime's next `/next`. The environment must be idle.
-    pub fn deliver(&self, inv: Invocation) -> Result<(), Invocation> {
-        self.queue_tx.try_send(inv).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
-        })
+    /// Queues an invocation for the runtime's next `/next`. The environment must be idle;
+    /// if it is not, or its runtime is gone, the invocation is dropped and this says so.
+    pub fn deliver(&self, inv: Invocation) -> Result<(), NotDelivered> {
+        self.queue_tx.try_send(inv).map_err(|_| NotDelivered)
     }
 
     pub fn death(&self) -> watch::Receiver<Option<Death>> {
