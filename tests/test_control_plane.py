@@ -806,6 +806,49 @@ def test_restart_keeps_everything(fresh_server, tmp_path):
     assert lam.get_alias(FunctionName="persist-a", Name="live")["FunctionVersion"] == "1"
 
 
+def test_permissions_policy(lam):
+    """AddPermission / GetPolicy / RemovePermission: the statements AWS writes, per qualifier."""
+    name, _, _ = create(lam)
+    expect_error("ResourceNotFoundException", 404, lam.get_policy, FunctionName=name)
+    r = lam.add_permission(FunctionName=name, StatementId="s3-invoke", Action="lambda:InvokeFunction",
+                           Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::my-bucket", SourceAccount="123456789012")
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 201
+    st = json.loads(r["Statement"])
+    assert st == {"Sid": "s3-invoke", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+                  "Action": "lambda:InvokeFunction", "Resource": fn_arn(name),
+                  "Condition": {"ArnLike": {"AWS:SourceArn": "arn:aws:s3:::my-bucket"},
+                                "StringEquals": {"AWS:SourceAccount": "123456789012"}}}
+    lam.add_permission(FunctionName=name, StatementId="acct", Action="lambda:GetFunction", Principal="111122223333")
+    pol = lam.get_policy(FunctionName=name)
+    doc = json.loads(pol["Policy"])
+    assert doc["Version"] == "2012-10-17" and [s["Sid"] for s in doc["Statement"]] == ["s3-invoke", "acct"]
+    assert doc["Statement"][1]["Principal"] == {"AWS": "arn:aws:iam::111122223333:root"}
+    assert pol["RevisionId"] == lam.get_function_configuration(FunctionName=name)["RevisionId"]
+    err = expect_error("ResourceConflictException", 409, lam.add_permission, FunctionName=name, StatementId="acct",
+                       Action="lambda:InvokeFunction", Principal="*")
+    assert "The statement id (acct) provided already exists" in err["Error"]["Message"]
+    expect_error("InvalidParameterValueException", 400, lam.add_permission, FunctionName=name, StatementId="bad sid",
+                 Action="lambda:InvokeFunction", Principal="*")
+    expect_error("InvalidParameterValueException", 400, lam.add_permission, FunctionName=name, StatementId="x",
+                 Action="s3:GetObject", Principal="*")
+    # Per qualifier: an alias has its own policy; a missing qualifier is not found.
+    lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    lam.add_permission(FunctionName=name, Qualifier="live", StatementId="alias-only", Action="lambda:InvokeFunction",
+                       Principal="apigateway.amazonaws.com")
+    alias_doc = json.loads(lam.get_policy(FunctionName=name, Qualifier="live")["Policy"])
+    assert [s["Resource"] for s in alias_doc["Statement"]] == [fn_arn(name) + ":live"]
+    expect_error("ResourceNotFoundException", 404, lam.add_permission, FunctionName=name, Qualifier="nope",
+                 StatementId="x", Action="lambda:InvokeFunction", Principal="*")
+    # Remove, then not found; the last statement gone means no policy at all.
+    lam.remove_permission(FunctionName=name, StatementId="s3-invoke")
+    err = expect_error("ResourceNotFoundException", 404, lam.remove_permission, FunctionName=name, StatementId="s3-invoke")
+    assert err["Error"]["Message"] == "Statement s3-invoke is not found in resource policy."
+    lam.remove_permission(FunctionName=name, StatementId="acct")
+    expect_error("ResourceNotFoundException", 404, lam.get_policy, FunctionName=name)
+    assert json.loads(lam.get_policy(FunctionName=name, Qualifier="live")["Policy"])["Statement"][0]["Sid"] == "alias-only"
+
+
 def test_functions_and_layers_are_regional(fresh_server):
     """As on AWS, each region has its own functions and layers: the same name in two regions
     is two functions, each listed, invoked, deleted and persisted on its own."""

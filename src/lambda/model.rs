@@ -205,6 +205,9 @@ pub struct FunctionRecord {
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub reserved_concurrency: Option<u32>,
+    /// Resource-based policy statements (AddPermission), by qualifier ("" = unqualified).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
