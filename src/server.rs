@@ -186,6 +186,16 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     app.in_flight.fetch_add(1, Ordering::SeqCst);
     let _guard = InFlight(&app.in_flight);
     let path = req.uri().path();
+    let url_host =
+        req.headers().get("host").and_then(|h| h.to_str().ok()).and_then(crate::lambda::urls::url_id_from_host);
+    if let Some(id) = url_host {
+        let (id, raw_path) = (id.to_string(), path.to_string());
+        return crate::lambda::urls::handle(&app.lambda, req, &id, &raw_path).await;
+    }
+    if let Some((id, raw_path)) = crate::lambda::urls::url_id_from_path(path) {
+        let (id, raw_path) = (id.to_string(), raw_path.to_string());
+        return crate::lambda::urls::handle(&app.lambda, req, &id, &raw_path).await;
+    }
     if path.starts_with("/_ruststack/") {
         return internal(app, req).await;
     }

@@ -1,5 +1,5 @@
 //! The Lambda service: control plane routes (`api`), data (`model`, `store`),
-//! deployment packages (`code`) and the invoke path (`invoke`, `events`).
+//! deployment packages (`code`), the invoke path (`invoke`, `events`) and function URLs (`urls`).
 
 pub mod api;
 pub mod code;
@@ -7,6 +7,7 @@ pub mod events;
 pub mod invoke;
 pub mod model;
 pub mod store;
+pub mod urls;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -208,6 +208,22 @@ pub struct FunctionRecord {
     /// Resource-based policy statements (AddPermission), by qualifier ("" = unqualified).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub policies: BTreeMap<String, Vec<serde_json::Value>>,
+    /// Function URLs, by qualifier ("" = unqualified, else an alias).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub urls: BTreeMap<String, UrlConfig>,
+}
+
+/// A function URL's configuration (CreateFunctionUrlConfig).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UrlConfig {
+    /// The host label that names the URL: 32 lowercase letters and digits.
+    pub url_id: String,
+    pub auth_type: String,
+    #[serde(default)]
+    pub cors: Option<serde_json::Value>,
+    pub invoke_mode: String,
+    pub creation_time: String,
+    pub last_modified_time: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

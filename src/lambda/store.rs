@@ -21,7 +21,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use super::code::{self, CodeDigest, CodeError, Limits};
-use super::model::{FunctionConfig, FunctionRecord, LayerRecord};
+use super::model::{FunctionConfig, FunctionRecord, LayerRecord, UrlConfig};
 use crate::aws::AwsError;
 
 #[derive(Default)]
@@ -130,6 +130,21 @@ impl Regions {
 
     pub fn code_dir(&self, sha_hex: &str) -> Result<PathBuf, CodeError> {
         self.blobs.code_dir(sha_hex)
+    }
+
+    /// The function URL with this id, in any region: (region, function, qualifier key, config).
+    pub fn find_url(&self, url_id: &str) -> Option<(String, String, String, UrlConfig)> {
+        let stores: Vec<(String, Arc<Store>)> =
+            self.stores.read().iter().map(|(r, s)| (r.clone(), s.clone())).collect();
+        stores.into_iter().find_map(|(region, store)| {
+            let st = store.state.read();
+            st.functions.values().find_map(|rec| {
+                rec.urls
+                    .iter()
+                    .find(|(_, u)| u.url_id == url_id)
+                    .map(|(key, u)| (region.clone(), rec.latest.name.clone(), key.clone(), u.clone()))
+            })
+        })
     }
 }
 
