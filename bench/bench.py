@@ -312,6 +312,27 @@ def bench_warm(n):
         canned.stop()
 
 
+def cold_starts(srv, code, prefix, reps, before_each=None):
+    """`reps` rounds of: CreateFunction → first response of a new function `<prefix><i>`; then,
+    once the TTL has removed every environment, the first invoke of `<prefix>0` again.
+    Returns the two lists of seconds. The server must run with a short TTL."""
+    create_first, after_ttl = [], []
+    for i in range(reps):
+        if before_each:
+            before_each()
+        t = time.perf_counter()
+        create_raw(srv.port, "%s%d" % (prefix, i), code)
+        invoke_raw(srv.port, "%s%d" % (prefix, i))
+        create_first.append(time.perf_counter() - t)
+        deadline = time.time() + 10
+        while srv.health()["environments"]["live"] > 0 and time.time() < deadline:
+            time.sleep(0.05)
+        t = time.perf_counter()
+        invoke_raw(srv.port, prefix + "0")
+        after_ttl.append(time.perf_counter() - t)
+    return create_first, after_ttl
+
+
 def bench_cold(reps):
     """Cold starts, interleaved with the bare interpreter so each pair sees the same load."""
     py = real_python()
@@ -331,19 +352,8 @@ def bench_cold(reps):
         code = zip_of({"handler.py": TRIVIAL})
         create_raw(srv.port, "cold", code)
         invoke_raw(srv.port, "cold")
-        bare, create_first, after_ttl = [], [], []
-        for i in range(reps):
-            bare.append(bare_once())
-            t = time.perf_counter()
-            create_raw(srv.port, "cold%d" % i, code)
-            invoke_raw(srv.port, "cold%d" % i)
-            create_first.append(time.perf_counter() - t)
-            deadline = time.time() + 10
-            while srv.health()["environments"]["live"] > 0 and time.time() < deadline:
-                time.sleep(0.05)
-            t = time.perf_counter()
-            invoke_raw(srv.port, "cold")
-            after_ttl.append(time.perf_counter() - t)
+        bare = []
+        create_first, after_ttl = cold_starts(srv, code, "cold", reps, lambda: bare.append(bare_once()))
     finally:
         srv.stop()
         shutil.rmtree(d, ignore_errors=True)
@@ -459,19 +469,8 @@ def bench_docker(n, reps):
                  "--lambda-container-ttl", "1", env={"RUST_LOG": "info,ruststack::executor::docker=debug"})
     try:
         code = zip_of({"handler.py": TRIVIAL})
-        create_first, after_ttl = [], []
         try:
-            for i in range(reps):
-                t = time.perf_counter()
-                create_raw(srv.port, "dock%d" % i, code)
-                invoke_raw(srv.port, "dock%d" % i)
-                create_first.append(time.perf_counter() - t)
-                deadline = time.time() + 10
-                while srv.health()["environments"]["live"] > 0 and time.time() < deadline:
-                    time.sleep(0.05)
-                t = time.perf_counter()
-                invoke_raw(srv.port, "dock0")
-                after_ttl.append(time.perf_counter() - t)
+            create_first, after_ttl = cold_starts(srv, code, "dock", reps)
         except Exception as e:  # noqa: BLE001 - reported, not raised
             row("docker", "warm / cold", "%s: %s" % (na, str(e)[:200]))
             return
