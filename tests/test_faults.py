@@ -807,3 +807,74 @@ def test_readme_warns_about_subprocess_host_access():
         text = f.read()
     section = text[text.index("## Security"):]
     assert "full access" in section and "--lambda-executor docker" in section and "127.0.0.1" in section
+
+
+ODD_URL_ANSWERS = """
+import json
+ANSWERS = {
+    "/status-huge": {"statusCode": 99999, "body": "x"},
+    "/status-text": {"statusCode": "abc"},
+    "/bad-headers": {"statusCode": 200, "headers": {"bad name": "x", "x-nl": "a\\nb", "x-ok": 1}, "body": "ok"},
+    "/body-object": {"statusCode": 200, "body": {"nested": [1, 2]}},
+    "/bad-base64": {"statusCode": 200, "isBase64Encoded": True, "body": "!!!not base64"},
+    "/odd-cookies": {"statusCode": 204, "cookies": [1, None, "a=\\n", "ok=1"]},
+    "/headers-list": {"statusCode": 200, "headers": ["x"], "cookies": "not-a-list"},
+    "/big": {"statusCode": 200, "body": "y" * (5 * 1024 * 1024)},
+    "/not-an-object": ["statusCode", 200],
+}
+def handler(event, context):
+    return ANSWERS.get(event["rawPath"], {"statusCode": 200, "body": json.dumps(event)})
+"""
+
+
+def raw_exchange(srv, data):
+    """Sends raw bytes, returns the status line (b"" if the server closed without answering)."""
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)  # a body cut short ends here
+        buf = b""
+        while b"\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        return buf.split(b"\r\n", 1)[0]
+    finally:
+        s.close()
+
+
+def test_function_url_odd_answers_and_hostile_requests(srv, flam, canary):
+    """Whatever the function returns and whatever the client sends, a function URL answers
+    with a well-formed HTTP response and the server keeps serving."""
+    name = create_py_function(flam, ODD_URL_ANSWERS, name=unique("url-odd"))
+    uid = flam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"].split("//")[1].split(".")[0]
+    host = f"{uid}.lambda-url.us-east-1.localhost"
+    for path in ["/status-huge", "/status-text", "/bad-headers", "/body-object", "/bad-base64", "/odd-cookies",
+                 "/headers-list", "/big", "/not-an-object"]:
+        status, headers, body = http(srv, "GET", path, headers={"Host": host})
+        assert 100 <= status <= 599, (path, status)
+        if path == "/bad-headers":
+            assert status == 200 and headers["x-ok"] == "1" and body == b"ok"
+        if path == "/big":
+            assert len(body) == 5 * 1024 * 1024
+    # Hostile requests: invalid UTF-8 in the path, query, cookies and headers; odd methods.
+    junk = b"\xff\xfe\x80"
+    requests = [
+        b"GET /a" + junk + b"?q=" + junk + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\nCookie: c=" + junk + b"\r\nX-J: " + junk + b"\r\n\r\n",
+        b"POST /b HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n" + junk,
+        b"BREW /c HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n",
+        b"OPTIONS /d HTTP/1.1\r\nHost: " + host.encode() + b"\r\nAccess-Control-Request-Method: PUT\r\n\r\n",
+        b"GET /_ruststack/url/" + b"a" * 10000 + b"/x HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /_ruststack/url/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: " + uid.upper().encode() + b".lambda-url.us-east-1.localhost\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Length: 1000\r\n\r\nxx",
+    ]
+    for data in requests:
+        line = raw_exchange(srv, data)
+        assert line == b"" or re.match(rb"HTTP/1\.1 [1-5]\d\d", line), (data[:80], line)
+    status, _, body = http(srv, "POST", "/big-in", body=b"z" * (6 * 1024 * 1024 + 1), headers={"Host": host})
+    assert status == 413
+    status, _, body = http(srv, "POST", "/echo?x=1", body=b'{"a": 1}', headers={"Host": host, "Content-Type": "application/json"})
+    assert status == 200 and json.loads(body)["body"] == '{"a": 1}'
+    still_serving(srv, flam, canary)
