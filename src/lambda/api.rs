@@ -12,7 +12,9 @@ use serde_json::{Map, Value, json};
 
 use super::Lambda;
 use super::invoke::{self, CallContext, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD};
-use super::model::{Alias, FunctionConfig, FunctionRecord, LayerRef, LayerVersion, RUNTIMES, Scope, UrlConfig};
+use super::model::{
+    Alias, EventInvokeConfig, FunctionConfig, FunctionRecord, LayerRef, LayerVersion, RUNTIMES, Scope, UrlConfig,
+};
 use super::store::Store;
 use crate::aws::AwsError;
 use crate::aws::arn::{self, FunctionRef};
@@ -139,6 +141,15 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         ([_, "functions", f, "url"], &Method::PUT) => update_url_config(&ctx, f, &body),
         ([_, "functions", f, "url"], &Method::DELETE) => delete_url_config(&ctx, f),
         ([_, "functions", f, "urls"], &Method::GET) => list_url_configs(&ctx, f),
+        ([_, "functions", f, "event-invoke-config"], &Method::PUT) => put_event_invoke(&ctx, f, &body, true),
+        ([_, "functions", f, "event-invoke-config"], &Method::POST) => put_event_invoke(&ctx, f, &body, false),
+        ([_, "functions", f, "event-invoke-config"], &Method::GET) => get_event_invoke(&ctx, f),
+        ([_, "functions", f, "event-invoke-config"], &Method::DELETE) => delete_event_invoke(&ctx, f),
+        ([_, "functions", f, "event-invoke-config", "list"], &Method::GET) => list_event_invoke(&ctx, f),
+        ([_, "functions", f, "code-signing-config"], &Method::GET) => code_signing_config(&ctx, f),
+        ([_, "functions", f, "runtime-management-config"], &Method::GET) => runtime_management_config(&ctx, f),
+        ([_, "functions", f, "recursion-config"], &Method::GET) => get_recursion(&ctx, f),
+        ([_, "functions", f, "recursion-config"], &Method::PUT) => put_recursion(&ctx, f, &body),
         ([_, "functions", f, "policy"], &Method::POST) => add_permission(&ctx, f, &body),
         ([_, "functions", f, "policy"], &Method::GET) => get_policy(&ctx, f),
         ([_, "functions", f, "policy", sid], &Method::DELETE) => remove_permission(&ctx, f, sid),
@@ -695,6 +706,8 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         reserved_concurrency: None,
         policies: BTreeMap::new(),
         urls: BTreeMap::new(),
+        event_invoke: BTreeMap::new(),
+        recursive_loop: None,
     };
     let mut out = latest.to_json(&ctx.scope, false);
     if publish {
@@ -1291,6 +1304,161 @@ fn remove_permission(ctx: &Ctx, raw: &str, sid: &str) -> R {
         Ok(())
     })?;
     Ok(http_util::empty(StatusCode::NO_CONTENT))
+}
+
+// ---------- asynchronous invocation settings ----------
+
+/// The qualifier key of an event invoke config: `$LATEST`, a version or an alias that exists.
+fn event_invoke_key(ctx: &Ctx, rec: &FunctionRecord, name: &str, q: Option<&str>) -> Result<String, AwsError> {
+    match q {
+        None | Some("$LATEST") => Ok("$LATEST".into()),
+        Some(q) => {
+            let exists = q.parse::<u64>().is_ok_and(|v| rec.versions.contains_key(&v)) || rec.aliases.contains_key(q);
+            if exists { Ok(q.to_string()) } else { Err(not_found(ctx, name, Some(q))) }
+        }
+    }
+}
+
+fn event_invoke_json(ctx: &Ctx, name: &str, key: &str, c: &EventInvokeConfig) -> Value {
+    let mut v = json!({
+        "LastModified": c.last_modified,
+        "FunctionArn": arn::function_arn(&ctx.scope.region, &ctx.scope.account, name, Some(key)),
+    });
+    if let Some(n) = c.max_retry_attempts {
+        v["MaximumRetryAttempts"] = json!(n);
+    }
+    if let Some(n) = c.max_event_age {
+        v["MaximumEventAgeInSeconds"] = json!(n);
+    }
+    v["DestinationConfig"] = c.destinations.clone().unwrap_or_else(|| json!({"OnSuccess": {}, "OnFailure": {}}));
+    v
+}
+
+fn no_event_invoke(ctx: &Ctx, name: &str, key: &str) -> AwsError {
+    AwsError::not_found(format!(
+        "The function {} doesn't have an EventInvokeConfig",
+        arn::function_arn(&ctx.scope.region, &ctx.scope.account, name, Some(key))
+    ))
+}
+
+/// PutFunctionEventInvokeConfig (`replace`: absent settings are removed) and
+/// UpdateFunctionEventInvokeConfig (absent settings are kept).
+fn put_event_invoke(ctx: &Ctx, raw: &str, body: &[u8], replace: bool) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    let m = parse_body(body)?;
+    let ranged = |key: &str, lo: u64, hi: u64| -> Result<Option<u32>, AwsError> {
+        match opt_u64(&m, key)? {
+            Some(n) if !(lo..=hi).contains(&n) => Err(AwsError::invalid_param(format!(
+                "1 validation error detected: Value '{n}' at '{}' failed to satisfy constraint: Member must have value between {lo} and {hi}",
+                lower_first(key)
+            ))),
+            n => Ok(n.map(|n| n as u32)),
+        }
+    };
+    let retries = ranged("MaximumRetryAttempts", 0, 2)?;
+    let age = ranged("MaximumEventAgeInSeconds", 60, 21600)?;
+    let destinations = match opt_obj(&m, "DestinationConfig")? {
+        None => None,
+        Some(d) => {
+            let mut out = json!({"OnSuccess": {}, "OnFailure": {}});
+            for side in ["OnSuccess", "OnFailure"] {
+                if let Some(dest) = opt_obj(d, side)?.map(|o| opt_str(o, "Destination")).transpose()?.flatten() {
+                    if !dest.is_empty() && !dest.starts_with("arn:") {
+                        return Err(AwsError::invalid_param(format!("The destination ARN {dest} is invalid.")));
+                    }
+                    out[side] = json!({"Destination": dest});
+                }
+            }
+            Some(out)
+        }
+    };
+    let rec = get_record(ctx, &name)?;
+    let key = event_invoke_key(ctx, &rec, &name, q.as_deref())?;
+    let now = crate::aws::epoch_ms() as f64 / 1000.0;
+    let (_, c) = update_record(ctx, &name, |rec| {
+        let c = if replace {
+            rec.event_invoke.insert(key.clone(), EventInvokeConfig::default());
+            rec.event_invoke.get_mut(&key)
+        } else {
+            rec.event_invoke.get_mut(&key)
+        }
+        .ok_or_else(|| no_event_invoke(ctx, &name, &key))?;
+        if replace || retries.is_some() {
+            c.max_retry_attempts = retries;
+        }
+        if replace || age.is_some() {
+            c.max_event_age = age;
+        }
+        if replace || destinations.is_some() {
+            c.destinations = destinations.clone();
+        }
+        c.last_modified = now;
+        Ok(c.clone())
+    })?;
+    ok_json(StatusCode::OK, event_invoke_json(ctx, &name, &key, &c))
+}
+
+fn get_event_invoke(ctx: &Ctx, raw: &str) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    let rec = get_record(ctx, &name)?;
+    let key = event_invoke_key(ctx, &rec, &name, q.as_deref())?;
+    let c = rec.event_invoke.get(&key).ok_or_else(|| no_event_invoke(ctx, &name, &key))?;
+    ok_json(StatusCode::OK, event_invoke_json(ctx, &name, &key, c))
+}
+
+fn delete_event_invoke(ctx: &Ctx, raw: &str) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    let rec = get_record(ctx, &name)?;
+    let key = event_invoke_key(ctx, &rec, &name, q.as_deref())?;
+    update_record(ctx, &name, |rec| {
+        rec.event_invoke.remove(&key).map(|_| ()).ok_or_else(|| no_event_invoke(ctx, &name, &key))
+    })?;
+    Ok(http_util::empty(StatusCode::NO_CONTENT))
+}
+
+fn list_event_invoke(ctx: &Ctx, raw: &str) -> R {
+    let name = unqualified(raw)?;
+    let rec = get_record(ctx, &name)?;
+    let items = rec.event_invoke.iter().map(|(k, c)| (k.clone(), event_invoke_json(ctx, &name, k, c))).collect();
+    page_response(ctx, "FunctionEventInvokeConfigs", items)
+}
+
+// ---------- settings read by infrastructure tools ----------
+
+fn code_signing_config(ctx: &Ctx, raw: &str) -> R {
+    let name = unqualified(raw)?;
+    get_record(ctx, &name)?;
+    ok_json(StatusCode::OK, json!({"CodeSigningConfigArn": "", "FunctionName": name}))
+}
+
+fn runtime_management_config(ctx: &Ctx, raw: &str) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    let rec = get_record(ctx, &name)?;
+    config_for(ctx, &rec, q.as_deref())?;
+    let arn = arn::function_arn(&ctx.scope.region, &ctx.scope.account, &name, Some(q.as_deref().unwrap_or("$LATEST")));
+    ok_json(StatusCode::OK, json!({"UpdateRuntimeOn": "Auto", "FunctionArn": arn}))
+}
+
+fn get_recursion(ctx: &Ctx, raw: &str) -> R {
+    let name = unqualified(raw)?;
+    let rec = get_record(ctx, &name)?;
+    ok_json(StatusCode::OK, json!({"RecursiveLoop": rec.recursive_loop.as_deref().unwrap_or("Terminate")}))
+}
+
+fn put_recursion(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+    let name = unqualified(raw)?;
+    let m = parse_body(body)?;
+    let v = req_str(&m, "RecursiveLoop")?;
+    if v != "Allow" && v != "Terminate" {
+        return Err(AwsError::invalid_param(format!(
+            "1 validation error detected: Value '{v}' at 'recursiveLoop' failed to satisfy constraint: Member must satisfy enum value set: [Allow, Terminate]"
+        )));
+    }
+    update_record(ctx, &name, |rec| {
+        rec.recursive_loop = Some(v.clone());
+        Ok(())
+    })?;
+    ok_json(StatusCode::OK, json!({"RecursiveLoop": v}))
 }
 
 // ---------- function URLs ----------

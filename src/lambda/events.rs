@@ -1,5 +1,8 @@
 //! Asynchronous (Event) invocations: written to the data dir before the 202, run in the
-//! background at least once (also after a crash), retried twice on function error like AWS.
+//! background at least once (also after a crash), retried on function error like AWS (twice,
+//! or as PutFunctionEventInvokeConfig says), discarded when older than the configured maximum
+//! age, and reported to a function destination (OnSuccess / OnFailure) with AWS's invocation
+//! record.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -12,7 +15,8 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::Lambda;
 use super::invoke::{self, CallContext};
-use super::model::Scope;
+use super::model::{EventInvokeConfig, Scope};
+use serde_json::{Value, json};
 
 #[derive(Serialize, Deserialize, Clone)]
 struct Event {
@@ -23,6 +27,9 @@ struct Event {
     /// base64 payload.
     payload: String,
     attempts: u32,
+    /// When it was queued (epoch ms; 0 in events queued by older versions: no age limit).
+    #[serde(default)]
+    queued_ms: u64,
 }
 
 /// Handle for queueing events; the worker runs them. Only ids wait in memory: an event
@@ -80,6 +87,7 @@ impl EventQueue {
             region: region.to_string(),
             payload: base64::engine::general_purpose::STANDARD.encode(payload),
             attempts: 0,
+            queued_ms: crate::aws::epoch_ms(),
         };
         let bytes = serde_json::to_vec(&ev).map_err(std::io::Error::other)?;
         write_event(&self.path(&id), &bytes)?;
@@ -146,11 +154,98 @@ pub fn start_worker(lambda: &Arc<Lambda>) {
     });
 }
 
+/// The function's asynchronous invocation settings for the event's qualifier.
+fn settings(lambda: &Lambda, ev: &Event) -> EventInvokeConfig {
+    let key = ev.qualifier.as_deref().unwrap_or("$LATEST");
+    lambda
+        .stores
+        .get(&ev.region)
+        .with_function(&ev.function, |rec| rec.event_invoke.get(key).cloned())
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// How an event ended, for its destination.
+struct Ending<'a> {
+    condition: &'static str,
+    target: Option<&'a invoke::Target>,
+    output: Option<&'a invoke::InvokeOutput>,
+}
+
+/// Sends the invocation record to the OnSuccess / OnFailure destination, if one is set.
+/// Functions are the destinations RustStack can deliver to; others are logged.
+fn deliver_record(lambda: &Lambda, ev: &Event, cfg: &EventInvokeConfig, payload: &[u8], end: Ending) {
+    let side = if end.condition == "Success" { "OnSuccess" } else { "OnFailure" };
+    let Some(dest) = cfg.destinations.as_ref().and_then(|d| d[side]["Destination"].as_str()).filter(|d| !d.is_empty())
+    else {
+        return;
+    };
+    let executed = end.target.map_or("$LATEST", |t| t.executed_version.as_str());
+    let function_arn = crate::aws::arn::function_arn(
+        &ev.region,
+        &lambda.cfg.account_id,
+        &ev.function,
+        Some(ev.qualifier.as_deref().unwrap_or("$LATEST")),
+    );
+    let as_json = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap_or_else(|_| json!(String::from_utf8_lossy(b)));
+    let mut response = json!({"statusCode": 200, "executedVersion": executed});
+    if end.output.is_some_and(|o| o.function_error) {
+        response["functionError"] = json!("Unhandled");
+    }
+    let mut record = json!({
+        "version": "1.0",
+        "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        "requestContext": {
+            "requestId": ev.id,
+            "functionArn": function_arn,
+            "condition": end.condition,
+            "approximateInvokeCount": ev.attempts,
+        },
+        "requestPayload": as_json(payload),
+        "responseContext": response,
+    });
+    if let Some(out) = end.output {
+        record["responsePayload"] = as_json(&out.body);
+    }
+    let parts: Vec<&str> = dest.split(':').collect();
+    let function = match parts.get(2) {
+        Some(&"lambda") => crate::aws::arn::parse_function_ref(dest).ok(),
+        _ => None,
+    };
+    let Some(r) = function else {
+        tracing::warn!(
+            destination = dest,
+            "destination is not a Lambda function: RustStack delivers only to functions"
+        );
+        return;
+    };
+    let region = parts.get(3).filter(|r| !r.is_empty()).copied().unwrap_or(&ev.region);
+    let bytes = serde_json::to_vec(&record).unwrap_or_default();
+    match lambda.events.push(&r.name, r.qualifier.as_deref(), region, &bytes) {
+        Ok(id) => tracing::info!(function = %ev.function, destination = dest, id, "invocation record sent"),
+        Err(e) => tracing::warn!(destination = dest, error = %e, "could not queue the invocation record"),
+    }
+}
+
 async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
     let scope = Scope { region: ev.region.clone(), account: lambda.cfg.account_id.clone() };
     let payload = Bytes::from(base64::engine::general_purpose::STANDARD.decode(&ev.payload).unwrap_or_default());
     let delay = Duration::from_millis(lambda.cfg.lambda_event_retry_delay_ms);
     loop {
+        let cfg = settings(lambda, &ev);
+        let max_age_ms = u64::from(cfg.max_event_age.unwrap_or(21600)) * 1000;
+        if ev.queued_ms > 0 && crate::aws::epoch_ms().saturating_sub(ev.queued_ms) > max_age_ms {
+            tracing::warn!(function = %ev.function, id = %ev.id, "Event invocation older than its maximum age: discarded");
+            deliver_record(
+                lambda,
+                &ev,
+                &cfg,
+                &payload,
+                Ending { condition: "EventAgeExceeded", target: None, output: None },
+            );
+            break;
+        }
+        let attempts = 1 + cfg.max_retry_attempts.unwrap_or(2);
         ev.attempts += 1;
         let target = match invoke::resolve(lambda, &ev.function, ev.qualifier.as_deref(), &scope) {
             Ok(t) => t,
@@ -161,9 +256,15 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
         };
         let call = CallContext { request_id: Some(ev.id.clone()), ..CallContext::default() };
         match invoke::invoke(lambda, &target, &scope, payload.clone(), call).await {
-            Ok(out) if !out.function_error => break,
-            Ok(_) if ev.attempts >= 3 => {
-                tracing::warn!(function = %ev.function, id = %ev.id, "Event invocation failed 3 times; giving up");
+            Ok(out) if !out.function_error => {
+                let end = Ending { condition: "Success", target: Some(&target), output: Some(&out) };
+                deliver_record(lambda, &ev, &cfg, &payload, end);
+                break;
+            }
+            Ok(out) if ev.attempts >= attempts => {
+                tracing::warn!(function = %ev.function, id = %ev.id, attempts, "Event invocation failed; giving up");
+                let end = Ending { condition: "RetriesExhausted", target: Some(&target), output: Some(&out) };
+                deliver_record(lambda, &ev, &cfg, &payload, end);
                 break;
             }
             Ok(_) => {
@@ -179,7 +280,9 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
             }
             Err(e) => {
                 tracing::warn!(function = %ev.function, error = %e, "Event invocation could not run");
-                if ev.attempts >= 3 {
+                if ev.attempts >= attempts {
+                    let end = Ending { condition: "RetriesExhausted", target: Some(&target), output: None };
+                    deliver_record(lambda, &ev, &cfg, &payload, end);
                     break;
                 }
                 tokio::time::sleep(delay).await;

@@ -211,6 +211,25 @@ pub struct FunctionRecord {
     /// Function URLs, by qualifier ("" = unqualified, else an alias).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub urls: BTreeMap<String, UrlConfig>,
+    /// Asynchronous invocation settings, by qualifier (`$LATEST`, a version or an alias).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub event_invoke: BTreeMap<String, EventInvokeConfig>,
+    /// PutFunctionRecursionConfig's `RecursiveLoop` (AWS's default: `Terminate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recursive_loop: Option<String>,
+}
+
+/// PutFunctionEventInvokeConfig's settings for Event invocations.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EventInvokeConfig {
+    /// Retries after a function error (0–2; AWS's default is 2).
+    pub max_retry_attempts: Option<u32>,
+    /// Seconds an event may wait before it is discarded (60–21600; default 6 hours).
+    pub max_event_age: Option<u32>,
+    /// `{"OnSuccess": {"Destination": ARN}, "OnFailure": {...}}`.
+    pub destinations: Option<serde_json::Value>,
+    /// Epoch seconds.
+    pub last_modified: f64,
 }
 
 /// A function URL's configuration (CreateFunctionUrlConfig).
