@@ -403,3 +403,22 @@ def test_code_from_s3_and_layers(fresh_server, tmp_path):
     r, body = invoke(lam, name)
     assert "FunctionError" not in r, body
     assert json.loads(body) == ["from-arn-layer", "from-path-layer"]
+
+
+def test_invoke_with_response_stream(lam):
+    """InvokeWithResponseStream on a buffered function: the answer as a PayloadChunk, then
+    InvokeComplete, decoded by botocore's own event-stream parser (CRCs checked)."""
+    name = create_py_function(lam, "def handler(e, c):\n    print('streamed log')\n"
+                                   "    if e.get('fail'):\n        raise ValueError('bad')\n    return {'got': e}\n")
+    r = lam.invoke_with_response_stream(FunctionName=name, Payload=json.dumps({"a": 1}), LogType="Tail")
+    assert r["StatusCode"] == 200 and r["ExecutedVersion"] == "$LATEST"
+    assert r["ResponseStreamContentType"] == "application/vnd.amazon.eventstream"
+    events = list(r["EventStream"])
+    assert json.loads(events[0]["PayloadChunk"]["Payload"]) == {"got": {"a": 1}}
+    done = events[-1]["InvokeComplete"]
+    assert "ErrorCode" not in done and "streamed log" in base64.b64decode(done["LogResult"]).decode()
+    events = list(lam.invoke_with_response_stream(FunctionName=name, Payload=json.dumps({"fail": True}))["EventStream"])
+    assert len(events) == 1
+    done = events[0]["InvokeComplete"]
+    assert done["ErrorCode"] == "ValueError" and json.loads(done["ErrorDetails"])["errorMessage"] == "bad"
+    assert lam.invoke_with_response_stream(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204

@@ -2,6 +2,7 @@
 
 pub mod arn;
 pub mod error;
+pub mod eventstream;
 
 pub use error::AwsError;
 

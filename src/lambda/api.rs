@@ -108,7 +108,11 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
     match (s.as_slice(), m) {
         ([_, "functions", f, "invocations"], &Method::POST) => {
             let f = f.to_string();
-            return invoke_op(&ctx, &f, req).await;
+            return invoke_op(&ctx, &f, req, false).await;
+        }
+        ([_, "functions", f, "response-streaming-invocations"], &Method::POST) => {
+            let f = f.to_string();
+            return invoke_op(&ctx, &f, req, true).await;
         }
         ([_, "functions", f, "invoke-async"], &Method::POST) => {
             let f = f.to_string();
@@ -1802,9 +1806,15 @@ fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>) -> R {
+/// Invoke, and InvokeWithResponseStream when `streaming` (its answer is an event stream).
+async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, streaming: bool) -> R {
     let (name, q) = function_target(ctx, raw)?;
     let itype = header(&req, "x-amz-invocation-type").unwrap_or_else(|| "RequestResponse".into());
+    if streaming && itype == "Event" {
+        return Err(AwsError::invalid_param(
+            "1 validation error detected: Value 'Event' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]",
+        ));
+    }
     let tail = match header(&req, "x-amz-log-type").as_deref() {
         None | Some("None") => false,
         Some("Tail") => true,
@@ -1872,16 +1882,23 @@ async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>) -> R {
         "RequestResponse" => {
             let call = CallContext { request_id: None, client_context, cognito_identity: None, tenant_id };
             let out = invoke::invoke(ctx.lambda, &target, &ctx.scope, payload, call).await?;
-            let mut r = http_util::full(StatusCode::OK, "application/json", out.body.clone());
+            let mut r = if streaming {
+                http_util::full(StatusCode::OK, "application/vnd.amazon.eventstream", stream_body(&out, tail))
+            } else {
+                http_util::full(StatusCode::OK, "application/json", out.body.clone())
+            };
             let h = r.headers_mut();
             h.insert("x-amz-executed-version", executed);
             if let Ok(v) = HeaderValue::from_str(&out.request_id) {
                 h.insert("x-amzn-requestid", v);
             }
-            if out.function_error {
+            if out.function_error && !streaming {
                 h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
             }
-            if tail && let Ok(v) = HeaderValue::from_str(&out.tail_b64()) {
+            if tail
+                && !streaming
+                && let Ok(v) = HeaderValue::from_str(&out.tail_b64())
+            {
                 h.insert("x-amz-log-result", v);
             }
             Ok(r)
@@ -1890,6 +1907,30 @@ async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>) -> R {
             "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
         ))),
     }
+}
+
+/// InvokeWithResponseStream's event stream for a buffered answer: the response as one
+/// PayloadChunk, then InvokeComplete (a function error's type and body as ErrorCode and
+/// ErrorDetails, as the platform reports a streamed error; the log tail as LogResult).
+fn stream_body(out: &invoke::InvokeOutput, tail: bool) -> Bytes {
+    use crate::aws::eventstream;
+    let mut body = Vec::new();
+    let mut complete = json!({});
+    if out.function_error {
+        let error_type = serde_json::from_slice::<Value>(&out.body)
+            .ok()
+            .and_then(|v| v.get("errorType").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| "Unhandled".into());
+        complete["ErrorCode"] = json!(error_type);
+        complete["ErrorDetails"] = json!(String::from_utf8_lossy(&out.body));
+    } else if !out.body.is_empty() {
+        body.extend(eventstream::event("PayloadChunk", "application/octet-stream", &out.body));
+    }
+    if tail {
+        complete["LogResult"] = json!(out.tail_b64());
+    }
+    body.extend(eventstream::event("InvokeComplete", "application/json", complete.to_string().as_bytes()));
+    Bytes::from(body)
 }
 
 fn invoke_async_legacy(ctx: &Ctx, raw: &str, body: Bytes) -> R {

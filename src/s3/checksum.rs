@@ -64,6 +64,11 @@ static CRC32: [u32; 256] = crc32_table(0xEDB8_8320);
 static CRC32C: [u32; 256] = crc32_table(0x82F6_3B78);
 static CRC64NVME: [u64; 256] = crc64_table(0x9A6C_9329_AC4B_C9B5);
 
+/// CRC-32 (IEEE), as S3 checksums and event-stream framing use it.
+pub fn crc32(data: &[u8]) -> u32 {
+    crc32_with(&CRC32, data)
+}
+
 fn crc32_with(table: &[u32; 256], data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in data {

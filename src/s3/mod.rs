@@ -16,7 +16,7 @@
 //! - `list`: listing pages over the index
 //! - `ops`: the route table and one function per operation
 
-mod checksum;
+pub(crate) mod checksum;
 mod error;
 mod list;
 mod ops;
