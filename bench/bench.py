@@ -38,6 +38,7 @@ CREDS = dict(aws_access_key_id="test", aws_secret_access_key="test", region_name
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 
 TRIVIAL = "def handler(event, context):\n    return {'ok': True}\n"
+TRIVIAL_NODE = "export const handler = async () => ({ok: true});\n"
 INVOKE = "/2015-03-31/functions/%s/invocations"
 
 rows = []  # (section, metric, value, target, verdict)
@@ -306,6 +307,16 @@ def bench_warm(n):
         delta = pct(b, 50) - pct(b_floor, 50)
         row("warm (subprocess)", "boto3 invoke (interleaved with the line above)", lat_summary(b) + " · p50 − overhead %s" % ms(delta),
             "p50 − overhead ≤ 0.5 ms", ok(delta <= 0.0005))
+        if shutil.which("node"):
+            major = subprocess.run(["node", "-p", "process.versions.node.split('.')[0]"], capture_output=True, text=True).stdout.strip()
+            create_raw(srv.port, "warm-node", zip_of({"index.mjs": TRIVIAL_NODE}), runtime="nodejs%s.x" % major, handler="index.handler")
+            t = time.perf_counter()
+            invoke_raw(srv.port, "warm-node")
+            cold_node = time.perf_counter() - t
+            node_path = INVOKE % "warm-node"
+            client_latency(srv.addr, node_path, 200)
+            lat = client_latency(srv.addr, node_path, n)
+            row("warm (subprocess)", "nodejs%s.x: raw keep-alive HTTP (first invoke %s)" % (major, ms(cold_node)), lat_summary(lat))
         return pct(raw, 50), pct(b, 50)
     finally:
         srv.stop()
