@@ -192,7 +192,13 @@ def test_malformed_json_on_every_operation(srv, flam, canary):
            ("POST", f"/2015-03-31/functions/{name}/aliases"),
            ("PUT", f"/2017-10-31/functions/{name}/concurrency"),
            ("POST", f"/2017-03-31/tags/arn:aws:lambda:us-east-1:000000000000:function:{name}"),
-           ("POST", "/2018-10-31/layers/some-layer/versions")]
+           ("POST", "/2018-10-31/layers/some-layer/versions"),
+           ("POST", f"/2015-03-31/functions/{name}/policy"),
+           ("POST", f"/2021-10-31/functions/{name}/url"),
+           ("PUT", f"/2021-10-31/functions/{name}/url"),
+           ("PUT", f"/2019-09-25/functions/{name}/event-invoke-config"),
+           ("POST", f"/2019-09-25/functions/{name}/event-invoke-config"),
+           ("PUT", f"/2024-08-31/functions/{name}/recursion-config")]
     tried = 0
     for method, path in ops:
         for body in bodies:
@@ -237,6 +243,40 @@ def test_wrong_types_are_rejected_cleanly(srv, flam, canary):
                                   body=json.dumps(change).encode())
         assert status == 400, change
     assert "wrong-types" not in [f["FunctionName"] for f in flam.list_functions()["Functions"]]
+    still_serving(srv, flam, canary)
+
+
+NEWER_OPS_WRONG_TYPES = [
+    ("POST", "/2015-03-31/functions/{n}/policy", [
+        {"StatementId": 5, "Action": "lambda:InvokeFunction", "Principal": "*"},
+        {"StatementId": "s", "Action": ["lambda:InvokeFunction"], "Principal": "*"},
+        {"StatementId": "s", "Action": "lambda:InvokeFunction", "Principal": {"AWS": "*"}},
+        {"StatementId": "s" * 101, "Action": "lambda:InvokeFunction", "Principal": "*"},
+        {"StatementId": "s", "Action": "lambda:InvokeFunction", "Principal": "*", "SourceArn": 1}]),
+    ("POST", "/2021-10-31/functions/{n}/url", [
+        {"AuthType": 1}, {"AuthType": "SOMETIMES"}, {"AuthType": "NONE", "Cors": "x"},
+        {"AuthType": "NONE", "InvokeMode": "FAST"}, {}]),
+    ("PUT", "/2019-09-25/functions/{n}/event-invoke-config", [
+        {"MaximumRetryAttempts": "two"}, {"MaximumRetryAttempts": -1}, {"MaximumEventAgeInSeconds": 1e12},
+        {"DestinationConfig": []}, {"DestinationConfig": {"OnFailure": {"Destination": 7}}},
+        {"DestinationConfig": {"OnSuccess": {"Destination": "not-an-arn"}}}]),
+    ("PUT", "/2024-08-31/functions/{n}/recursion-config", [{"RecursiveLoop": "Sometimes"}, {"RecursiveLoop": 1}, {}]),
+]
+
+
+def test_newer_operations_reject_wrong_types(srv, flam, canary):
+    """Permissions, function URLs, event invoke and recursion configs: every bad member is a
+    400 with AWS's error type, and nothing is stored."""
+    name = canary[0]
+    for method, path, bodies in NEWER_OPS_WRONG_TYPES:
+        for body in bodies:
+            status, headers, raw = http(srv, method, path.format(n=name), body=json.dumps(body).encode())
+            assert status == 400, (path, body, status, raw)
+            assert headers["x-amzn-ErrorType"] in ("InvalidRequestContentException", "InvalidParameterValueException")
+    for method, path in [("GET", "/2015-03-31/functions/{n}/policy"), ("GET", "/2021-10-31/functions/{n}/url"),
+                         ("GET", "/2019-09-25/functions/{n}/event-invoke-config")]:
+        status, _, _ = http(srv, method, path.format(n=name))
+        assert status == 404, path
     still_serving(srv, flam, canary)
 
 
