@@ -2,14 +2,16 @@
 # images/build.sh: build local Docker images that follow the public.ecr.aws/lambda
 # contract, without any container registry. See images/README.md.
 #
-#   images/build.sh [--force] [python|provided|all]...
+#   images/build.sh [--force] [python|provided|node|all]...
 #
 # Images:
 #   ruststack/lambda-python:3.11     Debian bookworm + python3.11 + awslambdaric + boto3
 #   ruststack/lambda-provided:al2023 Debian bookworm (glibc 2.36) for custom runtimes
+#   ruststack/lambda-nodejs:18       Debian bookworm + Node.js 18 + RustStack's Node
+#                                    runtime client (runtime-api/node/bootstrap.js)
 #
-# Each image carries the sha256 of its recipe (this script, plus the host CA
-# bundle that goes into it) in the label org.ruststack.recipe. An image whose
+# Each image carries the sha256 of its recipe (this script, the Node runtime
+# client, plus the host CA bundle that goes into it) in the label org.ruststack.recipe. An image whose
 # label already matches is not rebuilt, so a re-run takes about a second.
 # The debootstrap rootfs of each image is cached as a tarball under
 # $RUSTSTACK_IMAGE_CACHE (default $XDG_CACHE_HOME/ruststack-images, else
@@ -24,6 +26,12 @@ SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 # ---------------------------------------------------------------- settings
 PYTHON_TAG=${RUSTSTACK_PYTHON_IMAGE:-ruststack/lambda-python:3.11}
 PROVIDED_TAG=${RUSTSTACK_PROVIDED_IMAGE:-ruststack/lambda-provided:al2023}
+NODE_TAG=${RUSTSTACK_NODE_IMAGE:-ruststack/lambda-nodejs:18}
+# Node.js is Debian's (bookworm ships 18); the runtime client is RustStack's own, since
+# AWS's (aws-lambda-nodejs-runtime-interface-client) comes from npm with a native addon.
+NODE_MAJOR=18
+NODE_PACKAGES=(nodejs ca-certificates)
+NODE_CLIENT=$(dirname "$SCRIPT_PATH")/../runtime-api/node/bootstrap.js
 DEBIAN_SUITE=bookworm          # python3 is 3.11 there, matching the cp311 wheels below
 DEBIAN_MIRROR=${RUSTSTACK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # One debootstrap serves both images: the python rootfs is tarred, then the
@@ -224,6 +232,33 @@ rootfs_tarball() {
   rm -rf --one-file-system "$tmp"
 }
 
+# node_rootfs_tarball: set $ROOTFS_TARBALL to the cached rootfs of the node image
+# (its own debootstrap: minbase + nodejs), building it first if needed.
+node_rootfs_tarball() {
+  local key arch tmp out
+  arch=$(dpkg --print-architecture)
+  key=$( { echo "$DEBIAN_SUITE $arch minbase ${NODE_PACKAGES[*]}"
+           declare -f make_rootfs strip_rootfs node_rootfs_tarball; } | sha256sum | cut -c1-16)
+  out="$CACHE_DIR/noderootfs-$DEBIAN_SUITE-$arch-$key.tar"
+  ROOTFS_TARBALL=$out
+  if [[ -s "$out" ]]; then
+    log "rootfs node: cached ($out)"
+    find "$CACHE_DIR" -maxdepth 1 -name "noderootfs-*.tar" ! -path "$out" -delete
+    return
+  fi
+  need_root
+  ensure_debootstrap
+  new_tmp; tmp=$NEW_TMP
+  log "rootfs node: debootstrap --variant=minbase $DEBIAN_SUITE + ${NODE_PACKAGES[*]} (about 1.5 min on an idle machine)"
+  make_rootfs "$tmp/rootfs" "${NODE_PACKAGES[@]}"
+  strip_rootfs "$tmp/rootfs"
+  log "rootfs node: $(du -sh "$tmp/rootfs" | cut -f1) after stripping; writing tarball"
+  tar --numeric-owner -C "$tmp/rootfs" -cf "$tmp/node.tar" .
+  mv "$tmp/node.tar" "$out"
+  find "$CACHE_DIR" -maxdepth 1 -name "noderootfs-*.tar" ! -path "$out" -delete
+  rm -rf --one-file-system "$tmp"
+}
+
 # ------------------------------------------------------- shared image parts
 # common_layout OVERLAY BASE_TAR: the Lambda directory layout, the locale alias
 # and the CA bundle, written into OVERLAY (files that go on top of BASE_TAR).
@@ -390,11 +425,64 @@ EOF
   chmod 0755 "$r"/lambda-entrypoint.sh
 }
 
+write_node_files() {
+  local r=$1
+  cat >"$r"/lambda-entrypoint.sh <<EOF
+#!/bin/sh
+# /lambda-entrypoint.sh of ruststack/lambda-nodejs: the public.ecr.aws/lambda contract.
+# The one argument (the image CMD) is the handler.
+if [ \$# -ne 1 ]; then
+  echo "entrypoint requires the handler name to be the first argument" 1>&2
+  exit 142
+fi
+export _HANDLER="\$1"
+
+RUNTIME_ENTRYPOINT=/var/runtime/bootstrap
+if [ -z "\${AWS_LAMBDA_RUNTIME_API:-}" ]; then
+$ENTRYPOINT_NO_RIE
+fi
+exec "\$RUNTIME_ENTRYPOINT"
+EOF
+
+  cat >"$r"/var/runtime/bootstrap <<EOF
+#!/bin/bash
+# /var/runtime/bootstrap of ruststack/lambda-nodejs:$NODE_MAJOR: starts the runtime client
+# the way the public.ecr.aws/lambda/nodejs image starts its own (NODE_PATH, node flags,
+# AWS_LAMBDA_EXEC_WRAPPER).
+export AWS_EXECUTION_ENV="\${AWS_EXECUTION_ENV:-AWS_Lambda_nodejs$NODE_MAJOR.x}"
+if [ -z "\${NODE_PATH:-}" ]; then
+  export NODE_PATH=/opt/nodejs/node$NODE_MAJOR/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task
+fi
+NODE_ARGS=(--expose-gc --max-http-header-size 81920 /var/runtime/index.js)
+
+if [ -z "\${AWS_LAMBDA_EXEC_WRAPPER:-}" ]; then
+  exec /var/lang/bin/node "\${NODE_ARGS[@]}"
+fi
+
+wrapper="\$AWS_LAMBDA_EXEC_WRAPPER"
+if [ ! -f "\$wrapper" ]; then
+  echo "\$wrapper: does not exist"
+  exit 127
+fi
+if [ ! -x "\$wrapper" ]; then
+  echo "\$wrapper: is not an executable"
+  exit 126
+fi
+exec -- "\$wrapper" /var/lang/bin/node "\${NODE_ARGS[@]}"
+EOF
+  [[ -f "$NODE_CLIENT" ]] || die "the Node runtime client is missing: $NODE_CLIENT"
+  cp "$NODE_CLIENT" "$r"/var/runtime/index.js
+  chmod 0755 "$r"/lambda-entrypoint.sh "$r"/var/runtime/bootstrap
+  chmod 0644 "$r"/var/runtime/index.js
+  ln -sfn /usr/bin/node "$r"/var/lang/bin/node
+}
+
 # ------------------------------------------------------------ image build
 RECIPE=
 recipe_hash() {
   {
     sha256sum "$SCRIPT_PATH" | cut -d' ' -f1
+    if [[ -f "$NODE_CLIENT" ]]; then sha256sum "$NODE_CLIENT" | cut -d' ' -f1; fi
     if [[ -s "$HOST_CA_BUNDLE" ]]; then sha256sum "$HOST_CA_BUNDLE" | cut -d' ' -f1; fi
   } | sha256sum | cut -d' ' -f1
 }
@@ -569,6 +657,28 @@ build_provided() {
   finish_image "$tag" "$old_id"
 }
 
+build_node() {
+  local tag=$NODE_TAG tarball tmp r old_id
+  node_rootfs_tarball; tarball=$ROOTFS_TARBALL
+  old_id=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+  new_tmp; tmp=$NEW_TMP; r=$tmp/overlay; mkdir -p "$r"
+  common_layout "$r" "$tarball"
+  write_node_files "$r"
+  log "$tag: docker import"
+  import_image "$tarball" "$r" "$tag" "nodejs$NODE_MAJOR.x"
+
+  log "$tag: smoke test"
+  smoke "$tag" --entrypoint /var/lang/bin/node "$tag" -e "
+const fs = require('fs');
+if (process.versions.node.split('.')[0] !== '$NODE_MAJOR') throw new Error('node ' + process.version);
+for (const f of ['/var/runtime/bootstrap', '/lambda-entrypoint.sh']) fs.accessSync(f, fs.constants.X_OK);
+new Function(fs.readFileSync('/var/runtime/index.js', 'utf8'));
+if ((fs.statSync('/tmp').mode & 0o7777) !== 0o1777) throw new Error('/tmp mode');
+console.log('node', process.version);"
+  check_entrypoint_contract "$tag"
+  finish_image "$tag" "$old_id"
+}
+
 # ------------------------------------------------------------------- main
 main() {
   local force=0 targets=() t
@@ -576,13 +686,13 @@ main() {
     case $1 in
       -h|--help) usage 0 ;;
       -f|--force) force=1 ;;
-      all) targets+=(python provided) ;;
-      python|provided) targets+=("$1") ;;
+      all) targets+=(python provided node) ;;
+      python|provided|node) targets+=("$1") ;;
       *) echo "unknown argument: $1" >&2; usage 2 ;;
     esac
     shift
   done
-  [[ ${#targets[@]} -gt 0 ]] || targets=(python provided)
+  [[ ${#targets[@]} -gt 0 ]] || targets=(python provided node)
 
   command -v docker >/dev/null || die "docker CLI not found"
   docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (docker info failed)"
@@ -601,7 +711,7 @@ main() {
     [[ -z "${seen[$t]:-}" ]] || continue
     seen[$t]=1
     local tag
-    case $t in python) tag=$PYTHON_TAG ;; provided) tag=$PROVIDED_TAG ;; esac
+    case $t in python) tag=$PYTHON_TAG ;; provided) tag=$PROVIDED_TAG ;; node) tag=$NODE_TAG ;; esac
     if [[ $force -eq 0 && "$(image_recipe "$tag")" == "$RECIPE" ]]; then
       log "$tag: up to date (recipe ${RECIPE:0:12})"
       continue

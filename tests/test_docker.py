@@ -24,7 +24,9 @@ from conftest import Server, create_py_function, make_zip, unique  # noqa: E402
 
 PY_IMAGE = "ruststack/lambda-python:3.11"
 PROVIDED_IMAGE = "ruststack/lambda-provided:al2023"
-MAP = ("--lambda-runtime-image", f"python3.11={PY_IMAGE}", "--lambda-runtime-image", f"provided.al2023={PROVIDED_IMAGE}")
+NODE_IMAGE = "ruststack/lambda-nodejs:18"
+MAP = ("--lambda-runtime-image", f"python3.11={PY_IMAGE}", "--lambda-runtime-image", f"provided.al2023={PROVIDED_IMAGE}",
+       "--lambda-runtime-image", f"nodejs18.x={NODE_IMAGE}")
 BAKED_IMAGE = "ruststack-test/baked:1"
 
 # What a function reports about where it runs. TOKEN is per process: same token, same container.
@@ -119,7 +121,7 @@ def engine_and_image():
         docker("info", timeout=30)
     except (OSError, subprocess.CalledProcessError) as e:
         pytest.fail(f"the Docker engine is not usable ({e}); set RUSTSTACK_SKIP_DOCKER=1 to opt out")
-    for image in (PY_IMAGE, PROVIDED_IMAGE):
+    for image in (PY_IMAGE, PROVIDED_IMAGE, NODE_IMAGE):
         if docker("image", "inspect", image, check=False).returncode != 0:
             pytest.fail(f"image {image} is missing: run `bash images/build.sh` (tests/run.sh does)")
 
@@ -489,3 +491,41 @@ def test_provided_runtime_runs_its_own_bootstrap(dlam, where):
                    "from": "/var/task/bootstrap" if where == "code" else "/opt/bootstrap"}
     assert "custom runtime got" in base64.b64decode(r["LogResult"]).decode()
     assert len(fn_containers(name)) == 1
+
+
+NODE_PROBE = """
+const fs = require('fs');
+let count = 0;
+exports.handler = async (event, context) => {
+  count += 1;
+  console.log('node probe', count);
+  let layer = null;
+  try { layer = require('layered')(); } catch (e) { layer = 'missing: ' + e.message; }
+  return {
+    dockerenv: fs.existsSync('/.dockerenv'), node: process.version, count, pid: process.pid,
+    root: process.env.LAMBDA_TASK_ROOT, exec: process.env.AWS_EXECUTION_ENV, nodePath: process.env.NODE_PATH,
+    requestId: context.awsRequestId, layer,
+  };
+};
+"""
+
+
+def test_nodejs_in_a_container_with_a_layer(dlam):
+    """nodejs18.x in the local Node image: RustStack's Node runtime client behind the image's
+    own entrypoint, warm reuse, a layer's nodejs/node_modules on NODE_PATH under /opt."""
+    layer = dlam.publish_layer_version(LayerName=f"node-layer-{time.time_ns()}", Content={"ZipFile": make_zip({
+        "nodejs/node_modules/layered/index.js": "module.exports = () => 'from the layer';\n"})})
+    name = f"node-docker-{time.time_ns()}"
+    dlam.create_function(FunctionName=name, Runtime="nodejs18.x", Role="arn:aws:iam::000000000000:role/lambda",
+                         Handler="index.handler", Code={"ZipFile": make_zip({"index.js": NODE_PROBE})},
+                         Layers=[layer["LayerVersionArn"]])
+    r, out = invoke(dlam, name, LogType="Tail")
+    assert "FunctionError" not in r, out
+    assert out["dockerenv"] is True and out["node"].startswith("v18.")
+    assert out["root"] == "/var/task" and out["exec"] == "AWS_Lambda_nodejs18.x"
+    assert "/opt/nodejs/node_modules" in out["nodePath"].split(":")
+    assert out["layer"] == "from the layer"
+    assert out["requestId"] == r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    assert "node probe 1" in base64.b64decode(r["LogResult"]).decode()
+    _, again = invoke(dlam, name)
+    assert again["count"] == 2 and again["pid"] == out["pid"]
