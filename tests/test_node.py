@@ -202,3 +202,36 @@ def test_no_node_on_the_host_is_a_clear_error(fresh_server):
         assert err["Error"]["Code"] == "InvalidRuntimeException", err
         assert "no Node.js found" in err["Error"]["Message"] and "/nonexistent/node" in err["Error"]["Message"]
     assert srv.client("lambda").get_function(FunctionName=name)["Configuration"]["State"] == "Active"
+
+
+STREAMING = """
+export const handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  if (event.rawPath) {
+    responseStream = awslambda.HttpResponseStream.from(responseStream, {
+      statusCode: 201, headers: {'content-type': 'text/html', 'x-streamed': 'yes'}, cookies: ['k=v']});
+  }
+  responseStream.write('<p>');
+  await new Promise((r) => setTimeout(r, 20));
+  responseStream.write(context.functionName);
+  responseStream.end('</p>');
+});
+"""
+
+
+def test_streamify_response_is_answered_buffered(lam, server):
+    """awslambda.streamifyResponse handlers load and answer; what they write is collected
+    (through Invoke, InvokeWithResponseStream and a function URL with HttpResponseStream)."""
+    import http.client
+    name = create_node(lam, {"index.mjs": STREAMING})
+    r = lam.invoke(FunctionName=name, Payload=b"{}")
+    assert "FunctionError" not in r and r["Payload"].read() == f"<p>{name}</p>".encode()
+    events = list(lam.invoke_with_response_stream(FunctionName=name, Payload=b"{}")["EventStream"])
+    assert events[0]["PayloadChunk"]["Payload"] == f"<p>{name}</p>".encode()
+    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE", InvokeMode="RESPONSE_STREAM")["FunctionUrl"]
+    host = url.split("//")[1].rstrip("/")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("GET", "/page", headers={"Host": host})
+    resp = conn.getresponse()
+    assert resp.status == 201 and resp.getheader("content-type") == "text/html" and resp.getheader("x-streamed") == "yes"
+    assert resp.getheader("set-cookie") == "k=v" and resp.read() == f"<p>{name}</p>".encode()
+    conn.close()

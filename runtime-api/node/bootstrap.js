@@ -12,13 +12,17 @@
 //     event loop is empty;
 //   - errors are {errorType, errorMessage, trace}; init errors go to /init/error and exit 129,
 //     an unhandled rejection exits 128;
-//   - console.* lines are "<ISO time>\t<request id>\t<LEVEL>\t<message>".
+//   - console.* lines are "<ISO time>\t<request id>\t<LEVEL>\t<message>";
+//   - awslambda.streamifyResponse / awslambda.HttpResponseStream exist as in the Lambda
+//     runtime; what a streaming handler writes is collected and answered when it ends
+//     (buffered: RustStack does not stream it to the caller chunk by chunk).
 
 const http = require('http');
 const fs = require('fs');
 const path = require('path');
 const util = require('util');
 const { pathToFileURL } = require('url');
+const { Writable } = require('stream');
 
 const API_VERSION = '/2018-06-01/runtime';
 
@@ -108,9 +112,9 @@ function call(method, urlPath, body, headers) {
   });
 }
 
-async function post(urlPath, body, errorType) {
+async function post(urlPath, body, errorType, contentType) {
   const payload = Buffer.from(body);
-  const headers = { 'Content-Type': 'application/json', 'Content-Length': payload.length };
+  const headers = { 'Content-Type': contentType || 'application/json', 'Content-Length': payload.length };
   if (errorType) {
     headers['Lambda-Runtime-Function-Error-Type'] = errorType;
   }
@@ -250,6 +254,61 @@ async function loadHandler(root, handlerString) {
   return fn;
 }
 
+// ---------------------------------------------------------------- response streaming
+
+const STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const HTTP_INTEGRATION = 'application/vnd.awslambda.http-integration-response';
+
+// The responseStream a streaming handler writes to; the chunks are kept until it ends.
+class ResponseStream extends Writable {
+  constructor() {
+    super();
+    this.chunks = [];
+    this.contentType = 'application/octet-stream';
+  }
+
+  _write(chunk, encoding, callback) {
+    this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, encoding));
+    callback();
+  }
+
+  setContentType(contentType) {
+    this.contentType = contentType;
+  }
+}
+
+globalThis.awslambda = {
+  streamifyResponse(handler) {
+    handler[STREAMING] = 'response';
+    return handler;
+  },
+  HttpResponseStream: {
+    // The HTTP status, headers and cookies go first, as JSON, then 8 NUL bytes.
+    from(stream, metadata) {
+      stream.setContentType(HTTP_INTEGRATION);
+      stream.write(JSON.stringify(metadata || {}));
+      stream.write(Buffer.alloc(8));
+      return stream;
+    },
+  },
+};
+
+// Runs a streaming handler; resolves to {body, contentType} or {error}.
+async function runStreamingHandler(handler, event, context) {
+  const stream = new ResponseStream();
+  const finished = new Promise((resolve) => stream.on('finish', resolve));
+  try {
+    await handler(event, stream, context);
+  } catch (err) {
+    return { error: err === undefined || err === null ? new Error('handled') : err };
+  }
+  if (!stream.writableEnded) {
+    stream.end();
+  }
+  await finished;
+  return { body: Buffer.concat(stream.chunks), contentType: stream.contentType };
+}
+
 // ---------------------------------------------------------------- one invocation
 
 function parseJsonHeader(value) {
@@ -353,6 +412,15 @@ async function invokeOnce(handler) {
     event = JSON.parse(next.body.toString('utf8'));
   } catch (err) {
     await postError(requestId, new RuntimeError('Runtime.UnmarshalError', `Unable to parse the event: ${err.message}`));
+    return;
+  }
+  if (handler[STREAMING] === 'response') {
+    const streamed = await runStreamingHandler(handler, event, makeContext(headers));
+    if ('error' in streamed) {
+      await postError(requestId, streamed.error);
+    } else {
+      await post(`/invocation/${requestId}/response`, streamed.body, undefined, streamed.contentType);
+    }
     return;
   }
   const outcome = await runHandler(handler, event, makeContext(headers));

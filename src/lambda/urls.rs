@@ -89,7 +89,7 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, url_id: &str, 
     let call = CallContext { request_id: Some(request_id.clone()), ..CallContext::default() };
     let mut resp = match invoke::invoke(lambda, &target, &scope, payload, call).await {
         Ok(out) if out.function_error => message(StatusCode::BAD_GATEWAY, "Internal Server Error"),
-        Ok(out) => response(&out.body),
+        Ok(out) => response(&out.body, out.content_type.as_deref()),
         Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => message(e.status, "Rate Exceeded."),
         Err(e) => {
             tracing::warn!(error = %e, function = %name, "function URL invocation failed");
@@ -191,31 +191,61 @@ fn is_text(headers: &HeaderMap) -> bool {
         || ["json", "xml", "javascript", "x-www-form-urlencoded", "graphql", "yaml"].iter().any(|t| ct.contains(t))
 }
 
-/// The HTTP response for what the function returned: an object with `statusCode` is a
-/// response description; anything else is a 200 with the returned JSON as the body.
-fn response(body: &[u8]) -> Response<Body> {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let Some(obj) = v.as_object().filter(|o| o.contains_key("statusCode")) else {
-        return http_util::full(StatusCode::OK, "application/json", Bytes::copy_from_slice(body));
-    };
+/// A streaming handler's HTTP answer (`awslambda.HttpResponseStream`): JSON metadata, eight
+/// NUL bytes, then the body.
+const HTTP_INTEGRATION: &str = "application/vnd.awslambda.http-integration-response";
+
+/// The HTTP response for what the function returned. An object with `statusCode` is a
+/// response description; anything else is a 200 with the returned JSON as the body. A
+/// streaming handler's answer is its metadata and raw body, or just raw bytes.
+fn response(body: &[u8], content_type: Option<&str>) -> Response<Body> {
+    match content_type {
+        Some(HTTP_INTEGRATION) => {
+            let split = body.windows(8).position(|w| w == [0u8; 8]);
+            let (meta, rest) = match split {
+                Some(i) => (&body[..i], &body[i + 8..]),
+                None => (&body[..0], body),
+            };
+            let meta: Value = serde_json::from_slice(meta).unwrap_or(Value::Null);
+            described(meta.as_object(), Bytes::copy_from_slice(rest), "application/octet-stream")
+        }
+        Some(ct) if ct.starts_with("application/octet-stream") => {
+            let mut r = http_util::full(StatusCode::OK, "application/octet-stream", Bytes::copy_from_slice(body));
+            if let Ok(v) = HeaderValue::from_str(ct) {
+                r.headers_mut().insert("content-type", v);
+            }
+            r
+        }
+        _ => {
+            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let Some(obj) = v.as_object().filter(|o| o.contains_key("statusCode")) else {
+                return http_util::full(StatusCode::OK, "application/json", Bytes::copy_from_slice(body));
+            };
+            let text = match obj.get("body") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            let bytes = if obj.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
+                base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).unwrap_or_default()
+            } else {
+                text.into_bytes()
+            };
+            described(Some(obj), Bytes::from(bytes), "application/json")
+        }
+    }
+}
+
+/// A response from a description's `statusCode`, `headers` and `cookies` and a body.
+fn described(obj: Option<&serde_json::Map<String, Value>>, body: Bytes, default_type: &'static str) -> Response<Body> {
     let status = obj
-        .get("statusCode")
+        .and_then(|o| o.get("statusCode"))
         .and_then(|s| s.as_u64().or_else(|| s.as_str().and_then(|s| s.parse().ok())))
         .and_then(|s| StatusCode::from_u16(s as u16).ok())
         .unwrap_or(StatusCode::OK);
-    let text = match obj.get("body") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    let bytes = if obj.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
-        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).unwrap_or_default()
-    } else {
-        text.into_bytes()
-    };
-    let mut r = http_util::full(status, "application/json", bytes);
+    let mut r = http_util::full(status, default_type, body);
     let h = r.headers_mut();
-    if let Some(Value::Object(headers)) = obj.get("headers") {
+    if let Some(Value::Object(headers)) = obj.and_then(|o| o.get("headers")) {
         for (k, v) in headers {
             let v = match v {
                 Value::String(s) => s.clone(),
@@ -226,7 +256,7 @@ fn response(body: &[u8]) -> Response<Body> {
             }
         }
     }
-    if let Some(Value::Array(cookies)) = obj.get("cookies") {
+    if let Some(Value::Array(cookies)) = obj.and_then(|o| o.get("cookies")) {
         for c in cookies.iter().filter_map(Value::as_str) {
             if let Ok(v) = HeaderValue::from_str(c) {
                 h.append("set-cookie", v);
@@ -312,12 +342,21 @@ mod tests {
 
     #[test]
     fn responses() {
-        let r = response(br#"{"statusCode": 201, "headers": {"x-a": "1"}, "body": "hi", "cookies": ["a=1", "b=2"]}"#);
+        let r =
+            response(br#"{"statusCode": 201, "headers": {"x-a": "1"}, "body": "hi", "cookies": ["a=1", "b=2"]}"#, None);
         assert_eq!(r.status(), 201);
         assert_eq!(r.headers()["x-a"], "1");
         assert_eq!(r.headers().get_all("set-cookie").iter().count(), 2);
-        let r = response(br#"{"just": "json"}"#);
+        let r = response(br#"{"just": "json"}"#, Some("application/json"));
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "application/json");
+        let mut streamed = br#"{"statusCode": 202, "headers": {"content-type": "text/html"}}"#.to_vec();
+        streamed.extend([0u8; 8]);
+        streamed.extend(b"<p>hi</p>");
+        let r = response(&streamed, Some(HTTP_INTEGRATION));
+        assert_eq!(r.status(), 202);
+        assert_eq!(r.headers()["content-type"], "text/html");
+        let r = response(b"raw", Some("application/octet-stream"));
+        assert_eq!(r.headers()["content-type"], "application/octet-stream");
     }
 }
