@@ -41,7 +41,7 @@ pub struct Attachment {
     pub endpoint: Arc<Endpoint>,
     pub runtime_api: String,
     pub since: Instant,
-    log: Arc<LogSink>,
+    pub(crate) log: Arc<LogSink>,
     /// One invocation at a time, like any environment.
     turn: tokio::sync::Mutex<()>,
     _listener: runtime_api::Listener,
@@ -200,8 +200,9 @@ async fn attach(
         kind: ExecutorKind::Subprocess,
         reason: "attached",
     };
+    let log = LogSink::new(name, &spec.config.version);
     let mut env: serde_json::Map<String, Value> =
-        crate::executor::function_env(&spec, &runtime_api, &lambda.endpoint_url)
+        crate::executor::function_env(&spec, &runtime_api, &lambda.endpoint_url, log.stream())
             .into_iter()
             .map(|(k, v)| (k, v.into()))
             .collect();
@@ -216,7 +217,7 @@ async fn attach(
         endpoint,
         runtime_api: runtime_api.clone(),
         since: Instant::now(),
-        log: LogSink::new(name),
+        log,
         turn: tokio::sync::Mutex::new(()),
         _listener: listener,
     });

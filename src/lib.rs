@@ -17,6 +17,7 @@ pub mod config;
 pub mod executor;
 pub mod http_util;
 pub mod lambda;
+pub mod logs;
 pub mod pool;
 pub mod runtime_api;
 pub mod s3;

@@ -169,7 +169,7 @@ impl Pool {
         let listener = runtime_api::serve(self.executors.bind_ip(spec.kind), endpoint.clone())
             .await
             .map_err(|e| AwsError::service(format!("cannot open a Runtime API endpoint: {e}")))?;
-        let log = LogSink::new(&function);
+        let log = LogSink::new(&function, &spec.config.version);
         let created = Instant::now();
         let sandbox = self.executors.start(spec, listener.addr, endpoint.clone(), log.clone()).await?;
         tracing::info!(function = %function, env = id, executor = ?spec.kind, reason = spec.reason, runtime_api = %listener.addr, "started environment");

@@ -23,6 +23,8 @@ use crate::s3::S3;
 
 /// Largest S3 request body held in memory.
 const MAX_S3_BODY: usize = 512 * 1024 * 1024;
+/// PutLogEvents takes at most 1 MB of events; a little room for the JSON around them.
+const MAX_LOGS_BODY: usize = 2 * 1024 * 1024;
 
 pub struct App {
     pub lambda: Arc<Lambda>,
@@ -201,6 +203,22 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
     let scope_hdr = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(arn::credential_scope);
     let service = scope_hdr.as_ref().map(|(_, s)| s.as_str());
+    let logs_target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| t.starts_with("Logs_20140328."))
+        .map(str::to_string);
+    if let Some(target) = logs_target {
+        let region = scope_hdr.map(|(r, _)| r).unwrap_or_else(|| app.cfg.region.clone());
+        return match http_util::read_body(req.into_body(), MAX_LOGS_BODY).await {
+            Ok(body) => app.lambda.logs.handle(&region, &app.cfg.account_id, &target, &body),
+            Err(_) => http_util::json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &json!({"__type": "InvalidParameterException", "message": "Request body too large"}),
+            ),
+        };
+    }
     let looks_lambda = is_lambda_path(path);
     let request_id = crate::aws::request_id();
     if service == Some("lambda") || (service.is_none() && looks_lambda) || (service != Some("s3") && looks_lambda) {
@@ -252,7 +270,7 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             &json!({
                 "status": "running",
                 "version": env!("CARGO_PKG_VERSION"),
-                "services": {"lambda": "running", "s3": "running"},
+                "services": {"lambda": "running", "s3": "running", "logs": "running"},
                 "executor": format!("{:?}", app.cfg.lambda_executor).to_lowercase(),
                 "environments": {"live": live, "idle": idle, "busy": app.lambda.pool.busy_now()},
                 "pending_events": app.lambda.events.pending(),

@@ -404,7 +404,17 @@ impl Inner {
             .command(docker, spec, image, opt_dir, fifo_out.is_some())
             .await
             .map_err(|why| image_unavailable(&c.name, &why))?;
-        let body = self.container_body(spec, image, api, opt_dir, entrypoint, cmd, working_dir, fifo_out.as_ref())?;
+        let body = self.container_body(
+            spec,
+            image,
+            api,
+            opt_dir,
+            entrypoint,
+            cmd,
+            working_dir,
+            fifo_out.as_ref(),
+            log.stream(),
+        )?;
         let opts = || Some(CreateContainerOptionsBuilder::new().name(&name).build());
         let t0 = Instant::now();
         let created = match docker.create_container(opts(), body.clone()).await {
@@ -536,6 +546,7 @@ impl Inner {
         cmd: Vec<String>,
         working_dir: Option<String>,
         fifo: Option<&FifoOutput>,
+        log_stream: &str,
     ) -> Result<ContainerCreateBody, AwsError> {
         let c = &spec.config;
         let port = self.server_addr.port();
@@ -547,7 +558,7 @@ impl Inner {
             }
             NetworkMode::Bridge => format!("http://host.docker.internal:{port}"),
         };
-        let mut vars = super::function_env(spec, &api.to_string(), &endpoint_url);
+        let mut vars = super::function_env(spec, &api.to_string(), &endpoint_url, log_stream);
         // Image functions: the entrypoint sets _HANDLER from CMD.
         vars.retain(|(k, v)| !(k == "_HANDLER" && v.is_empty()));
         vars.push(("LAMBDA_TASK_ROOT".into(), "/var/task".into()));

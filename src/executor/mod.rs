@@ -44,6 +44,8 @@ pub enum ExecutorKind {
 /// Bounded log of an environment's output, handed to the invocation in flight.
 pub struct LogSink {
     function: String,
+    /// The environment's log stream, `YYYY/MM/DD/[<version>]<32 hex>` as on AWS.
+    stream: String,
     buf: Mutex<VecDeque<u8>>,
     echo: Mutex<Echo>,
 }
@@ -65,9 +67,11 @@ struct Echo {
 }
 
 impl LogSink {
-    pub fn new(function: &str) -> Arc<LogSink> {
+    pub fn new(function: &str, version: &str) -> Arc<LogSink> {
+        let stream = format!("{}/[{version}]{}", chrono::Utc::now().format("%Y/%m/%d"), uuid::Uuid::new_v4().simple());
         Arc::new(LogSink {
             function: function.to_string(),
+            stream,
             buf: Mutex::new(VecDeque::new()),
             echo: Mutex::new(Echo { window: Instant::now(), shown: 0, suppressed: 0 }),
         })
@@ -137,6 +141,10 @@ impl LogSink {
 
     pub fn function(&self) -> &str {
         &self.function
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
     }
 }
 
@@ -222,7 +230,7 @@ impl Executors {
     ) -> Result<Sandbox, AwsError> {
         match spec.kind {
             ExecutorKind::Subprocess => {
-                let vars = function_env(spec, &api.to_string(), &format!("http://{}", self.server_addr));
+                let vars = function_env(spec, &api.to_string(), &format!("http://{}", self.server_addr), log.stream());
                 self.subprocess.start(spec, vars, endpoint, log).await.map(Sandbox::Process)
             }
             ExecutorKind::Docker => self.docker.start(spec, api, endpoint, log).await.map(Sandbox::Container),
@@ -232,11 +240,9 @@ impl Executors {
 
 /// The environment a function sees (PROTOCOL.md §4.1): the function's own variables,
 /// then the reserved ones, which the function cannot override.
-pub fn function_env(spec: &EnvSpec, runtime_api: &str, endpoint_url: &str) -> Vec<(String, String)> {
+pub fn function_env(spec: &EnvSpec, runtime_api: &str, endpoint_url: &str, log_stream: &str) -> Vec<(String, String)> {
     let c = &spec.config;
     let mut v: Vec<(String, String)> = c.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let log_stream =
-        format!("{}/[{}]{}", chrono::Utc::now().format("%Y/%m/%d"), c.version, uuid::Uuid::new_v4().simple());
     let mut set = |k: &str, val: String| {
         v.retain(|(kk, _)| kk != k);
         v.push((k.to_string(), val));
@@ -247,7 +253,7 @@ pub fn function_env(spec: &EnvSpec, runtime_api: &str, endpoint_url: &str) -> Ve
     set("AWS_LAMBDA_FUNCTION_VERSION", c.version.clone());
     set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
     set("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", c.name));
-    set("AWS_LAMBDA_LOG_STREAM_NAME", log_stream);
+    set("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_string());
     set("AWS_REGION", spec.region.clone());
     set("AWS_DEFAULT_REGION", spec.region.clone());
     set("AWS_ACCESS_KEY_ID", "test".into());

@@ -161,9 +161,13 @@ pub async fn invoke(
     // the environment (a live process outside every limit), its busy slot or its queue place
     // (for an attached runtime: an undelivered invocation left in its one-slot queue).
     let target = target.clone();
+    let logs = lambda.logs.clone();
     if let Some(att) = lambda.attachments.get(&spec.config.name) {
-        let task =
-            tokio::spawn(async move { crate::attach::invoke_attached(&att, &target, &spec, payload, call).await });
+        let task = tokio::spawn(async move {
+            let out = crate::attach::invoke_attached(&att, &target, &spec, payload, call).await?;
+            logs.put_lines(&spec.region, &log_group(&spec), att.log.stream(), &out.log);
+            Ok(out)
+        });
         return task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?;
     }
     let pool = lambda.pool.clone();
@@ -202,6 +206,7 @@ pub async fn invoke(
         };
         env.uses.fetch_add(1, Ordering::Relaxed);
         let out = finish(&env.log, &request_id, &target, &spec, outcome, lease.cold);
+        logs.put_lines(&spec.region, &log_group(&spec), env.log.stream(), &out.log);
         if !healthy {
             env.sandbox.stop().await;
         }
@@ -209,6 +214,11 @@ pub async fn invoke(
         Ok(out)
     });
     task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?
+}
+
+/// The function's CloudWatch log group, as AWS names it.
+fn log_group(spec: &EnvSpec) -> String {
+    format!("/aws/lambda/{}", spec.config.name)
 }
 
 /// How one invocation ended, as seen from RustStack.

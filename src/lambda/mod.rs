@@ -32,6 +32,8 @@ pub struct Lambda {
     specs: Mutex<HashMap<String, Arc<EnvSpec>>>,
     pub events: events::EventQueue,
     pub attachments: crate::attach::Attachments,
+    /// CloudWatch Logs: every invocation's log lands in `/aws/lambda/<function>`.
+    pub logs: Arc<crate::logs::Logs>,
 }
 
 impl Lambda {
@@ -52,6 +54,7 @@ impl Lambda {
             specs: Mutex::new(HashMap::new()),
             events,
             attachments: Default::default(),
+            logs: Default::default(),
         }
     }
 

@@ -220,7 +220,7 @@ mod tests {
     #[tokio::test]
     async fn fifo_flush_is_exact() {
         let dir = std::env::temp_dir().join(format!("ruststack-fifo-{}", uuid::Uuid::new_v4().simple()));
-        let log = LogSink::new("t");
+        let log = LogSink::new("t", "$LATEST");
         let out = FifoOutput::create(dir.clone(), log.clone()).unwrap();
         let mut w = std::fs::OpenOptions::new().write(true).open(out.path()).unwrap();
         for i in 0..200 {
