@@ -920,3 +920,34 @@ def test_function_url_odd_answers_and_hostile_requests(srv, flam, canary):
     status, _, body = http(srv, "POST", "/echo?x=1", body=b'{"a": 1}', headers={"Host": host, "Content-Type": "application/json"})
     assert status == 200 and json.loads(body)["body"] == '{"a": 1}'
     still_serving(srv, flam, canary)
+
+
+def test_logs_api_rejects_bad_input(srv, flam, canary):
+    """The CloudWatch Logs API answers malformed JSON, wrong types, unknown operations and
+    oversize bodies with a JSON 1.1 error, and keeps serving."""
+    def call(op, body):
+        return http(srv, "POST", "/", body=body, headers={"X-Amz-Target": f"Logs_20140328.{op}",
+                                                          "Content-Type": "application/x-amz-json-1.1"})
+    cases = [
+        ("FilterLogEvents", b"{not json"), ("FilterLogEvents", b"[1]"), ("FilterLogEvents", b"\xff\xfe"),
+        ("FilterLogEvents", b'{"logGroupName": 5}'), ("FilterLogEvents", b'{"logGroupName": "/aws/lambda/x", "limit": "ten"}'),
+        ("FilterLogEvents", b'{"logGroupName": "/a", "limit": 0}'), ("GetLogEvents", b'{"logGroupName": "/a"}'),
+        ("GetLogEvents", b'{"logGroupName": "/a", "logStreamName": "s", "nextToken": "garbage"}'),
+        ("PutLogEvents", b'{"logGroupName": "/a", "logStreamName": "s", "logEvents": [{"message": "no time"}]}'),
+        ("CreateLogGroup", b'{"logGroupName": "bad name with spaces"}'), ("CreateLogGroup", b'{"logGroupName": ""}'),
+        ("NoSuchOperation", b"{}"), ("DescribeLogGroups", b'{"nextToken": 7}'),
+        ("FilterLogEvents", b"[" * 100_000 + b"]" * 100_000),
+    ]
+    for op, body in cases:
+        status, headers, raw = call(op, body)
+        assert status == 400, (op, body[:40], status, raw[:200])
+        assert json.loads(raw)["__type"], raw
+    status, _, _ = call("PutLogEvents", b"x" * (3 * 1024 * 1024))
+    assert status == 413
+    # Deep nesting in a valid-looking filter pattern, and huge patterns, are just patterns.
+    flam_name = canary[0]
+    invoke(flam, flam_name, {"ok": 1})
+    status, _, raw = call("FilterLogEvents", json.dumps({"logGroupName": f"/aws/lambda/{flam_name}",
+                                                          "filterPattern": '"' * 1001 + "?-" * 5000}).encode())
+    assert status == 200, raw[:200]
+    still_serving(srv, flam, canary)
