@@ -1,0 +1,148 @@
+//! The function URL configuration operations (the HTTP side is `lambda::urls`).
+
+use super::*;
+
+/// The qualifier key of a function URL: "" for none (or `$LATEST`), else an existing alias.
+pub(super) fn url_key(ctx: &Ctx, rec: &FunctionRecord, name: &str, q: Option<&str>) -> Result<String, AwsError> {
+    match q {
+        None | Some("$LATEST") => Ok(String::new()),
+        Some(q) if q.chars().all(|c| c.is_ascii_digit()) => Err(AwsError::invalid_param(format!(
+            "1 validation error detected: Value '{q}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: ((?!^\\d+$)^[0-9a-zA-Z-_]+$)"
+        ))),
+        Some(q) if rec.aliases.contains_key(q) => Ok(q.to_string()),
+        Some(q) => Err(not_found(ctx, name, Some(q))),
+    }
+}
+
+pub(super) fn url_not_found() -> AwsError {
+    AwsError::not_found("The resource you requested does not exist.")
+}
+
+/// The members of a Create/UpdateFunctionUrlConfig body; absent ones are `None`.
+pub(super) struct UrlSettings {
+    auth: Option<String>,
+    cors: Option<Value>,
+    mode: Option<String>,
+}
+
+/// AuthType, Cors and InvokeMode from a Create/UpdateFunctionUrlConfig body, checked.
+pub(super) fn url_settings(m: &Map<String, Value>) -> Result<UrlSettings, AwsError> {
+    let auth = opt_str(m, "AuthType")?;
+    if let Some(a) = &auth
+        && a != "NONE"
+        && a != "AWS_IAM"
+    {
+        return Err(AwsError::invalid_param(format!(
+            "1 validation error detected: Value '{a}' at 'authType' failed to satisfy constraint: Member must satisfy enum value set: [NONE, AWS_IAM]"
+        )));
+    }
+    let cors = opt_obj(m, "Cors")?.map(|o| Value::Object(o.clone()));
+    let mode = opt_str(m, "InvokeMode")?;
+    if let Some(v) = &mode
+        && v != "BUFFERED"
+        && v != "RESPONSE_STREAM"
+    {
+        return Err(AwsError::invalid_param(format!(
+            "1 validation error detected: Value '{v}' at 'invokeMode' failed to satisfy constraint: Member must satisfy enum value set: [BUFFERED, RESPONSE_STREAM]"
+        )));
+    }
+    Ok(UrlSettings { auth, cors, mode })
+}
+
+pub(super) fn url_json(ctx: &Ctx, name: &str, key: &str, u: &UrlConfig, modified: bool) -> Value {
+    let q = (!key.is_empty()).then_some(key);
+    let mut v = json!({
+        "FunctionUrl": crate::lambda::urls::function_url(&ctx.lambda.endpoint_url, &u.url_id, &ctx.scope.region),
+        "FunctionArn": arn::function_arn(&ctx.scope.region, &ctx.scope.account, name, q),
+        "AuthType": u.auth_type,
+        "CreationTime": u.creation_time,
+        "InvokeMode": u.invoke_mode,
+    });
+    if let Some(c) = &u.cors {
+        v["Cors"] = c.clone();
+    }
+    if modified {
+        v["LastModifiedTime"] = json!(u.last_modified_time);
+    }
+    v
+}
+
+pub(super) fn create_url_config(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    let m = parse_body(body)?;
+    let UrlSettings { auth, cors, mode } = url_settings(&m)?;
+    let auth = auth.ok_or_else(|| {
+        AwsError::invalid_param(
+            "1 validation error detected: Value null at 'authType' failed to satisfy constraint: Member must not be null",
+        )
+    })?;
+    let rec = get_record(ctx, &name)?;
+    let key = url_key(ctx, &rec, &name, q.as_deref())?;
+    let now = crate::lambda::urls::timestamp();
+    let u = UrlConfig {
+        url_id: uuid::Uuid::new_v4().simple().to_string(),
+        auth_type: auth,
+        cors,
+        invoke_mode: mode.unwrap_or_else(|| "BUFFERED".into()),
+        creation_time: now.clone(),
+        last_modified_time: now,
+    };
+    update_record(ctx, &name, |rec| {
+        if rec.urls.contains_key(&key) {
+            let arn =
+                arn::function_arn(&ctx.scope.region, &ctx.scope.account, &name, (!key.is_empty()).then_some(&key));
+            return Err(AwsError::conflict(format!(
+                "Failed to create function url config for [functionArn = {arn}]. Error message:  FunctionUrlConfig exists for this Lambda function"
+            )));
+        }
+        rec.urls.insert(key.clone(), u.clone());
+        Ok(())
+    })?;
+    ok_json(StatusCode::CREATED, url_json(ctx, &name, &key, &u, false))
+}
+
+pub(super) fn get_url_config(ctx: &Ctx, raw: &str) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    let rec = get_record(ctx, &name)?;
+    let key = url_key(ctx, &rec, &name, q.as_deref())?;
+    let u = rec.urls.get(&key).ok_or_else(url_not_found)?;
+    ok_json(StatusCode::OK, url_json(ctx, &name, &key, u, true))
+}
+
+pub(super) fn update_url_config(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    let m = parse_body(body)?;
+    let UrlSettings { auth, cors, mode } = url_settings(&m)?;
+    let rec = get_record(ctx, &name)?;
+    let key = url_key(ctx, &rec, &name, q.as_deref())?;
+    let (_, u) = update_record(ctx, &name, |rec| {
+        let u = rec.urls.get_mut(&key).ok_or_else(url_not_found)?;
+        if let Some(a) = auth {
+            u.auth_type = a;
+        }
+        if cors.is_some() {
+            u.cors = cors;
+        }
+        if let Some(v) = mode {
+            u.invoke_mode = v;
+        }
+        u.last_modified_time = crate::lambda::urls::timestamp();
+        Ok(u.clone())
+    })?;
+    ok_json(StatusCode::OK, url_json(ctx, &name, &key, &u, true))
+}
+
+pub(super) fn delete_url_config(ctx: &Ctx, raw: &str) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    let rec = get_record(ctx, &name)?;
+    let key = url_key(ctx, &rec, &name, q.as_deref())?;
+    update_record(ctx, &name, |rec| rec.urls.remove(&key).map(|_| ()).ok_or_else(url_not_found))?;
+    Ok(http_util::empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) fn list_url_configs(ctx: &Ctx, raw: &str) -> R {
+    let name = unqualified(raw)?;
+    let rec = get_record(ctx, &name)?;
+    let items = rec.urls.iter().map(|(key, u)| (key.clone(), url_json(ctx, &name, key, u, true))).collect();
+    page_response(ctx, "FunctionUrlConfigs", items)
+}
