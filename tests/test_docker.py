@@ -282,7 +282,7 @@ def test_ttl_removes_idle_containers(fresh_server):
 
 
 def test_auto_mode_picks_each_executor(fresh_server):
-    s = fresh_server("--lambda-executor", "auto", *MAP)
+    s = fresh_server("--lambda-executor", "auto", *MAP, "--node", "/nonexistent/node")
     lam = s.client("lambda")
     plain = create_py_function(lam, PROBE)
     layer = lam.publish_layer_version(LayerName=unique("l"), Content={"ZipFile": make_zip({"python/x.py": "X = 1\n"})})
@@ -295,6 +295,13 @@ def test_auto_mode_picks_each_executor(fresh_server):
     assert not in_container(invoke(lam, not_tagged)[1])
     assert not fn_containers(plain) and not fn_containers(not_tagged)
     assert len(fn_containers(layered)) == 1 and len(fn_containers(tagged)) == 1
+    # A runtime this host cannot run (no node here, by --node) goes to its image.
+    node = unique("auto-node")
+    lam.create_function(FunctionName=node, Runtime="nodejs18.x", Role="arn:aws:iam::000000000000:role/lambda",
+                        Handler="index.handler", Code={"ZipFile": make_zip({"index.js": NODE_PROBE})})
+    out = invoke(lam, node)[1]
+    assert out["dockerenv"] is True and out["node"].startswith("v18."), out
+    assert "auto: this host has no interpreter for the runtime" in s.logs()
 
 
 def test_bridge_network(fresh_server):

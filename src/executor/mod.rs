@@ -206,6 +206,8 @@ impl Executors {
                     (ExecutorKind::Docker, "auto: function has layers")
                 } else if tags.get("force-docker").is_some_and(|v| !v.eq_ignore_ascii_case("false")) {
                     (ExecutorKind::Docker, "auto: tagged force-docker")
+                } else if !self.subprocess.can_run(cfg.runtime.as_deref().unwrap_or("")) {
+                    (ExecutorKind::Docker, "auto: this host has no interpreter for the runtime")
                 } else {
                     (ExecutorKind::Subprocess, "auto: plain zip function")
                 }

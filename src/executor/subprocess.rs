@@ -175,6 +175,19 @@ impl SubprocessExecutor {
         ))
     }
 
+    /// Whether a host process can run functions of `runtime`: Python and Node.js when the
+    /// host has them, custom runtimes (their own bootstrap). Others (java, dotnet, ruby) need
+    /// their Lambda image.
+    pub fn can_run(&self, runtime: &str) -> bool {
+        if runtime.starts_with("python") {
+            self.python_version.is_some()
+        } else if runtime.starts_with("nodejs") {
+            self.host_node().is_some()
+        } else {
+            runtime.starts_with("provided")
+        }
+    }
+
     /// Asks `--node` for its version and real path, once.
     fn host_node(&self) -> Option<HostNode> {
         self.node_found
