@@ -14,6 +14,7 @@ import zipfile
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("RUSTSTACK_BIN", os.path.join(ROOT, "target", "debug", "ruststack"))
@@ -160,3 +161,13 @@ def create_py_function(lam, code, name=None, handler="app.handler", runtime="pyt
 
 def b64(s):
     return base64.b64encode(s if isinstance(s, bytes) else s.encode()).decode()
+
+
+def expect_error(code, status, call, *args, **kw):
+    """Calls an SDK operation that must fail with this AWS error code and HTTP status."""
+    with pytest.raises(ClientError) as ei:
+        call(*args, **kw)
+    err = ei.value.response
+    assert err["Error"]["Code"] == code, err
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == status, err
+    return err

@@ -16,9 +16,9 @@ import zipfile
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import WaiterError
 
-from conftest import CREDS, make_zip, unique
+from conftest import CREDS, expect_error, make_zip, unique
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 ACCOUNT = "000000000000"
@@ -44,15 +44,6 @@ def create(lam, name=None, files=None, **kw):
     kw.setdefault("Handler", "app.handler")
     resp = lam.create_function(FunctionName=name, Role=ROLE, Code={"ZipFile": zb}, **kw)
     return name, zb, resp
-
-
-def expect_error(code, status, call, *args, **kw):
-    with pytest.raises(ClientError) as ei:
-        call(*args, **kw)
-    err = ei.value.response
-    assert err["Error"]["Code"] == code, err
-    assert err["ResponseMetadata"]["HTTPStatusCode"] == status, err
-    return err
 
 
 def http(server, method, path, body=None, headers=None):

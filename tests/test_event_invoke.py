@@ -4,18 +4,7 @@ AWS's invocation record. Also the small settings infrastructure tools read."""
 import json
 import time
 
-import pytest
-from botocore.exceptions import ClientError
-
-from conftest import create_py_function, unique
-
-
-def expect_error(code, status, call, **kw):
-    with pytest.raises(ClientError) as ei:
-        call(**kw)
-    err = ei.value.response
-    assert err["Error"]["Code"] == code and err["ResponseMetadata"]["HTTPStatusCode"] == status, err
-    return err
+from conftest import create_py_function, expect_error, unique
 
 
 def arn(name, q=None):

@@ -18,7 +18,6 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 import urllib.error
@@ -30,7 +29,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import CREDS, Server, create_py_function, make_zip, unique
+from conftest import CREDS, Server, create_py_function, expect_error, make_zip, unique
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -117,15 +116,6 @@ def health(srv):
 def invoke(lam, name, payload=None, **kw):
     r = lam.invoke(FunctionName=name, Payload=json.dumps(payload if payload is not None else {}), **kw)
     return r, r["Payload"].read()
-
-
-def expect_error(code, status, fn, *args, **kw):
-    with pytest.raises(ClientError) as ei:
-        fn(*args, **kw)
-    err = ei.value.response
-    assert err["Error"]["Code"] == code, err
-    assert err["ResponseMetadata"]["HTTPStatusCode"] == status, err
-    return err
 
 
 def provided_function(lam, bootstrap, name=None, **kw):

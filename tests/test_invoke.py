@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server, create_py_function, make_zip, unique
+from conftest import create_py_function, make_zip, unique
 
 HANDLER = """
 import os, time, json

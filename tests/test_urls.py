@@ -6,10 +6,7 @@ import http.client
 import json
 import re
 
-import pytest
-from botocore.exceptions import ClientError
-
-from conftest import create_py_function, make_zip
+from conftest import create_py_function, expect_error, make_zip
 
 ECHO = """
 import base64, json
@@ -24,14 +21,6 @@ def handler(event, context):
     return {"statusCode": 201, "headers": {"x-out": "yes", "content-type": "application/json"},
             "cookies": ["s=1; Path=/", "t=2"], "body": json.dumps({"event": event, "version": context.function_version})}
 """
-
-
-def expect_error(code, status, call, **kw):
-    with pytest.raises(ClientError) as ei:
-        call(**kw)
-    err = ei.value.response
-    assert err["Error"]["Code"] == code and err["ResponseMetadata"]["HTTPStatusCode"] == status, err
-    return err
 
 
 def url_id(cfg):

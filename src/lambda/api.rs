@@ -311,6 +311,23 @@ fn unqualified(raw: &str) -> Result<String, AwsError> {
     Ok(r.name)
 }
 
+/// A qualifier that names a published version or an alias of `rec`; `None` for none or
+/// `$LATEST`; not found otherwise.
+fn existing_qualifier(
+    ctx: &Ctx,
+    rec: &FunctionRecord,
+    name: &str,
+    q: Option<&str>,
+) -> Result<Option<String>, AwsError> {
+    match q {
+        None | Some("$LATEST") => Ok(None),
+        Some(q) => {
+            let exists = q.parse::<u64>().is_ok_and(|v| rec.versions.contains_key(&v)) || rec.aliases.contains_key(q);
+            if exists { Ok(Some(q.to_string())) } else { Err(not_found(ctx, name, Some(q))) }
+        }
+    }
+}
+
 fn not_found(ctx: &Ctx, name: &str, q: Option<&str>) -> AwsError {
     AwsError::not_found(format!(
         "Function not found: {}",

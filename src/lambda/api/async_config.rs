@@ -10,13 +10,7 @@ pub(super) fn event_invoke_key(
     name: &str,
     q: Option<&str>,
 ) -> Result<String, AwsError> {
-    match q {
-        None | Some("$LATEST") => Ok("$LATEST".into()),
-        Some(q) => {
-            let exists = q.parse::<u64>().is_ok_and(|v| rec.versions.contains_key(&v)) || rec.aliases.contains_key(q);
-            if exists { Ok(q.to_string()) } else { Err(not_found(ctx, name, Some(q))) }
-        }
-    }
+    Ok(existing_qualifier(ctx, rec, name, q)?.unwrap_or_else(|| "$LATEST".into()))
 }
 
 pub(super) fn event_invoke_json(ctx: &Ctx, name: &str, key: &str, c: &EventInvokeConfig) -> Value {

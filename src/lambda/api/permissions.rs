@@ -9,13 +9,7 @@ pub(super) fn policy_qualifier(
     name: &str,
     q: Option<&str>,
 ) -> Result<String, AwsError> {
-    match q {
-        None | Some("$LATEST") => Ok(String::new()),
-        Some(q) => {
-            let exists = q.parse::<u64>().is_ok_and(|v| rec.versions.contains_key(&v)) || rec.aliases.contains_key(q);
-            if exists { Ok(q.to_string()) } else { Err(not_found(ctx, name, Some(q))) }
-        }
-    }
+    Ok(existing_qualifier(ctx, rec, name, q)?.unwrap_or_default())
 }
 
 /// One policy statement as AddPermission writes it.
