@@ -296,11 +296,13 @@ ENTRYPOINT_NO_RIE='  if [ -x /usr/local/bin/aws-lambda-rie ]; then
   echo "Run it from RustStack (--lambda-executor docker), or set AWS_LAMBDA_RUNTIME_API=host:port of a Lambda Runtime API." 1>&2
   exit 1'
 
-write_python_files() {
-  local r=$1
+# write_runtime_entrypoint DIR IMAGE: /lambda-entrypoint.sh of an image whose runtime starts
+# from /var/runtime/bootstrap (the python and nodejs images).
+write_runtime_entrypoint() {
+  local r=$1 image=$2
   cat >"$r"/lambda-entrypoint.sh <<EOF
 #!/bin/sh
-# /lambda-entrypoint.sh of ruststack/lambda-python: the public.ecr.aws/lambda contract.
+# /lambda-entrypoint.sh of ruststack/$image: the public.ecr.aws/lambda contract.
 # The one argument (the image CMD) is the handler.
 if [ \$# -ne 1 ]; then
   echo "entrypoint requires the handler name to be the first argument" 1>&2
@@ -314,6 +316,29 @@ $ENTRYPOINT_NO_RIE
 fi
 exec "\$RUNTIME_ENTRYPOINT"
 EOF
+}
+
+# The end of a runtime's /var/runtime/bootstrap: run RUNTIME_CMD, through the script named
+# by AWS_LAMBDA_EXEC_WRAPPER if there is one (127: it does not exist, 126: not executable),
+# as the AWS images' bootstrap scripts do.
+# shellcheck disable=SC2016  # expanded by the bootstrap script, not here
+EXEC_WRAPPER='if [ -z "${AWS_LAMBDA_EXEC_WRAPPER:-}" ]; then
+  exec "${RUNTIME_CMD[@]}"
+fi
+wrapper="$AWS_LAMBDA_EXEC_WRAPPER"
+if [ ! -f "$wrapper" ]; then
+  echo "$wrapper: does not exist"
+  exit 127
+fi
+if [ ! -x "$wrapper" ]; then
+  echo "$wrapper: is not an executable"
+  exit 126
+fi
+exec -- "$wrapper" "${RUNTIME_CMD[@]}"'
+
+write_python_files() {
+  local r=$1
+  write_runtime_entrypoint "$r" lambda-python
 
   cat >"$r"/var/runtime/bootstrap <<EOF
 #!/bin/bash
@@ -321,21 +346,8 @@ EOF
 # way the public.ecr.aws/lambda/python image does, honouring AWS_LAMBDA_EXEC_WRAPPER.
 export AWS_EXECUTION_ENV="\${AWS_EXECUTION_ENV:-AWS_Lambda_python$PY_VER}"
 
-PYTHON=/var/lang/bin/python$PY_VER
-if [ -z "\${AWS_LAMBDA_EXEC_WRAPPER:-}" ]; then
-  exec "\$PYTHON" /var/runtime/bootstrap.py
-fi
-
-wrapper="\$AWS_LAMBDA_EXEC_WRAPPER"
-if [ ! -f "\$wrapper" ]; then
-  echo "\$wrapper: does not exist"
-  exit 127
-fi
-if [ ! -x "\$wrapper" ]; then
-  echo "\$wrapper: is not an executable"
-  exit 126
-fi
-exec -- "\$wrapper" "\$PYTHON" /var/runtime/bootstrap.py
+RUNTIME_CMD=(/var/lang/bin/python$PY_VER /var/runtime/bootstrap.py)
+$EXEC_WRAPPER
 EOF
 
   cat >"$r"/var/runtime/bootstrap.py <<'EOF'
@@ -427,22 +439,7 @@ EOF
 
 write_node_files() {
   local r=$1
-  cat >"$r"/lambda-entrypoint.sh <<EOF
-#!/bin/sh
-# /lambda-entrypoint.sh of ruststack/lambda-nodejs: the public.ecr.aws/lambda contract.
-# The one argument (the image CMD) is the handler.
-if [ \$# -ne 1 ]; then
-  echo "entrypoint requires the handler name to be the first argument" 1>&2
-  exit 142
-fi
-export _HANDLER="\$1"
-
-RUNTIME_ENTRYPOINT=/var/runtime/bootstrap
-if [ -z "\${AWS_LAMBDA_RUNTIME_API:-}" ]; then
-$ENTRYPOINT_NO_RIE
-fi
-exec "\$RUNTIME_ENTRYPOINT"
-EOF
+  write_runtime_entrypoint "$r" lambda-nodejs
 
   cat >"$r"/var/runtime/bootstrap <<EOF
 #!/bin/bash
@@ -453,22 +450,8 @@ export AWS_EXECUTION_ENV="\${AWS_EXECUTION_ENV:-AWS_Lambda_nodejs$NODE_MAJOR.x}"
 if [ -z "\${NODE_PATH:-}" ]; then
   export NODE_PATH=/opt/nodejs/node$NODE_MAJOR/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task
 fi
-NODE_ARGS=(--expose-gc --max-http-header-size 81920 /var/runtime/index.js)
-
-if [ -z "\${AWS_LAMBDA_EXEC_WRAPPER:-}" ]; then
-  exec /var/lang/bin/node "\${NODE_ARGS[@]}"
-fi
-
-wrapper="\$AWS_LAMBDA_EXEC_WRAPPER"
-if [ ! -f "\$wrapper" ]; then
-  echo "\$wrapper: does not exist"
-  exit 127
-fi
-if [ ! -x "\$wrapper" ]; then
-  echo "\$wrapper: is not an executable"
-  exit 126
-fi
-exec -- "\$wrapper" /var/lang/bin/node "\${NODE_ARGS[@]}"
+RUNTIME_CMD=(/var/lang/bin/node --expose-gc --max-http-header-size 81920 /var/runtime/index.js)
+$EXEC_WRAPPER
 EOF
   [[ -f "$NODE_CLIENT" ]] || die "the Node runtime client is missing: $NODE_CLIENT"
   cp "$NODE_CLIENT" "$r"/var/runtime/index.js

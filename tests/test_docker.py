@@ -535,3 +535,24 @@ def test_nodejs_in_a_container_with_a_layer(dlam):
     assert "node probe 1" in base64.b64decode(r["LogResult"]).decode()
     _, again = invoke(dlam, name)
     assert again["count"] == 2 and again["pid"] == out["pid"]
+
+
+def test_exec_wrapper_in_the_images(dlam):
+    """AWS_LAMBDA_EXEC_WRAPPER: the images' bootstrap runs the runtime through the wrapper
+    script (here from a layer), and a missing wrapper ends the runtime with exit 127."""
+    layer = dlam.publish_layer_version(LayerName=unique("wrapper"), Content={"ZipFile": make_zip({
+        "wrapper*": "#!/bin/bash\nexport WRAPPED=\"yes:$1\"\nexec \"$@\"\n"})})
+    arn = layer["LayerVersionArn"]
+    py = create_py_function(dlam, "import os\ndef handler(e, c):\n    return os.environ.get('WRAPPED')\n",
+                            Layers=[arn], Environment={"Variables": {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/wrapper"}})
+    assert invoke(dlam, py)[1] == "yes:/var/lang/bin/python3.11"
+    node = unique("wrapped-node")
+    dlam.create_function(FunctionName=node, Runtime="nodejs18.x", Role="arn:aws:iam::000000000000:role/lambda",
+                         Handler="index.handler", Layers=[arn],
+                         Environment={"Variables": {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/wrapper"}},
+                         Code={"ZipFile": make_zip({"index.js": "exports.handler = async () => process.env.WRAPPED;\n"})})
+    assert invoke(dlam, node)[1] == "yes:/var/lang/bin/node"
+    missing = create_py_function(dlam, "def handler(e, c):\n    return 1\n",
+                                 Environment={"Variables": {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/nope"}})
+    r, out = invoke(dlam, missing)
+    assert r["FunctionError"] == "Unhandled" and "exit status 127" in out["errorMessage"], out
