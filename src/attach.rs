@@ -199,6 +199,7 @@ async fn attach(
         account: scope.account.clone(),
         kind: ExecutorKind::Subprocess,
         reason: "attached",
+        provisioned: false,
     };
     let log = LogSink::new(name, &spec.config.version);
     let mut env: serde_json::Map<String, Value> =

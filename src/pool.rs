@@ -1,5 +1,7 @@
 //! Warm execution environments: acquire (reuse before create), release, TTL reaping,
-//! the server-wide limit on live environments, and draining on code or config updates.
+//! the server-wide limit on live environments, draining on code or config updates, and
+//! provisioned concurrency (environments started ahead, kept whatever their idle time, and
+//! replaced when they die).
 //!
 //! All pool state sits in one `parking_lot::Mutex<PoolState>`: sections are tiny and never
 //! held across `.await` (starting and stopping sandboxes happens outside the lock).
@@ -29,6 +31,8 @@ pub struct Environment {
     pub uses: AtomicU64,
     /// The function's drain epoch when this environment started.
     epoch: u64,
+    /// Started ahead for provisioned concurrency.
+    pub provisioned: bool,
     _listener: runtime_api::Listener,
 }
 
@@ -46,7 +50,39 @@ struct PoolState {
     epochs: HashMap<String, u64>,
     /// Every live environment, for shutdown.
     all: HashMap<u64, Arc<Environment>>,
+    /// Provisioned concurrency by pool key.
+    provisioned: HashMap<String, Provisioned>,
     shutting_down: bool,
+}
+
+/// The environments provisioned concurrency keeps for one pool key.
+struct Provisioned {
+    spec: Arc<EnvSpec>,
+    want: usize,
+    /// Provisioned environments alive or starting.
+    have: usize,
+    /// A task is starting environments for it.
+    filling: bool,
+    /// Starting one failed: no more tries until provisioning is asked for again.
+    failed: bool,
+}
+
+impl PoolState {
+    /// Takes a live environment off the books (the caller stops it).
+    fn forget(&mut self, env: &Environment) {
+        self.all.remove(&env.id);
+        self.live -= 1;
+        if env.provisioned
+            && let Some(p) = self.provisioned.get_mut(&env.key)
+        {
+            p.have = p.have.saturating_sub(1);
+        }
+    }
+
+    /// Whether provisioned concurrency still keeps this environment.
+    fn kept(&self, env: &Environment) -> bool {
+        env.provisioned && self.provisioned.contains_key(&env.key)
+    }
 }
 
 pub struct Pool {
@@ -115,8 +151,7 @@ impl Pool {
             }
             while let Some(idle) = st.idle.get_mut(&spec.key).and_then(|v| v.pop()) {
                 if idle.env.endpoint.is_dead() {
-                    st.live -= 1;
-                    st.all.remove(&idle.env.id);
+                    st.forget(&idle.env);
                     let env = idle.env;
                     tokio::spawn(async move { env.sandbox.stop().await });
                     continue;
@@ -126,17 +161,19 @@ impl Pool {
             // Make room: evict the oldest idle environment of any function.
             let mut evicted = None;
             if st.live >= self.max {
+                let kept = |e: &Environment| e.provisioned && st.provisioned.contains_key(&e.key);
                 let oldest = st
                     .idle
                     .iter()
-                    .flat_map(|(k, v)| v.iter().enumerate().map(move |(i, e)| (k.clone(), i, e.since)))
-                    .min_by_key(|(_, _, since)| *since);
-                if let Some((k, i, _)) = oldest
+                    .flat_map(|(k, v)| v.iter().enumerate().map(move |(i, e)| (k.clone(), i, e)))
+                    .filter(|(_, _, e)| !kept(&e.env))
+                    .min_by_key(|(_, _, e)| e.since)
+                    .map(|(k, i, _)| (k, i));
+                if let Some((k, i)) = oldest
                     && let Some(v) = st.idle.get_mut(&k)
                 {
                     let e = v.remove(i).env;
-                    st.all.remove(&e.id);
-                    st.live -= 1;
+                    st.forget(&e);
                     evicted = Some(e);
                 }
             }
@@ -147,7 +184,7 @@ impl Pool {
             tracing::debug!(function = %e.function, "evicting idle environment to make room");
             e.sandbox.stop().await;
         }
-        match self.start(spec, epoch).await {
+        match self.start(spec, epoch, false).await {
             Ok(env) => {
                 let env = Arc::new(env);
                 let mut st = self.state.lock();
@@ -162,7 +199,7 @@ impl Pool {
         }
     }
 
-    async fn start(&self, spec: &EnvSpec, epoch: u64) -> Result<Environment, AwsError> {
+    async fn start(&self, spec: &EnvSpec, epoch: u64, provisioned: bool) -> Result<Environment, AwsError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let function = spec.config.name.clone();
         let endpoint = Endpoint::new(format!("{function}#{id}"));
@@ -183,6 +220,7 @@ impl Pool {
             created,
             uses: AtomicU64::new(0),
             epoch,
+            provisioned,
             _listener: listener,
         })
     }
@@ -191,13 +229,13 @@ impl Pool {
     pub fn release(&self, lease: Lease, healthy: bool) {
         let env = lease.env;
         let mut st = self.state.lock();
-        let current = st.epochs.get(&env.function).copied().unwrap_or(0) == env.epoch;
+        // A provisioned environment runs a published version, which no update changes.
+        let current = st.epochs.get(&env.function).copied().unwrap_or(0) == env.epoch || st.kept(&env);
         if healthy && current && !st.shutting_down && !env.endpoint.is_dead() {
             st.idle.entry(env.key.clone()).or_default().push(Idle { env, since: Instant::now() });
             return;
         }
-        st.live -= 1;
-        st.all.remove(&env.id);
+        st.forget(&env);
         drop(st);
         tokio::spawn(async move { env.sandbox.stop().await });
     }
@@ -207,22 +245,173 @@ impl Pool {
         let stopped = {
             let mut st = self.state.lock();
             *st.epochs.entry(function.to_string()).or_default() += 1;
-            Self::take_idle(&mut st, |i| i.env.function == function)
+            let kept: Vec<u64> = st.all.values().filter(|e| st.kept(e)).map(|e| e.id).collect();
+            Self::take_idle(&mut st, |i| i.env.function == function && !kept.contains(&i.env.id))
         };
         for env in stopped {
             tokio::spawn(async move { env.sandbox.stop().await });
         }
     }
 
-    fn reap(&self) {
+    fn reap(self: &Arc<Self>) {
         let now = Instant::now();
-        let expired = Self::take_idle(&mut self.state.lock(), |i| {
-            now.duration_since(i.since) >= self.ttl || i.env.endpoint.is_dead()
-        });
+        let (expired, refill) = {
+            let mut st = self.state.lock();
+            let kept: Vec<u64> = st.all.values().filter(|e| st.kept(e)).map(|e| e.id).collect();
+            let expired = Self::take_idle(&mut st, |i| {
+                i.env.endpoint.is_dead() || (now.duration_since(i.since) >= self.ttl && !kept.contains(&i.env.id))
+            });
+            // Provisioned environments that died are replaced.
+            let refill: Vec<String> = st
+                .provisioned
+                .iter()
+                .filter(|(_, p)| p.have < p.want && !p.filling && !p.failed)
+                .map(|(k, _)| k.clone())
+                .collect();
+            (expired, refill)
+        };
         for env in expired {
             tracing::info!(function = %env.function, env = env.id, "stopping idle environment (ttl)");
             tokio::spawn(async move { env.sandbox.stop().await });
         }
+        for key in refill {
+            let pool = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = pool.fill(&key).await {
+                    tracing::warn!(key, error = %e, "cannot replace provisioned environments");
+                }
+            });
+        }
+    }
+
+    /// Keeps `want` environments of `spec` (a published version) started and initialized,
+    /// whatever their idle time; 0 stops keeping them. Returns how many are allocated once
+    /// the environments are ready, or why they could not all be.
+    pub async fn provision(self: &Arc<Self>, spec: Arc<EnvSpec>, want: usize) -> Result<usize, String> {
+        let key = spec.key.clone();
+        let surplus = {
+            let mut st = self.state.lock();
+            if want == 0 {
+                st.provisioned.remove(&key);
+                return Ok(0);
+            }
+            let p = st.provisioned.entry(key.clone()).or_insert(Provisioned {
+                spec: spec.clone(),
+                want,
+                have: 0,
+                filling: false,
+                failed: false,
+            });
+            p.spec = spec;
+            p.want = want;
+            p.failed = false;
+            let extra = p.have.saturating_sub(want);
+            let mut ids = Vec::new();
+            if let Some(idle) = st.idle.get(&key) {
+                ids.extend(idle.iter().filter(|i| i.env.provisioned).take(extra).map(|i| i.env.id));
+            }
+            Self::take_idle(&mut st, |i| ids.contains(&i.env.id))
+        };
+        for env in surplus {
+            tokio::spawn(async move { env.sandbox.stop().await });
+        }
+        self.fill(&key).await
+    }
+
+    /// Starts provisioned environments for `key` until it has what it wants.
+    async fn fill(self: &Arc<Self>, key: &str) -> Result<usize, String> {
+        {
+            let mut st = self.state.lock();
+            let Some(p) = st.provisioned.get_mut(key) else { return Ok(0) };
+            if p.filling {
+                return Ok(p.have.min(p.want));
+            }
+            p.filling = true;
+        }
+        let result = self.fill_loop(key).await;
+        if let Some(p) = self.state.lock().provisioned.get_mut(key) {
+            p.filling = false;
+            p.failed = result.is_err();
+        }
+        result
+    }
+
+    async fn fill_loop(self: &Arc<Self>, key: &str) -> Result<usize, String> {
+        loop {
+            let (spec, epoch, evicted) = {
+                let mut st = self.state.lock();
+                if st.shutting_down {
+                    return Err("server is shutting down".into());
+                }
+                let Some(p) = st.provisioned.get(key) else { return Ok(0) };
+                if p.have >= p.want {
+                    return Ok(p.want);
+                }
+                let spec = p.spec.clone();
+                // Make room by stopping the oldest idle on-demand environment, if need be.
+                let mut evicted = None;
+                if st.live >= self.max {
+                    let oldest = st
+                        .idle
+                        .iter()
+                        .flat_map(|(k, v)| v.iter().enumerate().map(move |(i, e)| (k.clone(), i, e)))
+                        .filter(|(_, _, e)| !e.env.provisioned)
+                        .min_by_key(|(_, _, e)| e.since)
+                        .map(|(k, i, _)| (k, i));
+                    let Some((k, i)) = oldest else {
+                        return Err(format!("no room for more environments: --lambda-max-containers is {}", self.max));
+                    };
+                    if let Some(v) = st.idle.get_mut(&k) {
+                        let e = v.remove(i).env;
+                        st.forget(&e);
+                        evicted = Some(e);
+                    }
+                }
+                st.live += 1;
+                if let Some(p) = st.provisioned.get_mut(key) {
+                    p.have += 1;
+                }
+                (spec, st.epochs.get(&spec_function(key)).copied().unwrap_or(0), evicted)
+            };
+            if let Some(e) = evicted {
+                e.sandbox.stop().await;
+            }
+            let started = self.start(&spec, epoch, true).await.map_err(|e| e.message.clone());
+            let ready = match started {
+                Ok(env) => {
+                    let env = Arc::new(env);
+                    self.state.lock().all.insert(env.id, env.clone());
+                    match wait_ready(&env).await {
+                        Ok(()) => Ok(env),
+                        Err(why) => {
+                            env.sandbox.stop().await;
+                            self.state.lock().forget(&env);
+                            Err(why)
+                        }
+                    }
+                }
+                Err(why) => {
+                    let mut st = self.state.lock();
+                    st.live -= 1;
+                    if let Some(p) = st.provisioned.get_mut(key) {
+                        p.have = p.have.saturating_sub(1);
+                    }
+                    Err(why)
+                }
+            };
+            let env = ready?;
+            tracing::info!(function = %env.function, env = env.id, "provisioned environment ready");
+            let mut st = self.state.lock();
+            if st.shutting_down {
+                return Err("server is shutting down".into());
+            }
+            st.idle.entry(env.key.clone()).or_default().push(Idle { env, since: Instant::now() });
+        }
+    }
+
+    /// Stops keeping environments for `key`: the ones it kept age out like any other.
+    pub fn unprovision(&self, key: &str) {
+        self.state.lock().provisioned.remove(key);
     }
 
     /// Removes the idle environments matching `pred` from the pool's books; the caller stops them.
@@ -235,9 +424,8 @@ impl Pool {
         }
         st.idle.retain(|_, v| !v.is_empty());
         for e in &out {
-            st.all.remove(&e.id);
+            st.forget(e);
         }
-        st.live -= out.len();
         out
     }
 
@@ -264,5 +452,25 @@ impl Pool {
 
     pub fn busy_now(&self) -> usize {
         self.max - self.busy.available_permits()
+    }
+}
+
+/// The function name in a pool key (`name:version:revision`).
+fn spec_function(key: &str) -> String {
+    key.split(':').next().unwrap_or_default().to_string()
+}
+
+/// Waits until a new environment's runtime asks for its first invocation (init done), or
+/// says why it will not.
+async fn wait_ready(env: &Environment) -> Result<(), String> {
+    let mut ready = env.endpoint.ready();
+    let mut death = env.endpoint.death();
+    tokio::select! {
+        r = ready.wait_for(|r| *r) => r.map(|_| ()).map_err(|_| "runtime api closed".to_string()),
+        d = death.wait_for(|d| d.is_some()) => Err(match d {
+            Ok(d) => format!("the runtime failed during init: {:?}", *d),
+            Err(_) => "runtime api closed".to_string(),
+        }),
+        _ = tokio::time::sleep(Duration::from_secs(60)) => Err("init timed out after 60 s".into()),
     }
 }

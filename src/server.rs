@@ -124,6 +124,7 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     );
     let lambda = Arc::new(Lambda::new(cfg.clone(), store, pool, s3.clone(), format!("http://{addr}"), events));
     events::start_worker(&lambda);
+    crate::lambda::api::restore_provisioned(&lambda);
     Ok(Arc::new(App { lambda, s3, cfg, in_flight: AtomicUsize::new(0) }))
 }
 

@@ -2,6 +2,7 @@
 on an ephemeral port with real clients (boto3, the AWS CLI, awslambdaric)."""
 import base64
 import io
+import json
 import os
 import shutil
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 import zipfile
 
 import boto3
@@ -64,6 +66,11 @@ class Server:
     def logs(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
+
+    def health(self):
+        """GET /_ruststack/health, decoded."""
+        with urllib.request.urlopen(self.endpoint + "/_ruststack/health", timeout=10) as r:
+            return json.loads(r.read())
 
     def client(self, service, **config):
         cfg = Config(retries=config.pop("retries", {"max_attempts": 1, "mode": "standard"}),

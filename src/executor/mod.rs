@@ -33,6 +33,8 @@ pub struct EnvSpec {
     pub kind: ExecutorKind,
     /// Why this executor was chosen (for the log).
     pub reason: &'static str,
+    /// Started ahead for provisioned concurrency (`AWS_LAMBDA_INITIALIZATION_TYPE`).
+    pub provisioned: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -253,7 +255,8 @@ pub fn function_env(spec: &EnvSpec, runtime_api: &str, endpoint_url: &str, log_s
     set("AWS_LAMBDA_FUNCTION_NAME", c.name.clone());
     set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", c.memory_size.to_string());
     set("AWS_LAMBDA_FUNCTION_VERSION", c.version.clone());
-    set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
+    let init_type = if spec.provisioned { "provisioned-concurrency" } else { "on-demand" };
+    set("AWS_LAMBDA_INITIALIZATION_TYPE", init_type.into());
     set("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", c.name));
     set("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_string());
     set("AWS_REGION", spec.region.clone());

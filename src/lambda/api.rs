@@ -12,10 +12,13 @@ use serde_json::{Map, Value, json};
 
 mod async_config;
 mod permissions;
+mod provisioned;
 mod url_configs;
 
 use async_config::*;
 use permissions::*;
+pub use provisioned::restore_provisioned;
+use provisioned::*;
 use url_configs::*;
 
 use super::Lambda;
@@ -162,6 +165,12 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         ([_, "functions", f, "runtime-management-config"], &Method::GET) => runtime_management_config(&ctx, f),
         ([_, "functions", f, "recursion-config"], &Method::GET) => get_recursion(&ctx, f),
         ([_, "functions", f, "recursion-config"], &Method::PUT) => put_recursion(&ctx, f, &body),
+        ([_, "functions", f, "provisioned-concurrency"], &Method::PUT) => put_provisioned(&ctx, f, &body),
+        ([_, "functions", f, "provisioned-concurrency"], &Method::GET) if ctx.q("List") == Some("ALL") => {
+            list_provisioned(&ctx, f)
+        }
+        ([_, "functions", f, "provisioned-concurrency"], &Method::GET) => get_provisioned(&ctx, f),
+        ([_, "functions", f, "provisioned-concurrency"], &Method::DELETE) => delete_provisioned(&ctx, f),
         ([_, "functions", f, "policy"], &Method::POST) => add_permission(&ctx, f, &body),
         ([_, "functions", f, "policy"], &Method::GET) => get_policy(&ctx, f),
         ([_, "functions", f, "policy", sid], &Method::DELETE) => remove_permission(&ctx, f, sid),
@@ -736,6 +745,7 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         policies: BTreeMap::new(),
         urls: BTreeMap::new(),
         event_invoke: BTreeMap::new(),
+        provisioned: BTreeMap::new(),
         recursive_loop: None,
     };
     let mut out = latest.to_json(&ctx.scope, false);
@@ -1000,6 +1010,11 @@ fn delete_function(ctx: &Ctx, raw: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
     match q.as_deref() {
         None => {
+            if let Some(rec) = ctx.store().get_function(&name) {
+                for key in rec.provisioned.keys() {
+                    unprovision(ctx.lambda, &ctx.scope, &name, key);
+                }
+            }
             ctx.store().delete_function(&name)?.ok_or_else(|| not_found(ctx, &name, None))?;
             ctx.lambda.drain(&name);
             tracing::info!(function = %name, "deleted function");

@@ -100,7 +100,7 @@ pub struct CallContext {
 }
 
 /// The environment spec for a target, cached by pool key so the warm path touches no disk.
-fn spec_for(lambda: &Lambda, target: &Target, scope: &Scope) -> Result<Arc<EnvSpec>, AwsError> {
+pub(crate) fn spec_for(lambda: &Lambda, target: &Target, scope: &Scope) -> Result<Arc<EnvSpec>, AwsError> {
     let c = &target.config;
     let key = format!("{}:{}:{}", c.name, target.executed_version, c.revision_id);
     if let Some(s) = lambda.specs.lock().get(&key) {
@@ -138,6 +138,7 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
         account: scope.account.clone(),
         kind,
         reason,
+        provisioned: false,
     });
     lambda.specs.lock().insert(key, spec.clone());
     Ok(spec)

@@ -214,9 +214,22 @@ pub struct FunctionRecord {
     /// Asynchronous invocation settings, by qualifier (`$LATEST`, a version or an alias).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub event_invoke: BTreeMap<String, EventInvokeConfig>,
+    /// Provisioned concurrency, by qualifier (a version or an alias).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provisioned: BTreeMap<String, ProvisionedConfig>,
     /// PutFunctionRecursionConfig's `RecursiveLoop` (AWS's default: `Terminate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recursive_loop: Option<String>,
+}
+
+/// PutProvisionedConcurrencyConfig's request and how it went.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProvisionedConfig {
+    pub requested: u32,
+    /// `IN_PROGRESS`, `READY` or `FAILED`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub last_modified: String,
 }
 
 /// PutFunctionEventInvokeConfig's settings for Event invocations.

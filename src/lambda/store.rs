@@ -120,6 +120,11 @@ impl Regions {
         }
     }
 
+    /// Every region's store opened so far.
+    pub fn all(&self) -> Vec<(String, Arc<Store>)> {
+        self.stores.read().iter().map(|(r, s)| (r.clone(), s.clone())).collect()
+    }
+
     pub fn default_store(&self) -> Arc<Store> {
         self.stores.read().get(&self.default).cloned().expect("the default region is opened first")
     }

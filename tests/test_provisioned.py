@@ -1,0 +1,97 @@
+"""Provisioned concurrency: environments of a version or alias started and initialized ahead,
+kept past the idle TTL, replaced when they die, used first (no cold start), and provisioned
+again after a restart."""
+import base64
+import json
+import os
+import signal
+import time
+
+from conftest import create_py_function, expect_error
+
+PROBE = """
+import os, time
+INIT_AT = time.time()
+def handler(event, context):
+    return {"init_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"], "init_at": INIT_AT, "pid": os.getpid(),
+            "version": context.function_version}
+"""
+
+
+def wait_status(lam, name, qualifier, status="READY", timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        c = lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier=qualifier)
+        if c["Status"] == status:
+            return c
+        time.sleep(0.1)
+    raise AssertionError(f"provisioned concurrency never became {status}: {c}")
+
+
+def test_provisioned_concurrency(fresh_server):
+    srv = fresh_server("--lambda-container-ttl", "1", "--lambda-max-containers", "4")
+    lam = srv.client("lambda")
+    name = create_py_function(lam, PROBE)
+    lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    expect_error("InvalidParameterValueException", 400, lam.put_provisioned_concurrency_config,
+                 FunctionName=name, Qualifier="$LATEST", ProvisionedConcurrentExecutions=1)
+    expect_error("InvalidParameterValueException", 400, lam.put_provisioned_concurrency_config,
+                 FunctionName=name, Qualifier="live", ProvisionedConcurrentExecutions=5)  # over max containers
+    expect_error("ProvisionedConcurrencyConfigNotFoundException", 404, lam.get_provisioned_concurrency_config,
+                 FunctionName=name, Qualifier="live")
+
+    put = lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="live", ProvisionedConcurrentExecutions=2)
+    assert put["ResponseMetadata"]["HTTPStatusCode"] == 202 and put["Status"] == "IN_PROGRESS"
+    ready = wait_status(lam, name, "live")
+    assert ready["AllocatedProvisionedConcurrentExecutions"] == 2 == ready["AvailableProvisionedConcurrentExecutions"]
+    listed = lam.list_provisioned_concurrency_configs(FunctionName=name)["ProvisionedConcurrencyConfigs"]
+    assert [c["FunctionArn"].rsplit(":", 1)[1] for c in listed] == ["live"]
+    assert srv.health()["environments"]["idle"] == 2
+
+    # Already initialized: no cold start, and the runtime knows it is provisioned.
+    before = time.time()
+    r = lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}", LogType="Tail")
+    out = json.loads(r["Payload"].read())
+    assert out["init_type"] == "provisioned-concurrency" and out["version"] == "1"
+    assert out["init_at"] < before
+    assert "Init Duration" not in base64.b64decode(r["LogResult"]).decode()
+
+    # Kept past the 1 s idle TTL, which takes an on-demand environment away.
+    other = create_py_function(lam, PROBE)
+    assert json.loads(lam.invoke(FunctionName=other, Payload=b"{}")["Payload"].read())["init_type"] == "on-demand"
+    time.sleep(3)
+    assert srv.health()["environments"]["live"] == 2
+
+    # A provisioned runtime that dies is replaced by another provisioned one.
+    os.kill(out["pid"], signal.SIGKILL)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        pids = set()
+        for _ in range(4):
+            o = json.loads(lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")["Payload"].read())
+            assert o["init_type"] == "provisioned-concurrency" or o["pid"] not in pids
+            pids.add(o["pid"])
+        if out["pid"] not in pids and srv.health()["environments"]["live"] == 2:
+            break
+        time.sleep(0.2)
+    assert srv.health()["environments"]["live"] == 2
+
+    # Provisioned again after a restart (kill -9 included).
+    srv.kill()
+    srv.start()
+    lam = srv.client("lambda")
+    wait_status(lam, name, "live")
+    deadline = time.time() + 15
+    while srv.health()["environments"]["live"] < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert srv.health()["environments"]["live"] == 2
+
+    # Deleted: gone from the record; its environments age out like any other.
+    lam.delete_provisioned_concurrency_config(FunctionName=name, Qualifier="live")
+    expect_error("ProvisionedConcurrencyConfigNotFoundException", 404, lam.get_provisioned_concurrency_config,
+                 FunctionName=name, Qualifier="live")
+    deadline = time.time() + 10
+    while srv.health()["environments"]["live"] > 0 and time.time() < deadline:
+        time.sleep(0.1)
+    assert srv.health()["environments"]["live"] == 0
