@@ -380,7 +380,15 @@ impl Pool {
             let ready = match started {
                 Ok(env) => {
                     let env = Arc::new(env);
-                    self.state.lock().all.insert(env.id, env.clone());
+                    let closing = {
+                        let mut st = self.state.lock();
+                        st.all.insert(env.id, env.clone());
+                        st.shutting_down
+                    };
+                    if closing {
+                        env.sandbox.stop().await;
+                        return Err("server is shutting down".into());
+                    }
                     match wait_ready(&env).await {
                         Ok(()) => Ok(env),
                         Err(why) => {
@@ -401,11 +409,17 @@ impl Pool {
             };
             let env = ready?;
             tracing::info!(function = %env.function, env = env.id, "provisioned environment ready");
-            let mut st = self.state.lock();
-            if st.shutting_down {
+            let closing = {
+                let mut st = self.state.lock();
+                if !st.shutting_down {
+                    st.idle.entry(env.key.clone()).or_default().push(Idle { env: env.clone(), since: Instant::now() });
+                }
+                st.shutting_down
+            };
+            if closing {
+                env.sandbox.stop().await;
                 return Err("server is shutting down".into());
             }
-            st.idle.entry(env.key.clone()).or_default().push(Idle { env, since: Instant::now() });
         }
     }
 
