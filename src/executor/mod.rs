@@ -48,6 +48,8 @@ pub struct LogSink {
     function: String,
     /// The environment's log stream, `YYYY/MM/DD/[<version>]<32 hex>` as on AWS.
     stream: String,
+    /// The function's log group, `/aws/lambda/<function>`.
+    group: String,
     buf: Mutex<VecDeque<u8>>,
     echo: Mutex<Echo>,
 }
@@ -74,6 +76,7 @@ impl LogSink {
         Arc::new(LogSink {
             function: function.to_string(),
             stream,
+            group: format!("/aws/lambda/{function}"),
             buf: Mutex::new(VecDeque::new()),
             echo: Mutex::new(Echo { window: Instant::now(), shown: 0, suppressed: 0 }),
         })
@@ -147,6 +150,10 @@ impl LogSink {
 
     pub fn stream(&self) -> &str {
         &self.stream
+    }
+
+    pub fn group(&self) -> &str {
+        &self.group
     }
 }
 

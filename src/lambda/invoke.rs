@@ -166,7 +166,7 @@ pub async fn invoke(
     if let Some(att) = lambda.attachments.get(&spec.config.name) {
         let task = tokio::spawn(async move {
             let out = crate::attach::invoke_attached(&att, &target, &spec, payload, call).await?;
-            logs.put_lines(&spec.region, &log_group(&spec), att.log.stream(), &out.log);
+            logs.put_lines(&spec.region, att.log.group(), att.log.stream(), &out.log);
             Ok(out)
         });
         return task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?;
@@ -207,7 +207,7 @@ pub async fn invoke(
         };
         env.uses.fetch_add(1, Ordering::Relaxed);
         let out = finish(&env.log, &request_id, &target, &spec, outcome, lease.cold);
-        logs.put_lines(&spec.region, &log_group(&spec), env.log.stream(), &out.log);
+        logs.put_lines(&spec.region, env.log.group(), env.log.stream(), &out.log);
         if !healthy {
             env.sandbox.stop().await;
         }
@@ -215,11 +215,6 @@ pub async fn invoke(
         Ok(out)
     });
     task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?
-}
-
-/// The function's CloudWatch log group, as AWS names it.
-fn log_group(spec: &EnvSpec) -> String {
-    format!("/aws/lambda/{}", spec.config.name)
 }
 
 /// How one invocation ended, as seen from RustStack.

@@ -50,7 +50,8 @@ struct Group {
 /// Every region's log groups.
 #[derive(Default)]
 pub struct Logs {
-    groups: Mutex<HashMap<(String, String), Group>>,
+    /// Groups by region, then by name (looked up with `&str`: no allocation per invoke).
+    groups: Mutex<HashMap<String, HashMap<String, Group>>>,
     seq: AtomicU64,
     /// Events held, over every stream (changed under the `groups` lock).
     total: AtomicU64,
@@ -83,14 +84,15 @@ impl Logs {
     pub fn put_lines(&self, region: &str, group: &str, stream: &str, text: &[u8]) {
         let now = now_ms();
         let mut groups = self.groups.lock();
-        let g = groups
-            .entry((region.to_string(), group.to_string()))
-            .or_insert_with(|| Group { created: now, streams: BTreeMap::new() });
-        let s = g.streams.entry(stream.to_string()).or_insert_with(|| Stream {
-            created: now,
-            events: VecDeque::new(),
-            stored_bytes: 0,
-        });
+        if group_mut(&mut groups, region, group).is_none() {
+            let g = Group { created: now, streams: BTreeMap::new() };
+            groups.entry(region.to_string()).or_default().insert(group.to_string(), g);
+        }
+        let Some(g) = group_mut(&mut groups, region, group) else { return };
+        if !g.streams.contains_key(stream) {
+            g.streams.insert(stream.to_string(), Stream { created: now, events: VecDeque::new(), stored_bytes: 0 });
+        }
+        let Some(s) = g.streams.get_mut(stream) else { return };
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let message = String::from_utf8_lossy(&line[..line.len().min(MAX_MESSAGE)]).into_owned();
             self.push(s, now, now, message);
@@ -112,7 +114,7 @@ impl Logs {
 
     /// Past [`TOTAL_EVENTS`], drops old events until [`EVICT_BATCH`] below it: from the stream
     /// whose first event is the oldest, as many as are needed or it has, then the next.
-    fn bound(&self, groups: &mut HashMap<(String, String), Group>) {
+    fn bound(&self, groups: &mut HashMap<String, HashMap<String, Group>>) {
         let total = self.total.load(Ordering::Relaxed) as usize;
         if total <= TOTAL_EVENTS {
             return;
@@ -121,6 +123,7 @@ impl Logs {
         while need > 0 {
             let oldest = groups
                 .values_mut()
+                .flat_map(|r| r.values_mut())
                 .flat_map(|g| g.streams.values_mut())
                 .filter(|s| !s.events.is_empty())
                 .min_by_key(|s| s.events.front().map(|e| e.seq));
@@ -178,17 +181,17 @@ impl Logs {
     fn create_group(&self, region: &str, m: &Map<String, Value>) -> Result<Value, LogsError> {
         let name = group_name(m)?;
         let mut groups = self.groups.lock();
-        let key = (region.to_string(), name);
-        if groups.contains_key(&key) {
+        let in_region = groups.entry(region.to_string()).or_default();
+        if in_region.contains_key(&name) {
             return Err(err("ResourceAlreadyExistsException", "The specified log group already exists"));
         }
-        groups.insert(key, Group { created: now_ms(), streams: BTreeMap::new() });
+        in_region.insert(name, Group { created: now_ms(), streams: BTreeMap::new() });
         Ok(json!({}))
     }
 
     fn delete_group(&self, region: &str, m: &Map<String, Value>) -> Result<Value, LogsError> {
         let name = group_name(m)?;
-        let gone = self.groups.lock().remove(&(region.to_string(), name)).ok_or_else(no_group)?;
+        let gone = self.groups.lock().get_mut(region).and_then(|r| r.remove(&name)).ok_or_else(no_group)?;
         let events: usize = gone.streams.values().map(|s| s.events.len()).sum();
         self.total.fetch_sub(events as u64, Ordering::Relaxed);
         Ok(json!({}))
@@ -198,9 +201,11 @@ impl Logs {
         let prefix = opt_str(m, "logGroupNamePrefix")?.unwrap_or_default();
         let groups = self.groups.lock();
         let mut items: Vec<(String, Value)> = groups
-            .iter()
-            .filter(|((r, name), _)| r == region && name.starts_with(&prefix))
-            .map(|((_, name), g)| {
+            .get(region)
+            .into_iter()
+            .flat_map(|r| r.iter())
+            .filter(|(name, _)| name.starts_with(&prefix))
+            .map(|(name, g)| {
                 let arn = format!("arn:aws:logs:{region}:{account}:log-group:{name}");
                 let bytes: u64 = g.streams.values().map(|s| s.stored_bytes).sum();
                 let v = json!({
@@ -222,7 +227,7 @@ impl Logs {
             return Err(err("InvalidParameterException", "Invalid log stream name"));
         }
         let mut groups = self.groups.lock();
-        let g = groups.get_mut(&(region.to_string(), name)).ok_or_else(no_group)?;
+        let g = group_mut(&mut groups, region, &name).ok_or_else(no_group)?;
         if g.streams.contains_key(&stream) {
             return Err(err("ResourceAlreadyExistsException", "The specified log stream already exists"));
         }
@@ -234,7 +239,7 @@ impl Logs {
         let name = group_name(m)?;
         let stream = req_str(m, "logStreamName")?;
         let mut groups = self.groups.lock();
-        let g = groups.get_mut(&(region.to_string(), name)).ok_or_else(no_group)?;
+        let g = group_mut(&mut groups, region, &name).ok_or_else(no_group)?;
         let gone = g.streams.remove(&stream).ok_or_else(no_stream)?;
         self.total.fetch_sub(gone.events.len() as u64, Ordering::Relaxed);
         Ok(json!({}))
@@ -246,7 +251,7 @@ impl Logs {
         let by_time = opt_str(m, "orderBy")?.as_deref() == Some("LastEventTime");
         let descending = m.get("descending").and_then(Value::as_bool).unwrap_or(false);
         let groups = self.groups.lock();
-        let g = groups.get(&(region.to_string(), name.clone())).ok_or_else(no_group)?;
+        let g = group(&groups, region, &name).ok_or_else(no_group)?;
         let mut items: Vec<(String, Value, i64)> = g
             .streams
             .iter()
@@ -294,7 +299,7 @@ impl Logs {
             }
         }
         let mut groups = self.groups.lock();
-        let g = groups.get_mut(&(region.to_string(), name)).ok_or_else(no_group)?;
+        let g = group_mut(&mut groups, region, &name).ok_or_else(no_group)?;
         let s = g.streams.get_mut(&stream).ok_or_else(no_stream)?;
         let now = now_ms();
         for (ts, msg) in parsed {
@@ -312,7 +317,7 @@ impl Logs {
         let from_head = m.get("startFromHead").and_then(Value::as_bool).unwrap_or(false);
         let token = opt_str(m, "nextToken")?;
         let groups = self.groups.lock();
-        let g = groups.get(&(region.to_string(), name)).ok_or_else(no_group)?;
+        let g = group(&groups, region, &name).ok_or_else(no_group)?;
         let s = g.streams.get(&stream).ok_or_else(no_stream)?;
         let in_range: Vec<&Event> = s
             .events
@@ -362,7 +367,7 @@ impl Logs {
             None => 0,
         };
         let groups = self.groups.lock();
-        let g = groups.get(&(region.to_string(), name)).ok_or_else(no_group)?;
+        let g = group(&groups, region, &name).ok_or_else(no_group)?;
         let streams: Vec<(&String, &Stream)> = g
             .streams
             .iter()
@@ -395,6 +400,18 @@ impl Logs {
         }
         Ok(out)
     }
+}
+
+fn group<'a>(groups: &'a HashMap<String, HashMap<String, Group>>, region: &str, name: &str) -> Option<&'a Group> {
+    groups.get(region).and_then(|r| r.get(name))
+}
+
+fn group_mut<'a>(
+    groups: &'a mut HashMap<String, HashMap<String, Group>>,
+    region: &str,
+    name: &str,
+) -> Option<&'a mut Group> {
+    groups.get_mut(region).and_then(|r| r.get_mut(name))
 }
 
 fn error_response(request_id: &str, e: LogsError) -> Response<Body> {
@@ -548,7 +565,7 @@ mod tests {
         let text = "a\nb\n".repeat(STREAM_EVENTS);
         logs.put_lines("us-east-1", "/aws/lambda/f", "s", text.as_bytes());
         let groups = logs.groups.lock();
-        let s = &groups[&("us-east-1".to_string(), "/aws/lambda/f".to_string())].streams["s"];
+        let s = &groups["us-east-1"]["/aws/lambda/f"].streams["s"];
         assert_eq!(s.events.len(), STREAM_EVENTS);
         assert_eq!(s.stored_bytes, STREAM_EVENTS as u64);
     }
@@ -562,9 +579,9 @@ mod tests {
         }
         assert!(logs.total.load(Ordering::Relaxed) as usize <= TOTAL_EVENTS);
         let groups = logs.groups.lock();
-        let first = &groups[&("us-east-1".to_string(), "/aws/lambda/f0".to_string())].streams["s"];
+        let first = &groups["us-east-1"]["/aws/lambda/f0"].streams["s"];
         let last_name = format!("/aws/lambda/f{}", TOTAL_EVENTS / STREAM_EVENTS);
-        let last = &groups[&("us-east-1".to_string(), last_name)].streams["s"];
+        let last = &groups["us-east-1"][&last_name].streams["s"];
         assert!(first.events.len() < STREAM_EVENTS, "the oldest stream lost events");
         assert_eq!(last.events.len(), STREAM_EVENTS, "the newest kept all of its own");
     }
