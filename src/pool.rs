@@ -150,7 +150,7 @@ impl Pool {
                 return Err(AwsError::service("server is shutting down"));
             }
             while let Some(idle) = st.idle.get_mut(&spec.key).and_then(|v| v.pop()) {
-                if idle.env.endpoint.is_dead() {
+                if idle.env.endpoint.is_dead() || !idle.env.sandbox.alive() {
                     st.forget(&idle.env);
                     let env = idle.env;
                     tokio::spawn(async move { env.sandbox.stop().await });

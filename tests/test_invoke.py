@@ -421,3 +421,33 @@ def test_invoke_with_response_stream(lam):
     done = events[0]["InvokeComplete"]
     assert done["ErrorCode"] == "ValueError" and json.loads(done["ErrorDetails"])["errorMessage"] == "bad"
     assert lam.invoke_with_response_stream(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
+
+
+def process_gone(pid):
+    """The process has exited (a zombie not yet collected counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_idle_runtime_killed_is_replaced_on_the_next_invoke(lam):
+    """A warm runtime that died while idle (OOM killer, a stray kill) is not handed the next
+    invoke once its exit is visible to the kernel, even before the server has collected it
+    (the pool asks with waitid; the unit test alive_sees_an_exit_before_it_is_collected
+    covers that check). An invoke that races the kill itself can still meet the dying
+    runtime and get Runtime.ExitError; the one after it runs on a fresh environment."""
+    name = create_py_function(lam, "import os\ndef handler(e, c):\n    return os.getpid()\n")
+    for _ in range(5):
+        pid = json.loads(invoke(lam, name)[1])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.time() + 5
+        while not process_gone(pid) and time.time() < deadline:
+            time.sleep(0.001)
+        r, body = invoke(lam, name)
+        if "FunctionError" in r:
+            assert json.loads(body)["errorType"] == "Runtime.ExitError", body
+            r, body = invoke(lam, name)
+        assert "FunctionError" not in r, body
+        assert json.loads(body) != pid

@@ -171,6 +171,15 @@ impl Sandbox {
         }
     }
 
+    /// Whether the sandbox may still serve: false once a host process has exited, even before
+    /// its exit has been reported (containers are trusted until their waiter says otherwise).
+    pub fn alive(&self) -> bool {
+        match self {
+            Sandbox::Process(p) => p.alive(),
+            Sandbox::Container(_) => true,
+        }
+    }
+
     /// Waits until the sandbox's output has been read into the log (best effort, bounded).
     pub async fn flush_logs(&self) {
         match self {

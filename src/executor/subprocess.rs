@@ -404,6 +404,22 @@ fn spawn_reader<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut r: R, log:
 }
 
 impl Process {
+    /// Whether the runtime process still runs. Asks the kernel (waitid with WNOWAIT, which
+    /// reaps nothing), so a runtime killed a moment ago counts as gone even before its exit
+    /// has been collected and reported.
+    pub fn alive(&self) -> bool {
+        if self.exited.load(Ordering::SeqCst) || self.pid <= 0 {
+            return false;
+        }
+        // SAFETY: waitid writes one siginfo_t we own; WNOWAIT leaves the child to its reaper.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+        };
+        // 0 with no pid: no state change yet, so it runs. ECHILD: already reaped.
+        rc == 0 && unsafe { info.si_pid() } == 0
+    }
+
     pub async fn stop(&self) {
         if !self.exited.load(Ordering::SeqCst) && self.pid > 0 {
             // SAFETY: plain syscall; the group is ours (process_group(0) at spawn) and not yet reaped.
@@ -427,5 +443,27 @@ impl Process {
 
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alive_sees_an_exit_before_it_is_collected() {
+        let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let p = Process {
+            pid: child.id() as i32,
+            exited: Arc::new(AtomicBool::new(false)),
+            stdout_fd: Arc::new(AtomicI32::new(-1)),
+            stderr_fd: Arc::new(AtomicI32::new(-1)),
+        };
+        assert!(p.alive());
+        // SAFETY: a plain kill of our own child.
+        unsafe { libc::kill(p.pid, libc::SIGKILL) };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!p.alive(), "a killed child not yet reaped is not alive");
+        drop(child);
     }
 }
