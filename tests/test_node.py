@@ -235,3 +235,16 @@ def test_streamify_response_is_answered_buffered(lam, server):
     assert resp.status == 201 and resp.getheader("content-type") == "text/html" and resp.getheader("x-streamed") == "yes"
     assert resp.getheader("set-cookie") == "k=v" and resp.read() == f"<p>{name}</p>".encode()
     conn.close()
+
+
+def test_oversize_answer_and_flood(lam):
+    """A 7 MB answer is Function.ResponseSizeTooLarge (the runtime keeps serving); a handler
+    that floods stdout still answers, with the log tail cut to 4 KB."""
+    files = {"index.js": "exports.big = async () => 'x'.repeat(7 * 1024 * 1024);\n"
+                         "exports.flood = async () => { for (let i = 0; i < 50000; i++) console.log('line', i); return 'done'; };\n"}
+    name = create_node(lam, files, handler="index.big")
+    r, out = invoke(lam, name)
+    assert r["FunctionError"] == "Unhandled" and out["errorType"] == "Function.ResponseSizeTooLarge", out
+    flood = create_node(lam, files, handler="index.flood", Timeout=30)
+    r, out = invoke(lam, flood, LogType="Tail")
+    assert out == "done" and len(base64.b64decode(r["LogResult"])) <= 4096
