@@ -98,3 +98,24 @@ def test_provisioned_concurrency(fresh_server):
     while srv.health()["environments"]["live"] > 0 and time.time() < deadline:
         time.sleep(0.1)
     assert srv.health()["environments"]["live"] == 0
+
+
+def test_deleting_a_qualifier_drops_its_settings(lam):
+    """Deleting an alias or a version drops what was configured for it: provisioned
+    concurrency, its policy, its function URL and its async-invoke settings."""
+    name = create_py_function(lam, PROBE)
+    lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name="gone", FunctionVersion="1")
+    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="gone", ProvisionedConcurrentExecutions=1)
+    wait_status(lam, name, "gone")
+    lam.add_permission(FunctionName=name, Qualifier="gone", StatementId="s", Action="lambda:InvokeFunction", Principal="*")
+    lam.create_function_url_config(FunctionName=name, Qualifier="gone", AuthType="NONE")
+    lam.put_function_event_invoke_config(FunctionName=name, Qualifier="gone", MaximumRetryAttempts=0)
+    lam.put_function_event_invoke_config(FunctionName=name, Qualifier="1", MaximumRetryAttempts=1)
+    lam.delete_alias(FunctionName=name, Name="gone")
+    assert lam.list_provisioned_concurrency_configs(FunctionName=name)["ProvisionedConcurrencyConfigs"] == []
+    assert lam.list_function_url_configs(FunctionName=name)["FunctionUrlConfigs"] == []
+    assert [c["FunctionArn"].rsplit(":", 1)[1] for c in
+            lam.list_function_event_invoke_configs(FunctionName=name)["FunctionEventInvokeConfigs"]] == ["1"]
+    lam.delete_function(FunctionName=name, Qualifier="1")
+    assert lam.list_function_event_invoke_configs(FunctionName=name)["FunctionEventInvokeConfigs"] == []

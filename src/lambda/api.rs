@@ -1026,6 +1026,13 @@ fn delete_function(ctx: &Ctx, raw: &str) -> R {
             let n: u64 = v.parse().map_err(|_| {
                 AwsError::invalid_param(format!("Deleting an alias is not supported by DeleteFunction: {v}"))
             })?;
+            let referenced = |rec: &FunctionRecord| rec.aliases.values().any(|a| a.function_version == v);
+            if let Some(rec) = ctx.store().get_function(&name)
+                && rec.provisioned.contains_key(v)
+                && !referenced(&rec)
+            {
+                unprovision(ctx.lambda, &ctx.scope, &name, v);
+            }
             update_record(ctx, &name, |rec| {
                 if rec.aliases.values().any(|a| a.function_version == v) {
                     return Err(AwsError::conflict(format!(
@@ -1038,6 +1045,7 @@ fn delete_function(ctx: &Ctx, raw: &str) -> R {
                     )));
                 }
                 rec.versions.remove(&n).ok_or_else(|| not_found(ctx, &name, Some(v)))?;
+                forget_qualifier(rec, v);
                 Ok(())
             })?;
             ctx.lambda.drain(&name);
@@ -1175,12 +1183,24 @@ fn update_alias(ctx: &Ctx, raw: &str, alias: &str, body: &[u8]) -> R {
 
 fn delete_alias(ctx: &Ctx, raw: &str, alias: &str) -> R {
     let name = unqualified(raw)?;
+    if get_record(ctx, &name)?.provisioned.contains_key(alias) {
+        unprovision(ctx.lambda, &ctx.scope, &name, alias);
+    }
     update_record(ctx, &name, |rec| {
         rec.aliases.remove(alias);
-        rec.policies.remove(alias);
+        forget_qualifier(rec, alias);
         Ok(())
     })?;
     Ok(http_util::empty(StatusCode::NO_CONTENT))
+}
+
+/// Drops what was configured for a deleted version or alias: its policy, function URL,
+/// async-invoke settings and provisioned concurrency.
+fn forget_qualifier(rec: &mut FunctionRecord, q: &str) {
+    rec.policies.remove(q);
+    rec.urls.remove(q);
+    rec.event_invoke.remove(q);
+    rec.provisioned.remove(q);
 }
 
 // ---------- concurrency ----------
