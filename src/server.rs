@@ -125,6 +125,18 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     let lambda = Arc::new(Lambda::new(cfg.clone(), store, pool, s3.clone(), format!("http://{addr}"), events));
     events::start_worker(&lambda);
     crate::lambda::api::restore_provisioned(&lambda);
+    // Bucket notifications become Event invocations of the function they name.
+    let weak = Arc::downgrade(&lambda);
+    s3.notifications.set_sink(Box::new(move |function_arn: &str, payload: Vec<u8>| {
+        let Some(lambda) = weak.upgrade() else { return };
+        let region = function_arn.split(':').nth(3).filter(|r| !r.is_empty()).unwrap_or(&lambda.cfg.region).to_string();
+        let queued = arn::parse_function_ref(function_arn).map_err(|e| e.to_string()).and_then(|r| {
+            lambda.events.push(&r.name, r.qualifier.as_deref(), &region, &payload).map_err(|e| e.to_string())
+        });
+        if let Err(e) = queued {
+            tracing::warn!(function = function_arn, error = %e, "cannot queue the S3 notification");
+        }
+    }));
     Ok(Arc::new(App { lambda, s3, cfg, in_flight: AtomicUsize::new(0) }))
 }
 

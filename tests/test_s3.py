@@ -5,6 +5,7 @@ import concurrent.futures
 import hashlib
 import http.client
 import io
+import json
 import os
 import socket
 import threading
@@ -604,3 +605,45 @@ def test_kill_during_writes_leaves_only_whole_objects(fresh_server):
         assert '"%s"' % hashlib.md5(body).hexdigest() == obj["ETag"]
         s3.delete_object(Bucket=name, Key=obj["Key"])
     s3.delete_bucket(Bucket=name)
+
+
+def test_bucket_notifications_invoke_functions(server, tmp_path):
+    """PutBucketNotificationConfiguration with a Lambda function: a matching object change is
+    delivered as AWS's S3 event (an Event invocation); filters and event types are honoured."""
+    from conftest import create_py_function
+    lam, s3c = server.client("lambda"), server.client("s3")
+    seen = tmp_path / "events.jsonl"
+    fn = create_py_function(lam, f"import json\ndef handler(e, c):\n    open({str(seen)!r}, 'a').write(json.dumps(e) + '\\n')\n")
+    arn = lam.get_function(FunctionName=fn)["Configuration"]["FunctionArn"]
+    bucket = f"notify-{int(time.time() * 1000)}"
+    s3c.create_bucket(Bucket=bucket)
+    s3c.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "LambdaFunctionConfigurations": [
+            {"Id": "created", "LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"],
+             "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "in/"}, {"Name": "suffix", "Value": ".txt"}]}}},
+            {"Id": "removed", "LambdaFunctionArn": arn, "Events": ["s3:ObjectRemoved:Delete"]},
+        ]})
+    got = s3c.get_bucket_notification_configuration(Bucket=bucket)["LambdaFunctionConfigurations"]
+    assert [c["Id"] for c in got] == ["created", "removed"] and got[0]["LambdaFunctionArn"] == arn
+    s3c.put_object(Bucket=bucket, Key="in/hello world.txt", Body=b"hello")
+    s3c.put_object(Bucket=bucket, Key="in/skip.bin", Body=b"no")      # suffix does not match
+    s3c.put_object(Bucket=bucket, Key="out/skip.txt", Body=b"no")     # prefix does not match
+    s3c.copy_object(Bucket=bucket, Key="in/copy.txt", CopySource={"Bucket": bucket, "Key": "in/hello world.txt"})
+    s3c.delete_object(Bucket=bucket, Key="out/skip.txt")
+
+    deadline = time.time() + 20
+    while time.time() < deadline and (not seen.exists() or len(seen.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    records = [json.loads(line)["Records"][0] for line in seen.read_text().splitlines()]
+    by_name = {(r["eventName"], r["s3"]["object"]["key"]): r for r in records}
+    assert set(by_name) == {("ObjectCreated:Put", "in/hello+world.txt"), ("ObjectCreated:Copy", "in/copy.txt"),
+                            ("ObjectRemoved:Delete", "out/skip.txt")}
+    put = by_name[("ObjectCreated:Put", "in/hello+world.txt")]
+    assert put["eventSource"] == "aws:s3" and put["awsRegion"] == "us-east-1" and put["eventVersion"] == "2.1"
+    assert put["s3"]["bucket"]["name"] == bucket and put["s3"]["bucket"]["arn"] == f"arn:aws:s3:::{bucket}"
+    assert put["s3"]["object"]["size"] == 5 and put["s3"]["object"]["eTag"] == "5d41402abc4b2a76b9719d911017c592"
+    assert put["s3"]["configurationId"] == "created"
+    # An empty configuration removes the rules.
+    s3c.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+    assert "LambdaFunctionConfigurations" not in s3c.get_bucket_notification_configuration(Bucket=bucket)

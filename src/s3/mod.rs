@@ -19,6 +19,7 @@
 pub(crate) mod checksum;
 mod error;
 mod list;
+pub mod notify;
 mod ops;
 mod store;
 mod wire;
@@ -41,6 +42,8 @@ use wire::{Query, parse_target};
 /// bytes in files under its directory.
 pub struct S3 {
     store: Store,
+    /// Bucket notifications to Lambda.
+    pub notifications: notify::Notifications,
 }
 
 impl S3 {
@@ -48,7 +51,8 @@ impl S3 {
     /// `<data-dir>/s3`). Loads existing buckets and objects from disk and
     /// clears what an interrupted write left behind.
     pub fn open(dir: PathBuf) -> std::io::Result<S3> {
-        Ok(S3 { store: Store::open(dir)? })
+        let notifications = notify::Notifications::open(dir.join("notifications"))?;
+        Ok(S3 { store: Store::open(dir)?, notifications })
     }
 
     /// Handles one S3 REST request. Synchronous (does file I/O); call it
@@ -61,6 +65,9 @@ impl S3 {
         let request_id = request_id();
         let head = parts.method == Method::HEAD;
         let mut response = self.dispatch(parts, body).unwrap_or_else(|e| error_response(&e, &request_id, head));
+        if response.status().is_success() {
+            self.notify(parts, &response, &request_id);
+        }
         let headers = response.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             headers.insert("x-amz-request-id", v);
@@ -78,6 +85,63 @@ impl S3 {
         response
     }
 
+    /// Put/GetBucketNotificationConfiguration.
+    fn notification_op(&self, method: &Method, bucket: &str, body: &[u8]) -> Result<Response<Bytes>, error::ApiError> {
+        self.store.read(bucket, |_| ())?;
+        let xml = match *method {
+            Method::PUT => {
+                let text = std::str::from_utf8(body).map_err(|_| error::ApiError::MalformedXml)?;
+                self.notifications.put(bucket, text)?;
+                return Ok(Response::new(Bytes::new()));
+            }
+            Method::GET => self.notifications.get_xml(bucket),
+            _ => return Err(error::ApiError::MethodNotAllowed { delete_marker: None }),
+        };
+        let mut r = Response::new(Bytes::from(xml));
+        r.headers_mut().insert("content-type", HeaderValue::from_static("application/xml"));
+        Ok(r)
+    }
+
+    /// After a successful request: the bucket notification it triggers, if any.
+    fn notify(&self, parts: &http::request::Parts, response: &Response<Bytes>, request_id: &str) {
+        let host = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok());
+        let Ok(target) = parse_target(host, parts.uri.path()) else { return };
+        let Some(bucket) = target.bucket.as_deref() else { return };
+        let Ok(query) = Query::parse(parts.uri.query()) else { return };
+        if target.key.is_none() {
+            if parts.method == Method::DELETE {
+                self.notifications.forget(bucket);
+            }
+            return;
+        }
+        if !self.notifications.watches(bucket) {
+            return;
+        }
+        let key = target.key.as_deref().unwrap_or_default();
+        let event = match parts.method {
+            Method::PUT if query.has("uploadId") => return,
+            Method::PUT if parts.headers.contains_key("x-amz-copy-source") => "ObjectCreated:Copy",
+            Method::PUT => "ObjectCreated:Put",
+            Method::POST if query.has("uploadId") => "ObjectCreated:CompleteMultipartUpload",
+            Method::DELETE if query.has("uploadId") => return,
+            Method::DELETE if response.headers().get("x-amz-delete-marker").is_some_and(|v| v == "true") => {
+                "ObjectRemoved:DeleteMarkerCreated"
+            }
+            Method::DELETE => "ObjectRemoved:Delete",
+            _ => return,
+        };
+        let (size, etag, version_id) = if event.starts_with("ObjectCreated") {
+            match self.store.open_object(bucket, key, None) {
+                Ok((v, _, _)) => (v.size, v.etag.trim_matches('"').to_string(), Some(v.version_id)),
+                Err(_) => return,
+            }
+        } else {
+            let v = response.headers().get("x-amz-version-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+            (0, String::new(), v)
+        };
+        self.notifications.emit(&notify::Change { bucket, key, event, size, etag, version_id, request_id });
+    }
+
     fn dispatch(&self, parts: &http::request::Parts, body: Bytes) -> Result<Response<Bytes>, error::ApiError> {
         let host = parts
             .headers
@@ -85,11 +149,16 @@ impl S3 {
             .and_then(|h| h.to_str().ok())
             .or_else(|| parts.uri.authority().map(|a| a.as_str()));
         let target = parse_target(host, parts.uri.path())?;
+        let query = Query::parse(parts.uri.query())?;
+        if let (Some(bucket), None, true) = (target.bucket.as_deref(), target.key.as_deref(), query.has("notification"))
+        {
+            return self.notification_op(&parts.method, bucket, &body);
+        }
         let request = ops::Request {
             method: &parts.method,
             headers: &parts.headers,
             host,
-            query: Query::parse(parts.uri.query())?,
+            query,
             bucket: target.bucket,
             key: target.key,
             body,

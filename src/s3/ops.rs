@@ -58,7 +58,6 @@ const UNSUPPORTED: &[&str] = &[
     "logging",
     "metadataTable",
     "metrics",
-    "notification",
     "object-lock",
     "ownershipControls",
     "policy",
