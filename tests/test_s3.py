@@ -647,3 +647,35 @@ def test_bucket_notifications_invoke_functions(server, tmp_path):
     # An empty configuration removes the rules.
     s3c.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
     assert "LambdaFunctionConfigurations" not in s3c.get_bucket_notification_configuration(Bucket=bucket)
+
+
+def test_bucket_notification_bad_input(server):
+    """Malformed or invalid notification configurations are S3 errors; nothing is kept."""
+    bucket = f"notify-bad-{int(time.time() * 1000)}"
+    s3c = server.client("s3")
+    s3c.create_bucket(Bucket=bucket)
+    conn_headers = {"Content-Type": "application/xml"}
+    cases = [
+        (b"<NotificationConfiguration><LambdaFunctionConfiguration>", 400),
+        (b"\xff\xfe not utf-8", 400),
+        (b"<NotificationConfiguration><LambdaFunctionConfiguration><LambdaFunctionArn>nope</LambdaFunctionArn>"
+         b"<Event>s3:ObjectCreated:*</Event></LambdaFunctionConfiguration></NotificationConfiguration>", 400),
+        (b"<NotificationConfiguration><LambdaFunctionConfiguration><LambdaFunctionArn>arn:aws:lambda:us-east-1:000000000000:function:f"
+         b"</LambdaFunctionArn><Event>ObjectCreated</Event></LambdaFunctionConfiguration></NotificationConfiguration>", 400),
+        (b"<NotificationConfiguration><LambdaFunctionConfiguration><LambdaFunctionArn>arn:aws:lambda:us-east-1:000000000000:function:f"
+         b"</LambdaFunctionArn><Event>s3:ObjectCreated:*</Event><Filter><S3Key><FilterRule><Name>middle</Name><Value>x</Value>"
+         b"</FilterRule></S3Key></Filter></LambdaFunctionConfiguration></NotificationConfiguration>", 400),
+    ]
+    for body, status in cases:
+        c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        c.request("PUT", f"/{bucket}?notification", body=body, headers=conn_headers)
+        r = c.getresponse()
+        r.read()
+        c.close()
+        assert r.status == status, (body[:60], r.status)
+    assert "LambdaFunctionConfigurations" not in s3c.get_bucket_notification_configuration(Bucket=bucket)
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    c.request("GET", f"/no-such-bucket-{int(time.time())}?notification")
+    r = c.getresponse()
+    assert r.status == 404 and b"NoSuchBucket" in r.read()
+    c.close()
