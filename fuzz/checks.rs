@@ -81,7 +81,7 @@ pub fn create_function_body(body: &[u8]) {
 }
 
 /// Fields CreateFunction reads, so generated objects hit real members often.
-const FIELDS: &[&str] = &[
+pub const FIELDS: &[&str] = &[
     "FunctionName",
     "Role",
     "Runtime",
@@ -113,7 +113,7 @@ const FIELDS: &[&str] = &[
     "KMSKeyArn",
 ];
 /// Strings that get past the first checks.
-const STRINGS: &[&str] = &[
+pub const STRINGS: &[&str] = &[
     "fn",
     "arn:aws:iam::000000000000:role/lambda",
     "python3.12",

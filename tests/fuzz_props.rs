@@ -64,25 +64,6 @@ fn function_ref() -> impl Strategy<Value = String> {
     ]
 }
 
-const FIELDS: &[&str] = &[
-    "FunctionName",
-    "Role",
-    "Runtime",
-    "Handler",
-    "Code",
-    "Timeout",
-    "MemorySize",
-    "Environment",
-    "Layers",
-    "Tags",
-    "Publish",
-    "PackageType",
-    "Architectures",
-    "EphemeralStorage",
-    "TracingConfig",
-    "Description",
-];
-
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -91,30 +72,19 @@ fn json_value() -> impl Strategy<Value = Value> {
         (0u64..2048).prop_map(Value::from),
         any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         any::<String>().prop_map(Value::from),
-        prop::sample::select(vec![
-            "fn",
-            "python3.12",
-            "provided.al2023",
-            "app.handler",
-            "arn:aws:iam::000000000000:role/r",
-            "Zip",
-            "Image",
-            "x86_64",
-            "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==",
-        ])
-        .prop_map(Value::from),
+        prop::sample::select(checks::STRINGS.to_vec()).prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((prop::sample::select(FIELDS.to_vec()).prop_map(String::from), inner), 0..6)
+            prop::collection::vec((prop::sample::select(checks::FIELDS.to_vec()).prop_map(String::from), inner), 0..6)
                 .prop_map(|kv| Value::Object(kv.into_iter().collect())),
         ]
     })
 }
 
 fn create_body() -> impl Strategy<Value = Value> {
-    prop::collection::vec((prop::sample::select(FIELDS.to_vec()), json_value()), 0..10).prop_map(|kv| {
+    prop::collection::vec((prop::sample::select(checks::FIELDS.to_vec()), json_value()), 0..10).prop_map(|kv| {
         let mut m = serde_json::Map::new();
         m.insert("FunctionName".into(), "fn".into());
         m.insert("Role".into(), "arn:aws:iam::000000000000:role/r".into());
