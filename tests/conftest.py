@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import zipfile
 
@@ -178,3 +179,13 @@ def expect_error(code, status, call, *args, **kw):
     assert err["Error"]["Code"] == code, err
     assert err["ResponseMetadata"]["HTTPStatusCode"] == status, err
     return err
+
+
+def http(server, method, path, body=None, headers=None, timeout=60):
+    """A raw request to the server (no SDK validation in the way): (status, headers, body)."""
+    req = urllib.request.Request(server.endpoint + path, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()

@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import WaiterError
 
-from conftest import CREDS, expect_error, make_zip, unique
+from conftest import CREDS, expect_error, http, make_zip, unique
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 ACCOUNT = "000000000000"
@@ -44,16 +44,6 @@ def create(lam, name=None, files=None, **kw):
     kw.setdefault("Handler", "app.handler")
     resp = lam.create_function(FunctionName=name, Role=ROLE, Code={"ZipFile": zb}, **kw)
     return name, zb, resp
-
-
-def http(server, method, path, body=None, headers=None):
-    """A raw request with urllib: (status, headers, body bytes)."""
-    req = urllib.request.Request(server.endpoint + path, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
 
 
 # ---------- CreateFunction and the FunctionConfiguration fields ----------

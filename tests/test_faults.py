@@ -29,7 +29,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import CREDS, Server, create_py_function, expect_error, make_zip, unique
+from conftest import CREDS, Server, create_py_function, expect_error, http, make_zip, unique
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -37,16 +37,6 @@ ECHO = "import os\ndef handler(e, c):\n    return {'echo': e, 'pid': os.getpid()
 
 
 # ---------- helpers ----------
-
-def http(srv, method, path, body=None, headers=None):
-    """A raw request (no SDK validation in the way): (status, headers, body)."""
-    req = urllib.request.Request(srv.endpoint + path, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
-
 
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
@@ -106,9 +96,7 @@ def pids_alive(pids):
 
 
 def health(srv):
-    status, _, body = http(srv, "GET", "/_ruststack/health")
-    assert status == 200, body
-    h = json.loads(body)
+    h = srv.health()  # raises unless 200
     assert h["status"] == "running"
     return h
 
