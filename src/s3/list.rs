@@ -30,16 +30,44 @@ fn past(common_prefix: &str) -> Bound<String> {
     Excluded(format!("{common_prefix}\u{10FFFF}"))
 }
 
-/// Keys under `prefix` strictly after `after` ("" = from the start), up to
-/// `max` entries. A common prefix at or before `after` was on an earlier page.
-pub(super) fn list_current(b: &Bucket, prefix: &str, delimiter: &str, after: &str, max: usize) -> Listing {
-    let mut out = Listing::default();
-    if max == 0 {
-        return out;
+/// What the scan found next: a common prefix, or a key that did not roll up.
+enum Item<'a> {
+    Prefix(&'a str),
+    Key(&'a String, &'a [Version]),
+}
+
+/// Entries on a page, counted against its maximum.
+struct Budget {
+    count: usize,
+    max: usize,
+}
+
+impl Budget {
+    /// Takes a place for one entry; false when the page is full.
+    fn take(&mut self) -> bool {
+        if self.count == self.max {
+            return false;
+        }
+        self.count += 1;
+        true
     }
-    let mut cursor: Bound<String> =
-        if !after.is_empty() && after >= prefix { Excluded(after.to_string()) } else { Included(prefix.to_string()) };
-    let mut count = 0;
+}
+
+/// Walks the keys under `prefix` from `start`, rolling keys up into common prefixes at
+/// `delimiter`; a common prefix at or before `marker` was on an earlier page. Each common
+/// prefix takes a place in `budget` before `on` hears of it; `on` takes places for what it
+/// adds from a key and answers false when the page is full. Returns whether the page is
+/// truncated.
+fn scan<'a>(
+    b: &'a Bucket,
+    prefix: &str,
+    delimiter: &str,
+    start: Bound<String>,
+    marker: &str,
+    budget: &mut Budget,
+    mut on: impl FnMut(Item<'a>, &mut Budget) -> bool,
+) -> bool {
+    let mut cursor = start;
     'scan: loop {
         let range = b.objects.range::<str, _>((cursor.as_ref().map(String::as_str), Unbounded));
         for (key, versions) in range {
@@ -48,33 +76,54 @@ pub(super) fn list_current(b: &Bucket, prefix: &str, delimiter: &str, after: &st
                 break 'scan;
             }
             if let Some(cp) = rolled_up(key, prefix, delimiter) {
-                if !after.is_empty() && cp <= after {
-                    cursor = past(cp);
+                cursor = past(cp);
+                if !marker.is_empty() && cp <= marker {
                     continue 'scan;
                 }
-                if count == max {
-                    out.truncated = true;
-                    break 'scan;
+                if !budget.take() {
+                    return true;
                 }
-                out.prefixes.push(cp.to_string());
-                out.last = Some(cp.to_string());
-                count += 1;
-                cursor = past(cp);
+                on(Item::Prefix(cp), budget);
                 continue 'scan;
             }
-            let Some(latest) = versions.last().filter(|v| !v.delete_marker) else {
-                continue;
-            };
-            if count == max {
-                out.truncated = true;
-                break 'scan;
+            if !on(Item::Key(key, versions), budget) {
+                return true;
             }
-            out.contents.push(latest.clone());
-            out.last = Some(key.clone());
-            count += 1;
         }
         break;
     }
+    false
+}
+
+/// Keys under `prefix` strictly after `after` ("" = from the start), up to
+/// `max` entries. A common prefix at or before `after` was on an earlier page.
+pub(super) fn list_current(b: &Bucket, prefix: &str, delimiter: &str, after: &str, max: usize) -> Listing {
+    let mut out = Listing::default();
+    if max == 0 {
+        return out;
+    }
+    let start =
+        if !after.is_empty() && after >= prefix { Excluded(after.to_string()) } else { Included(prefix.to_string()) };
+    let mut budget = Budget { count: 0, max };
+    out.truncated = scan(b, prefix, delimiter, start, after, &mut budget, |item, budget| {
+        match item {
+            Item::Prefix(cp) => {
+                out.prefixes.push(cp.to_string());
+                out.last = Some(cp.to_string());
+            }
+            Item::Key(key, versions) => {
+                let Some(latest) = versions.last().filter(|v| !v.delete_marker) else {
+                    return true;
+                };
+                if !budget.take() {
+                    return false;
+                }
+                out.contents.push(latest.clone());
+                out.last = Some(key.clone());
+            }
+        }
+        true
+    });
     out
 }
 
@@ -102,55 +151,34 @@ pub(super) fn list_versions(
     if max == 0 {
         return out;
     }
-    let mut cursor: Bound<String> = if !key_marker.is_empty() && key_marker >= prefix {
-        Included(key_marker.to_string())
-    } else {
-        Included(prefix.to_string())
-    };
-    let mut count = 0;
-    'scan: loop {
-        let range = b.objects.range::<str, _>((cursor.as_ref().map(String::as_str), Unbounded));
-        for (key, versions) in range {
-            if !key.starts_with(prefix) {
-                break 'scan;
-            }
-            if key == key_marker && version_id_marker.is_empty() {
-                continue;
-            }
-            if let Some(cp) = rolled_up(key, prefix, delimiter) {
-                if !key_marker.is_empty() && cp <= key_marker {
-                    cursor = past(cp);
-                    continue 'scan;
-                }
-                if count == max {
-                    out.truncated = true;
-                    break 'scan;
-                }
+    let start = Included(if !key_marker.is_empty() && key_marker >= prefix { key_marker } else { prefix }.to_string());
+    let mut budget = Budget { count: 0, max };
+    out.truncated = scan(b, prefix, delimiter, start, key_marker, &mut budget, |item, budget| {
+        match item {
+            Item::Prefix(cp) => {
                 out.prefixes.push(cp.to_string());
                 out.next_key_marker = Some(cp.to_string());
                 out.next_version_id_marker = None;
-                count += 1;
-                cursor = past(cp);
-                continue 'scan;
             }
-            let mut skipping = key == key_marker;
-            for (i, v) in versions.iter().rev().enumerate() {
-                if skipping {
-                    skipping = v.version_id != version_id_marker;
-                    continue;
+            Item::Key(key, _) if key == key_marker && version_id_marker.is_empty() => {}
+            Item::Key(key, versions) => {
+                let mut skipping = key == key_marker;
+                for (i, v) in versions.iter().rev().enumerate() {
+                    if skipping {
+                        skipping = v.version_id != version_id_marker;
+                        continue;
+                    }
+                    if !budget.take() {
+                        return false;
+                    }
+                    out.versions.push((v.clone(), i == 0));
+                    out.next_key_marker = Some(key.clone());
+                    out.next_version_id_marker = Some(v.version_id.clone());
                 }
-                if count == max {
-                    out.truncated = true;
-                    break 'scan;
-                }
-                out.versions.push((v.clone(), i == 0));
-                out.next_key_marker = Some(key.clone());
-                out.next_version_id_marker = Some(v.version_id.clone());
-                count += 1;
             }
         }
-        break;
-    }
+        true
+    });
     if !out.truncated {
         out.next_key_marker = None;
         out.next_version_id_marker = None;
