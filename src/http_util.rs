@@ -7,6 +7,25 @@ use hyper::body::Incoming;
 
 pub type Body = Full<Bytes>;
 
+/// Serves one accepted HTTP/1 connection until it closes, with the settings every
+/// RustStack listener uses: TCP_NODELAY, and each response written with one write
+/// (`writev(false)` copies head and body together), so no answer waits on a delayed ACK.
+pub async fn serve_http1<F, Fut>(stream: tokio::net::TcpStream, handle: F)
+where
+    F: Fn(http::Request<Incoming>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    let svc = hyper::service::service_fn(move |req| {
+        let fut = handle(req);
+        async move { Ok::<_, std::convert::Infallible>(fut.await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .writev(false)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+        .await;
+}
+
 pub fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;

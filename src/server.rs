@@ -176,18 +176,11 @@ async fn serve_conn(app: &Arc<App>, accepted: std::io::Result<(tokio::net::TcpSt
             return;
         }
     };
-    let _ = stream.set_nodelay(true);
     let app = app.clone();
-    tokio::spawn(async move {
-        let svc = hyper::service::service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&app, req).await) }
-        });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .writev(false)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-            .await;
-    });
+    tokio::spawn(http_util::serve_http1(stream, move |req| {
+        let app = app.clone();
+        async move { handle(&app, req).await }
+    }));
 }
 
 struct InFlight<'a>(&'a AtomicUsize);

@@ -170,18 +170,11 @@ pub async fn serve(ip: std::net::IpAddr, endpoint: Arc<Endpoint>) -> std::io::Re
                     continue;
                 }
             };
-            let _ = stream.set_nodelay(true);
             let ep = endpoint.clone();
-            conns.spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let ep = ep.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(&ep, req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .writev(false)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
+            conns.spawn(crate::http_util::serve_http1(stream, move |req| {
+                let ep = ep.clone();
+                async move { handle(&ep, req).await }
+            }));
             // Reap finished connection tasks so the set stays small.
             while conns.try_join_next().is_some() {}
         }
