@@ -1,13 +1,16 @@
 //! The Lambda service: control plane routes (`api`), data (`model`, `store`),
-//! deployment packages (`code`), the invoke path (`invoke`, `events`) and function URLs (`urls`).
+//! deployment packages (`code`), the invoke path (`invoke`, `events`) and function URLs (`urls`);
+//! `validate` checks each request against botocore's model (`model_gen`, generated).
 
 pub mod api;
 pub mod code;
 pub mod events;
 pub mod invoke;
 pub mod model;
+pub mod model_gen;
 pub mod store;
 pub mod urls;
+pub mod validate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
