@@ -550,19 +550,21 @@ def test_create_errors(server, lam):
     err = expect_error("ResourceConflictException", 409, create, lam, name=name)
     assert name in err["Error"]["Message"]
 
-    def rejected(client=lam, **kw):
-        """CreateFunction with one bad member: a 400 InvalidParameterValueException, and no function."""
+    def rejected(client=lam, code="InvalidParameterValueException", **kw):
+        """CreateFunction with one bad member: a 400 with this code, and no function. The model's
+        constraints are ValidationException; Lambda's own checks after them InvalidParameterValue."""
         args = dict(FunctionName=unique("cp-bad"), Runtime="python3.12", Role=ROLE,
                     Handler="app.handler", Code={"ZipFile": zb})
         args.update(kw)
         args = {k: v for k, v in args.items() if v is not None}
-        expect_error("InvalidParameterValueException", 400, client.create_function, **args)
+        expect_error(code, 400, client.create_function, **args)
         if "FunctionName" in kw:
             return
         expect_error("ResourceNotFoundException", 404, lam.get_function, FunctionName=args["FunctionName"])
 
-    rejected(FunctionName="bad name!")
-    rejected(FunctionName="bad.name")
+    model = "ValidationException"
+    rejected(loose, model, FunctionName="bad name!")
+    rejected(loose, model, FunctionName="bad.name")
     rejected(FunctionName="x" * 65)
     n64 = (unique("cp") + "x" * 64)[:64]
     assert create(lam, name=n64)[2]["FunctionName"] == n64  # 64 is fine
@@ -570,15 +572,15 @@ def test_create_errors(server, lam):
     rejected(Code={"ZipFile": b"this is not a zip file"})
     rejected(Code={"ZipFile": b"PK\x03\x04 truncated"})
     rejected(Handler=None)
-    rejected(Handler="app handler")
+    rejected(loose, model, Handler="app handler")
     rejected(Code={})
-    rejected(loose, Timeout=0)
+    rejected(loose, model, Timeout=0)
     rejected(loose, Timeout=901)
-    rejected(loose, MemorySize=64)
-    rejected(Role="")
-    rejected(Role="lambda-role")
-    rejected(Environment={"Variables": {"1BAD": "x"}})
-    rejected(loose, Architectures=["sparc"])
+    rejected(loose, model, MemorySize=64)
+    rejected(loose, model, Role="")
+    rejected(loose, model, Role="lambda-role")
+    rejected(loose, model, Environment={"Variables": {"1BAD": "x"}})
+    rejected(loose, model, Architectures=["sparc"])
 
 
 def test_environment_variable_rules(lam):
@@ -596,7 +598,7 @@ def test_environment_variable_rules(lam):
     for key in ("LAMBDA_TASK_ROOT", "AWS_LAMBDA_RUNTIME_API", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
         expect_error("InvalidParameterValueException", 400, update, FunctionName=name, Environment={"Variables": {key: "x"}})
     for key in ("A", "1A", "A-B", "_HANDLER", "ÄB", "", "A B"):
-        err = expect_error("InvalidParameterValueException", 400, update, FunctionName=name,
+        err = expect_error("ValidationException", 400, update, FunctionName=name,
                            Environment={"Variables": {key: "x"}})
         assert "[a-zA-Z]([a-zA-Z0-9_])+" in err["Error"]["Message"], key
     expect_error("InvalidParameterValueException", 400, update, FunctionName=name,
@@ -808,9 +810,9 @@ def test_permissions_policy(lam):
     err = expect_error("ResourceConflictException", 409, lam.add_permission, FunctionName=name, StatementId="acct",
                        Action="lambda:InvokeFunction", Principal="*")
     assert "The statement id (acct) provided already exists" in err["Error"]["Message"]
-    expect_error("InvalidParameterValueException", 400, lam.add_permission, FunctionName=name, StatementId="bad sid",
+    expect_error("ValidationException", 400, lam.add_permission, FunctionName=name, StatementId="bad sid",
                  Action="lambda:InvokeFunction", Principal="*")
-    expect_error("InvalidParameterValueException", 400, lam.add_permission, FunctionName=name, StatementId="x",
+    expect_error("ValidationException", 400, lam.add_permission, FunctionName=name, StatementId="x",
                  Action="s3:GetObject", Principal="*")
     # Per qualifier: an alias has its own policy; a missing qualifier is not found.
     lam.publish_version(FunctionName=name)

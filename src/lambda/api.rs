@@ -48,6 +48,7 @@ use super::model::{
     Alias, EventInvokeConfig, FunctionConfig, FunctionRecord, LayerRef, LayerVersion, RUNTIMES, Scope, UrlConfig,
 };
 use super::store::Store;
+use super::validate;
 use crate::aws::AwsError;
 use crate::aws::arn::{self, FunctionRef};
 use crate::http_util::{self, Body, BodyError};
@@ -137,6 +138,18 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
     let ctx = Ctx { lambda, scope, query };
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = &method;
+    // The model layer first (ValidationException), then the handlers' semantic checks.
+    let routed = validate::find(method.as_str(), &segs, &ctx.query);
+    let headers = req.headers().clone();
+    let model_check = |body: Option<&Map<String, Value>>| match &routed {
+        Some(r) => {
+            validate::check(r.op, &validate::Request { params: &r.params, query: &ctx.query, headers: &headers, body })
+        }
+        None => Ok(()),
+    };
+    if !routed.as_ref().is_some_and(|r| r.op.has_json_body()) {
+        model_check(None)?;
+    }
     match (s.as_slice(), m) {
         ([_, "functions", f, "invocations"], &Method::POST) => {
             let f = f.to_string();
@@ -154,6 +167,9 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         _ => {}
     }
     let body = read(req, MAX_REQUEST, false).await?;
+    if routed.as_ref().is_some_and(|r| r.op.has_json_body()) {
+        model_check(Some(&validate::parse_body(&body)?))?;
+    }
     match (s.as_slice(), m) {
         ([_, "functions"], &Method::GET) => list_functions(&ctx),
         ([_, "functions"], &Method::POST) => create_function(&ctx, &body),
@@ -210,7 +226,10 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         ([_, "tags", a], &Method::POST) => tag_resource(&ctx, a, &body),
         ([_, "tags", a], &Method::DELETE) => untag_resource(&ctx, a),
         ([_, "account-settings"], &Method::GET) => account_settings(&ctx),
-        _ => Err(AwsError::unknown_operation(&method, &path)),
+        _ => Err(match &routed {
+            Some(r) => validate::not_implemented(r.op),
+            None => AwsError::unknown_operation(&method, &path),
+        }),
     }
 }
 

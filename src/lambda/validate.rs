@@ -308,7 +308,9 @@ pub fn check(op: &Operation, req: &Request) -> Result<(), AwsError> {
         let shape = &SHAPES[m.shape as usize];
         let value = match m.location {
             Location::Uri => {
-                req.params.iter().find(|(k, _)| *k == m.location_name).map(|(_, s)| Value::from(s.as_str()))
+                let vals: Vec<&str> =
+                    req.params.iter().filter(|(k, _)| *k == m.location_name).map(|(_, s)| s.as_str()).collect();
+                from_text(shape, &vals, m)?
             }
             Location::Query => {
                 let vals: Vec<&str> =
@@ -431,6 +433,9 @@ fn check_value(shape: &Shape, val: &Value, path: &str, v: &mut Vec<String>) -> R
             } else {
                 let mut bad = false;
                 for item in items {
+                    if local_layer(shape, item) {
+                        continue;
+                    }
                     if item.is_null() {
                         bad = true;
                     } else {
@@ -476,6 +481,12 @@ fn check_value(shape: &Shape, val: &Value, path: &str, v: &mut Vec<String>) -> R
         _ => {}
     }
     Ok(())
+}
+
+/// RustStack's one extension of the model: a function's `Layers` may name a local `.zip` file or
+/// directory instead of a layer version ARN (README); the handler checks it.
+fn local_layer(list: &Shape, item: &Value) -> bool {
+    list.name == "LayerList" && item.as_str().is_some_and(|l| l.starts_with('/') || l.ends_with(".zip"))
 }
 
 /// Fails a value of the wrong JSON type for its shape.
