@@ -46,6 +46,23 @@ LOOKAROUND = {
     "[0-9A-Za-z\\.\\-_]*(?<!\\.)": ("([0-9A-Za-z\\.\\-_]*[0-9A-Za-z\\-_])?", None),
 }
 
+# The runtimes AWS lists for layers' CompatibleRuntimes (recorded, in AWS's order).
+LAYER_RUNTIMES = (
+    "nodejs20.x, python3.14, provided.al2023, python3.12, python3.13, nodejs24.x, nodejs22.x, java25, python3.10, "
+    "python3.11, java21, ruby3.3, ruby3.4, ruby3.2, python3.8, python3.9, java17, nodejs16.x, dotnet10, dotnet8, "
+    "java11, dotnet6, nodejs18.x, provided.al2, java8.al2"
+).split(", ")
+
+# The runtimes ListLayers and ListLayerVersions accept as a filter (recorded, in AWS's order).
+LAYER_FILTER_RUNTIMES = (
+    "ruby3.5, ruby2.6, dotnetcore1.0, python3.7, nodejs8.10, nasa, ruby2.7, python2.7-greengrass, dotnetcore2.0, "
+    "python3.8, java21, dotnet6, dotnetcore2.1, python3.9, java11, nodejs6.10, provided, dotnetcore3.1, dotnet8, "
+    "java25, java17, nodejs, nodejs4.3, java8.al2, go1.x, dotnet10, nodejs20.x, go1.9, byol, nodejs10.x, "
+    "provided.al2023, nodejs22.x, python3.10, java8, nodejs12.x, python3.11, nodejs24.x, nodejs8.x, python3.12, "
+    "nodejs14.x, nodejs8.9, nodejs26.x, python3.13, python3.14, nodejs16.x, python3.15, provided.al2, "
+    "nodejs4.3-edge, nodejs18.x, ruby3.2, python3.4, ruby3.3, ruby3.4, ruby2.5, python3.6, python2.7"
+).split(", ")
+
 # Recorded AWS answers that botocore's model does not say (LocalStack's snapshots of real AWS,
 # tests/aws/services/lambda_/test_lambda_api.snapshot.json).
 OVERRIDES = {
@@ -61,6 +78,16 @@ OVERRIDES = {
         "InvokeMode": ["RESPONSE_STREAM", "BUFFERED"],
         "RecursiveLoop": ["Terminate", "Allow"],
         "EventSourcePosition": ["LATEST", "AT_TIMESTAMP", "TRIM_HORIZON"],
+    },
+    # Runtime sets AWS checks instead of the model's Runtime enum, in its order. A list member gets
+    # one list-level check ("Value '[a, b]' at 'compatibleRuntimes' failed to satisfy constraint:
+    # Member must satisfy enum value set: [...]"), not the per-element form.
+    "member_enum": {
+        # test_publish_layer_version_exceptions (publish_layer_version_exception_multiple).
+        ("PublishLayerVersionRequest", "CompatibleRuntimes"): LAYER_RUNTIMES,
+        # test_list_layers_exceptions / test_layer_exceptions (list_layers_exception_invalid_runtime).
+        ("ListLayersRequest", "CompatibleRuntime"): LAYER_FILTER_RUNTIMES,
+        ("ListLayerVersionsRequest", "CompatibleRuntime"): LAYER_FILTER_RUNTIMES,
     },
     # Member order of violations where AWS's differs from the model's (test_publish_layer_version
     # _exceptions: compatibleRuntimes is reported before compatibleArchitectures).
@@ -261,6 +288,18 @@ def apply_overrides(model):
         base = m["shape"]
         copy = {k: v for k, v in shapes[base].items() if k != "enum"}
         name = base + "Unchecked"
+        shapes[name] = copy
+        m["shape"] = name
+    for (struct, member), values in OVERRIDES["member_enum"].items():
+        m = shapes[struct]["members"][member]
+        base = m["shape"]
+        copy = dict(shapes[base])
+        copy["enum"] = list(values)
+        if copy["type"] == "list":
+            elem = copy["member"]["shape"]
+            shapes[elem + "Unchecked"] = {k: v for k, v in shapes[elem].items() if k != "enum"}
+            copy["member"] = {"shape": elem + "Unchecked"}
+        name = f"{base}For{struct}"
         shapes[name] = copy
         m["shape"] = name
     for name, order in OVERRIDES["enum_order"].items():

@@ -189,7 +189,7 @@ pub static PATTERNS: [Pattern; PATTERN_COUNT] = [
 ];
 
 /// Shapes reachable from an operation's input, sorted by name (ids are indexes).
-pub static SHAPES: [Shape; 361] = [
+pub static SHAPES: [Shape; 362] = [
     // 0
     Shape {
         name: "AcceleratorConfig",
@@ -206,11 +206,11 @@ pub static SHAPES: [Shape; 361] = [
         kind: Kind::Structure(&[
             Member::new("LayerName", 184, Uri, "LayerName", true),
             Member::new("VersionNumber", 189, Uri, "VersionNumber", true),
-            Member::new("StatementId", 316, Body, "StatementId", true),
+            Member::new("StatementId", 317, Body, "StatementId", true),
             Member::new("Action", 185, Body, "Action", true),
             Member::new("Principal", 186, Body, "Principal", true),
             Member::new("OrganizationId", 244, Body, "OrganizationId", false),
-            Member::new("RevisionId", 320, Query, "RevisionId", false),
+            Member::new("RevisionId", 321, Query, "RevisionId", false),
         ]),
         ..Shape::EMPTY
     },
@@ -219,16 +219,16 @@ pub static SHAPES: [Shape; 361] = [
         name: "AddPermissionRequest",
         kind: Kind::Structure(&[
             Member::new("FunctionName", 230, Uri, "FunctionName", true),
-            Member::new("StatementId", 316, Body, "StatementId", true),
+            Member::new("StatementId", 317, Body, "StatementId", true),
             Member::new("Action", 2, Body, "Action", true),
             Member::new("Principal", 254, Body, "Principal", true),
             Member::new("SourceArn", 17, Body, "SourceArn", false),
             Member::new("FunctionUrlAuthType", 129, Body, "FunctionUrlAuthType", false),
             Member::new("InvokedViaFunctionUrl", 170, Body, "InvokedViaFunctionUrl", false),
-            Member::new("SourceAccount", 313, Body, "SourceAccount", false),
+            Member::new("SourceAccount", 314, Body, "SourceAccount", false),
             Member::new("EventSourceToken", 106, Body, "EventSourceToken", false),
             Member::new("Qualifier", 233, Query, "Qualifier", false),
-            Member::new("RevisionId", 320, Body, "RevisionId", false),
+            Member::new("RevisionId", 321, Body, "RevisionId", false),
             Member::new("PrincipalOrgID", 255, Body, "PrincipalOrgID", false),
         ]),
         ..Shape::EMPTY
@@ -243,7 +243,7 @@ pub static SHAPES: [Shape; 361] = [
         ..Shape::EMPTY
     },
     // 6
-    Shape { name: "AdditionalVersionWeights", kind: Kind::Map(5, 358), ..Shape::EMPTY },
+    Shape { name: "AdditionalVersionWeights", kind: Kind::Map(5, 359), ..Shape::EMPTY },
     // 7
     Shape { name: "Alias", kind: Kind::String, min: Some(1.0), max: Some(128.0), pattern: Some(5), ..Shape::EMPTY },
     // 8
@@ -263,7 +263,7 @@ pub static SHAPES: [Shape; 361] = [
         name: "AllowedPublishers",
         kind: Kind::Structure(&[Member::new(
             "SigningProfileVersionArns",
-            307,
+            308,
             Body,
             "SigningProfileVersionArns",
             true,
@@ -274,7 +274,7 @@ pub static SHAPES: [Shape; 361] = [
     Shape {
         name: "AmazonManagedKafkaEventSourceConfig",
         kind: Kind::Structure(&[
-            Member::new("ConsumerGroupId", 341, Body, "ConsumerGroupId", false),
+            Member::new("ConsumerGroupId", 342, Body, "ConsumerGroupId", false),
             Member::new("SchemaRegistryConfig", 178, Body, "SchemaRegistryConfig", false),
         ]),
         ..Shape::EMPTY
@@ -370,7 +370,7 @@ pub static SHAPES: [Shape; 361] = [
     Shape {
         name: "CapacityProviderLoggingConfig",
         kind: Kind::Structure(&[
-            Member::new("SystemLogLevel", 324, Body, "SystemLogLevel", false),
+            Member::new("SystemLogLevel", 325, Body, "SystemLogLevel", false),
             Member::new("LogGroup", 208, Body, "LogGroup", false),
         ]),
         ..Shape::EMPTY
@@ -426,7 +426,7 @@ pub static SHAPES: [Shape; 361] = [
     // 37
     Shape {
         name: "CapacityProviderScalingPoliciesList",
-        kind: Kind::List(331),
+        kind: Kind::List(332),
         min: Some(1.0),
         max: Some(10.0),
         ..Shape::EMPTY
@@ -434,7 +434,7 @@ pub static SHAPES: [Shape; 361] = [
     // 38
     Shape {
         name: "CapacityProviderSecurityGroupIds",
-        kind: Kind::List(300),
+        kind: Kind::List(301),
         min: Some(0.0),
         max: Some(5.0),
         ..Shape::EMPTY
@@ -447,7 +447,7 @@ pub static SHAPES: [Shape; 361] = [
         ..Shape::EMPTY
     },
     // 40
-    Shape { name: "CapacityProviderSubnetIds", kind: Kind::List(322), min: Some(1.0), max: Some(16.0), ..Shape::EMPTY },
+    Shape { name: "CapacityProviderSubnetIds", kind: Kind::List(323), min: Some(1.0), max: Some(16.0), ..Shape::EMPTY },
     // 41
     Shape {
         name: "CapacityProviderTelemetryConfig",
@@ -468,8 +468,8 @@ pub static SHAPES: [Shape; 361] = [
         name: "ChainedInvokeOptions",
         kind: Kind::Structure(&[
             Member::new("FunctionName", 230, Body, "FunctionName", true),
-            Member::new("TenantId", 333, Body, "TenantId", false),
-            Member::new("XAmznTraceId", 360, Body, "XAmznTraceId", false),
+            Member::new("TenantId", 334, Body, "TenantId", false),
+            Member::new("XAmznTraceId", 361, Body, "XAmznTraceId", false),
         ]),
         ..Shape::EMPTY
     },
@@ -537,7 +537,40 @@ pub static SHAPES: [Shape; 361] = [
     // 51
     Shape { name: "CompatibleArchitectures", kind: Kind::List(15), min: Some(0.0), max: Some(2.0), ..Shape::EMPTY },
     // 52
-    Shape { name: "CompatibleRuntimes", kind: Kind::List(289), min: Some(0.0), max: Some(15.0), ..Shape::EMPTY },
+    Shape {
+        name: "CompatibleRuntimesForPublishLayerVersionRequest",
+        kind: Kind::List(291),
+        min: Some(0.0),
+        max: Some(15.0),
+        enum_values: &[
+            "nodejs20.x",
+            "python3.14",
+            "provided.al2023",
+            "python3.12",
+            "python3.13",
+            "nodejs24.x",
+            "nodejs22.x",
+            "java25",
+            "python3.10",
+            "python3.11",
+            "java21",
+            "ruby3.3",
+            "ruby3.4",
+            "ruby3.2",
+            "python3.8",
+            "python3.9",
+            "java17",
+            "nodejs16.x",
+            "dotnet10",
+            "dotnet8",
+            "java11",
+            "dotnet6",
+            "nodejs18.x",
+            "provided.al2",
+            "java8.al2",
+        ],
+        ..Shape::EMPTY
+    },
     // 53
     Shape {
         name: "ContextOptions",
@@ -563,7 +596,7 @@ pub static SHAPES: [Shape; 361] = [
         kind: Kind::Structure(&[
             Member::new("FunctionName", 121, Uri, "FunctionName", true),
             Member::new("Name", 7, Body, "Name", true),
-            Member::new("FunctionVersion", 354, Body, "FunctionVersion", true),
+            Member::new("FunctionVersion", 355, Body, "FunctionVersion", true),
             Member::new("Description", 77, Body, "Description", false),
             Member::new("RoutingConfig", 8, Body, "RoutingConfig", false),
         ]),
@@ -579,7 +612,7 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("InstanceRequirements", 162, Body, "InstanceRequirements", false),
             Member::new("CapacityProviderScalingConfig", 35, Body, "CapacityProviderScalingConfig", false),
             Member::new("KmsKeyArn", 173, Body, "KmsKeyArn", false),
-            Member::new("Tags", 330, Body, "Tags", false),
+            Member::new("Tags", 331, Body, "Tags", false),
             Member::new("PropagateTags", 256, Body, "PropagateTags", false),
             Member::new("TelemetryConfig", 41, Body, "TelemetryConfig", false),
         ]),
@@ -592,7 +625,7 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("Description", 77, Body, "Description", false),
             Member::new("AllowedPublishers", 12, Body, "AllowedPublishers", true),
             Member::new("CodeSigningPolicies", 48, Body, "CodeSigningPolicies", false),
-            Member::new("Tags", 330, Body, "Tags", false),
+            Member::new("Tags", 331, Body, "Tags", false),
         ]),
         ..Shape::EMPTY
     },
@@ -608,7 +641,7 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("KMSKeyArn", 172, Body, "KMSKeyArn", false),
             Member::new("MetricsConfig", 103, Body, "MetricsConfig", false),
             Member::new("LoggingConfig", 100, Body, "LoggingConfig", false),
-            Member::new("ScalingConfig", 297, Body, "ScalingConfig", false),
+            Member::new("ScalingConfig", 298, Body, "ScalingConfig", false),
             Member::new("MaximumBatchingWindowInSeconds", 219, Body, "MaximumBatchingWindowInSeconds", false),
             Member::new("ParallelizationFactor", 247, Body, "ParallelizationFactor", false),
             Member::new("StartingPosition", 105, Body, "StartingPosition", false),
@@ -617,15 +650,15 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("MaximumRecordAgeInSeconds", 223, Body, "MaximumRecordAgeInSeconds", false),
             Member::new("BisectBatchOnFunctionError", 20, Body, "BisectBatchOnFunctionError", false),
             Member::new("MaximumRetryAttempts", 225, Body, "MaximumRetryAttempts", false),
-            Member::new("Tags", 330, Body, "Tags", false),
-            Member::new("TumblingWindowInSeconds", 340, Body, "TumblingWindowInSeconds", false),
-            Member::new("Topics", 337, Body, "Topics", false),
+            Member::new("Tags", 331, Body, "Tags", false),
+            Member::new("TumblingWindowInSeconds", 341, Body, "TumblingWindowInSeconds", false),
+            Member::new("Topics", 338, Body, "Topics", false),
             Member::new("Queues", 274, Body, "Queues", false),
-            Member::new("SourceAccessConfigurations", 311, Body, "SourceAccessConfigurations", false),
-            Member::new("SelfManagedEventSource", 302, Body, "SelfManagedEventSource", false),
+            Member::new("SourceAccessConfigurations", 312, Body, "SourceAccessConfigurations", false),
+            Member::new("SelfManagedEventSource", 303, Body, "SelfManagedEventSource", false),
             Member::new("FunctionResponseTypes", 123, Body, "FunctionResponseTypes", false),
             Member::new("AmazonManagedKafkaEventSourceConfig", 13, Body, "AmazonManagedKafkaEventSourceConfig", false),
-            Member::new("SelfManagedKafkaEventSourceConfig", 303, Body, "SelfManagedKafkaEventSourceConfig", false),
+            Member::new("SelfManagedKafkaEventSourceConfig", 304, Body, "SelfManagedKafkaEventSourceConfig", false),
             Member::new("DocumentDBEventSourceConfig", 81, Body, "DocumentDBEventSourceConfig", false),
             Member::new("ProvisionedPollerConfig", 259, Body, "ProvisionedPollerConfig", false),
         ]),
@@ -636,31 +669,31 @@ pub static SHAPES: [Shape; 361] = [
         name: "CreateFunctionRequest",
         kind: Kind::Structure(&[
             Member::new("FunctionName", 121, Body, "FunctionName", true),
-            Member::new("Runtime", 290, Body, "Runtime", false),
+            Member::new("Runtime", 291, Body, "Runtime", false),
             Member::new("Role", 288, Body, "Role", true),
             Member::new("Handler", 157, Body, "Handler", false),
             Member::new("Code", 120, Body, "Code", true),
             Member::new("Description", 77, Body, "Description", false),
-            Member::new("Timeout", 335, Body, "Timeout", false),
+            Member::new("Timeout", 336, Body, "Timeout", false),
             Member::new("MemorySize", 226, Body, "MemorySize", false),
             Member::new("Publish", 23, Body, "Publish", false),
             Member::new("PublishTo", 133, Body, "PublishTo", false),
-            Member::new("VpcConfig", 355, Body, "VpcConfig", false),
+            Member::new("VpcConfig", 356, Body, "VpcConfig", false),
             Member::new("PackageType", 246, Body, "PackageType", false),
             Member::new("DeadLetterConfig", 63, Body, "DeadLetterConfig", false),
             Member::new("Environment", 90, Body, "Environment", false),
             Member::new("KMSKeyArn", 172, Body, "KMSKeyArn", false),
-            Member::new("TracingConfig", 338, Body, "TracingConfig", false),
-            Member::new("Tags", 330, Body, "Tags", false),
+            Member::new("TracingConfig", 339, Body, "TracingConfig", false),
+            Member::new("Tags", 331, Body, "Tags", false),
             Member::new("Layers", 183, Body, "Layers", false),
             Member::new("FileSystemConfigs", 115, Body, "FileSystemConfigs", false),
             Member::new("CodeSigningConfigArn", 47, Body, "CodeSigningConfigArn", false),
             Member::new("ImageConfig", 160, Body, "ImageConfig", false),
             Member::new("Architectures", 16, Body, "Architectures", false),
             Member::new("EphemeralStorage", 94, Body, "EphemeralStorage", false),
-            Member::new("SnapStart", 308, Body, "SnapStart", false),
+            Member::new("SnapStart", 309, Body, "SnapStart", false),
             Member::new("LoggingConfig", 210, Body, "LoggingConfig", false),
-            Member::new("TenancyConfig", 332, Body, "TenancyConfig", false),
+            Member::new("TenancyConfig", 333, Body, "TenancyConfig", false),
             Member::new("CapacityProviderConfig", 29, Body, "CapacityProviderConfig", false),
             Member::new("DurableConfig", 82, Body, "DurableConfig", false),
             Member::new("RuntimeConfig", 126, Body, "RuntimeConfig", false),
@@ -727,7 +760,7 @@ pub static SHAPES: [Shape; 361] = [
     // 68
     Shape {
         name: "DeleteEventSourceMappingRequest",
-        kind: Kind::Structure(&[Member::new("UUID", 342, Uri, "UUID", true)]),
+        kind: Kind::Structure(&[Member::new("UUID", 343, Uri, "UUID", true)]),
         ..Shape::EMPTY
     },
     // 69
@@ -897,7 +930,7 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("ErrorMessage", 97, Body, "ErrorMessage", false),
             Member::new("ErrorType", 99, Body, "ErrorType", false),
             Member::new("ErrorData", 96, Body, "ErrorData", false),
-            Member::new("StackTrace", 314, Body, "StackTrace", false),
+            Member::new("StackTrace", 315, Body, "StackTrace", false),
         ]),
         ..Shape::EMPTY
     },
@@ -991,7 +1024,7 @@ pub static SHAPES: [Shape; 361] = [
         kind: Kind::Structure(&[
             Member::new("Arn", 113, Body, "Arn", true),
             Member::new("LocalMountPath", 206, Body, "LocalMountPath", true),
-            Member::new("S3FilesConfig", 293, Body, "S3FilesConfig", false),
+            Member::new("S3FilesConfig", 294, Body, "S3FilesConfig", false),
         ]),
         ..Shape::EMPTY
     },
@@ -1018,11 +1051,11 @@ pub static SHAPES: [Shape; 361] = [
         name: "FunctionCode",
         kind: Kind::Structure(&[
             Member::new("ZipFile", 21, Body, "ZipFile", false),
-            Member::new("S3Bucket", 292, Body, "S3Bucket", false),
-            Member::new("S3Key", 294, Body, "S3Key", false),
-            Member::new("S3ObjectVersion", 296, Body, "S3ObjectVersion", false),
-            Member::new("S3ObjectStorageMode", 295, Body, "S3ObjectStorageMode", false),
-            Member::new("ImageUri", 320, Body, "ImageUri", false),
+            Member::new("S3Bucket", 293, Body, "S3Bucket", false),
+            Member::new("S3Key", 295, Body, "S3Key", false),
+            Member::new("S3ObjectVersion", 297, Body, "S3ObjectVersion", false),
+            Member::new("S3ObjectStorageMode", 296, Body, "S3ObjectStorageMode", false),
+            Member::new("ImageUri", 321, Body, "ImageUri", false),
             Member::new("SourceKMSKeyArn", 172, Body, "SourceKMSKeyArn", false),
         ]),
         ..Shape::EMPTY
@@ -1141,7 +1174,7 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("DurableExecutionArn", 83, Uri, "DurableExecutionArn", true),
             Member::new("IncludeExecutionData", 161, Query, "IncludeExecutionData", false),
             Member::new("MaxItems", 171, Query, "MaxItems", false),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("ReverseOrder", 286, Query, "ReverseOrder", false),
         ]),
         ..Shape::EMPTY
@@ -1161,7 +1194,7 @@ pub static SHAPES: [Shape; 361] = [
         kind: Kind::Structure(&[
             Member::new("DurableExecutionArn", 83, Uri, "DurableExecutionArn", true),
             Member::new("CheckpointToken", 45, Query, "CheckpointToken", true),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 171, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1169,7 +1202,7 @@ pub static SHAPES: [Shape; 361] = [
     // 141
     Shape {
         name: "GetEventSourceMappingRequest",
-        kind: Kind::Structure(&[Member::new("UUID", 342, Uri, "UUID", true)]),
+        kind: Kind::Structure(&[Member::new("UUID", 343, Uri, "UUID", true)]),
         ..Shape::EMPTY
     },
     // 142
@@ -1205,7 +1238,7 @@ pub static SHAPES: [Shape; 361] = [
     // 146
     Shape {
         name: "GetFunctionRecursionConfigRequest",
-        kind: Kind::Structure(&[Member::new("FunctionName", 343, Uri, "FunctionName", true)]),
+        kind: Kind::Structure(&[Member::new("FunctionName", 344, Uri, "FunctionName", true)]),
         ..Shape::EMPTY
     },
     // 147
@@ -1221,7 +1254,7 @@ pub static SHAPES: [Shape; 361] = [
     Shape {
         name: "GetFunctionScalingConfigRequest",
         kind: Kind::Structure(&[
-            Member::new("FunctionName", 343, Uri, "FunctionName", true),
+            Member::new("FunctionName", 344, Uri, "FunctionName", true),
             Member::new("Qualifier", 263, Query, "Qualifier", true),
         ]),
         ..Shape::EMPTY
@@ -1302,9 +1335,9 @@ pub static SHAPES: [Shape; 361] = [
     Shape {
         name: "ImageConfig",
         kind: Kind::Structure(&[
-            Member::new("EntryPoint", 321, Body, "EntryPoint", false),
-            Member::new("Command", 321, Body, "Command", false),
-            Member::new("WorkingDirectory", 359, Body, "WorkingDirectory", false),
+            Member::new("EntryPoint", 322, Body, "EntryPoint", false),
+            Member::new("Command", 322, Body, "Command", false),
+            Member::new("WorkingDirectory", 360, Body, "WorkingDirectory", false),
         ]),
         ..Shape::EMPTY
     },
@@ -1338,11 +1371,11 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("FunctionName", 230, Uri, "FunctionName", true),
             Member::new("InvocationType", 166, Header, "X-Amz-Invocation-Type", false),
             Member::new("LogType", 209, Header, "X-Amz-Log-Type", false),
-            Member::new("ClientContext", 320, Header, "X-Amz-Client-Context", false),
+            Member::new("ClientContext", 321, Header, "X-Amz-Client-Context", false),
             Member::new("DurableExecutionName", 84, Header, "X-Amz-Durable-Execution-Name", false),
             Member::new("Payload", 21, Payload, "Payload", false),
             Member::new("Qualifier", 233, Query, "Qualifier", false),
-            Member::new("TenantId", 333, Header, "X-Amz-Tenant-Id", false),
+            Member::new("TenantId", 334, Header, "X-Amz-Tenant-Id", false),
         ]),
         ..Shape::EMPTY
     },
@@ -1370,10 +1403,10 @@ pub static SHAPES: [Shape; 361] = [
         kind: Kind::Structure(&[
             Member::new("FunctionName", 230, Uri, "FunctionName", true),
             Member::new("LogType", 209, Header, "X-Amz-Log-Type", false),
-            Member::new("ClientContext", 320, Header, "X-Amz-Client-Context", false),
+            Member::new("ClientContext", 321, Header, "X-Amz-Client-Context", false),
             Member::new("Qualifier", 233, Query, "Qualifier", false),
             Member::new("Payload", 21, Payload, "Payload", false),
-            Member::new("TenantId", 333, Header, "X-Amz-Tenant-Id", false),
+            Member::new("TenantId", 334, Header, "X-Amz-Tenant-Id", false),
             Member::new("InvocationType", 282, Header, "X-Amz-Invocation-Type", false),
         ]),
         ..Shape::EMPTY
@@ -1429,8 +1462,8 @@ pub static SHAPES: [Shape; 361] = [
     Shape {
         name: "KafkaSchemaRegistryConfig",
         kind: Kind::Structure(&[
-            Member::new("SchemaRegistryURI", 299, Body, "SchemaRegistryURI", false),
-            Member::new("EventRecordFormat", 298, Body, "EventRecordFormat", false),
+            Member::new("SchemaRegistryURI", 300, Body, "SchemaRegistryURI", false),
+            Member::new("EventRecordFormat", 299, Body, "EventRecordFormat", false),
             Member::new("AccessConfigs", 176, Body, "AccessConfigs", false),
             Member::new("SchemaValidationConfigs", 181, Body, "SchemaValidationConfigs", false),
         ]),
@@ -1515,10 +1548,10 @@ pub static SHAPES: [Shape; 361] = [
     Shape {
         name: "LayerVersionContentInput",
         kind: Kind::Structure(&[
-            Member::new("S3Bucket", 292, Body, "S3Bucket", false),
-            Member::new("S3Key", 294, Body, "S3Key", false),
-            Member::new("S3ObjectVersion", 296, Body, "S3ObjectVersion", false),
-            Member::new("S3ObjectStorageMode", 295, Body, "S3ObjectStorageMode", false),
+            Member::new("S3Bucket", 293, Body, "S3Bucket", false),
+            Member::new("S3Key", 295, Body, "S3Key", false),
+            Member::new("S3ObjectVersion", 297, Body, "S3ObjectVersion", false),
+            Member::new("S3ObjectStorageMode", 296, Body, "S3ObjectStorageMode", false),
             Member::new("ZipFile", 21, Body, "ZipFile", false),
         ]),
         ..Shape::EMPTY
@@ -1539,8 +1572,8 @@ pub static SHAPES: [Shape; 361] = [
         name: "ListAliasesRequest",
         kind: Kind::Structure(&[
             Member::new("FunctionName", 121, Uri, "FunctionName", true),
-            Member::new("FunctionVersion", 354, Query, "FunctionVersion", false),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("FunctionVersion", 355, Query, "FunctionVersion", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 217, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1550,7 +1583,7 @@ pub static SHAPES: [Shape; 361] = [
         name: "ListCapacityProvidersRequest",
         kind: Kind::Structure(&[
             Member::new("State", 39, Query, "State", false),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 213, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1559,7 +1592,7 @@ pub static SHAPES: [Shape; 361] = [
     Shape {
         name: "ListCodeSigningConfigsRequest",
         kind: Kind::Structure(&[
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 217, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1575,7 +1608,7 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("StartedAfter", 112, Query, "StartedAfter", false),
             Member::new("StartedBefore", 112, Query, "StartedBefore", false),
             Member::new("ReverseOrder", 286, Query, "ReverseOrder", false),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 171, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1586,7 +1619,7 @@ pub static SHAPES: [Shape; 361] = [
         kind: Kind::Structure(&[
             Member::new("EventSourceArn", 17, Query, "EventSourceArn", false),
             Member::new("FunctionName", 230, Query, "FunctionName", false),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 217, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1596,7 +1629,7 @@ pub static SHAPES: [Shape; 361] = [
         name: "ListFunctionEventInvokeConfigsRequest",
         kind: Kind::Structure(&[
             Member::new("FunctionName", 230, Uri, "FunctionName", true),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 214, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1606,7 +1639,7 @@ pub static SHAPES: [Shape; 361] = [
         name: "ListFunctionUrlConfigsRequest",
         kind: Kind::Structure(&[
             Member::new("FunctionName", 130, Uri, "FunctionName", true),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 215, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1616,7 +1649,7 @@ pub static SHAPES: [Shape; 361] = [
         name: "ListFunctionVersionsByCapacityProviderRequest",
         kind: Kind::Structure(&[
             Member::new("CapacityProviderName", 32, Uri, "CapacityProviderName", true),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 213, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1626,7 +1659,7 @@ pub static SHAPES: [Shape; 361] = [
         name: "ListFunctionsByCodeSigningConfigRequest",
         kind: Kind::Structure(&[
             Member::new("CodeSigningConfigArn", 47, Uri, "CodeSigningConfigArn", true),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 217, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1637,7 +1670,7 @@ pub static SHAPES: [Shape; 361] = [
         kind: Kind::Structure(&[
             Member::new("MasterRegion", 211, Query, "MasterRegion", false),
             Member::new("FunctionVersion", 132, Query, "FunctionVersion", false),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 217, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1649,7 +1682,7 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("CompatibleArchitecture", 15, Query, "CompatibleArchitecture", false),
             Member::new("CompatibleRuntime", 289, Query, "CompatibleRuntime", false),
             Member::new("LayerName", 184, Uri, "LayerName", true),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 216, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1659,8 +1692,8 @@ pub static SHAPES: [Shape; 361] = [
         name: "ListLayersRequest",
         kind: Kind::Structure(&[
             Member::new("CompatibleArchitecture", 15, Query, "CompatibleArchitecture", false),
-            Member::new("CompatibleRuntime", 289, Query, "CompatibleRuntime", false),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("CompatibleRuntime", 290, Query, "CompatibleRuntime", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 216, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1670,7 +1703,7 @@ pub static SHAPES: [Shape; 361] = [
         name: "ListProvisionedConcurrencyConfigsRequest",
         kind: Kind::Structure(&[
             Member::new("FunctionName", 121, Uri, "FunctionName", true),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 218, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1678,7 +1711,7 @@ pub static SHAPES: [Shape; 361] = [
     // 204
     Shape {
         name: "ListTagsRequest",
-        kind: Kind::Structure(&[Member::new("Resource", 329, Uri, "Resource", true)]),
+        kind: Kind::Structure(&[Member::new("Resource", 330, Uri, "Resource", true)]),
         ..Shape::EMPTY
     },
     // 205
@@ -1686,7 +1719,7 @@ pub static SHAPES: [Shape; 361] = [
         name: "ListVersionsByFunctionRequest",
         kind: Kind::Structure(&[
             Member::new("FunctionName", 230, Uri, "FunctionName", true),
-            Member::new("Marker", 320, Query, "Marker", false),
+            Member::new("Marker", 321, Query, "Marker", false),
             Member::new("MaxItems", 217, Query, "MaxItems", false),
         ]),
         ..Shape::EMPTY
@@ -1712,7 +1745,7 @@ pub static SHAPES: [Shape; 361] = [
         kind: Kind::Structure(&[
             Member::new("LogFormat", 207, Body, "LogFormat", false),
             Member::new("ApplicationLogLevel", 14, Body, "ApplicationLogLevel", false),
-            Member::new("SystemLogLevel", 324, Body, "SystemLogLevel", false),
+            Member::new("SystemLogLevel", 325, Body, "SystemLogLevel", false),
             Member::new("LogGroup", 208, Body, "LogGroup", false),
         ]),
         ..Shape::EMPTY
@@ -1902,8 +1935,8 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("Payload", 239, Body, "Payload", false),
             Member::new("Error", 98, Body, "Error", false),
             Member::new("ContextOptions", 53, Body, "ContextOptions", false),
-            Member::new("StepOptions", 317, Body, "StepOptions", false),
-            Member::new("WaitOptions", 356, Body, "WaitOptions", false),
+            Member::new("StepOptions", 318, Body, "StepOptions", false),
+            Member::new("WaitOptions", 357, Body, "WaitOptions", false),
             Member::new("CallbackOptions", 25, Body, "CallbackOptions", false),
             Member::new("ChainedInvokeOptions", 43, Body, "ChainedInvokeOptions", false),
         ]),
@@ -1997,7 +2030,7 @@ pub static SHAPES: [Shape; 361] = [
     // 257
     Shape {
         name: "PropagateTagsExplicitTagsMap",
-        kind: Kind::Map(325, 328),
+        kind: Kind::Map(326, 329),
         min: Some(0.0),
         max: Some(40.0),
         ..Shape::EMPTY
@@ -2041,9 +2074,9 @@ pub static SHAPES: [Shape; 361] = [
         name: "PublishVersionRequest",
         kind: Kind::Structure(&[
             Member::new("FunctionName", 121, Uri, "FunctionName", true),
-            Member::new("CodeSha256", 320, Body, "CodeSha256", false),
+            Member::new("CodeSha256", 321, Body, "CodeSha256", false),
             Member::new("Description", 77, Body, "Description", false),
-            Member::new("RevisionId", 320, Body, "RevisionId", false),
+            Member::new("RevisionId", 321, Body, "RevisionId", false),
             Member::new("PublishTo", 133, Body, "PublishTo", false),
         ]),
         ..Shape::EMPTY
@@ -2091,7 +2124,7 @@ pub static SHAPES: [Shape; 361] = [
     Shape {
         name: "PutFunctionRecursionConfigRequest",
         kind: Kind::Structure(&[
-            Member::new("FunctionName", 343, Uri, "FunctionName", true),
+            Member::new("FunctionName", 344, Uri, "FunctionName", true),
             Member::new("RecursiveLoop", 275, Body, "RecursiveLoop", true),
         ]),
         ..Shape::EMPTY
@@ -2100,7 +2133,7 @@ pub static SHAPES: [Shape; 361] = [
     Shape {
         name: "PutFunctionScalingConfigRequest",
         kind: Kind::Structure(&[
-            Member::new("FunctionName", 343, Uri, "FunctionName", true),
+            Member::new("FunctionName", 344, Uri, "FunctionName", true),
             Member::new("Qualifier", 263, Query, "Qualifier", true),
             Member::new("FunctionScalingConfig", 127, Body, "FunctionScalingConfig", false),
         ]),
@@ -2132,8 +2165,8 @@ pub static SHAPES: [Shape; 361] = [
         kind: Kind::Structure(&[
             Member::new("FunctionName", 230, Uri, "FunctionName", true),
             Member::new("Qualifier", 233, Query, "Qualifier", false),
-            Member::new("UpdateRuntimeOn", 353, Body, "UpdateRuntimeOn", true),
-            Member::new("RuntimeVersionArn", 291, Body, "RuntimeVersionArn", false),
+            Member::new("UpdateRuntimeOn", 354, Body, "UpdateRuntimeOn", true),
+            Member::new("RuntimeVersionArn", 292, Body, "RuntimeVersionArn", false),
         ]),
         ..Shape::EMPTY
     },
@@ -2158,8 +2191,8 @@ pub static SHAPES: [Shape; 361] = [
         kind: Kind::Structure(&[
             Member::new("LayerName", 184, Uri, "LayerName", true),
             Member::new("VersionNumber", 189, Uri, "VersionNumber", true),
-            Member::new("StatementId", 316, Uri, "StatementId", true),
-            Member::new("RevisionId", 320, Query, "RevisionId", false),
+            Member::new("StatementId", 317, Uri, "StatementId", true),
+            Member::new("RevisionId", 321, Query, "RevisionId", false),
         ]),
         ..Shape::EMPTY
     },
@@ -2170,7 +2203,7 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("FunctionName", 230, Uri, "FunctionName", true),
             Member::new("StatementId", 231, Uri, "StatementId", true),
             Member::new("Qualifier", 233, Query, "Qualifier", false),
-            Member::new("RevisionId", 320, Query, "RevisionId", false),
+            Member::new("RevisionId", 321, Query, "RevisionId", false),
         ]),
         ..Shape::EMPTY
     },
@@ -2246,67 +2279,135 @@ pub static SHAPES: [Shape; 361] = [
     },
     // 289
     Shape {
-        name: "Runtime",
+        name: "RuntimeForListLayerVersionsRequest",
         kind: Kind::String,
         enum_values: &[
+            "ruby3.5",
+            "ruby2.6",
+            "dotnetcore1.0",
+            "python3.7",
+            "nodejs8.10",
+            "nasa",
+            "ruby2.7",
+            "python2.7-greengrass",
+            "dotnetcore2.0",
+            "python3.8",
+            "java21",
+            "dotnet6",
+            "dotnetcore2.1",
+            "python3.9",
+            "java11",
+            "nodejs6.10",
+            "provided",
+            "dotnetcore3.1",
+            "dotnet8",
+            "java25",
+            "java17",
             "nodejs",
             "nodejs4.3",
-            "nodejs6.10",
-            "nodejs8.10",
-            "nodejs10.x",
-            "nodejs12.x",
-            "nodejs14.x",
-            "nodejs16.x",
-            "nodejs18.x",
-            "nodejs20.x",
-            "nodejs22.x",
-            "nodejs24.x",
-            "java8",
             "java8.al2",
-            "java11",
-            "java17",
-            "java21",
-            "java25",
-            "python2.7",
-            "python3.6",
-            "python3.7",
-            "python3.8",
-            "python3.9",
+            "go1.x",
+            "dotnet10",
+            "nodejs20.x",
+            "go1.9",
+            "byol",
+            "nodejs10.x",
+            "provided.al2023",
+            "nodejs22.x",
             "python3.10",
+            "java8",
+            "nodejs12.x",
             "python3.11",
+            "nodejs24.x",
+            "nodejs8.x",
             "python3.12",
+            "nodejs14.x",
+            "nodejs8.9",
+            "nodejs26.x",
             "python3.13",
             "python3.14",
-            "dotnetcore1.0",
-            "dotnetcore2.0",
-            "dotnetcore2.1",
-            "dotnetcore3.1",
-            "dotnet6",
-            "dotnet8",
-            "dotnet10",
+            "nodejs16.x",
+            "python3.15",
+            "provided.al2",
             "nodejs4.3-edge",
-            "go1.x",
-            "ruby2.5",
-            "ruby2.7",
+            "nodejs18.x",
             "ruby3.2",
+            "python3.4",
             "ruby3.3",
             "ruby3.4",
-            "ruby4.0",
-            "provided",
-            "provided.al2",
-            "provided.al2023",
-            "nodejs26.x",
-            "python3.15",
-            "java8.al2023",
-            "java11.al2023",
-            "java17.al2023",
-            "custom",
+            "ruby2.5",
+            "python3.6",
+            "python2.7",
         ],
         ..Shape::EMPTY
     },
     // 290
-    Shape { name: "RuntimeUnchecked", kind: Kind::String, ..Shape::EMPTY },
+    Shape {
+        name: "RuntimeForListLayersRequest",
+        kind: Kind::String,
+        enum_values: &[
+            "ruby3.5",
+            "ruby2.6",
+            "dotnetcore1.0",
+            "python3.7",
+            "nodejs8.10",
+            "nasa",
+            "ruby2.7",
+            "python2.7-greengrass",
+            "dotnetcore2.0",
+            "python3.8",
+            "java21",
+            "dotnet6",
+            "dotnetcore2.1",
+            "python3.9",
+            "java11",
+            "nodejs6.10",
+            "provided",
+            "dotnetcore3.1",
+            "dotnet8",
+            "java25",
+            "java17",
+            "nodejs",
+            "nodejs4.3",
+            "java8.al2",
+            "go1.x",
+            "dotnet10",
+            "nodejs20.x",
+            "go1.9",
+            "byol",
+            "nodejs10.x",
+            "provided.al2023",
+            "nodejs22.x",
+            "python3.10",
+            "java8",
+            "nodejs12.x",
+            "python3.11",
+            "nodejs24.x",
+            "nodejs8.x",
+            "python3.12",
+            "nodejs14.x",
+            "nodejs8.9",
+            "nodejs26.x",
+            "python3.13",
+            "python3.14",
+            "nodejs16.x",
+            "python3.15",
+            "provided.al2",
+            "nodejs4.3-edge",
+            "nodejs18.x",
+            "ruby3.2",
+            "python3.4",
+            "ruby3.3",
+            "ruby3.4",
+            "ruby2.5",
+            "python3.6",
+            "python2.7",
+        ],
+        ..Shape::EMPTY
+    },
     // 291
+    Shape { name: "RuntimeUnchecked", kind: Kind::String, ..Shape::EMPTY },
+    // 292
     Shape {
         name: "RuntimeVersionArn",
         kind: Kind::String,
@@ -2315,19 +2416,19 @@ pub static SHAPES: [Shape; 361] = [
         pattern: Some(3),
         ..Shape::EMPTY
     },
-    // 292
-    Shape { name: "S3Bucket", kind: Kind::String, min: Some(3.0), max: Some(63.0), pattern: Some(25), ..Shape::EMPTY },
     // 293
+    Shape { name: "S3Bucket", kind: Kind::String, min: Some(3.0), max: Some(63.0), pattern: Some(25), ..Shape::EMPTY },
+    // 294
     Shape {
         name: "S3FilesConfig",
         kind: Kind::Structure(&[Member::new("DirectS3Read", 80, Body, "DirectS3Read", false)]),
         ..Shape::EMPTY
     },
-    // 294
-    Shape { name: "S3Key", kind: Kind::String, min: Some(1.0), max: Some(1024.0), pattern: Some(21), ..Shape::EMPTY },
     // 295
-    Shape { name: "S3ObjectStorageMode", kind: Kind::String, enum_values: &["COPY", "REFERENCE"], ..Shape::EMPTY },
+    Shape { name: "S3Key", kind: Kind::String, min: Some(1.0), max: Some(1024.0), pattern: Some(21), ..Shape::EMPTY },
     // 296
+    Shape { name: "S3ObjectStorageMode", kind: Kind::String, enum_values: &["COPY", "REFERENCE"], ..Shape::EMPTY },
+    // 297
     Shape {
         name: "S3ObjectVersion",
         kind: Kind::String,
@@ -2336,20 +2437,20 @@ pub static SHAPES: [Shape; 361] = [
         pattern: Some(21),
         ..Shape::EMPTY
     },
-    // 297
+    // 298
     Shape {
         name: "ScalingConfig",
         kind: Kind::Structure(&[Member::new("MaximumConcurrency", 220, Body, "MaximumConcurrency", false)]),
         ..Shape::EMPTY
     },
-    // 298
+    // 299
     Shape {
         name: "SchemaRegistryEventRecordFormat",
         kind: Kind::String,
         enum_values: &["JSON", "SOURCE"],
         ..Shape::EMPTY
     },
-    // 299
+    // 300
     Shape {
         name: "SchemaRegistryUri",
         kind: Kind::String,
@@ -2358,7 +2459,7 @@ pub static SHAPES: [Shape; 361] = [
         pattern: Some(37),
         ..Shape::EMPTY
     },
-    // 300
+    // 301
     Shape {
         name: "SecurityGroupId",
         kind: Kind::String,
@@ -2367,25 +2468,25 @@ pub static SHAPES: [Shape; 361] = [
         pattern: Some(59),
         ..Shape::EMPTY
     },
-    // 301
-    Shape { name: "SecurityGroupIds", kind: Kind::List(300), min: Some(0.0), max: Some(5.0), ..Shape::EMPTY },
     // 302
+    Shape { name: "SecurityGroupIds", kind: Kind::List(301), min: Some(0.0), max: Some(5.0), ..Shape::EMPTY },
+    // 303
     Shape {
         name: "SelfManagedEventSource",
         kind: Kind::Structure(&[Member::new("Endpoints", 89, Body, "Endpoints", false)]),
         ..Shape::EMPTY
     },
-    // 303
+    // 304
     Shape {
         name: "SelfManagedKafkaEventSourceConfig",
         kind: Kind::Structure(&[
-            Member::new("ConsumerGroupId", 341, Body, "ConsumerGroupId", false),
+            Member::new("ConsumerGroupId", 342, Body, "ConsumerGroupId", false),
             Member::new("SchemaRegistryConfig", 178, Body, "SchemaRegistryConfig", false),
             Member::new("ConsumptionMode", 174, Body, "ConsumptionMode", false),
         ]),
         ..Shape::EMPTY
     },
-    // 304
+    // 305
     Shape {
         name: "SendDurableExecutionCallbackFailureRequest",
         kind: Kind::Structure(&[
@@ -2394,13 +2495,13 @@ pub static SHAPES: [Shape; 361] = [
         ]),
         ..Shape::EMPTY
     },
-    // 305
+    // 306
     Shape {
         name: "SendDurableExecutionCallbackHeartbeatRequest",
         kind: Kind::Structure(&[Member::new("CallbackId", 24, Uri, "CallbackId", true)]),
         ..Shape::EMPTY
     },
-    // 306
+    // 307
     Shape {
         name: "SendDurableExecutionCallbackSuccessRequest",
         kind: Kind::Structure(&[
@@ -2409,34 +2510,34 @@ pub static SHAPES: [Shape; 361] = [
         ]),
         ..Shape::EMPTY
     },
-    // 307
-    Shape { name: "SigningProfileVersionArns", kind: Kind::List(17), min: Some(1.0), max: Some(20.0), ..Shape::EMPTY },
     // 308
+    Shape { name: "SigningProfileVersionArns", kind: Kind::List(17), min: Some(1.0), max: Some(20.0), ..Shape::EMPTY },
+    // 309
     Shape {
         name: "SnapStart",
-        kind: Kind::Structure(&[Member::new("ApplyOn", 309, Body, "ApplyOn", false)]),
+        kind: Kind::Structure(&[Member::new("ApplyOn", 310, Body, "ApplyOn", false)]),
         ..Shape::EMPTY
     },
-    // 309
-    Shape { name: "SnapStartApplyOn", kind: Kind::String, enum_values: &["PublishedVersions", "None"], ..Shape::EMPTY },
     // 310
+    Shape { name: "SnapStartApplyOn", kind: Kind::String, enum_values: &["PublishedVersions", "None"], ..Shape::EMPTY },
+    // 311
     Shape {
         name: "SourceAccessConfiguration",
         kind: Kind::Structure(&[
-            Member::new("Type", 312, Body, "Type", false),
-            Member::new("URI", 341, Body, "URI", false),
+            Member::new("Type", 313, Body, "Type", false),
+            Member::new("URI", 342, Body, "URI", false),
         ]),
         ..Shape::EMPTY
     },
-    // 311
+    // 312
     Shape {
         name: "SourceAccessConfigurations",
-        kind: Kind::List(310),
+        kind: Kind::List(311),
         min: Some(0.0),
         max: Some(23.0),
         ..Shape::EMPTY
     },
-    // 312
+    // 313
     Shape {
         name: "SourceAccessType",
         kind: Kind::String,
@@ -2459,7 +2560,7 @@ pub static SHAPES: [Shape; 361] = [
         ],
         ..Shape::EMPTY
     },
-    // 313
+    // 314
     Shape {
         name: "SourceOwner",
         kind: Kind::String,
@@ -2468,11 +2569,11 @@ pub static SHAPES: [Shape; 361] = [
         pattern: Some(45),
         ..Shape::EMPTY
     },
-    // 314
-    Shape { name: "StackTraceEntries", kind: Kind::List(315), ..Shape::EMPTY },
     // 315
-    Shape { name: "StackTraceEntry", kind: Kind::String, sensitive: true, ..Shape::EMPTY },
+    Shape { name: "StackTraceEntries", kind: Kind::List(316), ..Shape::EMPTY },
     // 316
+    Shape { name: "StackTraceEntry", kind: Kind::String, sensitive: true, ..Shape::EMPTY },
+    // 317
     Shape {
         name: "StatementId",
         kind: Kind::String,
@@ -2481,13 +2582,13 @@ pub static SHAPES: [Shape; 361] = [
         pattern: Some(8),
         ..Shape::EMPTY
     },
-    // 317
+    // 318
     Shape {
         name: "StepOptions",
-        kind: Kind::Structure(&[Member::new("NextAttemptDelaySeconds", 318, Body, "NextAttemptDelaySeconds", false)]),
+        kind: Kind::Structure(&[Member::new("NextAttemptDelaySeconds", 319, Body, "NextAttemptDelaySeconds", false)]),
         ..Shape::EMPTY
     },
-    // 318
+    // 319
     Shape {
         name: "StepOptionsNextAttemptDelaySecondsInteger",
         kind: Kind::Integer,
@@ -2495,7 +2596,7 @@ pub static SHAPES: [Shape; 361] = [
         max: Some(31622400.0),
         ..Shape::EMPTY
     },
-    // 319
+    // 320
     Shape {
         name: "StopDurableExecutionRequest",
         kind: Kind::Structure(&[
@@ -2504,11 +2605,11 @@ pub static SHAPES: [Shape; 361] = [
         ]),
         ..Shape::EMPTY
     },
-    // 320
-    Shape { name: "String", kind: Kind::String, ..Shape::EMPTY },
     // 321
-    Shape { name: "StringList", kind: Kind::List(320), min: Some(0.0), max: Some(1500.0), ..Shape::EMPTY },
+    Shape { name: "String", kind: Kind::String, ..Shape::EMPTY },
     // 322
+    Shape { name: "StringList", kind: Kind::List(321), min: Some(0.0), max: Some(1500.0), ..Shape::EMPTY },
+    // 323
     Shape {
         name: "SubnetId",
         kind: Kind::String,
@@ -2517,26 +2618,26 @@ pub static SHAPES: [Shape; 361] = [
         pattern: Some(60),
         ..Shape::EMPTY
     },
-    // 323
-    Shape { name: "SubnetIds", kind: Kind::List(322), min: Some(0.0), max: Some(16.0), ..Shape::EMPTY },
     // 324
-    Shape { name: "SystemLogLevel", kind: Kind::String, enum_values: &["DEBUG", "INFO", "WARN"], ..Shape::EMPTY },
+    Shape { name: "SubnetIds", kind: Kind::List(323), min: Some(0.0), max: Some(16.0), ..Shape::EMPTY },
     // 325
-    Shape { name: "TagKey", kind: Kind::String, min: Some(1.0), max: Some(128.0), pattern: Some(6), ..Shape::EMPTY },
+    Shape { name: "SystemLogLevel", kind: Kind::String, enum_values: &["DEBUG", "INFO", "WARN"], ..Shape::EMPTY },
     // 326
-    Shape { name: "TagKeyList", kind: Kind::List(325), ..Shape::EMPTY },
+    Shape { name: "TagKey", kind: Kind::String, min: Some(1.0), max: Some(128.0), pattern: Some(6), ..Shape::EMPTY },
     // 327
+    Shape { name: "TagKeyList", kind: Kind::List(326), ..Shape::EMPTY },
+    // 328
     Shape {
         name: "TagResourceRequest",
         kind: Kind::Structure(&[
-            Member::new("Resource", 329, Uri, "Resource", true),
-            Member::new("Tags", 330, Body, "Tags", true),
+            Member::new("Resource", 330, Uri, "Resource", true),
+            Member::new("Tags", 331, Body, "Tags", true),
         ]),
         ..Shape::EMPTY
     },
-    // 328
-    Shape { name: "TagValue", kind: Kind::String, min: Some(0.0), max: Some(256.0), pattern: Some(6), ..Shape::EMPTY },
     // 329
+    Shape { name: "TagValue", kind: Kind::String, min: Some(0.0), max: Some(256.0), pattern: Some(6), ..Shape::EMPTY },
+    // 330
     Shape {
         name: "TaggableResource",
         kind: Kind::String,
@@ -2545,9 +2646,9 @@ pub static SHAPES: [Shape; 361] = [
         pattern: Some(48),
         ..Shape::EMPTY
     },
-    // 330
-    Shape { name: "Tags", kind: Kind::Map(325, 328), ..Shape::EMPTY },
     // 331
+    Shape { name: "Tags", kind: Kind::Map(326, 329), ..Shape::EMPTY },
+    // 332
     Shape {
         name: "TargetTrackingScalingPolicy",
         kind: Kind::Structure(&[
@@ -2556,37 +2657,37 @@ pub static SHAPES: [Shape; 361] = [
         ]),
         ..Shape::EMPTY
     },
-    // 332
+    // 333
     Shape {
         name: "TenancyConfig",
-        kind: Kind::Structure(&[Member::new("TenantIsolationMode", 334, Body, "TenantIsolationMode", true)]),
+        kind: Kind::Structure(&[Member::new("TenantIsolationMode", 335, Body, "TenantIsolationMode", true)]),
         ..Shape::EMPTY
     },
-    // 333
-    Shape { name: "TenantId", kind: Kind::String, min: Some(1.0), max: Some(256.0), pattern: Some(42), ..Shape::EMPTY },
     // 334
-    Shape { name: "TenantIsolationMode", kind: Kind::String, enum_values: &["PER_TENANT"], ..Shape::EMPTY },
+    Shape { name: "TenantId", kind: Kind::String, min: Some(1.0), max: Some(256.0), pattern: Some(42), ..Shape::EMPTY },
     // 335
-    Shape { name: "Timeout", kind: Kind::Integer, min: Some(1.0), max: Some(5400.0), ..Shape::EMPTY },
+    Shape { name: "TenantIsolationMode", kind: Kind::String, enum_values: &["PER_TENANT"], ..Shape::EMPTY },
     // 336
-    Shape { name: "Topic", kind: Kind::String, min: Some(1.0), max: Some(249.0), pattern: Some(35), ..Shape::EMPTY },
+    Shape { name: "Timeout", kind: Kind::Integer, min: Some(1.0), max: Some(5400.0), ..Shape::EMPTY },
     // 337
-    Shape { name: "Topics", kind: Kind::List(336), min: Some(1.0), max: Some(1.0), ..Shape::EMPTY },
+    Shape { name: "Topic", kind: Kind::String, min: Some(1.0), max: Some(249.0), pattern: Some(35), ..Shape::EMPTY },
     // 338
+    Shape { name: "Topics", kind: Kind::List(337), min: Some(1.0), max: Some(1.0), ..Shape::EMPTY },
+    // 339
     Shape {
         name: "TracingConfig",
-        kind: Kind::Structure(&[Member::new("Mode", 339, Body, "Mode", false)]),
+        kind: Kind::Structure(&[Member::new("Mode", 340, Body, "Mode", false)]),
         ..Shape::EMPTY
     },
-    // 339
-    Shape { name: "TracingMode", kind: Kind::String, enum_values: &["Active", "PassThrough"], ..Shape::EMPTY },
     // 340
-    Shape { name: "TumblingWindowInSeconds", kind: Kind::Integer, min: Some(0.0), max: Some(900.0), ..Shape::EMPTY },
+    Shape { name: "TracingMode", kind: Kind::String, enum_values: &["Active", "PassThrough"], ..Shape::EMPTY },
     // 341
-    Shape { name: "URI", kind: Kind::String, min: Some(1.0), max: Some(200.0), pattern: Some(24), ..Shape::EMPTY },
+    Shape { name: "TumblingWindowInSeconds", kind: Kind::Integer, min: Some(0.0), max: Some(900.0), ..Shape::EMPTY },
     // 342
-    Shape { name: "UUIDString", kind: Kind::String, min: Some(36.0), max: Some(36.0), ..Shape::EMPTY },
+    Shape { name: "URI", kind: Kind::String, min: Some(1.0), max: Some(200.0), pattern: Some(24), ..Shape::EMPTY },
     // 343
+    Shape { name: "UUIDString", kind: Kind::String, min: Some(36.0), max: Some(36.0), ..Shape::EMPTY },
+    // 344
     Shape {
         name: "UnqualifiedFunctionName",
         kind: Kind::String,
@@ -2595,29 +2696,29 @@ pub static SHAPES: [Shape; 361] = [
         pattern: Some(15),
         ..Shape::EMPTY
     },
-    // 344
+    // 345
     Shape {
         name: "UntagResourceRequest",
         kind: Kind::Structure(&[
-            Member::new("Resource", 329, Uri, "Resource", true),
-            Member::new("TagKeys", 326, Query, "tagKeys", true),
+            Member::new("Resource", 330, Uri, "Resource", true),
+            Member::new("TagKeys", 327, Query, "tagKeys", true),
         ]),
         ..Shape::EMPTY
     },
-    // 345
+    // 346
     Shape {
         name: "UpdateAliasRequest",
         kind: Kind::Structure(&[
             Member::new("FunctionName", 121, Uri, "FunctionName", true),
             Member::new("Name", 7, Uri, "Name", true),
-            Member::new("FunctionVersion", 354, Body, "FunctionVersion", false),
+            Member::new("FunctionVersion", 355, Body, "FunctionVersion", false),
             Member::new("Description", 77, Body, "Description", false),
             Member::new("RoutingConfig", 8, Body, "RoutingConfig", false),
-            Member::new("RevisionId", 320, Body, "RevisionId", false),
+            Member::new("RevisionId", 321, Body, "RevisionId", false),
         ]),
         ..Shape::EMPTY
     },
-    // 346
+    // 347
     Shape {
         name: "UpdateCapacityProviderRequest",
         kind: Kind::Structure(&[
@@ -2628,7 +2729,7 @@ pub static SHAPES: [Shape; 361] = [
         ]),
         ..Shape::EMPTY
     },
-    // 347
+    // 348
     Shape {
         name: "UpdateCodeSigningConfigRequest",
         kind: Kind::Structure(&[
@@ -2639,11 +2740,11 @@ pub static SHAPES: [Shape; 361] = [
         ]),
         ..Shape::EMPTY
     },
-    // 348
+    // 349
     Shape {
         name: "UpdateEventSourceMappingRequest",
         kind: Kind::Structure(&[
-            Member::new("UUID", 342, Uri, "UUID", true),
+            Member::new("UUID", 343, Uri, "UUID", true),
             Member::new("FunctionName", 230, Body, "FunctionName", false),
             Member::new("Enabled", 85, Body, "Enabled", false),
             Member::new("BatchSize", 18, Body, "BatchSize", false),
@@ -2651,44 +2752,44 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("KMSKeyArn", 172, Body, "KMSKeyArn", false),
             Member::new("MetricsConfig", 103, Body, "MetricsConfig", false),
             Member::new("LoggingConfig", 100, Body, "LoggingConfig", false),
-            Member::new("ScalingConfig", 297, Body, "ScalingConfig", false),
+            Member::new("ScalingConfig", 298, Body, "ScalingConfig", false),
             Member::new("MaximumBatchingWindowInSeconds", 219, Body, "MaximumBatchingWindowInSeconds", false),
             Member::new("ParallelizationFactor", 247, Body, "ParallelizationFactor", false),
             Member::new("DestinationConfig", 79, Body, "DestinationConfig", false),
             Member::new("MaximumRecordAgeInSeconds", 223, Body, "MaximumRecordAgeInSeconds", false),
             Member::new("BisectBatchOnFunctionError", 20, Body, "BisectBatchOnFunctionError", false),
             Member::new("MaximumRetryAttempts", 225, Body, "MaximumRetryAttempts", false),
-            Member::new("TumblingWindowInSeconds", 340, Body, "TumblingWindowInSeconds", false),
-            Member::new("SourceAccessConfigurations", 311, Body, "SourceAccessConfigurations", false),
+            Member::new("TumblingWindowInSeconds", 341, Body, "TumblingWindowInSeconds", false),
+            Member::new("SourceAccessConfigurations", 312, Body, "SourceAccessConfigurations", false),
             Member::new("FunctionResponseTypes", 123, Body, "FunctionResponseTypes", false),
             Member::new("AmazonManagedKafkaEventSourceConfig", 13, Body, "AmazonManagedKafkaEventSourceConfig", false),
-            Member::new("SelfManagedKafkaEventSourceConfig", 303, Body, "SelfManagedKafkaEventSourceConfig", false),
+            Member::new("SelfManagedKafkaEventSourceConfig", 304, Body, "SelfManagedKafkaEventSourceConfig", false),
             Member::new("DocumentDBEventSourceConfig", 81, Body, "DocumentDBEventSourceConfig", false),
             Member::new("ProvisionedPollerConfig", 259, Body, "ProvisionedPollerConfig", false),
         ]),
         ..Shape::EMPTY
     },
-    // 349
+    // 350
     Shape {
         name: "UpdateFunctionCodeRequest",
         kind: Kind::Structure(&[
             Member::new("FunctionName", 121, Uri, "FunctionName", true),
             Member::new("ZipFile", 21, Body, "ZipFile", false),
-            Member::new("S3Bucket", 292, Body, "S3Bucket", false),
-            Member::new("S3Key", 294, Body, "S3Key", false),
-            Member::new("S3ObjectVersion", 296, Body, "S3ObjectVersion", false),
-            Member::new("S3ObjectStorageMode", 295, Body, "S3ObjectStorageMode", false),
-            Member::new("ImageUri", 320, Body, "ImageUri", false),
+            Member::new("S3Bucket", 293, Body, "S3Bucket", false),
+            Member::new("S3Key", 295, Body, "S3Key", false),
+            Member::new("S3ObjectVersion", 297, Body, "S3ObjectVersion", false),
+            Member::new("S3ObjectStorageMode", 296, Body, "S3ObjectStorageMode", false),
+            Member::new("ImageUri", 321, Body, "ImageUri", false),
             Member::new("Architectures", 16, Body, "Architectures", false),
             Member::new("Publish", 23, Body, "Publish", false),
             Member::new("PublishTo", 133, Body, "PublishTo", false),
             Member::new("DryRun", 23, Body, "DryRun", false),
-            Member::new("RevisionId", 320, Body, "RevisionId", false),
+            Member::new("RevisionId", 321, Body, "RevisionId", false),
             Member::new("SourceKMSKeyArn", 172, Body, "SourceKMSKeyArn", false),
         ]),
         ..Shape::EMPTY
     },
-    // 350
+    // 351
     Shape {
         name: "UpdateFunctionConfigurationRequest",
         kind: Kind::Structure(&[
@@ -2696,20 +2797,20 @@ pub static SHAPES: [Shape; 361] = [
             Member::new("Role", 288, Body, "Role", false),
             Member::new("Handler", 157, Body, "Handler", false),
             Member::new("Description", 77, Body, "Description", false),
-            Member::new("Timeout", 335, Body, "Timeout", false),
+            Member::new("Timeout", 336, Body, "Timeout", false),
             Member::new("MemorySize", 226, Body, "MemorySize", false),
-            Member::new("VpcConfig", 355, Body, "VpcConfig", false),
+            Member::new("VpcConfig", 356, Body, "VpcConfig", false),
             Member::new("Environment", 90, Body, "Environment", false),
-            Member::new("Runtime", 290, Body, "Runtime", false),
+            Member::new("Runtime", 291, Body, "Runtime", false),
             Member::new("DeadLetterConfig", 63, Body, "DeadLetterConfig", false),
             Member::new("KMSKeyArn", 172, Body, "KMSKeyArn", false),
-            Member::new("TracingConfig", 338, Body, "TracingConfig", false),
-            Member::new("RevisionId", 320, Body, "RevisionId", false),
+            Member::new("TracingConfig", 339, Body, "TracingConfig", false),
+            Member::new("RevisionId", 321, Body, "RevisionId", false),
             Member::new("Layers", 183, Body, "Layers", false),
             Member::new("FileSystemConfigs", 115, Body, "FileSystemConfigs", false),
             Member::new("ImageConfig", 160, Body, "ImageConfig", false),
             Member::new("EphemeralStorage", 94, Body, "EphemeralStorage", false),
-            Member::new("SnapStart", 308, Body, "SnapStart", false),
+            Member::new("SnapStart", 309, Body, "SnapStart", false),
             Member::new("LoggingConfig", 210, Body, "LoggingConfig", false),
             Member::new("CapacityProviderConfig", 29, Body, "CapacityProviderConfig", false),
             Member::new("DurableConfig", 82, Body, "DurableConfig", false),
@@ -2718,7 +2819,7 @@ pub static SHAPES: [Shape; 361] = [
         ]),
         ..Shape::EMPTY
     },
-    // 351
+    // 352
     Shape {
         name: "UpdateFunctionEventInvokeConfigRequest",
         kind: Kind::Structure(&[
@@ -2730,7 +2831,7 @@ pub static SHAPES: [Shape; 361] = [
         ]),
         ..Shape::EMPTY
     },
-    // 352
+    // 353
     Shape {
         name: "UpdateFunctionUrlConfigRequest",
         kind: Kind::Structure(&[
@@ -2742,14 +2843,14 @@ pub static SHAPES: [Shape; 361] = [
         ]),
         ..Shape::EMPTY
     },
-    // 353
+    // 354
     Shape {
         name: "UpdateRuntimeOn",
         kind: Kind::String,
         enum_values: &["Auto", "Manual", "FunctionUpdate"],
         ..Shape::EMPTY
     },
-    // 354
+    // 355
     Shape {
         name: "VersionWithLatestPublished",
         kind: Kind::String,
@@ -2758,23 +2859,23 @@ pub static SHAPES: [Shape; 361] = [
         pattern: Some(9),
         ..Shape::EMPTY
     },
-    // 355
+    // 356
     Shape {
         name: "VpcConfig",
         kind: Kind::Structure(&[
-            Member::new("SubnetIds", 323, Body, "SubnetIds", false),
-            Member::new("SecurityGroupIds", 301, Body, "SecurityGroupIds", false),
+            Member::new("SubnetIds", 324, Body, "SubnetIds", false),
+            Member::new("SecurityGroupIds", 302, Body, "SecurityGroupIds", false),
             Member::new("Ipv6AllowedForDualStack", 232, Body, "Ipv6AllowedForDualStack", false),
         ]),
         ..Shape::EMPTY
     },
-    // 356
+    // 357
     Shape {
         name: "WaitOptions",
-        kind: Kind::Structure(&[Member::new("WaitSeconds", 357, Body, "WaitSeconds", false)]),
+        kind: Kind::Structure(&[Member::new("WaitSeconds", 358, Body, "WaitSeconds", false)]),
         ..Shape::EMPTY
     },
-    // 357
+    // 358
     Shape {
         name: "WaitOptionsWaitSecondsInteger",
         kind: Kind::Integer,
@@ -2782,11 +2883,11 @@ pub static SHAPES: [Shape; 361] = [
         max: Some(31622400.0),
         ..Shape::EMPTY
     },
-    // 358
-    Shape { name: "Weight", kind: Kind::Double, min: Some(0.0), max: Some(1.0), ..Shape::EMPTY },
     // 359
-    Shape { name: "WorkingDirectory", kind: Kind::String, min: Some(0.0), max: Some(1000.0), ..Shape::EMPTY },
+    Shape { name: "Weight", kind: Kind::Double, min: Some(0.0), max: Some(1.0), ..Shape::EMPTY },
     // 360
+    Shape { name: "WorkingDirectory", kind: Kind::String, min: Some(0.0), max: Some(1000.0), ..Shape::EMPTY },
+    // 361
     Shape { name: "XAmznTraceId", kind: Kind::String, min: Some(0.0), max: Some(8192.0), ..Shape::EMPTY },
 ];
 
@@ -3182,7 +3283,7 @@ pub static OPERATIONS: [Operation; 91] = [
         "POST",
         "/2025-12-01/durable-execution-callbacks/{CallbackId}/fail",
         &[],
-        Some(304),
+        Some(305),
         200,
     ),
     Operation::new(
@@ -3190,7 +3291,7 @@ pub static OPERATIONS: [Operation; 91] = [
         "POST",
         "/2025-12-01/durable-execution-callbacks/{CallbackId}/heartbeat",
         &[],
-        Some(305),
+        Some(306),
         200,
     ),
     Operation::new(
@@ -3198,7 +3299,7 @@ pub static OPERATIONS: [Operation; 91] = [
         "POST",
         "/2025-12-01/durable-execution-callbacks/{CallbackId}/succeed",
         &[],
-        Some(306),
+        Some(307),
         200,
     ),
     Operation::new(
@@ -3206,18 +3307,18 @@ pub static OPERATIONS: [Operation; 91] = [
         "POST",
         "/2025-12-01/durable-executions/{DurableExecutionArn}/stop",
         &[],
-        Some(319),
+        Some(320),
         200,
     ),
-    Operation::new("TagResource", "POST", "/2017-03-31/tags/{Resource}", &[], Some(327), 204),
-    Operation::new("UntagResource", "DELETE", "/2017-03-31/tags/{Resource}", &[], Some(344), 204),
-    Operation::new("UpdateAlias", "PUT", "/2015-03-31/functions/{FunctionName}/aliases/{Name}", &[], Some(345), 200),
+    Operation::new("TagResource", "POST", "/2017-03-31/tags/{Resource}", &[], Some(328), 204),
+    Operation::new("UntagResource", "DELETE", "/2017-03-31/tags/{Resource}", &[], Some(345), 204),
+    Operation::new("UpdateAlias", "PUT", "/2015-03-31/functions/{FunctionName}/aliases/{Name}", &[], Some(346), 200),
     Operation::new(
         "UpdateCapacityProvider",
         "PUT",
         "/2025-11-30/capacity-providers/{CapacityProviderName}",
         &[],
-        Some(346),
+        Some(347),
         202,
     ),
     Operation::new(
@@ -3225,17 +3326,17 @@ pub static OPERATIONS: [Operation; 91] = [
         "PUT",
         "/2020-04-22/code-signing-configs/{CodeSigningConfigArn}",
         &[],
-        Some(347),
+        Some(348),
         200,
     ),
-    Operation::new("UpdateEventSourceMapping", "PUT", "/2015-03-31/event-source-mappings/{UUID}", &[], Some(348), 202),
-    Operation::new("UpdateFunctionCode", "PUT", "/2015-03-31/functions/{FunctionName}/code", &[], Some(349), 200),
+    Operation::new("UpdateEventSourceMapping", "PUT", "/2015-03-31/event-source-mappings/{UUID}", &[], Some(349), 202),
+    Operation::new("UpdateFunctionCode", "PUT", "/2015-03-31/functions/{FunctionName}/code", &[], Some(350), 200),
     Operation::new(
         "UpdateFunctionConfiguration",
         "PUT",
         "/2015-03-31/functions/{FunctionName}/configuration",
         &[],
-        Some(350),
+        Some(351),
         200,
     ),
     Operation::new(
@@ -3243,8 +3344,8 @@ pub static OPERATIONS: [Operation; 91] = [
         "POST",
         "/2019-09-25/functions/{FunctionName}/event-invoke-config",
         &[],
-        Some(351),
+        Some(352),
         200,
     ),
-    Operation::new("UpdateFunctionUrlConfig", "PUT", "/2021-10-31/functions/{FunctionName}/url", &[], Some(352), 200),
+    Operation::new("UpdateFunctionUrlConfig", "PUT", "/2021-10-31/functions/{FunctionName}/url", &[], Some(353), 200),
 ];

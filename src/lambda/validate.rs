@@ -571,6 +571,13 @@ fn own_violations(shape: &Shape, val: &Value) -> Vec<String> {
             out.push(min_text(shape, min));
         }
     }
+    // A list with its own value set (AWS's runtime lists for layers): one check of every element.
+    if let Value::Array(items) = val
+        && !shape.enum_values.is_empty()
+        && items.iter().any(|x| x.as_str().is_none_or(|s| !shape.enum_values.contains(&s)))
+    {
+        out.push(enum_text(shape));
+    }
     if let Value::String(s) = val {
         if let Some(p) = shape.pattern
             && !pattern_ok(p, s)
