@@ -239,8 +239,11 @@ pub fn find(method: &str, segs: &[String], query: &[(String, String)]) -> Option
 
 // ---------- patterns ----------
 
-/// Each pattern compiled once, on first use: (must match, must not match).
-static COMPILED: [OnceLock<Option<(Regex, Option<Regex>)>>; PATTERN_COUNT] = [const { OnceLock::new() }; PATTERN_COUNT];
+/// A compiled pattern: (must match, must not match); `None` if it did not compile.
+type Compiled = Option<(Regex, Option<Regex>)>;
+
+/// Each pattern compiled once, on first use.
+static COMPILED: [OnceLock<Compiled>; PATTERN_COUNT] = [const { OnceLock::new() }; PATTERN_COUNT];
 
 fn compiled(i: usize) -> Option<&'static (Regex, Option<Regex>)> {
     COMPILED
@@ -627,11 +630,10 @@ fn render(shape: &Shape, val: &Value) -> String {
             format!("[{}]", a.iter().map(|x| render(elem, x)).collect::<Vec<_>>().join(", "))
         }
         Value::Object(o) => {
-            let (ks, vs) = match shape.kind {
-                Kind::Map(k, e) => (&SHAPES[k as usize], &SHAPES[e as usize]),
-                _ => (shape, shape),
+            let vs = match shape.kind {
+                Kind::Map(_, e) => &SHAPES[e as usize],
+                _ => shape,
             };
-            let _ = ks;
             let item_shape = |key: &str| -> &Shape {
                 if let Kind::Structure(ms) = shape.kind
                     && let Some(m) = ms.iter().find(|m| m.location_name == key)
@@ -695,9 +697,9 @@ mod tests {
 
     #[test]
     fn every_pattern_compiles() {
-        for i in 0..PATTERN_COUNT {
-            assert!(compiled(i).is_some(), "pattern {} does not compile: {}", PATTERNS[i].java, PATTERNS[i].rust);
-            if let Some(f) = PATTERNS[i].forbid {
+        for (i, p) in PATTERNS.iter().enumerate() {
+            assert!(compiled(i).is_some(), "pattern {} does not compile: {}", p.java, p.rust);
+            if let Some(f) = p.forbid {
                 Regex::new(f).unwrap();
             }
         }
@@ -771,6 +773,17 @@ mod tests {
         assert_eq!(
             run("UpdateFunctionConfiguration", &[("FunctionName", "f")], &[], body).unwrap_err(),
             "1 validation error detected: Value '[bad]' at 'vpcConfig.subnetIds' failed to satisfy constraint: Member must satisfy constraint: [Member must have length less than or equal to 1024, Member must have length greater than or equal to 0, Member must satisfy regular expression pattern: subnet-[0-9a-z]*, Member must not be null]"
+        );
+    }
+
+    #[test]
+    fn structures_in_lists_are_addressed_by_one_based_index() {
+        let body = json!({"FileSystemConfigs": [
+            {"Arn": "arn:aws:elasticfilesystem:us-east-1:123456789012:access-point/fsap-0123456789abcdef0"}
+        ]});
+        assert_eq!(
+            run("UpdateFunctionConfiguration", &[("FunctionName", "f")], &[], body).unwrap_err(),
+            "1 validation error detected: Value null at 'fileSystemConfigs.1.member.localMountPath' failed to satisfy constraint: Member must not be null"
         );
     }
 
