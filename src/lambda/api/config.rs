@@ -14,6 +14,56 @@ pub(super) fn validate_runtime(r: &str) -> Result<(), AwsError> {
     }
 }
 
+/// The runtimes CreateFunction accepts today, in the order AWS lists them in its message.
+/// The model's other runtimes are deprecated: AWS refuses to create or update a function on them.
+pub(super) const CREATABLE_RUNTIMES: &[&str] = &[
+    "nodejs20.x",
+    "python3.14",
+    "provided.al2023",
+    "python3.12",
+    "python3.13",
+    "nodejs24.x",
+    "nodejs22.x",
+    "java25",
+    "python3.10",
+    "python3.11",
+    "java21",
+    "ruby3.3",
+    "ruby3.4",
+    "ruby3.2",
+    "python3.8",
+    "python3.9",
+    "java17",
+    "nodejs16.x",
+    "dotnet10",
+    "dotnet8",
+    "java11",
+    "dotnet6",
+    "nodejs18.x",
+    "provided.al2",
+    "java8.al2",
+];
+
+/// A function's `Runtime`: creatable, else deprecated (a model value) or unknown.
+pub(super) fn validate_function_runtime(r: &str) -> Result<(), AwsError> {
+    if CREATABLE_RUNTIMES.contains(&r) {
+        Ok(())
+    } else if RUNTIMES.contains(&r) {
+        Err(errors::runtime_deprecated(r))
+    } else {
+        Err(errors::runtime_unknown(r, CREATABLE_RUNTIMES))
+    }
+}
+
+/// `Environment.Variables` as AWS measures it against the 4 KB limit: the map serialized as
+/// compact JSON (`{"K":"V",...}`).
+pub(super) fn env_measured(vars: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(vars).unwrap_or_default()
+}
+
+/// The most bytes of serialized environment variables a function may have (AWS: 4 KB).
+const MAX_ENV_BYTES: usize = 4096;
+
 pub(super) fn validate_handler(h: &str) -> Result<(), AwsError> {
     if h.is_empty() || h.len() > 128 || h.chars().any(char::is_whitespace) {
         return Err(AwsError::invalid_param(format!(
@@ -41,7 +91,7 @@ pub(super) fn apply_config(
         c.role = r;
     }
     if let Some(r) = opt_str(m, "Runtime")? {
-        validate_runtime(&r)?;
+        validate_function_runtime(&r)?;
         c.runtime = Some(r);
     }
     if let Some(h) = opt_str(m, "Handler")? {
@@ -72,11 +122,9 @@ pub(super) fn apply_config(
     }
     if let Some(env) = opt_obj(m, "Environment")? {
         let vars = str_map(env, "Variables")?.unwrap_or_default();
-        let size: usize = vars.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if size > 4096 {
-            return Err(AwsError::invalid_param(
-                "Lambda was unable to configure your environment variables because the environment variables you have provided exceeded the 4KB limit.",
-            ));
+        let measured = env_measured(&vars);
+        if measured.len() > MAX_ENV_BYTES {
+            return Err(errors::env_too_large(&measured));
         }
         // The model's key pattern, `[a-zA-Z]([a-zA-Z0-9_])+`: a letter, then at least one more.
         let well_formed = |k: &str| {
@@ -97,6 +145,7 @@ pub(super) fn apply_config(
             )));
         }
         c.environment = vars;
+        c.environment_set = true;
     }
     if let Some(layers) = layers {
         c.layers = layers;
