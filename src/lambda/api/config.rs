@@ -56,9 +56,60 @@ pub(super) fn validate_function_runtime(r: &str) -> Result<(), AwsError> {
 }
 
 /// `Environment.Variables` as AWS measures it against the 4 KB limit: the map serialized as
-/// compact JSON (`{"K":"V",...}`).
-pub(super) fn env_measured(vars: &BTreeMap<String, String>) -> String {
-    serde_json::to_string(vars).unwrap_or_default()
+/// compact JSON (`{"K":"V",...}`) in the request's order, which AWS's message quotes.
+/// `body` is the request the map came from; its order is read again only for the message.
+pub(super) fn env_measured(vars: &BTreeMap<String, String>, body: &[u8]) -> String {
+    let sorted = || serde_json::to_string(vars).unwrap_or_default();
+    let Ok(probe) = serde_json::from_slice::<EnvProbe>(body) else { return sorted() };
+    let Some(pairs) = probe.environment.and_then(|e| e.variables) else { return sorted() };
+    let mut out = String::from("{");
+    for (i, (k, v)) in pairs.0.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(k).unwrap_or_default());
+        out.push(':');
+        out.push_str(&serde_json::to_string(v).unwrap_or_default());
+    }
+    out.push('}');
+    // The same bytes as the sorted form in another order; fall back if the probe disagrees.
+    if out.len() == sorted().len() { out } else { sorted() }
+}
+
+/// Just `Environment.Variables` of a request body, in the order the request has it.
+#[derive(serde::Deserialize)]
+struct EnvProbe {
+    #[serde(rename = "Environment")]
+    environment: Option<EnvVarsProbe>,
+}
+
+#[derive(serde::Deserialize)]
+struct EnvVarsProbe {
+    #[serde(rename = "Variables")]
+    variables: Option<OrderedPairs>,
+}
+
+/// A JSON object of strings as its (key, value) pairs in document order.
+struct OrderedPairs(Vec<(String, String)>);
+
+impl<'de> serde::Deserialize<'de> for OrderedPairs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OrderedPairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<OrderedPairs, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(kv) = a.next_entry::<String, String>()? {
+                    pairs.push(kv);
+                }
+                Ok(OrderedPairs(pairs))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// The most bytes of serialized environment variables a function may have (AWS: 4 KB).
@@ -85,6 +136,7 @@ pub(super) fn apply_config(
     c: &mut FunctionConfig,
     m: &Map<String, Value>,
     layers: Option<Vec<LayerRef>>,
+    body: &[u8],
 ) -> Result<(), AwsError> {
     if let Some(r) = opt_str(m, "Role")? {
         arn::validate_role(&r).map_err(|e| AwsError::invalid_param(e.to_string()))?;
@@ -122,9 +174,9 @@ pub(super) fn apply_config(
     }
     if let Some(env) = opt_obj(m, "Environment")? {
         let vars = str_map(env, "Variables")?.unwrap_or_default();
-        let measured = env_measured(&vars);
-        if measured.len() > MAX_ENV_BYTES {
-            return Err(errors::env_too_large(&measured));
+        let size = serde_json::to_string(&vars).map(|s| s.len()).unwrap_or(usize::MAX);
+        if size > MAX_ENV_BYTES {
+            return Err(errors::env_too_large(&env_measured(&vars, body)));
         }
         // The model's key pattern, `[a-zA-Z]([a-zA-Z0-9_])+`: a letter, then at least one more.
         let well_formed = |k: &str| {

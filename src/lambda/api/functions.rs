@@ -16,10 +16,10 @@ pub(super) struct CreateInput<'a> {
 /// (layers and code are not resolved). The control-plane fuzz target feeds it arbitrary JSON.
 pub fn decode_create_function(body: &[u8]) -> Result<FunctionConfig, AwsError> {
     let m = parse_body(body)?;
-    decode_create(&m).map(|input| input.config)
+    decode_create(&m, body).map(|input| input.config)
 }
 
-pub(super) fn decode_create(m: &Map<String, Value>) -> Result<CreateInput<'_>, AwsError> {
+pub(super) fn decode_create<'a>(m: &'a Map<String, Value>, body: &[u8]) -> Result<CreateInput<'a>, AwsError> {
     let raw = req_str(m, "FunctionName")?;
     let name = unqualified(&raw)?;
     arn::validate_function_name(&name).map_err(|e| AwsError::invalid_param(e.to_string()))?;
@@ -66,7 +66,7 @@ pub(super) fn decode_create(m: &Map<String, Value>) -> Result<CreateInput<'_>, A
         environment_set: false,
         source_description: None,
     };
-    apply_config(&mut c, m, None)?;
+    apply_config(&mut c, m, None, body)?;
     if package_type == "Image" {
         let uri = opt_str(code, "ImageUri")?
             .ok_or_else(|| AwsError::invalid_param("Code.ImageUri is required for PackageType Image"))?;
@@ -90,7 +90,7 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
     if let Some(raw) = opt_str(&m, "FunctionName")? {
         check_function_scope(&ctx.scope, &raw)?;
     }
-    let CreateInput { config: mut c, code, tags, publish } = decode_create(&m)?;
+    let CreateInput { config: mut c, code, tags, publish } = decode_create(&m, body)?;
     let name = c.name.clone();
     if ctx.store().latest(&name).is_some() {
         return Err(AwsError::conflict(format!("Function already exist: {name}")));
@@ -295,7 +295,7 @@ pub(super) fn update_configuration(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         check_revision(&m, &rec.latest.revision_id)?;
         // Apply to the record as it is under the lock, so a concurrent update is not lost.
         let mut c = (*rec.latest).clone();
-        apply_config(&mut c, &m, layers)?;
+        apply_config(&mut c, &m, layers, body)?;
         check_runnable(&c)?;
         c.last_modified = crate::aws::timestamp_now();
         c.revision_id = new_revision();
