@@ -40,6 +40,7 @@ use layers::*;
 use permissions::*;
 pub use provisioned::restore_provisioned;
 use provisioned::*;
+pub use states::restore_states;
 use states::*;
 use tags::*;
 use url_configs::*;

@@ -99,3 +99,21 @@ pub(super) async fn resolve_settled(ctx: &Ctx<'_>, name: &str, q: Option<&str>) 
         }
     }
 }
+
+/// At server start: finishes the transitions a stopped server left (a function persisted
+/// Pending or InProgress would otherwise stay so, and its invokes would wait in vain).
+pub fn restore_states(lambda: &Arc<Lambda>) {
+    for (_, store) in lambda.stores.all() {
+        for rec in store.list_functions() {
+            let pending = rec.latest.in_transition() || rec.versions.values().any(|v| v.in_transition());
+            if !pending {
+                continue;
+            }
+            let image = match lambda.pool.executors.choose(&rec.latest, &rec.tags).0 {
+                crate::executor::ExecutorKind::Docker => Some(lambda.pool.executors.docker.image_for(&rec.latest)),
+                crate::executor::ExecutorKind::Subprocess => None,
+            };
+            settle(lambda.clone(), store.clone(), rec.latest.name.clone(), image);
+        }
+    }
+}
