@@ -422,3 +422,20 @@ pub fn finish(
     }
     InvokeOutput { request_id: request_id.to_string(), body, content_type, function_error, log: text }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::unit_random;
+
+    #[test]
+    fn unit_random_is_uniform_on_the_unit_interval() {
+        let draws: Vec<f64> = (0..20_000).map(|_| unit_random()).collect();
+        assert!(draws.iter().all(|x| (0.0..1.0).contains(x)));
+        // Each tenth of [0, 1) gets its share (2,000 expected; 6 sigma is about 255).
+        for bin in 0..10 {
+            let lo = bin as f64 / 10.0;
+            let n = draws.iter().filter(|x| **x >= lo && **x < lo + 0.1).count();
+            assert!((1_700..=2_300).contains(&n), "bin {bin}: {n}");
+        }
+    }
+}

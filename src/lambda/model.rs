@@ -422,3 +422,38 @@ pub const RUNTIMES: &[&str] = &[
     "provided.al2",
     "provided.al2023",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alias(routing: Option<Value>) -> Alias {
+        Alias {
+            name: "live".into(),
+            function_version: "1".into(),
+            description: String::new(),
+            routing_config: routing,
+            revision_id: "r".into(),
+        }
+    }
+
+    #[test]
+    fn empty_routing_config_is_not_rendered() {
+        let scope = Scope { region: "us-east-1".into(), account: "000000000000".into() };
+        let empty = alias(Some(json!({"AdditionalVersionWeights": {}})));
+        assert!(empty.to_json(&scope, "f").get("RoutingConfig").is_none());
+        assert_eq!(empty.additional_version(), None);
+        let routed = alias(Some(json!({"AdditionalVersionWeights": {"2": 0.25}})));
+        assert_eq!(routed.to_json(&scope, "f")["RoutingConfig"], json!({"AdditionalVersionWeights": {"2": 0.25}}));
+        assert_eq!(routed.additional_version(), Some(("2".to_string(), 0.25)));
+    }
+
+    #[test]
+    fn runtime_version_arn_is_stable_and_shaped_like_aws() {
+        let a = runtime_version_arn("eu-west-1", "python3.12");
+        assert_eq!(a, runtime_version_arn("eu-west-1", "python3.12"));
+        assert_ne!(a, runtime_version_arn("eu-west-1", "python3.11"));
+        let id = a.strip_prefix("arn:aws:lambda:eu-west-1::runtime:").expect("prefix");
+        assert!(id.len() == 64 && id.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+    }
+}
