@@ -635,13 +635,16 @@ def test_not_found_names_the_function_arn(lam):
         (lam.publish_version, {}),
         (lam.list_versions_by_function, {}),
         (lam.list_aliases, {}),
-        (lam.put_function_concurrency, {"ReservedConcurrentExecutions": 1}),
         (lam.get_function_concurrency, {}),
         (lam.delete_function_concurrency, {}),
     ]
     for call, kw in calls:
         err = expect_error("ResourceNotFoundException", 404, call, FunctionName=missing, **kw)
         assert err["Error"]["Message"] == want, (call, err["Error"]["Message"])
+    # PutFunctionConcurrency names the function as :$LATEST (AWS's recorded answer).
+    err = expect_error("ResourceNotFoundException", 404, lam.put_function_concurrency,
+                       FunctionName=missing, ReservedConcurrentExecutions=1)
+    assert err["Error"]["Message"] == f"Function not found: {fn_arn(missing, qualifier='$LATEST')}"
     # CreateAlias names the version the alias was to point at (AWS's recorded answer).
     err = expect_error("ResourceNotFoundException", 404, lam.create_alias,
                        FunctionName=missing, Name="a", FunctionVersion="1")

@@ -306,3 +306,22 @@ def test_invoke_during_a_transition_waits_for_it(lam):
     lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": SRC.replace("'version'", "'v'")}))
     out = lam.invoke(FunctionName=name, Payload=b"{}")
     assert json.loads(out["Payload"].read()) == {"v": "$LATEST"}
+
+
+# ---------- reserved concurrency ----------
+
+def test_put_function_concurrency_names_and_qualifiers(lam):
+    err = expect_error("ResourceNotFoundException", 404, lam.put_function_concurrency,
+                       FunctionName="doesnotexist", ReservedConcurrentExecutions=1)
+    assert err["Error"]["Message"] == f"Function not found: {fn_arn('doesnotexist', qualifier='$LATEST')}"
+    err = expect_error("ResourceNotFoundException", 404, lam.get_function_concurrency, FunctionName="doesnotexist")
+    assert err["Error"]["Message"] == f"Function not found: {fn_arn('doesnotexist')}"
+    name, _ = create(lam)
+    err = expect_error("InvalidParameterValueException", 400, lam.put_function_concurrency,
+                       FunctionName=fn_arn(name, qualifier="$LATEST"), ReservedConcurrentExecutions=0)
+    assert err["Error"]["Message"] == (
+        "This operation is permitted on Lambda functions only. Aliases and versions do not support this "
+        "operation. Please specify either a function name or an unqualified function ARN.")
+    assert lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)[
+        "ReservedConcurrentExecutions"] == 0
+    lam.delete_function_concurrency(FunctionName=name)

@@ -152,3 +152,10 @@ pub(super) fn routing_key_pattern(v: &str, w: f64) -> AwsError {
         ),
     )
 }
+
+/// An operation on the function itself given a version or alias (PutFunctionConcurrency).
+pub(super) fn functions_only() -> AwsError {
+    AwsError::invalid_param(
+        "This operation is permitted on Lambda functions only. Aliases and versions do not support this operation. Please specify either a function name or an unqualified function ARN.",
+    )
+}
