@@ -154,3 +154,11 @@ def test_routing_weights_zero_and_one(lam, fn):
     for _ in range(20):
         assert lam.invoke(FunctionName=fn, Qualifier="never", Payload=b"{}")["ExecutedVersion"] == "1"
         assert lam.invoke(FunctionName=fn, Qualifier="always", Payload=b"{}")["ExecutedVersion"] == "2"
+
+
+def test_a_version_an_alias_routes_to_is_not_deleted(lam, fn):
+    lam.create_alias(FunctionName=fn, Name="share", FunctionVersion="1",
+                     RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}})
+    err = expect_error("ResourceConflictException", 409, lam.delete_function, FunctionName=fn, Qualifier="2")
+    assert "share" in err["Error"]["Message"]
+    assert lam.get_function(FunctionName=fn, Qualifier="2")["Configuration"]["Version"] == "2"

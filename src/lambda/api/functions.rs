@@ -340,7 +340,9 @@ pub(super) fn delete_function(ctx: &Ctx, raw: &str) -> R {
             if !rec.versions.contains_key(&n) {
                 return Ok(http_util::empty(StatusCode::NO_CONTENT));
             }
-            let referenced = |rec: &FunctionRecord| rec.aliases.values().any(|a| a.function_version == v);
+            // An alias references a version it points at or routes a share of its traffic to.
+            let refers = |a: &Alias| a.function_version == v || a.additional_version().is_some_and(|(x, _)| x == v);
+            let referenced = |rec: &FunctionRecord| rec.aliases.values().any(refers);
             if rec.provisioned.contains_key(v) && !referenced(&rec) {
                 unprovision(ctx.lambda, &ctx.scope, &name, v);
             }
@@ -348,11 +350,7 @@ pub(super) fn delete_function(ctx: &Ctx, raw: &str) -> R {
                 if referenced(rec) {
                     return Err(AwsError::conflict(format!(
                         "Unable to delete version because the following aliases reference it: {:?}",
-                        rec.aliases
-                            .values()
-                            .filter(|a| a.function_version == v)
-                            .map(|a| a.name.clone())
-                            .collect::<Vec<_>>()
+                        rec.aliases.values().filter(|a| refers(a)).map(|a| a.name.clone()).collect::<Vec<_>>()
                     )));
                 }
                 rec.versions.remove(&n);
