@@ -16,11 +16,13 @@ mod async_config;
 mod common;
 mod concurrency;
 mod config;
+mod errors;
 mod functions;
 mod invoke_ops;
 mod layers;
 mod permissions;
 mod provisioned;
+mod states;
 mod tags;
 mod url_configs;
 mod versions;
@@ -38,6 +40,8 @@ use layers::*;
 use permissions::*;
 pub use provisioned::restore_provisioned;
 use provisioned::*;
+pub use states::restore_states;
+use states::*;
 use tags::*;
 use url_configs::*;
 use versions::*;
@@ -149,6 +153,10 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
     };
     if !routed.as_ref().is_some_and(|r| r.op.has_json_body()) {
         model_check(None)?;
+    }
+    // A function ARN of another region or account is refused for every operation (one place).
+    if let [_, "functions", f, ..] = s.as_slice() {
+        check_function_scope(&ctx.scope, f)?;
     }
     match (s.as_slice(), m) {
         ([_, "functions", f, "invocations"], &Method::POST) => {

@@ -3,10 +3,18 @@
 use super::*;
 
 pub(super) fn put_concurrency(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
-    let name = unqualified(raw)?;
+    let r = arn::parse_function_ref(raw).map_err(|e| AwsError::invalid_param(e.to_string()))?;
+    if r.qualifier.is_some() {
+        return Err(errors::functions_only());
+    }
+    let name = r.name;
     let m = parse_body(body)?;
     let n = opt_u64(&m, "ReservedConcurrentExecutions")?
         .ok_or_else(|| AwsError::invalid_param("ReservedConcurrentExecutions is required"))?;
+    // A missing function is named as `:$LATEST` here (AWS's recorded answer), before the limit.
+    if ctx.store().latest(&name).is_none() {
+        return Err(not_found(ctx, &name, Some("$LATEST")));
+    }
     // AWS keeps at least UNRESERVED_MIN of the account's concurrency unreserved.
     let others = ctx.store().reserved_concurrency_total(Some(&name));
     if others + n > ACCOUNT_CONCURRENCY - UNRESERVED_MIN {
