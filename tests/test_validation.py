@@ -3,9 +3,11 @@ answered with AWS's ValidationException text. The messages below are the ones re
 AWS (LocalStack's test_lambda_api snapshots) unless a comment says they follow from the model.
 boto3's own parameter validation is off, so each bad value reaches the server."""
 
+import json
+
 import pytest
 
-from conftest import expect_error, make_zip, unique
+from conftest import expect_error, http, make_zip, unique
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
@@ -214,3 +216,20 @@ def test_unimplemented_operation_is_named(loose):
     msg = invalid(loose.get_function_scaling_config, FunctionName="val-any", Qualifier="live")
     assert msg == one("'live'", "qualifier",
                       "Member must satisfy regular expression pattern: (\\$LATEST\\.PUBLISHED|[0-9]+)")
+
+
+def test_paths_outside_the_model_and_bodies_that_are_not_json(server):
+    status, headers, raw = http(server, "PATCH", "/2015-03-31/functions/x/nothing-here")
+    assert status == 404 and headers["x-amzn-ErrorType"] == "UnknownOperationException"
+    assert json.loads(raw)["message"] == "No Lambda operation matches PATCH /2015-03-31/functions/x/nothing-here"
+    # An operation with body members needs a JSON object before the model can be checked.
+    status, headers, raw = http(server, "POST", "/2015-03-31/functions", body=b"{not json",
+                                headers={"Content-Type": "application/json"})
+    assert status == 400 and headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
+    assert json.loads(raw)["message"] == "Could not parse request body into json: key must be a string at line 1 column 2"
+    # ValidationException's body: AWS's `message`, as every Lambda error, and the header.
+    status, headers, raw = http(server, "GET", "/2015-03-31/functions?FunctionVersion=invalid")
+    assert status == 400 and headers["x-amzn-ErrorType"] == "ValidationException"
+    assert json.loads(raw)["message"] == (
+        "1 validation error detected: Value 'invalid' at 'functionVersion' failed to satisfy constraint: "
+        "Member must satisfy enum value set: [ALL]")
