@@ -99,10 +99,15 @@ def test_invalid_bucket_name(s3):
 
 
 def test_create_bucket_with_configuration_body(s3):
+    """A CreateBucketConfiguration body is accepted (we have one region) and the bucket exists."""
     name = bucket_name()
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    s3.head_bucket(Bucket=name)
+    created = s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert created["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert created["Location"] == f"/{name}"
+    assert s3.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     s3.delete_bucket(Bucket=name)
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
 # ---- objects ----
@@ -185,6 +190,64 @@ def test_bad_digest_rejected(server, bucket):
     assert code == 400 and b"<Code>BadDigest</Code>" in body
     code, _, body = raw_request(server, "PUT", f"/{bucket}/x", b"data", {"x-amz-checksum-crc32": "AAAAAA=="})
     assert code == 400 and b"<Code>BadDigest</Code>" in body
+
+
+def test_sha1_checksum_is_verified(server, s3, bucket):
+    """x-amz-checksum-sha1 is checked like the CRCs: a wrong one is S3's BadDigest, a right one
+    is kept and returned."""
+    wrong = base64.b64encode(hashlib.sha1(b"other").digest()).decode()
+    code, _, body = raw_request(server, "PUT", f"/{bucket}/s", b"data", {"x-amz-checksum-sha1": wrong})
+    assert code == 400, body
+    assert b"<Code>BadDigest</Code>" in body
+    assert b"<Message>The SHA1 you specified did not match the calculated checksum.</Message>" in body
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="s")
+    assert status(e) == 404
+
+    put = s3.put_object(Bucket=bucket, Key="s", Body=b"data", ChecksumAlgorithm="SHA1")
+    expected = base64.b64encode(hashlib.sha1(b"data").digest()).decode()
+    assert put["ChecksumSHA1"] == expected
+    got = s3.get_object(Bucket=bucket, Key="s", ChecksumMode="ENABLED")
+    assert got["ChecksumSHA1"] == expected
+    assert got["Body"].read() == b"data"
+
+
+def test_xml_bodies_with_comments_and_nested_tags(server, s3, bucket):
+    """XML request bodies are parsed, not scanned: a commented-out element is not read, and an
+    element nested in a same-name element belongs to its parent, not to the document."""
+    for k in ["real", "ghost", "outer", "inner"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    doc = (b'<?xml version="1.0" encoding="UTF-8"?>'
+           b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+           b'<!-- <Object><Key>ghost</Key></Object> -->'
+           b'<Object><Key>real</Key></Object>'
+           b'<Object><Object><Key>inner</Key></Object><Key>outer</Key></Object>'
+           b'</Delete>')
+    code, _, body = raw_request(server, "POST", f"/{bucket}?delete", doc, {"Content-Type": "application/xml"})
+    assert code == 200, body
+    assert body.count(b"<Deleted>") == 2, body
+    assert b"<Deleted><Key>real</Key></Deleted>" in body and b"<Deleted><Key>outer</Key></Deleted>" in body
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == ["ghost", "inner"]
+
+    # CompleteMultipartUpload: a commented-out second part is not asked for.
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=b"part one")["ETag"]
+    doc = (f'<CompleteMultipartUpload><!-- <Part><PartNumber>2</PartNumber><ETag>"nope"</ETag></Part> -->'
+           f'<Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>').encode()
+    code, _, body = raw_request(server, "POST", f"/{bucket}/mp?uploadId={upload}", doc)
+    assert code == 200, body
+    assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"part one"
+
+    # Versioning: the commented-out status is not the one applied.
+    doc = (b"<VersioningConfiguration><!-- <Status>Suspended</Status> --><Status>Enabled</Status>"
+           b"</VersioningConfiguration>")
+    code, _, body = raw_request(server, "PUT", f"/{bucket}?versioning", doc)
+    assert code == 200, body
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+
+    # A document that is not well-formed is still MalformedXML.
+    code, _, body = raw_request(server, "POST", f"/{bucket}?delete", b"<Delete><Object><Key>a</Object></Delete>")
+    assert code == 400 and b"<Code>MalformedXML</Code>" in body
 
 
 def test_error_codes(s3, bucket):
