@@ -5,6 +5,7 @@ pub mod arn;
 pub mod checksum;
 pub mod error;
 pub mod eventstream;
+pub mod xml;
 
 pub use error::AwsError;
 

@@ -151,26 +151,7 @@ pub fn decode_aws_chunked(input: &[u8]) -> Result<Unchunked, &'static str> {
     Ok(Unchunked { body, trailers })
 }
 
-/// Escapes text for an XML element. Characters that XML 1.0 cannot carry
-/// become U+FFFD; CR, LF and TAB become character references so they survive.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\r' => out.push_str("&#13;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' => out.push_str("&#9;"),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::aws::xml::escape;
 
 /// How deep a request document may nest. S3's documents need five levels; the limit keeps
 /// a hostile body from building (and recursively dropping) a tree a million levels deep.
@@ -287,13 +268,6 @@ impl Xml {
     pub fn new(root: &str) -> Xml {
         let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = write!(out, "<{root} xmlns=\"{XMLNS}\">");
-        Xml { out }
-    }
-
-    /// Starts a document whose root has no namespace (errors).
-    pub fn bare(root: &str) -> Xml {
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = write!(out, "<{root}>");
         Xml { out }
     }
 
