@@ -19,7 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import CREDS, unique
+from conftest import CREDS, unique, wait_for
 
 
 def bucket_name(prefix="bkt"):
@@ -640,6 +640,8 @@ def test_kill_during_writes_leaves_only_whole_objects(fresh_server):
     s3.create_bucket(Bucket=name)
     stop = threading.Event()
 
+    written = []
+
     def writer(n):
         i = 0
         while not stop.is_set():
@@ -647,12 +649,14 @@ def test_kill_during_writes_leaves_only_whole_objects(fresh_server):
                 s3.put_object(Bucket=name, Key=f"w{n}/{i % 5}", Body=os.urandom(512 * 1024 + i))
             except Exception:
                 return
+            written.append((n, i))
             i += 1
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
-    time.sleep(2)
+    # Kill once every writer has overwritten its keys at least once, with writes still going.
+    wait_for(lambda: len({n for n, i in written if i >= 5}) == 4, 60, "every writer to overwrite its keys")
     srv.kill()
     stop.set()
     for t in threads:
@@ -694,10 +698,10 @@ def test_bucket_notifications_invoke_functions(server, tmp_path):
     s3c.copy_object(Bucket=bucket, Key="in/copy.txt", CopySource={"Bucket": bucket, "Key": "in/hello world.txt"})
     s3c.delete_object(Bucket=bucket, Key="out/skip.txt")
 
-    deadline = time.time() + 20
-    while time.time() < deadline and (not seen.exists() or len(seen.read_text().splitlines()) < 3):
-        time.sleep(0.05)
-    time.sleep(0.3)
+    wait_for(lambda: seen.exists() and len(seen.read_text().splitlines()) >= 3, 20, "three notification events")
+    # Notifications are queued before the S3 call answers, so an empty queue means every event
+    # those five calls caused has run: no others are on their way.
+    wait_for(lambda: server.health()["pending_events"] == 0, 20, "the event queue to drain")
     records = [json.loads(line)["Records"][0] for line in seen.read_text().splitlines()]
     by_name = {(r["eventName"], r["s3"]["object"]["key"]): r for r in records}
     assert set(by_name) == {("ObjectCreated:Put", "in/hello+world.txt"), ("ObjectCreated:Copy", "in/copy.txt"),
