@@ -874,12 +874,14 @@ def handler(event, context):
 """
 
 
-def raw_exchange(srv, data):
-    """Sends raw bytes, returns the status line (b"" if the server closed without answering)."""
+def raw_exchange(srv, data, cut=False):
+    """Sends raw bytes, returns the status line (b"" if the server closed without answering).
+    With `cut`, the client closes its side after them: a body cut short ends there."""
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
     try:
         s.sendall(data)
-        s.shutdown(socket.SHUT_WR)  # a body cut short ends here
+        if cut:
+            s.shutdown(socket.SHUT_WR)
         buf = b""
         while b"\r\n" not in buf:
             chunk = s.recv(65536)
@@ -917,19 +919,26 @@ def test_function_url_odd_answers_and_hostile_requests(srv, flam, canary):
             assert headers["x-ok"] == "1" and "bad name" not in headers and "x-nl" not in headers
     # Hostile requests: invalid UTF-8 in the path, query, cookies and headers; odd methods.
     junk = b"\xff\xfe\x80"
+    # Each with the status line it gets: bad UTF-8 in the target and a body cut short are
+    # 400s from the HTTP layer, the rest reach the function or the URL lookup.
     requests = [
-        b"GET /a" + junk + b"?q=" + junk + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\nCookie: c=" + junk + b"\r\nX-J: " + junk + b"\r\n\r\n",
-        b"POST /b HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n" + junk,
-        b"BREW /c HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n",
-        b"OPTIONS /d HTTP/1.1\r\nHost: " + host.encode() + b"\r\nAccess-Control-Request-Method: PUT\r\n\r\n",
-        b"GET /_ruststack/url/" + b"a" * 10000 + b"/x HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"GET /_ruststack/url/ HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: " + uid.upper().encode() + b".lambda-url.us-east-1.localhost\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Length: 1000\r\n\r\nxx",
+        (b"GET /a" + junk + b"?q=" + junk + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\nCookie: c=" + junk + b"\r\nX-J: " + junk + b"\r\n\r\n",
+         b"HTTP/1.1 400 Bad Request"),
+        (b"POST /b HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n" + junk,
+         b"HTTP/1.1 200 OK"),
+        (b"BREW /c HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n", b"HTTP/1.1 200 OK"),
+        (b"OPTIONS /d HTTP/1.1\r\nHost: " + host.encode() + b"\r\nAccess-Control-Request-Method: PUT\r\n\r\n",
+         b"HTTP/1.1 200 OK"),
+        (b"GET /_ruststack/url/" + b"a" * 10000 + b"/x HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 404 Not Found"),
+        (b"GET /_ruststack/url/ HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 404 Not Found"),
+        # An upper-case URL host finds no URL today (host names are case-blind: a known gap in urls::url_id_from_host).
+        (b"GET / HTTP/1.1\r\nHost: " + uid.upper().encode() + b".lambda-url.us-east-1.localhost\r\n\r\n",
+         b"HTTP/1.1 404 Not Found"),
+        (b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Length: 1000\r\n\r\nxx", b"HTTP/1.1 400 Bad Request"),
     ]
-    for data in requests:
-        line = raw_exchange(srv, data)
-        assert line == b"" or re.match(rb"HTTP/1\.1 [1-5]\d\d", line), (data[:80], line)
+    for data, want in requests:
+        line = raw_exchange(srv, data, cut=b"Content-Length: 1000" in data)
+        assert line == want, (data[:80], line)
     status, _, body = http(srv, "POST", "/big-in", body=b"z" * (6 * 1024 * 1024 + 1), headers={"Host": host})
     assert status == 413
     status, _, body = http(srv, "POST", "/echo?x=1", body=b'{"a": 1}', headers={"Host": host, "Content-Type": "application/json"})

@@ -245,6 +245,19 @@ def test_xml_bodies_with_comments_and_nested_tags(server, s3, bucket):
     assert code == 200, body
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
 
+    # Notifications: a commented-out event is not read (the scan took it and refused the
+    # configuration), and a namespace-prefixed document reads the same.
+    fn_arn = "arn:aws:lambda:us-east-1:000000000000:function:f"
+    doc = (f'<n:NotificationConfiguration xmlns:n="http://s3.amazonaws.com/doc/2006-03-01/">'
+           f'<n:LambdaFunctionConfiguration><n:Id>c1</n:Id><n:LambdaFunctionArn>{fn_arn}</n:LambdaFunctionArn>'
+           f'<!-- <n:Event>not-an-event</n:Event> --><n:Event>s3:ObjectCreated:*</n:Event>'
+           f'</n:LambdaFunctionConfiguration></n:NotificationConfiguration>').encode()
+    code, _, body = raw_request(server, "PUT", f"/{bucket}?notification", doc)
+    assert code == 200, body
+    [got] = s3.get_bucket_notification_configuration(Bucket=bucket)["LambdaFunctionConfigurations"]
+    assert got["Id"] == "c1" and got["LambdaFunctionArn"] == fn_arn and got["Events"] == ["s3:ObjectCreated:*"]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+
     # A document that is not well-formed is still MalformedXML.
     code, _, body = raw_request(server, "POST", f"/{bucket}?delete", b"<Delete><Object><Key>a</Object></Delete>")
     assert code == 400 and b"<Code>MalformedXML</Code>" in body
