@@ -272,8 +272,16 @@ fn scratch_dir() -> PathBuf {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let base = std::env::temp_dir().join(format!("ruststack-fuzz-{}", std::process::id())).join(n.to_string());
-    std::fs::create_dir_all(&base).expect("scratch dir");
-    base
+    // A check finishing on another thread removes the per-process parent when it looks empty,
+    // which can happen between create_dir_all's two mkdirs: that NotFound is worth a retry.
+    let mut tries = 0;
+    loop {
+        match std::fs::create_dir_all(&base) {
+            Ok(()) => return base,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 100 => tries += 1,
+            Err(e) => panic!("scratch dir {}: {e}", base.display()),
+        }
+    }
 }
 
 // ---------- Runtime API ----------

@@ -65,6 +65,7 @@ impl Attachments {
         let mut map = self.by_function.lock();
         match map.get(function) {
             Some(a) if a.id == id => {
+                #[allow(clippy::expect_used)] // present: matched just above, under the same lock
                 let a = map.remove(function).expect("present: checked under the same lock");
                 a.endpoint.set_death(Death::Exited("runtime detached".into()));
                 tracing::info!(function, attachment = id, "detached: invocations go to normal environments again");

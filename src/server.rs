@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::aws::arn;
+use crate::aws::error::{AwsError, JsonVersion, S3XmlError, aws_json, s3_xml};
 use crate::config::{Config, ExecutorMode, NetworkMode};
 use crate::executor::Executors;
 use crate::http_util::{self, Body};
@@ -220,9 +221,12 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         let region = scope_hdr.map(|(r, _)| r).unwrap_or_else(|| app.cfg.region.clone());
         return match http_util::read_body(req.into_body(), MAX_LOGS_BODY).await {
             Ok(body) => app.lambda.logs.handle(&region, &app.cfg.account_id, &target, &body),
-            Err(_) => http_util::json(
+            Err(_) => aws_json(
+                JsonVersion::V1_1,
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &json!({"__type": "InvalidParameterException", "message": "Request body too large"}),
+                "InvalidParameterException",
+                "Request body too large",
+                &crate::aws::request_id(),
             ),
         };
     }
@@ -237,21 +241,30 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let body = match http_util::read_body(body, MAX_S3_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return http_util::full(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "application/xml",
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>EntityTooLarge</Code><Message>Your proposed upload exceeds the maximum allowed size</Message></Error>",
-            );
+            let max = [("MaxSizeAllowed", MAX_S3_BODY.to_string())];
+            let e = S3XmlError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "EntityTooLarge",
+                message: "Your proposed upload exceeds the maximum allowed size",
+                extra: &max,
+                headers: &[],
+            };
+            return s3_xml(&e, &request_id, parts.method == http::Method::HEAD).map(http_body_util::Full::new);
         }
     };
     let s3 = app.s3.clone();
     match tokio::task::spawn_blocking(move || s3.handle(&parts, body)).await {
         Ok(r) => r.map(http_body_util::Full::new),
-        Err(_) => http_util::full(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "application/xml",
-            "<Error><Code>InternalError</Code></Error>",
-        ),
+        Err(_) => {
+            let e = S3XmlError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "InternalError",
+                message: "We encountered an internal error. Please try again.",
+                extra: &[],
+                headers: &[],
+            };
+            s3_xml(&e, &request_id, false).map(http_body_util::Full::new)
+        }
     }
 }
 
@@ -287,15 +300,14 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if let Some(sha) = path.strip_prefix("/_ruststack/code/") {
         return match app.lambda.stores.read_blob(sha) {
             Ok(b) => http_util::full(StatusCode::OK, "application/zip", Bytes::from(b)),
-            Err(_) => http_util::json(StatusCode::NOT_FOUND, &json!({"Message": "no such code"})),
+            Err(_) => AwsError::not_found(format!("no such code: {sha}")).to_response(&crate::aws::request_id()),
         };
     }
     if path.starts_with("/_ruststack/attach") {
         return crate::attach::handle_api(app, req).await;
     }
-    let mut r = http_util::json(StatusCode::NOT_FOUND, &json!({"Message": format!("unknown path {path}")}));
-    r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static("NotFound"));
-    r
+    AwsError::new(StatusCode::NOT_FOUND, "NotFound", format!("unknown path {path}"))
+        .to_response(&crate::aws::request_id())
 }
 
 #[cfg(test)]

@@ -181,6 +181,27 @@ def expect_error(code, status, call, *args, **kw):
     return err
 
 
+def wait_for(pred, timeout=10.0, what="the condition", step=0.05):
+    """Polls `pred` until it returns something truthy, and returns that. After `timeout`
+    seconds it fails the test with an AssertionError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)
+
+
+def invoke(lam, name, payload=None, decode=False, **kw):
+    """A RequestResponse Invoke with `payload` as JSON ({} when None): (response, payload read
+    back), the payload as raw bytes, or JSON-decoded (None when empty) with decode=True."""
+    r = lam.invoke(FunctionName=name, Payload=json.dumps(payload if payload is not None else {}), **kw)
+    body = r["Payload"].read()
+    return r, (json.loads(body or b"null") if decode else body)
+
+
 def http(server, method, path, body=None, headers=None, timeout=60):
     """A raw request to the server (no SDK validation in the way): (status, headers, body)."""
     req = urllib.request.Request(server.endpoint + path, data=body, method=method, headers=headers or {})

@@ -2,6 +2,9 @@
 //! (`fuzz/seeds/<target>/`) replayed, then proptest's random cases through the same checks
 //! the libFuzzer targets use (`fuzz/checks.rs`). The long runs are in fuzz/README.md.
 
+// Test harness code: a failed unwrap here is a failed check, reported with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../fuzz/checks.rs"]
 mod checks;
 

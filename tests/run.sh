@@ -11,6 +11,8 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 
 cargo build --locked
+# Lints from Cargo.toml's [lints] (and clippy.toml); any warning fails the suite.
+cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
 # The Rust custom-runtime fixture (the official lambda_runtime crate), cached in target/fixtures.
 cargo build --release --manifest-path tests/fixtures/rust-runtime/Cargo.toml --target-dir target/fixtures

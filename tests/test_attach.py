@@ -5,22 +5,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import BIN, create_py_function
+from conftest import BIN, create_py_function, wait_for
 
 
 def wait_attached(server, name, timeout=10):
-    import urllib.request
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with urllib.request.urlopen(f"{server.endpoint}/_ruststack/attach") as r:
-            if any(a["function"] == name for a in json.load(r)["attachments"]):
-                return
-        time.sleep(0.05)
-    raise AssertionError("attachment did not appear")
+    wait_for(lambda: attached_count(server, name), timeout, f"{name}'s attachment to appear")
 
 
 def attached_count(server, name):
@@ -69,9 +61,7 @@ def test_attach_serves_local_source_then_detaches(server, lam, local_src):
     finally:
         p.kill()  # kill -9 the attach client: the server notices and detaches
         p.wait()
-    deadline = time.time() + 10
-    while attached_count(server, name) and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: not attached_count(server, name), 10, f"{name} to be detached")
     assert attached_count(server, name) == 0
     assert json.load(lam.invoke(FunctionName=name)["Payload"]) == {"source": "deployed"}
 
@@ -90,9 +80,7 @@ def test_attach_keep_timeout_and_runtime_exit(server, lam, local_src):
     finally:
         if p.poll() is None:
             p.kill()
-    deadline = time.time() + 10
-    while attached_count(server, name) and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: not attached_count(server, name), 10, f"{name} to be detached")
     assert json.load(lam.invoke(FunctionName=name)["Payload"]) == {"source": "deployed"}
 
 
@@ -116,9 +104,7 @@ def test_print_env(server, lam):
     finally:
         p.send_signal(signal.SIGINT)
         p.wait(timeout=10)
-    deadline = time.time() + 10
-    while attached_count(server, name) and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: not attached_count(server, name), 10, f"{name} to be detached")
     assert attached_count(server, name) == 0
 
 

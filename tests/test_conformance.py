@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import BIN, create_py_function
+from conftest import BIN, create_py_function, wait_for
 
 
 class Runtime:
@@ -122,22 +122,28 @@ def test_next_long_polls(runtime, lam):
 
 
 def test_concurrent_next_is_rejected(runtime, lam):
-    with cf.ThreadPoolExecutor(2) as ex:
-        first = ex.submit(runtime.request, "GET", "/invocation/next")
-        time.sleep(0.3)
-        status, _, b = runtime.request("GET", "/invocation/next", timeout=5)
+    # Two /next at once, whichever arrives first: one is refused at once, the other waits
+    # for the invocation.
+    with cf.ThreadPoolExecutor(3) as ex:
+        pair = [ex.submit(runtime.request, "GET", "/invocation/next") for _ in range(2)]
+        done, waiting = cf.wait(pair, timeout=10, return_when=cf.FIRST_COMPLETED)
+        assert len(done) == 1 and len(waiting) == 1, "expected one /next refused and one waiting"
+        status, _, b = done.pop().result()
         assert status == 403 and json.loads(b)["errorType"] == "InvalidStateTransition"
         fut = ex.submit(lambda: lam.invoke(FunctionName=runtime.name, Payload=b"{}"))
-        status, h, _ = first.result()
+        status, h, _ = waiting.pop().result()
         runtime.request("POST", f"/invocation/{h['lambda-runtime-aws-request-id']}/response", body=b"1")
         assert json.load(fut.result()["Payload"]) == 1
 
 
-def test_init_error_becomes_invoke_body(runtime, lam):
+def test_init_error_becomes_invoke_body(server, runtime, lam):
     body = b'{"errorMessage": "init went wrong", "errorType": "Runtime.Custom", "requestId": "", "stackTrace": []}'
     with cf.ThreadPoolExecutor(1) as ex:
         fut = ex.submit(lambda: lam.invoke(FunctionName=runtime.name, Payload=b"{}"))
-        time.sleep(0.2)
+        # The init error must meet the invocation in flight (posted before it, the attachment
+        # ends and the invoke runs the deployed code): wait for the server's log of its hand-over.
+        wait_for(lambda: any("invocation → attached runtime" in line and f"function={runtime.name} " in line
+                             for line in server.logs().splitlines()), 10, "the invocation to reach the runtime")
         status, _, _ = runtime.request("POST", "/init/error", body=body,
                                        headers={"Lambda-Runtime-Function-Error-Type": "Runtime.Custom"})
         assert status == 202

@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import WaiterError
 
-from conftest import CREDS, expect_error, http, make_zip, unique
+from conftest import CREDS, expect_error, http, invoke, make_zip, unique
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 ACCOUNT = "000000000000"
@@ -873,11 +873,11 @@ def test_functions_and_layers_are_regional(fresh_server):
     west.create_function(FunctionName=west_only, Runtime="python3.12", Role=ROLE, Handler="app.handler",
                          Code={"ZipFile": make_zip({"app.py": src % "w2"})})
 
-    def invoke(lam, name):
-        return json.loads(lam.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+    def result(lam, name):
+        return invoke(lam, name, decode=True)[1]
 
-    assert invoke(east, "same") == ["east", "us-east-1", "arn:aws:lambda:us-east-1:000000000000:function:same"]
-    assert invoke(west, "same") == ["west", "eu-west-1", "arn:aws:lambda:eu-west-1:000000000000:function:same"]
+    assert result(east, "same") == ["east", "us-east-1", "arn:aws:lambda:us-east-1:000000000000:function:same"]
+    assert result(west, "same") == ["west", "eu-west-1", "arn:aws:lambda:eu-west-1:000000000000:function:same"]
     assert sorted(f["FunctionName"] for f in west.list_functions()["Functions"]) == sorted(["same", west_only])
     assert [f["FunctionName"] for f in east.list_functions()["Functions"]] == ["same"]
     expect_error("ResourceNotFoundException", 404, east.get_function, FunctionName=west_only)
@@ -887,14 +887,14 @@ def test_functions_and_layers_are_regional(fresh_server):
     assert layer["LayerVersionArn"].startswith("arn:aws:lambda:eu-west-1:")
     assert east.list_layers()["Layers"] == [] and len(west.list_layers()["Layers"]) == 1
     east.delete_function(FunctionName="same")
-    assert invoke(west, "same")[0] == "west"
+    assert result(west, "same")[0] == "west"
 
     srv.kill()
     srv.start()
     east, west = client("us-east-1"), client("eu-west-1")
     assert east.list_functions()["Functions"] == []
     assert sorted(f["FunctionName"] for f in west.list_functions()["Functions"]) == sorted(["same", west_only])
-    assert invoke(west, "same")[0] == "west"
+    assert result(west, "same")[0] == "west"
     assert [lv["Version"] for lv in west.list_layer_versions(LayerName="regional")["LayerVersions"]] == [1]
     # The default region keeps the layout of data dirs from before regions were kept apart.
     east.create_function(FunctionName="legacy-place", Runtime="python3.12", Role=ROLE, Handler="app.handler",

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 if os.environ.get("RUSTSTACK_SKIP_DOCKER") == "1":
     pytest.skip("RUSTSTACK_SKIP_DOCKER=1: Docker tests opted out", allow_module_level=True)
 
-from conftest import Server, create_py_function, make_zip, unique  # noqa: E402
+from conftest import Server, create_py_function, invoke, make_zip, unique, wait_for  # noqa: E402
 
 PY_IMAGE = "ruststack/lambda-python:3.11"
 PROVIDED_IMAGE = "ruststack/lambda-provided:al2023"
@@ -94,24 +94,9 @@ def server_containers(server):
     return containers(f"ruststack.server=127.0.0.1:{server.port}")
 
 
-def wait_for(cond, timeout=10.0, step=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
-
-
 def in_container(out):
     """The probe ran in a Docker container (the test host itself may have /.dockerenv)."""
     return out["dockerenv"] is True and bool(out["container_id"])
-
-
-def invoke(lam, name, payload=None, **kw):
-    r = lam.invoke(FunctionName=name, Payload=json.dumps(payload if payload is not None else {}), **kw)
-    return r, json.loads(r["Payload"].read() or b"null")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -140,7 +125,7 @@ def dlam(dserver):
 
 def test_invoke_runs_in_a_container(dlam, dserver):
     name = create_py_function(dlam, PROBE, MemorySize=256, Environment={"Variables": {"MY_VAR": "v"}})
-    r, out = invoke(dlam, name, {"k": 1}, LogType="Tail")
+    r, out = invoke(dlam, name, {"k": 1}, LogType="Tail", decode=True)
     assert "FunctionError" not in r, out
     assert in_container(out)
     assert out["event"] == {"k": 1}
@@ -173,9 +158,9 @@ def test_invoke_runs_in_a_container(dlam, dserver):
 
 def test_warm_reuse_keeps_the_container(dlam):
     name = create_py_function(dlam, PROBE)
-    _, a = invoke(dlam, name)
-    _, b = invoke(dlam, name)
-    _, c = invoke(dlam, name)
+    _, a = invoke(dlam, name, decode=True)
+    _, b = invoke(dlam, name, decode=True)
+    _, c = invoke(dlam, name, decode=True)
     assert a["token"] == b["token"] == c["token"]
     assert a["hostname"] == c["hostname"]
     assert [a["count"], b["count"], c["count"]] == [1, 2, 3]
@@ -186,7 +171,7 @@ def test_log_tail_is_complete_every_time(dlam):
     src = "def handler(e, c):\n    print('first', e['i'])\n    print('second', e['i'], end='')\n    return e['i']\n"
     name = create_py_function(dlam, src)
     for i in range(30):
-        r, out = invoke(dlam, name, {"i": i}, LogType="Tail")
+        r, out = invoke(dlam, name, {"i": i}, LogType="Tail", decode=True)
         assert out == i
         log = base64.b64decode(r["LogResult"]).decode()
         body = log.split("\n", 1)[1].rsplit("END RequestId", 1)[0]
@@ -196,13 +181,13 @@ def test_log_tail_is_complete_every_time(dlam):
 def test_timeout_kills_and_recovers(dlam):
     src = PROBE + "\nimport time\n_probe = handler\ndef handler(e, c):\n    time.sleep(e.get('sleep', 0))\n    return _probe(e, c)\n"
     name = create_py_function(dlam, src, Timeout=1)
-    _, before = invoke(dlam, name)
+    _, before = invoke(dlam, name, decode=True)
     old = fn_containers(name)
-    r, err = invoke(dlam, name, {"sleep": 5})
+    r, err = invoke(dlam, name, {"sleep": 5}, decode=True)
     assert r["FunctionError"] == "Unhandled"
     assert err["errorType"] == "Sandbox.Timedout"
-    assert wait_for(lambda: not set(old) & set(fn_containers(name)), 10), "timed-out container not removed"
-    r2, after = invoke(dlam, name)
+    wait_for(lambda: not set(old) & set(fn_containers(name)), 10, "the timed-out container to be removed")
+    r2, after = invoke(dlam, name, decode=True)
     assert "FunctionError" not in r2
     assert after["token"] != before["token"] and after["count"] == 1
 
@@ -210,12 +195,12 @@ def test_timeout_kills_and_recovers(dlam):
 def test_runtime_exit_then_recovery(dlam):
     src = PROBE + "\n_probe = handler\ndef handler(e, c):\n    if e.get('die'):\n        os._exit(3)\n    return _probe(e, c)\n"
     name = create_py_function(dlam, src)
-    _, before = invoke(dlam, name)
-    r, err = invoke(dlam, name, {"die": True})
+    _, before = invoke(dlam, name, decode=True)
+    r, err = invoke(dlam, name, {"die": True}, decode=True)
     assert r["FunctionError"] == "Unhandled"
     assert err["errorType"] == "Runtime.ExitError"
     assert "Runtime exited with error: exit status 3" in err["errorMessage"]
-    _, after = invoke(dlam, name)
+    _, after = invoke(dlam, name, decode=True)
     assert after["token"] != before["token"]
 
 
@@ -235,7 +220,7 @@ def test_layers_are_merged_at_opt(dlam):
            "            'tool': subprocess.run(['tool'], capture_output=True, text=True).stdout.strip(),\n"
            "            'opt_writable': os.access('/opt/python', os.W_OK)}\n")
     name = create_py_function(dlam, src, Layers=[l1, l2])
-    r, out = invoke(dlam, name)
+    r, out = invoke(dlam, name, decode=True)
     assert "FunctionError" not in r, out
     assert out["who"] == "layer two"  # later layers overwrite earlier ones
     assert out["file"] == "/opt/python/mylib.py"
@@ -260,7 +245,7 @@ def test_max_containers_bounds_concurrency(fresh_server):
     sampler.start()
     try:
         with cf.ThreadPoolExecutor(6) as ex:
-            results = list(ex.map(lambda _: invoke(lam, name), range(6)))
+            results = list(ex.map(lambda _: invoke(lam, name, decode=True), range(6)))
     finally:
         stop.set()
         sampler.join()
@@ -273,10 +258,10 @@ def test_ttl_removes_idle_containers(fresh_server):
     s = fresh_server("--lambda-executor", "docker", *MAP, "--lambda-container-ttl", "1")
     lam = s.client("lambda")
     name = create_py_function(lam, PROBE)
-    _, first = invoke(lam, name)
+    _, first = invoke(lam, name, decode=True)
     assert len(fn_containers(name)) == 1
-    assert wait_for(lambda: not fn_containers(name), 10), "idle container outlived its TTL"
-    _, second = invoke(lam, name)
+    wait_for(lambda: not fn_containers(name), 10, "the idle container to go after its TTL")
+    _, second = invoke(lam, name, decode=True)
     assert second["token"] != first["token"] and second["count"] == 1
 
 
@@ -288,17 +273,17 @@ def test_auto_mode_picks_each_executor(fresh_server):
     layered = create_py_function(lam, PROBE, Layers=[layer["LayerVersionArn"]])
     tagged = create_py_function(lam, PROBE, Tags={"force-docker": "true"})
     not_tagged = create_py_function(lam, PROBE, Tags={"force-docker": "false"})
-    assert not in_container(invoke(lam, plain)[1])
-    assert in_container(invoke(lam, layered)[1])
-    assert in_container(invoke(lam, tagged)[1])
-    assert not in_container(invoke(lam, not_tagged)[1])
+    assert not in_container(invoke(lam, plain, decode=True)[1])
+    assert in_container(invoke(lam, layered, decode=True)[1])
+    assert in_container(invoke(lam, tagged, decode=True)[1])
+    assert not in_container(invoke(lam, not_tagged, decode=True)[1])
     assert not fn_containers(plain) and not fn_containers(not_tagged)
     assert len(fn_containers(layered)) == 1 and len(fn_containers(tagged)) == 1
     # A runtime this host cannot run (no node here, by --node) goes to its image.
     node = unique("auto-node")
     lam.create_function(FunctionName=node, Runtime="nodejs18.x", Role="arn:aws:iam::000000000000:role/lambda",
                         Handler="index.handler", Code={"ZipFile": make_zip({"index.js": NODE_PROBE})})
-    out = invoke(lam, node)[1]
+    out = invoke(lam, node, decode=True)[1]
     assert out["dockerenv"] is True and out["node"].startswith("v18."), out
     assert "auto: this host has no interpreter for the runtime" in s.logs()
 
@@ -314,7 +299,7 @@ def test_bridge_network(fresh_server):
         "        out['health'] = json.loads(r.read())['status']\n"
         "    return out\n")
     name = create_py_function(lam, src)
-    r, out = invoke(lam, name)
+    r, out = invoke(lam, name, decode=True)
     assert "FunctionError" not in r, out
     assert in_container(out)
     assert out["env"]["AWS_ENDPOINT_URL"] == f"http://host.docker.internal:{s.port}"
@@ -323,7 +308,7 @@ def test_bridge_network(fresh_server):
     assert out["health"] == "running"
     # The container has its own network namespace here.
     assert out["hostname"] != os.uname().nodename
-    assert invoke(lam, name)[1]["token"] == out["token"]
+    assert invoke(lam, name, decode=True)[1]["token"] == out["token"]
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +327,7 @@ def test_package_type_image(dlam, baked_image):
     name = unique("img")
     dlam.create_function(FunctionName=name, Role="arn:aws:iam::000000000000:role/lambda",
                          PackageType="Image", Code={"ImageUri": baked_image})
-    r, out = invoke(dlam, name, {"a": 1}, LogType="Tail")
+    r, out = invoke(dlam, name, {"a": 1}, LogType="Tail", decode=True)
     assert "FunctionError" not in r, out
     assert in_container(out) and out["event"] == {"a": 1}
     assert out["env"]["_HANDLER"] == "app.handler"
@@ -352,7 +337,7 @@ def test_package_type_image(dlam, baked_image):
     dlam.create_function(FunctionName=name2, Role="arn:aws:iam::000000000000:role/lambda",
                          PackageType="Image", Code={"ImageUri": baked_image},
                          ImageConfig={"Command": ["app.other"], "WorkingDirectory": "/tmp"})
-    r2, out2 = invoke(dlam, name2)
+    r2, out2 = invoke(dlam, name2, decode=True)
     assert out2 == {"other": True, "cwd": "/tmp"}, out2
 
 
@@ -372,10 +357,10 @@ def test_image_without_a_shell(dlam, baked_image):
     dlam.create_function(FunctionName=name, Role="arn:aws:iam::000000000000:role/lambda",
                          PackageType="Image", Code={"ImageUri": tag},
                          Environment={"Variables": {"PYTHONPATH": "/var/runtime"}})
-    r, out = invoke(dlam, name)
+    r, out = invoke(dlam, name, decode=True)
     assert "FunctionError" not in r, out
     assert in_container(out) and out["count"] == 1
-    assert invoke(dlam, name)[1]["count"] == 2
+    assert invoke(dlam, name, decode=True)[1]["count"] == 2
 
 
 def test_boto3_in_the_container_reaches_ruststack_s3(dlam, dserver):
@@ -388,7 +373,7 @@ def test_boto3_in_the_container_reaches_ruststack_s3(dlam, dserver):
            "    s3.put_object(Bucket=e['bucket'], Key='from-lambda.txt', Body=b'hi from docker')\n"
            "    return [o['Key'] for o in s3.list_objects_v2(Bucket=e['bucket']).get('Contents', [])]\n")
     name = create_py_function(dlam, src, Timeout=30)
-    r, out = invoke(dlam, name, {"bucket": bucket})
+    r, out = invoke(dlam, name, {"bucket": bucket}, decode=True)
     assert "FunctionError" not in r, out
     assert out == ["from-lambda.txt"]
     assert s3.get_object(Bucket=bucket, Key="from-lambda.txt")["Body"].read() == b"hi from docker"
@@ -400,7 +385,7 @@ def test_unknown_image_fails_fast_and_clearly(fresh_server):
     name = create_py_function(lam, PROBE)
     t = time.time()
     with pytest.raises(ClientError) as e:
-        invoke(lam, name)
+        invoke(lam, name, decode=True)
     assert time.time() - t < 15
     msg = str(e.value)
     assert "does-not-exist/nope:1" in msg, msg
@@ -429,27 +414,30 @@ def test_sigterm_leaves_no_container(fresh_server):
     slow = create_py_function(lam, "import time\ndef handler(e, c):\n    time.sleep(e.get('s', 0))\n    return 1\n",
                               Timeout=30)
     for n in names:
-        invoke(lam, n)
+        invoke(lam, n, decode=True)
     assert len(server_containers(s)) == 2
     # One invocation still running when the signal arrives.
     with cf.ThreadPoolExecutor(1) as ex:
-        fut = ex.submit(invoke, lam, slow, {"s": 2})
-        wait_for(lambda: len(server_containers(s)) == 3, 15)
+        fut = ex.submit(invoke, lam, slow, {"s": 2}, decode=True)
+        wait_for(lambda: len(server_containers(s)) == 3 and s.health()["environments"]["busy"] == 1, 15,
+                 "the slow invocation to be running in its own container")
+        assert not fut.done()
         assert s.stop(signal.SIGTERM) == 0
-        fut.result()
+        r, out = fut.result()
+        assert out == 1 and "FunctionError" not in r, out
     assert server_containers(s) == []
 
 
 def test_containers_of_a_crashed_server_are_removed_at_start(fresh_server):
     s = fresh_server("--lambda-executor", "docker", *MAP)
     lam = s.client("lambda")
-    invoke(lam, create_py_function(lam, PROBE))
+    invoke(lam, create_py_function(lam, PROBE), decode=True)
     left = server_containers(s)
     assert len(left) == 1
     s.kill()
     assert server_containers(s) == left  # kill -9: nobody removed it
     s2 = fresh_server("--lambda-executor", "subprocess", data_dir=s.data_dir, port=s.port)
-    assert wait_for(lambda: not server_containers(s2), 15), "stale container not removed"
+    wait_for(lambda: not server_containers(s2), 15, "the stale container to be removed")
 
 
 def test_bad_entrypoint_reports_the_exit_and_its_output(dlam, baked_image):
@@ -458,7 +446,7 @@ def test_bad_entrypoint_reports_the_exit_and_its_output(dlam, baked_image):
                          PackageType="Image", Code={"ImageUri": baked_image},
                          ImageConfig={"EntryPoint": ["/no/such/entrypoint"]})
     t = time.time()
-    r, err = invoke(dlam, name, LogType="Tail")
+    r, err = invoke(dlam, name, LogType="Tail", decode=True)
     assert time.time() - t < 10
     assert r["FunctionError"] == "Unhandled"
     assert err["errorType"] == "Runtime.ExitError", err
@@ -491,7 +479,7 @@ def test_provided_runtime_runs_its_own_bootstrap(dlam, where):
     name = unique("prov")
     dlam.create_function(FunctionName=name, Runtime="provided.al2023", Handler="my.handler",
                          Role="arn:aws:iam::000000000000:role/lambda", Code={"ZipFile": make_zip(files)}, **kw)
-    r, out = invoke(dlam, name, {"x": 1}, LogType="Tail")
+    r, out = invoke(dlam, name, {"x": 1}, LogType="Tail", decode=True)
     assert "FunctionError" not in r, out
     assert out == {"echo": {"x": 1}, "handler": "my.handler", "root": "/var/task",
                    "from": "/var/task/bootstrap" if where == "code" else "/opt/bootstrap"}
@@ -525,7 +513,7 @@ def test_nodejs_in_a_container_with_a_layer(dlam):
     dlam.create_function(FunctionName=name, Runtime="nodejs18.x", Role="arn:aws:iam::000000000000:role/lambda",
                          Handler="index.handler", Code={"ZipFile": make_zip({"index.js": NODE_PROBE})},
                          Layers=[layer["LayerVersionArn"]])
-    r, out = invoke(dlam, name, LogType="Tail")
+    r, out = invoke(dlam, name, LogType="Tail", decode=True)
     assert "FunctionError" not in r, out
     assert out["dockerenv"] is True and out["node"].startswith("v18.")
     assert out["root"] == "/var/task" and out["exec"] == "AWS_Lambda_nodejs18.x"
@@ -533,7 +521,7 @@ def test_nodejs_in_a_container_with_a_layer(dlam):
     assert out["layer"] == "from the layer"
     assert out["requestId"] == r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
     assert "node probe 1" in base64.b64decode(r["LogResult"]).decode()
-    _, again = invoke(dlam, name)
+    _, again = invoke(dlam, name, decode=True)
     assert again["count"] == 2 and again["pid"] == out["pid"]
 
 
@@ -545,14 +533,14 @@ def test_exec_wrapper_in_the_images(dlam):
     arn = layer["LayerVersionArn"]
     py = create_py_function(dlam, "import os\ndef handler(e, c):\n    return os.environ.get('WRAPPED')\n",
                             Layers=[arn], Environment={"Variables": {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/wrapper"}})
-    assert invoke(dlam, py)[1] == "yes:/var/lang/bin/python3.11"
+    assert invoke(dlam, py, decode=True)[1] == "yes:/var/lang/bin/python3.11"
     node = unique("wrapped-node")
     dlam.create_function(FunctionName=node, Runtime="nodejs18.x", Role="arn:aws:iam::000000000000:role/lambda",
                          Handler="index.handler", Layers=[arn],
                          Environment={"Variables": {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/wrapper"}},
                          Code={"ZipFile": make_zip({"index.js": "exports.handler = async () => process.env.WRAPPED;\n"})})
-    assert invoke(dlam, node)[1] == "yes:/var/lang/bin/node"
+    assert invoke(dlam, node, decode=True)[1] == "yes:/var/lang/bin/node"
     missing = create_py_function(dlam, "def handler(e, c):\n    return 1\n",
                                  Environment={"Variables": {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/nope"}})
-    r, out = invoke(dlam, missing)
+    r, out = invoke(dlam, missing, decode=True)
     assert r["FunctionError"] == "Unhandled" and "exit status 127" in out["errorMessage"], out

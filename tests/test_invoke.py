@@ -10,7 +10,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import create_py_function, make_zip, unique
+from conftest import create_py_function, invoke, make_zip, unique, wait_for
 
 HANDLER = """
 import os, time, json
@@ -38,12 +38,6 @@ def handler(event, context):
         "cwd": os.getcwd(),
     }
 """
-
-
-def invoke(lam, name, payload=None, **kw):
-    r = lam.invoke(FunctionName=name, Payload=json.dumps(payload if payload is not None else {}), **kw)
-    body = r["Payload"].read()
-    return r, body
 
 
 def test_round_trip_context_and_env(lam, server):
@@ -176,11 +170,7 @@ def test_event_and_dry_run(lam, tmp_path):
     assert r["StatusCode"] == 202
     # The 202's request id is the one the function runs with.
     want = "side-effect %s\n" % r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
-    for _ in range(100):
-        if marker.exists() and marker.read_text() == want:
-            break
-        time.sleep(0.05)
-    assert marker.read_text() == want
+    wait_for(lambda: marker.exists() and marker.read_text() == want, 5, "the Event invocation's side effect")
 
 
 def test_logging_module_in_lambda_format(lam):
@@ -322,7 +312,8 @@ def handler(e, c):
     path = f"/tmp/ruststack-foreign-{unique()}.json"
     with cf.ThreadPoolExecutor(2) as ex:
         f1 = ex.submit(invoke, lam, name, {"role": "first", "path": path})
-        time.sleep(0.3)
+        # The first is running in its environment, so the second gets another one.
+        wait_for(lambda: os.path.exists(path), 10, "the first invocation to start")
         f2 = ex.submit(invoke, lam, name, {"role": "second", "path": path})
         first = json.loads(f1.result()[1])
         second = json.loads(f2.result()[1])
@@ -345,9 +336,15 @@ def test_no_orphans_after_sigterm(fresh_server):
     assert len(children_of(srv.proc.pid)) >= 3
     pids = [int(l.split()[0]) for l in children_of(srv.proc.pid)]
     assert srv.stop(signal.SIGTERM) == 0
-    time.sleep(0.2)
-    for p in pids:
-        assert not os.path.exists(f"/proc/{p}") or open(f"/proc/{p}/stat").read().split()[2] == "Z"
+
+    def gone(p):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
+    wait_for(lambda: all(gone(p) for p in pids), 5, "every runtime to exit with the server")
 
 
 def test_no_orphans_after_sigkill(fresh_server):
@@ -358,10 +355,7 @@ def test_no_orphans_after_sigkill(fresh_server):
     pids = [int(l.split()[0]) for l in children_of(srv.proc.pid)]
     assert pids
     srv.kill()
-    deadline = time.time() + 5
-    while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
-        time.sleep(0.05)
-    assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+    wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids), 5, "every runtime to die with the server")
 
 
 def test_s3_from_inside_a_handler(fresh_server):
@@ -442,9 +436,7 @@ def test_idle_runtime_killed_is_replaced_on_the_next_invoke(lam):
     for _ in range(5):
         pid = json.loads(invoke(lam, name)[1])
         os.kill(pid, signal.SIGKILL)
-        deadline = time.time() + 5
-        while not process_gone(pid) and time.time() < deadline:
-            time.sleep(0.001)
+        wait_for(lambda: process_gone(pid), 5, f"runtime {pid} to exit", step=0.001)
         r, body = invoke(lam, name)
         if "FunctionError" in r:
             assert json.loads(body)["errorType"] == "Runtime.ExitError", body

@@ -89,6 +89,28 @@ def test_own_groups_and_errors(logs):
     assert not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
 
 
+def test_logs_errors_are_aws_json(server):
+    """Logs errors, including the server's own body-size refusal, are AWS JSON 1.1 errors with
+    x-amzn-ErrorType, so every SDK reads the code."""
+    from conftest import http
+    target = {"X-Amz-Target": "Logs_20140328.CreateLogGroup", "Content-Type": "application/x-amz-json-1.1"}
+    status, headers, body = http(server, "POST", "/", b"{" + b" " * (3 * 1024 * 1024) + b"}", target)
+    assert status == 413
+    assert headers["x-amzn-ErrorType"] == "InvalidParameterException"
+    assert headers["Content-Type"] == "application/x-amz-json-1.1"
+    assert headers["x-amzn-RequestId"]
+    assert json.loads(body) == {"__type": "InvalidParameterException", "message": "Request body too large"}
+    status, headers, body = http(server, "POST", "/", b"{}", {**target, "X-Amz-Target": "Logs_20140328.Nope"})
+    assert status == 400
+    assert headers["x-amzn-ErrorType"] == "UnknownOperationException"
+    assert json.loads(body) == {"__type": "UnknownOperationException",
+                                "message": "Operation Nope is not supported by RustStack"}
+    # The server's own endpoints answer in REST-JSON, with the header too.
+    status, headers, body = http(server, "GET", "/_ruststack/nope")
+    assert status == 404 and headers["x-amzn-ErrorType"] == "NotFound" and headers["x-amzn-RequestId"]
+    assert json.loads(body) == {"Type": "User", "message": "unknown path /_ruststack/nope"}
+
+
 def test_aws_cli_reads_function_logs(lam, server):
     name = create_py_function(lam, LOUD)
     lam.invoke(FunctionName=name, Payload=json.dumps({"who": "cli"}))

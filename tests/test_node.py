@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import make_zip, unique
+from conftest import invoke, make_zip, unique
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 
@@ -24,11 +24,6 @@ def create_node(lam, files, handler="index.handler", runtime=None, **kw):
     lam.create_function(FunctionName=name, Runtime=runtime or "nodejs%s.x" % node_major(), Role=ROLE,
                         Handler=handler, Code={"ZipFile": make_zip(files)}, **kw)
     return name
-
-
-def invoke(lam, name, payload=None, **kw):
-    r = lam.invoke(FunctionName=name, Payload=json.dumps(payload if payload is not None else {}), **kw)
-    return r, json.loads(r["Payload"].read())
 
 
 ESM_CONTEXT = """
@@ -52,7 +47,7 @@ export const handler = async (event, context) => {
 def test_esm_round_trip_context_env_and_warm_reuse(lam, server):
     name = create_node(lam, {"index.mjs": ESM_CONTEXT}, MemorySize=256, Timeout=7,
                        Environment={"Variables": {"MY_VAR": "hi", "TZ": "Europe/Paris"}})
-    r, out = invoke(lam, name, {"n": 1}, LogType="Tail")
+    r, out = invoke(lam, name, {"n": 1}, LogType="Tail", decode=True)
     assert r["StatusCode"] == 200 and "FunctionError" not in r, out
     assert out["event"] == {"n": 1} and out["calls"] == 1
     assert out["requestId"] == r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
@@ -70,7 +65,7 @@ def test_esm_round_trip_context_env_and_warm_reuse(lam, server):
     line = [x for x in log.splitlines() if "hello from" in x][0]
     ts, rid, level, msg = line.split("\t")
     assert ts.endswith("Z") and rid == out["requestId"] and level == "INFO" and msg == f"hello from {name}"
-    _, out2 = invoke(lam, name, {"n": 2})
+    _, out2 = invoke(lam, name, {"n": 2}, decode=True)
     assert out2["calls"] == 2 and out2["pid"] == out["pid"], "the warm environment is reused"
 
 
@@ -82,9 +77,9 @@ def test_commonjs_callback_nested_dir_and_handler_path(lam):
         "src/sum.cjs": "const base = require('./lib.cjs'); exports.handler = async (e) => base + e.add;\n",
     }
     name = create_node(lam, files, handler="src/app.api.v1.handle")
-    assert invoke(lam, name, {"x": 5})[1] == {"got": 5, "kind": "callback"}
+    assert invoke(lam, name, {"x": 5}, decode=True)[1] == {"got": 5, "kind": "callback"}
     name2 = create_node(lam, files, handler="src/sum.handler")
-    assert invoke(lam, name2, {"add": 1})[1] == 42
+    assert invoke(lam, name2, {"add": 1}, decode=True)[1] == 42
 
 
 def test_esm_package_type_module_and_node_modules(lam):
@@ -95,7 +90,7 @@ def test_esm_package_type_module_and_node_modules(lam):
         "node_modules/greeter/main.js": "export default (who) => `hello ${who}`;\n",
     }
     name = create_node(lam, files)
-    assert invoke(lam, name, {"who": "node"})[1] == "hello node"
+    assert invoke(lam, name, {"who": "node"}, decode=True)[1] == "hello node"
 
 
 def test_sync_handler_answers_null_unless_callback(lam):
@@ -109,11 +104,11 @@ def test_sync_handler_answers_null_unless_callback(lam):
                     "exports.nowait = (e, c, cb) => { c.callbackWaitsForEmptyEventLoop = false;"
                     " setTimeout(() => {}, 3000); cb(null, 'now'); };\n",
     }
-    assert invoke(lam, create_node(lam, files, handler="index.plain"))[1] is None
+    assert invoke(lam, create_node(lam, files, handler="index.plain"), decode=True)[1] is None
     name = create_node(lam, files, handler="index.waits")
-    assert invoke(lam, name)[1] == "early"
+    assert invoke(lam, name, decode=True)[1] == "early"
     name2 = create_node(lam, files, handler="index.nowait", Timeout=2)
-    r, out = invoke(lam, name2)
+    r, out = invoke(lam, name2, decode=True)
     assert out == "now" and "FunctionError" not in r
 
 
@@ -123,13 +118,13 @@ def test_handler_errors(lam):
                      "export const called = (e, c, cb) => cb('just a string');\n"
                      "export const custom = async () => { const e = new Error('nope'); e.name = 'MyError'; throw e; };\n",
     }
-    r, out = invoke(lam, create_node(lam, files, handler="index.thrown"))
+    r, out = invoke(lam, create_node(lam, files, handler="index.thrown"), decode=True)
     assert r["FunctionError"] == "Unhandled"
     assert out["errorType"] == "TypeError" and out["errorMessage"] == "bad thing"
     assert out["trace"][0] == "TypeError: bad thing" and any("index.mjs" in t for t in out["trace"])
-    r, out = invoke(lam, create_node(lam, files, handler="index.called"))
+    r, out = invoke(lam, create_node(lam, files, handler="index.called"), decode=True)
     assert r["FunctionError"] == "Unhandled" and out == {"errorType": "string", "errorMessage": "just a string", "trace": []}
-    r, out = invoke(lam, create_node(lam, files, handler="index.custom"))
+    r, out = invoke(lam, create_node(lam, files, handler="index.custom"), decode=True)
     assert out["errorType"] == "MyError" and out["errorMessage"] == "nope"
 
 
@@ -147,14 +142,14 @@ def test_handler_errors(lam):
 ])
 def test_init_errors(lam, files, handler, error_type, message):
     name = create_node(lam, files, handler=handler)
-    r, out = invoke(lam, name)
+    r, out = invoke(lam, name, decode=True)
     assert r["FunctionError"] == "Unhandled", out
     assert out["errorType"] == error_type and out["errorMessage"].startswith(message), out
     # The function stays usable once fixed.
     lam.update_function_code(FunctionName=name, ZipFile=make_zip({"index.js": "exports.handler = async () => 'fixed';\n"}))
     lam.update_function_configuration(FunctionName=name, Handler="index.handler")
     lam.get_waiter("function_updated_v2").wait(FunctionName=name)
-    assert invoke(lam, name)[1] == "fixed"
+    assert invoke(lam, name, decode=True)[1] == "fixed"
 
 
 def test_unhandled_rejection_and_exit_recover(lam):
@@ -164,19 +159,19 @@ def test_unhandled_rejection_and_exit_recover(lam):
                          " if (e.exit) process.exit(3);"
                          " return n; };\n"}
     name = create_node(lam, files)
-    r, out = invoke(lam, name, {"reject": True})
+    r, out = invoke(lam, name, {"reject": True}, decode=True)
     assert r["FunctionError"] == "Unhandled"
     assert out["errorType"] == "Runtime.UnhandledPromiseRejection" and out["errorMessage"] == "Error: floating"
-    assert invoke(lam, name)[1] == 1, "a fresh environment after the runtime exited"
-    r, out = invoke(lam, name, {"exit": True})
+    assert invoke(lam, name, decode=True)[1] == 1, "a fresh environment after the runtime exited"
+    r, out = invoke(lam, name, {"exit": True}, decode=True)
     assert out["errorType"] == "Runtime.ExitError" and "exit status 3" in out["errorMessage"]
-    assert invoke(lam, name)[1] == 1
+    assert invoke(lam, name, decode=True)[1] == 1
 
 
 def test_timeout(lam):
     name = create_node(lam, {"index.js": "exports.handler = () => new Promise(() => setInterval(() => {}, 1000));\n"},
                        Timeout=1)
-    r, out = invoke(lam, name)
+    r, out = invoke(lam, name, decode=True)
     assert r["FunctionError"] == "Unhandled" and out["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in out["errorMessage"]
 
@@ -188,7 +183,7 @@ def test_layer_node_modules(lam):
         "nodejs/node_modules/shout/index.js": "module.exports = (s) => s.toUpperCase() + '!';\n"})})
     name = create_node(lam, {"index.js": "const shout = require('shout');\nexports.handler = async (e) => shout(e.s);\n"},
                        Layers=[layer["LayerVersionArn"]])
-    assert invoke(lam, name, {"s": "hey"})[1] == "HEY!"
+    assert invoke(lam, name, {"s": "hey"}, decode=True)[1] == "HEY!"
 
 
 def test_no_node_on_the_host_is_a_clear_error(fresh_server):
@@ -243,8 +238,8 @@ def test_oversize_answer_and_flood(lam):
     files = {"index.js": "exports.big = async () => 'x'.repeat(7 * 1024 * 1024);\n"
                          "exports.flood = async () => { for (let i = 0; i < 50000; i++) console.log('line', i); return 'done'; };\n"}
     name = create_node(lam, files, handler="index.big")
-    r, out = invoke(lam, name)
+    r, out = invoke(lam, name, decode=True)
     assert r["FunctionError"] == "Unhandled" and out["errorType"] == "Function.ResponseSizeTooLarge", out
     flood = create_node(lam, files, handler="index.flood", Timeout=30)
-    r, out = invoke(lam, flood, LogType="Tail")
+    r, out = invoke(lam, flood, LogType="Tail", decode=True)
     assert out == "done" and len(base64.b64decode(r["LogResult"])) <= 4096

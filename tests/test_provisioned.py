@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from conftest import create_py_function, expect_error
+from conftest import create_py_function, expect_error, wait_for
 
 PROBE = """
 import os, time
@@ -19,13 +19,26 @@ def handler(event, context):
 
 
 def wait_status(lam, name, qualifier, status="READY", timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    def current():
         c = lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier=qualifier)
-        if c["Status"] == status:
-            return c
-        time.sleep(0.1)
-    raise AssertionError(f"provisioned concurrency never became {status}: {c}")
+        return c if c["Status"] == status else None
+
+    return wait_for(current, timeout, f"provisioned concurrency of {name}:{qualifier} to become {status}", step=0.1)
+
+
+def children(pid):
+    """The live (not zombie) child processes of `pid`."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[1]) == pid:
+                out.add(int(entry))
+    return out
 
 
 def test_provisioned_concurrency(fresh_server):
@@ -59,19 +72,27 @@ def test_provisioned_concurrency(fresh_server):
 
     # Kept past the 1 s idle TTL, which takes an on-demand environment away.
     other = create_py_function(lam, PROBE)
-    assert json.loads(lam.invoke(FunctionName=other, Payload=b"{}")["Payload"].read())["init_type"] == "on-demand"
-    time.sleep(3)
+    probe = json.loads(lam.invoke(FunctionName=other, Payload=b"{}")["Payload"].read())
+    assert probe["init_type"] == "on-demand"
+    assert probe["pid"] in children(srv.proc.pid) and out["pid"] in children(srv.proc.pid)
+    # The on-demand environment goes after its 1 s idle TTL; the provisioned ones, idle for
+    # longer already, stay.
+    wait_for(lambda: probe["pid"] not in children(srv.proc.pid), 15, "the idle on-demand environment to stop")
+    assert out["pid"] in children(srv.proc.pid)
     assert srv.health()["environments"]["live"] == 2
 
     # A provisioned runtime that dies is replaced by another provisioned one (by the pool,
     # within a reaper tick; an invoke racing the kill itself may see Runtime.ExitError).
+    envs_before = children(srv.proc.pid)
+    assert len(envs_before) == 2, envs_before
     os.kill(out["pid"], signal.SIGKILL)
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        time.sleep(0.3)
+
+    def replaced():
+        now = children(srv.proc.pid)
         h = srv.health()["environments"]
-        if h["live"] == 2 and h["idle"] == 2:
-            break
+        return out["pid"] not in now and len(now - envs_before) == 1 and h["live"] == 2 and h["idle"] == 2
+
+    wait_for(replaced, 15, "the killed provisioned environment to be replaced and initialized")
     pids = set()
     for _ in range(4):
         o = json.loads(lam.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")["Payload"].read())
@@ -85,19 +106,14 @@ def test_provisioned_concurrency(fresh_server):
     srv.start()
     lam = srv.client("lambda")
     wait_status(lam, name, "live")
-    deadline = time.time() + 15
-    while srv.health()["environments"]["live"] < 2 and time.time() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: srv.health()["environments"]["live"] >= 2, 15, "two provisioned environments after the restart")
     assert srv.health()["environments"]["live"] == 2
 
     # Deleted: gone from the record; its environments age out like any other.
     lam.delete_provisioned_concurrency_config(FunctionName=name, Qualifier="live")
     expect_error("ProvisionedConcurrencyConfigNotFoundException", 404, lam.get_provisioned_concurrency_config,
                  FunctionName=name, Qualifier="live")
-    deadline = time.time() + 10
-    while srv.health()["environments"]["live"] > 0 and time.time() < deadline:
-        time.sleep(0.1)
-    assert srv.health()["environments"]["live"] == 0
+    wait_for(lambda: srv.health()["environments"]["live"] == 0, 10, "the unprovisioned environments to age out")
 
 
 def test_deleting_a_qualifier_drops_its_settings(lam):

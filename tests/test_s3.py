@@ -19,7 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import CREDS, unique
+from conftest import CREDS, unique, wait_for
 
 
 def bucket_name(prefix="bkt"):
@@ -99,10 +99,15 @@ def test_invalid_bucket_name(s3):
 
 
 def test_create_bucket_with_configuration_body(s3):
+    """A CreateBucketConfiguration body is accepted (we have one region) and the bucket exists."""
     name = bucket_name()
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    s3.head_bucket(Bucket=name)
+    created = s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert created["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert created["Location"] == f"/{name}"
+    assert s3.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     s3.delete_bucket(Bucket=name)
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
 # ---- objects ----
@@ -185,6 +190,77 @@ def test_bad_digest_rejected(server, bucket):
     assert code == 400 and b"<Code>BadDigest</Code>" in body
     code, _, body = raw_request(server, "PUT", f"/{bucket}/x", b"data", {"x-amz-checksum-crc32": "AAAAAA=="})
     assert code == 400 and b"<Code>BadDigest</Code>" in body
+
+
+def test_sha1_checksum_is_verified(server, s3, bucket):
+    """x-amz-checksum-sha1 is checked like the CRCs: a wrong one is S3's BadDigest, a right one
+    is kept and returned."""
+    wrong = base64.b64encode(hashlib.sha1(b"other").digest()).decode()
+    code, _, body = raw_request(server, "PUT", f"/{bucket}/s", b"data", {"x-amz-checksum-sha1": wrong})
+    assert code == 400, body
+    assert b"<Code>BadDigest</Code>" in body
+    assert b"<Message>The SHA1 you specified did not match the calculated checksum.</Message>" in body
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="s")
+    assert status(e) == 404
+
+    put = s3.put_object(Bucket=bucket, Key="s", Body=b"data", ChecksumAlgorithm="SHA1")
+    expected = base64.b64encode(hashlib.sha1(b"data").digest()).decode()
+    assert put["ChecksumSHA1"] == expected
+    got = s3.get_object(Bucket=bucket, Key="s", ChecksumMode="ENABLED")
+    assert got["ChecksumSHA1"] == expected
+    assert got["Body"].read() == b"data"
+
+
+def test_xml_bodies_with_comments_and_nested_tags(server, s3, bucket):
+    """XML request bodies are parsed, not scanned: a commented-out element is not read, and an
+    element nested in a same-name element belongs to its parent, not to the document."""
+    for k in ["real", "ghost", "outer", "inner"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    doc = (b'<?xml version="1.0" encoding="UTF-8"?>'
+           b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+           b'<!-- <Object><Key>ghost</Key></Object> -->'
+           b'<Object><Key>real</Key></Object>'
+           b'<Object><Object><Key>inner</Key></Object><Key>outer</Key></Object>'
+           b'</Delete>')
+    code, _, body = raw_request(server, "POST", f"/{bucket}?delete", doc, {"Content-Type": "application/xml"})
+    assert code == 200, body
+    assert body.count(b"<Deleted>") == 2, body
+    assert b"<Deleted><Key>real</Key></Deleted>" in body and b"<Deleted><Key>outer</Key></Deleted>" in body
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == ["ghost", "inner"]
+
+    # CompleteMultipartUpload: a commented-out second part is not asked for.
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=b"part one")["ETag"]
+    doc = (f'<CompleteMultipartUpload><!-- <Part><PartNumber>2</PartNumber><ETag>"nope"</ETag></Part> -->'
+           f'<Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>').encode()
+    code, _, body = raw_request(server, "POST", f"/{bucket}/mp?uploadId={upload}", doc)
+    assert code == 200, body
+    assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"part one"
+
+    # Versioning: the commented-out status is not the one applied.
+    doc = (b"<VersioningConfiguration><!-- <Status>Suspended</Status> --><Status>Enabled</Status>"
+           b"</VersioningConfiguration>")
+    code, _, body = raw_request(server, "PUT", f"/{bucket}?versioning", doc)
+    assert code == 200, body
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+
+    # Notifications: a commented-out event is not read (the scan took it and refused the
+    # configuration), and a namespace-prefixed document reads the same.
+    fn_arn = "arn:aws:lambda:us-east-1:000000000000:function:f"
+    doc = (f'<n:NotificationConfiguration xmlns:n="http://s3.amazonaws.com/doc/2006-03-01/">'
+           f'<n:LambdaFunctionConfiguration><n:Id>c1</n:Id><n:LambdaFunctionArn>{fn_arn}</n:LambdaFunctionArn>'
+           f'<!-- <n:Event>not-an-event</n:Event> --><n:Event>s3:ObjectCreated:*</n:Event>'
+           f'</n:LambdaFunctionConfiguration></n:NotificationConfiguration>').encode()
+    code, _, body = raw_request(server, "PUT", f"/{bucket}?notification", doc)
+    assert code == 200, body
+    [got] = s3.get_bucket_notification_configuration(Bucket=bucket)["LambdaFunctionConfigurations"]
+    assert got["Id"] == "c1" and got["LambdaFunctionArn"] == fn_arn and got["Events"] == ["s3:ObjectCreated:*"]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+
+    # A document that is not well-formed is still MalformedXML.
+    code, _, body = raw_request(server, "POST", f"/{bucket}?delete", b"<Delete><Object><Key>a</Object></Delete>")
+    assert code == 400 and b"<Code>MalformedXML</Code>" in body
 
 
 def test_error_codes(s3, bucket):
@@ -577,6 +653,8 @@ def test_kill_during_writes_leaves_only_whole_objects(fresh_server):
     s3.create_bucket(Bucket=name)
     stop = threading.Event()
 
+    written = []
+
     def writer(n):
         i = 0
         while not stop.is_set():
@@ -584,12 +662,14 @@ def test_kill_during_writes_leaves_only_whole_objects(fresh_server):
                 s3.put_object(Bucket=name, Key=f"w{n}/{i % 5}", Body=os.urandom(512 * 1024 + i))
             except Exception:
                 return
+            written.append((n, i))
             i += 1
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
-    time.sleep(2)
+    # Kill once every writer has overwritten its keys at least once, with writes still going.
+    wait_for(lambda: len({n for n, i in written if i >= 5}) == 4, 60, "every writer to overwrite its keys")
     srv.kill()
     stop.set()
     for t in threads:
@@ -631,10 +711,10 @@ def test_bucket_notifications_invoke_functions(server, tmp_path):
     s3c.copy_object(Bucket=bucket, Key="in/copy.txt", CopySource={"Bucket": bucket, "Key": "in/hello world.txt"})
     s3c.delete_object(Bucket=bucket, Key="out/skip.txt")
 
-    deadline = time.time() + 20
-    while time.time() < deadline and (not seen.exists() or len(seen.read_text().splitlines()) < 3):
-        time.sleep(0.05)
-    time.sleep(0.3)
+    wait_for(lambda: seen.exists() and len(seen.read_text().splitlines()) >= 3, 20, "three notification events")
+    # Notifications are queued before the S3 call answers, so an empty queue means every event
+    # those five calls caused has run: no others are on their way.
+    wait_for(lambda: server.health()["pending_events"] == 0, 20, "the event queue to drain")
     records = [json.loads(line)["Records"][0] for line in seen.read_text().splitlines()]
     by_name = {(r["eventName"], r["s3"]["object"]["key"]): r for r in records}
     assert set(by_name) == {("ObjectCreated:Put", "in/hello+world.txt"), ("ObjectCreated:Copy", "in/copy.txt"),

@@ -16,11 +16,11 @@ pub fn message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(&(total as u32).to_be_bytes());
     out.extend_from_slice(&(head.len() as u32).to_be_bytes());
-    let prelude_crc = crate::s3::checksum::crc32(&out);
+    let prelude_crc = crate::aws::checksum::crc32(&out);
     out.extend_from_slice(&prelude_crc.to_be_bytes());
     out.extend_from_slice(&head);
     out.extend_from_slice(payload);
-    let crc = crate::s3::checksum::crc32(&out);
+    let crc = crate::aws::checksum::crc32(&out);
     out.extend_from_slice(&crc.to_be_bytes());
     out
 }
@@ -39,9 +39,10 @@ mod tests {
         let headers = u32::from_be_bytes(m[4..8].try_into().unwrap()) as usize;
         assert_eq!(total, m.len());
         assert_eq!(&m[12 + headers..total - 4], b"hello");
-        assert_eq!(u32::from_be_bytes(m[8..12].try_into().unwrap()), crate::s3::checksum::crc32(&m[0..8]));
-        assert_eq!(u32::from_be_bytes(m[total - 4..].try_into().unwrap()), crate::s3::checksum::crc32(&m[..total - 4]));
-        // The known CRC32 of "123456789".
-        assert_eq!(crate::s3::checksum::crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(u32::from_be_bytes(m[8..12].try_into().unwrap()), crate::aws::checksum::crc32(&m[0..8]));
+        assert_eq!(
+            u32::from_be_bytes(m[total - 4..].try_into().unwrap()),
+            crate::aws::checksum::crc32(&m[..total - 4])
+        );
     }
 }

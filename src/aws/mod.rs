@@ -1,8 +1,11 @@
-//! Wire helpers shared by every service: AWS errors, ARNs, request ids and time formats.
+//! Wire helpers shared by every service: AWS errors, ARNs, checksums, event-stream framing,
+//! request ids and time formats.
 
 pub mod arn;
+pub mod checksum;
 pub mod error;
 pub mod eventstream;
+pub mod xml;
 
 pub use error::AwsError;
 

@@ -411,12 +411,14 @@ impl Process {
         if self.exited.load(Ordering::SeqCst) || self.pid <= 0 {
             return false;
         }
-        // SAFETY: waitid writes one siginfo_t we own; WNOWAIT leaves the child to its reaper.
+        // SAFETY: siginfo_t is a plain C struct for which all-zero bytes are a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes one siginfo_t we own; WNOWAIT leaves the child to its reaper.
         let rc = unsafe {
             libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
         };
         // 0 with no pid: no state change yet, so it runs. ECHILD: already reaped.
+        // SAFETY: `info` was zeroed and then filled by waitid, so si_pid reads an initialized field.
         rc == 0 && unsafe { info.si_pid() } == 0
     }
 

@@ -120,6 +120,7 @@ impl FunctionConfig {
                 "LogGroup": format!("/aws/lambda/{}", self.name),
             })),
         });
+        #[allow(clippy::expect_used)] // `v` is the `json!({...})` object literal above
         let m = v.as_object_mut().expect("json! object literal");
         if let Some(r) = &self.runtime {
             m.insert("Runtime".into(), r.clone().into());
@@ -343,6 +344,7 @@ impl LayerVersion {
             "CreatedDate": self.created_date,
             "Version": self.version,
         });
+        #[allow(clippy::expect_used)] // `v` is the `json!({...})` object literal above
         let m = v.as_object_mut().expect("json! object literal");
         if !self.compatible_runtimes.is_empty() {
             m.insert("CompatibleRuntimes".into(), self.compatible_runtimes.clone().into());

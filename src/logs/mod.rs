@@ -16,6 +16,7 @@ use http::{HeaderValue, Response, StatusCode};
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
+use crate::aws::error::JsonVersion;
 use crate::http_util::{self, Body};
 
 /// Events kept per stream; older ones are dropped.
@@ -166,7 +167,7 @@ impl Logs {
             Ok(v) => {
                 let mut r = http_util::full(
                     StatusCode::OK,
-                    "application/x-amz-json-1.1",
+                    JsonVersion::V1_1.content_type(),
                     Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
                 );
                 if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -417,17 +418,7 @@ fn group_mut<'a>(
 fn error_response(request_id: &str, e: LogsError) -> Response<Body> {
     let status =
         if e.code == "ServiceUnavailableException" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_REQUEST };
-    let mut r = http_util::full(
-        status,
-        "application/x-amz-json-1.1",
-        Bytes::from(serde_json::to_vec(&json!({"__type": e.code, "message": e.message})).unwrap_or_default()),
-    );
-    let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-amzn-requestid", v);
-    }
-    h.insert("x-amzn-errortype", HeaderValue::from_static(e.code));
-    r
+    crate::aws::error::aws_json(JsonVersion::V1_1, status, e.code, &e.message, request_id)
 }
 
 fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, LogsError> {

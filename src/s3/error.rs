@@ -1,12 +1,13 @@
 //! S3 errors: the public `S3Error` for in-process callers, and `ApiError`,
-//! which `error_response` turns into S3's XML error documents in one match.
+//! which `describe` maps to S3's vocabulary in one match and `error_response` renders
+//! with the one S3 XML renderer (`aws::error::s3_xml`).
 
 use std::fmt;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 
-use super::wire::Xml;
+use crate::aws::error::{S3XmlError, s3_xml};
 
 /// Why `S3::get_object_bytes` could not return an object.
 #[derive(Debug)]
@@ -238,31 +239,8 @@ impl ApiError {
 /// The S3 error document (or, for HEAD, just the status and headers) for `err`.
 pub(crate) fn error_response(err: &ApiError, request_id: &str, head: bool) -> Response<Bytes> {
     let Described { status, code, message, extra, headers } = err.describe(request_id);
-    let body = if head {
-        Bytes::new()
-    } else {
-        let mut x = Xml::bare("Error");
-        x.elem("Code", code).elem("Message", &message);
-        for (tag, value) in &extra {
-            x.elem(tag, value);
-        }
-        x.elem("RequestId", request_id);
-        Bytes::from(x.finish("Error"))
-    };
-    let mut builder = Response::builder().status(status);
-    if !head {
-        builder = builder.header(http::header::CONTENT_TYPE, "application/xml");
-    }
-    for (name, value) in headers {
-        builder = builder.header(name, value);
-    }
-    builder.body(body).unwrap_or_else(|_| {
-        // Only reachable if a header value above were not a valid header value;
-        // they are all ASCII we produced, so fall back to a bare status.
-        let mut r = Response::new(Bytes::new());
-        *r.status_mut() = status;
-        r
-    })
+    let wire = S3XmlError { status, code, message: &message, extra: &extra, headers: &headers };
+    s3_xml(&wire, request_id, head)
 }
 
 #[cfg(test)]

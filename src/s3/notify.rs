@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::wire::{Xml, element_text, elements};
+use super::wire::{Element, Xml};
 
 /// One `LambdaFunctionConfiguration`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -76,36 +76,40 @@ impl Notifications {
 
     /// PutBucketNotificationConfiguration: replaces the bucket's rules.
     pub(crate) fn put(&self, bucket: &str, xml: &str) -> Result<(), ApiError> {
-        let root = elements(xml, "NotificationConfiguration").ok_or(ApiError::MalformedXml)?;
-        let [doc] = root.as_slice() else { return Err(ApiError::MalformedXml) };
+        let doc = Element::parse(xml)?;
+        if doc.name != "NotificationConfiguration" {
+            return Err(ApiError::MalformedXml);
+        }
         let mut rules = Vec::new();
         for tag in ["LambdaFunctionConfiguration", "CloudFunctionConfiguration"] {
-            for c in elements(doc, tag).ok_or(ApiError::MalformedXml)? {
-                let function_arn = element_text(c, "LambdaFunctionArn")
-                    .or_else(|| element_text(c, "CloudFunction"))
+            for c in doc.children(tag) {
+                let function_arn = c
+                    .child_text("LambdaFunctionArn")
+                    .or_else(|| c.child_text("CloudFunction"))
                     .filter(|a| a.starts_with("arn:") && a.contains(":lambda:"))
                     .ok_or_else(|| ApiError::InvalidArgument("A Lambda function ARN is required".into()))?;
-                let events: Vec<String> =
-                    elements(c, "Event").ok_or(ApiError::MalformedXml)?.iter().map(|e| e.trim().to_string()).collect();
+                let events: Vec<String> = c.children("Event").map(|e| e.text.trim().to_string()).collect();
                 if events.is_empty() || events.iter().any(|e| !e.starts_with("s3:")) {
                     return Err(ApiError::InvalidArgument("The event is not valid".into()));
                 }
                 let (mut prefix, mut suffix) = (String::new(), String::new());
-                for rule in elements(c, "FilterRule").ok_or(ApiError::MalformedXml)? {
-                    let name = element_text(rule, "Name").unwrap_or_default().to_ascii_lowercase();
-                    let value = element_text(rule, "Value").unwrap_or_default();
+                let filter_rules =
+                    c.children("Filter").flat_map(|f| f.children("S3Key")).flat_map(|k| k.children("FilterRule"));
+                for rule in filter_rules {
+                    let name = rule.child_text("Name").unwrap_or_default().to_ascii_lowercase();
+                    let value = rule.child_text("Value").unwrap_or_default();
                     match name.as_str() {
                         "prefix" => prefix = value,
                         "suffix" => suffix = value,
                         _ => return Err(ApiError::InvalidArgument(format!("Invalid filter rule name: {name}"))),
                     }
                 }
-                let id = element_text(c, "Id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let id = c.child_text("Id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                 rules.push(Rule { id, function_arn, events, prefix, suffix });
             }
         }
         for tag in ["QueueConfiguration", "TopicConfiguration"] {
-            if elements(doc, tag).is_some_and(|v| !v.is_empty()) {
+            if doc.child(tag).is_some() {
                 tracing::warn!(bucket, "{tag}: RustStack has no SQS or SNS; these notifications are not kept");
             }
         }

@@ -14,9 +14,9 @@ use super::error::ApiError;
 use super::list::{list_current, list_versions};
 use super::store::{ObjectAttrs, Store, Version, Versioning, valid_bucket_name};
 use super::wire::{
-    MAX_KEY_LEN, Query, Xml, decode_aws_chunked, element_text, elements, http_date, iso_date, parse_http_date,
-    url_encode,
+    Element, MAX_KEY_LEN, Query, Xml, decode_aws_chunked, http_date, iso_date, parse_http_date, url_encode,
 };
+use crate::aws::checksum as digest;
 
 type Reply = Result<Response<Bytes>, ApiError>;
 
@@ -200,6 +200,15 @@ fn body_text(body: &[u8]) -> Result<&str, ApiError> {
     std::str::from_utf8(body).map_err(|_| ApiError::MalformedXml)
 }
 
+/// A request body read as an XML document whose root element is `root`.
+fn xml_body(body: &[u8], root: &str) -> Result<Element, ApiError> {
+    let doc = Element::parse(body_text(body)?)?;
+    if doc.name != root {
+        return Err(ApiError::MalformedXml);
+    }
+    Ok(doc)
+}
+
 /// Headers we store with an object and send back on GET/HEAD.
 const STORED_HEADERS: &[&str] = &[
     "cache-control",
@@ -239,7 +248,7 @@ fn object_attrs(headers: &HeaderMap, checksum: Option<Checksum>) -> ObjectAttrs 
 }
 
 fn quoted_md5(data: &[u8]) -> String {
-    format!("\"{}\"", checksum::hex(&checksum::md5(data)))
+    format!("\"{}\"", digest::hex(&digest::md5(data)))
 }
 
 fn etags_match(condition: &str, etag: &str) -> bool {
@@ -304,11 +313,8 @@ fn get_bucket_location(store: &Store, bucket: &str) -> Reply {
 
 fn put_bucket_versioning(store: &Store, req: &Request<'_>, bucket: &str) -> Reply {
     let (body, _) = verified_body(req)?;
-    let text = body_text(&body)?;
-    if elements(text, "VersioningConfiguration").is_none_or(|v| v.len() != 1) {
-        return Err(ApiError::MalformedXml);
-    }
-    let versioning = match element_text(text, "Status").as_deref() {
+    let doc = xml_body(&body, "VersioningConfiguration")?;
+    let versioning = match doc.child_text("Status").as_deref() {
         Some("Enabled") => Versioning::Enabled,
         Some("Suspended") => Versioning::Suspended,
         // No status (only MfaDelete): nothing to change.
@@ -660,19 +666,16 @@ fn delete_object(store: &Store, req: &Request<'_>, bucket: &str, key: &str) -> R
 fn delete_objects(store: &Store, req: &Request<'_>, bucket: &str) -> Reply {
     store.read(bucket, |_| ())?;
     let (body, _) = verified_body(req)?;
-    let text = body_text(&body)?;
-    if elements(text, "Delete").is_none_or(|d| d.len() != 1) {
-        return Err(ApiError::MalformedXml);
-    }
-    let objects = elements(text, "Object").ok_or(ApiError::MalformedXml)?;
+    let doc = xml_body(&body, "Delete")?;
+    let objects: Vec<&Element> = doc.children("Object").collect();
     if objects.is_empty() || objects.len() > 1000 {
         return Err(ApiError::MalformedXml);
     }
-    let quiet = element_text(text, "Quiet").is_some_and(|q| q.eq_ignore_ascii_case("true"));
+    let quiet = doc.child_text("Quiet").is_some_and(|q| q.eq_ignore_ascii_case("true"));
     let mut x = Xml::new("DeleteResult");
     for object in objects {
-        let key = element_text(object, "Key").ok_or(ApiError::MalformedXml)?;
-        let version_id = element_text(object, "VersionId").filter(|v| !v.is_empty());
+        let key = object.child_text("Key").ok_or(ApiError::MalformedXml)?;
+        let version_id = object.child_text("VersionId").filter(|v| !v.is_empty());
         let result = if key.is_empty() {
             Err(ApiError::InvalidArgument("Key is empty".into()))
         } else if key.len() > MAX_KEY_LEN {
@@ -836,12 +839,11 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 fn complete_multipart_upload(store: &Store, req: &Request<'_>, bucket: &str, key: &str) -> Reply {
     let upload_id = upload_id(req)?.to_string();
     let (body, _) = verified_body(req)?;
-    let text = body_text(&body)?;
+    let doc = xml_body(&body, "CompleteMultipartUpload")?;
     let mut requested: Vec<(u32, String)> = Vec::new();
-    for part in elements(text, "Part").ok_or(ApiError::MalformedXml)? {
-        let number =
-            element_text(part, "PartNumber").and_then(|n| n.parse::<u32>().ok()).ok_or(ApiError::MalformedXml)?;
-        let etag = element_text(part, "ETag").ok_or(ApiError::MalformedXml)?;
+    for part in doc.children("Part") {
+        let number = part.child_text("PartNumber").and_then(|n| n.parse::<u32>().ok()).ok_or(ApiError::MalformedXml)?;
+        let etag = part.child_text("ETag").ok_or(ApiError::MalformedXml)?;
         requested.push((number, etag.trim_matches('"').to_string()));
     }
     if requested.is_empty() {
@@ -868,7 +870,7 @@ fn complete_multipart_upload(store: &Store, req: &Request<'_>, bucket: &str, key
             .extend(unhex(etag).ok_or_else(|| ApiError::InvalidPart(format!("part {number} has a malformed ETag")))?);
         paths.push(store.part_path(&upload_id, *number));
     }
-    let etag = format!("\"{}-{}\"", checksum::hex(&checksum::md5(&digests)), requested.len());
+    let etag = format!("\"{}-{}\"", digest::hex(&digest::md5(&digests)), requested.len());
     let mut parts = Vec::with_capacity(paths.len());
     for p in &paths {
         parts.push(std::fs::File::open(p).map_err(|e| {

@@ -151,98 +151,111 @@ pub fn decode_aws_chunked(input: &[u8]) -> Result<Unchunked, &'static str> {
     Ok(Unchunked { body, trailers })
 }
 
-/// Escapes text for an XML element. Characters that XML 1.0 cannot carry
-/// become U+FFFD; CR, LF and TAB become character references so they survive.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\r' => out.push_str("&#13;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' => out.push_str("&#9;"),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
+pub use crate::aws::xml::escape;
+
+/// How deep a request document may nest. S3's documents need five levels; the limit keeps
+/// a hostile body from building (and recursively dropping) a tree a million levels deep.
+const MAX_XML_DEPTH: usize = 32;
+
+/// One element of an XML request body, read with quick-xml: its local name (namespace
+/// prefix dropped), its own text (entity and character references resolved, CDATA kept
+/// verbatim, comments and processing instructions dropped) and its child elements in order.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Element {
+    pub name: String,
+    pub text: String,
+    pub children: Vec<Element>,
 }
 
-/// Resolves the five named entities and numeric character references.
-/// `None` when a reference is malformed.
-pub fn unescape(s: &str) -> Option<String> {
-    if let Some(inner) = s.strip_prefix("<![CDATA[").and_then(|r| r.strip_suffix("]]>")) {
-        return Some(inner.to_string());
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let end = after.find(';')?;
-        let entity = &after[..end];
-        let c = match entity {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => {
-                let code = if let Some(hex) = entity.strip_prefix("#x").or_else(|| entity.strip_prefix("#X")) {
-                    u32::from_str_radix(hex, 16).ok()?
-                } else {
-                    entity.strip_prefix('#')?.parse::<u32>().ok()?
-                };
-                char::from_u32(code)?
-            }
-        };
-        out.push(c);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Some(out)
-}
-
-/// The raw inner text of every `<tag>...</tag>` (attributes allowed,
-/// `<tag/>` gives ""). Elements of the same name must not nest, which holds
-/// for every document we read. `None` when an element is not closed.
-pub fn elements<'a>(xml: &'a str, tag: &str) -> Option<Vec<&'a str>> {
-    let open = format!("<{tag}");
-    let close = format!("</{tag}>");
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while let Some(i) = xml[pos..].find(&open) {
-        let start = pos + i + open.len();
-        match xml[start..].chars().next() {
-            Some('>') | Some('/') => {}
-            Some(c) if c.is_whitespace() => {}
-            _ => {
-                // `<KeyMarker` when looking for `<Key`.
-                pos = start;
-                continue;
+impl Element {
+    /// Reads a whole document and returns its root element. A document that is not
+    /// well-formed (unclosed or mismatched tags, a bad reference, text or a second element
+    /// outside the root, nesting deeper than `MAX_XML_DEPTH`) is `MalformedXml`.
+    pub fn parse(xml: &str) -> Result<Element, ApiError> {
+        use quick_xml::events::Event;
+        let mut reader = quick_xml::Reader::from_str(xml);
+        let mut open: Vec<Element> = Vec::new();
+        let mut root: Option<Element> = None;
+        loop {
+            let event = reader.read_event().map_err(|_| ApiError::MalformedXml)?;
+            match event {
+                Event::Start(e) => {
+                    let element = new_element(&e, &open, &root)?;
+                    open.push(element);
+                }
+                Event::Empty(e) => {
+                    let element = new_element(&e, &open, &root)?;
+                    attach(&mut open, &mut root, element);
+                }
+                Event::End(_) => {
+                    let element = open.pop().ok_or(ApiError::MalformedXml)?;
+                    attach(&mut open, &mut root, element);
+                }
+                Event::Text(t) => push_text(&mut open, &t.xml10_content())?,
+                Event::CData(c) => push_text(&mut open, &c.into_inner())?,
+                Event::GeneralRef(r) => {
+                    let c = match r.resolve_char_ref().map_err(|_| ApiError::MalformedXml)? {
+                        Some(c) => c.to_string(),
+                        None => {
+                            quick_xml::escape::resolve_predefined_entity(&r).ok_or(ApiError::MalformedXml)?.to_string()
+                        }
+                    };
+                    push_text(&mut open, &c)?;
+                }
+                Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+                Event::Eof => break,
             }
         }
-        let gt = start + xml[start..].find('>')?;
-        if xml[..gt].ends_with('/') {
-            out.push("");
-            pos = gt + 1;
-            continue;
+        match (root, open.is_empty()) {
+            (Some(root), true) => Ok(root),
+            _ => Err(ApiError::MalformedXml),
         }
-        let body_start = gt + 1;
-        let end = body_start + xml[body_start..].find(&close)?;
-        out.push(&xml[body_start..end]);
-        pos = end + close.len();
     }
-    Some(out)
+
+    /// The direct children named `name`, in document order.
+    pub fn children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// The first direct child named `name`.
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    /// The trimmed text of the first direct child named `name`.
+    pub fn child_text(&self, name: &str) -> Option<String> {
+        self.child(name).map(|c| c.text.trim().to_string())
+    }
 }
 
-/// The inner text of the first `<tag>`, unescaped and trimmed.
-pub fn element_text(xml: &str, tag: &str) -> Option<String> {
-    elements(xml, tag)?.first().and_then(|t| unescape(t.trim()))
+/// The element `<tag ...>` opens; refused when it would be a second root or nest too deep.
+fn new_element(
+    start: &quick_xml::events::BytesStart<'_>,
+    open: &[Element],
+    root: &Option<Element>,
+) -> Result<Element, ApiError> {
+    if root.is_some() || open.len() >= MAX_XML_DEPTH {
+        return Err(ApiError::MalformedXml);
+    }
+    Ok(Element { name: start.local_name().as_ref().to_string(), ..Element::default() })
+}
+
+/// Hangs a finished element under its parent, or makes it the root.
+fn attach(open: &mut [Element], root: &mut Option<Element>, element: Element) {
+    match open.last_mut() {
+        Some(parent) => parent.children.push(element),
+        None => *root = Some(element),
+    }
+}
+
+/// Adds text to the element being read; outside the root only whitespace is allowed.
+fn push_text(open: &mut [Element], text: &str) -> Result<(), ApiError> {
+    match open.last_mut() {
+        Some(element) => element.text.push_str(text),
+        None if text.trim().is_empty() => {}
+        None => return Err(ApiError::MalformedXml),
+    }
+    Ok(())
 }
 
 /// Builds an S3 result document by hand.
@@ -255,13 +268,6 @@ impl Xml {
     pub fn new(root: &str) -> Xml {
         let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = write!(out, "<{root} xmlns=\"{XMLNS}\">");
-        Xml { out }
-    }
-
-    /// Starts a document whose root has no namespace (errors).
-    pub fn bare(root: &str) -> Xml {
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = write!(out, "<{root}>");
         Xml { out }
     }
 
@@ -422,27 +428,59 @@ mod tests {
         let s = "a&b<c>d\"e'f\r\n\tg\u{1}h\u{2713}";
         let e = escape(s);
         assert_eq!(e, "a&amp;b&lt;c&gt;d&quot;e&apos;f&#13;&#10;&#9;g\u{FFFD}h\u{2713}");
-        assert_eq!(unescape(&e).unwrap(), "a&b<c>d\"e'f\r\n\tg\u{FFFD}h\u{2713}");
-        assert_eq!(unescape("&#x41;&#66;").unwrap(), "AB");
-        assert_eq!(unescape("<![CDATA[a<b]]>").unwrap(), "a<b");
-        assert!(unescape("a&bogus").is_none());
-        assert!(unescape("&#xZZ;").is_none());
+        let doc = Element::parse(&format!("<K>{e}</K>")).unwrap();
+        assert_eq!(doc.text, "a&b<c>d\"e'f\r\n\tg\u{FFFD}h\u{2713}");
+        assert_eq!(Element::parse("<K>&#x41;&#66;<![CDATA[a<b]]></K>").unwrap().text, "ABa<b");
+        assert!(Element::parse("<K>a&bogus;</K>").is_err());
+        assert!(Element::parse("<K>&#xZZ;</K>").is_err());
     }
 
     #[test]
-    fn xml_scanning() {
+    fn xml_reading() {
         let doc = r#"<?xml version="1.0"?><Delete xmlns="x"><Quiet>true</Quiet>
             <Object><Key>a&amp;b</Key><VersionId>v1</VersionId></Object>
             <Object ><Key>c</Key></Object><Object/></Delete>"#;
-        let objs = elements(doc, "Object").unwrap();
+        let root = Element::parse(doc).unwrap();
+        assert_eq!(root.name, "Delete");
+        let objs: Vec<_> = root.children("Object").collect();
         assert_eq!(objs.len(), 3);
-        assert_eq!(element_text(objs[0], "Key").as_deref(), Some("a&b"));
-        assert_eq!(element_text(objs[0], "VersionId").as_deref(), Some("v1"));
-        assert_eq!(element_text(objs[1], "VersionId"), None);
-        assert_eq!(objs[2], "");
-        assert_eq!(element_text(doc, "Quiet").as_deref(), Some("true"));
-        assert_eq!(elements("<KeyMarker>x</KeyMarker>", "Key").unwrap().len(), 0);
-        assert!(elements("<Key>unclosed", "Key").is_none());
+        assert_eq!(objs[0].child_text("Key").as_deref(), Some("a&b"));
+        assert_eq!(objs[0].child_text("VersionId").as_deref(), Some("v1"));
+        assert_eq!(objs[1].child_text("VersionId"), None);
+        assert_eq!(objs[2], &Element { name: "Object".into(), ..Element::default() });
+        assert_eq!(root.child_text("Quiet").as_deref(), Some("true"));
+        assert_eq!(Element::parse("<R><KeyMarker>x</KeyMarker></R>").unwrap().child("Key"), None);
+        assert!(Element::parse("<Key>unclosed").is_err());
+    }
+
+    #[test]
+    fn xml_comments_and_nested_same_name_tags() {
+        // A substring scan took the commented-out Object for a real one, and cut the outer
+        // Key at the inner one's end tag.
+        let doc = "<Delete><!-- <Object><Key>ghost</Key></Object> -->\
+            <Object><Key>real<!-- c --></Key></Object>\
+            <p:Object xmlns:p=\"urn:x\"><p:Key>prefixed</p:Key></p:Object></Delete>";
+        let root = Element::parse(doc).unwrap();
+        let keys: Vec<_> = root.children("Object").filter_map(|o| o.child_text("Key")).collect();
+        assert_eq!(keys, ["real", "prefixed"]);
+
+        let nested = Element::parse("<A><B><B>inner</B>outer</B><B>second</B></A>").unwrap();
+        let bs: Vec<_> = nested.children("B").collect();
+        assert_eq!(bs.len(), 2);
+        assert_eq!(bs[0].text, "outer");
+        assert_eq!(bs[0].child_text("B").as_deref(), Some("inner"));
+        assert_eq!(bs[1].text, "second");
+    }
+
+    #[test]
+    fn xml_malformed_documents() {
+        for bad in ["", "text", "<A></B>", "<A><B></A>", "<A/><B/>", "<A></A>tail", "</A>", "<A>&amp</A>"] {
+            assert_eq!(Element::parse(bad).ok(), None, "{bad:?}");
+        }
+        let deep = format!("{}{}", "<a>".repeat(MAX_XML_DEPTH + 1), "</a>".repeat(MAX_XML_DEPTH + 1));
+        assert!(Element::parse(&deep).is_err());
+        let ok = format!("{}{}", "<a>".repeat(MAX_XML_DEPTH), "</a>".repeat(MAX_XML_DEPTH));
+        assert!(Element::parse(&ok).is_ok());
     }
 
     #[test]
