@@ -162,3 +162,15 @@ def test_a_version_an_alias_routes_to_is_not_deleted(lam, fn):
     err = expect_error("ResourceConflictException", 409, lam.delete_function, FunctionName=fn, Qualifier="2")
     assert "share" in err["Error"]["Message"]
     assert lam.get_function(FunctionName=fn, Qualifier="2")["Configuration"]["Version"] == "2"
+
+
+REVISION_MSG = ("The Revision Id provided does not match the latest Revision Id. "
+                "Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+
+
+def test_update_alias_with_a_stale_revision(lam, fn):
+    a = lam.create_alias(FunctionName=fn, Name="rev", FunctionVersion="1")
+    lam.update_alias(FunctionName=fn, Name="rev", Description="changed")
+    err = expect_error("PreconditionFailedException", 412, lam.update_alias, FunctionName=fn, Name="rev",
+                       FunctionVersion="2", RevisionId=a["RevisionId"])
+    assert err["Error"]["Message"] == REVISION_MSG

@@ -325,3 +325,17 @@ def test_put_function_concurrency_names_and_qualifiers(lam):
     assert lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)[
         "ReservedConcurrentExecutions"] == 0
     lam.delete_function_concurrency(FunctionName=name)
+
+
+def test_publish_version_with_wrong_revision_or_sha(lam):
+    name, resp = create(lam)
+    active(lam, name)
+    err = expect_error("PreconditionFailedException", 412, lam.publish_version, FunctionName=name,
+                       RevisionId=resp["RevisionId"])
+    assert err["Error"]["Message"] == ("The Revision Id provided does not match the latest Revision Id. "
+                                       "Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+    err = expect_error("InvalidParameterValueException", 400, lam.publish_version, FunctionName=name,
+                       CodeSha256="somenonexistentsha256")
+    assert err["Error"]["Message"] == (
+        f"CodeSHA256 (somenonexistentsha256) is different from current CodeSHA256 in $LATEST "
+        f"({resp['CodeSha256']}). Please try again with the CodeSHA256 in $LATEST.")

@@ -115,11 +115,8 @@ pub(super) fn update_alias(ctx: &Ctx, raw: &str, alias: &str, body: &[u8]) -> R 
     let m = parse_body(body)?;
     let (_, a) = update_record(ctx, &name, |rec| {
         let mut a = rec.aliases.get(alias).cloned().ok_or_else(|| errors::alias_not_found(&ctx.scope, &name, alias))?;
-        if let Some(r) = opt_str(&m, "RevisionId")?
-            && r != a.revision_id
-        {
-            return Err(AwsError::precondition("The Revision Id provided does not match the latest Revision Id."));
-        }
+        // The same answer as for functions (AWS's recorded UpdateAlias message).
+        check_revision(&m, &a.revision_id)?;
         if let Some(v) = opt_str(&m, "FunctionVersion")? {
             validate_alias_version(ctx, rec, &v)?;
             a.function_version = v;

@@ -186,9 +186,7 @@ pub(super) fn check_revision(m: &Map<String, Value>, current: &str) -> Result<()
     if let Some(r) = opt_str(m, "RevisionId")?
         && r != current
     {
-        return Err(AwsError::precondition(
-            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
-        ));
+        return Err(errors::revision_mismatch());
     }
     Ok(())
 }

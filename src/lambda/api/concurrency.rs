@@ -18,9 +18,7 @@ pub(super) fn put_concurrency(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     // AWS keeps at least UNRESERVED_MIN of the account's concurrency unreserved.
     let others = ctx.store().reserved_concurrency_total(Some(&name));
     if others + n > ACCOUNT_CONCURRENCY - UNRESERVED_MIN {
-        return Err(AwsError::invalid_param(format!(
-            "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{UNRESERVED_MIN}]."
-        )));
+        return Err(errors::unreserved_below_minimum(UNRESERVED_MIN));
     }
     update_record(ctx, &name, |rec| {
         rec.reserved_concurrency = Some(n as u32);

@@ -159,3 +159,39 @@ pub(super) fn functions_only() -> AwsError {
         "This operation is permitted on Lambda functions only. Aliases and versions do not support this operation. Please specify either a function name or an unqualified function ARN.",
     )
 }
+
+pub(super) fn function_exists(name: &str) -> AwsError {
+    AwsError::conflict(format!("Function already exist: {name}"))
+}
+
+pub(super) fn version_referenced(aliases: &[String]) -> AwsError {
+    AwsError::conflict(format!("Unable to delete version because the following aliases reference it: {aliases:?}"))
+}
+
+pub(super) fn code_sha_mismatch(given: &str, latest: &str) -> AwsError {
+    AwsError::invalid_param(format!(
+        "CodeSHA256 ({given}) is different from current CodeSHA256 in $LATEST ({latest}). Please try again with the CodeSHA256 in $LATEST."
+    ))
+}
+
+/// A `RevisionId` that is not the current one (functions, versions and aliases alike).
+pub(super) fn revision_mismatch() -> AwsError {
+    AwsError::precondition(
+        "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+    )
+}
+
+pub(super) fn unreserved_below_minimum(min: u64) -> AwsError {
+    AwsError::invalid_param(format!(
+        "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{min}]."
+    ))
+}
+
+/// An Invoke of a function whose code could not be prepared.
+pub(super) fn function_failed(reason: &str) -> AwsError {
+    AwsError::new(
+        StatusCode::BAD_GATEWAY,
+        "ResourceNotReadyException",
+        format!("The function is in Failed state: {reason}"),
+    )
+}

@@ -93,7 +93,7 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
     let CreateInput { config: mut c, code, tags, publish } = decode_create(&m, body)?;
     let name = c.name.clone();
     if ctx.store().latest(&name).is_some() {
-        return Err(AwsError::conflict(format!("Function already exist: {name}")));
+        return Err(errors::function_exists(&name));
     }
     if let Some(layers) = requested_layers(ctx, &m)? {
         c.layers = layers;
@@ -348,10 +348,9 @@ pub(super) fn delete_function(ctx: &Ctx, raw: &str) -> R {
             }
             update_record(ctx, &name, |rec| {
                 if referenced(rec) {
-                    return Err(AwsError::conflict(format!(
-                        "Unable to delete version because the following aliases reference it: {:?}",
-                        rec.aliases.values().filter(|a| refers(a)).map(|a| a.name.clone()).collect::<Vec<_>>()
-                    )));
+                    let names: Vec<String> =
+                        rec.aliases.values().filter(|a| refers(a)).map(|a| a.name.clone()).collect();
+                    return Err(errors::version_referenced(&names));
                 }
                 rec.versions.remove(&n);
                 forget_qualifier(rec, v);

@@ -42,11 +42,7 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
     // Waits (bounded) while the function is Pending or its update InProgress: see states.rs.
     let target = resolve_settled(ctx, &name, q.as_deref()).await?;
     if target.config.state == "Failed" {
-        return Err(AwsError::new(
-            StatusCode::BAD_GATEWAY,
-            "ResourceNotReadyException",
-            format!("The function is in Failed state: {}", target.config.state_reason.clone().unwrap_or_default()),
-        ));
+        return Err(errors::function_failed(target.config.state_reason.as_deref().unwrap_or_default()));
     }
     let executed = HeaderValue::from_str(&target.executed_version).unwrap_or(HeaderValue::from_static("$LATEST"));
     match itype.as_str() {

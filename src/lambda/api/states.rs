@@ -32,47 +32,72 @@ pub(super) fn settle(lambda: Arc<Lambda>, store: Arc<Store>, name: String, image
             Some(image) => lambda.pool.executors.docker.ensure_image(image).await,
             None => Ok(()),
         };
-        let outcome = store.update_function(&name, |rec| {
-            let finish = |c: &Arc<FunctionConfig>| -> Option<Arc<FunctionConfig>> {
-                if !c.in_transition() {
-                    return None;
-                }
-                let mut c = (**c).clone();
-                match &result {
-                    Ok(()) => {
-                        c.state = "Active".into();
-                        c.state_reason = None;
-                        c.state_reason_code = None;
-                        c.last_update_status = "Successful".into();
-                    }
-                    Err(e) => {
-                        c.state = "Failed".into();
-                        c.state_reason =
-                            Some(format!("Image {} could not be prepared: {e}", image.as_deref().unwrap_or_default()));
-                        c.state_reason_code = Some("ImageAccessDenied".into());
-                        c.last_update_status = "Failed".into();
-                    }
-                }
-                c.revision_id = new_revision();
-                Some(Arc::new(c))
-            };
-            if let Some(c) = finish(&rec.latest) {
-                rec.latest = c;
-            }
-            for v in rec.versions.values_mut() {
-                if let Some(c) = finish(v) {
-                    *v = c;
+        // The store writes its file: off the async workers.
+        let (result, outcome) = {
+            let (task_name, image) = (name.clone(), image.clone());
+            let done = tokio::task::spawn_blocking(move || {
+                let outcome = finish_transition(&store, &task_name, image.as_deref(), &result);
+                (result, outcome)
+            });
+            match done.await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(function = %name, error = %e, "transition task failed");
+                    return;
                 }
             }
-            Ok(())
-        });
+        };
         lambda.state_changes.notify_waiters();
         match (&result, outcome) {
             (Ok(()), Ok(_)) => tracing::debug!(function = %name, "function ready"),
             (Err(e), Ok(_)) => tracing::warn!(function = %name, error = %e, "image not available; function Failed"),
-            (_, Err(e)) => tracing::debug!(function = %name, error = %e, "function changed during its transition"),
+            (_, Err(e)) => tracing::warn!(function = %name, error = %e, "could not record the function's new state"),
         }
     });
+}
+
+/// Moves `$LATEST` and the versions of `name` that are in transition to where `result` says.
+fn finish_transition(
+    store: &Store,
+    name: &str,
+    image: Option<&str>,
+    result: &Result<(), String>,
+) -> Result<(), AwsError> {
+    // A function deleted meanwhile has nothing left to finish.
+    let finished = store.update_function(name, |rec| {
+        let finish = |c: &Arc<FunctionConfig>| -> Option<Arc<FunctionConfig>> {
+            if !c.in_transition() {
+                return None;
+            }
+            let mut c = (**c).clone();
+            match result {
+                Ok(()) => {
+                    c.state = "Active".into();
+                    c.state_reason = None;
+                    c.state_reason_code = None;
+                    c.last_update_status = "Successful".into();
+                }
+                Err(e) => {
+                    c.state = "Failed".into();
+                    c.state_reason = Some(format!("Image {} could not be prepared: {e}", image.unwrap_or_default()));
+                    c.state_reason_code = Some("ImageAccessDenied".into());
+                    c.last_update_status = "Failed".into();
+                }
+            }
+            c.revision_id = new_revision();
+            Some(Arc::new(c))
+        };
+        if let Some(c) = finish(&rec.latest) {
+            rec.latest = c;
+        }
+        for v in rec.versions.values_mut() {
+            if let Some(c) = finish(v) {
+                *v = c;
+            }
+        }
+        Ok(())
+    });
+    finished.map(|_| ())
 }
 
 /// Resolves an invoke's target, waiting (bounded) while the function is Pending or its update

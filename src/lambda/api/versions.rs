@@ -34,10 +34,7 @@ pub(super) fn publish_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         if let Some(s) = &sha
             && *s != rec.latest.code_sha256
         {
-            return Err(AwsError::invalid_param(format!(
-                "CodeSHA256 ({s}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
-                rec.latest.code_sha256
-            )));
+            return Err(errors::code_sha_mismatch(s, &rec.latest.code_sha256));
         }
         Ok(publish_into(rec, description.clone()))
     })?;
