@@ -11,11 +11,14 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
 mod async_config;
+mod code_signing;
 mod permissions;
 mod provisioned;
+mod targets;
 mod url_configs;
 
 use async_config::*;
+use code_signing::*;
 use permissions::*;
 pub use provisioned::restore_provisioned;
 use provisioned::*;
@@ -161,7 +164,15 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         ([_, "functions", f, "event-invoke-config"], &Method::GET) => get_event_invoke(&ctx, f),
         ([_, "functions", f, "event-invoke-config"], &Method::DELETE) => delete_event_invoke(&ctx, f),
         ([_, "functions", f, "event-invoke-config", "list"], &Method::GET) => list_event_invoke(&ctx, f),
-        ([_, "functions", f, "code-signing-config"], &Method::GET) => code_signing_config(&ctx, f),
+        ([_, "functions", f, "code-signing-config"], &Method::GET) => get_function_csc(&ctx, f),
+        ([_, "functions", f, "code-signing-config"], &Method::PUT) => put_function_csc(&ctx, f, &body),
+        ([_, "functions", f, "code-signing-config"], &Method::DELETE) => delete_function_csc(&ctx, f),
+        ([_, "code-signing-configs"], &Method::POST) => create_csc(&ctx, &body),
+        ([_, "code-signing-configs"], &Method::GET) => list_cscs(&ctx),
+        ([_, "code-signing-configs", a], &Method::GET) => get_csc(&ctx, a),
+        ([_, "code-signing-configs", a], &Method::PUT) => update_csc(&ctx, a, &body),
+        ([_, "code-signing-configs", a], &Method::DELETE) => delete_csc(&ctx, a),
+        ([_, "code-signing-configs", a, "functions"], &Method::GET) => list_functions_by_csc(&ctx, a),
         ([_, "functions", f, "runtime-management-config"], &Method::GET) => runtime_management_config(&ctx, f),
         ([_, "functions", f, "recursion-config"], &Method::GET) => get_recursion(&ctx, f),
         ([_, "functions", f, "recursion-config"], &Method::PUT) => put_recursion(&ctx, f, &body),
@@ -747,6 +758,7 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         event_invoke: BTreeMap::new(),
         provisioned: BTreeMap::new(),
         recursive_loop: None,
+        code_signing_config: None,
     };
     let mut out = latest.to_json(&ctx.scope, false);
     if publish {

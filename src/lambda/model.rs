@@ -220,6 +220,37 @@ pub struct FunctionRecord {
     /// PutFunctionRecursionConfig's `RecursiveLoop` (AWS's default: `Terminate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recursive_loop: Option<String>,
+    /// PutFunctionCodeSigningConfig's code signing config ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_signing_config: Option<String>,
+}
+
+/// A code signing configuration (CreateCodeSigningConfig), stored per region.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CodeSigningConfig {
+    /// `csc-` and 17 lowercase hex digits.
+    pub id: String,
+    pub arn: String,
+    pub description: String,
+    pub signing_profile_version_arns: Vec<String>,
+    /// `Enforce` or `Warn` (AWS's default).
+    pub untrusted_artifact_on_deployment: String,
+    pub last_modified: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl CodeSigningConfig {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "CodeSigningConfigId": self.id,
+            "CodeSigningConfigArn": self.arn,
+            "Description": self.description,
+            "AllowedPublishers": {"SigningProfileVersionArns": self.signing_profile_version_arns},
+            "CodeSigningPolicies": {"UntrustedArtifactOnDeployment": self.untrusted_artifact_on_deployment},
+            "LastModified": self.last_modified,
+        })
+    }
 }
 
 /// PutProvisionedConcurrencyConfig's request and how it went.
