@@ -1,0 +1,305 @@
+//! Helpers the control-plane handlers share: JSON member decoding, function names and
+//! qualifiers, record lookups with AWS's not-found errors, code storing and list paging.
+
+use super::*;
+
+pub(super) fn parse_body(body: &[u8]) -> Result<Map<String, Value>, AwsError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(AwsError::invalid_content("Could not parse request body into json: expected an object")),
+        Err(e) => Err(AwsError::invalid_content(format!("Could not parse request body into json: {e}"))),
+    }
+}
+
+pub(super) fn type_err(key: &str, want: &str) -> AwsError {
+    AwsError::invalid_content(format!(
+        "Could not parse request body into json: Could not parse payload into json: field '{key}' must be {want}"
+    ))
+}
+
+pub(super) fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, AwsError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(type_err(key, "a string")),
+    }
+}
+
+pub(super) fn req_str(m: &Map<String, Value>, key: &str) -> Result<String, AwsError> {
+    opt_str(m, key)?.ok_or_else(|| {
+        AwsError::invalid_param(format!(
+            "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+            lower_first(key)
+        ))
+    })
+}
+
+pub(super) fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_lowercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}
+
+pub(super) fn opt_u64(m: &Map<String, Value>, key: &str) -> Result<Option<u64>, AwsError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| type_err(key, "a non-negative integer")),
+        Some(_) => Err(type_err(key, "an integer")),
+    }
+}
+
+pub(super) fn opt_bool(m: &Map<String, Value>, key: &str) -> Result<bool, AwsError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(type_err(key, "a boolean")),
+    }
+}
+
+pub(super) fn opt_obj<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Map<String, Value>>, AwsError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o)),
+        Some(_) => Err(type_err(key, "an object")),
+    }
+}
+
+pub(super) fn str_list(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, AwsError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| type_err(key, "a list of strings")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(type_err(key, "a list of strings")),
+    }
+}
+
+pub(super) fn str_map(m: &Map<String, Value>, key: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| {
+                v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(|| type_err(key, "a map of strings"))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .map(Some),
+        Some(_) => Err(type_err(key, "a map of strings")),
+    }
+}
+
+/// The function name and qualifier from a path label plus `?Qualifier=`.
+pub(super) fn function_target(ctx: &Ctx, raw: &str) -> Result<(String, Option<String>), AwsError> {
+    let FunctionRef { name, qualifier, .. } =
+        arn::parse_function_ref(raw).map_err(|e| AwsError::invalid_param(e.to_string()))?;
+    let q = ctx.q("Qualifier").filter(|s| !s.is_empty()).map(str::to_string);
+    match (qualifier, q) {
+        (Some(a), Some(b)) if a != b => Err(AwsError::invalid_param(format!(
+            "The derived qualifier from the function name does not match the specified qualifier: {a} vs {b}"
+        ))),
+        (a, b) => Ok((name, a.or(b))),
+    }
+}
+
+/// An unqualified function name (operations that take the unqualified shape).
+pub(super) fn unqualified(raw: &str) -> Result<String, AwsError> {
+    let r = arn::parse_function_ref(raw).map_err(|e| AwsError::invalid_param(e.to_string()))?;
+    if r.qualifier.is_some() {
+        return Err(AwsError::invalid_param(format!(
+            "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: unqualified function name expected"
+        )));
+    }
+    Ok(r.name)
+}
+
+/// A qualifier that names a published version or an alias of `rec`; `None` for none or
+/// `$LATEST`; not found otherwise.
+pub(super) fn existing_qualifier(
+    ctx: &Ctx,
+    rec: &FunctionRecord,
+    name: &str,
+    q: Option<&str>,
+) -> Result<Option<String>, AwsError> {
+    match q {
+        None | Some("$LATEST") => Ok(None),
+        Some(q) => {
+            let exists = q.parse::<u64>().is_ok_and(|v| rec.versions.contains_key(&v)) || rec.aliases.contains_key(q);
+            if exists { Ok(Some(q.to_string())) } else { Err(not_found(ctx, name, Some(q))) }
+        }
+    }
+}
+
+pub(super) fn not_found(ctx: &Ctx, name: &str, q: Option<&str>) -> AwsError {
+    AwsError::not_found(format!(
+        "Function not found: {}",
+        arn::function_arn(&ctx.scope.region, &ctx.scope.account, name, q)
+    ))
+}
+
+/// [`Store::update_function`](super::store::Store::update_function) with AWS's not-found error.
+pub(super) fn update_record<R>(
+    ctx: &Ctx,
+    name: &str,
+    f: impl FnOnce(&mut FunctionRecord) -> Result<R, AwsError>,
+) -> Result<(FunctionRecord, R), AwsError> {
+    ctx.store().update_function(name, f)?.ok_or_else(|| not_found(ctx, name, None))
+}
+
+pub(super) fn get_record(ctx: &Ctx, name: &str) -> Result<FunctionRecord, AwsError> {
+    ctx.store().get_function(name).ok_or_else(|| not_found(ctx, name, None))
+}
+
+/// The configuration a qualifier names.
+pub(super) fn config_for(ctx: &Ctx, rec: &FunctionRecord, q: Option<&str>) -> Result<Arc<FunctionConfig>, AwsError> {
+    let name = &rec.latest.name;
+    match q {
+        None | Some("$LATEST") => Ok(rec.latest.clone()),
+        Some(v) if v.chars().all(|c| c.is_ascii_digit()) => {
+            v.parse::<u64>().ok().and_then(|n| rec.versions.get(&n).cloned()).ok_or_else(|| not_found(ctx, name, q))
+        }
+        Some(alias) => {
+            let a = rec.aliases.get(alias).ok_or_else(|| not_found(ctx, name, q))?;
+            config_for(ctx, rec, Some(&a.function_version.clone()))
+        }
+    }
+}
+
+pub(super) fn check_revision(m: &Map<String, Value>, current: &str) -> Result<(), AwsError> {
+    if let Some(r) = opt_str(m, "RevisionId")?
+        && r != current
+    {
+        return Err(AwsError::precondition(
+            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn new_revision() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Stored code: (sha hex, sha b64, size).
+pub(super) struct StoredCode {
+    pub(super) sha_hex: String,
+    pub(super) sha_b64: String,
+    pub(super) size: u64,
+}
+
+pub(super) fn b64_decode(s: &str, what: &str) -> Result<Vec<u8>, AwsError> {
+    base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(|_| {
+        AwsError::invalid_content(format!("Could not parse request body into json: {what} is not valid base64"))
+    })
+}
+
+/// Reads code from `ZipFile` (base64) or `S3Bucket`/`S3Key`/`S3ObjectVersion` and stores it.
+pub(super) fn store_code(ctx: &Ctx, m: &Map<String, Value>) -> Result<Option<StoredCode>, AwsError> {
+    let bytes = if let Some(z) = opt_str(m, "ZipFile")? {
+        b64_decode(&z, "ZipFile")?
+    } else if let Some(bucket) = opt_str(m, "S3Bucket")? {
+        let key = req_str(m, "S3Key")?;
+        let version = opt_str(m, "S3ObjectVersion")?;
+        let s3 = ctx.lambda.s3.clone();
+        let got = tokio::task::block_in_place(|| s3.get_object_bytes(&bucket, &key, version.as_deref()));
+        match got {
+            Ok(b) => b.to_vec(),
+            Err(e) => {
+                let (code, msg) = match &e {
+                    crate::s3::S3Error::NoSuchBucket(_) => ("NoSuchBucket", "The specified bucket does not exist"),
+                    crate::s3::S3Error::NoSuchKey(_) => ("NoSuchKey", "The specified key does not exist."),
+                    crate::s3::S3Error::NoSuchVersion(_) => ("NoSuchVersion", "The specified version does not exist."),
+                    _ => ("InternalError", "We encountered an internal error. Please try again."),
+                };
+                return Err(AwsError::invalid_param(format!(
+                    "Error occurred while GetObject. S3 Error Code: {code}. S3 Error Message: {msg}"
+                )));
+            }
+        }
+    } else {
+        return Ok(None);
+    };
+    let d = tokio::task::block_in_place(|| ctx.store().put_zip(&bytes))?;
+    Ok(Some(StoredCode { sha_hex: d.sha256_hex, sha_b64: d.sha256_b64, size: d.size }))
+}
+
+/// Reads a local layer zip named by path. Only a regular file no larger than a package may
+/// be read: a path such as `/dev/zero` or a FIFO must not hang or exhaust the server.
+pub(super) fn read_local_layer(path: &str) -> Result<Vec<u8>, AwsError> {
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| AwsError::invalid_param(format!("Cannot read layer file {path}: {e}"));
+    let max = crate::lambda::code::Limits::default().max_zip_bytes;
+    let f = std::fs::File::open(path).map_err(|e| cannot(&e))?;
+    let meta = f.metadata().map_err(|e| cannot(&e))?;
+    if !meta.is_file() {
+        return Err(cannot(&"not a regular file"));
+    }
+    if meta.len() > max as u64 {
+        return Err(cannot(&format!("larger than {max} bytes")));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|e| cannot(&e))?;
+    if bytes.len() > max {
+        return Err(cannot(&format!("larger than {max} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// Resolves the `Layers` list: layer version ARNs, or local zip paths (the seed's form).
+pub(super) fn resolve_layers(ctx: &Ctx, list: &[String]) -> Result<Vec<LayerRef>, AwsError> {
+    if list.len() > 5 {
+        return Err(AwsError::invalid_param("Cannot reference more than 5 layers."));
+    }
+    list.iter()
+        .map(|l| {
+            if let Some(r) = arn::parse_layer_version_arn(l) {
+                let rec = ctx.store().get_layer(&r.name);
+                let v = rec.and_then(|rec| rec.versions.get(&r.version).cloned()).ok_or_else(|| {
+                    AwsError::invalid_param(format!(
+                        "Layer version {l} does not exist."
+                    ))
+                })?;
+                Ok(LayerRef { arn: l.clone(), code_size: v.code_size, sha_hex: v.sha_hex })
+            } else if l.starts_with('/') || l.ends_with(".zip") || std::path::Path::new(l).is_file() {
+                let d = tokio::task::block_in_place(|| ctx.store().put_zip(&read_local_layer(l)?))?;
+                Ok(LayerRef { arn: l.clone(), code_size: d.size, sha_hex: d.sha256_hex })
+            } else {
+                Err(AwsError::invalid_param(format!(
+                    "1 validation error detected: Value '{l}' at 'layers' failed to satisfy constraint: Member must be a layer version ARN or a local .zip path"
+                )))
+            }
+        })
+        .collect()
+}
+
+/// One page of a list operation as `{list_key: [...], NextMarker}`.
+///
+/// Each item comes with a sort key whose order is the listing order. The marker is the key
+/// of the last item returned, and the next page starts after it, so items created or
+/// deleted between pages (a cleanup loop that deletes what it lists) neither shift nor
+/// skip the rest.
+pub(super) fn page_response(ctx: &Ctx, list_key: &str, mut items: Vec<(String, Value)>) -> R {
+    let max = match ctx.q("MaxItems") {
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10000).contains(n))
+            .ok_or_else(|| AwsError::invalid_param(format!("MaxItems must be between 1 and 10000, got {s}")))?,
+        None => MAX_PAGE,
+    }
+    .min(MAX_PAGE);
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let marker = ctx.q("Marker").filter(|s| !s.is_empty());
+    let start = marker.map_or(0, |m| items.partition_point(|(k, _)| k.as_str() <= m));
+    let rest = items.len() - start;
+    let page: Vec<(String, Value)> = items.into_iter().skip(start).take(max).collect();
+    let next = if rest > page.len() { page.last().map(|(k, _)| k.clone()) } else { None };
+    let mut out = json!({ list_key: page.into_iter().map(|(_, v)| v).collect::<Vec<_>>() });
+    if let Some(n) = next {
+        out["NextMarker"] = n.into();
+    }
+    ok_json(StatusCode::OK, out)
+}

@@ -1,0 +1,381 @@
+//! The function operations: Create, Get, GetConfiguration, List, UpdateCode,
+//! UpdateConfiguration and Delete.
+
+use super::*;
+
+/// A CreateFunction request, decoded and checked without touching the store or the disk.
+pub(super) struct CreateInput<'a> {
+    /// The configuration asked for; layers and code are resolved by [`create_function`].
+    config: FunctionConfig,
+    code: &'a Map<String, Value>,
+    tags: BTreeMap<String, String>,
+    publish: bool,
+}
+
+/// Decodes a CreateFunction body into the configuration it asks for, with no side effects
+/// (layers and code are not resolved). The control-plane fuzz target feeds it arbitrary JSON.
+pub fn decode_create_function(body: &[u8]) -> Result<FunctionConfig, AwsError> {
+    let m = parse_body(body)?;
+    decode_create(&m).map(|input| input.config)
+}
+
+pub(super) fn decode_create(m: &Map<String, Value>) -> Result<CreateInput<'_>, AwsError> {
+    let raw = req_str(m, "FunctionName")?;
+    let name = unqualified(&raw)?;
+    arn::validate_function_name(&name).map_err(|e| AwsError::invalid_param(e.to_string()))?;
+    let role = req_str(m, "Role")?;
+    let package_type = opt_str(m, "PackageType")?.unwrap_or_else(|| "Zip".into());
+    if package_type != "Zip" && package_type != "Image" {
+        return Err(AwsError::invalid_param(format!("Unsupported PackageType {package_type}")));
+    }
+    let code = opt_obj(m, "Code")?.ok_or_else(|| {
+        AwsError::invalid_param(
+            "1 validation error detected: Value null at 'code' failed to satisfy constraint: Member must not be null",
+        )
+    })?;
+    let mut c = FunctionConfig {
+        name: name.clone(),
+        version: "$LATEST".into(),
+        runtime: None,
+        role,
+        handler: None,
+        description: String::new(),
+        timeout: 3,
+        memory_size: 128,
+        last_modified: crate::aws::timestamp_now(),
+        package_type: package_type.clone(),
+        code_sha_hex: String::new(),
+        code_sha256: String::new(),
+        code_size: 0,
+        image_uri: None,
+        image_config: None,
+        environment: BTreeMap::new(),
+        layers: Vec::new(),
+        architectures: vec!["x86_64".into()],
+        ephemeral_storage: 512,
+        tracing_mode: "PassThrough".into(),
+        logging_config: None,
+        dead_letter_config: None,
+        kms_key_arn: None,
+        vpc_config: None,
+        revision_id: new_revision(),
+        state: "Active".into(),
+        state_reason: None,
+        state_reason_code: None,
+    };
+    apply_config(&mut c, m, None)?;
+    if package_type == "Image" {
+        let uri = opt_str(code, "ImageUri")?
+            .ok_or_else(|| AwsError::invalid_param("Code.ImageUri is required for PackageType Image"))?;
+        c.code_sha256 = crate::lambda::code::digest(uri.as_bytes()).sha256_b64;
+        c.image_uri = Some(uri);
+        c.runtime = None;
+        c.handler = None;
+    } else {
+        check_runnable(&c)?;
+    }
+    let tags = str_map(m, "Tags")?.unwrap_or_default();
+    let publish = opt_bool(m, "Publish")?;
+    Ok(CreateInput { config: c, code, tags, publish })
+}
+
+pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
+    let m = parse_body(body)?;
+    let CreateInput { config: mut c, code, tags, publish } = decode_create(&m)?;
+    let name = c.name.clone();
+    if ctx.store().latest(&name).is_some() {
+        return Err(AwsError::conflict(format!("Function already exist: {name}")));
+    }
+    if let Some(layers) = requested_layers(ctx, &m)? {
+        c.layers = layers;
+    }
+    if c.package_type == "Zip" {
+        let stored = store_code(ctx, code)?.ok_or_else(|| {
+            AwsError::invalid_param(
+                "Please provide a source for function code: Code.ZipFile or Code.S3Bucket and Code.S3Key",
+            )
+        })?;
+        c.code_sha_hex = stored.sha_hex;
+        c.code_sha256 = stored.sha_b64;
+        c.code_size = stored.size;
+    }
+    // Docker functions are Pending until their image is present (pulled now, not on the first invoke).
+    let docker_image = match ctx.lambda.pool.executors.choose(&c, &tags).0 {
+        crate::executor::ExecutorKind::Docker => Some(ctx.lambda.pool.executors.docker.image_for(&c)),
+        crate::executor::ExecutorKind::Subprocess => None,
+    };
+    if docker_image.is_some() {
+        c.state = "Pending".into();
+        c.state_reason = Some("The function is being created.".into());
+        c.state_reason_code = Some("Creating".into());
+    }
+    let latest = Arc::new(c);
+    let mut rec = FunctionRecord {
+        latest: latest.clone(),
+        versions: BTreeMap::new(),
+        aliases: BTreeMap::new(),
+        next_version: 1,
+        tags,
+        reserved_concurrency: None,
+        policies: BTreeMap::new(),
+        urls: BTreeMap::new(),
+        event_invoke: BTreeMap::new(),
+        provisioned: BTreeMap::new(),
+        recursive_loop: None,
+        code_signing_config: None,
+    };
+    let mut out = latest.to_json(&ctx.scope, false);
+    if publish {
+        let v = publish_into(&mut rec, None);
+        out = v.to_json(&ctx.scope, true);
+    }
+    ctx.store().create_function(rec)?;
+    tracing::info!(function = %name, "created function");
+    if let Some(image) = docker_image {
+        prepare_image(ctx.lambda.clone(), ctx.store(), name.clone(), image);
+    }
+    ok_json(StatusCode::CREATED, out)
+}
+
+/// Makes sure a Docker function's image is present (pulling it, with progress in the log),
+/// then moves the function from Pending to Active, or to Failed with the reason.
+pub(super) fn prepare_image(lambda: Arc<Lambda>, store: Arc<Store>, name: String, image: String) {
+    tokio::spawn(async move {
+        let result = lambda.pool.executors.docker.ensure_image(&image).await;
+        let outcome = store.update_function(&name, |rec| {
+            if rec.latest.state != "Pending" {
+                return Ok(());
+            }
+            let mut c = (*rec.latest).clone();
+            match &result {
+                Ok(()) => {
+                    c.state = "Active".into();
+                    c.state_reason = None;
+                    c.state_reason_code = None;
+                }
+                Err(e) => {
+                    c.state = "Failed".into();
+                    c.state_reason = Some(format!("Image {image} could not be prepared: {e}"));
+                    c.state_reason_code = Some("ImageAccessDenied".into());
+                }
+            }
+            rec.latest = Arc::new(c);
+            Ok(())
+        });
+        match (&result, outcome) {
+            (Ok(()), Ok(_)) => tracing::info!(function = %name, image = %image, "image ready; function Active"),
+            (Err(e), Ok(_)) => {
+                tracing::warn!(function = %name, image = %image, error = %e, "image not available; function Failed")
+            }
+            (_, Err(e)) => {
+                tracing::debug!(function = %name, error = %e, "function changed while its image was prepared")
+            }
+        }
+    });
+}
+
+pub(super) fn get_function(ctx: &Ctx, raw: &str) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    let rec = ctx.store().get_function(&name).ok_or_else(|| not_found(ctx, &name, q.as_deref()))?;
+    let c = config_for(ctx, &rec, q.as_deref())?;
+    // A qualified request gets a qualified ARN: `:$LATEST`, `:<version>`, or the alias it named.
+    let function_arn = match q.as_deref() {
+        Some(alias) if rec.aliases.contains_key(alias) => {
+            arn::function_arn(&ctx.scope.region, &ctx.scope.account, &name, Some(alias))
+        }
+        Some(_) => c.arn(&ctx.scope, true),
+        None => c.arn(&ctx.scope, false),
+    };
+    let mut out = json!({
+        "Configuration": c.to_json_with_arn(function_arn),
+        "Tags": rec.tags,
+    });
+    out["Code"] = if let Some(uri) = &c.image_uri {
+        json!({"RepositoryType": "ECR", "ImageUri": uri, "ResolvedImageUri": uri})
+    } else {
+        json!({"RepositoryType": "S3", "Location": format!("{}/_ruststack/code/{}", ctx.lambda.endpoint_url, c.code_sha_hex)})
+    };
+    if let Some(n) = rec.reserved_concurrency {
+        out["Concurrency"] = json!({"ReservedConcurrentExecutions": n});
+    }
+    ok_json(StatusCode::OK, out)
+}
+
+pub(super) fn get_configuration(ctx: &Ctx, raw: &str) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    let rec = ctx.store().get_function(&name).ok_or_else(|| not_found(ctx, &name, q.as_deref()))?;
+    let c = config_for(ctx, &rec, q.as_deref())?;
+    // Qualified by the version that was resolved, also for an alias (as AWS does here).
+    ok_json(StatusCode::OK, c.to_json(&ctx.scope, q.is_some()))
+}
+
+pub(super) fn list_functions(ctx: &Ctx) -> R {
+    let all_versions = ctx.q("FunctionVersion") == Some("ALL");
+    let mut items = Vec::new();
+    for rec in ctx.store().list_functions() {
+        let name = &rec.latest.name;
+        items.push((function_key(name, 0), list_item(&rec.latest, ctx, all_versions)));
+        if all_versions {
+            for (n, v) in &rec.versions {
+                items.push((function_key(name, *n), list_item(v, ctx, true)));
+            }
+        }
+    }
+    page_response(ctx, "Functions", items)
+}
+
+/// ListFunctions returns a subset of FunctionConfiguration.
+pub(super) fn list_item(c: &FunctionConfig, ctx: &Ctx, qualified: bool) -> Value {
+    let mut v = c.to_json(&ctx.scope, qualified);
+    if let Some(m) = v.as_object_mut() {
+        for k in [
+            "State",
+            "StateReason",
+            "StateReasonCode",
+            "LastUpdateStatus",
+            "LastUpdateStatusReason",
+            "LastUpdateStatusReasonCode",
+        ] {
+            m.remove(k);
+        }
+    }
+    v
+}
+
+/// Sort key of a function version in ListFunctions: the name, then `$LATEST` (0) and the
+/// versions in order. `!` sorts below every name character, so `a`'s versions come before `a-b`.
+pub(super) fn function_key(name: &str, version: u64) -> String {
+    format!("{name}!{version:020}")
+}
+
+pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+    let name = unqualified(raw)?;
+    let m = parse_body(body)?;
+    let cur = ctx.store().latest(&name).ok_or_else(|| not_found(ctx, &name, None))?;
+    let image_uri = opt_str(&m, "ImageUri")?;
+    let stored = if cur.package_type == "Zip" {
+        if image_uri.is_some() {
+            return Err(AwsError::invalid_param(
+                "Please don't provide ImageUri when updating a function with packageType Zip.",
+            ));
+        }
+        Some(store_code(ctx, &m)?.ok_or_else(|| {
+            AwsError::invalid_param("Please provide a source for function code: ZipFile or S3Bucket and S3Key")
+        })?)
+    } else {
+        if image_uri.is_none() {
+            return Err(AwsError::invalid_param(
+                "Please provide ImageUri when updating a function with packageType Image.",
+            ));
+        }
+        None
+    };
+    let arch = str_list(&m, "Architectures")?;
+    if opt_bool(&m, "DryRun")? {
+        let mut c = (*cur).clone();
+        if let Some(s) = &stored {
+            c.code_sha256 = s.sha_b64.clone();
+            c.code_size = s.size;
+        }
+        return ok_json(StatusCode::OK, c.to_json(&ctx.scope, false));
+    }
+    let publish = opt_bool(&m, "Publish")?;
+    let (rec, published) = update_record(ctx, &name, |rec| {
+        check_revision(&m, &rec.latest.revision_id)?;
+        let mut c = (*rec.latest).clone();
+        if let Some(s) = &stored {
+            c.code_sha_hex = s.sha_hex.clone();
+            c.code_sha256 = s.sha_b64.clone();
+            c.code_size = s.size;
+        }
+        if let Some(uri) = &image_uri {
+            c.code_sha256 = crate::lambda::code::digest(uri.as_bytes()).sha256_b64;
+            c.image_uri = Some(uri.clone());
+        }
+        if let Some(a) = &arch {
+            c.architectures = a.clone();
+        }
+        c.last_modified = crate::aws::timestamp_now();
+        c.revision_id = new_revision();
+        rec.latest = Arc::new(c);
+        Ok(if publish { Some(publish_into(rec, None)) } else { None })
+    })?;
+    ctx.lambda.drain(&name);
+    tracing::info!(function = %name, "updated function code");
+    match published {
+        Some(v) => ok_json(StatusCode::OK, v.to_json(&ctx.scope, true)),
+        None => ok_json(StatusCode::OK, rec.latest.to_json(&ctx.scope, false)),
+    }
+}
+
+pub(super) fn update_configuration(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+    let name = unqualified(raw)?;
+    let m = parse_body(body)?;
+    if ctx.store().latest(&name).is_none() {
+        return Err(not_found(ctx, &name, None));
+    }
+    // Layers may read files or the store: resolve them before taking the store lock.
+    let layers = requested_layers(ctx, &m)?;
+    let (rec, _) = update_record(ctx, &name, |rec| {
+        check_revision(&m, &rec.latest.revision_id)?;
+        // Apply to the record as it is under the lock, so a concurrent update is not lost.
+        let mut c = (*rec.latest).clone();
+        apply_config(&mut c, &m, layers)?;
+        check_runnable(&c)?;
+        c.last_modified = crate::aws::timestamp_now();
+        c.revision_id = new_revision();
+        rec.latest = Arc::new(c);
+        Ok(())
+    })?;
+    ctx.lambda.drain(&name);
+    tracing::info!(function = %name, "updated function configuration");
+    ok_json(StatusCode::OK, rec.latest.to_json(&ctx.scope, false))
+}
+
+pub(super) fn delete_function(ctx: &Ctx, raw: &str) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    match q.as_deref() {
+        None => {
+            if let Some(rec) = ctx.store().get_function(&name) {
+                for key in rec.provisioned.keys() {
+                    unprovision(ctx.lambda, &ctx.scope, &name, key);
+                }
+            }
+            ctx.store().delete_function(&name)?.ok_or_else(|| not_found(ctx, &name, None))?;
+            ctx.lambda.drain(&name);
+            tracing::info!(function = %name, "deleted function");
+        }
+        Some("$LATEST") => {
+            return Err(AwsError::invalid_param("$LATEST version cannot be deleted without deleting the function."));
+        }
+        Some(v) => {
+            let n: u64 = v.parse().map_err(|_| {
+                AwsError::invalid_param(format!("Deleting an alias is not supported by DeleteFunction: {v}"))
+            })?;
+            let referenced = |rec: &FunctionRecord| rec.aliases.values().any(|a| a.function_version == v);
+            if let Some(rec) = ctx.store().get_function(&name)
+                && rec.provisioned.contains_key(v)
+                && !referenced(&rec)
+            {
+                unprovision(ctx.lambda, &ctx.scope, &name, v);
+            }
+            update_record(ctx, &name, |rec| {
+                if rec.aliases.values().any(|a| a.function_version == v) {
+                    return Err(AwsError::conflict(format!(
+                        "Unable to delete version because the following aliases reference it: {:?}",
+                        rec.aliases
+                            .values()
+                            .filter(|a| a.function_version == v)
+                            .map(|a| a.name.clone())
+                            .collect::<Vec<_>>()
+                    )));
+                }
+                rec.versions.remove(&n).ok_or_else(|| not_found(ctx, &name, Some(v)))?;
+                forget_qualifier(rec, v);
+                Ok(())
+            })?;
+            ctx.lambda.drain(&name);
+        }
+    }
+    Ok(http_util::empty(StatusCode::NO_CONTENT))
+}

@@ -1,0 +1,144 @@
+//! Invoke, InvokeWithResponseStream and the legacy InvokeAsync over HTTP.
+
+use super::*;
+
+pub(super) fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// Invoke, and InvokeWithResponseStream when `streaming` (its answer is an event stream).
+pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, streaming: bool) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    let itype = header(&req, "x-amz-invocation-type").unwrap_or_else(|| "RequestResponse".into());
+    if streaming && itype == "Event" {
+        return Err(AwsError::invalid_param(
+            "1 validation error detected: Value 'Event' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]",
+        ));
+    }
+    let tail = match header(&req, "x-amz-log-type").as_deref() {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(other) => return Err(AwsError::invalid_param(format!("Invalid LogType: {other}"))),
+    };
+    let client_context = match header(&req, "x-amz-client-context") {
+        None => None,
+        Some(c) => {
+            if c.len() > 3583 {
+                return Err(AwsError::invalid_param("Client context must be at most 3583 bytes"));
+            }
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(c.trim())
+                .ok()
+                .filter(|d| serde_json::from_slice::<Value>(d).is_ok())
+                .ok_or_else(|| {
+                    AwsError::invalid_content("Client context must be a valid Base64-encoded JSON object.")
+                })?;
+            Some(String::from_utf8_lossy(&decoded).into_owned())
+        }
+    };
+    let tenant_id = header(&req, "x-amz-tenant-id");
+    let limit = if itype == "Event" { MAX_EVENT_PAYLOAD } else { MAX_SYNC_PAYLOAD };
+    let payload = read(req, limit, true).await?;
+    let mut target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
+    // AWS refuses to invoke a Pending function; locally the image is usually ready in
+    // moments, so wait for it a while instead of failing scripts that invoke right away.
+    let waited = std::time::Instant::now();
+    while target.config.state == "Pending" && waited.elapsed() < std::time::Duration::from_secs(60) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
+    }
+    if target.config.state == "Failed" {
+        return Err(AwsError::new(
+            StatusCode::BAD_GATEWAY,
+            "ResourceNotReadyException",
+            format!("The function is in Failed state: {}", target.config.state_reason.clone().unwrap_or_default()),
+        ));
+    }
+    if target.config.state == "Pending" {
+        return Err(AwsError::conflict(
+            "The operation cannot be performed at this time. The function is currently in the following state: Pending",
+        ));
+    }
+    let executed = HeaderValue::from_str(&target.executed_version).unwrap_or(HeaderValue::from_static("$LATEST"));
+    match itype.as_str() {
+        "DryRun" => {
+            let mut r = http_util::empty(StatusCode::NO_CONTENT);
+            r.headers_mut().insert("x-amz-executed-version", executed);
+            Ok(r)
+        }
+        "Event" => {
+            let id = ctx
+                .lambda
+                .events
+                .push(&name, q.as_deref(), &ctx.scope.region, &payload)
+                .map_err(|e| AwsError::service(format!("could not queue the event: {e}")))?;
+            let mut r = http_util::empty(StatusCode::ACCEPTED);
+            r.headers_mut().insert("x-amz-executed-version", executed);
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                r.headers_mut().insert("x-amzn-requestid", v);
+            }
+            Ok(r)
+        }
+        "RequestResponse" => {
+            let call = CallContext { request_id: None, client_context, cognito_identity: None, tenant_id };
+            let out = invoke::invoke(ctx.lambda, &target, &ctx.scope, payload, call).await?;
+            let mut r = if streaming {
+                http_util::full(StatusCode::OK, "application/vnd.amazon.eventstream", stream_body(&out, tail))
+            } else {
+                http_util::full(StatusCode::OK, "application/json", out.body.clone())
+            };
+            let h = r.headers_mut();
+            h.insert("x-amz-executed-version", executed);
+            if let Ok(v) = HeaderValue::from_str(&out.request_id) {
+                h.insert("x-amzn-requestid", v);
+            }
+            if out.function_error && !streaming {
+                h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+            }
+            if tail
+                && !streaming
+                && let Ok(v) = HeaderValue::from_str(&out.tail_b64())
+            {
+                h.insert("x-amz-log-result", v);
+            }
+            Ok(r)
+        }
+        other => Err(AwsError::invalid_param(format!(
+            "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+        ))),
+    }
+}
+
+/// InvokeWithResponseStream's event stream for a buffered answer: the response as one
+/// PayloadChunk, then InvokeComplete (a function error's type and body as ErrorCode and
+/// ErrorDetails, as the platform reports a streamed error; the log tail as LogResult).
+pub(super) fn stream_body(out: &invoke::InvokeOutput, tail: bool) -> Bytes {
+    use crate::aws::eventstream;
+    let mut body = Vec::new();
+    let mut complete = json!({});
+    if out.function_error {
+        let error_type = serde_json::from_slice::<Value>(&out.body)
+            .ok()
+            .and_then(|v| v.get("errorType").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| "Unhandled".into());
+        complete["ErrorCode"] = json!(error_type);
+        complete["ErrorDetails"] = json!(String::from_utf8_lossy(&out.body));
+    } else if !out.body.is_empty() {
+        body.extend(eventstream::event("PayloadChunk", "application/octet-stream", &out.body));
+    }
+    if tail {
+        complete["LogResult"] = json!(out.tail_b64());
+    }
+    body.extend(eventstream::event("InvokeComplete", "application/json", complete.to_string().as_bytes()));
+    Bytes::from(body)
+}
+
+pub(super) fn invoke_async_legacy(ctx: &Ctx, raw: &str, body: Bytes) -> R {
+    let (name, q) = function_target(ctx, raw)?;
+    invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
+    ctx.lambda
+        .events
+        .push(&name, q.as_deref(), &ctx.scope.region, &body)
+        .map_err(|e| AwsError::service(format!("could not queue the event: {e}")))?;
+    ok_json(StatusCode::ACCEPTED, json!({"Status": 202}))
+}

@@ -1,0 +1,50 @@
+//! TagResource, UntagResource and ListTags on functions.
+
+use super::*;
+
+pub(super) fn tag_target(ctx: &Ctx, resource: &str) -> Result<String, AwsError> {
+    let r = arn::parse_function_ref(resource).map_err(|e| AwsError::invalid_param(e.to_string()))?;
+    if !resource.starts_with("arn:") {
+        return Err(AwsError::invalid_param(format!("Invalid ARN: {resource}")));
+    }
+    if ctx.store().latest(&r.name).is_none() {
+        return Err(not_found(ctx, &r.name, None));
+    }
+    Ok(r.name)
+}
+
+pub(super) fn list_tags(ctx: &Ctx, resource: &str) -> R {
+    let name = tag_target(ctx, resource)?;
+    let rec = get_record(ctx, &name)?;
+    ok_json(StatusCode::OK, json!({"Tags": rec.tags}))
+}
+
+pub(super) fn tag_resource(ctx: &Ctx, resource: &str, body: &[u8]) -> R {
+    let name = tag_target(ctx, resource)?;
+    let m = parse_body(body)?;
+    let tags = str_map(&m, "Tags")?.ok_or_else(|| AwsError::invalid_param("Tags is required"))?;
+    update_record(ctx, &name, |rec| {
+        if rec.tags.len() + tags.len() > 50 {
+            return Err(AwsError::invalid_param("A function can have at most 50 tags"));
+        }
+        rec.tags.extend(tags.clone());
+        Ok(())
+    })?;
+    if tags.contains_key("force-docker") {
+        ctx.lambda.drain(&name);
+    }
+    Ok(http_util::empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) fn untag_resource(ctx: &Ctx, resource: &str) -> R {
+    let name = tag_target(ctx, resource)?;
+    let keys: Vec<String> = ctx.query.iter().filter(|(k, _)| k == "tagKeys").map(|(_, v)| v.clone()).collect();
+    update_record(ctx, &name, |rec| {
+        for k in &keys {
+            rec.tags.remove(k);
+        }
+        Ok(())
+    })?;
+    ctx.lambda.drain(&name);
+    Ok(http_util::empty(StatusCode::NO_CONTENT))
+}

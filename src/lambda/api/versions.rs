@@ -1,0 +1,52 @@
+//! PublishVersion and ListVersionsByFunction.
+
+use super::*;
+
+/// Publishes `$LATEST` as a new version unless nothing changed since the last one.
+pub(super) fn publish_into(rec: &mut FunctionRecord, description: Option<String>) -> Arc<FunctionConfig> {
+    if let Some((_, last)) = rec.versions.iter().next_back()
+        && last.same_content(&rec.latest)
+    {
+        return last.clone();
+    }
+    let n = rec.next_version.max(1);
+    rec.next_version = n + 1;
+    let mut v = (*rec.latest).clone();
+    v.version = n.to_string();
+    v.last_modified = crate::aws::timestamp_now();
+    v.revision_id = new_revision();
+    if let Some(d) = description {
+        v.description = d;
+    }
+    let v = Arc::new(v);
+    rec.versions.insert(n, v.clone());
+    v
+}
+
+pub(super) fn publish_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+    let name = unqualified(raw)?;
+    let m = parse_body(body)?;
+    let sha = opt_str(&m, "CodeSha256")?;
+    let description = opt_str(&m, "Description")?;
+    let (_, v) = update_record(ctx, &name, |rec| {
+        check_revision(&m, &rec.latest.revision_id)?;
+        if let Some(s) = &sha
+            && *s != rec.latest.code_sha256
+        {
+            return Err(AwsError::invalid_param(format!(
+                "CodeSHA256 ({s}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
+                rec.latest.code_sha256
+            )));
+        }
+        Ok(publish_into(rec, description.clone()))
+    })?;
+    ok_json(StatusCode::CREATED, v.to_json(&ctx.scope, true))
+}
+
+pub(super) fn list_versions(ctx: &Ctx, raw: &str) -> R {
+    let name = unqualified(raw)?;
+    let rec = get_record(ctx, &name)?;
+    let mut items = vec![(format!("{:020}", 0), rec.latest.to_json(&ctx.scope, true))];
+    items.extend(rec.versions.iter().map(|(n, v)| (format!("{n:020}"), v.to_json(&ctx.scope, true))));
+    page_response(ctx, "Versions", items)
+}
