@@ -217,6 +217,11 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         ([_, "layers", l, "versions"], &Method::GET) => list_layer_versions(&ctx, l),
         ([_, "layers", l, "versions", v], &Method::GET) => get_layer_version(&ctx, l, v),
         ([_, "layers", l, "versions", v], &Method::DELETE) => delete_layer_version(&ctx, l, v),
+        ([_, "layers", l, "versions", v, "policy"], &Method::POST) => add_layer_permission(&ctx, l, v, &body),
+        ([_, "layers", l, "versions", v, "policy"], &Method::GET) => get_layer_policy(&ctx, l, v),
+        ([_, "layers", l, "versions", v, "policy", sid], &Method::DELETE) => {
+            remove_layer_permission(&ctx, l, v, sid)
+        }
         ([_, "tags", a], &Method::GET) => list_tags(&ctx, a),
         ([_, "tags", a], &Method::POST) => tag_resource(&ctx, a, &body),
         ([_, "tags", a], &Method::DELETE) => untag_resource(&ctx, a),

@@ -295,12 +295,19 @@ pub struct LayerVersion {
     pub version: u64,
     pub description: String,
     pub created_date: String,
-    pub compatible_runtimes: Vec<String>,
-    pub compatible_architectures: Vec<String>,
+    /// `None` when PublishLayerVersion named none; an empty list is kept (AWS returns it).
+    pub compatible_runtimes: Option<Vec<String>>,
+    pub compatible_architectures: Option<Vec<String>>,
     pub license_info: Option<String>,
     pub sha_hex: String,
     pub code_sha256: String,
     pub code_size: u64,
+    /// AddLayerVersionPermission's statements, in the order they were added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy: Vec<Value>,
+    /// The policy's RevisionId; a new one on every statement added or removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_revision: Option<String>,
 }
 
 impl LayerVersion {
@@ -318,11 +325,11 @@ impl LayerVersion {
             "Version": self.version,
         });
         let m = v.as_object_mut().expect("json! object literal");
-        if !self.compatible_runtimes.is_empty() {
-            m.insert("CompatibleRuntimes".into(), self.compatible_runtimes.clone().into());
+        if let Some(r) = &self.compatible_runtimes {
+            m.insert("CompatibleRuntimes".into(), r.clone().into());
         }
-        if !self.compatible_architectures.is_empty() {
-            m.insert("CompatibleArchitectures".into(), self.compatible_architectures.clone().into());
+        if let Some(a) = &self.compatible_architectures {
+            m.insert("CompatibleArchitectures".into(), a.clone().into());
         }
         if let Some(l) = &self.license_info {
             m.insert("LicenseInfo".into(), l.clone().into());

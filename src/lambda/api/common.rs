@@ -250,9 +250,7 @@ pub(super) fn read_local_layer(path: &str) -> Result<Vec<u8>, AwsError> {
 
 /// Resolves the `Layers` list: layer version ARNs, or local zip paths (the seed's form).
 pub(super) fn resolve_layers(ctx: &Ctx, list: &[String]) -> Result<Vec<LayerRef>, AwsError> {
-    if list.len() > 5 {
-        return Err(AwsError::invalid_param("Cannot reference more than 5 layers."));
-    }
+    check_layer_list(ctx, list)?;
     list.iter()
         .map(|l| {
             if let Some(r) = arn::parse_layer_version_arn(l) {

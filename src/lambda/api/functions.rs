@@ -99,6 +99,7 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         c.code_sha256 = stored.sha_b64;
         c.code_size = stored.size;
     }
+    check_combined_size(ctx, &c.code_sha_hex, &c.layers)?;
     // Docker functions are Pending until their image is present (pulled now, not on the first invoke).
     let docker_image = match ctx.lambda.pool.executors.choose(&c, &tags).0 {
         crate::executor::ExecutorKind::Docker => Some(ctx.lambda.pool.executors.docker.image_for(&c)),
@@ -270,6 +271,9 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         }
         None
     };
+    if let Some(s) = &stored {
+        check_combined_size(ctx, &s.sha_hex, &cur.layers)?;
+    }
     let arch = str_list(&m, "Architectures")?;
     if opt_bool(&m, "DryRun")? {
         let mut c = (*cur).clone();
@@ -316,6 +320,9 @@ pub(super) fn update_configuration(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     }
     // Layers may read files or the store: resolve them before taking the store lock.
     let layers = requested_layers(ctx, &m)?;
+    if let (Some(l), Some(cur)) = (&layers, ctx.store().latest(&name)) {
+        check_combined_size(ctx, &cur.code_sha_hex, l)?;
+    }
     let (rec, _) = update_record(ctx, &name, |rec| {
         check_revision(&m, &rec.latest.revision_id)?;
         // Apply to the record as it is under the lock, so a concurrent update is not lost.
