@@ -98,9 +98,9 @@ pub(super) fn function_target(ctx: &Ctx, raw: &str) -> Result<(String, Option<St
         arn::parse_function_ref(raw).map_err(|e| AwsError::invalid_param(e.to_string()))?;
     let q = ctx.q("Qualifier").filter(|s| !s.is_empty()).map(str::to_string);
     match (qualifier, q) {
-        (Some(a), Some(b)) if a != b => Err(AwsError::invalid_param(format!(
-            "The derived qualifier from the function name does not match the specified qualifier: {a} vs {b}"
-        ))),
+        (Some(a), Some(b)) if a != b => Err(AwsError::invalid_param(
+            "The derived qualifier from the function name does not match the specified qualifier.",
+        )),
         (a, b) => Ok((name, a.or(b))),
     }
 }

@@ -264,7 +264,8 @@ pub(super) fn add_layer_permission(ctx: &Ctx, raw: &str, v: &str, body: &[u8]) -
         ));
     };
     let org = opt_str(&m, "OrganizationId")?;
-    let revision = opt_str(&m, "RevisionId")?;
+    // RevisionId travels in the query string here (a body member on AddPermission).
+    let revision = ctx.q("RevisionId").map(str::to_string);
     let mut st = json!({
         "Sid": sid,
         "Effect": "Allow",
