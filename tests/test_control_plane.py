@@ -808,9 +808,10 @@ def test_permissions_policy(lam):
     err = expect_error("ResourceConflictException", 409, lam.add_permission, FunctionName=name, StatementId="acct",
                        Action="lambda:InvokeFunction", Principal="*")
     assert "The statement id (acct) provided already exists" in err["Error"]["Message"]
-    expect_error("InvalidParameterValueException", 400, lam.add_permission, FunctionName=name, StatementId="bad sid",
+    # AWS answers these member-pattern failures with ValidationException.
+    expect_error("ValidationException", 400, lam.add_permission, FunctionName=name, StatementId="bad sid",
                  Action="lambda:InvokeFunction", Principal="*")
-    expect_error("InvalidParameterValueException", 400, lam.add_permission, FunctionName=name, StatementId="x",
+    expect_error("ValidationException", 400, lam.add_permission, FunctionName=name, StatementId="x",
                  Action="s3:GetObject", Principal="*")
     # Per qualifier: an alias has its own policy; a missing qualifier is not found.
     lam.publish_version(FunctionName=name)
