@@ -219,3 +219,16 @@ def test_provisioned_version_and_alias_conflict(lam):
                        Qualifier="live")
     assert msg(err) == f"Cannot find alias arn: {arn(name, 'live')}"
     assert lam.list_provisioned_concurrency_configs(FunctionName=name)["ProvisionedConcurrencyConfigs"] == []
+
+
+# ---------- recursion ----------
+
+def test_recursion_config(lam, loose):
+    name = create_py_function(lam, CODE)
+    assert lam.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Terminate"
+    assert lam.put_function_recursion_config(FunctionName=name, RecursiveLoop="Allow")["RecursiveLoop"] == "Allow"
+    assert lam.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Allow"
+    err = expect_error("ValidationException", 400, loose.put_function_recursion_config, FunctionName=name,
+                       RecursiveLoop="InvalidValue")
+    assert msg(err) == ("1 validation error detected: Value 'InvalidValue' at 'recursiveLoop' failed to satisfy "
+                        "constraint: Member must satisfy enum value set: [Terminate, Allow]")

@@ -244,3 +244,29 @@ pub(super) fn put_recursion(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     })?;
     ok_json(StatusCode::OK, json!({"RecursiveLoop": v}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{destination_config_text, destination_shape_ok};
+
+    #[test]
+    fn destination_shapes() {
+        for d in ["", "kafka://b", "arn:aws:sqs:us-east-1:111111111111:q", "arn:aws:s3:::bucket",
+            "arn:aws:lambda:us-east-1:111111111111:function:f"]
+        {
+            assert!(destination_shape_ok(d), "{d}");
+        }
+        for d in ["arn:aws:_-/!lambda:us-east-1:111111111111:function:f", "arn:aws:sqs:us-east-1:1:q", "queue", "arn:x:sqs:::q"] {
+            assert!(!destination_shape_ok(d), "{d}");
+        }
+    }
+
+    #[test]
+    fn refused_config_is_quoted_as_aws_does() {
+        let d = serde_json::json!({"OnSuccess": {"Destination": "arn:aws:iam::1:x"}});
+        assert_eq!(
+            destination_config_text(d.as_object().unwrap()),
+            "DestinationConfig(onSuccess=OnSuccess(destination=arn:aws:iam::1:x), onFailure=null)"
+        );
+    }
+}

@@ -178,3 +178,20 @@ pub(super) fn remove_permission(ctx: &Ctx, raw: &str, sid: &str) -> R {
     })?;
     Ok(http_util::empty(StatusCode::NO_CONTENT))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::principal_ok;
+
+    #[test]
+    fn principals_aws_accepts() {
+        for p in ["*", "111111111111", "s3.amazonaws.com", "alexa-appkit.amazon.com", "arn:aws:iam::111111111111:root",
+            "arn:aws:iam::111111111111:user/u", "arn:aws:sts::111111111111:assumed-role/r/s"]
+        {
+            assert!(principal_ok(p), "{p}");
+        }
+        for p in ["invalid.nonaws.com", "", "11111111111", "arn:aws:s3:::bucket", ".amazonaws.com", "S3.AMAZONAWS.COM"] {
+            assert!(!principal_ok(p), "{p}");
+        }
+    }
+}

@@ -78,3 +78,14 @@ pub(super) fn validation(value: &str, member: &str, constraint: &str) -> AwsErro
         format!("1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_alias_name;
+
+    #[test]
+    fn alias_names_follow_the_model() {
+        assert!(is_alias_name("live") && is_alias_name("v1-x_2") && is_alias_name("1a"));
+        assert!(!is_alias_name("1") && !is_alias_name("$LATEST") && !is_alias_name("") && !is_alias_name("a?b"));
+    }
+}
