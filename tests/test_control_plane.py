@@ -64,8 +64,11 @@ def test_create_function_fields(lam):
     assert resp["MemorySize"] == 128
     assert LAST_MODIFIED.match(resp["LastModified"]), resp["LastModified"]
     assert resp["Version"] == "$LATEST"
-    assert resp["State"] == "Active"
-    assert resp["LastUpdateStatus"] == "Successful"
+    # AWS answers CreateFunction with Pending and no LastUpdateStatus (recorded), then Active.
+    assert resp["State"] == "Pending"
+    assert resp["StateReason"] == "The function is being created."
+    assert resp["StateReasonCode"] == "Creating"
+    assert "LastUpdateStatus" not in resp
     assert UUID.match(resp["RevisionId"]), resp["RevisionId"]
     assert resp["Runtime"] == "python3.12"
     assert resp["Handler"] == "app.handler"
@@ -111,7 +114,8 @@ def test_get_function(server, lam):
                                Description="hello", Timeout=10, MemorySize=256)
     got = lam.get_function(FunctionName=name)
     cfg = got["Configuration"]
-    for k in ("FunctionName", "FunctionArn", "CodeSha256", "CodeSize", "RevisionId", "LastModified",
+    # RevisionId changes when the function turns Active, as on AWS.
+    for k in ("FunctionName", "FunctionArn", "CodeSha256", "CodeSize", "LastModified",
               "Timeout", "MemorySize", "Description"):
         assert cfg[k] == created[k], k
     assert cfg["Timeout"] == 10 and cfg["MemorySize"] == 256 and cfg["Description"] == "hello"
@@ -227,15 +231,17 @@ def test_update_function_code(lam):
     assert up["CodeSha256"] == code_sha256(zb2) != created["CodeSha256"]
     assert up["CodeSize"] == len(zb2)
     assert up["RevisionId"] != created["RevisionId"]
-    assert up["Version"] == "$LATEST" and up["LastUpdateStatus"] == "Successful"
+    # AWS answers an update with InProgress (recorded), then Successful with a new RevisionId.
+    assert up["Version"] == "$LATEST" and up["LastUpdateStatus"] == "InProgress"
     assert LAST_MODIFIED.match(up["LastModified"])
     lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 2})
-    assert lam.get_function(FunctionName=name)["Configuration"]["CodeSha256"] == code_sha256(zb2)
+    done = lam.get_function(FunctionName=name)["Configuration"]
+    assert done["CodeSha256"] == code_sha256(zb2) and done["LastUpdateStatus"] == "Successful"
 
     # RevisionId guards the update.
     expect_error("PreconditionFailedException", 412, lam.update_function_code,
                  FunctionName=name, ZipFile=zb, RevisionId=created["RevisionId"])
-    ok = lam.update_function_code(FunctionName=name, ZipFile=zb, RevisionId=up["RevisionId"])
+    ok = lam.update_function_code(FunctionName=name, ZipFile=zb, RevisionId=done["RevisionId"])
     assert ok["CodeSha256"] == code_sha256(zb)
     # A bad zip on update is a 400 and keeps the old code.
     expect_error("InvalidParameterValueException", 400, lam.update_function_code,
@@ -266,8 +272,10 @@ def test_update_function_configuration(lam):
 
     expect_error("PreconditionFailedException", 412, lam.update_function_configuration,
                  FunctionName=name, Timeout=9, RevisionId=created["RevisionId"])
-    assert lam.get_function_configuration(FunctionName=name)["Timeout"] == 5
-    ok = lam.update_function_configuration(FunctionName=name, Timeout=9, RevisionId=up3["RevisionId"])
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 2})
+    settled = lam.get_function_configuration(FunctionName=name)
+    assert settled["Timeout"] == 5
+    ok = lam.update_function_configuration(FunctionName=name, Timeout=9, RevisionId=settled["RevisionId"])
     assert ok["Timeout"] == 9
     # A rejected update changes nothing.
     expect_error("InvalidParameterValueException", 400, lam.update_function_configuration,
@@ -321,7 +329,11 @@ def test_versions_aliases_and_qualifiers(lam):
                  FunctionName=name, RevisionId=created["RevisionId"])
     expect_error("InvalidParameterValueException", 400, lam.publish_version,
                  FunctionName=name, CodeSha256=code_sha256(zb))
-    v2 = lam.publish_version(FunctionName=name, CodeSha256=code_sha256(zb2), RevisionId=up["RevisionId"])
+    # The update's RevisionId changes again when it completes (as on AWS): read it after.
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 2})
+    rev = lam.get_function_configuration(FunctionName=name)["RevisionId"]
+    assert rev != up["RevisionId"]
+    v2 = lam.publish_version(FunctionName=name, CodeSha256=code_sha256(zb2), RevisionId=rev)
     assert v2["Version"] == "2"
 
     versions = lam.list_versions_by_function(FunctionName=name)["Versions"]
@@ -392,7 +404,9 @@ def test_versions_aliases_and_qualifiers(lam):
 def test_publish_on_create(lam):
     name, zb, resp = create(lam, Publish=True)
     assert resp["Version"] == "1"
-    assert resp["FunctionArn"] == fn_arn(name, qualifier="1")
+    # AWS answers with the version's configuration under the unqualified ARN (recorded).
+    assert resp["FunctionArn"] == fn_arn(name)
+    assert resp["State"] == "Pending"
     assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]] == ["$LATEST", "1"]
 
 
@@ -401,7 +415,7 @@ def test_image_package(lam):
     uri = "public.ecr.aws/lambda/python:3.12"
     resp = lam.create_function(FunctionName=name, Role=ROLE, PackageType="Image", Code={"ImageUri": uri},
                                ImageConfig={"Command": ["app.handler"]})
-    assert resp["PackageType"] == "Image" and resp["State"] == "Active"
+    assert resp["PackageType"] == "Image" and resp["State"] == "Pending"
     assert "Runtime" not in resp and "Handler" not in resp
     assert resp["ImageConfigResponse"] == {"ImageConfig": {"Command": ["app.handler"]}}
     got = lam.get_function(FunctionName=name)
@@ -620,7 +634,6 @@ def test_not_found_names_the_function_arn(lam):
         (lam.update_function_configuration, {"Timeout": 5}),
         (lam.publish_version, {}),
         (lam.list_versions_by_function, {}),
-        (lam.create_alias, {"Name": "a", "FunctionVersion": "$LATEST"}),
         (lam.list_aliases, {}),
         (lam.put_function_concurrency, {"ReservedConcurrentExecutions": 1}),
         (lam.get_function_concurrency, {}),
@@ -629,6 +642,10 @@ def test_not_found_names_the_function_arn(lam):
     for call, kw in calls:
         err = expect_error("ResourceNotFoundException", 404, call, FunctionName=missing, **kw)
         assert err["Error"]["Message"] == want, (call, err["Error"]["Message"])
+    # CreateAlias names the version the alias was to point at (AWS's recorded answer).
+    err = expect_error("ResourceNotFoundException", 404, lam.create_alias,
+                       FunctionName=missing, Name="a", FunctionVersion="1")
+    assert err["Error"]["Message"] == f"Function not found: {fn_arn(missing, qualifier='1')}"
     err = expect_error("ResourceNotFoundException", 404, lam.get_function, FunctionName=missing, Qualifier="3")
     assert err["Error"]["Message"] == f"Function not found: {fn_arn(missing, qualifier='3')}"
     for call, kw in [(lam.tag_resource, {"Tags": {"a": "b"}}), (lam.untag_resource, {"TagKeys": ["a"]}),

@@ -132,6 +132,8 @@ def canary(flam):
     name = create_py_function(flam, ECHO, name=unique("canary"))
     layer = flam.publish_layer_version(LayerName=unique("canary-layer"),
                                        Content={"ZipFile": make_zip({"python/x.py": "X = 1\n"})})
+    # Read once Active: turning Active is a new RevisionId (as on AWS).
+    flam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 10})
     before = flam.get_function(FunctionName=name)["Configuration"]
     return name, before, layer
 
@@ -599,6 +601,8 @@ def test_kill9_with_invocations_in_flight(fresh_server, tmp_path):
     bucket = unique("kill-bucket")
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="k/one.bin", Body=b"\x00\x01" * 5000)
+    for n in names + [slow]:
+        lam.get_waiter("function_active_v2").wait(FunctionName=n, WaiterConfig={"Delay": 1, "MaxAttempts": 10})
     before = {n: lam.get_function(FunctionName=n)["Configuration"] for n in names + [slow]}
 
     errors = []

@@ -17,11 +17,13 @@ mod code_signing;
 mod common;
 mod concurrency;
 mod config;
+mod errors;
 mod functions;
 mod invoke_ops;
 mod layers;
 mod permissions;
 mod provisioned;
+mod states;
 mod tags;
 mod targets;
 mod url_configs;
@@ -41,6 +43,8 @@ use layers::*;
 use permissions::*;
 pub use provisioned::restore_provisioned;
 use provisioned::*;
+pub use states::restore_states;
+use states::*;
 use tags::*;
 use url_configs::*;
 use versions::*;
@@ -140,6 +144,10 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
     let ctx = Ctx { lambda, scope, query };
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = &method;
+    // A function ARN of another region or account is refused for every operation (one place).
+    if let [_, "functions", f, ..] = s.as_slice() {
+        check_function_scope(&ctx.scope, f)?;
+    }
     match (s.as_slice(), m) {
         ([_, "functions", f, "invocations"], &Method::POST) => {
             let f = f.to_string();

@@ -54,7 +54,12 @@ pub fn resolve(lambda: &Lambda, name: &str, qualifier: Option<&str>, scope: &Sco
                 }
                 Some(alias) => {
                     let a = rec.aliases.get(alias).ok_or_else(not_found)?;
-                    match a.function_version.as_str() {
+                    // RoutingConfig: the additional version runs with its weight's probability.
+                    let version = match a.additional_version() {
+                        Some((extra, weight)) if unit_random() < weight => extra,
+                        _ => a.function_version.clone(),
+                    };
+                    match version.as_str() {
                         "$LATEST" => (rec.latest.clone(), "$LATEST".to_string()),
                         v => {
                             let n: u64 = v.parse().map_err(|_| not_found())?;
@@ -67,6 +72,16 @@ pub fn resolve(lambda: &Lambda, name: &str, qualifier: Option<&str>, scope: &Sco
             Ok(Target { config, executed_version: executed, invoked_arn, tags_force_docker: force })
         })
         .ok_or_else(not_found)?
+}
+
+/// A uniform draw from [0, 1), for weighted alias routing: 53 random bits of a v4 UUID
+/// (its top 64 bits hold only the 4 fixed version bits, at 48..52, which are skipped).
+fn unit_random() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u128();
+    let high = (bits >> 80) as u64; // 48 random bits
+    let low = ((bits >> 64) & 0xfff) as u64; // 12 random bits below the version nibble
+    let x = ((high << 12) | low) >> 7; // 53 bits
+    x as f64 / (1u64 << 53) as f64
 }
 
 /// What an invoke produced, before it is rendered as HTTP.

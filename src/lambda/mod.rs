@@ -34,6 +34,9 @@ pub struct Lambda {
     pub attachments: crate::attach::Attachments,
     /// CloudWatch Logs: every invocation's log lands in `/aws/lambda/<function>`.
     pub logs: Arc<crate::logs::Logs>,
+    /// Woken whenever a function leaves Pending or InProgress (invokes that arrived during
+    /// the transition wait on it).
+    pub state_changes: tokio::sync::Notify,
 }
 
 impl Lambda {
@@ -55,6 +58,7 @@ impl Lambda {
             events,
             attachments: Default::default(),
             logs: Default::default(),
+            state_changes: tokio::sync::Notify::new(),
         }
     }
 

@@ -59,7 +59,25 @@ pub struct FunctionConfig {
     pub state: String,
     pub state_reason: Option<String>,
     pub state_reason_code: Option<String>,
+    /// `LastUpdateStatus`: `Successful`, or `InProgress` from an update until its code and
+    /// configuration are ready (or `Failed`).
+    #[serde(default = "successful")]
+    pub last_update_status: String,
+    /// Whether `Environment` was ever given: AWS then renders `{"Variables": {}}` even empty.
+    #[serde(default)]
+    pub environment_set: bool,
+    /// For a version published with its own `Description`: the `$LATEST` description it was
+    /// published from (what "unchanged since the last publish" compares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_description: Option<String>,
 }
+
+fn successful() -> String {
+    "Successful".into()
+}
+
+/// The reason AWS gives while a function is created or updated (it says "created" for both).
+pub const CREATING_REASON: &str = "The function is being created.";
 
 impl FunctionConfig {
     pub fn arn(&self, scope: &Scope, qualified: bool) -> String {
@@ -93,7 +111,6 @@ impl FunctionConfig {
             "TracingConfig": {"Mode": self.tracing_mode},
             "RevisionId": self.revision_id,
             "State": self.state,
-            "LastUpdateStatus": if self.state == "Failed" { "Failed" } else if self.state == "Pending" { "InProgress" } else { "Successful" },
             "PackageType": self.package_type,
             "Architectures": self.architectures,
             "EphemeralStorage": {"Size": self.ephemeral_storage},
@@ -110,8 +127,12 @@ impl FunctionConfig {
         if let Some(h) = &self.handler {
             m.insert("Handler".into(), h.clone().into());
         }
-        if !self.environment.is_empty() {
+        if !self.environment.is_empty() || self.environment_set {
             m.insert("Environment".into(), json!({"Variables": self.environment}));
+        }
+        if let Some(r) = &self.runtime {
+            let region = function_arn.split(':').nth(3).unwrap_or_default();
+            m.insert("RuntimeVersionConfig".into(), json!({"RuntimeVersionArn": runtime_version_arn(region, r)}));
         }
         if !self.layers.is_empty() {
             let layers: Vec<Value> =
@@ -120,11 +141,25 @@ impl FunctionConfig {
         }
         if let Some(r) = &self.state_reason {
             m.insert("StateReason".into(), r.clone().into());
-            m.insert("LastUpdateStatusReason".into(), r.clone().into());
         }
         if let Some(c) = &self.state_reason_code {
             m.insert("StateReasonCode".into(), c.clone().into());
-            m.insert("LastUpdateStatusReasonCode".into(), c.clone().into());
+        }
+        // A function being created has no LastUpdateStatus yet (as AWS answers CreateFunction).
+        if self.state != "Pending" {
+            let status = if self.state == "Failed" { "Failed" } else { self.last_update_status.as_str() };
+            m.insert("LastUpdateStatus".into(), status.into());
+            if status == "InProgress" {
+                m.insert("LastUpdateStatusReason".into(), CREATING_REASON.into());
+                m.insert("LastUpdateStatusReasonCode".into(), "Creating".into());
+            } else if status == "Failed" {
+                if let Some(r) = &self.state_reason {
+                    m.insert("LastUpdateStatusReason".into(), r.clone().into());
+                }
+                if let Some(c) = &self.state_reason_code {
+                    m.insert("LastUpdateStatusReasonCode".into(), c.clone().into());
+                }
+            }
         }
         if let Some(ic) = &self.image_config {
             m.insert("ImageConfigResponse".into(), json!({"ImageConfig": ic}));
@@ -141,11 +176,17 @@ impl FunctionConfig {
         v
     }
 
-    /// Whether two configurations have the same code and configuration (for PublishVersion
-    /// dedup). The description is left out: a version's description is a label set by
-    /// PublishVersion, so a version published with one still matches the `$LATEST` it came from.
+    /// Whether the function is between states: being created (Pending) or updated (InProgress).
+    pub fn in_transition(&self) -> bool {
+        self.state == "Pending" || (self.state == "Active" && self.last_update_status == "InProgress")
+    }
+
+    /// Whether the `$LATEST` configuration `other` is unchanged since this version was published
+    /// from it (PublishVersion's dedup). The description counts, as on AWS: a `$LATEST` whose
+    /// description changed publishes a new version.
     pub fn same_content(&self, other: &FunctionConfig) -> bool {
         self.code_sha256 == other.code_sha256
+            && self.source_description.as_ref().unwrap_or(&self.description) == &other.description
             && self.package_type == other.package_type
             && self.runtime == other.runtime
             && self.handler == other.handler
@@ -166,6 +207,13 @@ impl FunctionConfig {
     }
 }
 
+/// The `RuntimeVersionArn` of a managed runtime in `region`: AWS names each runtime build
+/// by a 64-hex-digit id; RustStack derives a stable one from the runtime's name.
+pub fn runtime_version_arn(region: &str, runtime: &str) -> String {
+    let id = crate::lambda::code::digest(format!("ruststack-runtime:{runtime}").as_bytes()).sha256_hex;
+    format!("arn:aws:lambda:{region}::runtime:{id}")
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Alias {
     pub name: String,
@@ -184,10 +232,19 @@ impl Alias {
             "Description": self.description,
             "RevisionId": self.revision_id,
         });
-        if let Some(rc) = &self.routing_config {
+        // An empty RoutingConfig is left out, as AWS does.
+        if let Some(rc) = &self.routing_config
+            && rc.get("AdditionalVersionWeights").and_then(Value::as_object).is_some_and(|w| !w.is_empty())
+        {
             v["RoutingConfig"] = rc.clone();
         }
         v
+    }
+
+    /// The extra version and its weight from `RoutingConfig.AdditionalVersionWeights`, if any.
+    pub fn additional_version(&self) -> Option<(String, f64)> {
+        let w = self.routing_config.as_ref()?.get("AdditionalVersionWeights")?.as_object()?;
+        w.iter().next().and_then(|(v, weight)| weight.as_f64().map(|x| (v.clone(), x)))
     }
 }
 

@@ -2,41 +2,86 @@
 
 use super::*;
 
-pub(super) fn validate_alias_version(rec: &FunctionRecord, v: &str) -> Result<(), AwsError> {
-    if v == "$LATEST" {
+/// Checks that an alias's `FunctionVersion` names `$LATEST` or a published version.
+pub(super) fn validate_alias_version(ctx: &Ctx, rec: &FunctionRecord, v: &str) -> Result<(), AwsError> {
+    if v == "$LATEST" || v.parse::<u64>().is_ok_and(|n| rec.versions.contains_key(&n)) {
         return Ok(());
     }
-    match v.parse::<u64>() {
-        Ok(n) if rec.versions.contains_key(&n) => Ok(()),
-        _ => Err(AwsError::not_found(format!("Function not found: version {v} of {}", rec.latest.name))),
+    Err(errors::function_not_found(&ctx.scope, &rec.latest.name, Some(v)))
+}
+
+/// Checks `RoutingConfig` for an alias of `version`, in AWS's order, and returns what to
+/// store: `None` for no routing (absent, null or an empty weights map).
+pub(super) fn validate_routing(
+    ctx: &Ctx,
+    rec: &FunctionRecord,
+    version: &str,
+    rc: Option<&Value>,
+) -> Result<Option<Value>, AwsError> {
+    let Some(rc) = rc.filter(|v| !v.is_null()) else { return Ok(None) };
+    let weights = match rc.get("AdditionalVersionWeights") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(w)) => w,
+        Some(_) => return Err(type_err("AdditionalVersionWeights", "a map of numbers")),
+    };
+    let mut parsed = Vec::with_capacity(weights.len());
+    for (v, w) in weights {
+        let w = w.as_f64().ok_or_else(|| type_err("AdditionalVersionWeights", "a map of numbers"))?;
+        if !(0.0..=1.0).contains(&w) {
+            return Err(errors::routing_weight_range(v, w));
+        }
+        if v.is_empty() || v.len() > 1024 || !v.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(errors::routing_key_pattern(v, w));
+        }
+        parsed.push(v.as_str());
     }
+    match parsed.as_slice() {
+        [] => Ok(None),
+        [extra] => {
+            if version == "$LATEST" {
+                return Err(errors::routing_latest());
+            }
+            if *extra == version {
+                return Err(errors::routing_same_version(version));
+            }
+            validate_alias_version(ctx, rec, extra)?;
+            Ok(Some(rc.clone()))
+        }
+        _ => Err(errors::too_many_routing()),
+    }
+}
+
+fn valid_alias_name(alias: &str) -> bool {
+    !alias.is_empty()
+        && alias.len() <= 128
+        && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !alias.chars().all(|c| c.is_ascii_digit())
 }
 
 pub(super) fn create_alias(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let name = unqualified(raw)?;
     let m = parse_body(body)?;
     let alias = req_str(&m, "Name")?;
-    let valid = !alias.is_empty()
-        && alias.len() <= 128
-        && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && !alias.chars().all(|c| c.is_ascii_digit());
-    if !valid {
+    if !valid_alias_name(&alias) {
         return Err(AwsError::invalid_param(format!("Invalid alias name: {alias}")));
     }
     let version = req_str(&m, "FunctionVersion")?;
+    let description = opt_str(&m, "Description")?.unwrap_or_default();
+    // A missing function is named with the version the alias was to point at, as AWS does.
+    if ctx.store().latest(&name).is_none() {
+        return Err(errors::function_not_found(&ctx.scope, &name, Some(&version)));
+    }
     let (_, a) = update_record(ctx, &name, |rec| {
+        validate_alias_version(ctx, rec, &version)?;
+        let routing_config = validate_routing(ctx, rec, &version, m.get("RoutingConfig"))?;
         if rec.aliases.contains_key(&alias) {
-            return Err(AwsError::conflict(format!(
-                "Alias already exists: {}",
-                arn::function_arn(&ctx.scope.region, &ctx.scope.account, &name, Some(&alias))
-            )));
+            return Err(errors::alias_exists(&ctx.scope, &name, &alias));
         }
-        validate_alias_version(rec, &version)?;
         let a = Alias {
             name: alias.clone(),
             function_version: version.clone(),
-            description: opt_str(&m, "Description")?.unwrap_or_default(),
-            routing_config: m.get("RoutingConfig").filter(|v| !v.is_null()).cloned(),
+            description: description.clone(),
+            routing_config,
             revision_id: new_revision(),
         };
         rec.aliases.insert(alias.clone(), a.clone());
@@ -45,17 +90,10 @@ pub(super) fn create_alias(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     ok_json(StatusCode::CREATED, a.to_json(&ctx.scope, &name))
 }
 
-pub(super) fn alias_not_found(ctx: &Ctx, name: &str, alias: &str) -> AwsError {
-    AwsError::not_found(format!(
-        "Alias not found: {}",
-        arn::function_arn(&ctx.scope.region, &ctx.scope.account, name, Some(alias))
-    ))
-}
-
 pub(super) fn get_alias(ctx: &Ctx, raw: &str, alias: &str) -> R {
     let name = unqualified(raw)?;
     let rec = get_record(ctx, &name)?;
-    let a = rec.aliases.get(alias).ok_or_else(|| alias_not_found(ctx, &name, alias))?;
+    let a = rec.aliases.get(alias).ok_or_else(|| errors::alias_cannot_find(&ctx.scope, &name, alias))?;
     ok_json(StatusCode::OK, a.to_json(&ctx.scope, &name))
 }
 
@@ -76,21 +114,25 @@ pub(super) fn update_alias(ctx: &Ctx, raw: &str, alias: &str, body: &[u8]) -> R 
     let name = unqualified(raw)?;
     let m = parse_body(body)?;
     let (_, a) = update_record(ctx, &name, |rec| {
-        let mut a = rec.aliases.get(alias).cloned().ok_or_else(|| alias_not_found(ctx, &name, alias))?;
+        let mut a = rec.aliases.get(alias).cloned().ok_or_else(|| errors::alias_not_found(&ctx.scope, &name, alias))?;
         if let Some(r) = opt_str(&m, "RevisionId")?
             && r != a.revision_id
         {
             return Err(AwsError::precondition("The Revision Id provided does not match the latest Revision Id."));
         }
         if let Some(v) = opt_str(&m, "FunctionVersion")? {
-            validate_alias_version(rec, &v)?;
+            validate_alias_version(ctx, rec, &v)?;
             a.function_version = v;
         }
         if let Some(d) = opt_str(&m, "Description")? {
             a.description = d;
         }
+        // The routing is checked against the version the alias points at after the update.
         if let Some(rc) = m.get("RoutingConfig") {
-            a.routing_config = (!rc.is_null()).then(|| rc.clone());
+            a.routing_config = validate_routing(ctx, rec, &a.function_version, Some(rc))?;
+        } else if a.routing_config.is_some() {
+            let current = a.routing_config.clone();
+            a.routing_config = validate_routing(ctx, rec, &a.function_version, current.as_ref())?;
         }
         a.revision_id = new_revision();
         rec.aliases.insert(alias.to_string(), a.clone());

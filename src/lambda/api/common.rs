@@ -98,11 +98,28 @@ pub(super) fn function_target(ctx: &Ctx, raw: &str) -> Result<(String, Option<St
         arn::parse_function_ref(raw).map_err(|e| AwsError::invalid_param(e.to_string()))?;
     let q = ctx.q("Qualifier").filter(|s| !s.is_empty()).map(str::to_string);
     match (qualifier, q) {
-        (Some(a), Some(b)) if a != b => Err(AwsError::invalid_param(
-            "The derived qualifier from the function name does not match the specified qualifier.",
-        )),
+        (Some(a), Some(b)) if a != b => Err(errors::qualifier_mismatch()),
         (a, b) => Ok((name, a.or(b))),
     }
+}
+
+/// Refuses a function ARN (full or partial) of another region or account before anything is
+/// looked up: the store is per region, so without this a `eu-central-1` ARN would act on the
+/// `us-east-1` function of the same name. Names that do not parse are left to the handler.
+pub(super) fn check_function_scope(scope: &Scope, raw: &str) -> Result<(), AwsError> {
+    let Ok(r) = arn::parse_function_ref(raw) else { return Ok(()) };
+    if let Some(region) = &r.region
+        && *region != scope.region
+    {
+        return Err(errors::other_region(region, &scope.region));
+    }
+    if let Some(account) = &r.account
+        && *account != scope.account
+    {
+        let region = r.region.as_deref().unwrap_or(&scope.region);
+        return Err(errors::other_account(&scope.account, &arn::function_arn(region, account, &r.name, None)));
+    }
+    Ok(())
 }
 
 /// An unqualified function name (operations that take the unqualified shape).
@@ -134,10 +151,7 @@ pub(super) fn existing_qualifier(
 }
 
 pub(super) fn not_found(ctx: &Ctx, name: &str, q: Option<&str>) -> AwsError {
-    AwsError::not_found(format!(
-        "Function not found: {}",
-        arn::function_arn(&ctx.scope.region, &ctx.scope.account, name, q)
-    ))
+    errors::function_not_found(&ctx.scope, name, q)
 }
 
 /// [`Store::update_function`](super::store::Store::update_function) with AWS's not-found error.

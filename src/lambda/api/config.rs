@@ -14,6 +14,107 @@ pub(super) fn validate_runtime(r: &str) -> Result<(), AwsError> {
     }
 }
 
+/// The runtimes CreateFunction accepts today, in the order AWS lists them in its message.
+/// The model's other runtimes are deprecated: AWS refuses to create or update a function on them.
+pub(super) const CREATABLE_RUNTIMES: &[&str] = &[
+    "nodejs20.x",
+    "python3.14",
+    "provided.al2023",
+    "python3.12",
+    "python3.13",
+    "nodejs24.x",
+    "nodejs22.x",
+    "java25",
+    "python3.10",
+    "python3.11",
+    "java21",
+    "ruby3.3",
+    "ruby3.4",
+    "ruby3.2",
+    "python3.8",
+    "python3.9",
+    "java17",
+    "nodejs16.x",
+    "dotnet10",
+    "dotnet8",
+    "java11",
+    "dotnet6",
+    "nodejs18.x",
+    "provided.al2",
+    "java8.al2",
+];
+
+/// A function's `Runtime`: creatable, else deprecated (a model value) or unknown.
+pub(super) fn validate_function_runtime(r: &str) -> Result<(), AwsError> {
+    if CREATABLE_RUNTIMES.contains(&r) {
+        Ok(())
+    } else if RUNTIMES.contains(&r) {
+        Err(errors::runtime_deprecated(r))
+    } else {
+        Err(errors::runtime_unknown(r, CREATABLE_RUNTIMES))
+    }
+}
+
+/// `Environment.Variables` as AWS measures it against the 4 KB limit: the map serialized as
+/// compact JSON (`{"K":"V",...}`) in the request's order, which AWS's message quotes.
+/// `body` is the request the map came from; its order is read again only for the message.
+pub(super) fn env_measured(vars: &BTreeMap<String, String>, body: &[u8]) -> String {
+    let sorted = || serde_json::to_string(vars).unwrap_or_default();
+    let Ok(probe) = serde_json::from_slice::<EnvProbe>(body) else { return sorted() };
+    let Some(pairs) = probe.environment.and_then(|e| e.variables) else { return sorted() };
+    let mut out = String::from("{");
+    for (i, (k, v)) in pairs.0.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(k).unwrap_or_default());
+        out.push(':');
+        out.push_str(&serde_json::to_string(v).unwrap_or_default());
+    }
+    out.push('}');
+    // The same bytes as the sorted form in another order; fall back if the probe disagrees.
+    if out.len() == sorted().len() { out } else { sorted() }
+}
+
+/// Just `Environment.Variables` of a request body, in the order the request has it.
+#[derive(serde::Deserialize)]
+struct EnvProbe {
+    #[serde(rename = "Environment")]
+    environment: Option<EnvVarsProbe>,
+}
+
+#[derive(serde::Deserialize)]
+struct EnvVarsProbe {
+    #[serde(rename = "Variables")]
+    variables: Option<OrderedPairs>,
+}
+
+/// A JSON object of strings as its (key, value) pairs in document order.
+struct OrderedPairs(Vec<(String, String)>);
+
+impl<'de> serde::Deserialize<'de> for OrderedPairs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OrderedPairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<OrderedPairs, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(kv) = a.next_entry::<String, String>()? {
+                    pairs.push(kv);
+                }
+                Ok(OrderedPairs(pairs))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The most bytes of serialized environment variables a function may have (AWS: 4 KB).
+const MAX_ENV_BYTES: usize = 4096;
+
 pub(super) fn validate_handler(h: &str) -> Result<(), AwsError> {
     if h.is_empty() || h.len() > 128 || h.chars().any(char::is_whitespace) {
         return Err(AwsError::invalid_param(format!(
@@ -35,13 +136,14 @@ pub(super) fn apply_config(
     c: &mut FunctionConfig,
     m: &Map<String, Value>,
     layers: Option<Vec<LayerRef>>,
+    body: &[u8],
 ) -> Result<(), AwsError> {
     if let Some(r) = opt_str(m, "Role")? {
         arn::validate_role(&r).map_err(|e| AwsError::invalid_param(e.to_string()))?;
         c.role = r;
     }
     if let Some(r) = opt_str(m, "Runtime")? {
-        validate_runtime(&r)?;
+        validate_function_runtime(&r)?;
         c.runtime = Some(r);
     }
     if let Some(h) = opt_str(m, "Handler")? {
@@ -72,11 +174,9 @@ pub(super) fn apply_config(
     }
     if let Some(env) = opt_obj(m, "Environment")? {
         let vars = str_map(env, "Variables")?.unwrap_or_default();
-        let size: usize = vars.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if size > 4096 {
-            return Err(AwsError::invalid_param(
-                "Lambda was unable to configure your environment variables because the environment variables you have provided exceeded the 4KB limit.",
-            ));
+        let size = serde_json::to_string(&vars).map(|s| s.len()).unwrap_or(usize::MAX);
+        if size > MAX_ENV_BYTES {
+            return Err(errors::env_too_large(&env_measured(&vars, body)));
         }
         // The model's key pattern, `[a-zA-Z]([a-zA-Z0-9_])+`: a letter, then at least one more.
         let well_formed = |k: &str| {
@@ -97,6 +197,7 @@ pub(super) fn apply_config(
             )));
         }
         c.environment = vars;
+        c.environment_set = true;
     }
     if let Some(layers) = layers {
         c.layers = layers;

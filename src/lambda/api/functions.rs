@@ -16,10 +16,10 @@ pub(super) struct CreateInput<'a> {
 /// (layers and code are not resolved). The control-plane fuzz target feeds it arbitrary JSON.
 pub fn decode_create_function(body: &[u8]) -> Result<FunctionConfig, AwsError> {
     let m = parse_body(body)?;
-    decode_create(&m).map(|input| input.config)
+    decode_create(&m, body).map(|input| input.config)
 }
 
-pub(super) fn decode_create(m: &Map<String, Value>) -> Result<CreateInput<'_>, AwsError> {
+pub(super) fn decode_create<'a>(m: &'a Map<String, Value>, body: &[u8]) -> Result<CreateInput<'a>, AwsError> {
     let raw = req_str(m, "FunctionName")?;
     let name = unqualified(&raw)?;
     arn::validate_function_name(&name).map_err(|e| AwsError::invalid_param(e.to_string()))?;
@@ -62,8 +62,11 @@ pub(super) fn decode_create(m: &Map<String, Value>) -> Result<CreateInput<'_>, A
         state: "Active".into(),
         state_reason: None,
         state_reason_code: None,
+        last_update_status: "Successful".into(),
+        environment_set: false,
+        source_description: None,
     };
-    apply_config(&mut c, m, None)?;
+    apply_config(&mut c, m, None, body)?;
     if package_type == "Image" {
         let uri = opt_str(code, "ImageUri")?
             .ok_or_else(|| AwsError::invalid_param("Code.ImageUri is required for PackageType Image"))?;
@@ -75,13 +78,19 @@ pub(super) fn decode_create(m: &Map<String, Value>) -> Result<CreateInput<'_>, A
         check_runnable(&c)?;
     }
     let tags = str_map(m, "Tags")?.unwrap_or_default();
+    if tags.len() > MAX_TAGS {
+        return Err(errors::too_many_tags());
+    }
     let publish = opt_bool(m, "Publish")?;
     Ok(CreateInput { config: c, code, tags, publish })
 }
 
 pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
     let m = parse_body(body)?;
-    let CreateInput { config: mut c, code, tags, publish } = decode_create(&m)?;
+    if let Some(raw) = opt_str(&m, "FunctionName")? {
+        check_function_scope(&ctx.scope, &raw)?;
+    }
+    let CreateInput { config: mut c, code, tags, publish } = decode_create(&m, body)?;
     let name = c.name.clone();
     if ctx.store().latest(&name).is_some() {
         return Err(AwsError::conflict(format!("Function already exist: {name}")));
@@ -100,16 +109,13 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         c.code_size = stored.size;
     }
     check_combined_size(ctx, &c.code_sha_hex, &c.layers)?;
-    // Docker functions are Pending until their image is present (pulled now, not on the first invoke).
+    // Pending until the code is ready: a zip at once, a Docker function's image once it is
+    // present (pulled now, not on the first invoke).
     let docker_image = match ctx.lambda.pool.executors.choose(&c, &tags).0 {
         crate::executor::ExecutorKind::Docker => Some(ctx.lambda.pool.executors.docker.image_for(&c)),
         crate::executor::ExecutorKind::Subprocess => None,
     };
-    if docker_image.is_some() {
-        c.state = "Pending".into();
-        c.state_reason = Some("The function is being created.".into());
-        c.state_reason_code = Some("Creating".into());
-    }
+    mark_creating(&mut c);
     let latest = Arc::new(c);
     let mut rec = FunctionRecord {
         latest: latest.clone(),
@@ -127,52 +133,14 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
     };
     let mut out = latest.to_json(&ctx.scope, false);
     if publish {
+        // The published version's configuration, under the unqualified ARN (as AWS answers).
         let v = publish_into(&mut rec, None);
-        out = v.to_json(&ctx.scope, true);
+        out = v.to_json_with_arn(latest.arn(&ctx.scope, false));
     }
     ctx.store().create_function(rec)?;
     tracing::info!(function = %name, "created function");
-    if let Some(image) = docker_image {
-        prepare_image(ctx.lambda.clone(), ctx.store(), name.clone(), image);
-    }
+    settle(ctx.lambda.clone(), ctx.store(), name.clone(), docker_image);
     ok_json(StatusCode::CREATED, out)
-}
-
-/// Makes sure a Docker function's image is present (pulling it, with progress in the log),
-/// then moves the function from Pending to Active, or to Failed with the reason.
-pub(super) fn prepare_image(lambda: Arc<Lambda>, store: Arc<Store>, name: String, image: String) {
-    tokio::spawn(async move {
-        let result = lambda.pool.executors.docker.ensure_image(&image).await;
-        let outcome = store.update_function(&name, |rec| {
-            if rec.latest.state != "Pending" {
-                return Ok(());
-            }
-            let mut c = (*rec.latest).clone();
-            match &result {
-                Ok(()) => {
-                    c.state = "Active".into();
-                    c.state_reason = None;
-                    c.state_reason_code = None;
-                }
-                Err(e) => {
-                    c.state = "Failed".into();
-                    c.state_reason = Some(format!("Image {image} could not be prepared: {e}"));
-                    c.state_reason_code = Some("ImageAccessDenied".into());
-                }
-            }
-            rec.latest = Arc::new(c);
-            Ok(())
-        });
-        match (&result, outcome) {
-            (Ok(()), Ok(_)) => tracing::info!(function = %name, image = %image, "image ready; function Active"),
-            (Err(e), Ok(_)) => {
-                tracing::warn!(function = %name, image = %image, error = %e, "image not available; function Failed")
-            }
-            (_, Err(e)) => {
-                tracing::debug!(function = %name, error = %e, "function changed while its image was prepared")
-            }
-        }
-    });
 }
 
 pub(super) fn get_function(ctx: &Ctx, raw: &str) -> R {
@@ -187,10 +155,11 @@ pub(super) fn get_function(ctx: &Ctx, raw: &str) -> R {
         Some(_) => c.arn(&ctx.scope, true),
         None => c.arn(&ctx.scope, false),
     };
-    let mut out = json!({
-        "Configuration": c.to_json_with_arn(function_arn),
-        "Tags": rec.tags,
-    });
+    let mut out = json!({"Configuration": c.to_json_with_arn(function_arn)});
+    // Tags only when there are some, as AWS answers.
+    if !rec.tags.is_empty() {
+        out["Tags"] = json!(rec.tags);
+    }
     out["Code"] = if let Some(uri) = &c.image_uri {
         json!({"RepositoryType": "ECR", "ImageUri": uri, "ResolvedImageUri": uri})
     } else {
@@ -211,7 +180,11 @@ pub(super) fn get_configuration(ctx: &Ctx, raw: &str) -> R {
 }
 
 pub(super) fn list_functions(ctx: &Ctx) -> R {
-    let all_versions = ctx.q("FunctionVersion") == Some("ALL");
+    let all_versions = match ctx.q("FunctionVersion") {
+        None => false,
+        Some("ALL") => true,
+        Some(other) => return Err(errors::function_version_filter(other)),
+    };
     let mut items = Vec::new();
     for rec in ctx.store().list_functions() {
         let name = &rec.latest.name;
@@ -225,7 +198,7 @@ pub(super) fn list_functions(ctx: &Ctx) -> R {
     page_response(ctx, "Functions", items)
 }
 
-/// ListFunctions returns a subset of FunctionConfiguration.
+/// ListFunctions and ListVersionsByFunction return a subset of FunctionConfiguration.
 pub(super) fn list_item(c: &FunctionConfig, ctx: &Ctx, qualified: bool) -> Value {
     let mut v = c.to_json(&ctx.scope, qualified);
     if let Some(m) = v.as_object_mut() {
@@ -236,6 +209,7 @@ pub(super) fn list_item(c: &FunctionConfig, ctx: &Ctx, qualified: bool) -> Value
             "LastUpdateStatus",
             "LastUpdateStatusReason",
             "LastUpdateStatusReasonCode",
+            "RuntimeVersionConfig",
         ] {
             m.remove(k);
         }
@@ -301,10 +275,12 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         }
         c.last_modified = crate::aws::timestamp_now();
         c.revision_id = new_revision();
+        mark_updating(&mut c);
         rec.latest = Arc::new(c);
         Ok(if publish { Some(publish_into(rec, None)) } else { None })
     })?;
     ctx.lambda.drain(&name);
+    settle(ctx.lambda.clone(), ctx.store(), name.clone(), None);
     tracing::info!(function = %name, "updated function code");
     match published {
         Some(v) => ok_json(StatusCode::OK, v.to_json(&ctx.scope, true)),
@@ -327,47 +303,57 @@ pub(super) fn update_configuration(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         check_revision(&m, &rec.latest.revision_id)?;
         // Apply to the record as it is under the lock, so a concurrent update is not lost.
         let mut c = (*rec.latest).clone();
-        apply_config(&mut c, &m, layers)?;
+        apply_config(&mut c, &m, layers, body)?;
         check_runnable(&c)?;
         c.last_modified = crate::aws::timestamp_now();
         c.revision_id = new_revision();
+        mark_updating(&mut c);
         rec.latest = Arc::new(c);
         Ok(())
     })?;
     ctx.lambda.drain(&name);
+    settle(ctx.lambda.clone(), ctx.store(), name.clone(), None);
     tracing::info!(function = %name, "updated function configuration");
     ok_json(StatusCode::OK, rec.latest.to_json(&ctx.scope, false))
 }
 
+/// DeleteFunction. With a version number it deletes that version; a version that does not
+/// exist is already gone (204, as AWS answers). AWS's checks come in its order: qualifier
+/// mismatch, `$LATEST`, an alias name, then whether the function exists.
 pub(super) fn delete_function(ctx: &Ctx, raw: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    match q.as_deref() {
+    let version = match q.as_deref() {
+        None => None,
+        Some("$LATEST") => return Err(errors::delete_latest()),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if v.bytes().all(|c| c.is_ascii_digit()) => Some((v.to_string(), n)),
+            _ if v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') => {
+                return Err(errors::delete_alias_unsupported());
+            }
+            _ => return Err(not_found(ctx, &name, None)),
+        },
+    };
+    let rec = ctx.store().get_function(&name).ok_or_else(|| not_found(ctx, &name, None))?;
+    match version {
         None => {
-            if let Some(rec) = ctx.store().get_function(&name) {
-                for key in rec.provisioned.keys() {
-                    unprovision(ctx.lambda, &ctx.scope, &name, key);
-                }
+            for key in rec.provisioned.keys() {
+                unprovision(ctx.lambda, &ctx.scope, &name, key);
             }
             ctx.store().delete_function(&name)?.ok_or_else(|| not_found(ctx, &name, None))?;
             ctx.lambda.drain(&name);
             tracing::info!(function = %name, "deleted function");
         }
-        Some("$LATEST") => {
-            return Err(AwsError::invalid_param("$LATEST version cannot be deleted without deleting the function."));
-        }
-        Some(v) => {
-            let n: u64 = v.parse().map_err(|_| {
-                AwsError::invalid_param(format!("Deleting an alias is not supported by DeleteFunction: {v}"))
-            })?;
+        Some((v, n)) => {
+            let v = v.as_str();
+            if !rec.versions.contains_key(&n) {
+                return Ok(http_util::empty(StatusCode::NO_CONTENT));
+            }
             let referenced = |rec: &FunctionRecord| rec.aliases.values().any(|a| a.function_version == v);
-            if let Some(rec) = ctx.store().get_function(&name)
-                && rec.provisioned.contains_key(v)
-                && !referenced(&rec)
-            {
+            if rec.provisioned.contains_key(v) && !referenced(&rec) {
                 unprovision(ctx.lambda, &ctx.scope, &name, v);
             }
             update_record(ctx, &name, |rec| {
-                if rec.aliases.values().any(|a| a.function_version == v) {
+                if referenced(rec) {
                     return Err(AwsError::conflict(format!(
                         "Unable to delete version because the following aliases reference it: {:?}",
                         rec.aliases
@@ -377,7 +363,7 @@ pub(super) fn delete_function(ctx: &Ctx, raw: &str) -> R {
                             .collect::<Vec<_>>()
                     )));
                 }
-                rec.versions.remove(&n).ok_or_else(|| not_found(ctx, &name, Some(v)))?;
+                rec.versions.remove(&n);
                 forget_qualifier(rec, v);
                 Ok(())
             })?;

@@ -39,24 +39,13 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
     let tenant_id = header(&req, "x-amz-tenant-id");
     let limit = if itype == "Event" { MAX_EVENT_PAYLOAD } else { MAX_SYNC_PAYLOAD };
     let payload = read(req, limit, true).await?;
-    let mut target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
-    // AWS refuses to invoke a Pending function; locally the image is usually ready in
-    // moments, so wait for it a while instead of failing scripts that invoke right away.
-    let waited = std::time::Instant::now();
-    while target.config.state == "Pending" && waited.elapsed() < std::time::Duration::from_secs(60) {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
-    }
+    // Waits (bounded) while the function is Pending or its update InProgress: see states.rs.
+    let target = resolve_settled(ctx, &name, q.as_deref()).await?;
     if target.config.state == "Failed" {
         return Err(AwsError::new(
             StatusCode::BAD_GATEWAY,
             "ResourceNotReadyException",
             format!("The function is in Failed state: {}", target.config.state_reason.clone().unwrap_or_default()),
-        ));
-    }
-    if target.config.state == "Pending" {
-        return Err(AwsError::conflict(
-            "The operation cannot be performed at this time. The function is currently in the following state: Pending",
         ));
     }
     let executed = HeaderValue::from_str(&target.executed_version).unwrap_or(HeaderValue::from_static("$LATEST"));

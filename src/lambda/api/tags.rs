@@ -2,10 +2,18 @@
 
 use super::*;
 
+/// Most tags a function may carry (AWS: 50), on CreateFunction and TagResource alike.
+pub(super) const MAX_TAGS: usize = 50;
+
+/// The function a tagging call names: an unqualified function ARN of this region and account.
 pub(super) fn tag_target(ctx: &Ctx, resource: &str) -> Result<String, AwsError> {
     let r = arn::parse_function_ref(resource).map_err(|e| AwsError::invalid_param(e.to_string()))?;
     if !resource.starts_with("arn:") {
         return Err(AwsError::invalid_param(format!("Invalid ARN: {resource}")));
+    }
+    check_function_scope(&ctx.scope, resource)?;
+    if r.qualifier.is_some() {
+        return Err(errors::tags_on_qualified());
     }
     if ctx.store().latest(&r.name).is_none() {
         return Err(not_found(ctx, &r.name, None));
@@ -22,10 +30,14 @@ pub(super) fn list_tags(ctx: &Ctx, resource: &str) -> R {
 pub(super) fn tag_resource(ctx: &Ctx, resource: &str, body: &[u8]) -> R {
     let name = tag_target(ctx, resource)?;
     let m = parse_body(body)?;
-    let tags = str_map(&m, "Tags")?.ok_or_else(|| AwsError::invalid_param("Tags is required"))?;
+    let tags = str_map(&m, "Tags")?.unwrap_or_default();
+    if tags.is_empty() {
+        return Err(errors::empty_tags());
+    }
     update_record(ctx, &name, |rec| {
-        if rec.tags.len() + tags.len() > 50 {
-            return Err(AwsError::invalid_param("A function can have at most 50 tags"));
+        let added = tags.keys().filter(|k| !rec.tags.contains_key(*k)).count();
+        if rec.tags.len() + added > MAX_TAGS {
+            return Err(errors::too_many_tags());
         }
         rec.tags.extend(tags.clone());
         Ok(())
@@ -39,6 +51,9 @@ pub(super) fn tag_resource(ctx: &Ctx, resource: &str, body: &[u8]) -> R {
 pub(super) fn untag_resource(ctx: &Ctx, resource: &str) -> R {
     let name = tag_target(ctx, resource)?;
     let keys: Vec<String> = ctx.query.iter().filter(|(k, _)| k == "tagKeys").map(|(_, v)| v.clone()).collect();
+    if keys.is_empty() {
+        return Err(errors::tag_keys_null());
+    }
     update_record(ctx, &name, |rec| {
         for k in &keys {
             rec.tags.remove(k);

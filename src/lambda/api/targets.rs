@@ -13,11 +13,10 @@ pub(super) fn is_alias_name(q: &str) -> bool {
 /// A qualifier that exists neither as a version nor as an alias: an alias-shaped one is a
 /// missing alias (`Cannot find alias arn: …`), anything else a missing version.
 pub(super) fn missing_qualifier(ctx: &Ctx, name: &str, q: &str) -> AwsError {
-    let arn = arn::function_arn(&ctx.scope.region, &ctx.scope.account, name, Some(q));
     if is_alias_name(q) {
-        AwsError::not_found(format!("Cannot find alias arn: {arn}"))
+        super::errors::alias_cannot_find(&ctx.scope, name, q)
     } else {
-        AwsError::not_found(format!("Function not found: {arn}"))
+        super::errors::function_not_found(&ctx.scope, name, Some(q))
     }
 }
 

@@ -15,8 +15,9 @@ pub(super) fn publish_into(rec: &mut FunctionRecord, description: Option<String>
     v.version = n.to_string();
     v.last_modified = crate::aws::timestamp_now();
     v.revision_id = new_revision();
+    v.last_update_status = "Successful".into();
     if let Some(d) = description {
-        v.description = d;
+        v.source_description = Some(std::mem::replace(&mut v.description, d));
     }
     let v = Arc::new(v);
     rec.versions.insert(n, v.clone());
@@ -46,7 +47,8 @@ pub(super) fn publish_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
 pub(super) fn list_versions(ctx: &Ctx, raw: &str) -> R {
     let name = unqualified(raw)?;
     let rec = get_record(ctx, &name)?;
-    let mut items = vec![(format!("{:020}", 0), rec.latest.to_json(&ctx.scope, true))];
-    items.extend(rec.versions.iter().map(|(n, v)| (format!("{n:020}"), v.to_json(&ctx.scope, true))));
+    // The ListFunctions subset: no State, LastUpdateStatus or RuntimeVersionConfig (as AWS).
+    let mut items = vec![(format!("{:020}", 0), list_item(&rec.latest, ctx, true))];
+    items.extend(rec.versions.iter().map(|(n, v)| (format!("{n:020}"), list_item(v, ctx, true))));
     page_response(ctx, "Versions", items)
 }

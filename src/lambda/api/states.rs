@@ -1,0 +1,119 @@
+//! Function states as AWS reports them: CreateFunction leaves a function `Pending` and an
+//! update leaves `LastUpdateStatus: InProgress`; a background task moves it on as soon as its
+//! code is ready (a Docker image pulled, a zip at once) and wakes the invokes waiting for it.
+
+use std::time::Duration;
+
+use super::*;
+use crate::lambda::invoke::Target;
+use crate::lambda::model::CREATING_REASON;
+
+/// The longest an Invoke waits for a function to leave Pending or InProgress.
+const TRANSITION_WAIT: Duration = Duration::from_secs(60);
+
+/// Marks a new function `Pending` with AWS's reason.
+pub(super) fn mark_creating(c: &mut FunctionConfig) {
+    c.state = "Pending".into();
+    c.state_reason = Some(CREATING_REASON.into());
+    c.state_reason_code = Some("Creating".into());
+}
+
+/// Marks an updated `$LATEST` as `LastUpdateStatus: InProgress`.
+pub(super) fn mark_updating(c: &mut FunctionConfig) {
+    c.last_update_status = "InProgress".into();
+}
+
+/// Finishes the transition of `name` on a background task: after `image` (when the function
+/// runs in Docker) is present, `$LATEST` and versions still Pending turn Active (or Failed),
+/// and an InProgress update turns Successful. Each change gets a new RevisionId, as on AWS.
+pub(super) fn settle(lambda: Arc<Lambda>, store: Arc<Store>, name: String, image: Option<String>) {
+    tokio::spawn(async move {
+        let result = match &image {
+            Some(image) => lambda.pool.executors.docker.ensure_image(image).await,
+            None => Ok(()),
+        };
+        let outcome = store.update_function(&name, |rec| {
+            let finish = |c: &Arc<FunctionConfig>| -> Option<Arc<FunctionConfig>> {
+                if !c.in_transition() {
+                    return None;
+                }
+                let mut c = (**c).clone();
+                match &result {
+                    Ok(()) => {
+                        c.state = "Active".into();
+                        c.state_reason = None;
+                        c.state_reason_code = None;
+                        c.last_update_status = "Successful".into();
+                    }
+                    Err(e) => {
+                        c.state = "Failed".into();
+                        c.state_reason =
+                            Some(format!("Image {} could not be prepared: {e}", image.as_deref().unwrap_or_default()));
+                        c.state_reason_code = Some("ImageAccessDenied".into());
+                        c.last_update_status = "Failed".into();
+                    }
+                }
+                c.revision_id = new_revision();
+                Some(Arc::new(c))
+            };
+            if let Some(c) = finish(&rec.latest) {
+                rec.latest = c;
+            }
+            for v in rec.versions.values_mut() {
+                if let Some(c) = finish(v) {
+                    *v = c;
+                }
+            }
+            Ok(())
+        });
+        lambda.state_changes.notify_waiters();
+        match (&result, outcome) {
+            (Ok(()), Ok(_)) => tracing::debug!(function = %name, "function ready"),
+            (Err(e), Ok(_)) => tracing::warn!(function = %name, error = %e, "image not available; function Failed"),
+            (_, Err(e)) => tracing::debug!(function = %name, error = %e, "function changed during its transition"),
+        }
+    });
+}
+
+/// Resolves an invoke's target, waiting (bounded) while the function is Pending or its update
+/// InProgress. AWS refuses such an invoke; RustStack's transitions take milliseconds, so a
+/// script that invokes right after CreateFunction waits for them instead (README, PROTOCOL).
+pub(super) async fn resolve_settled(ctx: &Ctx<'_>, name: &str, q: Option<&str>) -> Result<Target, AwsError> {
+    let deadline = tokio::time::Instant::now() + TRANSITION_WAIT;
+    loop {
+        // Registered before the state is read, so a change in between still wakes us.
+        let changed = ctx.lambda.state_changes.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        // Invoke names an unqualified function as `:$LATEST` when it is not found (as AWS).
+        let target = invoke::resolve(ctx.lambda, name, q, &ctx.scope).map_err(|e| match q {
+            None if e.status == StatusCode::NOT_FOUND => errors::function_not_found(&ctx.scope, name, Some("$LATEST")),
+            _ => e,
+        })?;
+        if !target.config.in_transition() {
+            return Ok(target);
+        }
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            let state = if target.config.state == "Pending" { "Pending" } else { "Active (update in progress)" };
+            return Err(errors::not_ready(state));
+        }
+    }
+}
+
+/// At server start: finishes the transitions a stopped server left (a function persisted
+/// Pending or InProgress would otherwise stay so, and its invokes would wait in vain).
+pub fn restore_states(lambda: &Arc<Lambda>) {
+    for (_, store) in lambda.stores.all() {
+        for rec in store.list_functions() {
+            let pending = rec.latest.in_transition() || rec.versions.values().any(|v| v.in_transition());
+            if !pending {
+                continue;
+            }
+            let image = match lambda.pool.executors.choose(&rec.latest, &rec.tags).0 {
+                crate::executor::ExecutorKind::Docker => Some(lambda.pool.executors.docker.image_for(&rec.latest)),
+                crate::executor::ExecutorKind::Subprocess => None,
+            };
+            settle(lambda.clone(), store.clone(), rec.latest.name.clone(), image);
+        }
+    }
+}
