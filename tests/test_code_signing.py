@@ -89,3 +89,16 @@ def test_code_signing_survives_restart(fresh_server):
     lam = srv.client("lambda")
     assert lam.get_code_signing_config(CodeSigningConfigArn=csc["CodeSigningConfigArn"])["CodeSigningConfig"] == csc
     assert lam.get_function_code_signing_config(FunctionName=name)["CodeSigningConfigArn"] == csc["CodeSigningConfigArn"]
+
+
+def test_create_function_with_code_signing_config(lam):
+    a = create(lam)["CodeSigningConfigArn"]
+    name = create_py_function(lam, CODE, CodeSigningConfigArn=a)
+    assert lam.get_function_code_signing_config(FunctionName=name)["CodeSigningConfigArn"] == a
+    assert f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{name}" in \
+        lam.list_functions_by_code_signing_config(CodeSigningConfigArn=a)["FunctionArns"]
+    bad = a[:-1] + ("y" if a[-1] != "y" else "z")
+    err = expect_error("CodeSigningConfigNotFoundException", 404, create_py_function, lam, CODE,
+                       CodeSigningConfigArn=bad)
+    assert msg(err) == ("The code signing configuration cannot be found. Check that the provided configuration "
+                        f"is not deleted: {bad}.")

@@ -150,6 +150,17 @@ pub(super) fn list_functions_by_csc(ctx: &Ctx, arn: &str) -> R {
     page_response(ctx, "FunctionArns", items)
 }
 
+/// CreateFunction's `CodeSigningConfigArn`, when given: the config must exist.
+pub(super) fn requested_csc(ctx: &Ctx, m: &Map<String, Value>) -> Result<Option<String>, AwsError> {
+    match opt_str(m, "CodeSigningConfigArn")? {
+        None => Ok(None),
+        Some(a) => {
+            find_csc(ctx, &a).ok_or_else(|| csc_missing_for_function(&a))?;
+            Ok(Some(a))
+        }
+    }
+}
+
 pub(super) fn get_function_csc(ctx: &Ctx, raw: &str) -> R {
     let name = unqualified(raw)?;
     let rec = get_record(ctx, &name)?;

@@ -129,7 +129,7 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         event_invoke: BTreeMap::new(),
         provisioned: BTreeMap::new(),
         recursive_loop: None,
-        code_signing_config: None,
+        code_signing_config: requested_csc(ctx, &m)?,
     };
     let mut out = latest.to_json(&ctx.scope, false);
     if publish {
