@@ -26,7 +26,11 @@ fn destination_config_text(d: &Map<String, Value>) -> String {
             format!("{class}(destination={dest})")
         }
     };
-    format!("DestinationConfig(onSuccess={}, onFailure={})", side("OnSuccess", "OnSuccess"), side("OnFailure", "OnFailure"))
+    format!(
+        "DestinationConfig(onSuccess={}, onFailure={})",
+        side("OnSuccess", "OnSuccess"),
+        side("OnFailure", "OnFailure")
+    )
 }
 
 /// Whether `dest` has the shape the model allows: empty, `kafka://…` or
@@ -67,7 +71,8 @@ fn check_destinations(ctx: &Ctx, name: &str, d: &Map<String, Value>) -> Result<V
             continue;
         }
         let service = dest.split(':').nth(2).unwrap_or_default();
-        let supported = matches!(service, "lambda" | "sqs" | "sns" | "events") || (service == "s3" && side == "OnFailure");
+        let supported =
+            matches!(service, "lambda" | "sqs" | "sns" | "events") || (service == "s3" && side == "OnFailure");
         if !supported {
             return Err(AwsError::invalid_param(format!(
                 "The provided destination config {} is invalid.",
@@ -251,12 +256,21 @@ mod tests {
 
     #[test]
     fn destination_shapes() {
-        for d in ["", "kafka://b", "arn:aws:sqs:us-east-1:111111111111:q", "arn:aws:s3:::bucket",
-            "arn:aws:lambda:us-east-1:111111111111:function:f"]
-        {
+        for d in [
+            "",
+            "kafka://b",
+            "arn:aws:sqs:us-east-1:111111111111:q",
+            "arn:aws:s3:::bucket",
+            "arn:aws:lambda:us-east-1:111111111111:function:f",
+        ] {
             assert!(destination_shape_ok(d), "{d}");
         }
-        for d in ["arn:aws:_-/!lambda:us-east-1:111111111111:function:f", "arn:aws:sqs:us-east-1:1:q", "queue", "arn:x:sqs:::q"] {
+        for d in [
+            "arn:aws:_-/!lambda:us-east-1:111111111111:function:f",
+            "arn:aws:sqs:us-east-1:1:q",
+            "queue",
+            "arn:x:sqs:::q",
+        ] {
             assert!(!destination_shape_ok(d), "{d}");
         }
     }

@@ -17,7 +17,9 @@ fn csc_missing_for_function(arn: &str) -> AwsError {
     AwsError::new(
         StatusCode::NOT_FOUND,
         "CodeSigningConfigNotFoundException",
-        format!("The code signing configuration cannot be found. Check that the provided configuration is not deleted: {arn}."),
+        format!(
+            "The code signing configuration cannot be found. Check that the provided configuration is not deleted: {arn}."
+        ),
     )
 }
 

@@ -144,7 +144,11 @@ fn list_filters<'a>(ctx: &'a Ctx) -> Result<(Option<&'a str>, Option<&'a str>), 
     if let Some(r) = rt
         && !RUNTIMES.contains(&r)
     {
-        return Err(validation(r, "compatibleRuntime", &format!("Member must satisfy enum value set: {LIST_RUNTIME_ENUM}")));
+        return Err(validation(
+            r,
+            "compatibleRuntime",
+            &format!("Member must satisfy enum value set: {LIST_RUNTIME_ENUM}"),
+        ));
     }
     if let Some(a) = ar
         && !ARCHITECTURES.contains(&a)
@@ -156,7 +160,8 @@ fn list_filters<'a>(ctx: &'a Ctx) -> Result<(Option<&'a str>, Option<&'a str>), 
 
 fn layer_matches(filters: (Option<&str>, Option<&str>), lv: &LayerVersion) -> bool {
     let has = |list: &Option<Vec<String>>, x: &str| list.as_ref().is_some_and(|l| l.iter().any(|y| y == x));
-    filters.0.is_none_or(|r| has(&lv.compatible_runtimes, r)) && filters.1.is_none_or(|a| has(&lv.compatible_architectures, a))
+    filters.0.is_none_or(|r| has(&lv.compatible_runtimes, r))
+        && filters.1.is_none_or(|a| has(&lv.compatible_architectures, a))
 }
 
 pub(super) fn list_layers(ctx: &Ctx) -> R {
@@ -211,8 +216,7 @@ pub(super) fn delete_layer_version(ctx: &Ctx, raw: &str, v: &str) -> R {
 
 // ---------- layer version permissions ----------
 
-const LAYER_REVISION_MISMATCH: &str =
-    "The Revision Id provided does not match the latest Revision Id. Call the GetLayerPolicy API to retrieve the latest Revision Id";
+const LAYER_REVISION_MISMATCH: &str = "The Revision Id provided does not match the latest Revision Id. Call the GetLayerPolicy API to retrieve the latest Revision Id";
 
 /// Applies `f` to an existing layer version, persisting the change; AWS's not-found otherwise.
 fn update_version<T>(
@@ -236,11 +240,19 @@ pub(super) fn add_layer_permission(ctx: &Ctx, raw: &str, v: &str, body: &[u8]) -
     let m = parse_body(body)?;
     let sid = req_str(&m, "StatementId")?;
     if sid.is_empty() || sid.len() > 100 || !sid.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
-        return Err(validation(&sid, "statementId", "Member must satisfy regular expression pattern: ([a-zA-Z0-9-_]+)"));
+        return Err(validation(
+            &sid,
+            "statementId",
+            "Member must satisfy regular expression pattern: ([a-zA-Z0-9-_]+)",
+        ));
     }
     let action = req_str(&m, "Action")?;
     if action != "lambda:GetLayerVersion" {
-        return Err(validation(&action, "action", "Member must satisfy regular expression pattern: lambda:GetLayerVersion"));
+        return Err(validation(
+            &action,
+            "action",
+            "Member must satisfy regular expression pattern: lambda:GetLayerVersion",
+        ));
     }
     let principal = req_str(&m, "Principal")?;
     let is_account = |p: &str| p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit());
@@ -351,7 +363,8 @@ pub(super) fn check_layer_list(ctx: &Ctx, list: &[String]) -> Result<(), AwsErro
 
 /// The unzipped size of a stored zip (its central directory's declared sizes).
 fn unzipped_size(ctx: &Ctx, sha_hex: &str) -> Result<u64, AwsError> {
-    let bytes = ctx.store().read_blob(sha_hex).map_err(|e| AwsError::service(format!("cannot read code {sha_hex}: {e}")))?;
+    let bytes =
+        ctx.store().read_blob(sha_hex).map_err(|e| AwsError::service(format!("cannot read code {sha_hex}: {e}")))?;
     let limits = crate::lambda::code::Limits { max_unzipped_bytes: u64::MAX, ..Default::default() };
     crate::lambda::code::validate_zip(&bytes, &limits)
         .map(|s| s.unzipped_bytes)

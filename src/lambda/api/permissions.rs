@@ -8,8 +8,7 @@ use super::targets::{bump_revision, existing_target, target_revision, validation
 use super::*;
 
 /// RevisionId mismatch on AddPermission / RemovePermission.
-const POLICY_REVISION_MISMATCH: &str =
-    "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id";
+const POLICY_REVISION_MISMATCH: &str = "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id";
 /// GetPolicy's answer for a function, qualifier or policy that does not exist.
 const POLICY_NOT_FOUND: &str = "The resource you requested does not exist.";
 
@@ -30,9 +29,8 @@ fn principal_ok(p: &str) -> bool {
             if partition.starts_with("aws") && account.len() == 12
                 && account.bytes().all(|b| b.is_ascii_digit()) && !resource.is_empty());
     }
-    let service_domain = [".amazonaws.com", ".amazon.com", ".amazonaws.com.cn", ".api.aws"]
-        .iter()
-        .find_map(|d| p.strip_suffix(d));
+    let service_domain =
+        [".amazonaws.com", ".amazon.com", ".amazonaws.com.cn", ".api.aws"].iter().find_map(|d| p.strip_suffix(d));
     service_domain.is_some_and(|host| {
         !host.is_empty() && host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
     })
@@ -185,12 +183,19 @@ mod tests {
 
     #[test]
     fn principals_aws_accepts() {
-        for p in ["*", "111111111111", "s3.amazonaws.com", "alexa-appkit.amazon.com", "arn:aws:iam::111111111111:root",
-            "arn:aws:iam::111111111111:user/u", "arn:aws:sts::111111111111:assumed-role/r/s"]
-        {
+        for p in [
+            "*",
+            "111111111111",
+            "s3.amazonaws.com",
+            "alexa-appkit.amazon.com",
+            "arn:aws:iam::111111111111:root",
+            "arn:aws:iam::111111111111:user/u",
+            "arn:aws:sts::111111111111:assumed-role/r/s",
+        ] {
             assert!(principal_ok(p), "{p}");
         }
-        for p in ["invalid.nonaws.com", "", "11111111111", "arn:aws:s3:::bucket", ".amazonaws.com", "S3.AMAZONAWS.COM"] {
+        for p in ["invalid.nonaws.com", "", "11111111111", "arn:aws:s3:::bucket", ".amazonaws.com", "S3.AMAZONAWS.COM"]
+        {
             assert!(!principal_ok(p), "{p}");
         }
     }

@@ -58,7 +58,8 @@ fn check_provisioned_request(ctx: &Ctx, rec: &FunctionRecord, key: &str, n: u64)
         return Err(AwsError::conflict("Version is pointed by a Provisioned Concurrency alias"));
     }
     // Everything else this function keeps provisioned counts too.
-    let others: u64 = rec.provisioned.iter().filter(|(k, _)| k.as_str() != key).map(|(_, c)| u64::from(c.requested)).sum();
+    let others: u64 =
+        rec.provisioned.iter().filter(|(k, _)| k.as_str() != key).map(|(_, c)| u64::from(c.requested)).sum();
     match rec.reserved_concurrency {
         Some(reserved) if others + n > u64::from(reserved) => Err(AwsError::invalid_param(
             "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function",
@@ -144,7 +145,9 @@ pub(super) fn put_provisioned(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
             return Err(AwsError::new(
                 StatusCode::BAD_REQUEST,
                 "ValidationException",
-                format!("1 validation error detected: Value {value} at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1"),
+                format!(
+                    "1 validation error detected: Value {value} at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1"
+                ),
             ));
         }
     };

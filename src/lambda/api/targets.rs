@@ -74,7 +74,9 @@ pub(super) fn validation(value: &str, member: &str, constraint: &str) -> AwsErro
     AwsError::new(
         StatusCode::BAD_REQUEST,
         "ValidationException",
-        format!("1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"),
+        format!(
+            "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"
+        ),
     )
 }
 
