@@ -232,3 +232,12 @@ def test_recursion_config(lam, loose):
                        RecursiveLoop="InvalidValue")
     assert msg(err) == ("1 validation error detected: Value 'InvalidValue' at 'recursiveLoop' failed to satisfy "
                         "constraint: Member must satisfy enum value set: [Terminate, Allow]")
+
+
+def test_wrong_region_arn_is_refused(lam, fn):
+    other = arn(fn).replace("us-east-1", "eu-central-1")
+    want = "Functions from 'eu-central-1' are not reachable in this region ('us-east-1')"
+    for call in [lam.get_function_url_config, lam.get_function_code_signing_config,
+                 lam.get_function_event_invoke_config, lam.get_policy]:
+        err = expect_error("ResourceNotFoundException", 404, call, FunctionName=other)
+        assert msg(err) == want, call
