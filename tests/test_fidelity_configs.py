@@ -122,6 +122,8 @@ def test_url_config_refusals(lam, fn):
         for q in ["1", "2", "$LATEST"]:
             err = expect_error("ValidationException", 400, call, FunctionName=fn, Qualifier=q)
             assert msg(err) == f"1 validation error detected: Value '{q}' at 'qualifier' failed to satisfy constraint: {PATTERN}"
+    err = expect_error("ResourceNotFoundException", 404, lam.list_function_url_configs, FunctionName="doesnotexist")
+    assert msg(err) == "Function does not exist"
     for call in [create, update, lam.get_function_url_config]:
         err = expect_error("InvalidParameterValueException", 400, call, FunctionName=arn(fn, "live"), Qualifier="other")
         assert msg(err) == "The derived qualifier from the function name does not match the specified qualifier."

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// Which operation asks: Create and Update word a missing function or alias
+/// Which operation asks: Create, Update (and List) word a missing function or alias
 /// "Function does not exist"; Get and Delete answer [`url_not_found`].
 #[derive(Clone, Copy, PartialEq)]
 pub(super) enum UrlOp {
@@ -171,7 +171,7 @@ pub(super) fn delete_url_config(ctx: &Ctx, raw: &str) -> R {
 
 pub(super) fn list_url_configs(ctx: &Ctx, raw: &str) -> R {
     let name = unqualified(raw)?;
-    let rec = get_record(ctx, &name)?;
+    let rec = ctx.store().get_function(&name).ok_or_else(|| missing(UrlOp::Write))?;
     let items = rec.urls.iter().map(|(key, u)| (key.clone(), url_json(ctx, &name, key, u, true))).collect();
     page_response(ctx, "FunctionUrlConfigs", items)
 }
