@@ -97,6 +97,13 @@ def test_function_layers_rules(lam):
     other_region = v1.replace("us-east-1", "eu-west-1")
     err = expect_error("InvalidParameterValueException", 400, create_py_function, lam, CODE, Layers=[other_region])
     assert msg(err) == "Layers are not in the same region as the function. Layers are expected to be in region us-east-1."
+    err = expect_error("ValidationException", 400, create_py_function, lam, CODE, Layers=[layer_arn(name)])
+    assert msg(err) == (
+        f"1 validation error detected: Value '[{layer_arn(name)}]' at 'layers' failed to satisfy constraint: Member "
+        "must satisfy constraint: [Member must have length less than or equal to 2048, Member must have length "
+        "greater than or equal to 1, Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:lambda:"
+        "(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:\\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:"
+        "lambda:::awslayer:[a-zA-Z0-9-_]+), Member must not be null]")
     err = expect_error("InvalidParameterValueException", 400, create_py_function, lam, CODE, Layers=[v1] * 6)
     assert msg(err) == "Cannot reference more than 5 layers."
     fn = create_py_function(lam, CODE, Layers=[v1])

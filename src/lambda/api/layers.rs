@@ -340,6 +340,18 @@ pub(super) fn remove_layer_permission(ctx: &Ctx, raw: &str, v: &str, sid: &str) 
 /// The rules for a function's `Layers` list that need no lookup: at most 5, all in the
 /// function's region, no layer twice (in any version).
 pub(super) fn check_layer_list(ctx: &Ctx, list: &[String]) -> Result<(), AwsError> {
+    // An ARN that is not a layer version ARN fails the model's member constraint (a local
+    // zip path, RustStack's own form, is not an ARN and passes).
+    if list.iter().any(|l| l.starts_with("arn:") && arn::parse_layer_version_arn(l).is_none()) {
+        return Err(AwsError::new(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            format!(
+                "1 validation error detected: Value '[{}]' at 'layers' failed to satisfy constraint: Member must satisfy constraint: [Member must have length less than or equal to 2048, Member must have length greater than or equal to 1, Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{{2}}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{{1}}:\\d{{12}}:layer:[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+), Member must not be null]",
+                list.join(", ")
+            ),
+        ));
+    }
     if list.len() > 5 {
         return Err(AwsError::invalid_param("Cannot reference more than 5 layers."));
     }
