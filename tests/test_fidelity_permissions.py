@@ -85,7 +85,11 @@ def test_statements_as_aws_renders_them(lam):
     assert st["Condition"] == {"StringEquals": {"AWS:SourceAccount": ACCOUNT, "lambda:FunctionUrlAuthType": "NONE",
                                                 "aws:PrincipalOrgID": "o-1234567890"},
                                "ArnLike": {"AWS:SourceArn": "arn:aws:s3:::test-bucket"}}
-    policy = json.loads(lam.get_policy(FunctionName=name)["Policy"])
+    raw = lam.get_policy(FunctionName=name)["Policy"]
+    # The document's keys come in AWS's order, not sorted.
+    assert raw.startswith('{"Version":"2012-10-17","Id":"default","Statement":[{"Sid":"wildcard","Effect":"Allow",'
+                          '"Principal":"*","Action":"lambda:InvokeFunction","Resource":')
+    policy = json.loads(raw)
     assert policy["Version"] == "2012-10-17" and policy["Id"] == "default"
     assert [s["Sid"] for s in policy["Statement"]] == ["wildcard", "account-id", "user-arn", "urlPermission"]
 

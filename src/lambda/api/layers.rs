@@ -302,7 +302,7 @@ pub(super) fn add_layer_permission(ctx: &Ctx, raw: &str, v: &str, body: &[u8]) -
         lv.policy_revision = Some(new_rev.clone());
         Ok(())
     })?;
-    ok_json(StatusCode::CREATED, json!({"Statement": st.to_string(), "RevisionId": new_rev}))
+    ok_json(StatusCode::CREATED, json!({"Statement": super::permissions::policy_text(&st), "RevisionId": new_rev}))
 }
 
 pub(super) fn get_layer_policy(ctx: &Ctx, raw: &str, v: &str) -> R {
@@ -312,8 +312,8 @@ pub(super) fn get_layer_policy(ctx: &Ctx, raw: &str, v: &str) -> R {
     if lv.policy.is_empty() {
         return Err(super::permissions::no_policy());
     }
-    let policy = json!({"Version": "2012-10-17", "Id": "default", "Statement": lv.policy});
-    ok_json(StatusCode::OK, json!({"Policy": policy.to_string(), "RevisionId": lv.policy_revision.unwrap_or_default()}))
+    let policy = super::permissions::policy_document(&lv.policy);
+    ok_json(StatusCode::OK, json!({"Policy": policy, "RevisionId": lv.policy_revision.unwrap_or_default()}))
 }
 
 pub(super) fn remove_layer_permission(ctx: &Ctx, raw: &str, v: &str, sid: &str) -> R {

@@ -17,6 +17,50 @@ pub(super) fn no_policy() -> AwsError {
     AwsError::not_found("No policy is associated with the given resource.")
 }
 
+/// The key order AWS writes policy documents in; keys not listed follow in sorted order.
+const KEY_ORDER: &[&str] = &[
+    "Version",
+    "Id",
+    "Statement",
+    "Sid",
+    "Effect",
+    "Principal",
+    "Action",
+    "Resource",
+    "Condition",
+    "StringEquals",
+    "ArnLike",
+    "AWS:SourceAccount",
+    "lambda:FunctionUrlAuthType",
+    "aws:PrincipalOrgID",
+    "lambda:EventSourceToken",
+    "AWS:SourceArn",
+];
+
+/// A policy document or statement as the JSON text AWS returns: its keys in AWS's order
+/// (serde_json's maps would sort them).
+pub(super) fn policy_text(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let rank = |k: &str| KEY_ORDER.iter().position(|x| *x == k).unwrap_or(KEY_ORDER.len());
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by_key(|k| rank(k));
+            let fields: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", Value::String((*k).clone()), policy_text(&m[k.as_str()])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(policy_text).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+/// A policy document holding `statements`, as AWS renders it.
+pub(super) fn policy_document(statements: &[Value]) -> String {
+    policy_text(&json!({"Version": "2012-10-17", "Id": "default", "Statement": statements}))
+}
+
 /// Whether AddPermission accepts `p` as a principal: `*`, an account id, an IAM or STS
 /// ARN, or a service principal (`service.amazonaws.com` and the other AWS domains).
 fn principal_ok(p: &str) -> bool {
@@ -135,7 +179,7 @@ pub(super) fn add_permission(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         bump_revision(rec, &key);
         Ok(())
     })?;
-    ok_json(StatusCode::CREATED, json!({"Statement": st.to_string()}))
+    ok_json(StatusCode::CREATED, json!({"Statement": policy_text(&st)}))
 }
 
 pub(super) fn get_policy(ctx: &Ctx, raw: &str) -> R {
@@ -144,8 +188,7 @@ pub(super) fn get_policy(ctx: &Ctx, raw: &str) -> R {
     let rec = ctx.store().get_function(&name).ok_or_else(missing)?;
     let key = existing_target(ctx, &rec, &name, q.as_deref()).map_err(|_| missing())?.unwrap_or_default();
     let statements = rec.policies.get(&key).filter(|l| !l.is_empty()).ok_or_else(missing)?;
-    let policy = json!({"Version": "2012-10-17", "Id": "default", "Statement": statements});
-    ok_json(StatusCode::OK, json!({"Policy": policy.to_string(), "RevisionId": target_revision(&rec, &key)}))
+    ok_json(StatusCode::OK, json!({"Policy": policy_document(statements), "RevisionId": target_revision(&rec, &key)}))
 }
 
 pub(super) fn remove_permission(ctx: &Ctx, raw: &str, sid: &str) -> R {
@@ -179,7 +222,18 @@ pub(super) fn remove_permission(ctx: &Ctx, raw: &str, sid: &str) -> R {
 
 #[cfg(test)]
 mod tests {
-    use super::principal_ok;
+    use super::{policy_text, principal_ok};
+
+    #[test]
+    fn statements_keep_aws_key_order() {
+        let st = serde_json::json!({"Sid": "s", "Effect": "Allow", "Principal": "*", "Action": "lambda:InvokeFunction",
+            "Resource": "r", "Condition": {"StringEquals": {"AWS:SourceAccount": "1", "aws:PrincipalOrgID": "o",
+            "lambda:FunctionUrlAuthType": "NONE"}, "ArnLike": {"AWS:SourceArn": "a"}}});
+        assert_eq!(
+            policy_text(&st),
+            r#"{"Sid":"s","Effect":"Allow","Principal":"*","Action":"lambda:InvokeFunction","Resource":"r","Condition":{"StringEquals":{"AWS:SourceAccount":"1","lambda:FunctionUrlAuthType":"NONE","aws:PrincipalOrgID":"o"},"ArnLike":{"AWS:SourceArn":"a"}}}"#
+        );
+    }
 
     #[test]
     fn principals_aws_accepts() {
