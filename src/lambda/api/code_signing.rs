@@ -72,8 +72,9 @@ pub(super) fn create_csc(ctx: &Ctx, body: &[u8]) -> R {
             "1 validation error detected: Value null at 'allowedPublishers' failed to satisfy constraint: Member must not be null",
         )
     })?;
+    // 17 random hex digits (a v4 UUID's 13th digit is always 4: skip it).
     let hex = uuid::Uuid::new_v4().simple().to_string();
-    let id = format!("csc-{}", &hex[..17]);
+    let id = format!("csc-{}{}", &hex[..12], &hex[13..18]);
     let partition = arn::partition_for_region(&ctx.scope.region);
     let csc = CodeSigningConfig {
         arn: format!("arn:{partition}:lambda:{}:{}:code-signing-config:{id}", ctx.scope.region, ctx.scope.account),
