@@ -211,11 +211,11 @@ impl Store {
         for rec in load_dir::<FunctionRecord>(&dir.join("functions")) {
             state.functions.insert(rec.latest.name.clone(), rec);
         }
-        for rec in load_dir::<LayerRecord>(&dir.join("layers")) {
-            state.layers.insert(rec.name.clone(), rec);
-        }
         for csc in load_dir::<CodeSigningConfig>(&dir.join("code-signing")) {
             state.code_signing.insert(csc.id.clone(), csc);
+        }
+        for rec in load_dir::<LayerRecord>(&dir.join("layers")) {
+            state.layers.insert(rec.name.clone(), rec);
         }
         Ok(Store { dir, blobs, state: RwLock::new(state) })
     }
