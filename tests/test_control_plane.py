@@ -825,7 +825,6 @@ def test_permissions_policy(lam):
     err = expect_error("ResourceConflictException", 409, lam.add_permission, FunctionName=name, StatementId="acct",
                        Action="lambda:InvokeFunction", Principal="*")
     assert "The statement id (acct) provided already exists" in err["Error"]["Message"]
-    # AWS answers these member-pattern failures with ValidationException.
     expect_error("ValidationException", 400, lam.add_permission, FunctionName=name, StatementId="bad sid",
                  Action="lambda:InvokeFunction", Principal="*")
     expect_error("ValidationException", 400, lam.add_permission, FunctionName=name, StatementId="x",

@@ -31,8 +31,17 @@ def test_event_invoke_config_api(lam, server):
     assert "MaximumEventAgeInSeconds" not in c and c["DestinationConfig"] == {"OnSuccess": {}, "OnFailure": {}}
     assert lam.get_function_event_invoke_config(FunctionName=name)["MaximumRetryAttempts"] == 2
     loose = server.client("lambda", parameter_validation=False)  # botocore checks the ranges itself
-    for bad in [dict(MaximumRetryAttempts=3), dict(MaximumEventAgeInSeconds=59), dict(MaximumEventAgeInSeconds=21601)]:
-        expect_error("ValidationException", 400, loose.put_function_event_invoke_config, FunctionName=name, **bad)
+    # The model's ranges: AWS answers ValidationException.
+    for bad, want in [
+        (dict(MaximumRetryAttempts=3), "Value '3' at 'maximumRetryAttempts' failed to satisfy constraint: "
+                                       "Member must have value less than or equal to 2"),
+        (dict(MaximumEventAgeInSeconds=59), "Value '59' at 'maximumEventAgeInSeconds' failed to satisfy constraint: "
+                                            "Member must have value greater than or equal to 60"),
+        (dict(MaximumEventAgeInSeconds=21601), "Value '21601' at 'maximumEventAgeInSeconds' failed to satisfy "
+                                               "constraint: Member must have value less than or equal to 21600"),
+    ]:
+        err = expect_error("ValidationException", 400, loose.put_function_event_invoke_config, FunctionName=name, **bad)
+        assert err["Error"]["Message"] == "1 validation error detected: " + want
     lam.publish_version(FunctionName=name)
     lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
     lam.put_function_event_invoke_config(FunctionName=name, Qualifier="live", MaximumRetryAttempts=0)

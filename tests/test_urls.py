@@ -62,9 +62,11 @@ def test_url_config_lifecycle(lam):
     assert up["AuthType"] == "AWS_IAM" and up["Cors"]["AllowOrigins"] == ["*"] and up["FunctionUrl"] == cfg["FunctionUrl"]
     listed = lam.list_function_url_configs(FunctionName=name)["FunctionUrlConfigs"]
     assert [c["FunctionUrl"] for c in listed] == [cfg["FunctionUrl"]]
-    # A version number fails the qualifier's pattern: AWS answers ValidationException.
-    expect_error("ValidationException", 400, lam.create_function_url_config, FunctionName=name,
-                 Qualifier="1", AuthType="NONE")
+    err = expect_error("ValidationException", 400, lam.create_function_url_config, FunctionName=name,
+                       Qualifier="1", AuthType="NONE")
+    assert err["Error"]["Message"] == (
+        "1 validation error detected: Value '1' at 'qualifier' failed to satisfy constraint: "
+        "Member must satisfy regular expression pattern: ((?!^\\d+$)^[0-9a-zA-Z-_]+$)")
     expect_error("ResourceNotFoundException", 404, lam.create_function_url_config, FunctionName=name,
                  Qualifier="nope", AuthType="NONE")
     lam.delete_function_url_config(FunctionName=name)
