@@ -45,7 +45,10 @@ fn version_number(v: &str) -> Result<u64, AwsError> {
 
 /// PublishLayerVersion's `CompatibleRuntimes` / `CompatibleArchitectures`, checked together
 /// (AWS counts both errors in one message).
-fn compatibilities(m: &Map<String, Value>) -> Result<(Option<Vec<String>>, Option<Vec<String>>), AwsError> {
+/// A layer version's compatible runtimes and architectures, as given (or not) in a request.
+type Compatibilities = (Option<Vec<String>>, Option<Vec<String>>);
+
+fn compatibilities(m: &Map<String, Value>) -> Result<Compatibilities, AwsError> {
     let runtimes = str_list(m, "CompatibleRuntimes")?;
     let archs = str_list(m, "CompatibleArchitectures")?;
     let mut errors = Vec::new();
