@@ -171,7 +171,10 @@ impl AwsError {
     /// The message key follows the botocore model: `Message` for a few shapes, `message` for the rest.
     fn message_key(&self) -> &'static str {
         match self.code {
-            "ResourceNotFoundException" | "ServiceException" | "InvalidZipFileException" => "Message",
+            "ResourceNotFoundException"
+            | "ServiceException"
+            | "InvalidZipFileException"
+            | "CodeSigningConfigNotFoundException" => "Message",
             _ => "message",
         }
     }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 mod account;
 mod aliases;
 mod async_config;
+mod code_signing;
 mod common;
 mod concurrency;
 mod config;
@@ -24,12 +25,14 @@ mod permissions;
 mod provisioned;
 mod states;
 mod tags;
+mod targets;
 mod url_configs;
 mod versions;
 
 use account::*;
 use aliases::*;
 use async_config::*;
+use code_signing::*;
 use common::*;
 use concurrency::*;
 use config::*;
@@ -206,7 +209,15 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         ([_, "functions", f, "event-invoke-config"], &Method::GET) => get_event_invoke(&ctx, f),
         ([_, "functions", f, "event-invoke-config"], &Method::DELETE) => delete_event_invoke(&ctx, f),
         ([_, "functions", f, "event-invoke-config", "list"], &Method::GET) => list_event_invoke(&ctx, f),
-        ([_, "functions", f, "code-signing-config"], &Method::GET) => code_signing_config(&ctx, f),
+        ([_, "functions", f, "code-signing-config"], &Method::GET) => get_function_csc(&ctx, f),
+        ([_, "functions", f, "code-signing-config"], &Method::PUT) => put_function_csc(&ctx, f, &body),
+        ([_, "functions", f, "code-signing-config"], &Method::DELETE) => delete_function_csc(&ctx, f),
+        ([_, "code-signing-configs"], &Method::POST) => create_csc(&ctx, &body),
+        ([_, "code-signing-configs"], &Method::GET) => list_cscs(&ctx),
+        ([_, "code-signing-configs", a], &Method::GET) => get_csc(&ctx, a),
+        ([_, "code-signing-configs", a], &Method::PUT) => update_csc(&ctx, a, &body),
+        ([_, "code-signing-configs", a], &Method::DELETE) => delete_csc(&ctx, a),
+        ([_, "code-signing-configs", a, "functions"], &Method::GET) => list_functions_by_csc(&ctx, a),
         ([_, "functions", f, "runtime-management-config"], &Method::GET) => runtime_management_config(&ctx, f),
         ([_, "functions", f, "recursion-config"], &Method::GET) => get_recursion(&ctx, f),
         ([_, "functions", f, "recursion-config"], &Method::PUT) => put_recursion(&ctx, f, &body),
@@ -230,6 +241,11 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         ([_, "layers", l, "versions"], &Method::GET) => list_layer_versions(&ctx, l),
         ([_, "layers", l, "versions", v], &Method::GET) => get_layer_version(&ctx, l, v),
         ([_, "layers", l, "versions", v], &Method::DELETE) => delete_layer_version(&ctx, l, v),
+        ([_, "layers", l, "versions", v, "policy"], &Method::POST) => add_layer_permission(&ctx, l, v, &body),
+        ([_, "layers", l, "versions", v, "policy"], &Method::GET) => get_layer_policy(&ctx, l, v),
+        ([_, "layers", l, "versions", v, "policy", sid], &Method::DELETE) => {
+            remove_layer_permission(&ctx, l, v, sid)
+        }
         ([_, "tags", a], &Method::GET) => list_tags(&ctx, a),
         ([_, "tags", a], &Method::POST) => tag_resource(&ctx, a, &body),
         ([_, "tags", a], &Method::DELETE) => untag_resource(&ctx, a),

@@ -278,6 +278,37 @@ pub struct FunctionRecord {
     /// PutFunctionRecursionConfig's `RecursiveLoop` (AWS's default: `Terminate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recursive_loop: Option<String>,
+    /// PutFunctionCodeSigningConfig's code signing config ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_signing_config: Option<String>,
+}
+
+/// A code signing configuration (CreateCodeSigningConfig), stored per region.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CodeSigningConfig {
+    /// `csc-` and 17 lowercase hex digits.
+    pub id: String,
+    pub arn: String,
+    pub description: String,
+    pub signing_profile_version_arns: Vec<String>,
+    /// `Enforce` or `Warn` (AWS's default).
+    pub untrusted_artifact_on_deployment: String,
+    pub last_modified: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl CodeSigningConfig {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "CodeSigningConfigId": self.id,
+            "CodeSigningConfigArn": self.arn,
+            "Description": self.description,
+            "AllowedPublishers": {"SigningProfileVersionArns": self.signing_profile_version_arns},
+            "CodeSigningPolicies": {"UntrustedArtifactOnDeployment": self.untrusted_artifact_on_deployment},
+            "LastModified": self.last_modified,
+        })
+    }
 }
 
 /// PutProvisionedConcurrencyConfig's request and how it went.
@@ -322,12 +353,19 @@ pub struct LayerVersion {
     pub version: u64,
     pub description: String,
     pub created_date: String,
-    pub compatible_runtimes: Vec<String>,
-    pub compatible_architectures: Vec<String>,
+    /// `None` when PublishLayerVersion named none; an empty list is kept (AWS returns it).
+    pub compatible_runtimes: Option<Vec<String>>,
+    pub compatible_architectures: Option<Vec<String>>,
     pub license_info: Option<String>,
     pub sha_hex: String,
     pub code_sha256: String,
     pub code_size: u64,
+    /// AddLayerVersionPermission's statements, in the order they were added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy: Vec<Value>,
+    /// The policy's RevisionId; a new one on every statement added or removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_revision: Option<String>,
 }
 
 impl LayerVersion {
@@ -346,11 +384,11 @@ impl LayerVersion {
         });
         #[allow(clippy::expect_used)] // `v` is the `json!({...})` object literal above
         let m = v.as_object_mut().expect("json! object literal");
-        if !self.compatible_runtimes.is_empty() {
-            m.insert("CompatibleRuntimes".into(), self.compatible_runtimes.clone().into());
+        if let Some(r) = &self.compatible_runtimes {
+            m.insert("CompatibleRuntimes".into(), r.clone().into());
         }
-        if !self.compatible_architectures.is_empty() {
-            m.insert("CompatibleArchitectures".into(), self.compatible_architectures.clone().into());
+        if let Some(a) = &self.compatible_architectures {
+            m.insert("CompatibleArchitectures".into(), a.clone().into());
         }
         if let Some(l) = &self.license_info {
             m.insert("LicenseInfo".into(), l.clone().into());

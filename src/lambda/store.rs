@@ -21,13 +21,15 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use super::code::{self, CodeDigest, CodeError, Limits};
-use super::model::{FunctionConfig, FunctionRecord, LayerRecord, UrlConfig};
+use super::model::{CodeSigningConfig, FunctionConfig, FunctionRecord, LayerRecord, UrlConfig};
 use crate::aws::AwsError;
 
 #[derive(Default)]
 struct State {
     functions: HashMap<String, FunctionRecord>,
     layers: HashMap<String, LayerRecord>,
+    /// Code signing configs by id.
+    code_signing: HashMap<String, CodeSigningConfig>,
 }
 
 /// One region's functions and layers.
@@ -203,7 +205,7 @@ fn io_err(e: std::io::Error) -> AwsError {
 
 impl Store {
     fn open_at(dir: PathBuf, blobs: Arc<Blobs>) -> std::io::Result<Store> {
-        for sub in ["functions", "layers"] {
+        for sub in ["functions", "layers", "code-signing"] {
             std::fs::create_dir_all(dir.join(sub))?;
             // Leftover temp files from a crash are garbage.
             remove_leftovers(&dir.join(sub));
@@ -211,6 +213,9 @@ impl Store {
         let mut state = State::default();
         for rec in load_dir::<FunctionRecord>(&dir.join("functions")) {
             state.functions.insert(rec.latest.name.clone(), rec);
+        }
+        for csc in load_dir::<CodeSigningConfig>(&dir.join("code-signing")) {
+            state.code_signing.insert(csc.id.clone(), csc);
         }
         for rec in load_dir::<LayerRecord>(&dir.join("layers")) {
             state.layers.insert(rec.name.clone(), rec);
@@ -357,6 +362,77 @@ impl Store {
         write_atomic(&path, &bytes).map_err(io_err)?;
         st.layers.insert(name.to_string(), rec);
         Ok(out)
+    }
+
+    // ---- code signing configs ----
+
+    fn code_signing_path(&self, id: &str) -> PathBuf {
+        self.dir.join("code-signing").join(format!("{id}.json"))
+    }
+
+    pub fn get_code_signing(&self, id: &str) -> Option<CodeSigningConfig> {
+        self.state.read().code_signing.get(id).cloned()
+    }
+
+    /// All code signing configs, sorted by id.
+    pub fn list_code_signing(&self) -> Vec<CodeSigningConfig> {
+        let mut v: Vec<CodeSigningConfig> = self.state.read().code_signing.values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Stores a new code signing config.
+    pub fn create_code_signing(&self, csc: CodeSigningConfig) -> Result<(), AwsError> {
+        let mut st = self.state.write();
+        let bytes = serde_json::to_vec_pretty(&csc).map_err(|e| AwsError::service(e.to_string()))?;
+        write_atomic(&self.code_signing_path(&csc.id), &bytes).map_err(io_err)?;
+        st.code_signing.insert(csc.id.clone(), csc);
+        Ok(())
+    }
+
+    /// Applies `f` to a copy of the config, persists it, then makes it visible.
+    /// `Ok(None)` when there is no such config.
+    pub fn update_code_signing<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut CodeSigningConfig) -> Result<R, AwsError>,
+    ) -> Result<Option<(CodeSigningConfig, R)>, AwsError> {
+        let mut st = self.state.write();
+        let Some(cur) = st.code_signing.get(id) else {
+            return Ok(None);
+        };
+        let mut csc = cur.clone();
+        let out = f(&mut csc)?;
+        let bytes = serde_json::to_vec_pretty(&csc).map_err(|e| AwsError::service(e.to_string()))?;
+        write_atomic(&self.code_signing_path(id), &bytes).map_err(io_err)?;
+        st.code_signing.insert(id.to_string(), csc.clone());
+        Ok(Some((csc, out)))
+    }
+
+    /// Removes a code signing config unless a function uses it: `Ok(false)` when there is no
+    /// such config, `Err` with the names of the functions that use it.
+    pub fn delete_code_signing(&self, id: &str, arn: &str) -> Result<Result<bool, Vec<String>>, AwsError> {
+        let mut st = self.state.write();
+        if !st.code_signing.contains_key(id) {
+            return Ok(Ok(false));
+        }
+        let mut users: Vec<String> = st
+            .functions
+            .values()
+            .filter(|r| r.code_signing_config.as_deref() == Some(arn))
+            .map(|r| r.latest.name.clone())
+            .collect();
+        if !users.is_empty() {
+            users.sort();
+            return Ok(Err(users));
+        }
+        match std::fs::remove_file(self.code_signing_path(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+        st.code_signing.remove(id);
+        Ok(Ok(true))
     }
 
     // ---- code blobs (shared by every region) ----

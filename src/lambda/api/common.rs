@@ -133,23 +133,6 @@ pub(super) fn unqualified(raw: &str) -> Result<String, AwsError> {
     Ok(r.name)
 }
 
-/// A qualifier that names a published version or an alias of `rec`; `None` for none or
-/// `$LATEST`; not found otherwise.
-pub(super) fn existing_qualifier(
-    ctx: &Ctx,
-    rec: &FunctionRecord,
-    name: &str,
-    q: Option<&str>,
-) -> Result<Option<String>, AwsError> {
-    match q {
-        None | Some("$LATEST") => Ok(None),
-        Some(q) => {
-            let exists = q.parse::<u64>().is_ok_and(|v| rec.versions.contains_key(&v)) || rec.aliases.contains_key(q);
-            if exists { Ok(Some(q.to_string())) } else { Err(not_found(ctx, name, Some(q))) }
-        }
-    }
-}
-
 pub(super) fn not_found(ctx: &Ctx, name: &str, q: Option<&str>) -> AwsError {
     errors::function_not_found(&ctx.scope, name, q)
 }
@@ -262,9 +245,7 @@ pub(super) fn read_local_layer(path: &str) -> Result<Vec<u8>, AwsError> {
 
 /// Resolves the `Layers` list: layer version ARNs, or local zip paths (the seed's form).
 pub(super) fn resolve_layers(ctx: &Ctx, list: &[String]) -> Result<Vec<LayerRef>, AwsError> {
-    if list.len() > 5 {
-        return Err(AwsError::invalid_param("Cannot reference more than 5 layers."));
-    }
+    check_layer_list(ctx, list)?;
     list.iter()
         .map(|l| {
             if let Some(r) = arn::parse_layer_version_arn(l) {

@@ -3,17 +3,6 @@
 
 use super::*;
 
-pub(super) fn validate_runtime(r: &str) -> Result<(), AwsError> {
-    if RUNTIMES.contains(&r) {
-        Ok(())
-    } else {
-        Err(AwsError::invalid_param(format!(
-            "Value {r} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [{}] or be a valid ARN",
-            RUNTIMES.join(", ")
-        )))
-    }
-}
-
 /// The runtimes CreateFunction accepts today, in the order AWS lists them in its message.
 /// The model's other runtimes are deprecated: AWS refuses to create or update a function on them.
 pub(super) const CREATABLE_RUNTIMES: &[&str] = &[

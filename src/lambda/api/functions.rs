@@ -108,6 +108,7 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         c.code_sha256 = stored.sha_b64;
         c.code_size = stored.size;
     }
+    check_combined_size(ctx, &c.code_sha_hex, &c.layers)?;
     // Pending until the code is ready: a zip at once, a Docker function's image once it is
     // present (pulled now, not on the first invoke).
     let docker_image = match ctx.lambda.pool.executors.choose(&c, &tags).0 {
@@ -128,6 +129,7 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         event_invoke: BTreeMap::new(),
         provisioned: BTreeMap::new(),
         recursive_loop: None,
+        code_signing_config: requested_csc(ctx, &m)?,
     };
     let mut out = latest.to_json(&ctx.scope, false);
     if publish {
@@ -243,6 +245,9 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         }
         None
     };
+    if let Some(s) = &stored {
+        check_combined_size(ctx, &s.sha_hex, &cur.layers)?;
+    }
     let arch = str_list(&m, "Architectures")?;
     if opt_bool(&m, "DryRun")? {
         let mut c = (*cur).clone();
@@ -291,6 +296,9 @@ pub(super) fn update_configuration(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     }
     // Layers may read files or the store: resolve them before taking the store lock.
     let layers = requested_layers(ctx, &m)?;
+    if let (Some(l), Some(cur)) = (&layers, ctx.store().latest(&name)) {
+        check_combined_size(ctx, &cur.code_sha_hex, l)?;
+    }
     let (rec, _) = update_record(ctx, &name, |rec| {
         check_revision(&m, &rec.latest.revision_id)?;
         // Apply to the record as it is under the lock, so a concurrent update is not lost.

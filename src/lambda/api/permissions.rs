@@ -1,40 +1,100 @@
 //! AddPermission, GetPolicy and RemovePermission: a function's resource-based policy.
+//!
+//! A policy belongs to `$LATEST`, a version or an alias. Its RevisionId is the revision of
+//! what it belongs to, and every statement added or removed gives that a new revision, as
+//! AWS does.
 
+use super::targets::{bump_revision, existing_target, target_revision, validation};
 use super::*;
 
-/// The qualifier a permission call names ("" for none), after checking it exists.
-pub(super) fn policy_qualifier(
-    ctx: &Ctx,
-    rec: &FunctionRecord,
-    name: &str,
-    q: Option<&str>,
-) -> Result<String, AwsError> {
-    Ok(existing_qualifier(ctx, rec, name, q)?.unwrap_or_default())
+/// RevisionId mismatch on AddPermission / RemovePermission.
+const POLICY_REVISION_MISMATCH: &str = "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id";
+/// GetPolicy's answer for a function, qualifier or policy that does not exist.
+const POLICY_NOT_FOUND: &str = "The resource you requested does not exist.";
+
+/// RemovePermission on a qualifier with no statement at all.
+pub(super) fn no_policy() -> AwsError {
+    AwsError::not_found("No policy is associated with the given resource.")
+}
+
+/// The key order AWS writes policy documents in; keys not listed follow in sorted order.
+const KEY_ORDER: &[&str] = &[
+    "Version",
+    "Id",
+    "Statement",
+    "Sid",
+    "Effect",
+    "Principal",
+    "Action",
+    "Resource",
+    "Condition",
+    "StringEquals",
+    "ArnLike",
+    "AWS:SourceAccount",
+    "lambda:FunctionUrlAuthType",
+    "aws:PrincipalOrgID",
+    "lambda:EventSourceToken",
+    "AWS:SourceArn",
+];
+
+/// A policy document or statement as the JSON text AWS returns: its keys in AWS's order
+/// (serde_json's maps would sort them).
+pub(super) fn policy_text(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let rank = |k: &str| KEY_ORDER.iter().position(|x| *x == k).unwrap_or(KEY_ORDER.len());
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by_key(|k| rank(k));
+            let fields: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", Value::String((*k).clone()), policy_text(&m[k.as_str()])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(policy_text).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+/// A policy document holding `statements`, as AWS renders it.
+pub(super) fn policy_document(statements: &[Value]) -> String {
+    policy_text(&json!({"Version": "2012-10-17", "Id": "default", "Statement": statements}))
+}
+
+/// Whether AddPermission accepts `p` as a principal: `*`, an account id, an IAM or STS
+/// ARN, or a service principal (`service.amazonaws.com` and the other AWS domains).
+fn principal_ok(p: &str) -> bool {
+    if p == "*" || (p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit())) {
+        return true;
+    }
+    if let Some(rest) = p.strip_prefix("arn:") {
+        let parts: Vec<&str> = rest.splitn(5, ':').collect();
+        return matches!(parts.as_slice(), [partition, "iam" | "sts", "", account, resource]
+            if partition.starts_with("aws") && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit()) && !resource.is_empty());
+    }
+    let service_domain =
+        [".amazonaws.com", ".amazon.com", ".amazonaws.com.cn", ".api.aws"].iter().find_map(|d| p.strip_suffix(d));
+    service_domain.is_some_and(|host| {
+        !host.is_empty() && host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    })
 }
 
 /// One policy statement as AddPermission writes it.
 pub(super) fn permission_statement(ctx: &Ctx, name: &str, q: &str, m: &Map<String, Value>) -> Result<Value, AwsError> {
     let sid = req_str(m, "StatementId")?;
-    if sid.is_empty() || sid.len() > 100 || !sid.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(AwsError::invalid_param(format!(
-            "1 validation error detected: Value '{sid}' at 'statementId' failed to satisfy constraint: Member must satisfy regular expression pattern: ([a-zA-Z0-9-_.]+)"
-        )));
-    }
     let action = req_str(m, "Action")?;
-    let action_ok = action == "*"
-        || action
-            .strip_prefix("lambda:")
-            .is_some_and(|a| a == "*" || (!a.is_empty() && a.chars().all(|c| c.is_ascii_alphabetic())));
-    if !action_ok {
-        return Err(AwsError::invalid_param(format!(
-            "1 validation error detected: Value '{action}' at 'action' failed to satisfy constraint: Member must satisfy regular expression pattern: (lambda:[*]|lambda:[a-zA-Z]+|[*])"
-        )));
-    }
     let principal = req_str(m, "Principal")?;
+    if !principal_ok(&principal) {
+        return Err(AwsError::invalid_param(
+            "The provided principal was invalid. Please check the principal and try again.",
+        ));
+    }
     let principal_json = if principal == "*" {
         json!("*")
     } else if principal.len() == 12 && principal.chars().all(|c| c.is_ascii_digit()) {
-        json!({"AWS": format!("arn:aws:iam::{principal}:root")})
+        let partition = arn::partition_for_region(&ctx.scope.region);
+        json!({"AWS": format!("arn:{partition}:iam::{principal}:root")})
     } else if principal.starts_with("arn:") {
         json!({"AWS": principal})
     } else {
@@ -47,11 +107,11 @@ pub(super) fn permission_statement(ctx: &Ctx, name: &str, q: &str, m: &Map<Strin
             entry[key] = json!(v);
         }
     };
-    add("ArnLike", "AWS:SourceArn", opt_str(m, "SourceArn")?);
     add("StringEquals", "AWS:SourceAccount", opt_str(m, "SourceAccount")?);
+    add("StringEquals", "lambda:FunctionUrlAuthType", opt_str(m, "FunctionUrlAuthType")?);
     add("StringEquals", "aws:PrincipalOrgID", opt_str(m, "PrincipalOrgID")?);
     add("StringEquals", "lambda:EventSourceToken", opt_str(m, "EventSourceToken")?);
-    add("StringEquals", "lambda:FunctionUrlAuthType", opt_str(m, "FunctionUrlAuthType")?);
+    add("ArnLike", "AWS:SourceArn", opt_str(m, "SourceArn")?);
     let q = (!q.is_empty()).then_some(q);
     let mut st = json!({
         "Sid": sid,
@@ -66,15 +126,49 @@ pub(super) fn permission_statement(ctx: &Ctx, name: &str, q: &str, m: &Map<Strin
     Ok(st)
 }
 
+/// The member checks AddPermission makes before it looks anything up.
+fn check_permission_members(m: &Map<String, Value>) -> Result<(), AwsError> {
+    if let Some(sid) = opt_str(m, "StatementId")?
+        && (sid.is_empty() || sid.len() > 100 || !sid.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)))
+    {
+        return Err(validation(
+            &sid,
+            "statementId",
+            "Member must satisfy regular expression pattern: ([a-zA-Z0-9-_]+)",
+        ));
+    }
+    if let Some(action) = opt_str(m, "Action")? {
+        let ok = action == "*"
+            || action
+                .strip_prefix("lambda:")
+                .is_some_and(|a| a == "*" || (!a.is_empty() && a.chars().all(|c| c.is_ascii_alphabetic())));
+        if !ok {
+            return Err(validation(
+                &action,
+                "action",
+                "Member must satisfy regular expression pattern: (lambda:[*]|lambda:[a-zA-Z]+|[*])",
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn add_permission(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
-    let (name, q) = function_target(ctx, raw)?;
     let m = parse_body(body)?;
-    let rec = get_record(ctx, &name)?;
-    let key = policy_qualifier(ctx, &rec, &name, q.as_deref())?;
+    check_permission_members(&m)?;
+    let (name, q) = function_target(ctx, raw)?;
+    if q.as_deref() == Some("$LATEST") {
+        return Err(AwsError::invalid_param("We currently do not support adding policies for $LATEST."));
+    }
+    let rec = ctx.store().get_function(&name).ok_or_else(|| not_found(ctx, &name, None))?;
+    let key = existing_target(ctx, &rec, &name, q.as_deref())?.unwrap_or_default();
     let st = permission_statement(ctx, &name, &key, &m)?;
     let sid = st["Sid"].as_str().unwrap_or_default().to_string();
+    let revision = opt_str(&m, "RevisionId")?;
     update_record(ctx, &name, |rec| {
-        check_revision(&m, &rec.latest.revision_id)?;
+        if revision.as_ref().is_some_and(|r| *r != target_revision(rec, &key)) {
+            return Err(AwsError::precondition(POLICY_REVISION_MISMATCH));
+        }
         let list = rec.policies.entry(key.clone()).or_default();
         if list.iter().any(|s| s["Sid"] == sid.as_str()) {
             return Err(AwsError::conflict(format!(
@@ -82,47 +176,81 @@ pub(super) fn add_permission(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
             )));
         }
         list.push(st.clone());
+        bump_revision(rec, &key);
         Ok(())
     })?;
-    ok_json(StatusCode::CREATED, json!({"Statement": st.to_string()}))
+    ok_json(StatusCode::CREATED, json!({"Statement": policy_text(&st)}))
 }
 
 pub(super) fn get_policy(ctx: &Ctx, raw: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    let rec = get_record(ctx, &name)?;
-    let key = policy_qualifier(ctx, &rec, &name, q.as_deref())?;
-    let statements = rec
-        .policies
-        .get(&key)
-        .filter(|l| !l.is_empty())
-        .ok_or_else(|| AwsError::not_found("The resource you requested does not exist."))?;
-    let policy = json!({"Version": "2012-10-17", "Id": "default", "Statement": statements});
-    ok_json(StatusCode::OK, json!({"Policy": policy.to_string(), "RevisionId": rec.latest.revision_id}))
+    let missing = || AwsError::not_found(POLICY_NOT_FOUND);
+    let rec = ctx.store().get_function(&name).ok_or_else(missing)?;
+    let key = existing_target(ctx, &rec, &name, q.as_deref()).map_err(|_| missing())?.unwrap_or_default();
+    let statements = rec.policies.get(&key).filter(|l| !l.is_empty()).ok_or_else(missing)?;
+    ok_json(StatusCode::OK, json!({"Policy": policy_document(statements), "RevisionId": target_revision(&rec, &key)}))
 }
 
 pub(super) fn remove_permission(ctx: &Ctx, raw: &str, sid: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    let rec = get_record(ctx, &name)?;
-    let key = policy_qualifier(ctx, &rec, &name, q.as_deref())?;
+    let rec = ctx.store().get_function(&name).ok_or_else(|| {
+        AwsError::not_found(format!(
+            "No policy found for: {}",
+            arn::function_arn(&ctx.scope.region, &ctx.scope.account, &name, q.as_deref())
+        ))
+    })?;
+    let key = existing_target(ctx, &rec, &name, q.as_deref())?.unwrap_or_default();
     let revision = ctx.q("RevisionId").map(str::to_string);
     update_record(ctx, &name, |rec| {
-        if let Some(r) = &revision
-            && *r != rec.latest.revision_id
-        {
-            return Err(AwsError::precondition(
-                "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id",
-            ));
+        if revision.as_ref().is_some_and(|r| *r != target_revision(rec, &key)) {
+            return Err(AwsError::precondition(POLICY_REVISION_MISMATCH));
         }
-        let list = rec.policies.entry(key.clone()).or_default();
+        let list = rec.policies.get_mut(&key).filter(|l| !l.is_empty()).ok_or_else(no_policy)?;
         let before = list.len();
         list.retain(|s| s["Sid"] != sid);
+        if list.len() == before {
+            return Err(AwsError::not_found(format!("Statement {sid} is not found in resource policy.")));
+        }
         if list.is_empty() {
             rec.policies.remove(&key);
         }
-        if before == rec.policies.get(&key).map_or(0, Vec::len) {
-            return Err(AwsError::not_found(format!("Statement {sid} is not found in resource policy.")));
-        }
+        bump_revision(rec, &key);
         Ok(())
     })?;
     Ok(http_util::empty(StatusCode::NO_CONTENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{policy_text, principal_ok};
+
+    #[test]
+    fn statements_keep_aws_key_order() {
+        let st = serde_json::json!({"Sid": "s", "Effect": "Allow", "Principal": "*", "Action": "lambda:InvokeFunction",
+            "Resource": "r", "Condition": {"StringEquals": {"AWS:SourceAccount": "1", "aws:PrincipalOrgID": "o",
+            "lambda:FunctionUrlAuthType": "NONE"}, "ArnLike": {"AWS:SourceArn": "a"}}});
+        assert_eq!(
+            policy_text(&st),
+            r#"{"Sid":"s","Effect":"Allow","Principal":"*","Action":"lambda:InvokeFunction","Resource":"r","Condition":{"StringEquals":{"AWS:SourceAccount":"1","lambda:FunctionUrlAuthType":"NONE","aws:PrincipalOrgID":"o"},"ArnLike":{"AWS:SourceArn":"a"}}}"#
+        );
+    }
+
+    #[test]
+    fn principals_aws_accepts() {
+        for p in [
+            "*",
+            "111111111111",
+            "s3.amazonaws.com",
+            "alexa-appkit.amazon.com",
+            "arn:aws:iam::111111111111:root",
+            "arn:aws:iam::111111111111:user/u",
+            "arn:aws:sts::111111111111:assumed-role/r/s",
+        ] {
+            assert!(principal_ok(p), "{p}");
+        }
+        for p in ["invalid.nonaws.com", "", "11111111111", "arn:aws:s3:::bucket", ".amazonaws.com", "S3.AMAZONAWS.COM"]
+        {
+            assert!(!principal_ok(p), "{p}");
+        }
+    }
 }

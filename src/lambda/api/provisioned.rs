@@ -9,16 +9,76 @@ use crate::executor::EnvSpec;
 use crate::lambda::model::ProvisionedConfig;
 use crate::lambda::store::Store;
 
-/// The qualifier of a provisioned concurrency call: a version or an alias that exists.
-fn pc_key(ctx: &Ctx, rec: &FunctionRecord, name: &str, q: Option<&str>) -> Result<String, AwsError> {
-    match q {
-        None => Err(AwsError::invalid_param(
-            "1 validation error detected: Value null at 'qualifier' failed to satisfy constraint: Member must not be null",
+/// Which operation asks: they word `$LATEST` differently.
+#[derive(Clone, Copy, PartialEq)]
+enum PcOp {
+    Put,
+    Other,
+}
+
+/// The qualifier of a provisioned concurrency call: a version or an alias that exists. A
+/// missing function is a missing version or alias too, in AWS's words.
+fn pc_key(ctx: &Ctx, name: &str, q: Option<&str>, op: PcOp) -> Result<(FunctionRecord, String), AwsError> {
+    let q = match q {
+        None => {
+            return Err(AwsError::new(
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                "1 validation error detected: Value null at 'qualifier' failed to satisfy constraint: Member must not be null",
+            ));
+        }
+        Some("$LATEST") if op == PcOp::Put => {
+            return Err(AwsError::invalid_param(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
+            ));
+        }
+        Some("$LATEST") => {
+            return Err(AwsError::invalid_param(
+                "The function resource provided must be an alias or a published version.",
+            ));
+        }
+        Some(q) => q,
+    };
+    let rec = ctx.store().get_function(name).ok_or_else(|| super::targets::missing_qualifier(ctx, name, q))?;
+    if !super::targets::qualifier_exists(&rec, q) {
+        return Err(super::targets::missing_qualifier(ctx, name, q));
+    }
+    Ok((rec, q.to_string()))
+}
+
+/// AWS's conflict and limit rules for asking `n` environments for `rec`'s `key`.
+fn check_provisioned_request(ctx: &Ctx, rec: &FunctionRecord, key: &str, n: u64) -> Result<(), AwsError> {
+    if let Some(alias) = rec.aliases.get(key) {
+        if rec.provisioned.contains_key(&alias.function_version) {
+            return Err(AwsError::conflict(
+                "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version",
+            ));
+        }
+    } else if rec.aliases.values().any(|a| a.function_version == key && rec.provisioned.contains_key(&a.name)) {
+        return Err(AwsError::conflict("Version is pointed by a Provisioned Concurrency alias"));
+    }
+    // Everything else this function keeps provisioned counts too.
+    let others: u64 =
+        rec.provisioned.iter().filter(|(k, _)| k.as_str() != key).map(|(_, c)| u64::from(c.requested)).sum();
+    match rec.reserved_concurrency {
+        Some(reserved) if others + n > u64::from(reserved) => Err(AwsError::invalid_param(
+            "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function",
         )),
-        Some("$LATEST") => Err(AwsError::invalid_param(
-            "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
-        )),
-        Some(q) => Ok(existing_qualifier(ctx, rec, name, Some(q))?.unwrap_or_default()),
+        Some(_) => Ok(()),
+        None => {
+            let unreserved = ACCOUNT_CONCURRENCY.saturating_sub(ctx.store().reserved_concurrency_total(None));
+            if others + n > unreserved {
+                Err(AwsError::invalid_param(format!(
+                    "Specified ConcurrentExecutions for function is greater than account's unreserved concurrency [{unreserved}]."
+                )))
+            } else if unreserved - (others + n) < UNRESERVED_MIN {
+                Err(AwsError::invalid_param(format!(
+                    "Specified ConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{UNRESERVED_MIN}]."
+                )))
+            } else {
+                Ok(())
+            }
+        }
     }
 }
 
@@ -78,19 +138,28 @@ fn spawn_provision(lambda: Arc<Lambda>, store: Arc<Store>, name: String, key: St
 pub(super) fn put_provisioned(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let (name, q) = function_target(ctx, raw)?;
     let m = parse_body(body)?;
-    let n = opt_u64(&m, "ProvisionedConcurrentExecutions")?.filter(|n| *n >= 1).ok_or_else(|| {
-        AwsError::invalid_param(
-            "1 validation error detected: Value at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1",
-        )
-    })?;
+    let n = match opt_u64(&m, "ProvisionedConcurrentExecutions")? {
+        Some(n) if n >= 1 => n,
+        other => {
+            let value = other.map_or("null".to_string(), |n| format!("'{n}'"));
+            return Err(AwsError::new(
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                format!(
+                    "1 validation error detected: Value {value} at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1"
+                ),
+            ));
+        }
+    };
+    let (rec, key) = pc_key(ctx, &name, q.as_deref(), PcOp::Put)?;
+    check_provisioned_request(ctx, &rec, &key, n)?;
+    // Beyond AWS's rules: this server runs at most --lambda-max-containers at once.
     let max = ctx.lambda.cfg.lambda_max_containers as u64;
     if n > max {
         return Err(AwsError::invalid_param(format!(
             "Requested Provisioned Concurrency ({n}) exceeds the environments this server may run at once (--lambda-max-containers {max})."
         )));
     }
-    let rec = get_record(ctx, &name)?;
-    let key = pc_key(ctx, &rec, &name, q.as_deref())?;
     let spec = provisioned_spec(ctx.lambda, &ctx.scope, &name, &key)?;
     let c = ProvisionedConfig {
         requested: n as u32,
@@ -108,18 +177,22 @@ pub(super) fn put_provisioned(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
 
 pub(super) fn get_provisioned(ctx: &Ctx, raw: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    let rec = get_record(ctx, &name)?;
-    let key = pc_key(ctx, &rec, &name, q.as_deref())?;
+    let (rec, key) = pc_key(ctx, &name, q.as_deref(), PcOp::Other)?;
     let c = rec.provisioned.get(&key).ok_or_else(not_configured)?;
     ok_json(StatusCode::OK, pc_json(c))
 }
 
 pub(super) fn delete_provisioned(ctx: &Ctx, raw: &str) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    let rec = get_record(ctx, &name)?;
-    let key = pc_key(ctx, &rec, &name, q.as_deref())?;
-    update_record(ctx, &name, |rec| rec.provisioned.remove(&key).map(|_| ()).ok_or_else(not_configured))?;
-    unprovision(ctx.lambda, &ctx.scope, &name, &key);
+    let (rec, key) = pc_key(ctx, &name, q.as_deref(), PcOp::Other)?;
+    // AWS answers 204 when there is nothing to delete.
+    if rec.provisioned.contains_key(&key) {
+        update_record(ctx, &name, |rec| {
+            rec.provisioned.remove(&key);
+            Ok(())
+        })?;
+        unprovision(ctx.lambda, &ctx.scope, &name, &key);
+    }
     Ok(http_util::empty(StatusCode::NO_CONTENT))
 }
 

@@ -2,16 +2,41 @@
 
 use super::*;
 
-/// The qualifier key of a function URL: "" for none (or `$LATEST`), else an existing alias.
-pub(super) fn url_key(ctx: &Ctx, rec: &FunctionRecord, name: &str, q: Option<&str>) -> Result<String, AwsError> {
-    match q {
-        None | Some("$LATEST") => Ok(String::new()),
-        Some(q) if q.chars().all(|c| c.is_ascii_digit()) => Err(AwsError::invalid_param(format!(
-            "1 validation error detected: Value '{q}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: ((?!^\\d+$)^[0-9a-zA-Z-_]+$)"
-        ))),
-        Some(q) if rec.aliases.contains_key(q) => Ok(q.to_string()),
-        Some(q) => Err(not_found(ctx, name, Some(q))),
+/// Which operation asks: Create, Update (and List) word a missing function or alias
+/// "Function does not exist"; Get and Delete answer [`url_not_found`].
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum UrlOp {
+    Write,
+    Read,
+}
+
+fn missing(op: UrlOp) -> AwsError {
+    match op {
+        UrlOp::Write => AwsError::not_found("Function does not exist"),
+        UrlOp::Read => url_not_found(),
     }
+}
+
+/// The record and qualifier key of a function URL: "" for none, else an existing alias
+/// (`$LATEST` and version numbers fail the model's qualifier pattern, as on AWS).
+pub(super) fn url_target(ctx: &Ctx, raw: &str, op: UrlOp) -> Result<(String, FunctionRecord, String), AwsError> {
+    let (name, q) = function_target(ctx, raw)?;
+    if let Some(q) = q.as_deref()
+        && !super::targets::is_alias_name(q)
+    {
+        return Err(super::targets::validation(
+            q,
+            "qualifier",
+            "Member must satisfy regular expression pattern: ((?!^\\d+$)^[0-9a-zA-Z-_]+$)",
+        ));
+    }
+    let rec = ctx.store().get_function(&name).ok_or_else(|| missing(op))?;
+    let key = match q {
+        None => String::new(),
+        Some(q) if rec.aliases.contains_key(&q) => q,
+        Some(_) => return Err(missing(op)),
+    };
+    Ok((name, rec, key))
 }
 
 pub(super) fn url_not_found() -> AwsError {
@@ -49,6 +74,8 @@ pub(super) fn url_settings(m: &Map<String, Value>) -> Result<UrlSettings, AwsErr
     Ok(UrlSettings { auth, cors, mode })
 }
 
+/// A function URL config as Get and List render it; Create and Update leave out what
+/// [`trim_written`] removes.
 pub(super) fn url_json(ctx: &Ctx, name: &str, key: &str, u: &UrlConfig, modified: bool) -> Value {
     let q = (!key.is_empty()).then_some(key);
     let mut v = json!({
@@ -67,8 +94,15 @@ pub(super) fn url_json(ctx: &Ctx, name: &str, key: &str, u: &UrlConfig, modified
     v
 }
 
+/// Create and Update answer `InvokeMode` only when the request named it, as AWS does.
+fn trim_written(mut v: Value, mode_given: bool) -> Value {
+    if !mode_given && let Some(m) = v.as_object_mut() {
+        m.remove("InvokeMode");
+    }
+    v
+}
+
 pub(super) fn create_url_config(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
-    let (name, q) = function_target(ctx, raw)?;
     let m = parse_body(body)?;
     let UrlSettings { auth, cors, mode } = url_settings(&m)?;
     let auth = auth.ok_or_else(|| {
@@ -76,8 +110,8 @@ pub(super) fn create_url_config(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
             "1 validation error detected: Value null at 'authType' failed to satisfy constraint: Member must not be null",
         )
     })?;
-    let rec = get_record(ctx, &name)?;
-    let key = url_key(ctx, &rec, &name, q.as_deref())?;
+    let (name, _, key) = url_target(ctx, raw, UrlOp::Write)?;
+    let mode_given = mode.is_some();
     let now = crate::lambda::urls::timestamp();
     let u = UrlConfig {
         url_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -98,23 +132,20 @@ pub(super) fn create_url_config(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         rec.urls.insert(key.clone(), u.clone());
         Ok(())
     })?;
-    ok_json(StatusCode::CREATED, url_json(ctx, &name, &key, &u, false))
+    ok_json(StatusCode::CREATED, trim_written(url_json(ctx, &name, &key, &u, false), mode_given))
 }
 
 pub(super) fn get_url_config(ctx: &Ctx, raw: &str) -> R {
-    let (name, q) = function_target(ctx, raw)?;
-    let rec = get_record(ctx, &name)?;
-    let key = url_key(ctx, &rec, &name, q.as_deref())?;
+    let (name, rec, key) = url_target(ctx, raw, UrlOp::Read)?;
     let u = rec.urls.get(&key).ok_or_else(url_not_found)?;
     ok_json(StatusCode::OK, url_json(ctx, &name, &key, u, true))
 }
 
 pub(super) fn update_url_config(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
-    let (name, q) = function_target(ctx, raw)?;
     let m = parse_body(body)?;
     let UrlSettings { auth, cors, mode } = url_settings(&m)?;
-    let rec = get_record(ctx, &name)?;
-    let key = url_key(ctx, &rec, &name, q.as_deref())?;
+    let (name, _, key) = url_target(ctx, raw, UrlOp::Write)?;
+    let mode_given = mode.is_some();
     let (_, u) = update_record(ctx, &name, |rec| {
         let u = rec.urls.get_mut(&key).ok_or_else(url_not_found)?;
         if let Some(a) = auth {
@@ -129,20 +160,18 @@ pub(super) fn update_url_config(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         u.last_modified_time = crate::lambda::urls::timestamp();
         Ok(u.clone())
     })?;
-    ok_json(StatusCode::OK, url_json(ctx, &name, &key, &u, true))
+    ok_json(StatusCode::OK, trim_written(url_json(ctx, &name, &key, &u, true), mode_given))
 }
 
 pub(super) fn delete_url_config(ctx: &Ctx, raw: &str) -> R {
-    let (name, q) = function_target(ctx, raw)?;
-    let rec = get_record(ctx, &name)?;
-    let key = url_key(ctx, &rec, &name, q.as_deref())?;
+    let (name, _, key) = url_target(ctx, raw, UrlOp::Read)?;
     update_record(ctx, &name, |rec| rec.urls.remove(&key).map(|_| ()).ok_or_else(url_not_found))?;
     Ok(http_util::empty(StatusCode::NO_CONTENT))
 }
 
 pub(super) fn list_url_configs(ctx: &Ctx, raw: &str) -> R {
     let name = unqualified(raw)?;
-    let rec = get_record(ctx, &name)?;
+    let rec = ctx.store().get_function(&name).ok_or_else(|| missing(UrlOp::Write))?;
     let items = rec.urls.iter().map(|(key, u)| (key.clone(), url_json(ctx, &name, key, u, true))).collect();
     page_response(ctx, "FunctionUrlConfigs", items)
 }
