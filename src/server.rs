@@ -14,11 +14,10 @@ use tokio::net::TcpListener;
 
 use crate::aws::arn;
 use crate::config::{Config, ExecutorMode, NetworkMode};
-use crate::executor::Executors;
+use crate::engine::{Engine, EngineConfig, Network, SandboxMode};
 use crate::http_util::{self, Body};
 use crate::lambda::model::Scope;
 use crate::lambda::{Lambda, events, store::Regions};
-use crate::pool::Pool;
 use crate::s3::S3;
 
 /// Largest S3 request body held in memory.
@@ -80,7 +79,7 @@ async fn bridge_listener(app: &Arc<App>, addr: SocketAddr) -> Option<TcpListener
     {
         return None;
     }
-    let gw = match app.lambda.pool.executors.docker.bridge_gateway().await {
+    let gw = match app.lambda.engine.bridge_gateway().await {
         Ok(gw) => gw,
         Err(e) => {
             tracing::warn!("bridge network: {e}; containers cannot reach RustStack");
@@ -114,15 +113,9 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     let store = Regions::open(data_dir, &cfg.region).map_err(|e| format!("cannot open store: {e}"))?;
     let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
     let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
-    cfg.runtime_images()?;
-    let executors = Executors::new(&cfg, data_dir, addr).map_err(|e| format!("cannot set up executors: {e}"))?;
-    let pool = Pool::new(
-        executors,
-        cfg.lambda_max_containers,
-        cfg.lambda_queue_size,
-        Duration::from_secs(cfg.lambda_container_ttl),
-    );
-    let lambda = Arc::new(Lambda::new(cfg.clone(), store, pool, s3.clone(), format!("http://{addr}"), events));
+    let engine = Engine::new(&engine_config(&cfg, data_dir, addr)?)
+        .map_err(|e| format!("cannot set up executors: {e}"))?;
+    let lambda = Arc::new(Lambda::new(cfg.clone(), store, engine, s3.clone(), format!("http://{addr}"), events));
     events::start_worker(&lambda);
     crate::lambda::api::restore_provisioned(&lambda);
     // Bucket notifications become Event invocations of the function they name.
@@ -138,6 +131,30 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
         }
     }));
     Ok(Arc::new(App { lambda, s3, cfg, in_flight: AtomicUsize::new(0) }))
+}
+
+/// What the engine needs of the command line.
+fn engine_config(cfg: &Config, data_dir: &std::path::Path, addr: SocketAddr) -> Result<EngineConfig, String> {
+    Ok(EngineConfig {
+        mode: match cfg.lambda_executor {
+            ExecutorMode::Subprocess => SandboxMode::Subprocess,
+            ExecutorMode::Docker => SandboxMode::Docker,
+            ExecutorMode::Auto => SandboxMode::Auto,
+        },
+        network: match cfg.lambda_network {
+            NetworkMode::Host => Network::Host,
+            NetworkMode::Bridge => Network::Bridge,
+        },
+        data_dir: data_dir.to_path_buf(),
+        python: cfg.python.clone(),
+        node: cfg.node.clone(),
+        runtime_images: cfg.runtime_images()?,
+        server_addr: addr,
+        max_environments: cfg.lambda_max_containers,
+        queue_size: cfg.lambda_queue_size,
+        ttl: Duration::from_secs(cfg.lambda_container_ttl),
+        init_timeout: Duration::from_secs(cfg.lambda_init_timeout),
+    })
 }
 
 async fn serve(
@@ -161,7 +178,7 @@ async fn serve(
     while app.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < grace {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    app.lambda.pool.shutdown().await;
+    app.lambda.engine.shutdown().await;
     tracing::info!("stopped");
     Ok(0)
 }
@@ -270,7 +287,7 @@ fn is_lambda_path(path: &str) -> bool {
 async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     if path == "/_ruststack/health" {
-        let (live, idle) = app.lambda.pool.counts();
+        let (live, idle, busy) = app.lambda.engine.counts();
         return http_util::json(
             StatusCode::OK,
             &json!({
@@ -278,7 +295,7 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 "version": env!("CARGO_PKG_VERSION"),
                 "services": {"lambda": "running", "s3": "running", "logs": "running"},
                 "executor": format!("{:?}", app.cfg.lambda_executor).to_lowercase(),
-                "environments": {"live": live, "idle": idle, "busy": app.lambda.pool.busy_now()},
+                "environments": {"live": live, "idle": idle, "busy": busy},
                 "pending_events": app.lambda.events.pending(),
             }),
         );
@@ -290,7 +307,7 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         };
     }
     if path.starts_with("/_ruststack/attach") {
-        return crate::attach::handle_api(app, req).await;
+        return crate::lambda::attach::handle_api(&app.lambda, req).await;
     }
     let mut r = http_util::json(StatusCode::NOT_FOUND, &json!({"Message": format!("unknown path {path}")}));
     r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static("NotFound"));

@@ -1,8 +1,10 @@
-//! Wire helpers shared by every service: AWS errors, ARNs, request ids and time formats.
+//! Wire helpers shared by every service: AWS errors, ARNs, request ids, time formats and the
+//! atomic file write (`fs`).
 
 pub mod arn;
 pub mod error;
 pub mod eventstream;
+pub mod fs;
 
 pub use error::AwsError;
 

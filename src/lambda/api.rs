@@ -725,10 +725,7 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         c.code_size = stored.size;
     }
     // Docker functions are Pending until their image is present (pulled now, not on the first invoke).
-    let docker_image = match ctx.lambda.pool.executors.choose(&c, &tags).0 {
-        crate::executor::ExecutorKind::Docker => Some(ctx.lambda.pool.executors.docker.image_for(&c)),
-        crate::executor::ExecutorKind::Subprocess => None,
-    };
+    let docker_image = invoke::docker_image(ctx.lambda, &c, &tags);
     if docker_image.is_some() {
         c.state = "Pending".into();
         c.state_reason = Some("The function is being created.".into());
@@ -765,7 +762,7 @@ fn create_function(ctx: &Ctx, body: &[u8]) -> R {
 /// then moves the function from Pending to Active, or to Failed with the reason.
 fn prepare_image(lambda: Arc<Lambda>, store: Arc<Store>, name: String, image: String) {
     tokio::spawn(async move {
-        let result = lambda.pool.executors.docker.ensure_image(&image).await;
+        let result = lambda.engine.ensure_image(&image).await;
         let outcome = store.update_function(&name, |rec| {
             if rec.latest.state != "Pending" {
                 return Ok(());

@@ -117,7 +117,7 @@ impl EventQueue {
     }
 }
 
-/// Writes an event file: temp file, then rename, without the fsync of `store::write_atomic`.
+/// Writes an event file: temp file, then rename, without the fsync of `aws::fs::write_atomic`.
 ///
 /// The rename is atomic, so a crash of RustStack (even kill -9) leaves either the whole
 /// event or none of it, and the kernel still writes it out. Only a power loss or kernel

@@ -1,7 +1,9 @@
 //! The Lambda service: control plane routes (`api`), data (`model`, `store`),
-//! deployment packages (`code`), the invoke path (`invoke`, `events`) and function URLs (`urls`).
+//! deployment packages (`code`), the invoke path (`invoke`, `events`), function URLs (`urls`)
+//! and the server side of `ruststack attach` (`attach`). It runs code through the engine.
 
 pub mod api;
+pub mod attach;
 pub mod code;
 pub mod events;
 pub mod invoke;
@@ -15,8 +17,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::config::Config;
-use crate::executor::EnvSpec;
-use crate::pool::Pool;
+use crate::engine::{Engine, EnvSpec};
 use crate::s3::S3;
 
 /// Shared state of the Lambda service.
@@ -24,14 +25,14 @@ pub struct Lambda {
     pub cfg: Config,
     /// Functions and layers, per region.
     pub stores: store::Regions,
-    pub pool: Arc<Pool>,
+    /// Runs the code: environments, sandboxes, attached runtimes.
+    pub engine: Arc<Engine>,
     pub s3: Arc<S3>,
     /// `http://host:port` of this server, for code Locations.
     pub endpoint_url: String,
     /// Environment specs by pool key, so the warm path touches no disk.
     specs: Mutex<HashMap<String, Arc<EnvSpec>>>,
     pub events: events::EventQueue,
-    pub attachments: crate::attach::Attachments,
     /// CloudWatch Logs: every invocation's log lands in `/aws/lambda/<function>`.
     pub logs: Arc<crate::logs::Logs>,
 }
@@ -40,7 +41,7 @@ impl Lambda {
     pub fn new(
         cfg: Config,
         stores: store::Regions,
-        pool: Arc<Pool>,
+        engine: Arc<Engine>,
         s3: Arc<S3>,
         endpoint_url: String,
         events: events::EventQueue,
@@ -48,12 +49,11 @@ impl Lambda {
         Lambda {
             cfg,
             stores,
-            pool,
+            engine,
             s3,
             endpoint_url,
             specs: Mutex::new(HashMap::new()),
             events,
-            attachments: Default::default(),
             logs: Default::default(),
         }
     }
@@ -62,6 +62,6 @@ impl Lambda {
     pub fn drain(&self, function: &str) {
         let prefix = format!("{function}:");
         self.specs.lock().retain(|k, _| !k.starts_with(&prefix));
-        self.pool.drain(function);
+        self.engine.drain(function);
     }
 }

@@ -14,7 +14,6 @@
 //! file on disk and the map never disagree.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +22,7 @@ use parking_lot::{Mutex, RwLock};
 use super::code::{self, CodeDigest, CodeError, Limits};
 use super::model::{FunctionConfig, FunctionRecord, LayerRecord, UrlConfig};
 use crate::aws::AwsError;
+use crate::aws::fs::write_atomic;
 
 #[derive(Default)]
 struct State {
@@ -151,28 +151,6 @@ impl Regions {
             })
         })
     }
-}
-
-/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 fn load_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> Vec<T> {
