@@ -477,7 +477,7 @@ def bench_docker(n, reps):
         row("docker", "warm / cold", na + ": no image %s (bash images/build.sh)" % DOCKER_IMAGE)
         return
     srv = Server("--lambda-executor", "docker", "--lambda-runtime-image", "python3.11=" + DOCKER_IMAGE,
-                 "--lambda-container-ttl", "1", env={"RUST_LOG": "info,ruststack::executor::docker=debug"})
+                 "--lambda-container-ttl", "1", env={"RUST_LOG": "info,ruststack::engine::sandbox::docker=debug"})
     try:
         code = zip_of({"handler.py": TRIVIAL})
         try:

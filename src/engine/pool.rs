@@ -561,6 +561,11 @@ impl Pool {
         (st.live, st.idle.values().map(Vec::len).sum())
     }
 
+    /// Invocations waiting in the queue for a busy slot.
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
     pub fn busy_now(&self) -> usize {
         self.max - self.busy.available_permits()
     }
