@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -30,6 +30,8 @@ pub struct App {
     pub s3: Arc<S3>,
     pub cfg: Config,
     in_flight: AtomicUsize,
+    /// Told when the last in-flight request ends (for the shutdown drain).
+    drained: tokio::sync::Notify,
 }
 
 pub async fn run(cfg: Config) -> Result<u8, String> {
@@ -130,7 +132,7 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
             tracing::warn!(function = function_arn, error = %e, "cannot queue the S3 notification");
         }
     }));
-    Ok(Arc::new(App { lambda, s3, cfg, in_flight: AtomicUsize::new(0) }))
+    Ok(Arc::new(App { lambda, s3, cfg, in_flight: AtomicUsize::new(0), drained: tokio::sync::Notify::new() }))
 }
 
 /// What the engine needs of the command line.
@@ -174,9 +176,18 @@ async fn serve(
     drop(listener);
     drop(gateway);
     tracing::info!("shutting down: waiting for in-flight requests");
-    let grace = Instant::now() + Duration::from_secs(app.cfg.shutdown_grace);
-    while app.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < grace {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let grace = tokio::time::Instant::now() + Duration::from_secs(app.cfg.shutdown_grace);
+    loop {
+        let drained = app.drained.notified();
+        tokio::pin!(drained);
+        // Registered before the check, so an end between the two is not missed.
+        drained.as_mut().enable();
+        if app.in_flight.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        if tokio::time::timeout_at(grace, drained).await.is_err() {
+            break;
+        }
     }
     app.lambda.engine.shutdown().await;
     tracing::info!("stopped");
@@ -200,16 +211,18 @@ async fn serve_conn(app: &Arc<App>, accepted: std::io::Result<(tokio::net::TcpSt
     }));
 }
 
-struct InFlight<'a>(&'a AtomicUsize);
+struct InFlight<'a>(&'a App);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
+        }
     }
 }
 
 pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     app.in_flight.fetch_add(1, Ordering::SeqCst);
-    let _guard = InFlight(&app.in_flight);
+    let _guard = InFlight(app);
     let path = req.uri().path();
     let url_host =
         req.headers().get("host").and_then(|h| h.to_str().ok()).and_then(crate::lambda::urls::url_id_from_host);

@@ -1466,14 +1466,10 @@ async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, streaming: 
     let tenant_id = header(&req, "x-amz-tenant-id");
     let limit = if itype == "Event" { MAX_EVENT_PAYLOAD } else { MAX_SYNC_PAYLOAD };
     let payload = read(req, limit, true).await?;
-    let mut target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
     // AWS refuses to invoke a Pending function; locally the image is usually ready in
     // moments, so wait for it a while instead of failing scripts that invoke right away.
-    let waited = std::time::Instant::now();
-    while target.config.state == "Pending" && waited.elapsed() < std::time::Duration::from_secs(60) {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
-    }
+    let wait = std::time::Duration::from_secs(60);
+    let target = invoke::resolve_ready(ctx.lambda, &name, q.as_deref(), &ctx.scope, wait).await?;
     if target.config.state == "Failed" {
         return Err(AwsError::new(
             StatusCode::BAD_GATEWAY,
@@ -1497,7 +1493,8 @@ async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, streaming: 
             let id = ctx
                 .lambda
                 .events
-                .push(&name, q.as_deref(), &ctx.scope.region, &payload)
+                .queue(&name, q.as_deref(), &ctx.scope.region, payload.clone())
+                .await
                 .map_err(|e| AwsError::service(format!("could not queue the event: {e}")))?;
             let mut r = http_util::empty(StatusCode::ACCEPTED);
             r.headers_mut().insert("x-amz-executed-version", executed);

@@ -66,6 +66,29 @@ pub fn resolve(lambda: &Lambda, name: &str, qualifier: Option<&str>, scope: &Sco
         .ok_or_else(not_found)?
 }
 
+/// [`resolve`], waiting (up to `wait`) while the version is Pending: AWS refuses to invoke a
+/// Pending function, but locally its image is usually ready in moments. Wakes on every
+/// change of a function record, not on a timer.
+pub async fn resolve_ready(
+    lambda: &Lambda,
+    name: &str,
+    qualifier: Option<&str>,
+    scope: &Scope,
+    wait: Duration,
+) -> Result<Target, AwsError> {
+    let until = tokio::time::Instant::now() + wait;
+    let store = lambda.stores.get(&scope.region);
+    loop {
+        let changed = store.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let target = resolve(lambda, name, qualifier, scope)?;
+        if target.config.state != "Pending" || tokio::time::timeout_at(until, changed).await.is_err() {
+            return Ok(target);
+        }
+    }
+}
+
 /// What an invoke produced, before it is rendered as HTTP.
 pub struct InvokeOutput {
     /// The invocation's request id: the function's `context.aws_request_id`, and the

@@ -74,6 +74,8 @@ struct Inner {
     live: Mutex<HashSet<String>>,
     /// Container starts under way.
     starting: AtomicUsize,
+    /// Told when the last start under way ends (shutdown waits for it).
+    started: tokio::sync::Notify,
     closing: AtomicBool,
     owner: Owner,
 }
@@ -129,6 +131,7 @@ impl DockerExecutor {
             images: Mutex::new(HashMap::new()),
             live: Mutex::new(HashSet::new()),
             starting: AtomicUsize::new(0),
+            started: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
             owner: Owner { host: hostname(), pid: std::process::id(), server: server_addr.to_string() },
         });
@@ -180,7 +183,9 @@ impl DockerExecutor {
         inner.starting.fetch_add(1, Ordering::SeqCst);
         let task = tokio::spawn(async move {
             let r = inner.start(&spec, api, endpoint, log).await;
-            inner.starting.fetch_sub(1, Ordering::SeqCst);
+            if inner.starting.fetch_sub(1, Ordering::SeqCst) == 1 {
+                inner.started.notify_waiters();
+            }
             r
         });
         task.await.map_err(|e| AwsError::service(format!("container start failed: {e}")))?
@@ -190,9 +195,15 @@ impl DockerExecutor {
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.closing.store(true, Ordering::SeqCst);
-        let until = Instant::now() + SHUTDOWN_WAIT_STARTS;
-        while inner.starting.load(Ordering::SeqCst) > 0 && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let until = tokio::time::Instant::now() + SHUTDOWN_WAIT_STARTS;
+        loop {
+            let started = inner.started.notified();
+            tokio::pin!(started);
+            // Registered before the check, so a start ending between the two is not missed.
+            started.as_mut().enable();
+            if inner.starting.load(Ordering::SeqCst) == 0 || tokio::time::timeout_at(until, started).await.is_err() {
+                break;
+            }
         }
         let ids: Vec<String> = inner.live.lock().iter().cloned().collect();
         if ids.is_empty() {
