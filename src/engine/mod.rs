@@ -6,10 +6,10 @@
 //! is [`Engine::invoke`]. It imports nothing from the services above it (`lambda`, `server`,
 //! `s3`); it stands on the wire helpers (`aws`, `http_util`) only.
 
-pub mod logsink;
-pub mod pool;
+mod logsink;
+mod pool;
 pub mod runtime_api;
-pub mod sandbox;
+mod sandbox;
 #[cfg(test)]
 mod tests;
 

@@ -562,6 +562,7 @@ impl Pool {
     }
 
     /// Invocations waiting in the queue for a busy slot.
+    #[cfg(test)]
     pub fn queued(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
     }

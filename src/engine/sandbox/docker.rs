@@ -700,10 +700,6 @@ impl Container {
     pub async fn flush_logs(&self) {
         self.output.flush().await;
     }
-
-    pub fn id(&self) -> &str {
-        &self.id
-    }
 }
 
 impl Drop for Container {

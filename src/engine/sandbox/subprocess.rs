@@ -439,10 +439,6 @@ impl Process {
         }
         tokio::task::yield_now().await;
     }
-
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
 }
 
 #[cfg(test)]
