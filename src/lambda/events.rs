@@ -217,7 +217,7 @@ struct Ending<'a> {
 
 /// Sends the invocation record to the OnSuccess / OnFailure destination, if one is set.
 /// Functions are the destinations RustStack can deliver to; others are logged.
-fn deliver_record(lambda: &Lambda, ev: &Event, cfg: &EventInvokeConfig, payload: &[u8], end: Ending) {
+async fn deliver_record(lambda: &Lambda, ev: &Event, cfg: &EventInvokeConfig, payload: &[u8], end: Ending<'_>) {
     let side = if end.condition == "Success" { "OnSuccess" } else { "OnFailure" };
     let Some(dest) = cfg.destinations.as_ref().and_then(|d| d[side]["Destination"].as_str()).filter(|d| !d.is_empty())
     else {
@@ -264,7 +264,7 @@ fn deliver_record(lambda: &Lambda, ev: &Event, cfg: &EventInvokeConfig, payload:
     };
     let region = parts.get(3).filter(|r| !r.is_empty()).copied().unwrap_or(&ev.region);
     let bytes = serde_json::to_vec(&record).unwrap_or_default();
-    match lambda.events.push(&r.name, r.qualifier.as_deref(), region, &bytes) {
+    match lambda.events.queue(&r.name, r.qualifier.as_deref(), region, Bytes::from(bytes)).await {
         Ok(id) => tracing::info!(function = %ev.function, destination = dest, id, "invocation record sent"),
         Err(e) => tracing::warn!(destination = dest, error = %e, "could not queue the invocation record"),
     }
@@ -285,7 +285,8 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
                 &cfg,
                 &payload,
                 Ending { condition: "EventAgeExceeded", target: None, output: None },
-            );
+            )
+            .await;
             break;
         }
         let attempts = 1 + cfg.max_retry_attempts.unwrap_or(2);
@@ -301,19 +302,20 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
         match invoke::invoke(lambda, &target, &scope, payload.clone(), call).await {
             Ok(out) if !out.function_error => {
                 let end = Ending { condition: "Success", target: Some(&target), output: Some(&out) };
-                deliver_record(lambda, &ev, &cfg, &payload, end);
+                deliver_record(lambda, &ev, &cfg, &payload, end).await;
                 break;
             }
             Ok(out) if ev.attempts >= attempts => {
                 tracing::warn!(function = %ev.function, id = %ev.id, attempts, "Event invocation failed; giving up");
                 let end = Ending { condition: "RetriesExhausted", target: Some(&target), output: Some(&out) };
-                deliver_record(lambda, &ev, &cfg, &payload, end);
+                deliver_record(lambda, &ev, &cfg, &payload, end).await;
                 break;
             }
             Ok(_) => {
                 tracing::info!(function = %ev.function, id = %ev.id, attempt = ev.attempts, "Event invocation failed; retrying");
                 if let Ok(bytes) = serde_json::to_vec(&ev) {
-                    let _ = write_event(&lambda.events.path(&ev.id), &bytes);
+                    let path = lambda.events.path(&ev.id);
+                    let _ = tokio::task::spawn_blocking(move || write_event(&path, &bytes)).await;
                 }
                 tokio::time::sleep(delay).await;
             }
@@ -325,7 +327,7 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
                 tracing::warn!(function = %ev.function, error = %e, "Event invocation could not run");
                 if ev.attempts >= attempts {
                     let end = Ending { condition: "RetriesExhausted", target: Some(&target), output: None };
-                    deliver_record(lambda, &ev, &cfg, &payload, end);
+                    deliver_record(lambda, &ev, &cfg, &payload, end).await;
                     break;
                 }
                 tokio::time::sleep(delay).await;
