@@ -14,7 +14,7 @@ mod sandbox;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -70,6 +70,7 @@ pub struct EngineConfig {
     pub init_timeout: Duration,
 }
 
+#[cfg(test)]
 impl EngineConfig {
     /// Defaults for tests: subprocess sandboxes, loopback, the given data dir.
     pub fn for_tests(data_dir: PathBuf) -> EngineConfig {
@@ -80,7 +81,7 @@ impl EngineConfig {
             python: "python3".into(),
             node: "node".into(),
             runtime_images: Vec::new(),
-            server_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 4566)),
+            server_addr: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 4566)),
             max_environments: 10,
             queue_size: 100,
             ttl: Duration::from_secs(300),

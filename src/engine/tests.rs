@@ -2,6 +2,7 @@
 //! fake sandbox (a runtime task in the test process) in place of processes and containers.
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -210,7 +211,7 @@ async fn attached_runtime_is_handed_out_first() {
     let e = engine(10, 10, LONG);
     let s = spec("a", "echo", LONG);
     let info = e.attach(&s, false).await.expect("attach");
-    let again = e.attach(&s, false).await.err().expect("a second attachment is refused");
+    let again = e.attach(&s, false).await.expect_err("a second attachment is refused");
     assert_eq!(again.status, http::StatusCode::CONFLICT);
     assert!(again.message.starts_with("Function a is already attached (attachment "), "{}", again.message);
     // Play the attached runtime by hand, over HTTP.
@@ -267,7 +268,7 @@ async fn environment_answers_only_its_own_invocation() {
     assert_eq!(fa.next().await.0, "id-a");
     assert_eq!(fb.next().await.0, "id-b");
     // Environment a posts b's request id: refused, and neither invocation ends.
-    let resp = fa.post(&format!("id-b/response"), "\"stolen\"").await;
+    let resp = fa.post("id-b/response", "\"stolen\"").await;
     assert_eq!(resp.0, reqwest::StatusCode::BAD_REQUEST);
     let v: Value = serde_json::from_str(&resp.1).expect("json error");
     assert_eq!(v["errorType"], "InvalidRequestID");
