@@ -118,8 +118,7 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     let engine = Engine::new(&engine_config(&cfg, data_dir, addr)?)
         .map_err(|e| format!("cannot set up executors: {e}"))?;
     let lambda = Arc::new(Lambda::new(cfg.clone(), store, engine, s3.clone(), format!("http://{addr}"), events));
-    events::start_worker(&lambda);
-    crate::lambda::api::restore_provisioned(&lambda);
+    lambda.start();
     // Bucket notifications become Event invocations of the function they name.
     let weak = Arc::downgrade(&lambda);
     s3.notifications.set_sink(Box::new(move |function_arn: &str, payload: Vec<u8>| {

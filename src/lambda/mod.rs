@@ -58,6 +58,13 @@ impl Lambda {
         }
     }
 
+    /// Starts the service's background work: the Event queue's worker, and the provisioned
+    /// concurrency that the stored records ask for.
+    pub fn start(self: &Arc<Self>) {
+        events::start_worker(self);
+        api::restore_provisioned(self);
+    }
+
     /// Forgets cached specs and stops warm environments of a function (after an update).
     pub fn drain(&self, function: &str) {
         let prefix = format!("{function}:");
