@@ -323,6 +323,48 @@ def bench_warm(n):
         canned.stop()
 
 
+def bench_updates(n):
+    """Invoke p99 with and without another client running UpdateFunctionConfiguration in a
+    loop (on another function of the same region: every update writes the region's store)."""
+    import threading
+    srv = Server()
+    try:
+        create_raw(srv.port, "upd", zip_of({"handler.py": TRIVIAL}))
+        create_raw(srv.port, "upd-other", zip_of({"handler.py": TRIVIAL}))
+        invoke_raw(srv.port, "upd")
+        path = INVOKE % "upd"
+        client_latency(srv.addr, path, 200)  # warm-up
+        plain = client_latency(srv.addr, path, n)
+        stop = threading.Event()
+        updates = [0]
+
+        def updater():
+            i = 0
+            while not stop.is_set():
+                i += 1
+                body = json.dumps({"Description": "update %d" % i}).encode()
+                status, data = http_call(srv.port, "PUT", "/2015-03-31/functions/upd-other/configuration", body,
+                                         {"Content-Type": "application/json"})
+                if status != 200:
+                    raise RuntimeError("UpdateFunctionConfiguration: %s %s" % (status, data[:300]))
+                updates[0] += 1
+
+        t = threading.Thread(target=updater, daemon=True)
+        t0 = time.perf_counter()
+        t.start()
+        try:
+            busy = client_latency(srv.addr, path, n)
+        finally:
+            stop.set()
+            t.join(30)
+        rate = updates[0] / (time.perf_counter() - t0)
+        row("updates", "raw keep-alive Invoke, alone", lat_summary(plain))
+        row("updates", "the same while another client runs UpdateFunctionConfiguration in a loop (%.0f updates/s)" % rate,
+            lat_summary(busy) + " · p99 %s beside %s alone" % (ms(pct(busy, 99)), ms(pct(plain, 99))))
+    finally:
+        srv.stop()
+
+
 def cold_starts(srv, code, prefix, reps, before_each=None):
     """`reps` rounds of: CreateFunction → first response of a new function `<prefix><i>`; then,
     once the TTL has removed every environment, the first invoke of `<prefix>0` again.
@@ -477,7 +519,7 @@ def bench_docker(n, reps):
         row("docker", "warm / cold", na + ": no image %s (bash images/build.sh)" % DOCKER_IMAGE)
         return
     srv = Server("--lambda-executor", "docker", "--lambda-runtime-image", "python3.11=" + DOCKER_IMAGE,
-                 "--lambda-container-ttl", "1", env={"RUST_LOG": "info,ruststack::executor::docker=debug"})
+                 "--lambda-container-ttl", "1", env={"RUST_LOG": "info,ruststack::engine::sandbox::docker=debug"})
     try:
         code = zip_of({"handler.py": TRIVIAL})
         try:
@@ -588,7 +630,7 @@ def main():
     ap.add_argument("--events", type=int, default=10000)
     ap.add_argument("--docker-reps", type=int, default=7, help="docker cold starts of each kind")
     ap.add_argument("--peer-n", type=int, default=200, help="invokes through the peer (it is slow)")
-    ap.add_argument("--only", default="", help="comma-separated sections: warm,cold,throughput,memory,scale,docker,peer")
+    ap.add_argument("--only", default="", help="comma-separated sections: warm,updates,cold,throughput,memory,scale,docker,peer")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     want = lambda s: not only or s in only  # noqa: E731
@@ -599,6 +641,8 @@ def main():
     ours = None
     if want("warm") or want("peer"):
         ours = bench_warm(args.n)
+    if want("updates"):
+        bench_updates(args.n)
     if want("cold"):
         bench_cold(args.cold_reps)
     if want("throughput"):

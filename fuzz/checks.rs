@@ -383,10 +383,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-fn queue_invocation(ep: &ruststack::runtime_api::Endpoint) {
+fn queue_invocation(ep: &ruststack::engine::runtime_api::Endpoint) {
     let (started, _) = tokio::sync::oneshot::channel();
     let (done, _) = tokio::sync::oneshot::channel();
-    let inv = ruststack::runtime_api::Invocation {
+    let inv = ruststack::engine::runtime_api::Invocation {
         request_id: FUZZ_REQUEST_ID.into(),
         payload: bytes::Bytes::from_static(b"{\"fuzz\":true}"),
         invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:fuzz".into(),
@@ -408,9 +408,9 @@ fn queue_invocation(ep: &ruststack::runtime_api::Endpoint) {
 pub fn runtime_api(data: &[u8]) {
     let reqs = parse_requests(data);
     let rt = runtime();
-    let ep = ruststack::runtime_api::Endpoint::new("fuzz");
+    let ep = ruststack::engine::runtime_api::Endpoint::new("fuzz");
     let listener =
-        rt.block_on(ruststack::runtime_api::serve(std::net::Ipv4Addr::LOCALHOST.into(), ep.clone())).expect("listener");
+        rt.block_on(ruststack::engine::runtime_api::serve(std::net::Ipv4Addr::LOCALHOST.into(), ep.clone())).expect("listener");
     for r in &reqs {
         rt.block_on(async { queue_invocation(&ep) });
         let _ = exchange(listener.addr, &r.to_wire());

@@ -1,24 +1,34 @@
 //! RustStack Lambda: a local AWS Lambda service.
 //!
-//! - [`config`]: the command line and its `RUSTSTACK_*` variables.
-//! - [`server`]: the listener on 4566, routing by service, graceful shutdown.
-//! - [`aws`]: wire helpers shared by every service (errors, ARNs, ids, time).
-//! - [`lambda`]: the Lambda control plane (`api`), its data (`model`, `store`),
-//!   deployment packages (`code`) and the invoke path (`invoke`).
-//! - [`runtime_api`]: the server side of the Lambda Runtime API, one endpoint per environment.
-//! - [`pool`]: warm environments: acquire, release, TTL reaping, limits.
-//! - [`executor`]: how an environment runs: subprocess, docker, attached.
-//! - [`s3`]: the minimal S3 that functions need.
-//! - [`attach`]: the `ruststack attach` subcommand (client side).
+//! The modules stand in layers, and every arrow points down:
+//! `server → lambda, logs, s3 → engine → wire helpers`. Nothing imports a layer above it,
+//! and no two modules import each other (tests/layers.rs checks both).
+//!
+//! - [`server`] (top): the listener on 4566. It routes each request by service (SigV4 scope,
+//!   `X-Amz-Target`, Host, path) to [`lambda`], [`logs`] or [`s3`], serves the internal
+//!   `/_ruststack/*` endpoints, and shuts down gracefully.
+//! - [`lambda`]: the Lambda service: control plane (`api`), its data (`model`, `store`),
+//!   deployment packages (`code`), Events, URLs, and the server side of attach. Its invoke
+//!   path resolves name and qualifier to an engine `EnvSpec`, calls the engine, and renders
+//!   AWS's answer. [`logs`] (CloudWatch Logs) and [`s3`] (the minimal S3 functions need) sit
+//!   beside it; lambda uses both (code from S3, invocation logs), neither uses lambda.
+//! - [`engine`]: everything that runs code: the Runtime API endpoint (one per environment),
+//!   the pool (warm environments, limits, TTL, provisioned, draining), the sandboxes
+//!   (subprocess, docker, attached) and the log sink. Its input is its own plain-data
+//!   `EnvSpec`; its entry point is `Engine::invoke(spec, request) -> RunOutcome`. It knows
+//!   nothing of the services above it.
+//! - Wire helpers (bottom): [`aws`] (errors, ARNs, ids, time formats, the atomic file
+//!   write) and [`http_util`] (bodies, one HTTP/1 connection loop). They import no other layer.
+//! - Beside the stack: [`config`] (the command line and its `RUSTSTACK_*` variables), read by
+//!   `main` and the services; [`cli`], the `ruststack attach` client, which speaks HTTP to a
+//!   running server and imports no server types.
 
-pub mod attach;
 pub mod aws;
+pub mod cli;
 pub mod config;
-pub mod executor;
+pub mod engine;
 pub mod http_util;
 pub mod lambda;
 pub mod logs;
-pub mod pool;
-pub mod runtime_api;
 pub mod s3;
 pub mod server;

@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Some(Command::Attach(args)) => ruststack::attach::run(args).await,
+            Some(Command::Attach(args)) => ruststack::cli::attach::run(args).await,
             None => ruststack::server::run(cli.server).await,
         }
     });

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -15,11 +15,10 @@ use tokio::net::TcpListener;
 use crate::aws::arn;
 use crate::aws::error::{AwsError, JsonVersion, S3XmlError, aws_json, s3_xml};
 use crate::config::{Config, ExecutorMode, NetworkMode};
-use crate::executor::Executors;
+use crate::engine::{Engine, EngineConfig, Network, SandboxMode};
 use crate::http_util::{self, Body};
 use crate::lambda::model::Scope;
 use crate::lambda::{Lambda, events, store::Regions};
-use crate::pool::Pool;
 use crate::s3::S3;
 
 /// Largest S3 request body held in memory.
@@ -32,6 +31,8 @@ pub struct App {
     pub s3: Arc<S3>,
     pub cfg: Config,
     in_flight: AtomicUsize,
+    /// Told when the last in-flight request ends (for the shutdown drain).
+    drained: tokio::sync::Notify,
 }
 
 pub async fn run(cfg: Config) -> Result<u8, String> {
@@ -81,7 +82,7 @@ async fn bridge_listener(app: &Arc<App>, addr: SocketAddr) -> Option<TcpListener
     {
         return None;
     }
-    let gw = match app.lambda.pool.executors.docker.bridge_gateway().await {
+    let gw = match app.lambda.engine.bridge_gateway().await {
         Ok(gw) => gw,
         Err(e) => {
             tracing::warn!("bridge network: {e}; containers cannot reach RustStack");
@@ -115,18 +116,10 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     let store = Regions::open(data_dir, &cfg.region).map_err(|e| format!("cannot open store: {e}"))?;
     let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
     let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
-    cfg.runtime_images()?;
-    let executors = Executors::new(&cfg, data_dir, addr).map_err(|e| format!("cannot set up executors: {e}"))?;
-    let pool = Pool::new(
-        executors,
-        cfg.lambda_max_containers,
-        cfg.lambda_queue_size,
-        Duration::from_secs(cfg.lambda_container_ttl),
-    );
-    let lambda = Arc::new(Lambda::new(cfg.clone(), store, pool, s3.clone(), format!("http://{addr}"), events));
-    events::start_worker(&lambda);
-    crate::lambda::api::restore_provisioned(&lambda);
-    crate::lambda::api::restore_states(&lambda);
+    let engine = Engine::new(&engine_config(&cfg, data_dir, addr)?)
+        .map_err(|e| format!("cannot set up executors: {e}"))?;
+    let lambda = Arc::new(Lambda::new(cfg.clone(), store, engine, s3.clone(), format!("http://{addr}"), events));
+    lambda.start();
     // Bucket notifications become Event invocations of the function they name.
     let weak = Arc::downgrade(&lambda);
     s3.notifications.set_sink(Box::new(move |function_arn: &str, payload: Vec<u8>| {
@@ -139,7 +132,31 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
             tracing::warn!(function = function_arn, error = %e, "cannot queue the S3 notification");
         }
     }));
-    Ok(Arc::new(App { lambda, s3, cfg, in_flight: AtomicUsize::new(0) }))
+    Ok(Arc::new(App { lambda, s3, cfg, in_flight: AtomicUsize::new(0), drained: tokio::sync::Notify::new() }))
+}
+
+/// What the engine needs of the command line.
+fn engine_config(cfg: &Config, data_dir: &std::path::Path, addr: SocketAddr) -> Result<EngineConfig, String> {
+    Ok(EngineConfig {
+        mode: match cfg.lambda_executor {
+            ExecutorMode::Subprocess => SandboxMode::Subprocess,
+            ExecutorMode::Docker => SandboxMode::Docker,
+            ExecutorMode::Auto => SandboxMode::Auto,
+        },
+        network: match cfg.lambda_network {
+            NetworkMode::Host => Network::Host,
+            NetworkMode::Bridge => Network::Bridge,
+        },
+        data_dir: data_dir.to_path_buf(),
+        python: cfg.python.clone(),
+        node: cfg.node.clone(),
+        runtime_images: cfg.runtime_images()?,
+        server_addr: addr,
+        max_environments: cfg.lambda_max_containers,
+        queue_size: cfg.lambda_queue_size,
+        ttl: Duration::from_secs(cfg.lambda_container_ttl),
+        init_timeout: Duration::from_secs(cfg.lambda_init_timeout),
+    })
 }
 
 async fn serve(
@@ -159,11 +176,20 @@ async fn serve(
     drop(listener);
     drop(gateway);
     tracing::info!("shutting down: waiting for in-flight requests");
-    let grace = Instant::now() + Duration::from_secs(app.cfg.shutdown_grace);
-    while app.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < grace {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let grace = tokio::time::Instant::now() + Duration::from_secs(app.cfg.shutdown_grace);
+    loop {
+        let drained = app.drained.notified();
+        tokio::pin!(drained);
+        // Registered before the check, so an end between the two is not missed.
+        drained.as_mut().enable();
+        if app.in_flight.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        if tokio::time::timeout_at(grace, drained).await.is_err() {
+            break;
+        }
     }
-    app.lambda.pool.shutdown().await;
+    app.lambda.engine.shutdown().await;
     tracing::info!("stopped");
     Ok(0)
 }
@@ -185,16 +211,18 @@ async fn serve_conn(app: &Arc<App>, accepted: std::io::Result<(tokio::net::TcpSt
     }));
 }
 
-struct InFlight<'a>(&'a AtomicUsize);
+struct InFlight<'a>(&'a App);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
+        }
     }
 }
 
 pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     app.in_flight.fetch_add(1, Ordering::SeqCst);
-    let _guard = InFlight(&app.in_flight);
+    let _guard = InFlight(app);
     let path = req.uri().path();
     let url_host =
         req.headers().get("host").and_then(|h| h.to_str().ok()).and_then(crate::lambda::urls::url_id_from_host);
@@ -284,7 +312,7 @@ fn is_lambda_path(path: &str) -> bool {
 async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     if path == "/_ruststack/health" {
-        let (live, idle) = app.lambda.pool.counts();
+        let (live, idle, busy) = app.lambda.engine.counts();
         return http_util::json(
             StatusCode::OK,
             &json!({
@@ -292,7 +320,7 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 "version": env!("CARGO_PKG_VERSION"),
                 "services": {"lambda": "running", "s3": "running", "logs": "running"},
                 "executor": format!("{:?}", app.cfg.lambda_executor).to_lowercase(),
-                "environments": {"live": live, "idle": idle, "busy": app.lambda.pool.busy_now()},
+                "environments": {"live": live, "idle": idle, "busy": busy},
                 "pending_events": app.lambda.events.pending(),
             }),
         );
@@ -304,7 +332,7 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         };
     }
     if path.starts_with("/_ruststack/attach") {
-        return crate::attach::handle_api(app, req).await;
+        return crate::lambda::attach::handle_api(&app.lambda, req).await;
     }
     AwsError::new(StatusCode::NOT_FOUND, "NotFound", format!("unknown path {path}"))
         .to_response(&crate::aws::request_id())

@@ -1,11 +1,12 @@
-//! Wire helpers shared by every service: AWS errors, ARNs, checksums, event-stream framing,
-//! request ids and time formats.
+//! Wire helpers shared by every service: AWS errors (one renderer per protocol), ARNs,
+//! checksums, XML, event-stream framing, request ids, time formats and the atomic file write (`fs`).
 
 pub mod arn;
 pub mod checksum;
 pub mod error;
 pub mod eventstream;
 pub mod xml;
+pub mod fs;
 
 pub use error::AwsError;
 

@@ -173,7 +173,7 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         ([_, "functions", f, "invoke-async"], &Method::POST) => {
             let f = f.to_string();
             let body = read(req, MAX_EVENT_PAYLOAD, true).await?;
-            return invoke_async_legacy(&ctx, &f, body);
+            return invoke_async_legacy(&ctx, &f, body).await;
         }
         _ => {}
     }

@@ -5,6 +5,7 @@
 //! record.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ struct Event {
 /// (up to 1 MB of payload) stays on disk until it runs, so a deep queue costs no RAM.
 pub struct EventQueue {
     dir: PathBuf,
+    /// Events on disk, not yet finished (counted, so that health never lists the directory).
+    pending: Arc<AtomicUsize>,
     tx: mpsc::UnboundedSender<String>,
     rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
@@ -45,7 +48,7 @@ impl EventQueue {
         let dir = data_dir.join("lambda").join("events");
         std::fs::create_dir_all(&dir)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let q = EventQueue { dir, tx, rx: parking_lot::Mutex::new(Some(rx)) };
+        let q = EventQueue { dir, pending: Arc::default(), tx, rx: parking_lot::Mutex::new(Some(rx)) };
         // Events left by an earlier run (even one killed with -9) run again.
         let mut pending = 0;
         if let Ok(entries) = std::fs::read_dir(&q.dir) {
@@ -64,6 +67,7 @@ impl EventQueue {
         if pending > 0 {
             tracing::info!(pending, "resuming queued Event invocations");
         }
+        q.pending.store(pending, Ordering::SeqCst);
         Ok(q)
     }
 
@@ -71,7 +75,7 @@ impl EventQueue {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// Persists then queues an event. Returns the request id.
+    /// Persists then queues an event, from a thread that may block. Returns the request id.
     pub fn push(
         &self,
         function: &str,
@@ -79,20 +83,48 @@ impl EventQueue {
         region: &str,
         payload: &[u8],
     ) -> std::io::Result<String> {
+        self.writer(function, qualifier, region)(payload)
+    }
+
+    /// Persists (on the blocking pool) then queues an event. Returns the request id once the
+    /// event is on disk, so a 202 is only sent for an event that survives a crash.
+    pub async fn queue(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        region: &str,
+        payload: Bytes,
+    ) -> std::io::Result<String> {
+        let write = self.writer(function, qualifier, region);
+        tokio::task::spawn_blocking(move || write(&payload)).await.map_err(std::io::Error::other)?
+    }
+
+    /// The work of queueing one event, ready to run on any thread.
+    fn writer(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        region: &str,
+    ) -> impl FnOnce(&[u8]) -> std::io::Result<String> + Send + 'static {
         let id = crate::aws::request_id();
-        let ev = Event {
+        let mut ev = Event {
             id: id.clone(),
             function: function.to_string(),
             qualifier: qualifier.map(str::to_string),
             region: region.to_string(),
-            payload: base64::engine::general_purpose::STANDARD.encode(payload),
+            payload: String::new(),
             attempts: 0,
             queued_ms: crate::aws::epoch_ms(),
         };
-        let bytes = serde_json::to_vec(&ev).map_err(std::io::Error::other)?;
-        write_event(&self.path(&id), &bytes)?;
-        let _ = self.tx.send(id.clone());
-        Ok(id)
+        let (path, tx, pending) = (self.path(&id), self.tx.clone(), self.pending.clone());
+        move |payload| {
+            ev.payload = base64::engine::general_purpose::STANDARD.encode(payload);
+            let bytes = serde_json::to_vec(&ev).map_err(std::io::Error::other)?;
+            write_event(&path, &bytes)?;
+            pending.fetch_add(1, Ordering::SeqCst);
+            let _ = tx.send(id.clone());
+            Ok(id)
+        }
     }
 
     /// Reads a queued event back; an unreadable one is dropped.
@@ -105,19 +137,26 @@ impl EventQueue {
             Ok(ev) => Some(ev),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "dropping unreadable Event invocation");
-                let _ = std::fs::remove_file(&path);
+                self.finished(id);
                 None
             }
         }
     }
 
+    /// Removes a finished event from the disk.
+    fn finished(&self, id: &str) {
+        if std::fs::remove_file(self.path(id)).is_ok() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     /// Events not yet finished (on disk).
     pub fn pending(&self) -> usize {
-        std::fs::read_dir(&self.dir).map(|d| d.flatten().count()).unwrap_or(0)
+        self.pending.load(Ordering::SeqCst)
     }
 }
 
-/// Writes an event file: temp file, then rename, without the fsync of `store::write_atomic`.
+/// Writes an event file: temp file, then rename, without the fsync of `aws::fs::write_atomic`.
 ///
 /// The rename is atomic, so a crash of RustStack (even kill -9) leaves either the whole
 /// event or none of it, and the kernel still writes it out. Only a power loss or kernel
@@ -145,7 +184,11 @@ pub fn start_worker(lambda: &Arc<Lambda>) {
             let Ok(permit) = limit.clone().acquire_owned().await else { break };
             let Some(lambda) = weak.upgrade() else { break };
             tokio::spawn(async move {
-                if let Some(ev) = lambda.events.load(&id) {
+                let loaded = {
+                    let lambda = lambda.clone();
+                    tokio::task::spawn_blocking(move || lambda.events.load(&id)).await.ok().flatten()
+                };
+                if let Some(ev) = loaded {
                     run_event(&lambda, ev).await;
                 }
                 drop(permit);
@@ -174,7 +217,7 @@ struct Ending<'a> {
 
 /// Sends the invocation record to the OnSuccess / OnFailure destination, if one is set.
 /// Functions are the destinations RustStack can deliver to; others are logged.
-fn deliver_record(lambda: &Lambda, ev: &Event, cfg: &EventInvokeConfig, payload: &[u8], end: Ending) {
+async fn deliver_record(lambda: &Lambda, ev: &Event, cfg: &EventInvokeConfig, payload: &[u8], end: Ending<'_>) {
     let side = if end.condition == "Success" { "OnSuccess" } else { "OnFailure" };
     let Some(dest) = cfg.destinations.as_ref().and_then(|d| d[side]["Destination"].as_str()).filter(|d| !d.is_empty())
     else {
@@ -221,7 +264,7 @@ fn deliver_record(lambda: &Lambda, ev: &Event, cfg: &EventInvokeConfig, payload:
     };
     let region = parts.get(3).filter(|r| !r.is_empty()).copied().unwrap_or(&ev.region);
     let bytes = serde_json::to_vec(&record).unwrap_or_default();
-    match lambda.events.push(&r.name, r.qualifier.as_deref(), region, &bytes) {
+    match lambda.events.queue(&r.name, r.qualifier.as_deref(), region, Bytes::from(bytes)).await {
         Ok(id) => tracing::info!(function = %ev.function, destination = dest, id, "invocation record sent"),
         Err(e) => tracing::warn!(destination = dest, error = %e, "could not queue the invocation record"),
     }
@@ -242,7 +285,8 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
                 &cfg,
                 &payload,
                 Ending { condition: "EventAgeExceeded", target: None, output: None },
-            );
+            )
+            .await;
             break;
         }
         let attempts = 1 + cfg.max_retry_attempts.unwrap_or(2);
@@ -258,19 +302,20 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
         match invoke::invoke(lambda, &target, &scope, payload.clone(), call).await {
             Ok(out) if !out.function_error => {
                 let end = Ending { condition: "Success", target: Some(&target), output: Some(&out) };
-                deliver_record(lambda, &ev, &cfg, &payload, end);
+                deliver_record(lambda, &ev, &cfg, &payload, end).await;
                 break;
             }
             Ok(out) if ev.attempts >= attempts => {
                 tracing::warn!(function = %ev.function, id = %ev.id, attempts, "Event invocation failed; giving up");
                 let end = Ending { condition: "RetriesExhausted", target: Some(&target), output: Some(&out) };
-                deliver_record(lambda, &ev, &cfg, &payload, end);
+                deliver_record(lambda, &ev, &cfg, &payload, end).await;
                 break;
             }
             Ok(_) => {
                 tracing::info!(function = %ev.function, id = %ev.id, attempt = ev.attempts, "Event invocation failed; retrying");
                 if let Ok(bytes) = serde_json::to_vec(&ev) {
-                    let _ = write_event(&lambda.events.path(&ev.id), &bytes);
+                    let path = lambda.events.path(&ev.id);
+                    let _ = tokio::task::spawn_blocking(move || write_event(&path, &bytes)).await;
                 }
                 tokio::time::sleep(delay).await;
             }
@@ -282,12 +327,13 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
                 tracing::warn!(function = %ev.function, error = %e, "Event invocation could not run");
                 if ev.attempts >= attempts {
                     let end = Ending { condition: "RetriesExhausted", target: Some(&target), output: None };
-                    deliver_record(lambda, &ev, &cfg, &payload, end);
+                    deliver_record(lambda, &ev, &cfg, &payload, end).await;
                     break;
                 }
                 tokio::time::sleep(delay).await;
             }
         }
     }
-    let _ = std::fs::remove_file(lambda.events.path(&ev.id));
+    let lambda = lambda.clone();
+    let _ = tokio::task::spawn_blocking(move || lambda.events.finished(&ev.id)).await;
 }

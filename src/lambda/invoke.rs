@@ -1,20 +1,17 @@
-//! The invoke path: resolve the function and qualifier, lease an environment from the pool,
-//! hand the invocation to its Runtime API endpoint, and wait for the outcome, the runtime's
-//! death, or the deadline.
+//! The invoke path of the Lambda service: resolve the function and qualifier to an engine
+//! [`EnvSpec`] (cached by pool key), call [`crate::engine::Engine::invoke`], and render its
+//! outcome as AWS answers it (payload, function error, START/END/REPORT log lines).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::json;
-use tokio::sync::oneshot;
+use serde_json::{Value, json};
 
 use super::Lambda;
 use super::model::{FunctionConfig, Scope};
 use crate::aws::AwsError;
-use crate::executor::EnvSpec;
-use crate::runtime_api::{Death, Invocation, Outcome};
+use crate::engine::{Architecture, Death, Ended, EnvSpec, ImageConfig, Outcome, PackageType, Request, RunOutcome};
 
 /// Synchronous payload limit (6 MB).
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -125,13 +122,76 @@ pub(crate) fn spec_for(lambda: &Lambda, target: &Target, scope: &Scope) -> Resul
     tokio::task::block_in_place(|| build_spec(lambda, target, scope, key))
 }
 
+/// Which sandbox kind runs a function, and why.
+pub(crate) fn choose(lambda: &Lambda, c: &FunctionConfig, force_docker: Option<&str>) -> (crate::engine::SandboxKind, &'static str) {
+    let force = force_docker.is_some_and(|v| !v.eq_ignore_ascii_case("false"));
+    lambda.engine.choose(package_type(c), c.runtime.as_deref(), !c.layers.is_empty(), force)
+}
+
+/// The image a function's Docker environments run, if Docker runs it.
+pub(crate) fn docker_image(
+    lambda: &Lambda,
+    c: &FunctionConfig,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    match choose(lambda, c, tags.get("force-docker").map(String::as_str)).0 {
+        crate::engine::SandboxKind::Docker => {
+            Some(lambda.engine.image_for(package_type(c), c.image_uri.as_deref(), c.runtime.as_deref()))
+        }
+        _ => None,
+    }
+}
+
+fn package_type(c: &FunctionConfig) -> PackageType {
+    if c.package_type == "Image" { PackageType::Image } else { PackageType::Zip }
+}
+
+/// ImageConfig as stored (AWS's JSON): empty lists and strings mean "the image's own".
+fn image_config(v: Option<&Value>) -> ImageConfig {
+    let strings = |key: &str| -> Option<Vec<String>> {
+        let list = v?.get(key)?.as_array()?;
+        Some(list.iter().filter_map(|s| s.as_str().map(str::to_string)).collect::<Vec<_>>()).filter(|l| !l.is_empty())
+    };
+    ImageConfig {
+        entry_point: strings("EntryPoint"),
+        command: strings("Command"),
+        working_directory: v
+            .and_then(|v| v.get("WorkingDirectory"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+    }
+}
+
+/// The engine's plain-data view of a function version (code not unpacked: see [`spec_for`]).
+pub(crate) fn spec_of(c: &FunctionConfig, key: String, scope: &Scope) -> EnvSpec {
+    EnvSpec {
+        key,
+        function: c.name.clone(),
+        version: c.version.clone(),
+        runtime: c.runtime.clone(),
+        handler: c.handler.clone(),
+        memory_mb: c.memory_size,
+        timeout: Duration::from_secs(u64::from(c.timeout)),
+        environment: c.environment.clone(),
+        architecture: if c.architectures.iter().any(|a| a == "arm64") { Architecture::Arm64 } else { Architecture::X86_64 },
+        package: package_type(c),
+        image_uri: c.image_uri.clone(),
+        image_config: image_config(c.image_config.as_ref()),
+        code_dir: None,
+        layer_dirs: Vec::new(),
+        region: scope.region.clone(),
+        account: scope.account.clone(),
+        log_group: format!("/aws/lambda/{}", c.name),
+        kind: crate::engine::SandboxKind::Subprocess,
+        reason: "",
+        provisioned: false,
+    }
+}
+
 fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> Result<Arc<EnvSpec>, AwsError> {
     let c = &target.config;
-    let mut tags = std::collections::BTreeMap::new();
-    if let Some(v) = &target.tags_force_docker {
-        tags.insert("force-docker".to_string(), v.clone());
-    }
-    let (kind, reason) = lambda.pool.executors.choose(c, &tags);
+    let (kind, reason) = choose(lambda, c, target.tags_force_docker.as_deref());
     let unpack = |sha: &str| {
         lambda.stores.code_dir(sha).map_err(|e| {
             AwsError::new(
@@ -144,17 +204,12 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
     let code_dir = if c.package_type == "Zip" { Some(unpack(&c.code_sha_hex)?) } else { None };
     let layer_dirs = c.layers.iter().map(|l| unpack(&l.sha_hex)).collect::<Result<Vec<_>, _>>()?;
     tracing::info!(function = %c.name, executor = ?kind, reason, "executor chosen");
-    let spec = Arc::new(EnvSpec {
-        key: key.clone(),
-        config: c.clone(),
-        code_dir,
-        layer_dirs,
-        region: scope.region.clone(),
-        account: scope.account.clone(),
-        kind,
-        reason,
-        provisioned: false,
-    });
+    let mut spec = spec_of(c, key.clone(), scope);
+    spec.code_dir = code_dir;
+    spec.layer_dirs = layer_dirs;
+    spec.kind = kind;
+    spec.reason = reason;
+    let spec = Arc::new(spec);
     lambda.specs.lock().insert(key, spec.clone());
     Ok(spec)
 }
@@ -172,196 +227,39 @@ pub async fn invoke(
     call: CallContext,
 ) -> Result<InvokeOutput, AwsError> {
     let spec = spec_for(lambda, target, scope)?;
-    // The invocation runs in a task of its own. A caller that hangs up (a client read
-    // timeout, say) drops this future; had that cancelled the invocation half-way, it leaked
-    // the environment (a live process outside every limit), its busy slot or its queue place
-    // (for an attached runtime: an undelivered invocation left in its one-slot queue).
+    // In a task of its own, like the engine's part: a caller that hangs up still gets the
+    // invocation's log lines written.
     let target = target.clone();
+    let engine = lambda.engine.clone();
     let logs = lambda.logs.clone();
-    if let Some(att) = lambda.attachments.get(&spec.config.name) {
-        let task = tokio::spawn(async move {
-            let out = crate::attach::invoke_attached(&att, &target, &spec, payload, call).await?;
-            logs.put_lines(&spec.region, att.log.group(), att.log.stream(), &out.log);
-            Ok(out)
-        });
-        return task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?;
-    }
-    let pool = lambda.pool.clone();
-    let init_timeout = Duration::from_secs(lambda.cfg.lambda_init_timeout);
     let task = tokio::spawn(async move {
         let request_id = call.request_id.clone().unwrap_or_else(crate::aws::request_id);
-        let mut lease = pool.acquire(&spec).await?;
-        let (env, outcome, healthy) = loop {
-            let env = lease.env.clone();
-            let span = tracing::info_span!("invoke", function = %spec.config.name, request_id = %request_id);
-            let (outcome, healthy) = tracing::Instrument::instrument(
-                run_on(
-                    &env.endpoint,
-                    &env.sandbox,
-                    lease.cold.then_some(env.created),
-                    &request_id,
-                    &target,
-                    payload.clone(),
-                    call.clone(),
-                    Duration::from_secs(spec.config.timeout as u64),
-                    init_timeout,
-                ),
-                span,
-            )
-            .await;
-            // A warm runtime that died before taking the invocation (it exited right after
-            // its previous answer, say) never saw it: run it on a fresh environment instead.
-            if !outcome.picked_up && !lease.cold && matches!(outcome.ended, Ended::Died(_)) {
-                tracing::debug!(function = %spec.config.name, "warm runtime gone before /next: starting a fresh one");
-                env.sandbox.stop().await;
-                pool.release(lease, false);
-                lease = pool.acquire(&spec).await?;
-                continue;
-            }
-            break (env, outcome, healthy);
+        let req = Request {
+            request_id: request_id.clone(),
+            payload,
+            invoked_arn: target.invoked_arn.clone(),
+            client_context: call.client_context,
+            cognito_identity: call.cognito_identity,
+            tenant_id: call.tenant_id,
         };
-        env.uses.fetch_add(1, Ordering::Relaxed);
-        let out = finish(&env.log, &request_id, &target, &spec, outcome, lease.cold);
-        logs.put_lines(&spec.region, env.log.group(), env.log.stream(), &out.log);
-        if !healthy {
-            env.sandbox.stop().await;
-        }
-        pool.release(lease, healthy);
+        let run = engine.invoke(spec.clone(), req).await?;
+        let (group, stream) = (run.log_group.clone(), run.log_stream.clone());
+        let out = finish(&request_id, &target, run);
+        logs.put_lines(&spec.region, &group, &stream, &out.log);
         Ok(out)
     });
     task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?
 }
 
-/// How one invocation ended, as seen from RustStack.
-pub enum Ended {
-    Posted(Outcome),
-    Died(Death),
-    TimedOut { timeout: Duration },
-    InitTimedOut { after: Duration },
-}
-
-pub struct RunResult {
-    /// Whether the runtime took the invocation (`/next`) before it ended.
-    pub picked_up: bool,
-    pub ended: Ended,
-    pub duration: Duration,
-    pub init_duration: Option<Duration>,
-}
-
-/// Hands the invocation to an endpoint and waits for its end. Returns whether the
-/// environment may serve again.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_on(
-    endpoint: &crate::runtime_api::Endpoint,
-    sandbox: &crate::executor::Sandbox,
-    cold_since: Option<Instant>,
-    request_id: &str,
-    target: &Target,
-    payload: Bytes,
-    call: CallContext,
-    timeout: Duration,
-    init_timeout: Duration,
-) -> (RunResult, bool) {
-    let r = run_invocation(endpoint, cold_since, request_id, target, payload, call, timeout, init_timeout).await;
-    sandbox.flush_logs().await;
-    let healthy = matches!(r.ended, Ended::Posted(_)) && !endpoint.is_dead();
-    (r, healthy)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub async fn run_invocation(
-    endpoint: &crate::runtime_api::Endpoint,
-    cold_since: Option<Instant>,
-    request_id: &str,
-    target: &Target,
-    payload: Bytes,
-    call: CallContext,
-    timeout: Duration,
-    init_timeout: Duration,
-) -> RunResult {
-    let (started_tx, started_rx) = oneshot::channel();
-    let (done_tx, done_rx) = oneshot::channel();
-    // AWS hands an empty payload to the runtime as `{}`.
-    let payload = if payload.is_empty() { Bytes::from_static(b"{}") } else { payload };
-    let inv = Invocation {
-        request_id: request_id.to_string(),
-        payload,
-        invoked_arn: target.invoked_arn.clone(),
-        trace_id: trace_id(),
-        client_context: call.client_context,
-        cognito_identity: call.cognito_identity,
-        tenant_id: call.tenant_id,
-        timeout,
-        started: started_tx,
-        done: done_tx,
-    };
-    let t0 = Instant::now();
-    let mut death = endpoint.death();
-    if endpoint.deliver(inv).is_err() {
-        return RunResult {
-            picked_up: false,
-            ended: Ended::Died(Death::Exited("environment not accepting invocations".into())),
-            duration: t0.elapsed(),
-            init_duration: None,
-        };
-    }
-    // Phase 1: the runtime picks the invocation up (after init on a cold start).
-    let deadline = tokio::select! {
-        biased;
-        r = started_rx => match r {
-            Ok(d) => d,
-            Err(_) => return RunResult { picked_up: false, ended: Ended::Died(Death::Exited("runtime api closed".into())), duration: t0.elapsed(), init_duration: None },
-        },
-        d = death.wait_for(|d| d.is_some()) => {
-            let d = d.map(|d| d.clone()).ok().flatten().unwrap_or(Death::Exited("unknown".into()));
-            return RunResult { picked_up: false, ended: Ended::Died(d), duration: t0.elapsed(), init_duration: cold_since.map(|c| c.elapsed()) };
-        }
-        _ = tokio::time::sleep(init_timeout) => {
-            return RunResult { picked_up: false, ended: Ended::InitTimedOut { after: init_timeout }, duration: t0.elapsed(), init_duration: cold_since.map(|c| c.elapsed()) };
-        }
-    };
-    let picked = Instant::now();
-    let init_duration = cold_since.map(|c| picked.duration_since(c));
-    // Phase 2: the runtime posts a result, dies, or runs past the deadline.
-    let ended = tokio::select! {
-        biased;
-        r = done_rx => match r {
-            Ok(o) => Ended::Posted(o),
-            Err(_) => Ended::Died(Death::Exited("runtime api closed".into())),
-        },
-        d = death.wait_for(|d| d.is_some()) => {
-            Ended::Died(d.map(|d| d.clone()).ok().flatten().unwrap_or(Death::Exited("unknown".into())))
-        }
-        _ = tokio::time::sleep_until(deadline.into()) => {
-            endpoint.clear_in_flight();
-            Ended::TimedOut { timeout }
-        }
-    };
-    RunResult { picked_up: true, ended, duration: picked.elapsed(), init_duration }
-}
-
-fn trace_id() -> String {
-    let now = crate::aws::epoch_ms() / 1000;
-    let r = uuid::Uuid::new_v4().simple().to_string();
-    format!("Root=1-{now:08x}-{};Parent={};Sampled=0", &r[..24], &r[16..32])
-}
-
 /// Turns the run into the caller's response and the invocation's log lines.
-pub fn finish(
-    log: &crate::executor::LogSink,
-    request_id: &str,
-    target: &Target,
-    spec: &EnvSpec,
-    run: RunResult,
-    _cold: bool,
-) -> InvokeOutput {
+fn finish(request_id: &str, target: &Target, run: RunOutcome) -> InvokeOutput {
     let (body, content_type, function_error, error_line) = match run.ended {
         Ended::Posted(Outcome::Response { body, content_type }) => (body, content_type, false, None),
         Ended::Posted(Outcome::Error { body, .. }) => (body, None, true, None),
         Ended::Posted(Outcome::TooLarge) => {
             let msg = format!(
                 "Response payload size exceeded maximum allowed payload size ({} bytes).",
-                crate::runtime_api::MAX_RESPONSE_BYTES
+                crate::engine::MAX_RESPONSE_BYTES
             );
             (error_body("Function.ResponseSizeTooLarge", msg.clone()), None, true, Some(msg))
         }
@@ -384,8 +282,8 @@ pub fn finish(
         }
     };
     use std::io::Write;
-    let output = log.take();
-    let c = &spec.config;
+    let output = run.output;
+    let c = &target.config;
     let ms = run.duration.as_secs_f64() * 1000.0;
     // Written straight into the buffer: no per-line Strings on the hot path (writes to a
     // Vec cannot fail).

@@ -1,8 +1,10 @@
 //! The Lambda service: control plane routes (`api`), data (`model`, `store`),
-//! deployment packages (`code`), the invoke path (`invoke`, `events`) and function URLs (`urls`);
+//! deployment packages (`code`), the invoke path (`invoke`, `events`), function URLs (`urls`)
+//! and the server side of `ruststack attach` (`attach`). It runs code through the engine.
 //! `validate` checks each request against botocore's model (`model_gen`, generated).
 
 pub mod api;
+pub mod attach;
 pub mod code;
 pub mod events;
 pub mod invoke;
@@ -18,8 +20,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::config::Config;
-use crate::executor::EnvSpec;
-use crate::pool::Pool;
+use crate::engine::{Engine, EnvSpec};
 use crate::s3::S3;
 
 /// Shared state of the Lambda service.
@@ -27,14 +28,14 @@ pub struct Lambda {
     pub cfg: Config,
     /// Functions and layers, per region.
     pub stores: store::Regions,
-    pub pool: Arc<Pool>,
+    /// Runs the code: environments, sandboxes, attached runtimes.
+    pub engine: Arc<Engine>,
     pub s3: Arc<S3>,
     /// `http://host:port` of this server, for code Locations.
     pub endpoint_url: String,
     /// Environment specs by pool key, so the warm path touches no disk.
     specs: Mutex<HashMap<String, Arc<EnvSpec>>>,
     pub events: events::EventQueue,
-    pub attachments: crate::attach::Attachments,
     /// CloudWatch Logs: every invocation's log lands in `/aws/lambda/<function>`.
     pub logs: Arc<crate::logs::Logs>,
     /// Woken whenever a function leaves Pending or InProgress (invokes that arrived during
@@ -46,7 +47,7 @@ impl Lambda {
     pub fn new(
         cfg: Config,
         stores: store::Regions,
-        pool: Arc<Pool>,
+        engine: Arc<Engine>,
         s3: Arc<S3>,
         endpoint_url: String,
         events: events::EventQueue,
@@ -54,21 +55,28 @@ impl Lambda {
         Lambda {
             cfg,
             stores,
-            pool,
+            engine,
             s3,
             endpoint_url,
             specs: Mutex::new(HashMap::new()),
             events,
-            attachments: Default::default(),
             logs: Default::default(),
             state_changes: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Starts the service's background work: the Event queue's worker, and the provisioned
+    /// concurrency that the stored records ask for.
+    pub fn start(self: &Arc<Self>) {
+        events::start_worker(self);
+        api::restore_provisioned(self);
+        api::restore_states(self);
     }
 
     /// Forgets cached specs and stops warm environments of a function (after an update).
     pub fn drain(&self, function: &str) {
         let prefix = format!("{function}:");
         self.specs.lock().retain(|k, _| !k.starts_with(&prefix));
-        self.pool.drain(function);
+        self.engine.drain(function);
     }
 }

@@ -10,11 +10,14 @@
 //! addressed by their sha256 and unpacked once per digest.
 //!
 //! The state sits behind a `parking_lot::RwLock`: sections are short, never held across
-//! `.await`; writers also do the (small) metadata write while holding the lock so the
-//! file on disk and the map never disagree.
+//! `.await`, and never wait on the disk. Writers take a second lock, `writing`, which
+//! serializes them: each reads the record, persists the new one (temp file, fsync, rename,
+//! on the blocking pool), and only then takes the state lock for the moment it needs to
+//! make the new record visible. So the file on disk is never behind what readers see, a
+//! kill -9 still leaves the old record or the new one, and an Invoke's read lock never
+//! waits for an fsync.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +26,7 @@ use parking_lot::{Mutex, RwLock};
 use super::code::{self, CodeDigest, CodeError, Limits};
 use super::model::{CodeSigningConfig, FunctionConfig, FunctionRecord, LayerRecord, UrlConfig};
 use crate::aws::AwsError;
+use crate::aws::fs::write_atomic;
 
 #[derive(Default)]
 struct State {
@@ -38,14 +42,19 @@ pub struct Store {
     dir: PathBuf,
     blobs: Arc<Blobs>,
     state: RwLock<State>,
+    /// Held by one writer at a time, across its disk write (see the module doc).
+    writing: Mutex<()>,
+    /// Told after every change of a function record (a Pending function becoming Active…).
+    changed: tokio::sync::Notify,
 }
 
 /// Code blobs by digest and their unpacked trees, shared by every region.
 struct Blobs {
     /// Holds `blobs/` and `code/`.
     dir: PathBuf,
-    /// Serialises code extraction so one digest is unpacked once.
-    extract_lock: Mutex<()>,
+    /// One lock per digest being unpacked, so each digest is unpacked once while different
+    /// digests unpack in parallel.
+    extracting: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 /// Every region's [`Store`], opened on first use.
@@ -83,7 +92,7 @@ impl Regions {
             std::fs::create_dir_all(root.join(sub))?;
             remove_leftovers(&root.join(sub));
         }
-        let blobs = Arc::new(Blobs { dir: root.clone(), extract_lock: Mutex::new(()) });
+        let blobs = Arc::new(Blobs { dir: root.clone(), extracting: Mutex::new(HashMap::new()) });
         let default = if usable_region(default_region) { default_region.to_string() } else { "us-east-1".to_string() };
         let regions = Regions { root, default, blobs, stores: RwLock::new(HashMap::new()), opening: Mutex::new(()) };
         regions.open_region(&regions.default.clone())?;
@@ -158,26 +167,14 @@ impl Regions {
     }
 }
 
-/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// Runs blocking file work so that it does not hold up a Tokio worker's other tasks: on a
+/// multi-threaded runtime through `block_in_place` (the worker's tasks move to another
+/// thread meanwhile), elsewhere (tests, start-up) as it is.
+fn off_worker<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
-    result
 }
 
 fn load_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> Vec<T> {
@@ -220,7 +217,7 @@ impl Store {
         for rec in load_dir::<LayerRecord>(&dir.join("layers")) {
             state.layers.insert(rec.name.clone(), rec);
         }
-        Ok(Store { dir, blobs, state: RwLock::new(state) })
+        Ok(Store { dir, blobs, state: RwLock::new(state), writing: Mutex::new(()), changed: tokio::sync::Notify::new() })
     }
 
     fn function_path(&self, name: &str) -> PathBuf {
@@ -233,7 +230,8 @@ impl Store {
 
     fn persist_function(&self, rec: &FunctionRecord) -> Result<(), AwsError> {
         let bytes = serde_json::to_vec_pretty(rec).map_err(|e| AwsError::service(e.to_string()))?;
-        write_atomic(&self.function_path(&rec.latest.name), &bytes).map_err(io_err)
+        let path = self.function_path(&rec.latest.name);
+        off_worker(|| write_atomic(&path, &bytes)).map_err(io_err)
     }
 
     // ---- functions ----
@@ -253,13 +251,14 @@ impl Store {
     }
 
     pub fn create_function(&self, rec: FunctionRecord) -> Result<(), AwsError> {
-        let mut st = self.state.write();
+        let _writing = self.writing.lock();
         let name = rec.latest.name.clone();
-        if st.functions.contains_key(&name) {
+        if self.state.read().functions.contains_key(&name) {
             return Err(AwsError::conflict(format!("Function already exist: {name}")));
         }
         self.persist_function(&rec)?;
-        st.functions.insert(name, rec);
+        self.state.write().functions.insert(name, rec);
+        self.changed.notify_waiters();
         Ok(())
     }
 
@@ -271,29 +270,38 @@ impl Store {
         name: &str,
         f: impl FnOnce(&mut FunctionRecord) -> Result<R, AwsError>,
     ) -> Result<Option<(FunctionRecord, R)>, AwsError> {
-        let mut st = self.state.write();
-        let Some(cur) = st.functions.get(name) else {
+        let _writing = self.writing.lock();
+        let Some(mut rec) = self.state.read().functions.get(name).cloned() else {
             return Ok(None);
         };
-        let mut rec = cur.clone();
         let out = f(&mut rec)?;
         self.persist_function(&rec)?;
-        st.functions.insert(name.to_string(), rec.clone());
+        self.state.write().functions.insert(name.to_string(), rec.clone());
+        self.changed.notify_waiters();
         Ok(Some((rec, out)))
+    }
+
+    /// Resolves at the next change of a function record. Enable it (or poll it once)
+    /// before reading what it guards, so that a change in between is not missed.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     /// Removes a function and its metadata file. `Ok(None)` when there is no such function.
     pub fn delete_function(&self, name: &str) -> Result<Option<FunctionRecord>, AwsError> {
-        let mut st = self.state.write();
-        if !st.functions.contains_key(name) {
+        let _writing = self.writing.lock();
+        if !self.state.read().functions.contains_key(name) {
             return Ok(None);
         }
-        match std::fs::remove_file(self.function_path(name)) {
+        let path = self.function_path(name);
+        match off_worker(|| std::fs::remove_file(&path)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
         }
-        Ok(st.functions.remove(name))
+        let gone = self.state.write().functions.remove(name);
+        self.changed.notify_waiters();
+        Ok(gone)
     }
 
     /// All `$LATEST` configurations, sorted by name.
@@ -347,8 +355,8 @@ impl Store {
         name: &str,
         f: impl FnOnce(&mut LayerRecord) -> Result<R, AwsError>,
     ) -> Result<R, AwsError> {
-        let mut st = self.state.write();
-        let mut rec = st.layers.get(name).cloned().unwrap_or_else(|| LayerRecord {
+        let _writing = self.writing.lock();
+        let mut rec = self.state.read().layers.get(name).cloned().unwrap_or_else(|| LayerRecord {
             name: name.to_string(),
             next_version: 1,
             ..Default::default()
@@ -359,8 +367,8 @@ impl Store {
             // Keep the record for its version counter (AWS never reuses numbers).
         }
         let bytes = serde_json::to_vec_pretty(&rec).map_err(|e| AwsError::service(e.to_string()))?;
-        write_atomic(&path, &bytes).map_err(io_err)?;
-        st.layers.insert(name.to_string(), rec);
+        off_worker(|| write_atomic(&path, &bytes)).map_err(io_err)?;
+        self.state.write().layers.insert(name.to_string(), rec);
         Ok(out)
     }
 
@@ -465,7 +473,7 @@ impl Blobs {
         let d = code::digest(bytes);
         let path = self.blob_path(&d.sha256_hex);
         if !path.exists() {
-            write_atomic(&path, bytes).map_err(io_err)?;
+            off_worker(|| write_atomic(&path, bytes)).map_err(io_err)?;
         }
         Ok(d)
     }
@@ -482,12 +490,23 @@ impl Blobs {
         if dest.is_dir() {
             return Ok(dest);
         }
-        let _guard = self.extract_lock.lock();
-        if dest.is_dir() {
-            return Ok(dest);
+        let lock = self.extracting.lock().entry(sha_hex.to_string()).or_default().clone();
+        let result = {
+            let _guard = lock.lock();
+            if dest.is_dir() {
+                Ok(())
+            } else {
+                self.read(sha_hex)
+                    .map_err(CodeError::Io)
+                    .and_then(|bytes| code::extract_zip(&bytes, &dest, &Limits::default()).map(|_| ()))
+            }
+        };
+        // The last one out forgets the digest's lock (one held by the map, one by us).
+        let mut map = self.extracting.lock();
+        if Arc::strong_count(&lock) == 2 {
+            map.remove(sha_hex);
         }
-        let bytes = self.read(sha_hex).map_err(CodeError::Io)?;
-        code::extract_zip(&bytes, &dest, &Limits::default())?;
-        Ok(dest)
+        drop(map);
+        result.map(|()| dest)
     }
 }

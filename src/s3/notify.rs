@@ -119,7 +119,7 @@ impl Notifications {
             self.rules.write().remove(bucket);
         } else {
             let bytes = serde_json::to_vec_pretty(&rules).map_err(std::io::Error::other)?;
-            crate::lambda::store::write_atomic(&path, &bytes)?;
+            crate::aws::fs::write_atomic(&path, &bytes)?;
             self.rules.write().insert(bucket.to_string(), rules);
         }
         Ok(())

@@ -111,10 +111,7 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
     check_combined_size(ctx, &c.code_sha_hex, &c.layers)?;
     // Pending until the code is ready: a zip at once, a Docker function's image once it is
     // present (pulled now, not on the first invoke).
-    let docker_image = match ctx.lambda.pool.executors.choose(&c, &tags).0 {
-        crate::executor::ExecutorKind::Docker => Some(ctx.lambda.pool.executors.docker.image_for(&c)),
-        crate::executor::ExecutorKind::Subprocess => None,
-    };
+    let docker_image = invoke::docker_image(ctx.lambda, &c, &tags);
     mark_creating(&mut c);
     let latest = Arc::new(c);
     let mut rec = FunctionRecord {

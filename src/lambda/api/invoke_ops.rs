@@ -55,7 +55,8 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
             let id = ctx
                 .lambda
                 .events
-                .push(&name, q.as_deref(), &ctx.scope.region, &payload)
+                .queue(&name, q.as_deref(), &ctx.scope.region, payload.clone())
+                .await
                 .map_err(|e| AwsError::service(format!("could not queue the event: {e}")))?;
             let mut r = http_util::empty(StatusCode::ACCEPTED);
             r.headers_mut().insert("x-amz-executed-version", executed);
@@ -118,12 +119,13 @@ pub(super) fn stream_body(out: &invoke::InvokeOutput, tail: bool) -> Bytes {
     Bytes::from(body)
 }
 
-pub(super) fn invoke_async_legacy(ctx: &Ctx, raw: &str, body: Bytes) -> R {
+pub(super) async fn invoke_async_legacy(ctx: &Ctx<'_>, raw: &str, body: Bytes) -> R {
     let (name, q) = function_target(ctx, raw)?;
     invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
     ctx.lambda
         .events
-        .push(&name, q.as_deref(), &ctx.scope.region, &body)
+        .queue(&name, q.as_deref(), &ctx.scope.region, body)
+        .await
         .map_err(|e| AwsError::service(format!("could not queue the event: {e}")))?;
     ok_json(StatusCode::ACCEPTED, json!({"Status": 202}))
 }

@@ -5,7 +5,7 @@
 //! record holds the request and its status, and the server provisions again at start.
 
 use super::*;
-use crate::executor::EnvSpec;
+use crate::engine::EnvSpec;
 use crate::lambda::model::ProvisionedConfig;
 use crate::lambda::store::Store;
 
@@ -116,7 +116,7 @@ fn pc_json(c: &ProvisionedConfig) -> Value {
 /// Starts (or resizes) the environments in the background; the record gets READY or FAILED.
 fn spawn_provision(lambda: Arc<Lambda>, store: Arc<Store>, name: String, key: String, spec: Arc<EnvSpec>, n: u32) {
     tokio::spawn(async move {
-        let result = lambda.pool.provision(spec, n as usize).await;
+        let result = lambda.engine.provision(spec, n as usize).await;
         match &result {
             Ok(_) => tracing::info!(function = %name, qualifier = %key, n, "provisioned concurrency ready"),
             Err(e) => tracing::warn!(function = %name, qualifier = %key, error = %e, "provisioned concurrency failed"),
@@ -214,7 +214,7 @@ pub(super) fn list_provisioned(ctx: &Ctx, raw: &str) -> R {
 /// Stops keeping the environments of `name:key` (they then age out like any other).
 pub(super) fn unprovision(lambda: &Arc<Lambda>, scope: &Scope, name: &str, key: &str) {
     if let Ok(spec) = provisioned_spec(lambda, scope, name, key) {
-        lambda.pool.unprovision(&spec.key);
+        lambda.engine.unprovision(&spec.key);
     }
 }
 

@@ -29,7 +29,7 @@ pub(super) fn mark_updating(c: &mut FunctionConfig) {
 pub(super) fn settle(lambda: Arc<Lambda>, store: Arc<Store>, name: String, image: Option<String>) {
     tokio::spawn(async move {
         let result = match &image {
-            Some(image) => lambda.pool.executors.docker.ensure_image(image).await,
+            Some(image) => lambda.engine.ensure_image(image).await,
             None => Ok(()),
         };
         // The store writes its file: off the async workers.
@@ -134,10 +134,7 @@ pub fn restore_states(lambda: &Arc<Lambda>) {
             if !pending {
                 continue;
             }
-            let image = match lambda.pool.executors.choose(&rec.latest, &rec.tags).0 {
-                crate::executor::ExecutorKind::Docker => Some(lambda.pool.executors.docker.image_for(&rec.latest)),
-                crate::executor::ExecutorKind::Subprocess => None,
-            };
+            let image = invoke::docker_image(lambda, &rec.latest, &rec.tags);
             settle(lambda.clone(), store.clone(), rec.latest.name.clone(), image);
         }
     }

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
-use crate::executor::LogSink;
+use crate::engine::logsink::LogSink;
 
 /// Where the FIFO appears inside the container.
 pub const FIFO_TARGET: &str = "/dev/ruststack-log";
@@ -96,7 +96,7 @@ impl FifoOutput {
     async fn flush(&self) {
         let until = Instant::now() + FLUSH_MAX;
         let mut spins = 0;
-        while crate::executor::pending_bytes(self.fd.load(Ordering::SeqCst)) > 0 && Instant::now() < until {
+        while crate::engine::sandbox::pending_bytes(self.fd.load(Ordering::SeqCst)) > 0 && Instant::now() < until {
             if spins < 20 {
                 tokio::task::yield_now().await;
                 spins += 1;
@@ -220,7 +220,7 @@ mod tests {
     #[tokio::test]
     async fn fifo_flush_is_exact() {
         let dir = std::env::temp_dir().join(format!("ruststack-fifo-{}", uuid::Uuid::new_v4().simple()));
-        let log = LogSink::new("t", "$LATEST");
+        let log = LogSink::new("t", "$LATEST", "/aws/lambda/t");
         let out = FifoOutput::create(dir.clone(), log.clone()).unwrap();
         let mut w = std::fs::OpenOptions::new().write(true).open(out.path()).unwrap();
         for i in 0..200 {

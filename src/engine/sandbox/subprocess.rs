@@ -13,15 +13,15 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use super::{EnvSpec, LogSink};
 use crate::aws::AwsError;
-use crate::config::Config;
-use crate::runtime_api::{Death, Endpoint};
+use crate::engine::logsink::LogSink;
+use crate::engine::runtime_api::{Death, Endpoint};
+use crate::engine::{EngineConfig, EnvSpec};
 
 /// The bundled Python runtime client, embedded so one file ships.
-pub const PYTHON_BOOTSTRAP: &str = include_str!("../../runtime-api/python/bootstrap.py");
+pub const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtime-api/python/bootstrap.py");
 /// The bundled Node.js runtime client.
-pub const NODE_BOOTSTRAP: &str = include_str!("../../runtime-api/node/bootstrap.js");
+pub const NODE_BOOTSTRAP: &str = include_str!("../../../runtime-api/node/bootstrap.js");
 
 /// Run once at server start as `python3 -c PROBE bootstrap.py bootstrap.pyc`: prints the
 /// interpreter's version and real path, then `compiled` if it compiled the bootstrap.
@@ -72,15 +72,15 @@ pub struct Process {
 }
 
 impl SubprocessExecutor {
-    pub fn new(cfg: &Config, data_dir: &Path) -> std::io::Result<SubprocessExecutor> {
-        let dir = data_dir.join("runtime");
+    pub fn new(cfg: &EngineConfig) -> std::io::Result<SubprocessExecutor> {
+        let dir = cfg.data_dir.join("runtime");
         std::fs::create_dir_all(&dir)?;
         let owner = dir.canonicalize().unwrap_or_else(|_| dir.clone()).display().to_string();
         kill_leftovers(&owner);
         let bootstrap_path = dir.join("bootstrap.py");
-        crate::lambda::store::write_atomic(&bootstrap_path, PYTHON_BOOTSTRAP.as_bytes())?;
+        crate::aws::fs::write_atomic(&bootstrap_path, PYTHON_BOOTSTRAP.as_bytes())?;
         let node_bootstrap = dir.join("bootstrap.js");
-        crate::lambda::store::write_atomic(&node_bootstrap, NODE_BOOTSTRAP.as_bytes())?;
+        crate::aws::fs::write_atomic(&node_bootstrap, NODE_BOOTSTRAP.as_bytes())?;
         // `python3 bootstrap.py` compiles the whole script on every cold start (several ms);
         // the probe compiles it once per server start, for this interpreter, and runtimes run
         // the .pyc. Its tracebacks still name bootstrap.py.
@@ -117,8 +117,7 @@ impl SubprocessExecutor {
     }
 
     fn command_for(&self, spec: &EnvSpec) -> Result<(PathBuf, Vec<String>), AwsError> {
-        let c = &spec.config;
-        let runtime = c.runtime.as_deref().unwrap_or("");
+        let runtime = spec.runtime.as_deref().unwrap_or("");
         // A custom runtime's bootstrap: code dir first, then the layers (/opt), like AWS.
         let own_bootstrap =
             spec.code_dir.iter().chain(spec.layer_dirs.iter().rev()).map(|d| d.join("bootstrap")).find(|p| p.is_file());
@@ -259,9 +258,9 @@ impl SubprocessExecutor {
             .env(OWNER_VAR, &self.owner)
             .env(
                 "_RUSTSTACK_PYTHON_VERSION",
-                spec.config.runtime.as_deref().and_then(|r| r.strip_prefix("python")).unwrap_or(""),
+                spec.runtime.as_deref().and_then(|r| r.strip_prefix("python")).unwrap_or(""),
             );
-        if spec.config.runtime.as_deref().is_some_and(|r| r.starts_with("nodejs")) {
+        if spec.runtime.as_deref().is_some_and(|r| r.starts_with("nodejs")) {
             cmd.env("NODE_PATH", self.node_path(spec, &code_dir));
         }
         // The function's own variables last: NODE_PATH, PATH, LANG… are not reserved.
@@ -441,10 +440,6 @@ impl Process {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         tokio::task::yield_now().await;
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.pid
     }
 }
 

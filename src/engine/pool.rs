@@ -1,7 +1,7 @@
 //! Warm execution environments: acquire (reuse before create), release, TTL reaping,
 //! the server-wide limit on live environments, draining on code or config updates, and
 //! provisioned concurrency (environments started ahead, kept whatever their idle time, and
-//! replaced when they die).
+//! replaced when they die), and attached runtimes, which it hands out first.
 //!
 //! All pool state sits in one `parking_lot::Mutex<PoolState>`: sections are tiny and never
 //! held across `.await` (starting and stopping sandboxes happens outside the lock).
@@ -11,12 +11,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
+use super::logsink::LogSink;
+use super::runtime_api::{self, Death, Endpoint};
+use super::sandbox::attached::Attached;
+use super::sandbox::{Sandbox, Sandboxes};
+use super::{AttachInfo, EnvSpec};
 use crate::aws::AwsError;
-use crate::executor::{EnvSpec, Executors, LogSink, Sandbox};
-use crate::runtime_api::{self, Endpoint};
 
 /// One sandbox with its own Runtime API endpoint; serves one invocation at a time.
 pub struct Environment {
@@ -93,18 +96,29 @@ pub struct Pool {
     max: usize,
     ttl: Duration,
     next_id: AtomicU64,
-    pub executors: Executors,
+    pub(in crate::engine) sandboxes: Sandboxes,
+    /// Attached runtimes by function name: handed out before any pooled environment. Apart
+    /// from `state`: the invoke path reads it on every call, and it rarely changes.
+    attached: RwLock<HashMap<String, Arc<Environment>>>,
 }
 
 /// An environment on loan to one invocation. Give it back with [`Pool::release`].
 pub struct Lease {
     pub env: Arc<Environment>,
     pub cold: bool,
-    _permit: OwnedSemaphorePermit,
+    _hold: Hold,
+}
+
+/// What a lease holds while it lasts.
+enum Hold {
+    /// A busy slot (pooled environments).
+    Permit(#[allow(dead_code)] OwnedSemaphorePermit),
+    /// The attached runtime's turn.
+    Turn(#[allow(dead_code)] OwnedMutexGuard<()>),
 }
 
 impl Pool {
-    pub fn new(executors: Executors, max: usize, queue_size: usize, ttl: Duration) -> Arc<Pool> {
+    pub fn new(sandboxes: Sandboxes, max: usize, queue_size: usize, ttl: Duration) -> Arc<Pool> {
         let max = max.max(1);
         let pool = Arc::new(Pool {
             state: Mutex::new(PoolState::default()),
@@ -114,7 +128,8 @@ impl Pool {
             max,
             ttl,
             next_id: AtomicU64::new(1),
-            executors,
+            sandboxes,
+            attached: RwLock::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&pool);
         let tick = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
@@ -128,9 +143,20 @@ impl Pool {
         pool
     }
 
-    /// Takes a busy slot (waiting in the bounded queue if needed), then an idle
-    /// environment for the spec's key, or starts a new one.
+    /// Takes the function's attached runtime (waiting for its turn) if it has one; else a
+    /// busy slot (waiting in the bounded queue if needed), then an idle environment for the
+    /// spec's key, or a new one.
     pub async fn acquire(&self, spec: &EnvSpec) -> Result<Lease, AwsError> {
+        let attached = {
+            let map = self.attached.read();
+            if map.is_empty() { None } else { map.get(&spec.function).cloned() }
+        };
+        if let Some(env) = attached
+            && let Some(a) = env.sandbox.attached()
+        {
+            let turn = a.turn.clone().lock_owned().await;
+            return Ok(Lease { env, cold: false, _hold: Hold::Turn(turn) });
+        }
         let permit = match self.busy.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -143,7 +169,7 @@ impl Pool {
                 p.map_err(|_| AwsError::service("server is shutting down"))?
             }
         };
-        let function = spec.config.name.clone();
+        let function = spec.function.clone();
         let (epoch, evicted) = {
             let mut st = self.state.lock();
             if st.shutting_down {
@@ -156,7 +182,7 @@ impl Pool {
                     tokio::spawn(async move { env.sandbox.stop().await });
                     continue;
                 }
-                return Ok(Lease { env: idle.env, cold: false, _permit: permit });
+                return Ok(Lease { env: idle.env, cold: false, _hold: Hold::Permit(permit) });
             }
             // Make room: evict the oldest idle environment of any function.
             let mut evicted = None;
@@ -190,7 +216,7 @@ impl Pool {
                 let mut st = self.state.lock();
                 st.all.insert(env.id, env.clone());
                 drop(st);
-                Ok(Lease { env, cold: true, _permit: permit })
+                Ok(Lease { env, cold: true, _hold: Hold::Permit(permit) })
             }
             Err(e) => {
                 self.state.lock().live -= 1;
@@ -201,14 +227,14 @@ impl Pool {
 
     async fn start(&self, spec: &EnvSpec, epoch: u64, provisioned: bool) -> Result<Environment, AwsError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let function = spec.config.name.clone();
+        let function = spec.function.clone();
         let endpoint = Endpoint::new(format!("{function}#{id}"));
-        let listener = runtime_api::serve(self.executors.bind_ip(spec.kind), endpoint.clone())
+        let listener = runtime_api::serve(self.sandboxes.bind_ip(spec.kind), endpoint.clone())
             .await
             .map_err(|e| AwsError::service(format!("cannot open a Runtime API endpoint: {e}")))?;
-        let log = LogSink::new(&function, &spec.config.version);
+        let log = LogSink::new(&function, &spec.version, &spec.log_group);
         let created = Instant::now();
-        let sandbox = self.executors.start(spec, listener.addr, endpoint.clone(), log.clone()).await?;
+        let sandbox = self.sandboxes.start(spec, listener.addr, endpoint.clone(), log.clone()).await?;
         tracing::info!(function = %function, env = id, executor = ?spec.kind, reason = spec.reason, runtime_api = %listener.addr, "started environment");
         Ok(Environment {
             id,
@@ -228,6 +254,10 @@ impl Pool {
     /// Returns an environment: back to idle if it is healthy and current, else stopped.
     pub fn release(&self, lease: Lease, healthy: bool) {
         let env = lease.env;
+        if env.sandbox.attached().is_some() {
+            // Not the pool's to keep or stop: it serves until it is detached.
+            return;
+        }
         let mut st = self.state.lock();
         // A provisioned environment runs a published version, which no update changes.
         let current = st.epochs.get(&env.function).copied().unwrap_or(0) == env.epoch || st.kept(&env);
@@ -455,7 +485,74 @@ impl Pool {
         let stops = all.iter().map(|e| e.sandbox.stop());
         futures_util::future::join_all(stops).await;
         // Containers whose stop was spawned earlier, or that were still starting.
-        self.executors.docker.shutdown().await;
+        self.sandboxes.docker.shutdown().await;
+    }
+
+    /// Registers an attached runtime for `spec`'s function (see [`super::Engine::attach`]).
+    pub async fn attach(&self, spec: &EnvSpec, keep_timeout: bool) -> Result<AttachInfo, AwsError> {
+        let name = &spec.function;
+        let endpoint = Endpoint::new(format!("{name}#attached"));
+        let listener = runtime_api::serve(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), endpoint.clone())
+            .await
+            .map_err(|e| AwsError::service(format!("cannot open a Runtime API endpoint: {e}")))?;
+        let runtime_api = listener.addr.to_string();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let env = Arc::new(Environment {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            key: String::new(),
+            function: name.clone(),
+            endpoint,
+            log: LogSink::new(name, &spec.version, &spec.log_group),
+            sandbox: Sandbox::Attached(Attached::new(id, keep_timeout, runtime_api)),
+            created: Instant::now(),
+            uses: AtomicU64::new(0),
+            epoch: 0,
+            provisioned: false,
+            _listener: listener,
+        });
+        let info = attach_info(&env).ok_or_else(|| AwsError::service("not an attached runtime"))?;
+        let mut map = self.attached.write();
+        if let Some(cur) = map.get(name).and_then(|e| attach_info(e)) {
+            return Err(AwsError::conflict(format!(
+                "Function {name} is already attached (attachment {}, runtime API {}, for {} s); detach it first",
+                cur.id,
+                cur.runtime_api,
+                cur.since.elapsed().as_secs()
+            )));
+        }
+        map.insert(name.clone(), env);
+        Ok(info)
+    }
+
+    /// Ends attachment `id` of `function`: its endpoint dies, invocations go to pooled
+    /// environments again.
+    pub fn detach(&self, function: &str, id: &str) -> bool {
+        let mut map = self.attached.write();
+        if self.attachment_in(&map, function, id).is_none() {
+            return false;
+        }
+        if let Some(env) = map.remove(function) {
+            env.endpoint.set_death(Death::Exited("runtime detached".into()));
+        }
+        tracing::info!(function, attachment = id, "detached: invocations go to normal environments again");
+        true
+    }
+
+    pub fn attachments(&self) -> Vec<AttachInfo> {
+        self.attached.read().values().filter_map(|e| attach_info(e)).collect()
+    }
+
+    pub fn attachment(&self, function: &str, id: &str) -> Option<Arc<Environment>> {
+        self.attachment_in(&self.attached.read(), function, id)
+    }
+
+    fn attachment_in(
+        &self,
+        map: &HashMap<String, Arc<Environment>>,
+        function: &str,
+        id: &str,
+    ) -> Option<Arc<Environment>> {
+        map.get(function).filter(|e| e.sandbox.attached().is_some_and(|a| a.id == id)).cloned()
     }
 
     /// (live, idle) environment counts.
@@ -464,9 +561,27 @@ impl Pool {
         (st.live, st.idle.values().map(Vec::len).sum())
     }
 
+    /// Invocations waiting in the queue for a busy slot.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
     pub fn busy_now(&self) -> usize {
         self.max - self.busy.available_permits()
     }
+}
+
+fn attach_info(env: &Environment) -> Option<AttachInfo> {
+    let a = env.sandbox.attached()?;
+    Some(AttachInfo {
+        id: a.id.clone(),
+        function: env.function.clone(),
+        runtime_api: a.runtime_api.clone(),
+        keep_timeout: a.keep_timeout,
+        log_stream: env.log.stream().to_string(),
+        since: a.since,
+    })
 }
 
 /// The function name in a pool key (`name:version:revision`).

@@ -36,11 +36,10 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 
-use super::{EnvSpec, LogSink};
 use crate::aws::AwsError;
-use crate::config::{Config, NetworkMode};
-use crate::lambda::model::FunctionConfig;
-use crate::runtime_api::{Death, Endpoint};
+use crate::engine::logsink::LogSink;
+use crate::engine::runtime_api::{Death, Endpoint};
+use crate::engine::{EngineConfig, EnvSpec, Network as NetworkMode, PackageType};
 use images::ImageState;
 pub use images::default_image;
 use output::{AttachOutput, FifoOutput, Output};
@@ -75,6 +74,8 @@ struct Inner {
     live: Mutex<HashSet<String>>,
     /// Container starts under way.
     starting: AtomicUsize,
+    /// Told when the last start under way ends (shutdown waits for it).
+    started: tokio::sync::Notify,
     closing: AtomicBool,
     owner: Owner,
 }
@@ -115,13 +116,14 @@ impl From<AwsError> for Failure {
 }
 
 impl DockerExecutor {
-    pub fn new(cfg: &Config, server_addr: SocketAddr) -> DockerExecutor {
-        let runtime_images = cfg.runtime_images().unwrap_or_default().into_iter().collect();
-        let data_dir = cfg.data_dir();
+    pub fn new(cfg: &EngineConfig) -> DockerExecutor {
+        let runtime_images = cfg.runtime_images.iter().cloned().collect();
+        let data_dir = &cfg.data_dir;
+        let server_addr = cfg.server_addr;
         let inner = Arc::new(Inner {
             engine: tokio::sync::OnceCell::new(),
             runtime_images,
-            network: cfg.lambda_network,
+            network: cfg.network,
             server_addr,
             merged_root: data_dir.join("layers-merged"),
             run_root: data_dir.join("run"),
@@ -129,6 +131,7 @@ impl DockerExecutor {
             images: Mutex::new(HashMap::new()),
             live: Mutex::new(HashSet::new()),
             starting: AtomicUsize::new(0),
+            started: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
             owner: Owner { host: hostname(), pid: std::process::id(), server: server_addr.to_string() },
         });
@@ -156,8 +159,8 @@ impl DockerExecutor {
 
     /// The image a function runs in: its ImageUri, the `--lambda-runtime-image` mapping for
     /// its runtime, or `public.ecr.aws/lambda/<runtime>`. Empty when there is none.
-    pub fn image_for(&self, cfg: &FunctionConfig) -> String {
-        self.inner.image_for(cfg)
+    pub fn image_for(&self, package: PackageType, image_uri: Option<&str>, runtime: Option<&str>) -> String {
+        self.inner.image_for(package, image_uri, runtime)
     }
 
     /// Makes sure `image` is present, pulling it (progress in the log) when it is not.
@@ -180,7 +183,9 @@ impl DockerExecutor {
         inner.starting.fetch_add(1, Ordering::SeqCst);
         let task = tokio::spawn(async move {
             let r = inner.start(&spec, api, endpoint, log).await;
-            inner.starting.fetch_sub(1, Ordering::SeqCst);
+            if inner.starting.fetch_sub(1, Ordering::SeqCst) == 1 {
+                inner.started.notify_waiters();
+            }
             r
         });
         task.await.map_err(|e| AwsError::service(format!("container start failed: {e}")))?
@@ -190,9 +195,15 @@ impl DockerExecutor {
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.closing.store(true, Ordering::SeqCst);
-        let until = Instant::now() + SHUTDOWN_WAIT_STARTS;
-        while inner.starting.load(Ordering::SeqCst) > 0 && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let until = tokio::time::Instant::now() + SHUTDOWN_WAIT_STARTS;
+        loop {
+            let started = inner.started.notified();
+            tokio::pin!(started);
+            // Registered before the check, so a start ending between the two is not missed.
+            started.as_mut().enable();
+            if inner.starting.load(Ordering::SeqCst) == 0 || tokio::time::timeout_at(until, started).await.is_err() {
+                break;
+            }
         }
         let ids: Vec<String> = inner.live.lock().iter().cloned().collect();
         if ids.is_empty() {
@@ -230,11 +241,11 @@ impl Inner {
             .await
     }
 
-    fn image_for(&self, cfg: &FunctionConfig) -> String {
-        if cfg.package_type == "Image" {
-            return cfg.image_uri.clone().unwrap_or_default();
+    fn image_for(&self, package: PackageType, image_uri: Option<&str>, runtime: Option<&str>) -> String {
+        if package == PackageType::Image {
+            return image_uri.unwrap_or_default().to_string();
         }
-        let Some(runtime) = cfg.runtime.as_deref() else { return String::new() };
+        let Some(runtime) = runtime else { return String::new() };
         if let Some(image) = self.runtime_images.get(runtime) {
             return image.clone();
         }
@@ -327,13 +338,12 @@ impl Inner {
         let engine = self.engine().await.map_err(|e| {
             AwsError::new(http::StatusCode::BAD_GATEWAY, "ServiceException", format!("Docker executor: {e}"))
         })?;
-        let c = &spec.config;
-        let image = self.image_for(c);
+        let image = self.image_for(spec.package, spec.image_uri.as_deref(), spec.runtime.as_deref());
         if image.is_empty() {
             return Err(invalid_runtime(format!(
                 "Function {}: no image for runtime {}",
-                c.name,
-                c.runtime.as_deref().unwrap_or("(none)")
+                spec.function,
+                spec.runtime.as_deref().unwrap_or("(none)")
             )));
         }
         if self.network == NetworkMode::Bridge {
@@ -344,7 +354,7 @@ impl Inner {
                 )));
             }
         }
-        let opt_dir = if spec.layer_dirs.is_empty() || c.package_type == "Image" {
+        let opt_dir = if spec.layer_dirs.is_empty() || spec.package == PackageType::Image {
             None
         } else {
             let root = self.merged_root.clone();
@@ -386,8 +396,7 @@ impl Inner {
         fifo: bool,
     ) -> Result<Container, Failure> {
         let docker = &engine.docker;
-        let c = &spec.config;
-        let name = container_name(&c.name);
+        let name = container_name(&spec.function);
         let fifo_out = if fifo {
             let dir = self.run_root.join(self.owner.pid.to_string()).join(&name);
             match FifoOutput::create(dir, log.clone()) {
@@ -403,7 +412,7 @@ impl Inner {
         let (entrypoint, cmd, working_dir) = self
             .command(docker, spec, image, opt_dir, fifo_out.is_some())
             .await
-            .map_err(|why| image_unavailable(&c.name, &why))?;
+            .map_err(|why| image_unavailable(&spec.function, &why))?;
         let body = self.container_body(
             spec,
             image,
@@ -422,7 +431,7 @@ impl Inner {
             Err(e) if status(&e) == Some(404) => {
                 // The image went away since we looked: get it again.
                 self.forget_image(image);
-                self.image_config(docker, image).await.map_err(|why| image_unavailable(&c.name, &why))?;
+                self.image_config(docker, image).await.map_err(|why| image_unavailable(&spec.function, &why))?;
                 docker
                     .create_container(opts(), body)
                     .await
@@ -470,7 +479,7 @@ impl Inner {
         }
         spawn_waiter(docker.clone(), id.clone(), endpoint.clone(), stopped, fifo.then(|| log.clone()));
         tracing::debug!(
-            function = %c.name,
+            function = %spec.function,
             container = short(&id),
             image,
             fifo,
@@ -493,25 +502,18 @@ impl Inner {
         opt_dir: Option<&Path>,
         fifo: bool,
     ) -> Result<(Vec<String>, Vec<String>, Option<String>), String> {
-        let c = &spec.config;
         let (image_entry, image_cmd) = self.image_config(docker, image).await?;
-        let (entry, cmd, working_dir) = if c.package_type == "Image" {
-            let ic = c.image_config.as_ref();
-            let strings = |key: &str| -> Option<Vec<String>> {
-                let v = ic?.get(key)?.as_array()?;
-                Some(v.iter().filter_map(|s| s.as_str().map(str::to_string)).collect::<Vec<_>>())
-                    .filter(|v| !v.is_empty())
-            };
-            let working_dir = ic
-                .and_then(|v| v.get("WorkingDirectory"))
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string);
-            (strings("EntryPoint").unwrap_or(image_entry), strings("Command").unwrap_or(image_cmd), working_dir)
+        let (entry, cmd, working_dir) = if spec.package == PackageType::Image {
+            let ic = &spec.image_config;
+            (
+                ic.entry_point.clone().unwrap_or(image_entry),
+                ic.command.clone().unwrap_or(image_cmd),
+                ic.working_directory.clone(),
+            )
         } else {
-            let handler = c.handler.clone().unwrap_or_default();
+            let handler = spec.handler.clone().unwrap_or_default();
             // A custom runtime's own bootstrap, found where AWS looks: /var/task, then /opt.
-            let own_bootstrap = if c.runtime.as_deref().is_some_and(|r| r.starts_with("provided")) {
+            let own_bootstrap = if spec.runtime.as_deref().is_some_and(|r| r.starts_with("provided")) {
                 if spec.code_dir.as_ref().is_some_and(|d| d.join("bootstrap").is_file()) {
                     Some("/var/task/bootstrap")
                 } else if opt_dir.is_some_and(|d| d.join("bootstrap").is_file()) {
@@ -548,7 +550,6 @@ impl Inner {
         fifo: Option<&FifoOutput>,
         log_stream: &str,
     ) -> Result<ContainerCreateBody, AwsError> {
-        let c = &spec.config;
         let port = self.server_addr.port();
         let endpoint_url = match self.network {
             NetworkMode::Host => {
@@ -558,7 +559,7 @@ impl Inner {
             }
             NetworkMode::Bridge => format!("http://host.docker.internal:{port}"),
         };
-        let mut vars = super::function_env(spec, &api.to_string(), &endpoint_url, log_stream);
+        let mut vars = crate::engine::sandbox::function_env(spec, &api.to_string(), &endpoint_url, log_stream);
         // Image functions: the entrypoint sets _HANDLER from CMD.
         vars.retain(|(k, v)| !(k == "_HANDLER" && v.is_empty()));
         vars.push(("LAMBDA_TASK_ROOT".into(), "/var/task".into()));
@@ -566,7 +567,7 @@ impl Inner {
         let env: Vec<String> = vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
 
         let mut mounts = Vec::new();
-        if c.package_type != "Image" {
+        if spec.package != PackageType::Image {
             let code = spec.code_dir.as_ref().ok_or_else(|| AwsError::service("function has no code"))?;
             mounts.push(bind(code, "/var/task", true));
         }
@@ -576,15 +577,15 @@ impl Inner {
         if let Some(f) = fifo {
             mounts.push(bind(&f.path(), output::FIFO_TARGET, false));
         }
-        let memory = i64::from(c.memory_size.max(16)) * 1024 * 1024;
+        let memory = i64::from(spec.memory_mb.max(16)) * 1024 * 1024;
         let (network_mode, extra_hosts) = match self.network {
             NetworkMode::Host => ("host", None),
             NetworkMode::Bridge => ("bridge", Some(vec!["host.docker.internal:host-gateway".to_string()])),
         };
         let labels = HashMap::from([
             ("ruststack".to_string(), "1".to_string()),
-            ("ruststack.function".to_string(), c.name.clone()),
-            ("ruststack.version".to_string(), c.version.clone()),
+            ("ruststack.function".to_string(), spec.function.clone()),
+            ("ruststack.version".to_string(), spec.version.clone()),
             ("ruststack.host".to_string(), self.owner.host.clone()),
             ("ruststack.pid".to_string(), self.owner.pid.to_string()),
             ("ruststack.server".to_string(), self.owner.server.clone()),
@@ -698,10 +699,6 @@ impl Container {
     /// Waits until the output written so far is in the log (exact with the FIFO; bounded).
     pub async fn flush_logs(&self) {
         self.output.flush().await;
-    }
-
-    pub fn id(&self) -> &str {
-        &self.id
     }
 }
 

@@ -1,0 +1,3 @@
+//! The command-line clients of a running server: `ruststack attach`.
+
+pub mod attach;

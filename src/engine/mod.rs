@@ -1,0 +1,447 @@
+//! The engine: everything that runs function code. It holds the Runtime API endpoint (one per
+//! environment), the pool (warm environments, limits, TTL, provisioned, draining), the
+//! sandboxes (`subprocess`, `docker`, `attached`) and the log sink.
+//!
+//! Its only input is its own plain-data [`EnvSpec`], and its one entry point for running code
+//! is [`Engine::invoke`]. It imports nothing from the services above it (`lambda`, `server`,
+//! `s3`); it stands on the wire helpers (`aws`, `http_util`) only.
+
+mod logsink;
+mod pool;
+pub mod runtime_api;
+mod sandbox;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, watch};
+
+use crate::aws::AwsError;
+pub use logsink::LogSink;
+use pool::{Environment, Lease, Pool};
+pub use runtime_api::{Death, MAX_RESPONSE_BYTES, Outcome};
+use runtime_api::{Endpoint, Invocation};
+pub use sandbox::{SandboxKind, function_env};
+
+/// How the engine picks a sandbox for a function (`--lambda-executor`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SandboxMode {
+    Subprocess,
+    Docker,
+    /// Docker for images, layers and `force-docker`, or a runtime the host cannot run.
+    Auto,
+}
+
+/// How containers reach RustStack (`--lambda-network`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Network {
+    Host,
+    Bridge,
+}
+
+/// What the engine is told at start: where it keeps its files, what it may run, its limits.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub mode: SandboxMode,
+    pub network: Network,
+    /// The server's data dir: runtime bootstraps, merged layers, output FIFOs live under it.
+    pub data_dir: PathBuf,
+    /// Interpreters for python3.x and nodejs functions in subprocess mode.
+    pub python: String,
+    pub node: String,
+    /// RUNTIME → IMAGE overrides of the public.ecr.aws/lambda images.
+    pub runtime_images: Vec<(String, String)>,
+    /// The server's own address, for `AWS_ENDPOINT_URL` inside functions.
+    pub server_addr: SocketAddr,
+    /// Most environments alive at once (and busy at once).
+    pub max_environments: usize,
+    /// Invocations that may wait for a busy slot before the caller gets 429.
+    pub queue_size: usize,
+    /// How long an idle environment stays warm.
+    pub ttl: Duration,
+    /// How long a new environment may take to call `/next`.
+    pub init_timeout: Duration,
+}
+
+#[cfg(test)]
+impl EngineConfig {
+    /// Defaults for tests: subprocess sandboxes, loopback, the given data dir.
+    pub fn for_tests(data_dir: PathBuf) -> EngineConfig {
+        EngineConfig {
+            mode: SandboxMode::Subprocess,
+            network: Network::Host,
+            data_dir,
+            python: "python3".into(),
+            node: "node".into(),
+            runtime_images: Vec::new(),
+            server_addr: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 4566)),
+            max_environments: 10,
+            queue_size: 100,
+            ttl: Duration::from_secs(300),
+            init_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A function's deployment package type.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PackageType {
+    Zip,
+    Image,
+}
+
+/// The instruction set a function is built for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    X86_64,
+    Arm64,
+}
+
+/// An Image function's overrides of its image's ENTRYPOINT, CMD and WORKDIR.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub entry_point: Option<Vec<String>>,
+    pub command: Option<Vec<String>>,
+    pub working_directory: Option<String>,
+}
+
+/// Everything needed to start an environment for one function version: plain data, only
+/// what a sandbox reads.
+#[derive(Clone, Debug)]
+pub struct EnvSpec {
+    /// Pool key: environments are only reused for the same key.
+    pub key: String,
+    pub function: String,
+    /// `$LATEST` or a version number.
+    pub version: String,
+    pub runtime: Option<String>,
+    pub handler: Option<String>,
+    pub memory_mb: u32,
+    /// The function's timeout: the deadline of each invocation.
+    pub timeout: Duration,
+    /// The function's own environment variables.
+    pub environment: BTreeMap<String, String>,
+    pub architecture: Architecture,
+    pub package: PackageType,
+    /// Image functions: the image they run.
+    pub image_uri: Option<String>,
+    pub image_config: ImageConfig,
+    /// Unpacked code (zip functions).
+    pub code_dir: Option<PathBuf>,
+    /// Unpacked layers, in the function's order (each is what AWS mounts at /opt).
+    pub layer_dirs: Vec<PathBuf>,
+    pub region: String,
+    pub account: String,
+    /// The function's log group, `/aws/lambda/<function>`.
+    pub log_group: String,
+    pub kind: SandboxKind,
+    /// Why this sandbox was chosen (for the log).
+    pub reason: &'static str,
+    /// Started ahead for provisioned concurrency (`AWS_LAMBDA_INITIALIZATION_TYPE`).
+    pub provisioned: bool,
+}
+
+/// One invocation, as the caller asks for it.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub request_id: String,
+    pub payload: Bytes,
+    /// The ARN as the caller named it (with alias or version).
+    pub invoked_arn: String,
+    pub client_context: Option<String>,
+    pub cognito_identity: Option<String>,
+    pub tenant_id: Option<String>,
+}
+
+/// How one invocation ended, as seen from RustStack.
+#[derive(Debug)]
+pub enum Ended {
+    Posted(Outcome),
+    Died(Death),
+    TimedOut { timeout: Duration },
+    InitTimedOut { after: Duration },
+}
+
+/// What an invocation produced, for the service to render.
+pub struct RunOutcome {
+    pub ended: Ended,
+    pub duration: Duration,
+    /// Cold starts: how long init took.
+    pub init_duration: Option<Duration>,
+    /// The environment's output during the invocation.
+    pub output: Vec<u8>,
+    /// Where the invocation's log lines go.
+    pub log_group: String,
+    pub log_stream: String,
+}
+
+/// What [`Engine::attach`] registered.
+#[derive(Clone, Debug)]
+pub struct AttachInfo {
+    pub id: String,
+    pub function: String,
+    pub runtime_api: String,
+    pub keep_timeout: bool,
+    pub log_stream: String,
+    pub since: Instant,
+}
+
+/// How long an invocation waits for an attached runtime that has suspended its timeout.
+const SUSPENDED_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+
+/// The engine: a pool of environments over the sandboxes.
+pub struct Engine {
+    pool: Arc<Pool>,
+    init_timeout: Duration,
+}
+
+impl Engine {
+    pub fn new(cfg: &EngineConfig) -> std::io::Result<Arc<Engine>> {
+        let sandboxes = sandbox::Sandboxes::new(cfg)?;
+        let pool = Pool::new(sandboxes, cfg.max_environments, cfg.queue_size, cfg.ttl);
+        Ok(Arc::new(Engine { pool, init_timeout: cfg.init_timeout }))
+    }
+
+    /// Runs one invocation on an environment of `spec`: an attached runtime first, then an
+    /// idle one, then a new one; waits for the runtime's answer, its death or the deadline.
+    ///
+    /// The invocation runs in a task of its own. A caller that hangs up (a client read
+    /// timeout, say) drops this future; had that cancelled the invocation half-way, it leaked
+    /// the environment (a live process outside every limit), its busy slot or its queue place.
+    pub async fn invoke(&self, spec: Arc<EnvSpec>, req: Request) -> Result<RunOutcome, AwsError> {
+        let pool = self.pool.clone();
+        let init_timeout = self.init_timeout;
+        let task = tokio::spawn(async move { run(&pool, &spec, req, init_timeout).await });
+        task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?
+    }
+
+    /// Which sandbox runs a function, and why.
+    pub fn choose(
+        &self,
+        package: PackageType,
+        runtime: Option<&str>,
+        has_layers: bool,
+        force_docker: bool,
+    ) -> (SandboxKind, &'static str) {
+        self.pool.sandboxes.choose(package, runtime, has_layers, force_docker)
+    }
+
+    /// The image a Docker environment of this function runs: its ImageUri, the
+    /// `--lambda-runtime-image` mapping for its runtime, or `public.ecr.aws/lambda/<runtime>`.
+    /// Empty when there is none.
+    pub fn image_for(&self, package: PackageType, image_uri: Option<&str>, runtime: Option<&str>) -> String {
+        self.pool.sandboxes.docker.image_for(package, image_uri, runtime)
+    }
+
+    /// Makes sure `image` is present, pulling it (progress in the log) when it is not.
+    pub async fn ensure_image(&self, image: &str) -> Result<(), String> {
+        self.pool.sandboxes.docker.ensure_image(image).await
+    }
+
+    /// Bridge mode: the default bridge network's gateway address, looked up once.
+    pub async fn bridge_gateway(&self) -> Result<std::net::Ipv4Addr, String> {
+        self.pool.sandboxes.docker.bridge_gateway().await
+    }
+
+    /// Stops a function's idle environments; busy ones are stopped when released.
+    pub fn drain(&self, function: &str) {
+        self.pool.drain(function)
+    }
+
+    /// Keeps `want` initialized environments of `spec` (a published version); 0 stops.
+    pub async fn provision(&self, spec: Arc<EnvSpec>, want: usize) -> Result<usize, String> {
+        self.pool.provision(spec, want).await
+    }
+
+    /// Stops keeping environments for a pool key.
+    pub fn unprovision(&self, key: &str) {
+        self.pool.unprovision(key)
+    }
+
+    /// Stops every environment and refuses new ones.
+    pub async fn shutdown(&self) {
+        self.pool.shutdown().await
+    }
+
+    /// (live, idle, busy) environment counts.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let (live, idle) = self.pool.counts();
+        (live, idle, self.pool.busy_now())
+    }
+
+    /// Registers a runtime started by hand for `spec`'s function: a Runtime API endpoint of
+    /// its own, which gets every invocation of the function until [`Engine::detach`].
+    /// A second attachment to the same function is refused.
+    pub async fn attach(&self, spec: &EnvSpec, keep_timeout: bool) -> Result<AttachInfo, AwsError> {
+        self.pool.attach(spec, keep_timeout).await
+    }
+
+    /// Ends attachment `id` of `function`; false if there is no such attachment.
+    pub fn detach(&self, function: &str, id: &str) -> bool {
+        self.pool.detach(function, id)
+    }
+
+    /// Every attachment.
+    pub fn attachments(&self) -> Vec<AttachInfo> {
+        self.pool.attachments()
+    }
+
+    /// Tells when attachment `id` of `function` ends (detached, or its runtime gone).
+    pub fn attachment_end(&self, function: &str, id: &str) -> Option<watch::Receiver<Option<Death>>> {
+        self.pool.attachment(function, id).map(|e| e.endpoint.death())
+    }
+}
+
+/// The deadlines an invocation runs under on one environment.
+struct Timing {
+    cold_since: Option<Instant>,
+    timeout: Duration,
+    init_timeout: Duration,
+}
+
+impl Timing {
+    fn for_lease(lease: &Lease, spec: &EnvSpec, init_timeout: Duration) -> Timing {
+        match lease.env.sandbox.attached() {
+            Some(a) => Timing {
+                cold_since: None,
+                timeout: if a.keep_timeout { spec.timeout } else { SUSPENDED_TIMEOUT },
+                init_timeout: SUSPENDED_TIMEOUT,
+            },
+            None => Timing { cold_since: lease.cold.then_some(lease.env.created), timeout: spec.timeout, init_timeout },
+        }
+    }
+}
+
+/// Leases an environment, runs the invocation on it, and gives it back.
+async fn run(pool: &Arc<Pool>, spec: &EnvSpec, req: Request, init_timeout: Duration) -> Result<RunOutcome, AwsError> {
+    let mut lease = pool.acquire(spec).await?;
+    loop {
+        let env = lease.env.clone();
+        let timing = Timing::for_lease(&lease, spec, init_timeout);
+        if let Some(a) = env.sandbox.attached() {
+            tracing::info!(function = %env.function, request_id = %req.request_id, attachment = %a.id, "invocation → attached runtime");
+        }
+        let span = tracing::info_span!("invoke", function = %spec.function, request_id = %req.request_id);
+        let r = tracing::Instrument::instrument(run_on(&env, &timing, &req), span).await;
+        // A warm runtime that died before taking the invocation (it exited right after
+        // its previous answer, say) never saw it: run it on a fresh environment instead.
+        let replaceable = env.sandbox.attached().is_none();
+        if !r.picked_up && !lease.cold && replaceable && matches!(r.ended, Ended::Died(_)) {
+            tracing::debug!(function = %spec.function, "warm runtime gone before /next: starting a fresh one");
+            env.sandbox.stop().await;
+            pool.release(lease, false);
+            lease = pool.acquire(spec).await?;
+            continue;
+        }
+        env.uses.fetch_add(1, Ordering::Relaxed);
+        let healthy = matches!(r.ended, Ended::Posted(_)) && !env.endpoint.is_dead();
+        let output = env.log.take();
+        if !healthy {
+            env.sandbox.stop().await;
+        }
+        let out = RunOutcome {
+            ended: r.ended,
+            duration: r.duration,
+            init_duration: r.init_duration,
+            output,
+            log_group: env.log.group().to_string(),
+            log_stream: env.log.stream().to_string(),
+        };
+        pool.release(lease, healthy);
+        return Ok(out);
+    }
+}
+
+/// How a run on one environment went.
+struct RunResult {
+    /// Whether the runtime took the invocation (`/next`) before it ended.
+    picked_up: bool,
+    ended: Ended,
+    duration: Duration,
+    init_duration: Option<Duration>,
+}
+
+/// Hands the invocation to an environment's endpoint, waits for its end, then for the
+/// output written so far.
+async fn run_on(env: &Environment, timing: &Timing, req: &Request) -> RunResult {
+    let r = run_invocation(&env.endpoint, timing, req).await;
+    env.sandbox.flush_logs().await;
+    r
+}
+
+async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> RunResult {
+    let (started_tx, started_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    // AWS hands an empty payload to the runtime as `{}`.
+    let payload = if req.payload.is_empty() { Bytes::from_static(b"{}") } else { req.payload.clone() };
+    let inv = Invocation {
+        request_id: req.request_id.clone(),
+        payload,
+        invoked_arn: req.invoked_arn.clone(),
+        trace_id: trace_id(),
+        client_context: req.client_context.clone(),
+        cognito_identity: req.cognito_identity.clone(),
+        tenant_id: req.tenant_id.clone(),
+        timeout: timing.timeout,
+        started: started_tx,
+        done: done_tx,
+    };
+    let t0 = Instant::now();
+    let cold_since = timing.cold_since;
+    let mut death = endpoint.death();
+    let died = |d: Death, init_duration| RunResult { picked_up: false, ended: Ended::Died(d), duration: t0.elapsed(), init_duration };
+    if endpoint.deliver(inv).is_err() {
+        return died(Death::Exited("environment not accepting invocations".into()), None);
+    }
+    // Phase 1: the runtime picks the invocation up (after init on a cold start).
+    let deadline = tokio::select! {
+        biased;
+        r = started_rx => match r {
+            Ok(d) => d,
+            Err(_) => return died(Death::Exited("runtime api closed".into()), None),
+        },
+        d = death.wait_for(|d| d.is_some()) => {
+            let d = d.map(|d| d.clone()).ok().flatten().unwrap_or(Death::Exited("unknown".into()));
+            return died(d, cold_since.map(|c| c.elapsed()));
+        }
+        _ = tokio::time::sleep(timing.init_timeout) => {
+            return RunResult {
+                picked_up: false,
+                ended: Ended::InitTimedOut { after: timing.init_timeout },
+                duration: t0.elapsed(),
+                init_duration: cold_since.map(|c| c.elapsed()),
+            };
+        }
+    };
+    let picked = Instant::now();
+    let init_duration = cold_since.map(|c| picked.duration_since(c));
+    // Phase 2: the runtime posts a result, dies, or runs past the deadline.
+    let ended = tokio::select! {
+        biased;
+        r = done_rx => match r {
+            Ok(o) => Ended::Posted(o),
+            Err(_) => Ended::Died(Death::Exited("runtime api closed".into())),
+        },
+        d = death.wait_for(|d| d.is_some()) => {
+            Ended::Died(d.map(|d| d.clone()).ok().flatten().unwrap_or(Death::Exited("unknown".into())))
+        }
+        _ = tokio::time::sleep_until(deadline.into()) => {
+            endpoint.clear_in_flight();
+            Ended::TimedOut { timeout: timing.timeout }
+        }
+    };
+    RunResult { picked_up: true, ended, duration: picked.elapsed(), init_duration }
+}
+
+fn trace_id() -> String {
+    let now = crate::aws::epoch_ms() / 1000;
+    let r = uuid::Uuid::new_v4().simple().to_string();
+    format!("Root=1-{now:08x}-{};Parent={};Sampled=0", &r[..24], &r[16..32])
+}

@@ -1,0 +1,78 @@
+//! A sandbox for the engine's unit tests: a runtime that runs as a task in the test process
+//! and drives its environment's real Runtime API endpoint over HTTP, as any runtime client.
+//!
+//! What it does is the spec's `handler`:
+//! - `echo`: answers every invocation with `{"env": <Runtime API address>, "payload": …}`;
+//! - `sleep:MS`: the same, MS milliseconds after taking each invocation;
+//! - `exit`: exits (`exit status 1`) before its first `/next`;
+//! - `once`: answers one invocation, then exits (`exit status 0`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::engine::EnvSpec;
+use crate::engine::logsink::LogSink;
+use crate::engine::runtime_api::{Death, Endpoint};
+
+pub struct FakeRuntime {
+    task: tokio::task::JoinHandle<()>,
+    exited: Arc<AtomicBool>,
+    endpoint: Arc<Endpoint>,
+}
+
+impl FakeRuntime {
+    pub fn start(spec: &EnvSpec, api: SocketAddr, endpoint: Arc<Endpoint>, log: Arc<LogSink>) -> FakeRuntime {
+        let handler = spec.handler.clone().unwrap_or_default();
+        let exited = Arc::new(AtomicBool::new(false));
+        let (ep, ex) = (endpoint.clone(), exited.clone());
+        let task = tokio::spawn(async move {
+            let why = serve(&handler, api, &log).await;
+            ex.store(true, Ordering::SeqCst);
+            ep.set_death(Death::Exited(why));
+        });
+        FakeRuntime { task, exited, endpoint }
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+        self.exited.store(true, Ordering::SeqCst);
+        self.endpoint.set_death(Death::Exited("signal: killed".into()));
+    }
+
+    pub fn alive(&self) -> bool {
+        !self.exited.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs the runtime loop; returns why it exited.
+async fn serve(handler: &str, api: SocketAddr, log: &LogSink) -> String {
+    if handler == "exit" {
+        return "exit status 1".into();
+    }
+    let delay = handler.strip_prefix("sleep:").and_then(|ms| ms.parse().ok()).map(Duration::from_millis);
+    let Ok(client) = reqwest::Client::builder().no_proxy().build() else { return "exit status 2".into() };
+    let base = format!("http://{api}/2018-06-01/runtime/invocation");
+    loop {
+        let Ok(next) = client.get(format!("{base}/next")).send().await else { return "exit status 3".into() };
+        let id = next
+            .headers()
+            .get("lambda-runtime-aws-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let payload = next.text().await.unwrap_or_default();
+        log.append(format!("handling {id}\n").as_bytes());
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        let body = serde_json::json!({"env": api.to_string(), "payload": payload}).to_string();
+        if client.post(format!("{base}/{id}/response")).body(body).send().await.is_err() {
+            return "exit status 4".into();
+        }
+        if handler == "once" {
+            return "exit status 0".into();
+        }
+    }
+}

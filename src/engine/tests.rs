@@ -1,0 +1,316 @@
+//! Unit tests of the engine: the real pool and Runtime API endpoints, over HTTP, with the
+//! fake sandbox (a runtime task in the test process) in place of processes and containers.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::runtime_api::{self, Endpoint, Invocation};
+use super::*;
+
+fn engine(max: usize, queue: usize, ttl: Duration) -> Arc<Engine> {
+    let dir = std::env::temp_dir().join(format!("ruststack-engine-test-{}", uuid::Uuid::new_v4().simple()));
+    let mut cfg = EngineConfig::for_tests(dir);
+    // No server listens here: nothing of a real server's (its containers) is ever taken for ours.
+    cfg.server_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    cfg.max_environments = max;
+    cfg.queue_size = queue;
+    cfg.ttl = ttl;
+    cfg.init_timeout = Duration::from_secs(5);
+    Engine::new(&cfg).expect("engine")
+}
+
+fn spec(function: &str, handler: &str, timeout: Duration) -> Arc<EnvSpec> {
+    Arc::new(EnvSpec {
+        key: format!("{function}:$LATEST:r1"),
+        function: function.to_string(),
+        version: "$LATEST".into(),
+        runtime: Some("provided.al2023".into()),
+        handler: Some(handler.to_string()),
+        memory_mb: 128,
+        timeout,
+        environment: BTreeMap::new(),
+        architecture: Architecture::X86_64,
+        package: PackageType::Zip,
+        image_uri: None,
+        image_config: ImageConfig::default(),
+        code_dir: None,
+        layer_dirs: Vec::new(),
+        region: "us-east-1".into(),
+        account: "000000000000".into(),
+        log_group: format!("/aws/lambda/{function}"),
+        kind: SandboxKind::Fake,
+        reason: "test",
+        provisioned: false,
+    })
+}
+
+fn request(payload: &str) -> Request {
+    Request {
+        request_id: crate::aws::request_id(),
+        payload: Bytes::from(payload.to_string()),
+        invoked_arn: "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
+        ..Default::default()
+    }
+}
+
+/// The fake's answer: which environment ran it, and the payload it saw.
+fn answer(run: &RunOutcome) -> (String, String) {
+    match &run.ended {
+        Ended::Posted(Outcome::Response { body, .. }) => {
+            let v: Value = serde_json::from_slice(body).expect("json answer");
+            (v["env"].as_str().unwrap_or_default().to_string(), v["payload"].as_str().unwrap_or_default().to_string())
+        }
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+/// Waits (at most 5 s) until `cond` holds; fails the test with `what` otherwise.
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn reuses_a_warm_environment() {
+    let e = engine(10, 10, LONG);
+    let s = spec("f", "echo", LONG);
+    let first = e.invoke(s.clone(), request("{\"n\":1}")).await.expect("first");
+    let second = e.invoke(s.clone(), request("")).await.expect("second");
+    let (env1, p1) = answer(&first);
+    let (env2, p2) = answer(&second);
+    assert_eq!(p1, "{\"n\":1}");
+    assert_eq!(p2, "{}", "an empty payload reaches the runtime as {{}}");
+    assert_eq!(env1, env2, "the second invocation ran on the warm environment");
+    assert!(first.init_duration.is_some(), "a cold start reports its init");
+    assert!(second.init_duration.is_none(), "a warm start has no init");
+    assert!(String::from_utf8_lossy(&second.output).starts_with("handling "), "output: {:?}", second.output);
+    assert_eq!(e.counts(), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn queue_full_is_429() {
+    let e = engine(1, 0, LONG);
+    let slow = spec("slow", "sleep:400", LONG);
+    let busy = tokio::spawn({
+        let (e, s) = (e.clone(), slow.clone());
+        async move { e.invoke(s, request("{}")).await }
+    });
+    wait_until("one environment is busy", || e.counts().2 == 1).await;
+    let err = match e.invoke(spec("other", "echo", LONG), request("{}")).await {
+        Err(err) => err,
+        Ok(_) => panic!("a second invocation past the limit and a full queue must be refused"),
+    };
+    assert_eq!(err.status, http::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(err.code, "TooManyRequestsException");
+    assert_eq!(err.message, "Rate Exceeded.");
+    assert_eq!(err.reason, Some("ConcurrentInvocationLimitExceeded"));
+    answer(&busy.await.expect("task").expect("the busy invocation still succeeds"));
+}
+
+#[tokio::test]
+async fn queued_invocation_waits_for_the_busy_slot() {
+    let e = engine(1, 1, LONG);
+    let s = spec("q", "sleep:200", LONG);
+    let first = tokio::spawn({
+        let (e, s) = (e.clone(), s.clone());
+        async move { e.invoke(s, request("{\"n\":1}")).await }
+    });
+    wait_until("the first invocation is busy", || e.counts().2 == 1).await;
+    let second = tokio::spawn({
+        let (e, s) = (e.clone(), s.clone());
+        async move { e.invoke(s, request("{\"n\":2}")).await }
+    });
+    wait_until("the second invocation is queued", || e.pool.queued() == 1).await;
+    // The queue (size 1) is taken by the second: a third is refused.
+    let third = e.invoke(spec("q3", "echo", LONG), request("{}")).await.err().expect("refused");
+    assert_eq!(third.status, http::StatusCode::TOO_MANY_REQUESTS);
+    let (env1, p1) = answer(&first.await.expect("task").expect("first"));
+    let (env2, p2) = answer(&second.await.expect("task").expect("second"));
+    assert_eq!((p1.as_str(), p2.as_str()), ("{\"n\":1}", "{\"n\":2}"));
+    assert_eq!(env1, env2, "the queued invocation ran on the environment the first one freed");
+}
+
+#[tokio::test]
+async fn ttl_stops_idle_environments() {
+    let e = engine(10, 10, Duration::from_millis(150));
+    e.invoke(spec("t", "echo", LONG), request("{}")).await.expect("invoke");
+    assert_eq!(e.counts().0, 1);
+    wait_until("the idle environment is reaped", || e.counts() == (0, 0, 0)).await;
+}
+
+#[tokio::test]
+async fn drain_stops_old_environments() {
+    let e = engine(10, 10, LONG);
+    let s = spec("d", "echo", LONG);
+    let (before, _) = answer(&e.invoke(s.clone(), request("{}")).await.expect("before"));
+    e.drain("d");
+    assert_eq!(e.counts(), (0, 0, 0), "the idle environment is stopped at once");
+    let (after, _) = answer(&e.invoke(s.clone(), request("{}")).await.expect("after"));
+    assert_ne!(before, after, "after a drain, a new environment serves");
+
+    // A busy environment is not reused after a drain that happened while it ran.
+    let slow = spec("d", "sleep:200", LONG);
+    e.drain("d");
+    let busy = tokio::spawn({
+        let (e, s) = (e.clone(), slow.clone());
+        async move { e.invoke(s, request("{}")).await }
+    });
+    wait_until("the slow invocation is busy", || e.counts().2 == 1).await;
+    e.drain("d");
+    answer(&busy.await.expect("task").expect("busy invocation"));
+    assert_eq!(e.counts().1, 0, "the drained environment did not go back to idle");
+    wait_until("the drained environment is stopped", || e.counts().0 == 0).await;
+}
+
+#[tokio::test]
+async fn death_before_next_is_an_exit_error() {
+    let e = engine(10, 10, LONG);
+    let run = e.invoke(spec("x", "exit", LONG), request("{}")).await.expect("run");
+    match run.ended {
+        Ended::Died(Death::Exited(why)) => assert_eq!(why, "exit status 1"),
+        other => panic!("expected the runtime's exit, got {other:?}"),
+    }
+    wait_until("the dead environment is gone", || e.counts() == (0, 0, 0)).await;
+}
+
+#[tokio::test]
+async fn warm_runtime_gone_before_next_is_replaced() {
+    let e = engine(10, 10, LONG);
+    let s = spec("o", "once", LONG);
+    let (first, _) = answer(&e.invoke(s.clone(), request("{}")).await.expect("first"));
+    // The runtime exited after its answer; the next invocation runs on a fresh one.
+    let (second, _) = answer(&e.invoke(s.clone(), request("{}")).await.expect("second"));
+    assert_ne!(first, second);
+}
+
+#[tokio::test]
+async fn deadline_times_out_and_replaces_the_environment() {
+    let e = engine(10, 10, LONG);
+    let timeout = Duration::from_millis(100);
+    let run = e.invoke(spec("slow", "sleep:3000", timeout), request("{}")).await.expect("run");
+    match run.ended {
+        Ended::TimedOut { timeout: t } => assert_eq!(t, timeout),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(run.duration >= timeout && run.duration < Duration::from_secs(2), "took {:?}", run.duration);
+    assert_eq!(e.counts(), (0, 0, 0), "a timed-out environment is stopped, not kept");
+}
+
+#[tokio::test]
+async fn attached_runtime_is_handed_out_first() {
+    let e = engine(10, 10, LONG);
+    let s = spec("a", "echo", LONG);
+    let info = e.attach(&s, false).await.expect("attach");
+    let again = e.attach(&s, false).await.expect_err("a second attachment is refused");
+    assert_eq!(again.status, http::StatusCode::CONFLICT);
+    assert!(again.message.starts_with("Function a is already attached (attachment "), "{}", again.message);
+    // Play the attached runtime by hand, over HTTP.
+    let api: SocketAddr = info.runtime_api.parse().expect("addr");
+    let fake = FakeClient::new(api);
+    let invoke = tokio::spawn({
+        let (e, s) = (e.clone(), s.clone());
+        async move { e.invoke(s, request("{\"to\":\"attached\"}")).await }
+    });
+    let (id, payload) = fake.next().await;
+    assert_eq!(payload, "{\"to\":\"attached\"}");
+    assert_eq!(fake.respond(&id, "\"from attached\"").await, reqwest::StatusCode::ACCEPTED);
+    let run = invoke.await.expect("task").expect("run");
+    match &run.ended {
+        Ended::Posted(Outcome::Response { body, .. }) => assert_eq!(&body[..], b"\"from attached\""),
+        other => panic!("expected the attached runtime's answer, got {other:?}"),
+    }
+    assert_eq!(run.log_stream, info.log_stream);
+    assert_eq!(e.counts(), (0, 0, 0), "no pooled environment was started");
+    assert!(e.detach("a", &info.id));
+    assert!(!e.detach("a", &info.id), "detached once only");
+    answer(&e.invoke(s, request("{}")).await.expect("after detach"));
+    assert_eq!(e.counts().0, 1, "after detaching, a pooled environment serves");
+}
+
+/// One environment answers only its own invocation: its endpoint refuses another's id.
+#[tokio::test]
+async fn environment_answers_only_its_own_invocation() {
+    let ip = std::net::IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (a, b) = (Endpoint::new("a"), Endpoint::new("b"));
+    let la = runtime_api::serve(ip, a.clone()).await.expect("listen a");
+    let lb = runtime_api::serve(ip, b.clone()).await.expect("listen b");
+    let deliver = |ep: &Endpoint, id: &str| {
+        let (started, _) = tokio::sync::oneshot::channel();
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let inv = Invocation {
+            request_id: id.to_string(),
+            payload: Bytes::from_static(b"{}"),
+            invoked_arn: "arn".into(),
+            trace_id: "t".into(),
+            client_context: None,
+            cognito_identity: None,
+            tenant_id: None,
+            timeout: LONG,
+            started,
+            done,
+        };
+        assert!(ep.deliver(inv).is_ok());
+        rx
+    };
+    let mut done_a = deliver(&a, "id-a");
+    let done_b = deliver(&b, "id-b");
+    let (fa, fb) = (FakeClient::new(la.addr), FakeClient::new(lb.addr));
+    assert_eq!(fa.next().await.0, "id-a");
+    assert_eq!(fb.next().await.0, "id-b");
+    // Environment a posts b's request id: refused, and neither invocation ends.
+    let resp = fa.post("id-b/response", "\"stolen\"").await;
+    assert_eq!(resp.0, reqwest::StatusCode::BAD_REQUEST);
+    let v: Value = serde_json::from_str(&resp.1).expect("json error");
+    assert_eq!(v["errorType"], "InvalidRequestID");
+    assert_eq!(v["errorMessage"], "Invalid request ID");
+    assert!(done_a.try_recv().is_err(), "a's invocation is still in flight");
+    // Each answers its own.
+    assert_eq!(fa.respond("id-a", "\"a\"").await, reqwest::StatusCode::ACCEPTED);
+    assert_eq!(fb.respond("id-b", "\"b\"").await, reqwest::StatusCode::ACCEPTED);
+    match (done_a.await, done_b.await) {
+        (Ok(Outcome::Response { body: ba, .. }), Ok(Outcome::Response { body: bb, .. })) => {
+            assert_eq!((&ba[..], &bb[..]), (&b"\"a\""[..], &b"\"b\""[..]));
+        }
+        other => panic!("expected both responses, got {other:?}"),
+    }
+}
+
+/// A runtime client played by the test, over HTTP.
+struct FakeClient {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl FakeClient {
+    fn new(api: SocketAddr) -> FakeClient {
+        let client = reqwest::Client::builder().no_proxy().build().expect("client");
+        FakeClient { client, base: format!("http://{api}/2018-06-01/runtime/invocation") }
+    }
+
+    /// `/next`: the request id and payload.
+    async fn next(&self) -> (String, String) {
+        let r = self.client.get(format!("{}/next", self.base)).send().await.expect("/next");
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        let id = r.headers()["lambda-runtime-aws-request-id"].to_str().expect("id").to_string();
+        (id, r.text().await.expect("payload"))
+    }
+
+    async fn post(&self, path: &str, body: &str) -> (reqwest::StatusCode, String) {
+        let r = self.client.post(format!("{}/{path}", self.base)).body(body.to_string()).send().await.expect("post");
+        (r.status(), r.text().await.unwrap_or_default())
+    }
+
+    async fn respond(&self, id: &str, body: &str) -> reqwest::StatusCode {
+        self.post(&format!("{id}/response"), body).await.0
+    }
+}

@@ -1,0 +1,132 @@
+//! The server side of `ruststack attach`, under `/_ruststack/attach`: it registers a runtime
+//! started by hand (for example under a debugger) with the engine as an attached sandbox.
+//!
+//! - `POST /_ruststack/attach/{function}` with `{"keep_timeout": bool}` creates the
+//!   attachment: a dedicated Runtime API endpoint. Answers `{"id", "runtime_api", "env"}`.
+//!   A second attachment to the same function is refused with 409.
+//! - `GET /_ruststack/attach/{function}/hold?id=ID` is held open by the client; when the
+//!   client goes away (exit, Ctrl-C, kill -9) the attachment ends.
+//! - `DELETE /_ruststack/attach/{function}?id=ID` ends it explicitly.
+//! - `GET /_ruststack/attach` lists attachments.
+//!
+//! While attached, every invocation of the function goes to the attached runtime, one at a
+//! time, with the timeout suspended unless `keep_timeout` was asked for.
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::Lambda;
+use super::model::Scope;
+use crate::aws::AwsError;
+use crate::http_util::{self, Body};
+
+fn function_name(raw: &str) -> Result<String, AwsError> {
+    crate::aws::arn::parse_function_ref(raw).map(|r| r.name).map_err(|e| AwsError::invalid_param(e.to_string()))
+}
+
+/// The server side of attach, under `/_ruststack/attach`.
+pub async fn handle_api(lambda: &Arc<Lambda>, req: Request<Incoming>) -> Response<Body> {
+    let request_id = crate::aws::request_id();
+    match route(lambda, req).await {
+        Ok(r) => r,
+        Err(e) => e.to_response(&request_id),
+    }
+}
+
+async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>) -> Result<Response<Body>, AwsError> {
+    let path = req.uri().path().to_string();
+    let query = http_util::query_pairs(req.uri().query());
+    let id = query.iter().find(|(k, _)| k == "id").map(|(_, v)| v.clone()).unwrap_or_default();
+    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).skip(2).map(http_util::decode_segment).collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match (req.method().clone(), segs.as_slice()) {
+        (Method::GET, []) => {
+            let list: Vec<Value> = lambda
+                .engine
+                .attachments()
+                .iter()
+                .map(|a| {
+                    json!({"function": a.function, "id": a.id, "runtime_api": a.runtime_api,
+                                "keep_timeout": a.keep_timeout, "seconds": a.since.elapsed().as_secs()})
+                })
+                .collect();
+            Ok(http_util::json(StatusCode::OK, &json!({"attachments": list})))
+        }
+        (Method::POST, [f]) => {
+            let name = function_name(f)?;
+            let body = http_util::read_body(req.into_body(), 64 * 1024)
+                .await
+                .map_err(|_| AwsError::invalid_content("attach request too large"))?;
+            let opts: Value = if body.is_empty() {
+                json!({})
+            } else {
+                serde_json::from_slice(&body).map_err(|e| AwsError::invalid_content(e.to_string()))?
+            };
+            attach(lambda, &name, opts["keep_timeout"].as_bool().unwrap_or(false), opts["cwd"].as_str()).await
+        }
+        (Method::GET, [f, "hold"]) => {
+            let name = function_name(f)?;
+            let mut end = lambda
+                .engine
+                .attachment_end(&name, &id)
+                .ok_or_else(|| AwsError::not_found(format!("No attachment {id} for function {name}")))?;
+            // Ends the attachment when this request's future is dropped (the client went away).
+            struct Hold(Arc<Lambda>, String, String);
+            impl Drop for Hold {
+                fn drop(&mut self) {
+                    self.0.engine.detach(&self.1, &self.2);
+                }
+            }
+            let _hold = Hold(lambda.clone(), name, id);
+            let _ = end.wait_for(|d| d.is_some()).await;
+            Ok(http_util::json(StatusCode::OK, &json!({"detached": true})))
+        }
+        (Method::DELETE, [f]) => {
+            let name = function_name(f)?;
+            if lambda.engine.detach(&name, &id) {
+                Ok(http_util::empty(StatusCode::NO_CONTENT))
+            } else {
+                Err(AwsError::not_found(format!("No attachment {id} for function {name}")))
+            }
+        }
+        _ => Err(AwsError::unknown_operation(req.method(), &path)),
+    }
+}
+
+async fn attach(
+    lambda: &Arc<Lambda>,
+    name: &str,
+    keep_timeout: bool,
+    cwd: Option<&str>,
+) -> Result<Response<Body>, AwsError> {
+    let scope = Scope { region: lambda.cfg.region.clone(), account: lambda.cfg.account_id.clone() };
+    let config = lambda.stores.get(&scope.region).latest(name).ok_or_else(|| {
+        AwsError::not_found(format!(
+            "Function not found: {}",
+            crate::aws::arn::function_arn(&scope.region, &scope.account, name, None)
+        ))
+    })?;
+    let mut spec = super::invoke::spec_of(&config, String::new(), &scope);
+    spec.reason = "attached";
+    let info = lambda.engine.attach(&spec, keep_timeout).await?;
+    let mut env: serde_json::Map<String, Value> =
+        crate::engine::function_env(&spec, &info.runtime_api, &lambda.endpoint_url, &info.log_stream)
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect();
+    if let Some(cwd) = cwd {
+        env.insert("LAMBDA_TASK_ROOT".into(), cwd.into());
+    }
+    let (id, runtime_api) = (info.id, info.runtime_api);
+    tracing::info!(
+        function = name,
+        attachment = %id,
+        runtime_api = %runtime_api,
+        keep_timeout,
+        "attached: invocations of {name} now go to the attached runtime"
+    );
+    Ok(http_util::json(StatusCode::CREATED, &json!({"id": id, "runtime_api": runtime_api, "env": env})))
+}
