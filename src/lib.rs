@@ -9,6 +9,8 @@
 //! - [`pool`]: warm environments: acquire, release, TTL reaping, limits.
 //! - [`executor`]: how an environment runs: subprocess, docker, attached.
 //! - [`s3`]: the minimal S3 that functions need.
+//! - [`upstream`]: services RustStack does not implement: forwarded to `--upstream`, or a 501 in their protocol.
+//! - [`sts`]: STS GetCallerIdentity.
 //! - [`attach`]: the `ruststack attach` subcommand (client side).
 
 pub mod attach;
@@ -22,3 +24,5 @@ pub mod pool;
 pub mod runtime_api;
 pub mod s3;
 pub mod server;
+pub mod sts;
+pub mod upstream;

@@ -115,6 +115,8 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
     let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
     cfg.runtime_images()?;
+    cfg.service_endpoint_env()?;
+    crate::upstream::check_upstream(&cfg)?;
     let executors = Executors::new(&cfg, data_dir, addr).map_err(|e| format!("cannot set up executors: {e}"))?;
     let pool = Pool::new(
         executors,
@@ -179,8 +181,20 @@ async fn serve_conn(app: &Arc<App>, accepted: std::io::Result<(tokio::net::TcpSt
     let app = app.clone();
     tokio::spawn(http_util::serve_http1(stream, move |req| {
         let app = app.clone();
-        async move { handle(&app, req).await }
+        async move { dispatch(&app, req).await }
     }));
+}
+
+/// Requests for services RustStack does not implement go to [`crate::upstream`]; the rest to [`handle`].
+async fn dispatch(app: &Arc<App>, req: Request<Incoming>) -> Response<crate::upstream::Served> {
+    match crate::upstream::classify(req.headers()) {
+        Some(foreign) => {
+            app.in_flight.fetch_add(1, Ordering::SeqCst);
+            let _guard = InFlight(&app.in_flight);
+            crate::upstream::serve(&app.cfg, foreign, req).await
+        }
+        None => handle(app, req).await.map(http_body_util::Either::Left),
+    }
 }
 
 struct InFlight<'a>(&'a AtomicUsize);

@@ -131,7 +131,7 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
     tracing::info!(function = %c.name, executor = ?kind, reason, "executor chosen");
     let spec = Arc::new(EnvSpec {
         key: key.clone(),
-        config: c.clone(),
+        config: with_service_endpoints(c, &lambda.cfg),
         code_dir,
         layer_dirs,
         region: scope.region.clone(),
@@ -142,6 +142,20 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
     });
     lambda.specs.lock().insert(key, spec.clone());
     Ok(spec)
+}
+
+/// `--service-endpoint` variables (`AWS_ENDPOINT_URL_<SERVICE>`) join the function's own, which win,
+/// so every sandbox sees them through the one environment path.
+fn with_service_endpoints(c: &Arc<FunctionConfig>, cfg: &crate::config::Config) -> Arc<FunctionConfig> {
+    let vars = cfg.service_endpoint_env().unwrap_or_default();
+    if vars.iter().all(|(k, _)| c.environment.contains_key(k)) {
+        return c.clone();
+    }
+    let mut owned = FunctionConfig::clone(c);
+    for (k, v) in vars {
+        owned.environment.entry(k).or_insert(v);
+    }
+    Arc::new(owned)
 }
 
 fn error_body(error_type: &str, message: String) -> Bytes {
