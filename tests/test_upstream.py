@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import CREDS, Server, create_py_function, expect_error, free_port, http
+from conftest import BIN, CREDS, Server, create_py_function, expect_error, free_port, http, make_zip
 
 NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"})
 DDB_MESSAGE = ("RustStack does not implement the dynamodb operation {op}; "
@@ -208,3 +208,46 @@ def test_without_upstream_query_services_get_xml(alone):
     err = expect_error("InternalFailure", 501, sqs.list_queues)
     assert err["Error"]["Message"] == ("RustStack does not implement the sqs operation ListQueues; "
                                        "start RustStack with --upstream URL to forward it there")
+
+
+def test_service_endpoint_reaches_dynamodb_directly(moto):
+    # No --upstream: the function's DynamoDB calls go straight to moto through AWS_ENDPOINT_URL_DYNAMODB.
+    srv = Server("--service-endpoint", f"dynamodb={moto}", "--service-endpoint", "iot-data=http://127.0.0.1:9",
+                 "--python", sys.executable)
+    try:
+        lam = srv.client("lambda")
+        src = (
+            "import os, boto3\n"
+            "def handler(event, context):\n"
+            "    ddb = boto3.client('dynamodb')\n"
+            "    ddb.create_table(TableName='direct-table', BillingMode='PAY_PER_REQUEST',\n"
+            "        AttributeDefinitions=[{'AttributeName': 'pk', 'AttributeType': 'S'}],\n"
+            "        KeySchema=[{'AttributeName': 'pk', 'KeyType': 'HASH'}])\n"
+            "    return {k: v for k, v in os.environ.items() if k.startswith('AWS_ENDPOINT_URL')} | \\\n"
+            "        {'used': ddb.meta.endpoint_url}\n")
+        name = create_py_function(lam, src, Timeout=60)
+        r = lam.invoke(FunctionName=name)
+        body = json.loads(r["Payload"].read())
+        assert "FunctionError" not in r, body
+        assert body == {"AWS_ENDPOINT_URL": srv.endpoint, "AWS_ENDPOINT_URL_DYNAMODB": moto,
+                        "AWS_ENDPOINT_URL_IOT_DATA": "http://127.0.0.1:9", "used": moto}
+        assert moto_client(moto, "dynamodb").describe_table(TableName="direct-table")["Table"]["TableName"] == "direct-table"
+        # The function's own variable wins over the flag.
+        lam.update_function_configuration(FunctionName=name,
+                                          Environment={"Variables": {"AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:7"}})
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+        src2 = "import os\ndef handler(e, c):\n    return os.environ['AWS_ENDPOINT_URL_DYNAMODB']\n"
+        lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": src2}))
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+        r = lam.invoke(FunctionName=name)
+        assert json.loads(r["Payload"].read()) == "http://127.0.0.1:7"
+    finally:
+        srv.cleanup()
+
+
+def test_service_endpoint_must_be_service_equals_url(tmp_path):
+    proc = subprocess.run([BIN, "--port", str(free_port()),
+                           "--data-dir", str(tmp_path), "--service-endpoint", "dynamodb"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "--service-endpoint expects SERVICE=http(s)://..., got 'dynamodb'" in proc.stderr
