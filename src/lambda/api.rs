@@ -1469,6 +1469,7 @@ async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, streaming: 
     let tenant_id = header(&req, "x-amz-tenant-id");
     let limit = if itype == "Event" { MAX_EVENT_PAYLOAD } else { MAX_SYNC_PAYLOAD };
     let payload = read(req, limit, true).await?;
+    super::payload::check(&payload)?;
     let mut target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
     // AWS refuses to invoke a Pending function; locally the image is usually ready in
     // moments, so wait for it a while instead of failing scripts that invoke right away.

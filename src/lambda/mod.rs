@@ -6,6 +6,7 @@ pub mod code;
 pub mod events;
 pub mod invoke;
 pub mod model;
+pub mod payload;
 pub mod store;
 pub mod urls;
 
