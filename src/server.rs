@@ -170,8 +170,8 @@ async fn serve(
 
 /// Serves one accepted connection in its own task.
 async fn serve_conn(app: &Arc<App>, accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>) {
-    let stream = match accepted {
-        Ok((s, _)) => s,
+    let (stream, peer) = match accepted {
+        Ok((s, a)) => (s, a),
         Err(e) => {
             tracing::warn!(error = %e, "accept failed");
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -179,7 +179,8 @@ async fn serve_conn(app: &Arc<App>, accepted: std::io::Result<(tokio::net::TcpSt
         }
     };
     let app = app.clone();
-    tokio::spawn(http_util::serve_http1(stream, move |req| {
+    tokio::spawn(http_util::serve_http1(stream, move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(crate::lambda::urls::Peer(peer));
         let app = app.clone();
         async move { dispatch(&app, req).await }
     }));
