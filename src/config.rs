@@ -86,6 +86,12 @@ pub struct Config {
     /// Node.js for nodejs functions in subprocess mode.
     #[arg(long, env = "RUSTSTACK_NODE", default_value = "node")]
     pub node: String,
+    /// Where requests for AWS services RustStack does not implement are forwarded (LocalStack, moto, DynamoDB Local).
+    #[arg(long, env = "RUSTSTACK_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// SERVICE=URL: set AWS_ENDPOINT_URL_<SERVICE> in functions (repeatable).
+    #[arg(long, env = "RUSTSTACK_SERVICE_ENDPOINT", value_delimiter = ',')]
+    pub service_endpoint: Vec<String>,
     /// Seconds in-flight invocations get to finish on SIGTERM.
     #[arg(long, env = "RUSTSTACK_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
@@ -111,6 +117,25 @@ impl Config {
         }
         let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
         home.join(".ruststack")
+    }
+
+    /// `AWS_ENDPOINT_URL_<SERVICE>` variables from `--service-endpoint SERVICE=URL`: the SDKs'
+    /// per-service names (upper case, `-` and spaces become `_`).
+    pub fn service_endpoint_env(&self) -> Result<Vec<(String, String)>, String> {
+        self.service_endpoint
+            .iter()
+            .map(|s| match s.split_once('=') {
+                Some((svc, url)) if !svc.trim().is_empty() && (url.starts_with("http://") || url.starts_with("https://")) => {
+                    let name: String = svc
+                        .trim()
+                        .chars()
+                        .map(|c| if c == '-' || c == ' ' { '_' } else { c.to_ascii_uppercase() })
+                        .collect();
+                    Ok((format!("AWS_ENDPOINT_URL_{name}"), url.to_string()))
+                }
+                _ => Err(format!("--service-endpoint expects SERVICE=http(s)://..., got '{s}'")),
+            })
+            .collect()
     }
 
     /// RUNTIME=IMAGE pairs; malformed entries are reported, not ignored.

@@ -10,10 +10,13 @@ pub type Body = Full<Bytes>;
 /// Serves one accepted HTTP/1 connection until it closes, with the settings every
 /// RustStack listener uses: TCP_NODELAY, and each response written with one write
 /// (`writev(false)` copies head and body together), so no answer waits on a delayed ACK.
-pub async fn serve_http1<F, Fut>(stream: tokio::net::TcpStream, handle: F)
+pub async fn serve_http1<F, Fut, B>(stream: tokio::net::TcpStream, handle: F)
 where
     F: Fn(http::Request<Incoming>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+    Fut: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let _ = stream.set_nodelay(true);
     let svc = hyper::service::service_fn(move |req| {

@@ -116,6 +116,8 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     let store = Regions::open(data_dir, &cfg.region).map_err(|e| format!("cannot open store: {e}"))?;
     let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
     let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
+    cfg.service_endpoint_env()?;
+    crate::upstream::check_upstream(&cfg)?;
     let engine = Engine::new(&engine_config(&cfg, data_dir, addr)?)
         .map_err(|e| format!("cannot set up executors: {e}"))?;
     let lambda = Arc::new(Lambda::new(cfg.clone(), store, engine, s3.clone(), format!("http://{addr}"), events));
@@ -196,8 +198,8 @@ async fn serve(
 
 /// Serves one accepted connection in its own task.
 async fn serve_conn(app: &Arc<App>, accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>) {
-    let stream = match accepted {
-        Ok((s, _)) => s,
+    let (stream, peer) = match accepted {
+        Ok((s, a)) => (s, a),
         Err(e) => {
             tracing::warn!(error = %e, "accept failed");
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -205,13 +207,26 @@ async fn serve_conn(app: &Arc<App>, accepted: std::io::Result<(tokio::net::TcpSt
         }
     };
     let app = app.clone();
-    tokio::spawn(http_util::serve_http1(stream, move |req| {
+    tokio::spawn(http_util::serve_http1(stream, move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(crate::lambda::urls::Peer(peer));
         let app = app.clone();
-        async move { handle(&app, req).await }
+        async move { dispatch(&app, req).await }
     }));
 }
 
+/// Requests for services RustStack does not implement go to [`crate::upstream`]; the rest to [`handle`].
+async fn dispatch(app: &Arc<App>, req: Request<Incoming>) -> Response<crate::upstream::Served> {
+    match crate::upstream::classify(req.headers()) {
+        Some(foreign) => {
+            let _guard = InFlight(app);
+            crate::upstream::serve(&app.cfg, foreign, req).await
+        }
+        None => handle(app, req).await.map(http_body_util::Either::Left),
+    }
+}
+
 struct InFlight<'a>(&'a App);
+
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {

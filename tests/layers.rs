@@ -15,6 +15,8 @@ const FLOORS: &[(&str, u32)] = &[
     ("lambda", 4),
     ("logs", 3),
     ("s3", 3),
+    ("upstream", 3),
+    ("sts", 3),
     ("engine", 2),
     ("config", 1),
     ("aws", 1),

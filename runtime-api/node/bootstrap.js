@@ -26,6 +26,13 @@ const { Writable } = require('stream');
 
 const API_VERSION = '/2018-06-01/runtime';
 
+// RustStack's own variables (_RUSTSTACK_*) do not exist on AWS: hidden from the function.
+// _RUSTSTACK_OWNER stays, because the processes a function starts inherit process.env and
+// the server's sweep after a kill -9 finds them by it.
+for (const key of Object.keys(process.env)) {
+  if (key.startsWith('_RUSTSTACK_') && key !== '_RUSTSTACK_OWNER') delete process.env[key];
+}
+
 // ---------------------------------------------------------------- errors
 
 class RuntimeError extends Error {

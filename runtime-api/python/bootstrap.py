@@ -107,6 +107,10 @@ _UNHANDLED_WARNING = (
 
 _environ = os.environ
 
+# RustStack's own settings (_RUSTSTACK_*): read once here, then hidden from the function by
+# _hide_internal_env(), since no such variables exist on AWS.
+_INTERNAL = {k: v for k, v in os.environ.items() if k.startswith("_RUSTSTACK_")}
+
 # The request id of the invocation in flight, for log records.
 _REQUEST_ID = None
 _TENANT_ID = None
@@ -189,7 +193,7 @@ def _declared_version():
     """(major, minor) of the function's declared runtime."""
     exec_env = _environ.get("AWS_EXECUTION_ENV", "")
     for candidate in (
-        _environ.get("_RUSTSTACK_PYTHON_VERSION", ""),
+        _INTERNAL.get("_RUSTSTACK_PYTHON_VERSION", ""),
         exec_env[len("AWS_Lambda_python"):] if exec_env.startswith("AWS_Lambda_python") else "",
     ):
         candidate = candidate.strip()
@@ -848,7 +852,7 @@ def _setup_sys_path(task_root):
     .pth files add, then the interpreter's own entries.
     """
     major_minor = "%d.%d" % _declared_version()
-    layer_roots = [p for p in _environ.get("_RUSTSTACK_LAYER_DIRS", "").split(os.pathsep) if p]
+    layer_roots = [p for p in _INTERNAL.get("_RUSTSTACK_LAYER_DIRS", "").split(os.pathsep) if p]
     site_dirs = [
         os.path.join(root, "python", "lib", "python" + major_minor, "site-packages")
         for root in layer_roots
@@ -1064,6 +1068,19 @@ def _run(client, request_handler):
                 os._exit(1)
 
 
+def _hide_internal_env():
+    """Takes RustStack's variables out of os.environ before the function loads.
+
+    _RUSTSTACK_OWNER leaves only the mapping and stays in the process's C environment, so the
+    processes the function starts still inherit it and the server's sweep after a kill -9
+    finds them."""
+    for key in _INTERNAL:
+        if key == "_RUSTSTACK_OWNER":
+            os.environ._data.pop(os.environ.encodekey(key), None)
+        else:
+            os.environ.pop(key, None)
+
+
 def main():
     _signal.signal(_signal.SIGTERM, _on_sigterm)
     _configure_std_streams()
@@ -1082,6 +1099,7 @@ def main():
 
     _install_std_finder()
     _setup_sys_path(task_root)
+    _hide_internal_env()
 
     try:
         request_handler = _load_handler(handler_name)

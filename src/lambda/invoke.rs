@@ -204,7 +204,7 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
     let code_dir = if c.package_type == "Zip" { Some(unpack(&c.code_sha_hex)?) } else { None };
     let layer_dirs = c.layers.iter().map(|l| unpack(&l.sha_hex)).collect::<Result<Vec<_>, _>>()?;
     tracing::info!(function = %c.name, executor = ?kind, reason, "executor chosen");
-    let mut spec = spec_of(c, key.clone(), scope);
+    let mut spec = spec_of(&with_service_endpoints(c, &lambda.cfg), key.clone(), scope);
     spec.code_dir = code_dir;
     spec.layer_dirs = layer_dirs;
     spec.kind = kind;
@@ -212,6 +212,20 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
     let spec = Arc::new(spec);
     lambda.specs.lock().insert(key, spec.clone());
     Ok(spec)
+}
+
+/// `--service-endpoint` variables (`AWS_ENDPOINT_URL_<SERVICE>`) join the function's own, which win,
+/// so every sandbox sees them through the one environment path.
+fn with_service_endpoints(c: &Arc<FunctionConfig>, cfg: &crate::config::Config) -> Arc<FunctionConfig> {
+    let vars = cfg.service_endpoint_env().unwrap_or_default();
+    if vars.iter().all(|(k, _)| c.environment.contains_key(k)) {
+        return c.clone();
+    }
+    let mut owned = FunctionConfig::clone(c);
+    for (k, v) in vars {
+        owned.environment.entry(k).or_insert(v);
+    }
+    Arc::new(owned)
 }
 
 fn error_body(error_type: &str, message: String) -> Bytes {

@@ -10,6 +10,7 @@ pub mod events;
 pub mod invoke;
 pub mod model;
 pub mod model_gen;
+pub mod payload;
 pub mod store;
 pub mod urls;
 pub mod validate;

@@ -46,6 +46,42 @@ pub fn url_id_from_path(path: &str) -> Option<(&str, &str)> {
     (!id.is_empty()).then_some((id, tail))
 }
 
+/// The client's address, put in each request's extensions by the listener: `sourceIp` and
+/// `x-forwarded-for` of a function URL request.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// The headers AWS's front end adds to a function URL request (and overwrites when the client
+/// sent them): `x-forwarded-proto`/`-port` of the URL the client used, `x-forwarded-for` with the
+/// client's address appended, and `x-amzn-trace-id` (the client's, or a new root).
+fn add_forwarding_headers(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, default_port: &str) {
+    let port = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.rsplit_once(':'))
+        .map(|(_, p)| p.to_string())
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| default_port.to_string());
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).filter(|v| !v.trim().is_empty()) {
+        Some(prior) => peer.map_or_else(|| prior.to_string(), |ip| format!("{prior}, {ip}")),
+        None => peer.map(|ip| ip.to_string()).unwrap_or_default(),
+    };
+    for (k, v) in [("x-forwarded-proto", "http".to_string()), ("x-forwarded-port", port), ("x-forwarded-for", xff)] {
+        if let Ok(v) = HeaderValue::from_str(&v)
+            && !v.is_empty()
+        {
+            headers.insert(k, v);
+        }
+    }
+    if !headers.contains_key("x-amzn-trace-id") {
+        let now = crate::aws::epoch_ms() / 1000;
+        let r = uuid::Uuid::new_v4().simple().to_string();
+        if let Ok(v) = HeaderValue::from_str(&format!("Root=1-{now:08x}-{}", &r[..24])) {
+            headers.insert("x-amzn-trace-id", v);
+        }
+    }
+}
+
 fn message(status: StatusCode, text: &str) -> Response<Body> {
     http_util::json(status, &json!({"Message": text}))
 }
@@ -77,14 +113,19 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, url_id: &str, 
         Ok(t) => t,
         Err(_) => return message(StatusCode::NOT_FOUND, "Not Found"),
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
+    let default_port = lambda.endpoint_url.rsplit_once(':').map_or("4566", |(_, p)| p.trim_end_matches('/')).to_string();
+    add_forwarding_headers(&mut parts.headers, peer, &default_port);
+    let source_ip = peer.map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string());
     let body = match http_util::read_body(body, MAX_SYNC_PAYLOAD).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
         Err(BodyError::Io(_)) => return message(StatusCode::BAD_REQUEST, "Bad Request"),
     };
     let request_id = crate::aws::request_id();
-    let event = event(&parts.method, raw_path, parts.uri.query(), &parts.headers, &body, url_id, &scope, &request_id);
+    let mut event = event(&parts.method, raw_path, parts.uri.query(), &parts.headers, &body, url_id, &scope, &request_id);
+    event["requestContext"]["http"]["sourceIp"] = json!(source_ip);
     let payload = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
     let call = CallContext { request_id: Some(request_id.clone()), ..CallContext::default() };
     let mut resp = match invoke::invoke(lambda, &target, &scope, payload, call).await {

@@ -254,12 +254,11 @@ impl SubprocessExecutor {
             .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
             .env("LAMBDA_TASK_ROOT", &code_dir)
             .env("LAMBDA_RUNTIME_DIR", self.bootstrap_path.parent().unwrap_or(Path::new("/")))
-            .env("_RUSTSTACK_LAYER_DIRS", layer_list)
-            .env(OWNER_VAR, &self.owner)
-            .env(
-                "_RUSTSTACK_PYTHON_VERSION",
-                spec.runtime.as_deref().and_then(|r| r.strip_prefix("python")).unwrap_or(""),
-            );
+            .env(OWNER_VAR, &self.owner);
+        // Only the bundled Python client reads these (and hides them from the function).
+        if let Some(version) = spec.runtime.as_deref().and_then(|r| r.strip_prefix("python")) {
+            cmd.env("_RUSTSTACK_LAYER_DIRS", layer_list).env("_RUSTSTACK_PYTHON_VERSION", version);
+        }
         if spec.runtime.as_deref().is_some_and(|r| r.starts_with("nodejs")) {
             cmd.env("NODE_PATH", self.node_path(spec, &code_dir));
         }

@@ -39,6 +39,7 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
     let tenant_id = header(&req, "x-amz-tenant-id");
     let limit = if itype == "Event" { MAX_EVENT_PAYLOAD } else { MAX_SYNC_PAYLOAD };
     let payload = read(req, limit, true).await?;
+    crate::lambda::payload::check(&payload)?;
     // Waits (bounded) while the function is Pending or its update InProgress: see states.rs.
     let target = resolve_settled(ctx, &name, q.as_deref()).await?;
     if target.config.state == "Failed" {
