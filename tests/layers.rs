@@ -15,7 +15,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("lambda", 4),
     ("logs", 3),
     ("s3", 3),
-    ("upstream", 3),
+    ("upstream", 4),
     ("sts", 3),
     ("engine", 2),
     ("config", 1),
