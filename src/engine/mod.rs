@@ -138,13 +138,27 @@ pub struct EnvSpec {
     pub layer_dirs: Vec<PathBuf>,
     pub region: String,
     pub account: String,
-    /// The function's log group, `/aws/lambda/<function>`.
+    /// The function's log group: `LoggingConfig.LogGroup`, else `/aws/lambda/<function>`.
     pub log_group: String,
+    /// The rest of `LoggingConfig`: format and levels.
+    pub logging: LogSettings,
     pub kind: SandboxKind,
     /// Why this sandbox was chosen (for the log).
     pub reason: &'static str,
     /// Started ahead for provisioned concurrency (`AWS_LAMBDA_INITIALIZATION_TYPE`).
     pub provisioned: bool,
+}
+
+/// How a function's logs are written and filtered (`LoggingConfig`, advanced logging controls).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `LogFormat=JSON`: the runtime clients write JSON records and the platform lines are
+    /// JSON platform records; levels only apply then.
+    pub json: bool,
+    /// `ApplicationLogLevel` (TRACE|DEBUG|INFO|WARN|ERROR|FATAL), upper case; INFO when unset.
+    pub application_level: String,
+    /// `SystemLogLevel` (DEBUG|INFO|WARN), upper case; INFO when unset.
+    pub system_level: String,
 }
 
 /// One invocation, as the caller asks for it.
@@ -176,6 +190,8 @@ pub struct RunOutcome {
     pub init_duration: Option<Duration>,
     /// The environment's output during the invocation.
     pub output: Vec<u8>,
+    /// Peak memory of the environment so far (its process tree or container), in MB.
+    pub max_memory_mb: u64,
     /// Where the invocation's log lines go.
     pub log_group: String,
     pub log_stream: String,
@@ -342,6 +358,7 @@ async fn run(pool: &Arc<Pool>, spec: &EnvSpec, req: Request, init_timeout: Durat
         env.uses.fetch_add(1, Ordering::Relaxed);
         let healthy = matches!(r.ended, Ended::Posted(_)) && !env.endpoint.is_dead();
         let output = env.log.take();
+        let max_memory_mb = env.sandbox.peak_memory_mb().await;
         if !healthy {
             env.sandbox.stop().await;
         }
@@ -350,6 +367,7 @@ async fn run(pool: &Arc<Pool>, spec: &EnvSpec, req: Request, init_timeout: Durat
             duration: r.duration,
             init_duration: r.init_duration,
             output,
+            max_memory_mb,
             log_group: env.log.group().to_string(),
             log_stream: env.log.stream().to_string(),
         };
