@@ -88,7 +88,9 @@ def check_platform(recs, request_id, memory=128, system="INFO"):
     rep = report[0]["record"]
     assert rep["requestId"] == request_id
     m = rep["metrics"]
-    assert set(m) >= {"durationMs", "billedDurationMs", "memorySizeMB", "maxMemoryUsedMB"}, m
+    assert all(list(x) == ["time", "type", "record"] for x in start + report + done)
+    assert list(m)[:4] == ["durationMs", "billedDurationMs", "memorySizeMB", "maxMemoryUsedMB"], m
+    assert list(rep)[:3] == ["requestId", "metrics", "status"], rep
     assert m["memorySizeMB"] == memory and m["billedDurationMs"] >= 1 and m["maxMemoryUsedMB"] > 0
     assert (len(done) == 1) == (system == "DEBUG"), done
     return rep

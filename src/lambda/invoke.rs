@@ -467,14 +467,19 @@ fn json_log(
 ) -> Vec<u8> {
     let mut text = Vec::with_capacity(output.len() + 640);
     let system = system_level_rank(&logging.system_level);
-    let record = |level: &str, kind: &str, record: Value, text: &mut Vec<u8>| {
+    // Written by hand, not through serde_json::Value (whose maps sort their keys): AWS's
+    // records keep their fields in this order.
+    let q = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
+    let num = |v: f64| serde_json::to_string(&((v * 100.0).round() / 100.0)).unwrap_or_else(|_| "0".into());
+    let record = |level: &str, kind: &str, record: String, text: &mut Vec<u8>| {
         if system_level_rank(level) <= system {
-            let line = json!({"time": log_time(), "type": kind, "record": record});
-            text.extend_from_slice(line.to_string().as_bytes());
+            let line = format!(r#"{{"time":"{}","type":"{kind}","record":{record}}}"#, log_time());
+            text.extend_from_slice(line.as_bytes());
             text.push(b'\n');
         }
     };
-    record("INFO", "platform.start", json!({"requestId": request_id, "version": version}), &mut text);
+    let rid = q(request_id);
+    record("INFO", "platform.start", format!(r#"{{"requestId":{rid},"version":{}}}"#, q(version)), &mut text);
     let wanted = app_level_rank(&logging.application_level);
     for line in output.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         if line_level_rank(line) <= wanted {
@@ -482,27 +487,19 @@ fn json_log(
             text.push(b'\n');
         }
     }
-    let round2 = |v: f64| (v * 100.0).round() / 100.0;
-    let mut done = json!({
-        "requestId": request_id,
-        "status": status.status,
-        "metrics": {"durationMs": round2(ms), "producedBytes": 0},
-    });
-    let mut metrics = json!({
-        "durationMs": round2(ms),
-        "billedDurationMs": billed,
-        "memorySizeMB": memory_mb,
-        "maxMemoryUsedMB": max_memory_mb,
-    });
-    if let Some(init) = init_ms {
-        metrics["initDurationMs"] = json!(round2(init));
-    }
-    let mut report = json!({"requestId": request_id, "metrics": metrics, "status": status.status});
-    if let Some(t) = &status.error_type {
-        done["errorType"] = json!(t);
-        report["errorType"] = json!(t);
-    }
+    let error_type = status.error_type.as_deref().map(|t| format!(r#","errorType":{}"#, q(t))).unwrap_or_default();
+    let done = format!(
+        r#"{{"requestId":{rid},"status":{}{error_type},"metrics":{{"durationMs":{},"producedBytes":0}}}}"#,
+        q(status.status),
+        num(ms)
+    );
     record("DEBUG", "platform.runtimeDone", done, &mut text);
+    let init = init_ms.map(|i| format!(r#","initDurationMs":{}"#, num(i))).unwrap_or_default();
+    let report = format!(
+        r#"{{"requestId":{rid},"metrics":{{"durationMs":{},"billedDurationMs":{billed},"memorySizeMB":{memory_mb},"maxMemoryUsedMB":{max_memory_mb}{init}}},"status":{}{error_type}}}"#,
+        num(ms),
+        q(status.status)
+    );
     record("INFO", "platform.report", report, &mut text);
     text
 }
@@ -519,5 +516,23 @@ mod tests {
         assert!(line_level_rank(br#"{"level":"INFO","message":"x"}"#) > wanted);
         assert!(line_level_rank(b"plain text") > wanted);
         assert!(line_level_rank(br#"{"level":"CRITICAL"}"#) <= app_level_rank("FATAL"));
+    }
+
+    #[test]
+    fn json_platform_records_keep_aws_field_order() {
+        let logging = LogSettings { json: true, application_level: "INFO".into(), system_level: "DEBUG".into() };
+        let st = Status { status: "timeout", error_type: Some("Sandbox.Timedout".into()), in_text_report: true };
+        let text = json_log("r-1", "$LATEST", &logging, b"hi\n", &st, 1000.004, 1001, 128, 42, Some(12.5));
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with(r#"{"time":""#), "{}", lines[0]);
+        assert!(lines[0].ends_with(r#"","type":"platform.start","record":{"requestId":"r-1","version":"$LATEST"}}"#));
+        assert_eq!(lines[1], "hi");
+        assert!(lines[2].ends_with(r#""type":"platform.runtimeDone","record":{"requestId":"r-1","status":"timeout","errorType":"Sandbox.Timedout","metrics":{"durationMs":1000.0,"producedBytes":0}}}"#), "{}", lines[2]);
+        assert!(lines[3].ends_with(r#""type":"platform.report","record":{"requestId":"r-1","metrics":{"durationMs":1000.0,"billedDurationMs":1001,"memorySizeMB":128,"maxMemoryUsedMB":42,"initDurationMs":12.5},"status":"timeout","errorType":"Sandbox.Timedout"}}"#), "{}", lines[3]);
+        for l in [lines[0], lines[2], lines[3]] {
+            serde_json::from_str::<Value>(l).unwrap();
+        }
     }
 }
