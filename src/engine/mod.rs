@@ -358,7 +358,7 @@ async fn run(pool: &Arc<Pool>, spec: &EnvSpec, req: Request, init_timeout: Durat
         env.uses.fetch_add(1, Ordering::Relaxed);
         let healthy = matches!(r.ended, Ended::Posted(_)) && !env.endpoint.is_dead();
         let output = env.log.take();
-        let max_memory_mb = env.sandbox.peak_memory_mb().await;
+        let max_memory_mb = r.max_memory_mb;
         if !healthy {
             env.sandbox.stop().await;
         }
@@ -383,13 +383,16 @@ struct RunResult {
     ended: Ended,
     duration: Duration,
     init_duration: Option<Duration>,
+    /// The environment's peak memory, measured once the invocation ended.
+    max_memory_mb: u64,
 }
 
 /// Hands the invocation to an environment's endpoint, waits for its end, then for the
-/// output written so far.
+/// output written so far (and, meanwhile, measures the environment's peak memory).
 async fn run_on(env: &Environment, timing: &Timing, req: &Request) -> RunResult {
-    let r = run_invocation(&env.endpoint, timing, req).await;
-    env.sandbox.flush_logs().await;
+    let mut r = run_invocation(&env.endpoint, timing, req).await;
+    let ((), mem) = tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb());
+    r.max_memory_mb = mem;
     r
 }
 
@@ -413,7 +416,13 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
     let t0 = Instant::now();
     let cold_since = timing.cold_since;
     let mut death = endpoint.death();
-    let died = |d: Death, init_duration| RunResult { picked_up: false, ended: Ended::Died(d), duration: t0.elapsed(), init_duration };
+    let died = |d: Death, init_duration| RunResult {
+        picked_up: false,
+        ended: Ended::Died(d),
+        duration: t0.elapsed(),
+        init_duration,
+        max_memory_mb: 0,
+    };
     if endpoint.deliver(inv).is_err() {
         return died(Death::Exited("environment not accepting invocations".into()), None);
     }
@@ -434,6 +443,7 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
                 ended: Ended::InitTimedOut { after: timing.init_timeout },
                 duration: t0.elapsed(),
                 init_duration: cold_since.map(|c| c.elapsed()),
+                max_memory_mb: 0,
             };
         }
     };
@@ -454,7 +464,7 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
             Ended::TimedOut { timeout: timing.timeout }
         }
     };
-    RunResult { picked_up: true, ended, duration: picked.elapsed(), init_duration }
+    RunResult { picked_up: true, ended, duration: picked.elapsed(), init_duration, max_memory_mb: 0 }
 }
 
 fn trace_id() -> String {

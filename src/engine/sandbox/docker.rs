@@ -719,7 +719,8 @@ impl Container {
         let engine = self.inner.engine().await.ok()?;
         let opts = StatsOptionsBuilder::new().stream(false).one_shot(true).build();
         let mut stats = engine.docker.stats(&self.id, Some(opts));
-        let s = tokio::time::timeout(Duration::from_secs(2), stats.next()).await.ok()??.ok()?;
+        // Bounded: it runs before the invocation is answered.
+        let s = tokio::time::timeout(Duration::from_millis(300), stats.next()).await.ok()??.ok()?;
         let m = s.memory_stats?;
         m.max_usage.or(m.usage)
     }
