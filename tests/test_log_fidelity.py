@@ -173,6 +173,7 @@ def test_exit_error_lines_as_aws_writes_them(server):
         assert lines[:5] == [f"START RequestId: {rid} Version: $LATEST", "exiting now", msg, "Runtime.ExitError",
                              f"END RequestId: {rid}"], lines
         assert lines[5].endswith("\tStatus: error\tError Type: Runtime.ExitError\t"), lines[5]
+        assert report_field(lines[5], "Max Memory Used") > 0, "measured at the runtime's exit"
         assert len(lines) == 6
     # The next invoke runs on a fresh environment, with its own clean log.
     r, out, tail = invoke(lam, name, {"what": "line", "tag": "after"})

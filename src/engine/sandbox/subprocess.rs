@@ -69,8 +69,9 @@ pub struct Process {
     exited: Arc<AtomicBool>,
     /// The one pipe the runtime's stdout and stderr share, into the environment's log.
     output: Option<PipeOutput>,
-    /// The highest peak RSS of the process tree seen so far, in bytes (kept once it exits).
-    peak: AtomicU64,
+    /// The highest peak RSS of the process tree seen so far, in bytes (kept once it exits;
+    /// the waiter adds the runtime's own peak at its exit).
+    peak: Arc<AtomicU64>,
 }
 
 impl SubprocessExecutor {
@@ -298,7 +299,13 @@ impl SubprocessExecutor {
             }
         };
         let ex = exited.clone();
+        let peak = Arc::new(AtomicU64::new(0));
+        let peak_at_exit = peak.clone();
         tokio::spawn(async move {
+            // Before reaping it: a runtime that dies mid-invocation still reports its memory.
+            if let Some(b) = exit_peak_bytes(pid).await {
+                peak_at_exit.fetch_max(b, Ordering::Relaxed);
+            }
             let status = child.wait().await;
             ex.store(true, Ordering::SeqCst);
             let why = match status {
@@ -311,8 +318,45 @@ impl SubprocessExecutor {
             };
             endpoint.set_death(Death::Exited(why));
         });
-        Ok(Process { pid, exited, output, peak: AtomicU64::new(0) })
+        Ok(Process { pid, exited, output, peak })
     }
+}
+
+/// Waits until `pid` (our child) has exited, without reaping it (a pidfd), and returns its
+/// peak RSS from its rusage (`ru_maxrss`). Tokio reaps a child only while its `wait` is
+/// polled, which the caller does after this. None where pidfds are missing (Linux < 5.3).
+async fn exit_peak_bytes(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    // SAFETY: plain syscall; it returns a new fd we own, or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: `raw` is a fresh pidfd owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw as libc::c_int) };
+    // SAFETY: the AsyncFd owns `fd` and is dropped (deregistering it) before the fd closes.
+    let afd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()?;
+    let _ready = afd.readable().await.ok()?;
+    // SAFETY: waitid (the raw syscall, whose 5th argument is a rusage) writes one siginfo_t
+    // and one rusage that we own; WNOWAIT leaves the child for tokio to reap.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_waitid,
+            libc::P_PID,
+            pid,
+            &mut info as *mut libc::siginfo_t,
+            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            &mut usage as *mut libc::rusage,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    u64::try_from(usage.ru_maxrss).ok().map(|kb| kb * 1024)
 }
 
 /// A pipe for a runtime's output: (read end, non-blocking, for the reader; write end, for
@@ -493,7 +537,7 @@ mod tests {
     #[test]
     fn alive_sees_an_exit_before_it_is_collected() {
         let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let p = Process { pid: child.id() as i32, exited: Arc::new(AtomicBool::new(false)), output: None, peak: AtomicU64::new(0) };
+        let p = Process { pid: child.id() as i32, exited: Arc::new(AtomicBool::new(false)), output: None, peak: Arc::new(AtomicU64::new(0)) };
         assert!(p.alive());
         // SAFETY: a plain kill of our own child.
         unsafe { libc::kill(p.pid, libc::SIGKILL) };

@@ -31,8 +31,10 @@ pub fn fifo_wrapper() -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), format!("exec \"$@\" >{FIFO_TARGET} 2>&1"), "lambda-entrypoint".into()]
 }
 
-/// Longest a flush waits.
+/// Longest a flush waits without the reader making progress.
 const FLUSH_MAX: Duration = Duration::from_millis(50);
+/// Longest a pipe flush waits in all.
+const FLUSH_CAP: Duration = Duration::from_secs(2);
 /// Attach mode: the output is complete once the stream has been quiet this long.
 const ATTACH_QUIET: Duration = Duration::from_millis(2);
 /// A partial line longer than this goes to the log without waiting for its newline.
@@ -115,9 +117,24 @@ impl PipeOutput {
     /// Waits until every byte written before now is in the log, the last partial line too:
     /// it belongs to the invocation that wrote it, not to the next one.
     pub async fn flush(&self) {
-        let until = Instant::now() + FLUSH_MAX;
+        // Gives up after FLUSH_MAX without progress (a writer that keeps writing), or
+        // FLUSH_CAP in all; while the reader drains a flood (a busy machine), it waits.
+        let cap = Instant::now() + FLUSH_CAP;
+        let mut until = Instant::now() + FLUSH_MAX;
         let mut spins = 0;
-        while crate::engine::sandbox::pending_bytes(self.fd.load(Ordering::SeqCst)) > 0 && Instant::now() < until {
+        let mut last = i32::MAX;
+        loop {
+            let pending = crate::engine::sandbox::pending_bytes(self.fd.load(Ordering::SeqCst));
+            let now = Instant::now();
+            if pending == 0 || now >= cap {
+                break;
+            }
+            if pending < last {
+                last = pending;
+                until = now + FLUSH_MAX;
+            } else if now >= until {
+                break;
+            }
             if spins < 20 {
                 tokio::task::yield_now().await;
                 spins += 1;
