@@ -12,7 +12,8 @@
 //     event loop is empty;
 //   - errors are {errorType, errorMessage, trace}; init errors go to /init/error and exit 129,
 //     an unhandled rejection exits 128;
-//   - console.* lines are "<ISO time>\t<request id>\t<LEVEL>\t<message>";
+//   - console.* lines are "<ISO time>\t<request id>\t<LEVEL>\t<message>", or JSON records with
+//     AWS_LAMBDA_LOG_FORMAT=JSON, filtered by AWS_LAMBDA_LOG_LEVEL;
 //   - awslambda.streamifyResponse / awslambda.HttpResponseStream exist as in the Lambda
 //     runtime; what a streaming handler writes is collected and answered when it ends
 //     (buffered: RustStack does not stream it to the caller chunk by chunk).
@@ -67,21 +68,87 @@ function toErrorBody(err) {
 let currentRequestId;
 const stdoutWrite = (line) => process.stdout.write(line);
 
+// Advanced logging controls, as the Lambda Node.js runtime reads them: AWS_LAMBDA_LOG_FORMAT
+// JSON writes one JSON record per call ({timestamp, level, requestId, message}, plus
+// errorType/errorMessage/stackTrace for an Error argument); AWS_LAMBDA_LOG_LEVEL turns the
+// console methods below it into no-ops.
+const LOG_JSON = (process.env.AWS_LAMBDA_LOG_FORMAT || '').toUpperCase() === 'JSON';
+const LEVELS = { TRACE: 1, DEBUG: 2, INFO: 3, WARN: 4, ERROR: 5, FATAL: 6 };
+const MIN_LEVEL = LEVELS[(process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase()] || LEVELS.TRACE;
+
+function errorFields(err) {
+  return {
+    errorType: (err && err.constructor && err.constructor.name) || 'UnknownError',
+    errorMessage: err.message,
+    stackTrace: typeof err.stack === 'string' ? err.stack.split('\n') : [],
+  };
+}
+
+// Errors nested in a logged value become {errorType, errorMessage, stackTrace}.
+function jsonReplacer(_key, value) {
+  if (value instanceof Error) {
+    return Object.assign(errorFields(value), value);
+  }
+  return value;
+}
+
+function jsonRecord(level, args) {
+  const record = { timestamp: new Date().toISOString(), level, requestId: currentRequestId };
+  if (args.length === 1) {
+    record.message = args[0];
+    try {
+      return JSON.stringify(record, jsonReplacer);
+    } catch (_) {
+      record.message = util.format(args[0]);
+      return JSON.stringify(record);
+    }
+  }
+  record.message = util.format(...args);
+  const err = args.find((a) => a instanceof Error);
+  if (err) {
+    Object.assign(record, errorFields(err));
+  }
+  return JSON.stringify(record, jsonReplacer);
+}
+
 function patchConsole() {
-  const levels = { log: 'INFO', info: 'INFO', warn: 'WARN', error: 'ERROR', debug: 'DEBUG', trace: 'TRACE' };
-  for (const [method, level] of Object.entries(levels)) {
+  const methods = { log: 'INFO', info: 'INFO', warn: 'WARN', error: 'ERROR', debug: 'DEBUG', trace: 'TRACE', fatal: 'FATAL' };
+  for (const [method, level] of Object.entries(methods)) {
+    if (LEVELS[level] < MIN_LEVEL) {
+      console[method] = () => {};
+      continue;
+    }
     console[method] = (...args) => {
+      if (LOG_JSON) {
+        stdoutWrite(jsonRecord(level, args) + '\n');
+        return;
+      }
       let message = util.format(...args);
       if (method === 'trace') {
         const stack = new Error().stack.split('\n').slice(2).join('\n');
         message = 'Trace: ' + message + '\n' + stack;
       }
-      stdoutWrite(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${message}\n`);
+      // One log event per call: the newlines inside a message are carriage returns, as the
+      // Lambda runtime writes them to its log.
+      stdoutWrite(`${new Date().toISOString()}\t${currentRequestId}\t${level}\t${message.replace(/\n/g, '\r')}\n`);
     };
   }
 }
 
 function logError(prefix, body) {
+  if (LOG_JSON) {
+    const record = {
+      timestamp: new Date().toISOString(),
+      level: 'ERROR',
+      requestId: currentRequestId,
+      message: { errorType: body.errorType, errorMessage: body.errorMessage, stackTrace: body.trace },
+      errorType: body.errorType,
+      errorMessage: body.errorMessage,
+      stackTrace: body.trace,
+    };
+    stdoutWrite(JSON.stringify(record) + '\n');
+    return;
+  }
   stdoutWrite(`${new Date().toISOString()}\t${currentRequestId}\tERROR\t${prefix} \t${JSON.stringify(body)}\n`);
 }
 

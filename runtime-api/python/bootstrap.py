@@ -441,8 +441,8 @@ def _setup_logging(logging):
             self._enc = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
         def formatTime(self, record, datefmt=None):
-            t = time.gmtime(record.created)
-            return "%s.%03dZ" % (time.strftime(_DATETIME_FORMAT, t), int(record.msecs))
+            # awslambdaric's JSON timestamps have whole seconds: 2024-01-15T10:30:45Z.
+            return time.strftime(_DATETIME_FORMAT + "Z", time.gmtime(record.created))
 
         def format(self, record):
             level = min(50, max(0, record.levelno)) // 10 * 10
@@ -452,7 +452,9 @@ def _setup_logging(logging):
             result = {
                 "timestamp": self.formatTime(record, self.datefmt),
                 "level": record.levelname,
-                "message": record.getMessage(),
+                "message": (
+                    record.msg if isinstance(record.msg, dict) and not record.args else record.getMessage()
+                ),
                 "logger": record.name,
                 "stackTrace": _std_module("traceback").format_tb(exc[2]) if exc else None,
                 "errorType": exc[0].__name__ if exc else None,
@@ -542,7 +544,7 @@ def _log_error(error):
     """Write the `[ERROR] type: message` record, like awslambdaric."""
     if _LOG_FORMAT_JSON:
         record = {
-            "timestamp": time.strftime(_DATETIME_FORMAT, time.gmtime()),
+            "timestamp": time.strftime(_DATETIME_FORMAT + "Z", time.gmtime()),
             "level": "ERROR",
         }
         record.update(error)

@@ -139,13 +139,27 @@ pub struct EnvSpec {
     pub layer_dirs: Vec<PathBuf>,
     pub region: String,
     pub account: String,
-    /// The function's log group, `/aws/lambda/<function>`.
+    /// The function's log group: `LoggingConfig.LogGroup`, else `/aws/lambda/<function>`.
     pub log_group: String,
+    /// The rest of `LoggingConfig`: format and levels.
+    pub logging: LogSettings,
     pub kind: SandboxKind,
     /// Why this sandbox was chosen (for the log).
     pub reason: &'static str,
     /// Started ahead for provisioned concurrency (`AWS_LAMBDA_INITIALIZATION_TYPE`).
     pub provisioned: bool,
+}
+
+/// How a function's logs are written and filtered (`LoggingConfig`, advanced logging controls).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `LogFormat=JSON`: the runtime clients write JSON records and the platform lines are
+    /// JSON platform records; levels only apply then.
+    pub json: bool,
+    /// `ApplicationLogLevel` (TRACE|DEBUG|INFO|WARN|ERROR|FATAL), upper case; INFO when unset.
+    pub application_level: String,
+    /// `SystemLogLevel` (DEBUG|INFO|WARN), upper case; INFO when unset.
+    pub system_level: String,
 }
 
 /// One invocation, as the caller asks for it.
@@ -177,6 +191,8 @@ pub struct RunOutcome {
     pub init_duration: Option<Duration>,
     /// The environment's output during the invocation.
     pub output: Vec<u8>,
+    /// Peak memory of the environment so far (its process tree or container), in MB.
+    pub max_memory_mb: u64,
     /// Where the invocation's log lines go.
     pub log_group: String,
     pub log_stream: String,
@@ -343,6 +359,7 @@ async fn run(pool: &Arc<Pool>, spec: &EnvSpec, req: Request, init_timeout: Durat
         env.uses.fetch_add(1, Ordering::Relaxed);
         let healthy = matches!(r.ended, Ended::Posted(_)) && !env.endpoint.is_dead();
         let output = env.log.take();
+        let max_memory_mb = r.max_memory_mb;
         if !healthy {
             env.sandbox.stop().await;
         }
@@ -351,6 +368,7 @@ async fn run(pool: &Arc<Pool>, spec: &EnvSpec, req: Request, init_timeout: Durat
             duration: r.duration,
             init_duration: r.init_duration,
             output,
+            max_memory_mb,
             log_group: env.log.group().to_string(),
             log_stream: env.log.stream().to_string(),
         };
@@ -366,13 +384,16 @@ struct RunResult {
     ended: Ended,
     duration: Duration,
     init_duration: Option<Duration>,
+    /// The environment's peak memory, measured once the invocation ended.
+    max_memory_mb: u64,
 }
 
 /// Hands the invocation to an environment's endpoint, waits for its end, then for the
-/// output written so far.
+/// output written so far (and, meanwhile, measures the environment's peak memory).
 async fn run_on(env: &Environment, timing: &Timing, req: &Request) -> RunResult {
-    let r = run_invocation(&env.endpoint, timing, req).await;
-    env.sandbox.flush_logs().await;
+    let mut r = run_invocation(&env.endpoint, timing, req).await;
+    let ((), mem) = tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb());
+    r.max_memory_mb = mem;
     r
 }
 
@@ -396,7 +417,13 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
     let t0 = Instant::now();
     let cold_since = timing.cold_since;
     let mut death = endpoint.death();
-    let died = |d: Death, init_duration| RunResult { picked_up: false, ended: Ended::Died(d), duration: t0.elapsed(), init_duration };
+    let died = |d: Death, init_duration| RunResult {
+        picked_up: false,
+        ended: Ended::Died(d),
+        duration: t0.elapsed(),
+        init_duration,
+        max_memory_mb: 0,
+    };
     if endpoint.deliver(inv).is_err() {
         return died(Death::Exited("environment not accepting invocations".into()), None);
     }
@@ -417,6 +444,7 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
                 ended: Ended::InitTimedOut { after: timing.init_timeout },
                 duration: t0.elapsed(),
                 init_duration: cold_since.map(|c| c.elapsed()),
+                max_memory_mb: 0,
             };
         }
     };
@@ -437,7 +465,7 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
             Ended::TimedOut { timeout: timing.timeout }
         }
     };
-    RunResult { picked_up: true, ended, duration: picked.elapsed(), init_duration }
+    RunResult { picked_up: true, ended, duration: picked.elapsed(), init_duration, max_memory_mb: 0 }
 }
 
 fn trace_id() -> String {

@@ -43,6 +43,7 @@ fn spec(function: &str, handler: &str, timeout: Duration) -> Arc<EnvSpec> {
         region: "us-east-1".into(),
         account: "000000000000".into(),
         log_group: format!("/aws/lambda/{function}"),
+        logging: Default::default(),
         kind: SandboxKind::Fake,
         reason: "test",
         provisioned: false,

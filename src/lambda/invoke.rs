@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use super::Lambda;
 use super::model::{FunctionConfig, Scope};
 use crate::aws::AwsError;
-use crate::engine::{Architecture, Death, Ended, EnvSpec, ImageConfig, Outcome, PackageType, Request, RunOutcome};
+use crate::engine::{
+    Architecture, Death, Ended, EnvSpec, ImageConfig, LogSettings, Outcome, PackageType, Request, RunOutcome,
+};
 
 /// Synchronous payload limit (6 MB).
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -182,10 +184,33 @@ pub(crate) fn spec_of(c: &FunctionConfig, key: String, scope: &Scope) -> EnvSpec
         layer_dirs: Vec::new(),
         region: scope.region.clone(),
         account: scope.account.clone(),
-        log_group: format!("/aws/lambda/{}", c.name),
+        log_group: log_group(c),
+        logging: log_settings(c.logging_config.as_ref()),
         kind: crate::engine::SandboxKind::Subprocess,
         reason: "",
         provisioned: false,
+    }
+}
+
+/// `LoggingConfig.LogGroup`, else `/aws/lambda/<function>`.
+fn log_group(c: &FunctionConfig) -> String {
+    c.logging_config
+        .as_ref()
+        .and_then(|l| l.get("LogGroup"))
+        .and_then(Value::as_str)
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("/aws/lambda/{}", c.name))
+}
+
+/// The format and levels of `LoggingConfig` as stored (AWS's JSON).
+fn log_settings(v: Option<&Value>) -> LogSettings {
+    let get = |key: &str| v.and_then(|v| v.get(key)).and_then(Value::as_str).map(str::to_ascii_uppercase);
+    let json = get("LogFormat").as_deref() == Some("JSON");
+    LogSettings {
+        json,
+        application_level: get("ApplicationLogLevel").filter(|_| json).unwrap_or_else(|| "INFO".into()),
+        system_level: get("SystemLogLevel").filter(|_| json).unwrap_or_else(|| "INFO".into()),
     }
 }
 
@@ -258,86 +283,264 @@ pub async fn invoke(
         };
         let run = engine.invoke(spec.clone(), req).await?;
         let (group, stream) = (run.log_group.clone(), run.log_stream.clone());
-        let out = finish(&request_id, &target, run);
+        let out = finish(&request_id, &target, &spec.logging, run);
         logs.put_lines(&spec.region, &group, &stream, &out.log);
         Ok(out)
     });
     task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?
 }
 
+/// How an invocation ended, as its REPORT (and, in JSON, its platform records) says it.
+struct Status {
+    /// `success`, `error` or `timeout`.
+    status: &'static str,
+    error_type: Option<String>,
+    /// Whether the text REPORT line says it (`Status: …`): only for what the platform
+    /// detected (a timeout, a runtime that exited), not for an error the function posted.
+    in_text_report: bool,
+}
+
 /// Turns the run into the caller's response and the invocation's log lines.
-fn finish(request_id: &str, target: &Target, run: RunOutcome) -> InvokeOutput {
-    let (body, content_type, function_error, error_line) = match run.ended {
-        Ended::Posted(Outcome::Response { body, content_type }) => (body, content_type, false, None),
-        Ended::Posted(Outcome::Error { body, .. }) => (body, None, true, None),
+///
+/// Text format, as AWS writes it: `START`, the function's output, the platform's error lines
+/// (`<time> <request id> Task timed out after N.NN seconds`, or `RequestId: … Error: Runtime
+/// exited with error: …` then `Runtime.ExitError`), `END`, then `REPORT` (with `Status:` and
+/// `Error Type:` when the platform ended the invocation). JSON format: `platform.start`, the
+/// function's records filtered by ApplicationLogLevel, `platform.runtimeDone` (DEBUG) and
+/// `platform.report` with its metrics, filtered by SystemLogLevel.
+fn finish(request_id: &str, target: &Target, logging: &LogSettings, run: RunOutcome) -> InvokeOutput {
+    let platform = |error_type: &str| Status { status: "error", error_type: Some(error_type.into()), in_text_report: true };
+    let (body, content_type, function_error, error_lines, status) = match run.ended {
+        Ended::Posted(Outcome::Response { body, content_type }) => {
+            (body, content_type, false, None, Status { status: "success", error_type: None, in_text_report: false })
+        }
+        Ended::Posted(Outcome::Error { body, error_type }) => {
+            // The Lambda-Runtime-Function-Error-Type header, else the errorType of the body.
+            let error_type = error_type.or_else(|| {
+                let v: Value = serde_json::from_slice(&body).ok()?;
+                v.get("errorType").and_then(Value::as_str).map(str::to_string)
+            });
+            (body, None, true, None, Status { status: "error", error_type, in_text_report: false })
+        }
         Ended::Posted(Outcome::TooLarge) => {
             let msg = format!(
                 "Response payload size exceeded maximum allowed payload size ({} bytes).",
                 crate::engine::MAX_RESPONSE_BYTES
             );
-            (error_body("Function.ResponseSizeTooLarge", msg.clone()), None, true, Some(msg))
+            let line = format!("{} {request_id} {msg}", log_time());
+            let t = "Function.ResponseSizeTooLarge";
+            (error_body(t, msg), None, true, Some(line), platform(t))
         }
-        Ended::Died(Death::InitError { body, .. }) => (body, None, true, None),
+        Ended::Died(Death::InitError { body, error_type }) => {
+            let t = error_type.unwrap_or_else(|| "Runtime.Unknown".into());
+            (body, None, true, None, Status { status: "error", error_type: Some(t), in_text_report: false })
+        }
         Ended::Died(Death::Exited(why)) => {
             let msg = format!("RequestId: {request_id} Error: Runtime exited with error: {why}");
-            (error_body("Runtime.ExitError", msg.clone()), None, true, Some(format!("{msg}\nRuntime.ExitError")))
+            let lines = format!("{msg}\nRuntime.ExitError");
+            (error_body("Runtime.ExitError", msg), None, true, Some(lines), platform("Runtime.ExitError"))
         }
         Ended::TimedOut { timeout } => {
-            let msg =
-                format!("RequestId: {request_id} Error: Task timed out after {:.2} seconds", timeout.as_secs_f64());
-            (error_body("Sandbox.Timedout", msg.clone()), None, true, Some(msg))
+            let secs = timeout.as_secs_f64();
+            let msg = format!("RequestId: {request_id} Error: Task timed out after {secs:.2} seconds");
+            let line = format!("{} {request_id} Task timed out after {secs:.2} seconds", log_time());
+            let st = Status { status: "timeout", error_type: Some("Sandbox.Timedout".into()), in_text_report: true };
+            (error_body("Sandbox.Timedout", msg), None, true, Some(line), st)
         }
         Ended::InitTimedOut { after } => {
             let msg = format!(
                 "RequestId: {request_id} Error: Runtime did not become ready: init timed out after {:.2} seconds",
                 after.as_secs_f64()
             );
-            (error_body("Runtime.InitTimeout", msg.clone()), None, true, Some(msg))
+            (error_body("Runtime.InitTimeout", msg.clone()), None, true, Some(msg), platform("Runtime.InitTimeout"))
         }
     };
-    use std::io::Write;
-    let output = run.output;
     let c = &target.config;
     let ms = run.duration.as_secs_f64() * 1000.0;
-    // Written straight into the buffer: no per-line Strings on the hot path (writes to a
-    // Vec cannot fail).
-    let mut text = Vec::with_capacity(output.len() + 320);
-    let _ = writeln!(text, "START RequestId: {request_id} Version: {}", target.executed_version);
-    text.extend_from_slice(&output);
-    if !output.is_empty() && !output.ends_with(b"\n") {
-        text.push(b'\n');
-    }
-    if let Some(line) = &error_line {
-        let _ = writeln!(text, "{} {request_id} {line}", crate::aws::timestamp_now());
-    }
-    let _ = writeln!(text, "END RequestId: {request_id}");
-    let report_at = text.len();
-    let _ = write!(
-        text,
-        "REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t",
-        ms.ceil().max(1.0) as u64,
-        c.memory_size,
-        0
-    );
-    if let Some(init) = run.init_duration {
-        let _ = write!(text, "Init Duration: {:.2} ms\t", init.as_secs_f64() * 1000.0);
-    }
+    let billed = ms.ceil().max(1.0) as u64;
+    let init_ms = run.init_duration.map(|d| d.as_secs_f64() * 1000.0);
+    let text = if logging.json {
+        json_log(request_id, &target.executed_version, logging, &run.output, &status, ms, billed, c.memory_size, run.max_memory_mb, init_ms)
+    } else {
+        text_log(request_id, &target.executed_version, &run.output, error_lines.as_deref(), &status, ms, billed, c.memory_size, run.max_memory_mb, init_ms)
+    };
     // One line per invoke is one write(2) to the server's log: keep it out of the default
     // (info) log; `RUST_LOG=info,lambda=debug` shows it. The function's own output stays at info.
     if tracing::enabled!(target: "lambda", tracing::Level::DEBUG) {
-        let report = String::from_utf8_lossy(&text[report_at..]);
+        let all = String::from_utf8_lossy(&text);
+        let report = all.lines().rev().find(|l| !l.is_empty()).unwrap_or_default();
         tracing::debug!(target: "lambda", "[{}] {}", c.name, report.trim_end());
     }
-    text.push(b'\n');
     if function_error {
         tracing::info!(function = %c.name, request_id, "invocation ended with a function error");
     }
     InvokeOutput { request_id: request_id.to_string(), body, content_type, function_error, log: text }
 }
 
+/// A log line's timestamp as Lambda writes it: `2024-05-01T12:00:03.005Z`.
+fn log_time() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn text_log(
+    request_id: &str,
+    version: &str,
+    output: &[u8],
+    error_lines: Option<&str>,
+    status: &Status,
+    ms: f64,
+    billed: u64,
+    memory_mb: u32,
+    max_memory_mb: u64,
+    init_ms: Option<f64>,
+) -> Vec<u8> {
+    use std::io::Write;
+    // Written straight into the buffer: no per-line Strings on the hot path (writes to a
+    // Vec cannot fail).
+    let mut text = Vec::with_capacity(output.len() + 320);
+    let _ = writeln!(text, "START RequestId: {request_id} Version: {version}");
+    text.extend_from_slice(output);
+    if !output.is_empty() && !output.ends_with(b"\n") {
+        text.push(b'\n');
+    }
+    if let Some(lines) = error_lines {
+        let _ = writeln!(text, "{lines}");
+    }
+    let _ = writeln!(text, "END RequestId: {request_id}");
+    let _ = write!(
+        text,
+        "REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {memory_mb} MB\tMax Memory Used: {max_memory_mb} MB\t"
+    );
+    if let Some(init) = init_ms {
+        let _ = write!(text, "Init Duration: {init:.2} ms\t");
+    }
+    if status.in_text_report {
+        let _ = write!(text, "Status: {}\t", status.status);
+        if let Some(t) = status.error_type.as_ref().filter(|_| status.status == "error") {
+            let _ = write!(text, "Error Type: {t}\t");
+        }
+    }
+    text.push(b'\n');
+    text
+}
+
+/// Rank of an application log level: the higher, the more detail. Unknown levels count as
+/// INFO, as Lambda assigns them.
+fn app_level_rank(level: &str) -> u8 {
+    match level.to_ascii_uppercase().as_str() {
+        "TRACE" => 6,
+        "DEBUG" => 5,
+        "WARN" | "WARNING" => 3,
+        "ERROR" => 2,
+        "FATAL" | "CRITICAL" => 1,
+        _ => 4,
+    }
+}
+
+/// Rank of a system log level (DEBUG > INFO > WARN).
+fn system_level_rank(level: &str) -> u8 {
+    match level {
+        "DEBUG" => 3,
+        "WARN" => 1,
+        _ => 2,
+    }
+}
+
+/// The level of one line of application output: a JSON record's `level`, else INFO.
+fn line_level_rank(line: &[u8]) -> u8 {
+    if line.first() != Some(&b'{') {
+        return app_level_rank("INFO");
+    }
+    match serde_json::from_slice::<Value>(line) {
+        Ok(v) => app_level_rank(v.get("level").and_then(Value::as_str).unwrap_or("INFO")),
+        Err(_) => app_level_rank("INFO"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn json_log(
+    request_id: &str,
+    version: &str,
+    logging: &LogSettings,
+    output: &[u8],
+    status: &Status,
+    ms: f64,
+    billed: u64,
+    memory_mb: u32,
+    max_memory_mb: u64,
+    init_ms: Option<f64>,
+) -> Vec<u8> {
+    let mut text = Vec::with_capacity(output.len() + 640);
+    let system = system_level_rank(&logging.system_level);
+    // Written by hand, not through serde_json::Value (whose maps sort their keys): AWS's
+    // records keep their fields in this order.
+    let q = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
+    let num = |v: f64| serde_json::to_string(&((v * 100.0).round() / 100.0)).unwrap_or_else(|_| "0".into());
+    let record = |level: &str, kind: &str, record: String, text: &mut Vec<u8>| {
+        if system_level_rank(level) <= system {
+            let line = format!(r#"{{"time":"{}","type":"{kind}","record":{record}}}"#, log_time());
+            text.extend_from_slice(line.as_bytes());
+            text.push(b'\n');
+        }
+    };
+    let rid = q(request_id);
+    record("INFO", "platform.start", format!(r#"{{"requestId":{rid},"version":{}}}"#, q(version)), &mut text);
+    let wanted = app_level_rank(&logging.application_level);
+    for line in output.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        if line_level_rank(line) <= wanted {
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+    }
+    let error_type = status.error_type.as_deref().map(|t| format!(r#","errorType":{}"#, q(t))).unwrap_or_default();
+    let done = format!(
+        r#"{{"requestId":{rid},"status":{}{error_type},"metrics":{{"durationMs":{},"producedBytes":0}}}}"#,
+        q(status.status),
+        num(ms)
+    );
+    record("DEBUG", "platform.runtimeDone", done, &mut text);
+    let init = init_ms.map(|i| format!(r#","initDurationMs":{}"#, num(i))).unwrap_or_default();
+    let report = format!(
+        r#"{{"requestId":{rid},"metrics":{{"durationMs":{},"billedDurationMs":{billed},"memorySizeMB":{memory_mb},"maxMemoryUsedMB":{max_memory_mb}{init}}},"status":{}{error_type}}}"#,
+        num(ms),
+        q(status.status)
+    );
+    record("INFO", "platform.report", report, &mut text);
+    text
+}
+
 #[cfg(test)]
 mod tests {
-    use super::unit_random;
+    use super::*;
+
+    #[test]
+    fn app_levels_filter_json_records_and_count_text_as_info() {
+        let wanted = app_level_rank("WARN");
+        assert!(line_level_rank(br#"{"level":"ERROR","message":"x"}"#) <= wanted);
+        assert!(line_level_rank(br#"{"level":"WARNING","message":"x"}"#) <= wanted);
+        assert!(line_level_rank(br#"{"level":"INFO","message":"x"}"#) > wanted);
+        assert!(line_level_rank(b"plain text") > wanted);
+        assert!(line_level_rank(br#"{"level":"CRITICAL"}"#) <= app_level_rank("FATAL"));
+    }
+
+    #[test]
+    fn json_platform_records_keep_aws_field_order() {
+        let logging = LogSettings { json: true, application_level: "INFO".into(), system_level: "DEBUG".into() };
+        let st = Status { status: "timeout", error_type: Some("Sandbox.Timedout".into()), in_text_report: true };
+        let text = json_log("r-1", "$LATEST", &logging, b"hi\n", &st, 1000.004, 1001, 128, 42, Some(12.5));
+        let text = String::from_utf8(text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with(r#"{"time":""#), "{}", lines[0]);
+        assert!(lines[0].ends_with(r#"","type":"platform.start","record":{"requestId":"r-1","version":"$LATEST"}}"#));
+        assert_eq!(lines[1], "hi");
+        assert!(lines[2].ends_with(r#""type":"platform.runtimeDone","record":{"requestId":"r-1","status":"timeout","errorType":"Sandbox.Timedout","metrics":{"durationMs":1000.0,"producedBytes":0}}}"#), "{}", lines[2]);
+        assert!(lines[3].ends_with(r#""type":"platform.report","record":{"requestId":"r-1","metrics":{"durationMs":1000.0,"billedDurationMs":1001,"memorySizeMB":128,"maxMemoryUsedMB":42,"initDurationMs":12.5},"status":"timeout","errorType":"Sandbox.Timedout"}}"#), "{}", lines[3]);
+        for l in [lines[0], lines[2], lines[3]] {
+            serde_json::from_str::<Value>(l).unwrap();
+        }
+    }
 
     #[test]
     fn unit_random_is_uniform_on_the_unit_interval() {

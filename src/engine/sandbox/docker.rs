@@ -17,7 +17,7 @@
 
 mod images;
 mod layers;
-mod output;
+pub(crate) mod output;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,7 +31,7 @@ use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, StatsOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -700,6 +700,42 @@ impl Container {
     pub async fn flush_logs(&self) {
         self.output.flush().await;
     }
+
+    /// The container's peak memory so far, in MB: its memory cgroup's high-water mark, read
+    /// from the host's cgroup files when the engine is local (no Docker call on the warm
+    /// path), else from a one-shot stats call (`max_usage`; cgroup v2 engines only report
+    /// the current usage there). 0 when neither answers.
+    pub async fn peak_memory_mb(&self) -> u64 {
+        let id = self.id.clone();
+        let from_cgroup = tokio::task::spawn_blocking(move || cgroup_peak_bytes(&id)).await.ok().flatten();
+        let bytes = match from_cgroup {
+            Some(b) => b,
+            None => self.stats_peak_bytes().await.unwrap_or(0),
+        };
+        bytes.div_ceil(1024 * 1024)
+    }
+
+    async fn stats_peak_bytes(&self) -> Option<u64> {
+        let engine = self.inner.engine().await.ok()?;
+        let opts = StatsOptionsBuilder::new().stream(false).one_shot(true).build();
+        let mut stats = engine.docker.stats(&self.id, Some(opts));
+        // Bounded: it runs before the invocation is answered.
+        let s = tokio::time::timeout(Duration::from_millis(300), stats.next()).await.ok()??.ok()?;
+        let m = s.memory_stats?;
+        m.max_usage.or(m.usage)
+    }
+}
+
+/// A container's memory high-water mark from the host's cgroup files (cgroup v1
+/// `memory.max_usage_in_bytes`, v2 `memory.peak`, cgroupfs or systemd driver).
+fn cgroup_peak_bytes(id: &str) -> Option<u64> {
+    let candidates = [
+        format!("/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes"),
+        format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.max_usage_in_bytes"),
+        format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak"),
+        format!("/sys/fs/cgroup/docker/{id}/memory.peak"),
+    ];
+    candidates.iter().find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok())
 }
 
 impl Drop for Container {

@@ -69,6 +69,17 @@ impl Sandbox {
         }
     }
 
+    /// The environment's peak memory so far, in MB (0 when it cannot be measured).
+    pub async fn peak_memory_mb(&self) -> u64 {
+        match self {
+            Sandbox::Process(p) => p.peak_memory_mb().await,
+            Sandbox::Container(c) => c.peak_memory_mb().await,
+            Sandbox::Attached(_) => 0,
+            #[cfg(test)]
+            Sandbox::Fake(_) => 0,
+        }
+    }
+
     /// The attached runtime, if this is one.
     pub fn attached(&self) -> Option<&attached::Attached> {
         match self {
@@ -167,6 +178,13 @@ pub fn function_env(spec: &EnvSpec, runtime_api: &str, endpoint_url: &str, log_s
     set("AWS_LAMBDA_INITIALIZATION_TYPE", init_type.into());
     set("AWS_LAMBDA_LOG_GROUP_NAME", spec.log_group.clone());
     set("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_string());
+    // Advanced logging controls, as AWS sets them: the format always, the application log
+    // level only with JSON (the runtimes' loggers and Powertools read it).
+    set("AWS_LAMBDA_LOG_FORMAT", if spec.logging.json { "JSON" } else { "Text" }.into());
+    if spec.logging.json {
+        let level = if spec.logging.application_level.is_empty() { "INFO" } else { &spec.logging.application_level };
+        set("AWS_LAMBDA_LOG_LEVEL", level.to_string());
+    }
     set("AWS_REGION", spec.region.clone());
     set("AWS_DEFAULT_REGION", spec.region.clone());
     set("AWS_ACCESS_KEY_ID", "test".into());

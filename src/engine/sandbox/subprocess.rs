@@ -3,15 +3,15 @@
 //! runtime-api/node/bootstrap.js on the host's `node`; `provided.*` functions, and any zip
 //! with a `bootstrap`, run their own executable.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio::io::AsyncReadExt;
 use tokio::process::Command;
+
+use super::docker::output::PipeOutput;
 
 use crate::aws::AwsError;
 use crate::engine::logsink::LogSink;
@@ -67,8 +67,11 @@ const OWNER_VAR: &str = "_RUSTSTACK_OWNER";
 pub struct Process {
     pid: i32,
     exited: Arc<AtomicBool>,
-    stdout_fd: Arc<AtomicI32>,
-    stderr_fd: Arc<AtomicI32>,
+    /// The one pipe the runtime's stdout and stderr share, into the environment's log.
+    output: Option<PipeOutput>,
+    /// The highest peak RSS of the process tree seen so far, in bytes (kept once it exits;
+    /// the waiter adds the runtime's own peak at its exit).
+    peak: Arc<AtomicU64>,
 }
 
 impl SubprocessExecutor {
@@ -266,7 +269,10 @@ impl SubprocessExecutor {
         for (k, v) in vars {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+        // stdout and stderr share one pipe, as on AWS: the log keeps the order of the writes.
+        let (out_rx, out_tx) = output_pipe().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
+        let err_tx = out_tx.try_clone().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::from(out_tx)).stderr(Stdio::from(err_tx)).process_group(0);
         // SAFETY: prctl is async-signal-safe; it asks the kernel to kill the runtime if the
         // server dies (even by kill -9), so no runtime outlives RustStack.
         unsafe {
@@ -284,18 +290,21 @@ impl SubprocessExecutor {
         })?;
         let pid = child.id().map(|p| p as i32).unwrap_or(-1);
         let exited = Arc::new(AtomicBool::new(false));
-        let stdout_fd = Arc::new(AtomicI32::new(-1));
-        let stderr_fd = Arc::new(AtomicI32::new(-1));
-        if let Some(out) = child.stdout.take() {
-            stdout_fd.store(out.as_raw_fd(), Ordering::SeqCst);
-            spawn_reader(out, log.clone(), stdout_fd.clone());
-        }
-        if let Some(err) = child.stderr.take() {
-            stderr_fd.store(err.as_raw_fd(), Ordering::SeqCst);
-            spawn_reader(err, log.clone(), stderr_fd.clone());
-        }
+        let output = match tokio::net::unix::pipe::Receiver::from_owned_fd(out_rx) {
+            Ok(rx) => Some(PipeOutput::start(rx, log)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the runtime's output pipe: its output is lost");
+                None
+            }
+        };
         let ex = exited.clone();
+        let peak = Arc::new(AtomicU64::new(0));
+        let peak_at_exit = peak.clone();
         tokio::spawn(async move {
+            // Before reaping it: a runtime that dies mid-invocation still reports its memory.
+            if let Some(b) = exit_peak_bytes(pid).await {
+                peak_at_exit.fetch_max(b, Ordering::Relaxed);
+            }
             let status = child.wait().await;
             ex.store(true, Ordering::SeqCst);
             let why = match status {
@@ -308,8 +317,102 @@ impl SubprocessExecutor {
             };
             endpoint.set_death(Death::Exited(why));
         });
-        Ok(Process { pid, exited, stdout_fd, stderr_fd })
+        Ok(Process { pid, exited, output, peak })
     }
+}
+
+/// Waits until `pid` (our child) has exited, without reaping it (a pidfd), and returns its
+/// peak RSS from its rusage (`ru_maxrss`). Tokio reaps a child only while its `wait` is
+/// polled, which the caller does after this. None where pidfds are missing (Linux < 5.3).
+async fn exit_peak_bytes(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    // SAFETY: plain syscall; it returns a new fd we own, or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: `raw` is a fresh pidfd owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw as libc::c_int) };
+    // SAFETY: the AsyncFd owns `fd` and is dropped (deregistering it) before the fd closes.
+    let afd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()?;
+    let _ready = afd.readable().await.ok()?;
+    // SAFETY: waitid (the raw syscall, whose 5th argument is a rusage) writes one siginfo_t
+    // and one rusage that we own; WNOWAIT leaves the child for tokio to reap.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above: both out-pointers are to locals of the right types that outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_waitid,
+            libc::P_PID,
+            pid,
+            &mut info as *mut libc::siginfo_t,
+            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            &mut usage as *mut libc::rusage,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    u64::try_from(usage.ru_maxrss).ok().map(|kb| kb * 1024)
+}
+
+/// A pipe for a runtime's output: (read end, non-blocking, for the reader; write end, for
+/// the child). Both close on exec, so other runtimes started meanwhile do not inherit them
+/// (the child gets its own copies as fd 1 and 2).
+fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into `fds`, which we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just returned by pipe2 and are owned by nothing else.
+    let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: plain fcntl on an fd we own.
+    unsafe {
+        let flags = libc::fcntl(fds[0], libc::F_GETFL);
+        libc::fcntl(fds[0], libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    Ok((rx, tx))
+}
+
+/// Peak resident memory of `pid` and its descendants, in bytes: the sum of their VmHWM
+/// (each process's own high-water mark; a little over the tree's true peak when children
+/// peaked at different times). None once the process is gone.
+fn tree_peak_bytes(pid: i32) -> Option<u64> {
+    let mut total = 0u64;
+    let mut stack = vec![pid];
+    let mut seen = 0;
+    while let Some(p) = stack.pop() {
+        seen += 1;
+        if seen > 4096 {
+            break;
+        }
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
+            if p == pid {
+                return None;
+            }
+            continue;
+        };
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        total += kb * 1024;
+        // Children of every thread (Linux ≥ 3.5 with CONFIG_PROC_CHILDREN).
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(children) = std::fs::read_to_string(t.path().join("children")) {
+                    stack.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+                }
+            }
+        }
+    }
+    Some(total)
 }
 
 /// Forks a runtime from the one thread that forks them all, which lives as long as the server.
@@ -380,27 +483,6 @@ fn signal_name(sig: i32) -> String {
     }
 }
 
-fn spawn_reader<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut r: R, log: Arc<LogSink>, fd: Arc<AtomicI32>) {
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut pending: Vec<u8> = Vec::new();
-        loop {
-            match r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    // Hand over whole lines; keep a partial line (bounded) for the next read.
-                    pending.extend_from_slice(&buf[..n]);
-                    log.append_lines(&mut pending, 8192);
-                }
-            }
-        }
-        if !pending.is_empty() {
-            log.append(&pending);
-        }
-        fd.store(-1, Ordering::SeqCst);
-    });
-}
-
 impl Process {
     /// Whether the runtime process still runs. Asks the kernel (waitid with WNOWAIT, which
     /// reaps nothing), so a runtime killed a moment ago counts as gone even before its exit
@@ -429,37 +511,48 @@ impl Process {
         }
     }
 
+    /// Waits until the output written so far is in the log, a last partial line included.
     pub async fn flush_logs(&self) {
-        for _ in 0..50 {
-            let n = super::pending_bytes(self.stdout_fd.load(Ordering::SeqCst))
-                + super::pending_bytes(self.stderr_fd.load(Ordering::SeqCst));
-            if n == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_micros(200)).await;
+        if let Some(o) = &self.output {
+            o.flush().await;
         }
-        tokio::task::yield_now().await;
+    }
+
+    /// Peak RSS of the runtime's process tree so far, in MB (the last one seen once it has
+    /// exited). A few small /proc reads, on the blocking pool.
+    pub async fn peak_memory_mb(&self) -> u64 {
+        let pid = self.pid;
+        if pid > 0 && !self.exited.load(Ordering::SeqCst) {
+            let now = tokio::task::spawn_blocking(move || tree_peak_bytes(pid)).await.ok().flatten();
+            if let Some(b) = now {
+                self.peak.fetch_max(b, Ordering::Relaxed);
+            }
+        }
+        self.peak.load(Ordering::Relaxed).div_ceil(1024 * 1024)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn alive_sees_an_exit_before_it_is_collected() {
         let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let p = Process {
-            pid: child.id() as i32,
-            exited: Arc::new(AtomicBool::new(false)),
-            stdout_fd: Arc::new(AtomicI32::new(-1)),
-            stderr_fd: Arc::new(AtomicI32::new(-1)),
-        };
+        let p = Process { pid: child.id() as i32, exited: Arc::new(AtomicBool::new(false)), output: None, peak: Arc::new(AtomicU64::new(0)) };
         assert!(p.alive());
         // SAFETY: a plain kill of our own child.
         unsafe { libc::kill(p.pid, libc::SIGKILL) };
         std::thread::sleep(Duration::from_millis(100));
         assert!(!p.alive(), "a killed child not yet reaped is not alive");
         drop(child);
+    }
+
+    #[test]
+    fn tree_peak_counts_the_process() {
+        let me = std::process::id() as i32;
+        assert!(tree_peak_bytes(me).is_some_and(|b| b > 1024 * 1024));
+        assert_eq!(tree_peak_bytes(i32::MAX), None);
     }
 }

@@ -31,8 +31,10 @@ pub fn fifo_wrapper() -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), format!("exec \"$@\" >{FIFO_TARGET} 2>&1"), "lambda-entrypoint".into()]
 }
 
-/// Longest a flush waits.
+/// Longest a flush waits without the reader making progress.
 const FLUSH_MAX: Duration = Duration::from_millis(50);
+/// Longest a pipe flush waits in all.
+const FLUSH_CAP: Duration = Duration::from_secs(2);
 /// Attach mode: the output is complete once the stream has been quiet this long.
 const ATTACH_QUIET: Duration = Duration::from_millis(2);
 /// A partial line longer than this goes to the log without waiting for its newline.
@@ -45,6 +47,13 @@ pub enum Output {
 
 pub struct FifoOutput {
     dir: PathBuf,
+    pipe: PipeOutput,
+}
+
+/// The read end of a pipe or FIFO whose bytes go to an environment's log, with an exact
+/// flush. The subprocess executor uses it too, for the one pipe a runtime's stdout and
+/// stderr share.
+pub struct PipeOutput {
     /// The read end's fd while the reader holds it, else -1 (for FIONREAD).
     fd: Arc<AtomicI32>,
     /// Bytes read but not yet in the log (a partial line). The reader holds this lock
@@ -83,10 +92,7 @@ impl FifoOutput {
                 return Err(e);
             }
         };
-        let fd = Arc::new(AtomicI32::new(rx.as_raw_fd()));
-        let partial = Arc::new(Mutex::new(Vec::new()));
-        let reader = tokio::spawn(read_fifo(rx, log.clone(), partial.clone(), fd.clone())).abort_handle();
-        Ok(FifoOutput { dir, fd, partial, log, reader })
+        Ok(FifoOutput { dir, pipe: PipeOutput::start(rx, log) })
     }
 
     pub fn path(&self) -> PathBuf {
@@ -94,9 +100,41 @@ impl FifoOutput {
     }
 
     async fn flush(&self) {
-        let until = Instant::now() + FLUSH_MAX;
+        self.pipe.flush().await
+    }
+}
+
+impl PipeOutput {
+    /// Starts copying `rx` into `log`: whole lines as they come, a partial line at the next
+    /// [`PipeOutput::flush`].
+    pub fn start(rx: pipe::Receiver, log: Arc<LogSink>) -> PipeOutput {
+        let fd = Arc::new(AtomicI32::new(rx.as_raw_fd()));
+        let partial = Arc::new(Mutex::new(Vec::new()));
+        let reader = tokio::spawn(read_fifo(rx, log.clone(), partial.clone(), fd.clone())).abort_handle();
+        PipeOutput { fd, partial, log, reader }
+    }
+
+    /// Waits until every byte written before now is in the log, the last partial line too:
+    /// it belongs to the invocation that wrote it, not to the next one.
+    pub async fn flush(&self) {
+        // Gives up after FLUSH_MAX without progress (a writer that keeps writing), or
+        // FLUSH_CAP in all; while the reader drains a flood (a busy machine), it waits.
+        let cap = Instant::now() + FLUSH_CAP;
+        let mut until = Instant::now() + FLUSH_MAX;
         let mut spins = 0;
-        while crate::engine::sandbox::pending_bytes(self.fd.load(Ordering::SeqCst)) > 0 && Instant::now() < until {
+        let mut last = i32::MAX;
+        loop {
+            let pending = crate::engine::sandbox::pending_bytes(self.fd.load(Ordering::SeqCst));
+            let now = Instant::now();
+            if pending == 0 || now >= cap {
+                break;
+            }
+            if pending < last {
+                last = pending;
+                until = now + FLUSH_MAX;
+            } else if now >= until {
+                break;
+            }
             if spins < 20 {
                 tokio::task::yield_now().await;
                 spins += 1;
@@ -112,10 +150,17 @@ impl FifoOutput {
     }
 }
 
-impl Drop for FifoOutput {
+impl Drop for PipeOutput {
     fn drop(&mut self) {
         self.fd.store(-1, Ordering::SeqCst);
         self.reader.abort();
+    }
+}
+
+impl Drop for FifoOutput {
+    fn drop(&mut self) {
+        self.pipe.fd.store(-1, Ordering::SeqCst);
+        self.pipe.reader.abort();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
