@@ -407,12 +407,11 @@ def test_zip_bomb_and_100k_entries(srv, flam, canary):
 
 def test_invalid_utf8_and_odd_payloads(srv, flam, canary):
     name = create_py_function(flam, ECHO)
-    # AWS hands the bytes to the runtime; the bundled client cannot decode them as JSON.
+    # AWS refuses a payload that is not JSON before the function runs (400
+    # InvalidRequestContentException; tests/test_invoke_payload.py checks the exact texts).
     for payload in [b"\xff\xfe", b"\xc3\x28", b"\x00\x01\x02", b"{\"a\": \xff}"]:
-        r = flam.invoke(FunctionName=name, Payload=payload)
-        err = json.loads(r["Payload"].read())
-        assert r["StatusCode"] == 200 and r["FunctionError"] == "Unhandled", err
-        assert err["errorType"] == "Runtime.UnmarshalError", err
+        err = expect_error("InvalidRequestContentException", 400, flam.invoke, FunctionName=name, Payload=payload)
+        assert err["Error"]["Message"].startswith("Could not parse request body into json: "), err
         serving(srv, flam, canary)
     # The environment survives and keeps serving valid payloads.
     r, out = invoke(flam, name, {"after": "bad"})
