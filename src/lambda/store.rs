@@ -17,9 +17,9 @@
 //! kill -9 still leaves the old record or the new one, and an Invoke's read lock never
 //! waits for an fsync.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -49,12 +49,81 @@ pub struct Store {
 }
 
 /// Code blobs by digest and their unpacked trees, shared by every region.
+///
+/// Storage is reference-counted by recomputing, never by a counter that a crash could
+/// leave wrong: a blob (`blobs/<sha256>.zip`) and its tree (`code/<sha256>/`) are kept
+/// while any function version (its code or a layer it uses) or layer version in any
+/// region's in-memory records names the digest. Those records are made visible only
+/// after they are durable on disk, so what [`Blobs::collect`] frees is unreferenced by the
+/// persisted metadata too, and a kill -9 at any point leaves every referenced blob in
+/// place (at worst an unreferenced one, which the sweep at the next start removes).
+/// Pending Event invocations name a function, not a digest: they run whatever code the
+/// function has when they run, so they keep the function's code alive through it.
 struct Blobs {
     /// Holds `blobs/` and `code/`.
     dir: PathBuf,
     /// One lock per digest being unpacked, so each digest is unpacked once while different
     /// digests unpack in parallel.
     extracting: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Every region's store: the references are read from their records. Weak, since a
+    /// store owns its `Arc<Blobs>`.
+    stores: RwLock<Vec<Weak<Store>>>,
+    /// What is on disk, pinned or damaged. One short-held lock; [`Blobs::collect`] holds it
+    /// across its deletions so that an upload of the digest being freed waits for it.
+    books: Mutex<Books>,
+    /// The code directories running environments use (set by the service: the engine's
+    /// pool knows them). Such a directory is freed only once its environments are gone.
+    in_use: RwLock<Option<InUse>>,
+}
+
+type InUse = Box<dyn Fn() -> HashSet<PathBuf> + Send + Sync>;
+
+#[derive(Default)]
+struct Books {
+    /// Blob size on disk by digest.
+    blobs: HashMap<String, u64>,
+    /// Unpacked bytes by digest.
+    code: HashMap<String, u64>,
+    /// Uploads in flight (the blob is written but no record names it yet), by digest.
+    pins: HashMap<String, usize>,
+    /// Digests whose blob was missing or of the wrong size at start: (path, what is wrong).
+    damaged: HashMap<String, String>,
+    /// Unreferenced code directories kept because an environment still runs from them.
+    deferred: usize,
+    /// A record could not be read at start: its references are unknown, so nothing is freed.
+    unknown_refs: bool,
+}
+
+/// Keeps an uploaded digest from being freed until the record that names it is stored.
+pub struct Pin {
+    blobs: Arc<Blobs>,
+    sha: String,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let mut books = self.blobs.books.lock();
+        if let Some(n) = books.pins.get_mut(&self.sha) {
+            *n -= 1;
+            if *n == 0 {
+                books.pins.remove(&self.sha);
+            }
+        }
+    }
+}
+
+/// Bytes and counts of what the Lambda service keeps on disk (kept as counters: reading
+/// them touches no disk).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Usage {
+    pub blob_count: usize,
+    pub blob_bytes: u64,
+    pub code_count: usize,
+    pub code_bytes: u64,
+    /// Unreferenced code directories waiting for their environments to stop.
+    pub deferred_code_dirs: usize,
+    /// Digests found missing or damaged at start and not repaired since.
+    pub damaged: Vec<String>,
 }
 
 /// Every region's [`Store`], opened on first use.
@@ -92,7 +161,13 @@ impl Regions {
             std::fs::create_dir_all(root.join(sub))?;
             remove_leftovers(&root.join(sub));
         }
-        let blobs = Arc::new(Blobs { dir: root.clone(), extracting: Mutex::new(HashMap::new()) });
+        let blobs = Arc::new(Blobs {
+            dir: root.clone(),
+            extracting: Mutex::new(HashMap::new()),
+            stores: RwLock::new(Vec::new()),
+            books: Mutex::new(Books::default()),
+            in_use: RwLock::new(None),
+        });
         let default = if usable_region(default_region) { default_region.to_string() } else { "us-east-1".to_string() };
         let regions = Regions { root, default, blobs, stores: RwLock::new(HashMap::new()), opening: Mutex::new(()) };
         regions.open_region(&regions.default.clone())?;
@@ -102,12 +177,54 @@ impl Regions {
                 regions.open_region(&name)?;
             }
         }
+        // What is on disk, whether every record's code is there, and the sweep of what a
+        // crash (or an older version that never freed anything) left unreferenced.
+        regions.blobs.scan();
+        regions.blobs.check_integrity();
+        regions.blobs.collect();
         Ok(regions)
+    }
+
+    /// Frees every blob and code directory no record references any more.
+    pub fn collect(&self) {
+        off_worker(|| self.blobs.collect());
+    }
+
+    /// Tells the store which code directories running environments use.
+    pub fn set_in_use(&self, f: impl Fn() -> HashSet<PathBuf> + Send + Sync + 'static) {
+        *self.blobs.in_use.write() = Some(Box::new(f));
+    }
+
+    /// Bytes and counts of blobs and unpacked code.
+    pub fn usage(&self) -> Usage {
+        let b = self.blobs.books.lock();
+        let mut damaged: Vec<String> = b.damaged.keys().cloned().collect();
+        damaged.sort();
+        Usage {
+            blob_count: b.blobs.len(),
+            blob_bytes: b.blobs.values().sum(),
+            code_count: b.code.len(),
+            code_bytes: b.code.values().sum(),
+            deferred_code_dirs: b.deferred,
+            damaged,
+        }
+    }
+
+    /// Why the stored code of this digest cannot be used, if it was found missing or
+    /// damaged at start (and not uploaded again since).
+    pub fn damaged(&self, sha_hex: &str) -> Option<String> {
+        self.blobs.books.lock().damaged.get(sha_hex).cloned()
+    }
+
+    /// Where the blob of a digest lives.
+    pub fn blob_path(&self, sha_hex: &str) -> PathBuf {
+        self.blobs.blob_path(sha_hex)
     }
 
     fn open_region(&self, region: &str) -> std::io::Result<Arc<Store>> {
         let dir = if region == self.default { self.root.clone() } else { self.root.join("regions").join(region) };
         let store = Arc::new(Store::open_at(dir, self.blobs.clone())?);
+        self.blobs.stores.write().push(Arc::downgrade(&store));
         self.stores.write().insert(region.to_string(), store.clone());
         Ok(store)
     }
@@ -177,9 +294,11 @@ fn off_worker<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-fn load_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> Vec<T> {
+/// Every readable record in `dir`, and whether some record could not be read.
+fn load_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> (Vec<T>, bool) {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let mut failed = false;
+    let Ok(entries) = std::fs::read_dir(dir) else { return (out, true) };
     for e in entries.flatten() {
         let p = e.path();
         if p.extension().and_then(|x| x.to_str()) != Some("json") {
@@ -190,10 +309,13 @@ fn load_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> Vec<T> {
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         {
             Ok(v) => out.push(v),
-            Err(e) => tracing::warn!(path = %p.display(), error = %e, "skipping unreadable record"),
+            Err(e) => {
+                failed = true;
+                tracing::warn!(path = %p.display(), error = %e, "skipping unreadable record");
+            }
         }
     }
-    out
+    (out, failed)
 }
 
 fn io_err(e: std::io::Error) -> AwsError {
@@ -208,14 +330,20 @@ impl Store {
             remove_leftovers(&dir.join(sub));
         }
         let mut state = State::default();
-        for rec in load_dir::<FunctionRecord>(&dir.join("functions")) {
+        let (functions, bad_functions) = load_dir::<FunctionRecord>(&dir.join("functions"));
+        for rec in functions {
             state.functions.insert(rec.latest.name.clone(), rec);
         }
-        for csc in load_dir::<CodeSigningConfig>(&dir.join("code-signing")) {
+        for csc in load_dir::<CodeSigningConfig>(&dir.join("code-signing")).0 {
             state.code_signing.insert(csc.id.clone(), csc);
         }
-        for rec in load_dir::<LayerRecord>(&dir.join("layers")) {
+        let (layers, bad_layers) = load_dir::<LayerRecord>(&dir.join("layers"));
+        for rec in layers {
             state.layers.insert(rec.name.clone(), rec);
+        }
+        if bad_functions || bad_layers {
+            tracing::error!(dir = %dir.display(), "a record could not be read: no code is freed until it is fixed or removed");
+            blobs.books.lock().unknown_refs = true;
         }
         Ok(Store { dir, blobs, state: RwLock::new(state), writing: Mutex::new(()), changed: tokio::sync::Notify::new() })
     }
@@ -274,10 +402,12 @@ impl Store {
         let Some(mut rec) = self.state.read().functions.get(name).cloned() else {
             return Ok(None);
         };
+        let old = rec.clone();
         let out = f(&mut rec)?;
         self.persist_function(&rec)?;
         self.state.write().functions.insert(name.to_string(), rec.clone());
         self.changed.notify_waiters();
+        self.collect_after(&old, Some(&rec));
         Ok(Some((rec, out)))
     }
 
@@ -301,6 +431,9 @@ impl Store {
         }
         let gone = self.state.write().functions.remove(name);
         self.changed.notify_waiters();
+        if let Some(g) = &gone {
+            self.collect_after(g, None);
+        }
         Ok(gone)
     }
 
@@ -361,6 +494,7 @@ impl Store {
             next_version: 1,
             ..Default::default()
         });
+        let old: Vec<String> = rec.versions.values().map(|v| v.sha_hex.clone()).collect();
         let out = f(&mut rec)?;
         let path = self.layer_path(name);
         if rec.versions.is_empty() {
@@ -368,7 +502,11 @@ impl Store {
         }
         let bytes = serde_json::to_vec_pretty(&rec).map_err(|e| AwsError::service(e.to_string()))?;
         off_worker(|| write_atomic(&path, &bytes)).map_err(io_err)?;
+        let dropped = old.iter().any(|sha| !rec.versions.values().any(|v| &v.sha_hex == sha));
         self.state.write().layers.insert(name.to_string(), rec);
+        if dropped {
+            off_worker(|| self.blobs.collect());
+        }
         Ok(out)
     }
 
@@ -445,9 +583,19 @@ impl Store {
 
     // ---- code blobs (shared by every region) ----
 
-    /// Validates a zip and stores it by digest. Bad zips are an InvalidParameterValueException.
-    pub fn put_zip(&self, bytes: &[u8]) -> Result<CodeDigest, AwsError> {
+    /// Validates a zip, stores it by digest and unpacks it, all before the caller answers,
+    /// so code that is accepted can run. Bad zips are an InvalidParameterValueException; a
+    /// disk that cannot hold the code a ServiceException naming the data directory, with
+    /// nothing of this upload left on disk. The pin keeps the digest from being freed until
+    /// the caller's record names it.
+    pub fn put_zip(&self, bytes: &[u8]) -> Result<(CodeDigest, Pin), AwsError> {
         self.blobs.put_zip(bytes)
+    }
+
+    /// Pins a digest that a record already names (a layer version a function is about to
+    /// use). Check afterwards that the record still names it.
+    pub fn pin(&self, sha_hex: &str) -> Pin {
+        self.blobs.pin(sha_hex)
     }
 
     pub fn read_blob(&self, sha_hex: &str) -> std::io::Result<Vec<u8>> {
@@ -458,6 +606,74 @@ impl Store {
     pub fn code_dir(&self, sha_hex: &str) -> Result<PathBuf, CodeError> {
         self.blobs.code_dir(sha_hex)
     }
+
+    /// The digests this store's records reference.
+    fn references(&self, out: &mut HashSet<String>) {
+        let st = self.state.read();
+        for rec in st.functions.values() {
+            digests_of(rec, out);
+        }
+        for l in st.layers.values() {
+            out.extend(l.versions.values().map(|v| v.sha_hex.clone()));
+        }
+    }
+
+    /// Frees code that a change of this record stopped referencing (`old` → `new`).
+    fn collect_after(&self, old: &FunctionRecord, new: Option<&FunctionRecord>) {
+        let mut before = HashSet::new();
+        digests_of(old, &mut before);
+        let mut after = HashSet::new();
+        if let Some(new) = new {
+            digests_of(new, &mut after);
+        }
+        if !before.is_subset(&after) {
+            off_worker(|| self.blobs.collect());
+        }
+    }
+}
+
+/// The digests one function references: every version's code and layers.
+fn digests_of(rec: &FunctionRecord, out: &mut HashSet<String>) {
+    for c in std::iter::once(&rec.latest).chain(rec.versions.values()) {
+        if !c.code_sha_hex.is_empty() {
+            out.insert(c.code_sha_hex.clone());
+        }
+        out.extend(c.layers.iter().map(|l| l.sha_hex.clone()));
+    }
+}
+
+/// A valid digest: 64 lowercase hex digits (also a safe file name).
+fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Bytes of the regular files under `dir` (links and directories count nothing).
+fn tree_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// The service error for a disk that cannot take a deployment package.
+fn disk_error(dir: &Path, e: &std::io::Error) -> AwsError {
+    if e.raw_os_error() == Some(28) || e.kind() == std::io::ErrorKind::StorageFull {
+        AwsError::service(format!(
+            "Could not store the deployment package: the disk holding the data directory {} is full ({e})",
+            dir.display()
+        ))
+    } else {
+        AwsError::service(format!("Could not store the deployment package in the data directory {}: {e}", dir.display()))
+    }
 }
 
 impl Blobs {
@@ -465,17 +681,62 @@ impl Blobs {
         self.dir.join("blobs").join(format!("{sha_hex}.zip"))
     }
 
-    fn put_zip(&self, bytes: &[u8]) -> Result<CodeDigest, AwsError> {
+    fn code_path(&self, sha_hex: &str) -> PathBuf {
+        self.dir.join("code").join(sha_hex)
+    }
+
+    fn pin(self: &Arc<Self>, sha_hex: &str) -> Pin {
+        *self.books.lock().pins.entry(sha_hex.to_string()).or_default() += 1;
+        Pin { blobs: self.clone(), sha: sha_hex.to_string() }
+    }
+
+    fn put_zip(self: &Arc<Self>, bytes: &[u8]) -> Result<(CodeDigest, Pin), AwsError> {
         code::validate_zip(bytes, &Limits::default()).map_err(|e| match e {
-            CodeError::Io(e) => io_err(e),
+            CodeError::Io(e) => disk_error(&self.dir, &e),
             e => AwsError::invalid_param(e.to_string()),
         })?;
         let d = code::digest(bytes);
-        let path = self.blob_path(&d.sha256_hex);
-        if !path.exists() {
-            off_worker(|| write_atomic(&path, bytes)).map_err(io_err)?;
+        let sha = d.sha256_hex.clone();
+        // Pinned before the blob is looked at: a collection running now finishes first
+        // (it holds the books), one after it sees the pin.
+        let pin = self.pin(&sha);
+        let path = self.blob_path(&sha);
+        let repair = self.books.lock().damaged.contains_key(&sha);
+        let present = std::fs::metadata(&path).is_ok_and(|m| m.len() == d.size);
+        let mut wrote = false;
+        if !present {
+            off_worker(|| write_atomic(&path, bytes)).map_err(|e| disk_error(&self.dir, &e))?;
+            self.books.lock().blobs.insert(sha.clone(), d.size);
+            wrote = true;
         }
-        Ok(d)
+        if repair {
+            // The tree of a damaged blob cannot be trusted: unpack it again from the new one.
+            off_worker(|| self.remove_code_dir(&sha));
+        }
+        match off_worker(|| self.unpack(&sha)) {
+            Ok(_) => {
+                if repair {
+                    self.books.lock().damaged.remove(&sha);
+                    tracing::info!(digest = %sha, "stored code repaired by a new upload");
+                }
+                Ok((d, pin))
+            }
+            Err(e) => {
+                // Nothing of this upload stays: the blob goes unless another upload of the
+                // same digest is under way or a record already named it.
+                if wrote {
+                    let books = self.books.lock();
+                    if books.pins.get(&sha).copied() == Some(1) && !self.references().contains(&sha) {
+                        drop(books);
+                        self.remove_blob(&sha);
+                    }
+                }
+                Err(match e {
+                    CodeError::Io(e) => disk_error(&self.dir, &e),
+                    e => AwsError::invalid_param(e.to_string()),
+                })
+            }
+        }
     }
 
     fn read(&self, sha_hex: &str) -> std::io::Result<Vec<u8>> {
@@ -485,8 +746,17 @@ impl Blobs {
         std::fs::read(self.blob_path(sha_hex))
     }
 
+    /// The unpacked tree of a digest; refused for code found missing or damaged at start.
     fn code_dir(&self, sha_hex: &str) -> Result<PathBuf, CodeError> {
-        let dest = self.dir.join("code").join(sha_hex);
+        if let Some(why) = self.books.lock().damaged.get(sha_hex) {
+            return Err(CodeError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, why.clone())));
+        }
+        self.unpack(sha_hex)
+    }
+
+    /// Unpacks a digest once (a no-op when its tree is there).
+    fn unpack(&self, sha_hex: &str) -> Result<PathBuf, CodeError> {
+        let dest = self.code_path(sha_hex);
         if dest.is_dir() {
             return Ok(dest);
         }
@@ -496,9 +766,11 @@ impl Blobs {
             if dest.is_dir() {
                 Ok(())
             } else {
-                self.read(sha_hex)
-                    .map_err(CodeError::Io)
-                    .and_then(|bytes| code::extract_zip(&bytes, &dest, &Limits::default()).map(|_| ()))
+                self.read(sha_hex).map_err(CodeError::Io).and_then(|bytes| {
+                    let summary = code::extract_zip(&bytes, &dest, &Limits::default())?;
+                    self.books.lock().code.insert(sha_hex.to_string(), summary.unzipped_bytes);
+                    Ok(())
+                })
             }
         };
         // The last one out forgets the digest's lock (one held by the map, one by us).
@@ -508,5 +780,150 @@ impl Blobs {
         }
         drop(map);
         result.map(|()| dest)
+    }
+
+    /// Every digest any region's records reference.
+    fn references(&self) -> HashSet<String> {
+        let mut out = HashSet::new();
+        for store in self.stores.read().iter().filter_map(Weak::upgrade) {
+            store.references(&mut out);
+        }
+        out
+    }
+
+    fn remove_blob(&self, sha: &str) {
+        match std::fs::remove_file(self.blob_path(sha)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(digest = sha, error = %e, "cannot remove a code blob");
+                return;
+            }
+        }
+        self.books.lock().blobs.remove(sha);
+    }
+
+    /// Removes a code directory: renamed aside first (a crash mid-way leaves a temp name
+    /// that the next start removes, never half a tree under the digest's name).
+    fn remove_code_dir(&self, sha: &str) {
+        let dest = self.code_path(sha);
+        let aside = self.dir.join("code").join(format!("{sha}.tmp-gc-{}", uuid::Uuid::new_v4().simple()));
+        match std::fs::rename(&dest, &aside) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir_all(&aside);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(digest = sha, error = %e, "cannot remove a code directory");
+                return;
+            }
+        }
+        self.books.lock().code.remove(sha);
+    }
+
+    /// Frees what no record references and no upload has pinned. A code directory that a
+    /// running environment uses is left for a later pass (see [`Regions::collect`]).
+    fn collect(&self) {
+        let in_use = self.in_use.read().as_ref().map(|f| f()).unwrap_or_default();
+        // The books stay locked throughout, so an upload of a digest freed here waits and
+        // then writes it again.
+        let mut books = self.books.lock();
+        if books.unknown_refs {
+            return;
+        }
+        let refs = self.references();
+        let free = |sha: &String| !refs.contains(sha) && !books.pins.contains_key(sha);
+        let blobs: Vec<String> = books.blobs.keys().filter(|s| free(s)).cloned().collect();
+        let mut deferred = 0;
+        let mut code = Vec::new();
+        for sha in books.code.keys().filter(|s| free(s)) {
+            if in_use.contains(&self.code_path(sha)) {
+                deferred += 1;
+            } else {
+                code.push(sha.clone());
+            }
+        }
+        books.deferred = deferred;
+        for sha in &blobs {
+            match std::fs::remove_file(self.blob_path(sha)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(digest = %sha, error = %e, "cannot remove a code blob");
+                    continue;
+                }
+            }
+            books.blobs.remove(sha);
+            books.damaged.remove(sha);
+        }
+        drop(books);
+        for sha in &code {
+            self.remove_code_dir(sha);
+        }
+        if !blobs.is_empty() || !code.is_empty() {
+            tracing::debug!(blobs = blobs.len(), code_dirs = code.len(), deferred, "freed unreferenced code");
+        }
+    }
+
+    /// Fills the books from the disk (at start).
+    fn scan(&self) {
+        let mut books = self.books.lock();
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("blobs")) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(sha) = name.strip_suffix(".zip").filter(|s| is_digest(s))
+                    && let Ok(m) = e.metadata()
+                {
+                    books.blobs.insert(sha.to_string(), m.len());
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("code")) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if is_digest(&name) && e.file_type().is_ok_and(|t| t.is_dir()) {
+                    books.code.insert(name, tree_bytes(&e.path()));
+                }
+            }
+        }
+    }
+
+    /// Checks that every function version's and layer version's blob is there with its
+    /// stored size. Each missing or damaged one is logged once, and its digest refuses to
+    /// run until it is uploaded again.
+    fn check_integrity(&self) {
+        let stores: Vec<Arc<Store>> = self.stores.read().iter().filter_map(Weak::upgrade).collect();
+        let mut books = self.books.lock();
+        let mut check = |what: &str, name: &str, version: &str, sha: &str, size: u64| {
+            if sha.is_empty() {
+                return;
+            }
+            let path = self.blob_path(sha);
+            let problem = match books.blobs.get(sha) {
+                None => format!("the stored code blob {} is missing", path.display()),
+                Some(&have) if have != size => {
+                    format!("the stored code blob {} is damaged ({have} bytes, expected {size})", path.display())
+                }
+                Some(_) => return,
+            };
+            tracing::error!(kind = what, function = name, version, digest = sha, path = %path.display(), "{problem}");
+            books.damaged.entry(sha.to_string()).or_insert(problem);
+        };
+        for store in &stores {
+            let st = store.state.read();
+            for rec in st.functions.values() {
+                for c in std::iter::once(&rec.latest).chain(rec.versions.values()) {
+                    check("function", &c.name, &c.version, &c.code_sha_hex, c.code_size);
+                    for l in &c.layers {
+                        check("function layer", &c.name, &c.version, &l.sha_hex, l.code_size);
+                    }
+                }
+            }
+            for l in st.layers.values() {
+                for (n, v) in &l.versions {
+                    check("layer", &l.name, &n.to_string(), &v.sha_hex, v.code_size);
+                }
+            }
+        }
     }
 }
