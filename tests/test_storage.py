@@ -355,3 +355,45 @@ def test_full_disk(small_disk):
         assert json.loads(body) == {"echo": {"a": 1}}, body
     finally:
         srv.cleanup()
+
+
+def test_event_invocations_at_least_once_across_kill9(fresh_server, tmp_path):
+    """The durability contract: no Event is lost across a kill -9, and only an Event whose
+    handler had started and was not yet recorded as finished (still on disk) runs twice."""
+    srv = fresh_server()
+    lam = srv.client("lambda")
+    log = tmp_path / "ran.log"
+    src = (f"import os, time\ndef handler(e, c):\n"
+           f"    with open({str(log)!r}, 'a') as f:\n        f.write('S ' + c.aws_request_id + '\\n')\n"
+           f"    time.sleep(0.02)\n"
+           f"    with open({str(log)!r}, 'a') as f:\n        f.write('E ' + c.aws_request_id + '\\n')\n")
+    name = unique("dur")
+    create(lam, name, make_zip({"app.py": src}))
+    ids = []
+    for i in range(150):
+        r = lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"i": i}))
+        assert r["StatusCode"] == 202
+        ids.append(r["ResponseMetadata"]["RequestId"])
+
+    def lines():
+        return log.read_text().splitlines() if log.exists() else []
+
+    wait_for(lambda: sum(ln.startswith("E ") for ln in lines()) >= 30, timeout=60, what="30 Events to run")
+    srv.kill()
+    events_dir = os.path.join(srv.data_dir, "lambda", "events")
+    on_disk_at_kill = {n[:-5] for n in os.listdir(events_dir) if n.endswith(".json")}
+    started_at_kill = {ln[2:] for ln in lines() if ln.startswith("S ")}
+    assert started_at_kill and on_disk_at_kill, "the kill came mid-queue"
+    srv.start()
+    wait_for(lambda: {ln[2:] for ln in lines() if ln.startswith("E ")} >= set(ids), timeout=120,
+             what="every queued Event to run after the restart")
+    wait_for(lambda: srv.health()["pending_events"] == 0, timeout=30, what="the queue to drain")
+    runs = {}
+    for ln in lines():
+        if ln.startswith("S "):
+            runs[ln[2:]] = runs.get(ln[2:], 0) + 1
+    assert set(runs) == set(ids), "none lost, none invented"
+    twice = {i for i, n in runs.items() if n > 1}
+    assert all(n <= 2 for n in runs.values()), runs
+    assert twice <= (started_at_kill & on_disk_at_kill), \
+        f"ran twice without having been in flight at the kill: {twice - (started_at_kill & on_disk_at_kill)}"
