@@ -397,3 +397,28 @@ def test_event_invocations_at_least_once_across_kill9(fresh_server, tmp_path):
     assert all(n <= 2 for n in runs.values()), runs
     assert twice <= (started_at_kill & on_disk_at_kill), \
         f"ran twice without having been in flight at the kill: {twice - (started_at_kill & on_disk_at_kill)}"
+
+
+def test_code_dir_of_a_running_environment_is_freed_after_it_stops(srv, slam, tmp_path):
+    lam = slam
+    started = tmp_path / "started"
+    src = (f"import os, time\ndef handler(e, c):\n    open({str(started)!r}, 'w').close()\n"
+           f"    time.sleep(1.5)\n    return sorted(n for n in os.listdir('.') if n != '__pycache__')\n")
+    name = unique("busy")
+    create(lam, name, make_zip({"app.py": src}))
+    sha_hex = json.load(open(os.path.join(srv.data_dir, "lambda", "functions", f"{name}.json")))["latest"]["code_sha_hex"]
+    code_dir = os.path.join(srv.data_dir, "lambda", "code", sha_hex)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=invoke(srv.client("lambda"), name, {})))
+    t.start()
+    wait_for(started.exists, timeout=30, what="the handler to start")
+    lam.delete_function(FunctionName=name)
+    # Its blob goes at once; the tree it runs from stays until the environment stops.
+    assert not os.path.exists(os.path.join(srv.data_dir, "lambda", "blobs", f"{sha_hex}.zip"))
+    assert os.path.isdir(code_dir)
+    assert storage(srv)["code"]["deferred"] >= 1
+    t.join(30)
+    r, body = out["r"]
+    assert "FunctionError" not in r and json.loads(body) == ["app.py"], body
+    wait_for(lambda: not os.path.exists(code_dir), timeout=15, what="the tree to be freed once the environment stopped")
+    wait_for(lambda: exactly_referenced(srv.data_dir), timeout=15, what="exactly the referenced code")

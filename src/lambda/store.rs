@@ -92,6 +92,37 @@ struct Books {
     deferred: usize,
     /// A record could not be read at start: its references are unknown, so nothing is freed.
     unknown_refs: bool,
+    /// Running totals of `blobs` and `code`, so that health reads two numbers.
+    blob_bytes: u64,
+    code_bytes: u64,
+}
+
+impl Books {
+    fn add_blob(&mut self, sha: &str, size: u64) {
+        if let Some(old) = self.blobs.insert(sha.to_string(), size) {
+            self.blob_bytes -= old;
+        }
+        self.blob_bytes += size;
+    }
+
+    fn remove_blob(&mut self, sha: &str) {
+        if let Some(old) = self.blobs.remove(sha) {
+            self.blob_bytes -= old;
+        }
+    }
+
+    fn add_code(&mut self, sha: &str, size: u64) {
+        if let Some(old) = self.code.insert(sha.to_string(), size) {
+            self.code_bytes -= old;
+        }
+        self.code_bytes += size;
+    }
+
+    fn remove_code(&mut self, sha: &str) {
+        if let Some(old) = self.code.remove(sha) {
+            self.code_bytes -= old;
+        }
+    }
 }
 
 /// Keeps an uploaded digest from being freed until the record that names it is stored.
@@ -202,9 +233,9 @@ impl Regions {
         damaged.sort();
         Usage {
             blob_count: b.blobs.len(),
-            blob_bytes: b.blobs.values().sum(),
+            blob_bytes: b.blob_bytes,
             code_count: b.code.len(),
-            code_bytes: b.code.values().sum(),
+            code_bytes: b.code_bytes,
             deferred_code_dirs: b.deferred,
             damaged,
         }
@@ -706,7 +737,7 @@ impl Blobs {
         let mut wrote = false;
         if !present {
             off_worker(|| write_atomic(&path, bytes)).map_err(|e| disk_error(&self.dir, &e))?;
-            self.books.lock().blobs.insert(sha.clone(), d.size);
+            self.books.lock().add_blob(&sha, d.size);
             wrote = true;
         }
         if repair {
@@ -768,7 +799,7 @@ impl Blobs {
             } else {
                 self.read(sha_hex).map_err(CodeError::Io).and_then(|bytes| {
                     let summary = code::extract_zip(&bytes, &dest, &Limits::default())?;
-                    self.books.lock().code.insert(sha_hex.to_string(), summary.unzipped_bytes);
+                    self.books.lock().add_code(sha_hex, summary.unzipped_bytes);
                     Ok(())
                 })
             }
@@ -800,7 +831,7 @@ impl Blobs {
                 return;
             }
         }
-        self.books.lock().blobs.remove(sha);
+        self.books.lock().remove_blob(sha);
     }
 
     /// Removes a code directory: renamed aside first (a crash mid-way leaves a temp name
@@ -818,7 +849,7 @@ impl Blobs {
                 return;
             }
         }
-        self.books.lock().code.remove(sha);
+        self.books.lock().remove_code(sha);
     }
 
     /// Frees what no record references and no upload has pinned. A code directory that a
@@ -844,6 +875,8 @@ impl Blobs {
             }
         }
         books.deferred = deferred;
+        // Damage matters only while a record names the digest.
+        books.damaged.retain(|sha, _| refs.contains(sha));
         for sha in &blobs {
             match std::fs::remove_file(self.blob_path(sha)) {
                 Ok(()) => {}
@@ -853,8 +886,7 @@ impl Blobs {
                     continue;
                 }
             }
-            books.blobs.remove(sha);
-            books.damaged.remove(sha);
+            books.remove_blob(sha);
         }
         drop(books);
         for sha in &code {
@@ -874,7 +906,7 @@ impl Blobs {
                 if let Some(sha) = name.strip_suffix(".zip").filter(|s| is_digest(s))
                     && let Ok(m) = e.metadata()
                 {
-                    books.blobs.insert(sha.to_string(), m.len());
+                    books.add_blob(sha, m.len());
                 }
             }
         }
@@ -882,7 +914,7 @@ impl Blobs {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if is_digest(&name) && e.file_type().is_ok_and(|t| t.is_dir()) {
-                    books.code.insert(name, tree_bytes(&e.path()));
+                    books.add_code(&name, tree_bytes(&e.path()));
                 }
             }
         }
