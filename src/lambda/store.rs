@@ -959,3 +959,66 @@ impl Blobs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn zip_of(text: &str) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        w.start_file("app.py", zip::write::SimpleFileOptions::default()).unwrap();
+        w.write_all(text.as_bytes()).unwrap();
+        w.finish().unwrap().into_inner()
+    }
+
+    fn temp_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ruststack-store-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn an_upload_is_unpacked_and_kept_while_pinned_then_freed() {
+        let dir = temp_dir();
+        let regions = Regions::open(&dir, "us-east-1").unwrap();
+        let store = regions.default_store();
+        let (d, pin) = store.put_zip(&zip_of("x = 1\n")).unwrap();
+        let blob = dir.join("lambda/blobs").join(format!("{}.zip", d.sha256_hex));
+        let tree = dir.join("lambda/code").join(&d.sha256_hex);
+        assert!(blob.is_file() && tree.join("app.py").is_file(), "stored and unpacked before it returns");
+        assert_eq!(regions.usage().blob_bytes, d.size);
+        assert_eq!(regions.usage().code_bytes, 6);
+
+        regions.collect();
+        assert!(blob.is_file() && tree.is_dir(), "a pinned upload is not freed");
+        drop(pin);
+        regions.collect();
+        assert!(!blob.exists() && !tree.exists(), "no record names it: freed");
+        let u = regions.usage();
+        assert_eq!((u.blob_count, u.blob_bytes, u.code_count, u.code_bytes), (0, 0, 0, 0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_start_sweeps_what_no_record_names_and_an_unreadable_record_stops_it() {
+        let dir = temp_dir();
+        {
+            let regions = Regions::open(&dir, "us-east-1").unwrap();
+            // An upload whose record never got written (a kill -9 in between).
+            std::mem::forget(regions.default_store().put_zip(&zip_of("y = 2\n")).unwrap().1);
+        }
+        let blobs = || std::fs::read_dir(dir.join("lambda/blobs")).unwrap().count();
+        assert_eq!(blobs(), 1);
+        // A record that cannot be read might name it: nothing is freed.
+        std::fs::write(dir.join("lambda/functions/broken.json"), b"{not json").unwrap();
+        drop(Regions::open(&dir, "us-east-1").unwrap());
+        assert_eq!(blobs(), 1);
+        std::fs::remove_file(dir.join("lambda/functions/broken.json")).unwrap();
+        drop(Regions::open(&dir, "us-east-1").unwrap());
+        assert_eq!(blobs(), 0, "swept at start");
+        assert_eq!(std::fs::read_dir(dir.join("lambda/code")).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
