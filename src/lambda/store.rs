@@ -834,22 +834,34 @@ impl Blobs {
         self.books.lock().remove_blob(sha);
     }
 
-    /// Removes a code directory: renamed aside first (a crash mid-way leaves a temp name
-    /// that the next start removes, never half a tree under the digest's name).
-    fn remove_code_dir(&self, sha: &str) {
+    /// Moves a code directory aside (a rename: quick, and atomic for anyone who looks the
+    /// digest up) and takes it off the books. Returns where it went; the caller removes it,
+    /// outside the books' lock. A crash before that leaves a temp name the next start removes.
+    fn set_code_dir_aside(&self, books: &mut Books, sha: &str) -> Option<PathBuf> {
         let dest = self.code_path(sha);
         let aside = self.dir.join("code").join(format!("{sha}.tmp-gc-{}", uuid::Uuid::new_v4().simple()));
         match std::fs::rename(&dest, &aside) {
             Ok(()) => {
-                let _ = std::fs::remove_dir_all(&aside);
+                books.remove_code(sha);
+                Some(aside)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                books.remove_code(sha);
+                None
+            }
             Err(e) => {
                 tracing::warn!(digest = sha, error = %e, "cannot remove a code directory");
-                return;
+                None
             }
         }
-        self.books.lock().remove_code(sha);
+    }
+
+    /// Removes a code directory (see [`Blobs::set_code_dir_aside`]).
+    fn remove_code_dir(&self, sha: &str) {
+        let aside = self.set_code_dir_aside(&mut self.books.lock(), sha);
+        if let Some(aside) = aside {
+            let _ = std::fs::remove_dir_all(&aside);
+        }
     }
 
     /// Frees what no record references and no upload has pinned. A code directory that a
@@ -888,9 +900,12 @@ impl Blobs {
             }
             books.remove_blob(sha);
         }
+        // Moved aside under the lock, so that an upload of the same digest cannot find the
+        // tree just before it goes; deleted after it.
+        let aside: Vec<PathBuf> = code.iter().filter_map(|sha| self.set_code_dir_aside(&mut books, sha)).collect();
         drop(books);
-        for sha in &code {
-            self.remove_code_dir(sha);
+        for dir in aside {
+            let _ = std::fs::remove_dir_all(&dir);
         }
         if !blobs.is_empty() || !code.is_empty() {
             tracing::debug!(blobs = blobs.len(), code_dirs = code.len(), deferred, "freed unreferenced code");
