@@ -125,11 +125,16 @@ def test_churn_frees_exactly_what_is_unreferenced(srv, slam):
             lam.update_function_code(FunctionName=name, ZipFile=code_zip(f"u{i}"))
         if i % 5 == 0:
             invoke(lam, name, {"i": i})  # an environment runs from the code dir
+        used_layer = False
         if i % 6 == 0:
             lv = lam.publish_layer_version(LayerName=layer_name, Content={"ZipFile": make_zip({"python/l.py": f"L={i}\n"})})
             if i % 12 == 0:
-                lam.delete_layer_version(LayerName=layer_name, VersionNumber=lv["Version"])
-        if i % 7 == 0:
+                # A function that uses the layer version keeps its code after the version is deleted.
+                lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+                lam.update_function_configuration(FunctionName=name, Layers=[lv["LayerVersionArn"]])
+                used_layer = True
+            lam.delete_layer_version(LayerName=layer_name, VersionNumber=lv["Version"])
+        if i % 7 == 0 or used_layer:
             keep.append(name)
         else:
             lam.delete_function(FunctionName=name)
@@ -151,6 +156,7 @@ def test_churn_frees_exactly_what_is_unreferenced(srv, slam):
     srv.restart()
     assert exactly_referenced(srv.data_dir), "after a restart, still exactly the referenced ones"
     lam = srv.client("lambda")
+    assert any(f.get("Layers") for f in lam.list_functions()["Functions"]), "a kept function uses a deleted layer version"
     for name in keep:
         r, body = invoke(lam, name, {"k": name})
         assert "FunctionError" not in r and json.loads(body) == {"echo": {"k": name}}, body
