@@ -7,7 +7,8 @@
 //!
 //! Metadata is one JSON file per function and per layer, always written to a temp file
 //! and renamed into place, so a kill -9 never leaves half a record. Code blobs are
-//! addressed by their sha256 and unpacked once per digest.
+//! addressed by their sha256, unpacked once per digest when they are uploaded, and freed
+//! with the last record that names them (see [`Blobs`]).
 //!
 //! The state sits behind a `parking_lot::RwLock`: sections are short, never held across
 //! `.await`, and never wait on the disk. Writers take a second lock, `writing`, which
