@@ -328,6 +328,7 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     if path == "/_ruststack/health" {
         let (live, idle, busy) = app.lambda.engine.counts();
+        let usage = app.lambda.stores.usage();
         return http_util::json(
             StatusCode::OK,
             &json!({
@@ -337,6 +338,29 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 "executor": format!("{:?}", app.cfg.lambda_executor).to_lowercase(),
                 "environments": {"live": live, "idle": idle, "busy": busy},
                 "pending_events": app.lambda.events.pending(),
+                "storage": {
+                    "blob_bytes": usage.blob_bytes,
+                    "code_bytes": usage.code_bytes,
+                    "event_bytes": app.lambda.events.bytes(),
+                    "damaged_code": usage.damaged.len(),
+                },
+            }),
+        );
+    }
+    if path == "/_ruststack/storage" {
+        // Counters kept by the stores, and S3's sizes from its in-memory index: no disk walk.
+        let usage = app.lambda.stores.usage();
+        let (objects, s3_bytes) = app.lambda.s3.stored_bytes();
+        let events = &app.lambda.events;
+        return http_util::json(
+            StatusCode::OK,
+            &json!({
+                "blobs": {"count": usage.blob_count, "bytes": usage.blob_bytes},
+                "code": {"count": usage.code_count, "bytes": usage.code_bytes, "deferred": usage.deferred_code_dirs},
+                "s3": {"objects": objects, "bytes": s3_bytes},
+                "events": {"count": events.pending(), "bytes": events.bytes()},
+                "damaged": usage.damaged,
+                "total_bytes": usage.blob_bytes + usage.code_bytes + s3_bytes + events.bytes(),
             }),
         );
     }

@@ -12,6 +12,7 @@ orphans after SIGTERM/SIGKILL of an idle server (test_invoke.py).
 import base64
 import concurrent.futures as cf
 import io
+import hashlib
 import json
 import os
 import re
@@ -390,16 +391,20 @@ def test_zip_bomb_and_100k_entries(srv, flam, canary):
     serving(srv, flam, canary)
     del many
 
-    # A bomb whose headers lie about its size passes the upload check, but unpacking counts
-    # the bytes it writes: the invoke fails cleanly and leaves nothing half-unpacked.
+    # A bomb whose headers lie about its size passes the central-directory check, but code is
+    # unpacked at create and unpacking counts the bytes it writes: the create fails cleanly
+    # and leaves nothing behind (no record, no blob, nothing half-unpacked).
     liar = unique("liar")
-    flam.create_function(FunctionName=liar, Runtime="python3.12", Role=ROLE, Handler="app.handler",
-                         Code={"ZipFile": liar_zip})
-    err = expect_error("InvalidZipFileException", 502, flam.invoke, FunctionName=liar, Payload=b"{}")
-    assert "unzip" in err["Error"]["Message"]
+    err = expect_error("InvalidParameterValueException", 400, flam.create_function, FunctionName=liar,
+                       Runtime="python3.12", Role=ROLE, Handler="app.handler", Code={"ZipFile": liar_zip})
+    assert err["Error"]["Message"] == ("Could not unzip uploaded file. Please check your file, then try to upload "
+                                       "again. (entry 'zeros.bin': File is larger than its declared uncompressed size)")
+    expect_error("ResourceNotFoundException", 404, flam.get_function, FunctionName=liar)
     code_root = os.path.join(srv.data_dir, "lambda")
     big = [os.path.join(d, f) for d, _, fs in os.walk(code_root) for f in fs if f == "zeros.bin"]
     assert not big, big
+    liar_blob = os.path.join(code_root, "blobs", hashlib.sha256(liar_zip).hexdigest() + ".zip")
+    assert not os.path.exists(liar_blob)
     growth_mb = (rss_kb(pid) - rss0) / 1024
     assert growth_mb < 150, f"server RSS grew by {growth_mb:.0f} MB"
     still_serving(srv, flam, canary)

@@ -286,6 +286,11 @@ impl Engine {
         self.pool.shutdown().await
     }
 
+    /// The code and layer directories live environments run from: storage must not free them.
+    pub fn dirs_in_use(&self) -> std::collections::HashSet<std::path::PathBuf> {
+        self.pool.dirs_in_use()
+    }
+
     /// (live, idle, busy) environment counts.
     pub fn counts(&self) -> (usize, usize, usize) {
         let (live, idle) = self.pool.counts();

@@ -36,6 +36,8 @@ pub struct Environment {
     epoch: u64,
     /// Started ahead for provisioned concurrency.
     pub provisioned: bool,
+    /// The code and layer directories it runs from (its working directory among them).
+    pub dirs: Vec<std::path::PathBuf>,
     _listener: runtime_api::Listener,
 }
 
@@ -247,6 +249,7 @@ impl Pool {
             uses: AtomicU64::new(0),
             epoch,
             provisioned,
+            dirs: spec.code_dir.iter().chain(spec.layer_dirs.iter()).cloned().collect(),
             _listener: listener,
         })
     }
@@ -508,6 +511,7 @@ impl Pool {
             uses: AtomicU64::new(0),
             epoch: 0,
             provisioned: false,
+            dirs: Vec::new(),
             _listener: listener,
         });
         let info = attach_info(&env).ok_or_else(|| AwsError::service("not an attached runtime"))?;
@@ -553,6 +557,12 @@ impl Pool {
         id: &str,
     ) -> Option<Arc<Environment>> {
         map.get(function).filter(|e| e.sandbox.attached().is_some_and(|a| a.id == id)).cloned()
+    }
+
+    /// The code directories live environments run from.
+    pub fn dirs_in_use(&self) -> std::collections::HashSet<std::path::PathBuf> {
+        let st = self.state.lock();
+        st.all.values().flat_map(|e| e.dirs.iter().cloned()).collect()
     }
 
     /// (live, idle) environment counts.

@@ -98,6 +98,9 @@ pub struct Ctx<'a> {
     pub lambda: &'a Arc<Lambda>,
     pub scope: Scope,
     pub query: Vec<(String, String)>,
+    /// Code this request stored or is about to reference: kept from being freed until the
+    /// request ends (by then the record naming it is stored, or it was refused).
+    pub pins: parking_lot::Mutex<Vec<crate::lambda::store::Pin>>,
 }
 
 impl Ctx<'_> {
@@ -142,7 +145,7 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
     let path = req.uri().path().to_string();
     let query = http_util::query_pairs(req.uri().query());
     let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(http_util::decode_segment).collect();
-    let ctx = Ctx { lambda, scope, query };
+    let ctx = Ctx { lambda, scope, query, pins: Default::default() };
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = &method;
     // The model layer first (ValidationException), then the handlers' semantic checks.

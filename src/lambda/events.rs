@@ -5,7 +5,7 @@
 //! record.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ pub struct EventQueue {
     dir: PathBuf,
     /// Events on disk, not yet finished (counted, so that health never lists the directory).
     pending: Arc<AtomicUsize>,
+    /// Bytes of those events on disk (a counter, for the same reason).
+    bytes: Arc<AtomicU64>,
     tx: mpsc::UnboundedSender<String>,
     rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
@@ -48,9 +50,10 @@ impl EventQueue {
         let dir = data_dir.join("lambda").join("events");
         std::fs::create_dir_all(&dir)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let q = EventQueue { dir, pending: Arc::default(), tx, rx: parking_lot::Mutex::new(Some(rx)) };
+        let q = EventQueue { dir, pending: Arc::default(), bytes: Arc::default(), tx, rx: parking_lot::Mutex::new(Some(rx)) };
         // Events left by an earlier run (even one killed with -9) run again.
         let mut pending = 0;
+        let mut bytes = 0;
         if let Ok(entries) = std::fs::read_dir(&q.dir) {
             for e in entries.flatten() {
                 let p = e.path();
@@ -60,6 +63,7 @@ impl EventQueue {
                 }
                 if let Some(id) = p.file_stem().and_then(|s| s.to_str()) {
                     pending += 1;
+                    bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
                     let _ = q.tx.send(id.to_string());
                 }
             }
@@ -68,6 +72,7 @@ impl EventQueue {
             tracing::info!(pending, "resuming queued Event invocations");
         }
         q.pending.store(pending, Ordering::SeqCst);
+        q.bytes.store(bytes, Ordering::SeqCst);
         Ok(q)
     }
 
@@ -116,12 +121,13 @@ impl EventQueue {
             attempts: 0,
             queued_ms: crate::aws::epoch_ms(),
         };
-        let (path, tx, pending) = (self.path(&id), self.tx.clone(), self.pending.clone());
+        let (path, tx, pending, queued) = (self.path(&id), self.tx.clone(), self.pending.clone(), self.bytes.clone());
         move |payload| {
             ev.payload = base64::engine::general_purpose::STANDARD.encode(payload);
             let bytes = serde_json::to_vec(&ev).map_err(std::io::Error::other)?;
             write_event(&path, &bytes)?;
             pending.fetch_add(1, Ordering::SeqCst);
+            queued.fetch_add(bytes.len() as u64, Ordering::SeqCst);
             let _ = tx.send(id.clone());
             Ok(id)
         }
@@ -145,9 +151,17 @@ impl EventQueue {
 
     /// Removes a finished event from the disk.
     fn finished(&self, id: &str) {
-        if std::fs::remove_file(self.path(id)).is_ok() {
+        let path = self.path(id);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if std::fs::remove_file(&path).is_ok() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
+            let _ = self.bytes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| Some(b.saturating_sub(size)));
         }
+    }
+
+    /// Bytes of the events on disk.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::SeqCst)
     }
 
     /// Events not yet finished (on disk).

@@ -218,12 +218,28 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
     let c = &target.config;
     let (kind, reason) = choose(lambda, c, target.tags_force_docker.as_deref());
     let unpack = |sha: &str| {
-        lambda.stores.code_dir(sha).map_err(|e| {
-            AwsError::new(
+        lambda.stores.code_dir(sha).map_err(|e| match e {
+            // The package was checked and unpacked when it was uploaded: what fails now is
+            // the data directory, never the zip.
+            crate::lambda::code::CodeError::Io(io) => {
+                let why = lambda.stores.damaged(sha).unwrap_or_else(|| {
+                    if io.kind() == std::io::ErrorKind::NotFound {
+                        format!("the stored code blob {} is missing", lambda.stores.blob_path(sha).display())
+                    } else {
+                        format!("it cannot be unpacked from {}: {io}", lambda.stores.blob_path(sha).display())
+                    }
+                });
+                AwsError::service(format!(
+                    "The stored code of function {} version {} (digest {sha}) is missing or unusable: {why}. \
+                     Upload the code again (UpdateFunctionCode) to repair it.",
+                    c.name, c.version
+                ))
+            }
+            e => AwsError::new(
                 http::StatusCode::BAD_GATEWAY,
                 "InvalidZipFileException",
                 format!("Lambda was unable to unzip the package: {e}"),
-            )
+            ),
         })
     };
     let code_dir = if c.package_type == "Zip" { Some(unpack(&c.code_sha_hex)?) } else { None };

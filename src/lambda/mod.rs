@@ -53,6 +53,9 @@ impl Lambda {
         endpoint_url: String,
         events: events::EventQueue,
     ) -> Lambda {
+        // Code directories that environments run from are freed only once they stop.
+        let weak = Arc::downgrade(&engine);
+        stores.set_in_use(move || weak.upgrade().map(|e| e.dirs_in_use()).unwrap_or_default());
         Lambda {
             cfg,
             stores,
@@ -72,6 +75,18 @@ impl Lambda {
         events::start_worker(self);
         api::restore_provisioned(self);
         api::restore_states(self);
+        // Unreferenced code that a running environment kept is freed once it stops.
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                let Some(lambda) = weak.upgrade() else { return };
+                if lambda.stores.usage().deferred_code_dirs > 0 {
+                    let _ = tokio::task::spawn_blocking(move || lambda.stores.collect()).await;
+                }
+            }
+        });
     }
 
     /// Forgets cached specs and stops warm environments of a function (after an update).
@@ -79,5 +94,7 @@ impl Lambda {
         let prefix = format!("{function}:");
         self.specs.lock().retain(|k, _| !k.starts_with(&prefix));
         self.engine.drain(function);
+        // Its idle environments are gone now: code the change stopped referencing can go.
+        self.stores.collect();
     }
 }

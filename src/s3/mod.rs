@@ -169,6 +169,11 @@ impl S3 {
     /// The bytes of an object, for Lambda CreateFunction/UpdateFunctionCode
     /// with `Code.S3Bucket`/`S3Key`/`S3ObjectVersion`. `version_id` None is
     /// the current version.
+    /// (object versions, their bytes) stored, for the storage report.
+    pub fn stored_bytes(&self) -> (usize, u64) {
+        self.store.stored_bytes()
+    }
+
     pub fn get_object_bytes(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Bytes, S3Error> {
         let (version, _, file) =
             self.store.open_object(bucket, key, version_id).map_err(|e| e.into_s3_error(bucket, key))?;

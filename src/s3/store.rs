@@ -258,6 +258,15 @@ impl Store {
     // ---- buckets ----
 
     /// Creates `name`; creating a bucket that exists is a no-op (us-east-1 behaviour).
+    /// (object versions, their bytes) over every bucket, from memory (no disk walk).
+    pub fn stored_bytes(&self) -> (usize, u64) {
+        let st = self.state.lock();
+        st.buckets
+            .values()
+            .flat_map(|b| b.objects.values().flatten())
+            .fold((0, 0), |(n, bytes), v| (n + 1, bytes + v.size))
+    }
+
     pub fn create_bucket(&self, name: &str) -> Result<(), ApiError> {
         let mut st = self.state.lock();
         if st.buckets.contains_key(name) {

@@ -81,9 +81,9 @@ impl SubprocessExecutor {
         let owner = dir.canonicalize().unwrap_or_else(|_| dir.clone()).display().to_string();
         kill_leftovers(&owner);
         let bootstrap_path = dir.join("bootstrap.py");
-        crate::aws::fs::write_atomic(&bootstrap_path, PYTHON_BOOTSTRAP.as_bytes())?;
+        crate::aws::fs::write_if_changed(&bootstrap_path, PYTHON_BOOTSTRAP.as_bytes())?;
         let node_bootstrap = dir.join("bootstrap.js");
-        crate::aws::fs::write_atomic(&node_bootstrap, NODE_BOOTSTRAP.as_bytes())?;
+        crate::aws::fs::write_if_changed(&node_bootstrap, NODE_BOOTSTRAP.as_bytes())?;
         // `python3 bootstrap.py` compiles the whole script on every cold start (several ms);
         // the probe compiles it once per server start, for this interpreter, and runtimes run
         // the .pyc. Its tracebacks still name bootstrap.py.

@@ -217,7 +217,8 @@ pub(super) fn store_code(ctx: &Ctx, m: &Map<String, Value>) -> Result<Option<Sto
     } else {
         return Ok(None);
     };
-    let d = tokio::task::block_in_place(|| ctx.store().put_zip(&bytes))?;
+    let (d, pin) = tokio::task::block_in_place(|| ctx.store().put_zip(&bytes))?;
+    ctx.pins.lock().push(pin);
     Ok(Some(StoredCode { sha_hex: d.sha256_hex, sha_b64: d.sha256_b64, size: d.size }))
 }
 
@@ -249,6 +250,12 @@ pub(super) fn resolve_layers(ctx: &Ctx, list: &[String]) -> Result<Vec<LayerRef>
     list.iter()
         .map(|l| {
             if let Some(r) = arn::parse_layer_version_arn(l) {
+                // Pinned before the layer is read: a DeleteLayerVersion running meanwhile
+                // cannot free code this function is about to reference.
+                let sha_pin = ctx.store().get_layer(&r.name).and_then(|rec| rec.versions.get(&r.version).map(|v| v.sha_hex.clone()));
+                if let Some(sha) = sha_pin {
+                    ctx.pins.lock().push(ctx.store().pin(&sha));
+                }
                 let rec = ctx.store().get_layer(&r.name);
                 let v = rec.and_then(|rec| rec.versions.get(&r.version).cloned()).ok_or_else(|| {
                     AwsError::invalid_param(format!(
@@ -257,7 +264,8 @@ pub(super) fn resolve_layers(ctx: &Ctx, list: &[String]) -> Result<Vec<LayerRef>
                 })?;
                 Ok(LayerRef { arn: l.clone(), code_size: v.code_size, sha_hex: v.sha_hex })
             } else if l.starts_with('/') || l.ends_with(".zip") || std::path::Path::new(l).is_file() {
-                let d = tokio::task::block_in_place(|| ctx.store().put_zip(&read_local_layer(l)?))?;
+                let (d, pin) = tokio::task::block_in_place(|| ctx.store().put_zip(&read_local_layer(l)?))?;
+                ctx.pins.lock().push(pin);
                 Ok(LayerRef { arn: l.clone(), code_size: d.size, sha_hex: d.sha256_hex })
             } else {
                 Err(AwsError::invalid_param(format!(
