@@ -84,7 +84,8 @@ fn check_provisioned_request(ctx: &Ctx, rec: &FunctionRecord, key: &str, n: u64)
 
 /// The environment spec provisioned environments of `name:key` run.
 fn provisioned_spec(lambda: &Lambda, scope: &Scope, name: &str, key: &str) -> Result<Arc<EnvSpec>, AwsError> {
-    let target = invoke::resolve(lambda, name, Some(key), scope)?;
+    // An alias's main version: its RoutingConfig's weights apply to invocations, not to provisioning.
+    let target = invoke::resolve_main(lambda, name, Some(key), scope)?;
     let mut spec = (*invoke::spec_for(lambda, &target, scope)?).clone();
     spec.provisioned = true;
     Ok(Arc::new(spec))
