@@ -364,3 +364,30 @@ def test_publish_version_with_wrong_revision_or_sha(lam):
     assert err["Error"]["Message"] == (
         f"CodeSHA256 (somenonexistentsha256) is different from current CodeSHA256 in $LATEST "
         f"({resp['CodeSha256']}). Please try again with the CodeSHA256 in $LATEST.")
+
+
+def test_invoke_during_a_transition_waits_for_it(fresh_server):
+    """An Invoke that arrives while the function is Pending (or its update InProgress) waits for
+    the transition, then runs the new code (README: a deliberate difference from AWS's 409).
+    The transitions are held for 1.5 s, so each Invoke below arrives during one; that it returns
+    only once the function has settled is what shows it waited."""
+    srv = fresh_server("--lambda-state-delay-ms", "1500")
+    lam = srv.client("lambda")
+    name = unique("pending")
+    code = "def handler(event, context):\n    return {'code': %r}\n"
+    created = lam.create_function(FunctionName=name, Runtime="python3.12", Role=ROLE, Handler="app.handler",
+                                  Code={"ZipFile": make_zip({"app.py": code % "one"})})
+    assert created["State"] == "Pending"
+    assert lam.get_function_configuration(FunctionName=name)["State"] == "Pending"
+    r = lam.invoke(FunctionName=name, Payload=b"{}")
+    assert r["StatusCode"] == 200 and "FunctionError" not in r, r
+    assert json.loads(r["Payload"].read()) == {"code": "one"}
+    assert lam.get_function_configuration(FunctionName=name)["State"] == "Active"
+
+    updated = lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": code % "two"}))
+    assert updated["LastUpdateStatus"] == "InProgress"
+    assert lam.get_function_configuration(FunctionName=name)["LastUpdateStatus"] == "InProgress"
+    r = lam.invoke(FunctionName=name, Payload=b"{}")
+    assert r["StatusCode"] == 200 and "FunctionError" not in r, r
+    assert json.loads(r["Payload"].read()) == {"code": "two"}
+    assert lam.get_function_configuration(FunctionName=name)["LastUpdateStatus"] == "Successful"
