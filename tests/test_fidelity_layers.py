@@ -168,6 +168,16 @@ def test_layer_version_permissions(lam, loose):
     err = expect_error("ValidationException", 400, add, "s2", Action="*")
     assert msg(err) == ("1 validation error detected: Value '*' at 'action' failed to satisfy constraint: "
                         "Member must satisfy regular expression pattern: lambda:GetLayerVersion")
+    # The model's StatementId and Principal patterns (the model layer's text, no local copy).
+    err = expect_error("ValidationException", 400, add, "bad.sid")
+    assert msg(err) == ("1 validation error detected: Value 'bad.sid' at 'statementId' failed to satisfy constraint: "
+                        "Member must satisfy regular expression pattern: ([a-zA-Z0-9-_]+)")
+    err = expect_error("ValidationException", 400, add, "s2", Principal="arn:aws:iam::123456789012:user/x")
+    assert msg(err) == ("1 validation error detected: Value 'arn:aws:iam::123456789012:user/x' at 'principal' failed "
+                        "to satisfy constraint: Member must satisfy regular expression pattern: "
+                        "\\d{12}|\\*|arn:(aws[a-zA-Z-]*):iam::\\d{12}:root")
+    err = expect_error("ValidationException", 400, lam.get_layer_version_by_arn, Arn="arn:aws:lambda:us-east-1:1:layer:x:1")
+    assert msg(err).startswith("1 validation error detected: Value 'arn:aws:lambda:us-east-1:1:layer:x:1' at 'arn' ")
     err = expect_error("ResourceConflictException", 409, add, "s1")
     assert msg(err) == ("The statement id (s1) provided already exists. Please provide a new statement id, "
                         "or remove the existing statement.")

@@ -20,16 +20,8 @@ fn missing(op: UrlOp) -> AwsError {
 /// The record and qualifier key of a function URL: "" for none, else an existing alias
 /// (`$LATEST` and version numbers fail the model's qualifier pattern, as on AWS).
 pub(super) fn url_target(ctx: &Ctx, raw: &str, op: UrlOp) -> Result<(String, FunctionRecord, String), AwsError> {
+    // The model layer refused a qualifier that is not alias-shaped (in the ARN or the query).
     let (name, q) = function_target(ctx, raw)?;
-    if let Some(q) = q.as_deref()
-        && !super::targets::is_alias_name(q)
-    {
-        return Err(super::targets::validation(
-            q,
-            "qualifier",
-            "Member must satisfy regular expression pattern: ((?!^\\d+$)^[0-9a-zA-Z-_]+$)",
-        ));
-    }
     let rec = ctx.store().get_function(&name).ok_or_else(|| missing(op))?;
     let key = match q {
         None => String::new(),
