@@ -42,27 +42,12 @@ pub(super) struct UrlSettings {
     mode: Option<String>,
 }
 
-/// AuthType, Cors and InvokeMode from a Create/UpdateFunctionUrlConfig body, checked.
+/// AuthType, Cors and InvokeMode from a Create/UpdateFunctionUrlConfig body (the model layer
+/// checked their values).
 pub(super) fn url_settings(m: &Map<String, Value>) -> Result<UrlSettings, AwsError> {
     let auth = opt_str(m, "AuthType")?;
-    if let Some(a) = &auth
-        && a != "NONE"
-        && a != "AWS_IAM"
-    {
-        return Err(AwsError::invalid_param(format!(
-            "1 validation error detected: Value '{a}' at 'authType' failed to satisfy constraint: Member must satisfy enum value set: [NONE, AWS_IAM]"
-        )));
-    }
     let cors = opt_obj(m, "Cors")?.map(|o| Value::Object(o.clone()));
     let mode = opt_str(m, "InvokeMode")?;
-    if let Some(v) = &mode
-        && v != "BUFFERED"
-        && v != "RESPONSE_STREAM"
-    {
-        return Err(AwsError::invalid_param(format!(
-            "1 validation error detected: Value '{v}' at 'invokeMode' failed to satisfy constraint: Member must satisfy enum value set: [BUFFERED, RESPONSE_STREAM]"
-        )));
-    }
     Ok(UrlSettings { auth, cors, mode })
 }
 
