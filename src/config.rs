@@ -74,6 +74,10 @@ pub struct Config {
     /// Delay in ms between retries of failed Event invocations (AWS: minutes).
     #[arg(long, env = "RUSTSTACK_LAMBDA_EVENT_RETRY_DELAY_MS", default_value_t = 200)]
     pub lambda_event_retry_delay_ms: u64,
+    /// Milliseconds a new or updated function stays Pending / InProgress before it settles
+    /// (AWS: seconds; RustStack: as soon as its code is ready). For testing clients that wait.
+    #[arg(long, env = "RUSTSTACK_LAMBDA_STATE_DELAY_MS", default_value_t = 0)]
+    pub lambda_state_delay_ms: u64,
     /// Default region when a request does not name one.
     #[arg(long, env = "RUSTSTACK_REGION", default_value = "us-east-1")]
     pub region: String,

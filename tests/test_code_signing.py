@@ -102,3 +102,14 @@ def test_create_function_with_code_signing_config(lam):
                        CodeSigningConfigArn=bad)
     assert msg(err) == ("The code signing configuration cannot be found. Check that the provided configuration "
                         f"is not deleted: {bad}.")
+
+
+def test_code_signing_policy_value_set(server):
+    loose = server.client("lambda", parameter_validation=False)
+    err = expect_error("ValidationException", 400, loose.create_code_signing_config,
+                       AllowedPublishers={"SigningProfileVersionArns": [
+                           "arn:aws:signer:us-east-1:000000000000:/signing-profiles/p/v1"]},
+                       CodeSigningPolicies={"UntrustedArtifactOnDeployment": "Block"})
+    assert err["Error"]["Message"] == (
+        "1 validation error detected: Value 'Block' at 'codeSigningPolicies.untrustedArtifactOnDeployment' failed "
+        "to satisfy constraint: Member must satisfy enum value set: [Warn, Enforce]")

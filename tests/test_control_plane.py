@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import WaiterError
 
-from conftest import CREDS, expect_error, http, invoke, make_zip, unique
+from conftest import CREDS, expect_error, http, invoke, make_zip, unique, wait_for
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 ACCOUNT = "000000000000"
@@ -125,7 +125,9 @@ def test_get_function(server, lam):
         assert r.read() == zb
     assert "Concurrency" not in got
 
-    conf = lam.get_function_configuration(FunctionName=name)
+    # The transition runs on a background task: under load it may not have finished yet.
+    conf = wait_for(lambda: (c := lam.get_function_configuration(FunctionName=name))["State"] == "Active" and c, 10,
+                    "the function to become Active")
     assert conf["FunctionArn"] == fn_arn(name)
     assert conf["CodeSha256"] == code_sha256(zb)
     assert conf["State"] == "Active" and conf["LastUpdateStatus"] == "Successful"

@@ -72,6 +72,12 @@ def test_event_invoke_refusals(lam, loose, fn):
                        MaximumRetryAttempts=3)
     assert msg(err) == ("1 validation error detected: Value '3' at 'maximumRetryAttempts' failed to satisfy "
                         "constraint: Member must have value less than or equal to 2")
+    # The model's ranges of MaximumEventAgeInSeconds (the model layer's text, no local copy).
+    for age, bound in [(59, "greater than or equal to 60"), (21601, "less than or equal to 21600")]:
+        err = expect_error("ValidationException", 400, loose.put_function_event_invoke_config, FunctionName=fn,
+                           MaximumEventAgeInSeconds=age)
+        assert msg(err) == (f"1 validation error detected: Value '{age}' at 'maximumEventAgeInSeconds' failed to "
+                            f"satisfy constraint: Member must have value {bound}")
 
 
 def test_event_invoke_qualifiers_and_not_found(lam, fn):

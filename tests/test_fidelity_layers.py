@@ -67,8 +67,11 @@ def test_layer_refusals(lam, loose):
             err = expect_error("InvalidParameterValueException", 400, call, LayerName=name, VersionNumber=v)
             assert msg(err) == "Layer Version Cannot be less than 1"
     err = expect_error("ValidationException", 400, lam.get_layer_version_by_arn, Arn=layer_arn(name))
-    assert msg(err).startswith(f"1 validation error detected: Value '{layer_arn(name)}' at 'arn' failed to satisfy "
-                               "constraint: Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:lambda:")
+    # test_layer_exceptions: AWS prints the pattern without the model's outer parentheses.
+    assert msg(err) == (
+        f"1 validation error detected: Value '{layer_arn(name)}' at 'arn' failed to satisfy constraint: Member must "
+        "satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-"
+        "[a-z]+-\\d{1}:\\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+)")
     err = expect_error("ResourceNotFoundException", 404, lam.get_layer_version_by_arn, Arn=layer_arn(name, 2))
     assert msg(err) == "The resource you requested does not exist."
     err = expect_error("ValidationException", 400, publish, lam, name, CompatibleRuntimes=["invalidruntime", "nodejs20.x"],
@@ -165,6 +168,16 @@ def test_layer_version_permissions(lam, loose):
     err = expect_error("ValidationException", 400, add, "s2", Action="*")
     assert msg(err) == ("1 validation error detected: Value '*' at 'action' failed to satisfy constraint: "
                         "Member must satisfy regular expression pattern: lambda:GetLayerVersion")
+    # The model's StatementId and Principal patterns (the model layer's text, no local copy).
+    err = expect_error("ValidationException", 400, add, "bad.sid")
+    assert msg(err) == ("1 validation error detected: Value 'bad.sid' at 'statementId' failed to satisfy constraint: "
+                        "Member must satisfy regular expression pattern: ([a-zA-Z0-9-_]+)")
+    err = expect_error("ValidationException", 400, add, "s2", Principal="arn:aws:iam::123456789012:user/x")
+    assert msg(err) == ("1 validation error detected: Value 'arn:aws:iam::123456789012:user/x' at 'principal' failed "
+                        "to satisfy constraint: Member must satisfy regular expression pattern: "
+                        "\\d{12}|\\*|arn:(aws[a-zA-Z-]*):iam::\\d{12}:root")
+    err = expect_error("ValidationException", 400, lam.get_layer_version_by_arn, Arn="arn:aws:lambda:us-east-1:1:layer:x:1")
+    assert msg(err).startswith("1 validation error detected: Value 'arn:aws:lambda:us-east-1:1:layer:x:1' at 'arn' ")
     err = expect_error("ResourceConflictException", 409, add, "s1")
     assert msg(err) == ("The statement id (s1) provided already exists. Please provide a new statement id, "
                         "or remove the existing statement.")

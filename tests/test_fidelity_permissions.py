@@ -2,7 +2,7 @@
 message as recorded from AWS in LocalStack's snapshot tests), and policies survive a restart."""
 import json
 
-from conftest import create_py_function, expect_error, unique
+from conftest import create_py_function, expect_error, unique, wait_for
 
 ACCOUNT = "000000000000"
 CODE = "def handler(e, c):\n    return e\n"
@@ -27,6 +27,9 @@ def test_add_permission_refusals(lam):
     err = expect_error("ValidationException", 400, add, lam, name, sid="example.com")
     assert msg(err) == ("1 validation error detected: Value 'example.com' at 'statementId' failed to satisfy "
                         "constraint: Member must satisfy regular expression pattern: ([a-zA-Z0-9-_]+)")
+    err = expect_error("ValidationException", 400, add, lam, name, Action="lambda:Invoke-Function")
+    assert msg(err) == ("1 validation error detected: Value 'lambda:Invoke-Function' at 'action' failed to satisfy "
+                        "constraint: Member must satisfy regular expression pattern: (lambda:[*]|lambda:[a-zA-Z]+|[*])")
     err = expect_error("InvalidParameterValueException", 400, add, lam, f"{name}:alias-not-42", Qualifier="42")
     assert msg(err) == "The derived qualifier from the function name does not match the specified qualifier."
     err = expect_error("InvalidParameterValueException", 400, add, lam, f"{name}:$LATEST", Qualifier="$LATEST")
@@ -96,6 +99,9 @@ def test_statements_as_aws_renders_them(lam):
 
 def test_policy_revision_is_the_function_revision(lam):
     name = create_py_function(lam, CODE)
+    # Read after the function is Active: leaving Pending is a new RevisionId, as on AWS.
+    wait_for(lambda: lam.get_function(FunctionName=name)["Configuration"]["State"] == "Active", 10,
+             "the function to become Active")
     rev1 = lam.get_function(FunctionName=name)["Configuration"]["RevisionId"]
     err = expect_error("PreconditionFailedException", 412, add, lam, name, RevisionId="wrong")
     assert msg(err) == ("The Revision Id provided does not match the latest Revision Id. "

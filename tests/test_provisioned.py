@@ -135,3 +135,25 @@ def test_deleting_a_qualifier_drops_its_settings(lam):
             lam.list_function_event_invoke_configs(FunctionName=name)["FunctionEventInvokeConfigs"]] == ["1"]
     lam.delete_function(FunctionName=name, Qualifier="1")
     assert lam.list_function_event_invoke_configs(FunctionName=name)["FunctionEventInvokeConfigs"] == []
+
+
+def test_alias_with_routing_provisions_its_main_version(lam):
+    """An alias's RoutingConfig weighs invocations, not provisioning: the provisioned environment
+    runs the alias's main version even when the additional version takes every invocation."""
+    name = create_py_function(lam, PROBE)
+    lam.publish_version(FunctionName=name)
+    lam.update_function_configuration(FunctionName=name, Description="two")
+    wait_for(lambda: lam.get_function_configuration(FunctionName=name)["LastUpdateStatus"] == "Successful", 10,
+             "the configuration update to settle")
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"
+    lam.create_alias(FunctionName=name, Name="split", FunctionVersion="1",
+                     RoutingConfig={"AdditionalVersionWeights": {"2": 1.0}})
+    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="split", ProvisionedConcurrentExecutions=1)
+    wait_status(lam, name, "split")
+    # Weight 1.0: every invocation of the alias runs version 2, on demand.
+    via_alias = json.loads(lam.invoke(FunctionName=name, Qualifier="split", Payload=b"{}")["Payload"].read())
+    assert via_alias["version"] == "2" and via_alias["init_type"] == "on-demand", via_alias
+    # The provisioned environment is version 1's.
+    main = json.loads(lam.invoke(FunctionName=name, Qualifier="1", Payload=b"{}")["Payload"].read())
+    assert main["version"] == "1" and main["init_type"] == "provisioned-concurrency", main
+    lam.delete_provisioned_concurrency_config(FunctionName=name, Qualifier="split")

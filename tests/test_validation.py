@@ -147,6 +147,11 @@ def test_enums_in_aws_order(loose):
     assert msg == one("'InvalidValue'", "recursiveLoop", "Member must satisfy enum value set: [Terminate, Allow]")
     msg = invalid(loose.create_function_url_config, FunctionName="val-any", AuthType="NONE", InvokeMode="UNKNOWN")
     assert msg == one("'UNKNOWN'", "invokeMode", "Member must satisfy enum value set: [RESPONSE_STREAM, BUFFERED]")
+    # Not recorded from AWS: the model's AuthType value set, in the model's order.
+    msg = invalid(loose.create_function_url_config, FunctionName="val-any", AuthType="OPEN")
+    assert msg == one("'OPEN'", "authType", "Member must satisfy enum value set: [NONE, AWS_IAM]")
+    msg = invalid(loose.update_function_url_config, FunctionName="val-any", InvokeMode="UNKNOWN")
+    assert msg == one("'UNKNOWN'", "invokeMode", "Member must satisfy enum value set: [RESPONSE_STREAM, BUFFERED]")
     msg = invalid(loose.list_functions, FunctionVersion="invalid")
     assert msg == one("'invalid'", "functionVersion", "Member must satisfy enum value set: [ALL]")
 
@@ -199,7 +204,9 @@ def test_layer_list_elements(loose):
     assert msg.startswith(one(f"'[{bad}]'", "layers", "Member must satisfy constraint: [Member must have length "
                               "less than or equal to 2048, Member must have length greater than or equal to 1, "
                               "Member must satisfy regular expression pattern: "))
-    assert msg.endswith(":lambda:::awslayer:[a-zA-Z0-9-_]+)), Member must not be null]")
+    # AWS prints the pattern without the model's outer parentheses (PATTERN_TEXT in the generator).
+    assert msg.endswith(":lambda:::awslayer:[a-zA-Z0-9-_]+), Member must not be null]")
+    assert "pattern: (arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?" in msg
 
 
 def test_invocation_type_header(loose):

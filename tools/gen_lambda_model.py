@@ -63,6 +63,17 @@ LAYER_FILTER_RUNTIMES = (
     "nodejs4.3-edge, nodejs18.x, ruby3.2, python3.4, ruby3.3, ruby3.4, ruby2.5, python3.6, python2.7"
 ).split(", ")
 
+# Pattern texts AWS prints differently from the model's `pattern` (the model's text -> AWS's), the
+# check itself unchanged. The model wraps LayerVersionArn's alternation in one more pair of
+# parentheses than AWS's messages print (test_layer_exceptions at 'arn',
+# test_layer_function_exceptions at 'layers').
+PATTERN_TEXT = {
+    "((arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:\\d{12}:layer:[a-zA-Z0-9-_]+"
+    ":[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+))": "(arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{2}"
+    "((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:\\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:"
+    "[a-zA-Z0-9-_]+)",
+}
+
 # Recorded AWS answers that botocore's model does not say (LocalStack's snapshots of real AWS,
 # tests/aws/services/lambda_/test_lambda_api.snapshot.json).
 OVERRIDES = {
@@ -88,6 +99,13 @@ OVERRIDES = {
         # test_list_layers_exceptions / test_layer_exceptions (list_layers_exception_invalid_runtime).
         ("ListLayersRequest", "CompatibleRuntime"): LAYER_FILTER_RUNTIMES,
         ("ListLayerVersionsRequest", "CompatibleRuntime"): LAYER_FILTER_RUNTIMES,
+    },
+    # Values a list with its own value set accepts beyond the ones its message prints. AWS's
+    # PublishLayerVersion message lists the current runtimes only, but it accepts deprecated ones
+    # (test_layer_compatibilities[runtimes0/1/2] publish python3.7, go1.x, java8, dotnetcore3.1,
+    # ruby2.7, provided, ...): every runtime its list filters know.
+    "member_accept": {
+        ("PublishLayerVersionRequest", "CompatibleRuntimes"): LAYER_FILTER_RUNTIMES,
     },
     # Member order of violations where AWS's differs from the model's (test_publish_layer_version
     # _exceptions: compatibleRuntimes is reported before compatibleArchitectures).
@@ -299,6 +317,9 @@ def apply_overrides(model):
             elem = copy["member"]["shape"]
             shapes[elem + "Unchecked"] = {k: v for k, v in shapes[elem].items() if k != "enum"}
             copy["member"] = {"shape": elem + "Unchecked"}
+        accept = OVERRIDES["member_accept"].get((struct, member))
+        if accept:
+            copy["accept"] = [v for v in accept if v not in values]
         name = f"{base}For{struct}"
         shapes[name] = copy
         m["shape"] = name
@@ -362,10 +383,13 @@ def generate(model):
     out.append(f"pub const PATTERN_COUNT: usize = {len(patterns)};\n\n")
     out.append("/// Every pattern of the model: AWS's text (for messages) and the regex crate's equivalent.\n")
     out.append("pub static PATTERNS: [Pattern; PATTERN_COUNT] = [\n")
+    unused = set(PATTERN_TEXT) - set(patterns)
+    if unused:
+        raise ValueError(f"PATTERN_TEXT entries no longer in the model: {sorted(unused)}")
     for p in patterns:
         pos, neg = rust_pattern(p)
         neg_s = f"Some({rs(neg)})" if neg else "None"
-        out.append(f"    Pattern {{ java: {rs(p)}, rust: {rs(pos)}, forbid: {neg_s} }},\n")
+        out.append(f"    Pattern {{ java: {rs(PATTERN_TEXT.get(p, p))}, rust: {rs(pos)}, forbid: {neg_s} }},\n")
     out.append("];\n\n")
 
     out.append(f"/// Shapes reachable from an operation's input, sorted by name (ids are indexes).\n")
@@ -401,6 +425,8 @@ def generate(model):
             fields.append(f"pattern: Some({pindex[s['pattern']]})")
         if "enum" in s:
             fields.append("enum_values: &[" + ", ".join(rs(v) for v in s["enum"]) + "]")
+        if s.get("accept"):
+            fields.append("accept: &[" + ", ".join(rs(v) for v in s["accept"]) + "]")
         if s.get("sensitive"):
             fields.append("sensitive: true")
         out.append(f"    // {index[n]}\n    Shape {{ " + ", ".join(fields) + ", ..Shape::EMPTY },\n")

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
@@ -146,117 +146,100 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
     let query = http_util::query_pairs(req.uri().query());
     let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(http_util::decode_segment).collect();
     let ctx = Ctx { lambda, scope, query, pins: Default::default() };
-    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let m = &method;
-    // The model layer first (ValidationException), then the handlers' semantic checks.
-    let routed = validate::find(method.as_str(), &segs, &ctx.query);
-    let headers = req.headers().clone();
-    let model_check = |body: Option<&Map<String, Value>>| match &routed {
-        Some(r) => {
-            validate::check(r.op, &validate::Request { params: &r.params, query: &ctx.query, headers: &headers, body })
-        }
-        None => Ok(()),
+    // The generated table (the model's operations) is the one route table.
+    let Some(routed) = validate::find(method.as_str(), &segs, &ctx.query) else {
+        return Err(AwsError::unknown_operation(&method, &path));
     };
-    if !routed.as_ref().is_some_and(|r| r.op.has_json_body()) {
+    let op = routed.op;
+    let param = |name: &str| routed.params.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| v.as_str());
+    let (f, l, v) = (param("FunctionName"), param("LayerName"), param("VersionNumber"));
+    // The model layer first (ValidationException), then the handlers' semantic checks.
+    let headers = req.headers().clone();
+    let model_check = |body: Option<&Map<String, Value>>| {
+        validate::check(op, &validate::Request { params: &routed.params, query: &ctx.query, headers: &headers, body })
+    };
+    if !op.has_json_body() {
         model_check(None)?;
     }
     // A function ARN of another region or account is refused for every operation (one place).
-    if let [_, "functions", f, ..] = s.as_slice() {
+    if routed.params.iter().any(|(k, _)| *k == "FunctionName") {
         check_function_scope(&ctx.scope, f)?;
     }
-    match (s.as_slice(), m) {
-        ([_, "functions", f, "invocations"], &Method::POST) => {
-            let f = f.to_string();
-            return invoke_op(&ctx, &f, req, false).await;
-        }
-        ([_, "functions", f, "response-streaming-invocations"], &Method::POST) => {
-            let f = f.to_string();
-            return invoke_op(&ctx, &f, req, true).await;
-        }
-        ([_, "functions", f, "invoke-async"], &Method::POST) => {
-            let f = f.to_string();
+    // Operations whose body is not a JSON document of members.
+    match op.name {
+        "Invoke" => return invoke_op(&ctx, f, req, false).await,
+        "InvokeWithResponseStream" => return invoke_op(&ctx, f, req, true).await,
+        "InvokeAsync" => {
             let body = read(req, MAX_EVENT_PAYLOAD, true).await?;
-            return invoke_async_legacy(&ctx, &f, body).await;
+            return invoke_async_legacy(&ctx, f, body).await;
         }
         _ => {}
     }
     let body = read(req, MAX_REQUEST, false).await?;
-    if routed.as_ref().is_some_and(|r| r.op.has_json_body()) {
+    if op.has_json_body() {
         model_check(Some(&validate::parse_body(&body)?))?;
     }
-    match (s.as_slice(), m) {
-        ([_, "functions"], &Method::GET) => list_functions(&ctx),
-        ([_, "functions"], &Method::POST) => create_function(&ctx, &body),
-        ([_, "functions", f], &Method::GET) => get_function(&ctx, f),
-        ([_, "functions", f], &Method::DELETE) => delete_function(&ctx, f),
-        ([_, "functions", f, "configuration"], &Method::GET) => get_configuration(&ctx, f),
-        ([_, "functions", f, "configuration"], &Method::PUT) => update_configuration(&ctx, f, &body),
-        ([_, "functions", f, "code"], &Method::PUT) => update_code(&ctx, f, &body),
-        ([_, "functions", f, "versions"], &Method::POST) => publish_version(&ctx, f, &body),
-        ([_, "functions", f, "versions"], &Method::GET) => list_versions(&ctx, f),
-        ([_, "functions", f, "aliases"], &Method::POST) => create_alias(&ctx, f, &body),
-        ([_, "functions", f, "aliases"], &Method::GET) => list_aliases(&ctx, f),
-        ([_, "functions", f, "aliases", a], &Method::GET) => get_alias(&ctx, f, a),
-        ([_, "functions", f, "aliases", a], &Method::PUT) => update_alias(&ctx, f, a, &body),
-        ([_, "functions", f, "aliases", a], &Method::DELETE) => delete_alias(&ctx, f, a),
-        ([_, "functions", f, "concurrency"], &Method::PUT) => put_concurrency(&ctx, f, &body),
-        ([_, "functions", f, "concurrency"], &Method::GET) => get_concurrency(&ctx, f),
-        ([_, "functions", f, "concurrency"], &Method::DELETE) => delete_concurrency(&ctx, f),
-        ([_, "functions", f, "url"], &Method::POST) => create_url_config(&ctx, f, &body),
-        ([_, "functions", f, "url"], &Method::GET) => get_url_config(&ctx, f),
-        ([_, "functions", f, "url"], &Method::PUT) => update_url_config(&ctx, f, &body),
-        ([_, "functions", f, "url"], &Method::DELETE) => delete_url_config(&ctx, f),
-        ([_, "functions", f, "urls"], &Method::GET) => list_url_configs(&ctx, f),
-        ([_, "functions", f, "event-invoke-config"], &Method::PUT) => put_event_invoke(&ctx, f, &body, true),
-        ([_, "functions", f, "event-invoke-config"], &Method::POST) => put_event_invoke(&ctx, f, &body, false),
-        ([_, "functions", f, "event-invoke-config"], &Method::GET) => get_event_invoke(&ctx, f),
-        ([_, "functions", f, "event-invoke-config"], &Method::DELETE) => delete_event_invoke(&ctx, f),
-        ([_, "functions", f, "event-invoke-config", "list"], &Method::GET) => list_event_invoke(&ctx, f),
-        ([_, "functions", f, "code-signing-config"], &Method::GET) => get_function_csc(&ctx, f),
-        ([_, "functions", f, "code-signing-config"], &Method::PUT) => put_function_csc(&ctx, f, &body),
-        ([_, "functions", f, "code-signing-config"], &Method::DELETE) => delete_function_csc(&ctx, f),
-        ([_, "code-signing-configs"], &Method::POST) => create_csc(&ctx, &body),
-        ([_, "code-signing-configs"], &Method::GET) => list_cscs(&ctx),
-        ([_, "code-signing-configs", a], &Method::GET) => get_csc(&ctx, a),
-        ([_, "code-signing-configs", a], &Method::PUT) => update_csc(&ctx, a, &body),
-        ([_, "code-signing-configs", a], &Method::DELETE) => delete_csc(&ctx, a),
-        ([_, "code-signing-configs", a, "functions"], &Method::GET) => list_functions_by_csc(&ctx, a),
-        ([_, "functions", f, "runtime-management-config"], &Method::GET) => runtime_management_config(&ctx, f),
-        ([_, "functions", f, "recursion-config"], &Method::GET) => get_recursion(&ctx, f),
-        ([_, "functions", f, "recursion-config"], &Method::PUT) => put_recursion(&ctx, f, &body),
-        ([_, "functions", f, "provisioned-concurrency"], &Method::PUT) => put_provisioned(&ctx, f, &body),
-        ([_, "functions", f, "provisioned-concurrency"], &Method::GET) if ctx.q("List") == Some("ALL") => {
-            list_provisioned(&ctx, f)
-        }
-        ([_, "functions", f, "provisioned-concurrency"], &Method::GET) => get_provisioned(&ctx, f),
-        ([_, "functions", f, "provisioned-concurrency"], &Method::DELETE) => delete_provisioned(&ctx, f),
-        ([_, "functions", f, "policy"], &Method::POST) => add_permission(&ctx, f, &body),
-        ([_, "functions", f, "policy"], &Method::GET) => get_policy(&ctx, f),
-        ([_, "functions", f, "policy", sid], &Method::DELETE) => remove_permission(&ctx, f, sid),
-        ([_, "layers"], &Method::GET) => {
-            if ctx.q("find") == Some("LayerVersion") {
-                get_layer_version_by_arn(&ctx)
-            } else {
-                list_layers(&ctx)
-            }
-        }
-        ([_, "layers", l, "versions"], &Method::POST) => publish_layer_version(&ctx, l, &body),
-        ([_, "layers", l, "versions"], &Method::GET) => list_layer_versions(&ctx, l),
-        ([_, "layers", l, "versions", v], &Method::GET) => get_layer_version(&ctx, l, v),
-        ([_, "layers", l, "versions", v], &Method::DELETE) => delete_layer_version(&ctx, l, v),
-        ([_, "layers", l, "versions", v, "policy"], &Method::POST) => add_layer_permission(&ctx, l, v, &body),
-        ([_, "layers", l, "versions", v, "policy"], &Method::GET) => get_layer_policy(&ctx, l, v),
-        ([_, "layers", l, "versions", v, "policy", sid], &Method::DELETE) => {
-            remove_layer_permission(&ctx, l, v, sid)
-        }
-        ([_, "tags", a], &Method::GET) => list_tags(&ctx, a),
-        ([_, "tags", a], &Method::POST) => tag_resource(&ctx, a, &body),
-        ([_, "tags", a], &Method::DELETE) => untag_resource(&ctx, a),
-        ([_, "account-settings"], &Method::GET) => account_settings(&ctx),
-        _ => Err(match &routed {
-            Some(r) => validate::not_implemented(r.op),
-            None => AwsError::unknown_operation(&method, &path),
-        }),
+    match op.name {
+        "ListFunctions" => list_functions(&ctx),
+        "CreateFunction" => create_function(&ctx, &body),
+        "GetFunction" => get_function(&ctx, f),
+        "DeleteFunction" => delete_function(&ctx, f),
+        "GetFunctionConfiguration" => get_configuration(&ctx, f),
+        "UpdateFunctionConfiguration" => update_configuration(&ctx, f, &body),
+        "UpdateFunctionCode" => update_code(&ctx, f, &body),
+        "PublishVersion" => publish_version(&ctx, f, &body),
+        "ListVersionsByFunction" => list_versions(&ctx, f),
+        "CreateAlias" => create_alias(&ctx, f, &body),
+        "ListAliases" => list_aliases(&ctx, f),
+        "GetAlias" => get_alias(&ctx, f, param("Name")),
+        "UpdateAlias" => update_alias(&ctx, f, param("Name"), &body),
+        "DeleteAlias" => delete_alias(&ctx, f, param("Name")),
+        "PutFunctionConcurrency" => put_concurrency(&ctx, f, &body),
+        "GetFunctionConcurrency" => get_concurrency(&ctx, f),
+        "DeleteFunctionConcurrency" => delete_concurrency(&ctx, f),
+        "CreateFunctionUrlConfig" => create_url_config(&ctx, f, &body),
+        "GetFunctionUrlConfig" => get_url_config(&ctx, f),
+        "UpdateFunctionUrlConfig" => update_url_config(&ctx, f, &body),
+        "DeleteFunctionUrlConfig" => delete_url_config(&ctx, f),
+        "ListFunctionUrlConfigs" => list_url_configs(&ctx, f),
+        "PutFunctionEventInvokeConfig" => put_event_invoke(&ctx, f, &body, true),
+        "UpdateFunctionEventInvokeConfig" => put_event_invoke(&ctx, f, &body, false),
+        "GetFunctionEventInvokeConfig" => get_event_invoke(&ctx, f),
+        "DeleteFunctionEventInvokeConfig" => delete_event_invoke(&ctx, f),
+        "ListFunctionEventInvokeConfigs" => list_event_invoke(&ctx, f),
+        "GetFunctionCodeSigningConfig" => get_function_csc(&ctx, f),
+        "PutFunctionCodeSigningConfig" => put_function_csc(&ctx, f, &body),
+        "DeleteFunctionCodeSigningConfig" => delete_function_csc(&ctx, f),
+        "CreateCodeSigningConfig" => create_csc(&ctx, &body),
+        "ListCodeSigningConfigs" => list_cscs(&ctx),
+        "GetCodeSigningConfig" => get_csc(&ctx, param("CodeSigningConfigArn")),
+        "UpdateCodeSigningConfig" => update_csc(&ctx, param("CodeSigningConfigArn"), &body),
+        "DeleteCodeSigningConfig" => delete_csc(&ctx, param("CodeSigningConfigArn")),
+        "ListFunctionsByCodeSigningConfig" => list_functions_by_csc(&ctx, param("CodeSigningConfigArn")),
+        "GetRuntimeManagementConfig" => runtime_management_config(&ctx, f),
+        "GetFunctionRecursionConfig" => get_recursion(&ctx, f),
+        "PutFunctionRecursionConfig" => put_recursion(&ctx, f, &body),
+        "PutProvisionedConcurrencyConfig" => put_provisioned(&ctx, f, &body),
+        "ListProvisionedConcurrencyConfigs" => list_provisioned(&ctx, f),
+        "GetProvisionedConcurrencyConfig" => get_provisioned(&ctx, f),
+        "DeleteProvisionedConcurrencyConfig" => delete_provisioned(&ctx, f),
+        "AddPermission" => add_permission(&ctx, f, &body),
+        "GetPolicy" => get_policy(&ctx, f),
+        "RemovePermission" => remove_permission(&ctx, f, param("StatementId")),
+        "GetLayerVersionByArn" => get_layer_version_by_arn(&ctx),
+        "ListLayers" => list_layers(&ctx),
+        "PublishLayerVersion" => publish_layer_version(&ctx, l, &body),
+        "ListLayerVersions" => list_layer_versions(&ctx, l),
+        "GetLayerVersion" => get_layer_version(&ctx, l, v),
+        "DeleteLayerVersion" => delete_layer_version(&ctx, l, v),
+        "AddLayerVersionPermission" => add_layer_permission(&ctx, l, v, &body),
+        "GetLayerVersionPolicy" => get_layer_policy(&ctx, l, v),
+        "RemoveLayerVersionPermission" => remove_layer_permission(&ctx, l, v, param("StatementId")),
+        "ListTags" => list_tags(&ctx, param("Resource")),
+        "TagResource" => tag_resource(&ctx, param("Resource"), &body),
+        "UntagResource" => untag_resource(&ctx, param("Resource")),
+        "GetAccountSettings" => account_settings(&ctx),
+        _ => Err(validate::not_implemented(op)),
     }
 }
 

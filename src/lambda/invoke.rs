@@ -35,6 +35,22 @@ pub struct Target {
 
 /// Resolves `name` plus an optional qualifier (version number, alias or `$LATEST`).
 pub fn resolve(lambda: &Lambda, name: &str, qualifier: Option<&str>, scope: &Scope) -> Result<Target, AwsError> {
+    resolve_routed(lambda, name, qualifier, scope, true)
+}
+
+/// [`resolve`] with an alias's main version, never its RoutingConfig's weighted draw (what an
+/// alias's provisioned concurrency runs).
+pub fn resolve_main(lambda: &Lambda, name: &str, qualifier: Option<&str>, scope: &Scope) -> Result<Target, AwsError> {
+    resolve_routed(lambda, name, qualifier, scope, false)
+}
+
+fn resolve_routed(
+    lambda: &Lambda,
+    name: &str,
+    qualifier: Option<&str>,
+    scope: &Scope,
+    weighted: bool,
+) -> Result<Target, AwsError> {
     let not_found = || {
         let arn = crate::aws::arn::function_arn(&scope.region, &scope.account, name, qualifier);
         AwsError::not_found(format!("Function not found: {arn}"))
@@ -55,7 +71,7 @@ pub fn resolve(lambda: &Lambda, name: &str, qualifier: Option<&str>, scope: &Sco
                     let a = rec.aliases.get(alias).ok_or_else(not_found)?;
                     // RoutingConfig: the additional version runs with its weight's probability.
                     let version = match a.additional_version() {
-                        Some((extra, weight)) if unit_random() < weight => extra,
+                        Some((extra, weight)) if weighted && unit_random() < weight => extra,
                         _ => a.function_version.clone(),
                     };
                     match version.as_str() {

@@ -559,12 +559,17 @@ impl Store {
         v
     }
 
-    /// Stores a new code signing config.
+    fn persist_code_signing(&self, csc: &CodeSigningConfig) -> Result<(), AwsError> {
+        let bytes = serde_json::to_vec_pretty(csc).map_err(|e| AwsError::service(e.to_string()))?;
+        let path = self.code_signing_path(&csc.id);
+        off_worker(|| write_atomic(&path, &bytes)).map_err(io_err)
+    }
+
+    /// Stores a new code signing config (persisted first, like every writer: see the module doc).
     pub fn create_code_signing(&self, csc: CodeSigningConfig) -> Result<(), AwsError> {
-        let mut st = self.state.write();
-        let bytes = serde_json::to_vec_pretty(&csc).map_err(|e| AwsError::service(e.to_string()))?;
-        write_atomic(&self.code_signing_path(&csc.id), &bytes).map_err(io_err)?;
-        st.code_signing.insert(csc.id.clone(), csc);
+        let _writing = self.writing.lock();
+        self.persist_code_signing(&csc)?;
+        self.state.write().code_signing.insert(csc.id.clone(), csc);
         Ok(())
     }
 
@@ -575,41 +580,43 @@ impl Store {
         id: &str,
         f: impl FnOnce(&mut CodeSigningConfig) -> Result<R, AwsError>,
     ) -> Result<Option<(CodeSigningConfig, R)>, AwsError> {
-        let mut st = self.state.write();
-        let Some(cur) = st.code_signing.get(id) else {
+        let _writing = self.writing.lock();
+        let Some(mut csc) = self.state.read().code_signing.get(id).cloned() else {
             return Ok(None);
         };
-        let mut csc = cur.clone();
         let out = f(&mut csc)?;
-        let bytes = serde_json::to_vec_pretty(&csc).map_err(|e| AwsError::service(e.to_string()))?;
-        write_atomic(&self.code_signing_path(id), &bytes).map_err(io_err)?;
-        st.code_signing.insert(id.to_string(), csc.clone());
+        self.persist_code_signing(&csc)?;
+        self.state.write().code_signing.insert(id.to_string(), csc.clone());
         Ok(Some((csc, out)))
     }
 
     /// Removes a code signing config unless a function uses it: `Ok(false)` when there is no
-    /// such config, `Err` with the names of the functions that use it.
+    /// such config, `Err` with the names of the functions that use it. Function writers hold
+    /// `writing` too, so no function can start using it between the check and the removal.
     pub fn delete_code_signing(&self, id: &str, arn: &str) -> Result<Result<bool, Vec<String>>, AwsError> {
-        let mut st = self.state.write();
-        if !st.code_signing.contains_key(id) {
-            return Ok(Ok(false));
-        }
-        let mut users: Vec<String> = st
-            .functions
-            .values()
-            .filter(|r| r.code_signing_config.as_deref() == Some(arn))
-            .map(|r| r.latest.name.clone())
-            .collect();
+        let _writing = self.writing.lock();
+        let mut users: Vec<String> = {
+            let st = self.state.read();
+            if !st.code_signing.contains_key(id) {
+                return Ok(Ok(false));
+            }
+            st.functions
+                .values()
+                .filter(|r| r.code_signing_config.as_deref() == Some(arn))
+                .map(|r| r.latest.name.clone())
+                .collect()
+        };
         if !users.is_empty() {
             users.sort();
             return Ok(Err(users));
         }
-        match std::fs::remove_file(self.code_signing_path(id)) {
+        let path = self.code_signing_path(id);
+        match off_worker(|| std::fs::remove_file(&path)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
         }
-        st.code_signing.remove(id);
+        self.state.write().code_signing.remove(id);
         Ok(Ok(true))
     }
 

@@ -91,13 +91,16 @@ pub struct Shape {
     /// Index into [`PATTERNS`].
     pub pattern: Option<usize>,
     pub enum_values: &'static [&'static str],
+    /// Values accepted beyond `enum_values` that the message does not list (deprecated runtimes
+    /// in a layer's compatibility list).
+    pub accept: &'static [&'static str],
     /// AWS leaves the value out of its message.
     pub sensitive: bool,
 }
 
 impl Shape {
     pub const EMPTY: Shape =
-        Shape { name: "", kind: Kind::String, min: None, max: None, pattern: None, enum_values: &[], sensitive: false };
+        Shape { name: "", kind: Kind::String, min: None, max: None, pattern: None, enum_values: &[], accept: &[], sensitive: false };
 }
 
 /// A model pattern: the Java text AWS prints, and the regex crate's equivalent (anchored).
@@ -577,7 +580,7 @@ fn own_violations(shape: &Shape, val: &Value) -> Vec<String> {
     // A list with its own value set (AWS's runtime lists for layers): one check of every element.
     if let Value::Array(items) = val
         && !shape.enum_values.is_empty()
-        && items.iter().any(|x| x.as_str().is_none_or(|s| !shape.enum_values.contains(&s)))
+        && items.iter().any(|x| x.as_str().is_none_or(|s| !shape.enum_values.contains(&s) && !shape.accept.contains(&s)))
     {
         out.push(enum_text(shape));
     }

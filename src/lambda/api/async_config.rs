@@ -133,20 +133,10 @@ pub(super) fn no_event_invoke(ctx: &Ctx, name: &str, key: &str) -> AwsError {
 pub(super) fn put_event_invoke(ctx: &Ctx, raw: &str, body: &[u8], replace: bool) -> R {
     let (name, q) = function_target(ctx, raw)?;
     let m = parse_body(body)?;
-    let ranged = |key: &str, lo: u64, hi: u64| -> Result<Option<u32>, AwsError> {
-        let n = opt_u64(&m, key)?;
-        let bound = match n {
-            Some(n) if n < lo => Some(format!("Member must have value greater than or equal to {lo}")),
-            Some(n) if n > hi => Some(format!("Member must have value less than or equal to {hi}")),
-            _ => None,
-        };
-        match (n, bound) {
-            (Some(n), Some(b)) => Err(super::targets::validation(&n.to_string(), &lower_first(key), &b)),
-            (n, _) => Ok(n.map(|n| n as u32)),
-        }
-    };
-    let retries = ranged("MaximumRetryAttempts", 0, 2)?;
-    let age = ranged("MaximumEventAgeInSeconds", 60, 21600)?;
+    // Their ranges were checked by the model layer.
+    let ranged = |key: &str| -> Result<Option<u32>, AwsError> { Ok(opt_u64(&m, key)?.map(|n| n as u32)) };
+    let retries = ranged("MaximumRetryAttempts")?;
+    let age = ranged("MaximumEventAgeInSeconds")?;
     let dest_config = opt_obj(&m, "DestinationConfig")?;
     if retries.is_none() && age.is_none() && dest_config.is_none() {
         return Err(AwsError::invalid_param("You must specify at least one of error handling or destination setting."));
@@ -235,14 +225,8 @@ pub(super) fn get_recursion(ctx: &Ctx, raw: &str) -> R {
 pub(super) fn put_recursion(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let name = unqualified(raw)?;
     let m = parse_body(body)?;
+    // One of the model's values (checked by the model layer).
     let v = req_str(&m, "RecursiveLoop")?;
-    if v != "Allow" && v != "Terminate" {
-        return Err(super::targets::validation(
-            &v,
-            "recursiveLoop",
-            "Member must satisfy enum value set: [Terminate, Allow]",
-        ));
-    }
     update_record(ctx, &name, |rec| {
         rec.recursive_loop = Some(v.clone());
         Ok(())

@@ -45,19 +45,10 @@ fn csc_members(m: &Map<String, Value>) -> Result<(Option<Vec<String>>, Option<St
             Some(arns)
         }
     };
+    // UntrustedArtifactOnDeployment is one of the model's values (checked by the model layer).
     let policy = match opt_obj(m, "CodeSigningPolicies")? {
         None => None,
-        Some(p) => match opt_str(p, "UntrustedArtifactOnDeployment")? {
-            None => None,
-            Some(v) if v == "Warn" || v == "Enforce" => Some(v),
-            Some(v) => {
-                return Err(super::targets::validation(
-                    &v,
-                    "codeSigningPolicies.untrustedArtifactOnDeployment",
-                    "Member must satisfy enum value set: [Warn, Enforce]",
-                ));
-            }
-        },
+        Some(p) => opt_str(p, "UntrustedArtifactOnDeployment")?,
     };
     Ok((publishers, policy))
 }

@@ -3,16 +3,8 @@
 //! GetLayerVersionPolicy); and the rules for a function's `Layers` list (the same layer
 //! once, the same region, the unzipped size of function and layers together).
 
-use super::targets::validation;
 use super::*;
 
-/// The runtimes ListLayers and ListLayerVersions name in their `CompatibleRuntime` error,
-/// in AWS's order (as recorded from AWS; a wider set than functions may use).
-const LIST_RUNTIME_ENUM: &str = "[ruby3.5, ruby2.6, dotnetcore1.0, python3.7, nodejs8.10, nasa, ruby2.7, python2.7-greengrass, dotnetcore2.0, python3.8, java21, dotnet6, dotnetcore2.1, python3.9, java11, nodejs6.10, provided, dotnetcore3.1, dotnet8, java25, java17, nodejs, nodejs4.3, java8.al2, go1.x, dotnet10, nodejs20.x, go1.9, byol, nodejs10.x, provided.al2023, nodejs22.x, python3.10, java8, nodejs12.x, python3.11, nodejs24.x, nodejs8.x, python3.12, nodejs14.x, nodejs8.9, nodejs26.x, python3.13, python3.14, nodejs16.x, python3.15, provided.al2, nodejs4.3-edge, nodejs18.x, ruby3.2, python3.4, ruby3.3, ruby3.4, ruby2.5, python3.6, python2.7]";
-/// The runtimes PublishLayerVersion names in its `CompatibleRuntimes` error, in AWS's
-/// order (it accepts every runtime of the model, deprecated ones too).
-const PUBLISH_RUNTIME_ENUM: &str = "[nodejs20.x, python3.14, provided.al2023, python3.12, python3.13, nodejs24.x, nodejs22.x, java25, python3.10, python3.11, java21, ruby3.3, ruby3.4, ruby3.2, python3.8, python3.9, java17, nodejs16.x, dotnet10, dotnet8, java11, dotnet6, nodejs18.x, provided.al2, java8.al2]";
-const ARCHITECTURES: [&str; 2] = ["x86_64", "arm64"];
 /// AWS's limit on a function's code and its layers together, unzipped.
 pub(super) const MAX_UNZIPPED_WITH_LAYERS: u64 = 262_144_000;
 
@@ -43,44 +35,12 @@ fn version_number(v: &str) -> Result<u64, AwsError> {
     }
 }
 
-/// PublishLayerVersion's `CompatibleRuntimes` / `CompatibleArchitectures`, checked together
-/// (AWS counts both errors in one message).
-/// A layer version's compatible runtimes and architectures, as given (or not) in a request.
+/// A layer version's compatible runtimes and architectures, as given (or not) in a request
+/// (their values were checked by the model layer, with AWS's own value sets).
 type Compatibilities = (Option<Vec<String>>, Option<Vec<String>>);
 
 fn compatibilities(m: &Map<String, Value>) -> Result<Compatibilities, AwsError> {
-    let runtimes = str_list(m, "CompatibleRuntimes")?;
-    let archs = str_list(m, "CompatibleArchitectures")?;
-    let mut errors = Vec::new();
-    if let Some(r) = &runtimes
-        && r.iter().any(|x| !RUNTIMES.contains(&x.as_str()))
-    {
-        errors.push(format!(
-            "Value '[{}]' at 'compatibleRuntimes' failed to satisfy constraint: Member must satisfy enum value set: {PUBLISH_RUNTIME_ENUM}",
-            r.join(", ")
-        ));
-    }
-    if let Some(a) = &archs
-        && a.iter().any(|x| !ARCHITECTURES.contains(&x.as_str()))
-    {
-        errors.push(format!(
-            "Value '[{}]' at 'compatibleArchitectures' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: [x86_64, arm64], Member must not be null]",
-            a.join(", ")
-        ));
-    }
-    match errors.len() {
-        0 => Ok((runtimes, archs)),
-        1 => Err(AwsError::new(
-            StatusCode::BAD_REQUEST,
-            "ValidationException",
-            format!("1 validation error detected: {}", errors[0]),
-        )),
-        n => Err(AwsError::new(
-            StatusCode::BAD_REQUEST,
-            "ValidationException",
-            format!("{n} validation errors detected: {}", errors.join("; ")),
-        )),
-    }
+    Ok((str_list(m, "CompatibleRuntimes")?, str_list(m, "CompatibleArchitectures")?))
 }
 
 pub(super) fn publish_layer_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
@@ -128,37 +88,16 @@ pub(super) fn get_layer_version(ctx: &Ctx, raw: &str, v: &str) -> R {
 
 pub(super) fn get_layer_version_by_arn(ctx: &Ctx) -> R {
     let a = ctx.q("Arn").unwrap_or_default();
-    let r = arn::parse_layer_version_arn(a).ok_or_else(|| {
-        validation(
-            a,
-            "arn",
-            "Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:\\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+)",
-        )
-    })?;
+    // The model layer refused what is not a layer version ARN; an `awslayer` ARN names none here.
+    let r = arn::parse_layer_version_arn(a).ok_or_else(resource_not_found)?;
     let lv = find_version(ctx, &r.name, r.version).ok_or_else(resource_not_found)?;
     ok_json(StatusCode::OK, lv.to_json(&ctx.scope, &ctx.lambda.endpoint_url))
 }
 
 /// The `CompatibleRuntime` / `CompatibleArchitecture` filters of ListLayers and
-/// ListLayerVersions, checked.
+/// ListLayerVersions (their values were checked by the model layer).
 fn list_filters<'a>(ctx: &'a Ctx) -> Result<(Option<&'a str>, Option<&'a str>), AwsError> {
-    let rt = ctx.q("CompatibleRuntime");
-    let ar = ctx.q("CompatibleArchitecture");
-    if let Some(r) = rt
-        && !RUNTIMES.contains(&r)
-    {
-        return Err(validation(
-            r,
-            "compatibleRuntime",
-            &format!("Member must satisfy enum value set: {LIST_RUNTIME_ENUM}"),
-        ));
-    }
-    if let Some(a) = ar
-        && !ARCHITECTURES.contains(&a)
-    {
-        return Err(validation(a, "compatibleArchitecture", "Member must satisfy enum value set: [x86_64, arm64]"));
-    }
-    Ok((rt, ar))
+    Ok((ctx.q("CompatibleRuntime"), ctx.q("CompatibleArchitecture")))
 }
 
 fn layer_matches(filters: (Option<&str>, Option<&str>), lv: &LayerVersion) -> bool {
@@ -241,22 +180,9 @@ pub(super) fn add_layer_permission(ctx: &Ctx, raw: &str, v: &str, body: &[u8]) -
     let name = layer_name(raw)?;
     let n = version_number(v)?;
     let m = parse_body(body)?;
+    // StatementId, Action and Principal passed the model's patterns.
     let sid = req_str(&m, "StatementId")?;
-    if sid.is_empty() || sid.len() > 100 || !sid.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
-        return Err(validation(
-            &sid,
-            "statementId",
-            "Member must satisfy regular expression pattern: ([a-zA-Z0-9-_]+)",
-        ));
-    }
     let action = req_str(&m, "Action")?;
-    if action != "lambda:GetLayerVersion" {
-        return Err(validation(
-            &action,
-            "action",
-            "Member must satisfy regular expression pattern: lambda:GetLayerVersion",
-        ));
-    }
     let principal = req_str(&m, "Principal")?;
     let is_account = |p: &str| p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit());
     let root_account = principal
@@ -272,11 +198,7 @@ pub(super) fn add_layer_permission(ctx: &Ctx, raw: &str, v: &str, body: &[u8]) -
     } else if root_account.is_some() {
         json!({"AWS": principal})
     } else {
-        return Err(validation(
-            &principal,
-            "principal",
-            "Member must satisfy regular expression pattern: \\d{12}|\\*|arn:(aws[a-zA-Z-]*):iam::\\d{12}:root",
-        ));
+        return Err(AwsError::service(format!("principal {principal} passed the model's pattern but is none of its forms")));
     };
     let org = opt_str(&m, "OrganizationId")?;
     // RevisionId travels in the query string here (a body member on AddPermission).

@@ -4,7 +4,7 @@
 //! what it belongs to, and every statement added or removed gives that a new revision, as
 //! AWS does.
 
-use super::targets::{bump_revision, existing_target, target_revision, validation};
+use super::targets::{bump_revision, existing_target, target_revision};
 use super::*;
 
 /// RevisionId mismatch on AddPermission / RemovePermission.
@@ -126,36 +126,8 @@ pub(super) fn permission_statement(ctx: &Ctx, name: &str, q: &str, m: &Map<Strin
     Ok(st)
 }
 
-/// The member checks AddPermission makes before it looks anything up.
-fn check_permission_members(m: &Map<String, Value>) -> Result<(), AwsError> {
-    if let Some(sid) = opt_str(m, "StatementId")?
-        && (sid.is_empty() || sid.len() > 100 || !sid.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)))
-    {
-        return Err(validation(
-            &sid,
-            "statementId",
-            "Member must satisfy regular expression pattern: ([a-zA-Z0-9-_]+)",
-        ));
-    }
-    if let Some(action) = opt_str(m, "Action")? {
-        let ok = action == "*"
-            || action
-                .strip_prefix("lambda:")
-                .is_some_and(|a| a == "*" || (!a.is_empty() && a.chars().all(|c| c.is_ascii_alphabetic())));
-        if !ok {
-            return Err(validation(
-                &action,
-                "action",
-                "Member must satisfy regular expression pattern: (lambda:[*]|lambda:[a-zA-Z]+|[*])",
-            ));
-        }
-    }
-    Ok(())
-}
-
 pub(super) fn add_permission(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let m = parse_body(body)?;
-    check_permission_members(&m)?;
     let (name, q) = function_target(ctx, raw)?;
     if q.as_deref() == Some("$LATEST") {
         return Err(AwsError::invalid_param("We currently do not support adding policies for $LATEST."));

@@ -84,7 +84,8 @@ fn check_provisioned_request(ctx: &Ctx, rec: &FunctionRecord, key: &str, n: u64)
 
 /// The environment spec provisioned environments of `name:key` run.
 fn provisioned_spec(lambda: &Lambda, scope: &Scope, name: &str, key: &str) -> Result<Arc<EnvSpec>, AwsError> {
-    let target = invoke::resolve(lambda, name, Some(key), scope)?;
+    // An alias's main version: its RoutingConfig's weights apply to invocations, not to provisioning.
+    let target = invoke::resolve_main(lambda, name, Some(key), scope)?;
     let mut spec = (*invoke::spec_for(lambda, &target, scope)?).clone();
     spec.provisioned = true;
     Ok(Arc::new(spec))
@@ -138,19 +139,8 @@ fn spawn_provision(lambda: Arc<Lambda>, store: Arc<Store>, name: String, key: St
 pub(super) fn put_provisioned(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let (name, q) = function_target(ctx, raw)?;
     let m = parse_body(body)?;
-    let n = match opt_u64(&m, "ProvisionedConcurrentExecutions")? {
-        Some(n) if n >= 1 => n,
-        other => {
-            let value = other.map_or("null".to_string(), |n| format!("'{n}'"));
-            return Err(AwsError::new(
-                StatusCode::BAD_REQUEST,
-                "ValidationException",
-                format!(
-                    "1 validation error detected: Value {value} at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1"
-                ),
-            ));
-        }
-    };
+    // Present and at least 1: the model layer checked it.
+    let n = opt_u64(&m, "ProvisionedConcurrentExecutions")?.unwrap_or(1);
     let (rec, key) = pc_key(ctx, &name, q.as_deref(), PcOp::Put)?;
     check_provisioned_request(ctx, &rec, &key, n)?;
     // Beyond AWS's rules: this server runs at most --lambda-max-containers at once.

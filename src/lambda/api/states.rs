@@ -32,6 +32,11 @@ pub(super) fn settle(lambda: Arc<Lambda>, store: Arc<Store>, name: String, image
             Some(image) => lambda.engine.ensure_image(image).await,
             None => Ok(()),
         };
+        // --lambda-state-delay-ms holds the transition (for clients that wait for it).
+        let delay = lambda.cfg.lambda_state_delay_ms;
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         // The store writes its file: off the async workers.
         let (result, outcome) = {
             let (task_name, image) = (name.clone(), image.clone());

@@ -68,8 +68,8 @@ pub(super) fn bump_revision(rec: &mut FunctionRecord, key: &str) {
     }
 }
 
-/// A `ValidationException` in the model's wording, for the member checks these operations
-/// make before the generic model validator exists for them.
+/// A `ValidationException` in the model's wording, for the few member checks the model layer
+/// cannot make as AWS does (destination ARN kinds, the signing-profile list's combined text).
 pub(super) fn validation(value: &str, member: &str, constraint: &str) -> AwsError {
     AwsError::new(
         StatusCode::BAD_REQUEST,

@@ -20,16 +20,8 @@ fn missing(op: UrlOp) -> AwsError {
 /// The record and qualifier key of a function URL: "" for none, else an existing alias
 /// (`$LATEST` and version numbers fail the model's qualifier pattern, as on AWS).
 pub(super) fn url_target(ctx: &Ctx, raw: &str, op: UrlOp) -> Result<(String, FunctionRecord, String), AwsError> {
+    // The model layer refused a qualifier that is not alias-shaped (in the ARN or the query).
     let (name, q) = function_target(ctx, raw)?;
-    if let Some(q) = q.as_deref()
-        && !super::targets::is_alias_name(q)
-    {
-        return Err(super::targets::validation(
-            q,
-            "qualifier",
-            "Member must satisfy regular expression pattern: ((?!^\\d+$)^[0-9a-zA-Z-_]+$)",
-        ));
-    }
     let rec = ctx.store().get_function(&name).ok_or_else(|| missing(op))?;
     let key = match q {
         None => String::new(),
@@ -50,27 +42,12 @@ pub(super) struct UrlSettings {
     mode: Option<String>,
 }
 
-/// AuthType, Cors and InvokeMode from a Create/UpdateFunctionUrlConfig body, checked.
+/// AuthType, Cors and InvokeMode from a Create/UpdateFunctionUrlConfig body (the model layer
+/// checked their values).
 pub(super) fn url_settings(m: &Map<String, Value>) -> Result<UrlSettings, AwsError> {
     let auth = opt_str(m, "AuthType")?;
-    if let Some(a) = &auth
-        && a != "NONE"
-        && a != "AWS_IAM"
-    {
-        return Err(AwsError::invalid_param(format!(
-            "1 validation error detected: Value '{a}' at 'authType' failed to satisfy constraint: Member must satisfy enum value set: [NONE, AWS_IAM]"
-        )));
-    }
     let cors = opt_obj(m, "Cors")?.map(|o| Value::Object(o.clone()));
     let mode = opt_str(m, "InvokeMode")?;
-    if let Some(v) = &mode
-        && v != "BUFFERED"
-        && v != "RESPONSE_STREAM"
-    {
-        return Err(AwsError::invalid_param(format!(
-            "1 validation error detected: Value '{v}' at 'invokeMode' failed to satisfy constraint: Member must satisfy enum value set: [BUFFERED, RESPONSE_STREAM]"
-        )));
-    }
     Ok(UrlSettings { auth, cors, mode })
 }
 
