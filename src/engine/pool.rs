@@ -57,6 +57,9 @@ struct PoolState {
     all: HashMap<u64, Arc<Environment>>,
     /// Provisioned concurrency by pool key.
     provisioned: HashMap<String, Provisioned>,
+    /// The directories of environments being started, by environment id: counted as in use
+    /// from the moment a start begins until the environment is in `all` (or failed).
+    starting: HashMap<u64, Vec<std::path::PathBuf>>,
     shutting_down: bool,
 }
 
@@ -159,6 +162,9 @@ impl Pool {
             let turn = a.turn.clone().lock_owned().await;
             return Ok(Lease { env, cold: false, _hold: Hold::Turn(turn) });
         }
+        // From here the spec's directories count as in use (queued, starting), until the
+        // environment that serves it is on the books.
+        let starting = self.starting(spec);
         let permit = match self.busy.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -212,12 +218,13 @@ impl Pool {
             tracing::debug!(function = %e.function, "evicting idle environment to make room");
             e.sandbox.stop().await;
         }
-        match self.start(spec, epoch, false).await {
+        match self.start(starting.id, spec, epoch, false).await {
             Ok(env) => {
                 let env = Arc::new(env);
                 let mut st = self.state.lock();
                 st.all.insert(env.id, env.clone());
                 drop(st);
+                drop(starting);
                 Ok(Lease { env, cold: true, _hold: Hold::Permit(permit) })
             }
             Err(e) => {
@@ -227,8 +234,15 @@ impl Pool {
         }
     }
 
-    async fn start(&self, spec: &EnvSpec, epoch: u64, provisioned: bool) -> Result<Environment, AwsError> {
+    /// Counts `spec`'s directories as in use from now until the returned guard is dropped
+    /// (once the environment it starts is in `all`, or its start failed).
+    fn starting(&self, spec: &EnvSpec) -> Starting<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.state.lock().starting.insert(id, env_dirs(spec));
+        Starting { pool: self, id }
+    }
+
+    async fn start(&self, id: u64, spec: &EnvSpec, epoch: u64, provisioned: bool) -> Result<Environment, AwsError> {
         let function = spec.function.clone();
         let endpoint = Endpoint::new(format!("{function}#{id}"));
         let listener = runtime_api::serve(self.sandboxes.bind_ip(spec.kind), endpoint.clone())
@@ -249,7 +263,7 @@ impl Pool {
             uses: AtomicU64::new(0),
             epoch,
             provisioned,
-            dirs: spec.code_dir.iter().chain(spec.layer_dirs.iter()).cloned().collect(),
+            dirs: env_dirs(spec),
             _listener: listener,
         })
     }
@@ -409,7 +423,8 @@ impl Pool {
             if let Some(e) = evicted {
                 e.sandbox.stop().await;
             }
-            let started = self.start(&spec, epoch, true).await.map_err(|e| e.message.clone());
+            let starting = self.starting(&spec);
+            let started = self.start(starting.id, &spec, epoch, true).await.map_err(|e| e.message.clone());
             let ready = match started {
                 Ok(env) => {
                     let env = Arc::new(env);
@@ -418,6 +433,7 @@ impl Pool {
                         st.all.insert(env.id, env.clone());
                         st.shutting_down
                     };
+                    drop(starting);
                     if closing {
                         env.sandbox.stop().await;
                         return Err("server is shutting down".into());
@@ -559,10 +575,10 @@ impl Pool {
         map.get(function).filter(|e| e.sandbox.attached().is_some_and(|a| a.id == id)).cloned()
     }
 
-    /// The code directories live environments run from.
+    /// The code directories live environments run from, and those being started.
     pub fn dirs_in_use(&self) -> std::collections::HashSet<std::path::PathBuf> {
         let st = self.state.lock();
-        st.all.values().flat_map(|e| e.dirs.iter().cloned()).collect()
+        st.all.values().flat_map(|e| e.dirs.iter().cloned()).chain(st.starting.values().flatten().cloned()).collect()
     }
 
     /// (live, idle) environment counts.
@@ -580,6 +596,23 @@ impl Pool {
     pub fn busy_now(&self) -> usize {
         self.max - self.busy.available_permits()
     }
+}
+
+/// An environment start in progress: its directories count as in use while this lives.
+struct Starting<'a> {
+    pool: &'a Pool,
+    id: u64,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.pool.state.lock().starting.remove(&self.id);
+    }
+}
+
+/// The code and layer directories an environment of `spec` runs from.
+fn env_dirs(spec: &EnvSpec) -> Vec<std::path::PathBuf> {
+    spec.code_dir.iter().chain(spec.layer_dirs.iter()).cloned().collect()
 }
 
 fn attach_info(env: &Environment) -> Option<AttachInfo> {

@@ -315,3 +315,32 @@ impl FakeClient {
         self.post(&format!("{id}/response"), body).await.0
     }
 }
+
+#[tokio::test]
+async fn a_starting_environment_keeps_its_code_dirs_in_use() {
+    let e = engine(10, 10, LONG);
+    let code = std::path::PathBuf::from("/nonexistent/ruststack-test/code/c0de");
+    let layer = std::path::PathBuf::from("/nonexistent/ruststack-test/layers/1a7e");
+    let mut s = (*spec("starting", "hold:starting-dirs", LONG)).clone();
+    s.code_dir = Some(code.clone());
+    s.layer_dirs = vec![layer.clone()];
+    let s = Arc::new(s);
+    let run = tokio::spawn({
+        let (e, s) = (e.clone(), s.clone());
+        async move { e.invoke(s, request("{}")).await }
+    });
+    wait_until("the environment's start is held", || sandbox::fake::held("starting-dirs") == 1).await;
+    // Starting: not on the pool's books of environments yet, but its directories are in use.
+    assert_eq!(e.counts(), (1, 0, 1));
+    let in_use = e.dirs_in_use();
+    assert!(in_use.contains(&code), "a starting environment's code dir is in use: {in_use:?}");
+    assert!(in_use.contains(&layer), "a starting environment's layer dir is in use: {in_use:?}");
+    sandbox::fake::release("starting-dirs");
+    let (_, payload) = answer(&run.await.expect("task").expect("the held start goes on"));
+    assert_eq!(payload, "{}");
+    // Idle now: still in use; once drained, not any more (the start left nothing behind).
+    assert!(e.dirs_in_use().contains(&code), "an idle environment's code dir is in use");
+    e.drain("starting");
+    wait_until("no directory is in use after the drain", || e.dirs_in_use().is_empty()).await;
+    assert_eq!(e.counts(), (0, 0, 0));
+}

@@ -5,12 +5,17 @@
 //! - `echo`: answers every invocation with `{"env": <Runtime API address>, "payload": …}`;
 //! - `sleep:MS`: the same, MS milliseconds after taking each invocation;
 //! - `exit`: exits (`exit status 1`) before its first `/next`;
-//! - `once`: answers one invocation, then exits (`exit status 0`).
+//! - `once`: answers one invocation, then exits (`exit status 0`);
+//! - `hold:NAME`: its start waits until the test calls [`release`]`(NAME)`, then it echoes.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
 
 use crate::engine::EnvSpec;
 use crate::engine::logsink::LogSink;
@@ -22,9 +27,36 @@ pub struct FakeRuntime {
     endpoint: Arc<Endpoint>,
 }
 
+/// Gates of `hold:NAME` starts by NAME: how many starts wait at it, and its permits.
+static GATES: LazyLock<Mutex<HashMap<String, (usize, Arc<Semaphore>)>>> = LazyLock::new(Default::default);
+
+fn gate(name: &str) -> Arc<Semaphore> {
+    GATES.lock().entry(name.to_string()).or_insert_with(|| (0, Arc::new(Semaphore::new(0)))).1.clone()
+}
+
+/// How many `hold:NAME` starts are waiting now.
+pub fn held(name: &str) -> usize {
+    GATES.lock().get(name).map_or(0, |g| g.0)
+}
+
+/// Lets one `hold:NAME` start go on.
+pub fn release(name: &str) {
+    gate(name).add_permits(1);
+}
+
 impl FakeRuntime {
-    pub fn start(spec: &EnvSpec, api: SocketAddr, endpoint: Arc<Endpoint>, log: Arc<LogSink>) -> FakeRuntime {
-        let handler = spec.handler.clone().unwrap_or_default();
+    pub async fn start(spec: &EnvSpec, api: SocketAddr, endpoint: Arc<Endpoint>, log: Arc<LogSink>) -> FakeRuntime {
+        let mut handler = spec.handler.clone().unwrap_or_default();
+        if let Some(name) = handler.strip_prefix("hold:").map(str::to_string) {
+            let gate = gate(&name);
+            set_held(&name, 1);
+            let permit = gate.acquire().await;
+            set_held(&name, -1);
+            if let Ok(p) = permit {
+                p.forget();
+            }
+            handler = "echo".into();
+        }
         let exited = Arc::new(AtomicBool::new(false));
         let (ep, ex) = (endpoint.clone(), exited.clone());
         let task = tokio::spawn(async move {
@@ -43,6 +75,12 @@ impl FakeRuntime {
 
     pub fn alive(&self) -> bool {
         !self.exited.load(Ordering::SeqCst)
+    }
+}
+
+fn set_held(name: &str, by: isize) {
+    if let Some(g) = GATES.lock().get_mut(name) {
+        g.0 = g.0.saturating_add_signed(by);
     }
 }
 

@@ -157,7 +157,7 @@ impl Sandboxes {
             }
             SandboxKind::Docker => self.docker.start(spec, api, endpoint, log).await.map(Sandbox::Container),
             #[cfg(test)]
-            SandboxKind::Fake => Ok(Sandbox::Fake(fake::FakeRuntime::start(spec, api, endpoint, log))),
+            SandboxKind::Fake => Ok(Sandbox::Fake(fake::FakeRuntime::start(spec, api, endpoint, log).await)),
         }
     }
 }
