@@ -291,6 +291,13 @@ impl Engine {
         self.pool.dirs_in_use()
     }
 
+    /// Signalled (`notify_waiters`) whenever a busy slot or a place in the invocation queue
+    /// frees: a caller refused with 429 waits on it rather than polling. Create the
+    /// `notified()` future before the attempt, so a slot freed meanwhile is not missed.
+    pub fn room(&self) -> Arc<tokio::sync::Notify> {
+        self.pool.room()
+    }
+
     /// (live, idle, busy) environment counts.
     pub fn counts(&self) -> (usize, usize, usize) {
         let (live, idle) = self.pool.counts();

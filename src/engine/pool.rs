@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 use super::logsink::LogSink;
 use super::runtime_api::{self, Death, Endpoint};
@@ -97,6 +97,8 @@ pub struct Pool {
     state: Mutex<PoolState>,
     busy: Arc<Semaphore>,
     waiting: AtomicUsize,
+    /// Signalled (`notify_waiters`) when a busy slot frees or a place in the queue does.
+    room: Arc<Notify>,
     queue_size: usize,
     max: usize,
     ttl: Duration,
@@ -117,9 +119,23 @@ pub struct Lease {
 /// What a lease holds while it lasts.
 enum Hold {
     /// A busy slot (pooled environments).
-    Permit(#[allow(dead_code)] OwnedSemaphorePermit),
+    Permit(#[allow(dead_code)] Slot),
     /// The attached runtime's turn.
     Turn(#[allow(dead_code)] OwnedMutexGuard<()>),
+}
+
+/// A busy slot: given back (then the pool's `room` signalled) when dropped.
+struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    room: Arc<Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Free first, so that whoever the signal wakes finds the slot free.
+        drop(self.permit.take());
+        self.room.notify_waiters();
+    }
 }
 
 impl Pool {
@@ -129,6 +145,7 @@ impl Pool {
             state: Mutex::new(PoolState::default()),
             busy: Arc::new(Semaphore::new(max)),
             waiting: AtomicUsize::new(0),
+            room: Arc::new(Notify::new()),
             queue_size,
             max,
             ttl,
@@ -174,9 +191,11 @@ impl Pool {
                 }
                 let p = self.busy.clone().acquire_owned().await;
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
+                self.room.notify_waiters();
                 p.map_err(|_| AwsError::service("server is shutting down"))?
             }
         };
+        let permit = Slot { permit: Some(permit), room: self.room.clone() };
         let function = spec.function.clone();
         let (epoch, evicted) = {
             let mut st = self.state.lock();
@@ -591,6 +610,11 @@ impl Pool {
     #[cfg(test)]
     pub fn queued(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Signalled when a busy slot or a queue place frees (see [`crate::engine::Engine::room`]).
+    pub fn room(&self) -> Arc<Notify> {
+        self.room.clone()
     }
 
     pub fn busy_now(&self) -> usize {

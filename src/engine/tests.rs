@@ -344,3 +344,23 @@ async fn a_starting_environment_keeps_its_code_dirs_in_use() {
     wait_until("no directory is in use after the drain", || e.dirs_in_use().is_empty()).await;
     assert_eq!(e.counts(), (0, 0, 0));
 }
+
+#[tokio::test]
+async fn room_is_signalled_once_a_busy_slot_is_free() {
+    let e = engine(1, 0, LONG);
+    let busy = tokio::spawn({
+        let (e, s) = (e.clone(), spec("busy", "sleep:300", LONG));
+        async move { e.invoke(s, request("{}")).await }
+    });
+    wait_until("one environment is busy", || e.counts().2 == 1).await;
+    let room = e.room();
+    let freed = room.notified();
+    let err = e.invoke(spec("next", "echo", LONG), request("{}")).await.err().expect("refused");
+    assert_eq!(err.status, http::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(err.message, "Rate Exceeded.");
+    tokio::time::timeout(Duration::from_secs(5), freed).await.expect("the room signal comes when the slot frees");
+    assert_eq!(e.counts().2, 0, "signalled after the slot was given back");
+    let (_, payload) = answer(&e.invoke(spec("next", "echo", LONG), request("{\"n\":2}")).await.expect("room now"));
+    assert_eq!(payload, "{\"n\":2}");
+    answer(&busy.await.expect("task").expect("the busy invocation"));
+}

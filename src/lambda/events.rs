@@ -284,6 +284,9 @@ async fn deliver_record(lambda: &Lambda, ev: &Event, cfg: &EventInvokeConfig, pa
     }
 }
 
+/// Longest wait for the engine's room signal before an Event refused with 429 is retried.
+const ROOM_FALLBACK: Duration = Duration::from_secs(1);
+
 async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
     let scope = Scope { region: ev.region.clone(), account: lambda.cfg.account_id.clone() };
     let payload = Bytes::from(base64::engine::general_purpose::STANDARD.decode(&ev.payload).unwrap_or_default());
@@ -313,6 +316,9 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
             }
         };
         let call = CallContext { request_id: Some(ev.id.clone()), ..CallContext::default() };
+        // Armed before the attempt: a slot that frees while it is refused wakes the retry.
+        let room = lambda.engine.room();
+        let room_freed = room.notified();
         match invoke::invoke(lambda, &target, &scope, payload.clone(), call).await {
             Ok(out) if !out.function_error => {
                 let end = Ending { condition: "Success", target: Some(&target), output: Some(&out) };
@@ -335,7 +341,8 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
             }
             Err(e) if e.code == "TooManyRequestsException" => {
                 ev.attempts -= 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Retried when the engine has room; the timeout bounds a missed signal.
+                let _ = tokio::time::timeout(ROOM_FALLBACK, room_freed).await;
             }
             Err(e) => {
                 tracing::warn!(function = %ev.function, error = %e, "Event invocation could not run");

@@ -27,8 +27,11 @@ pub struct FakeRuntime {
     endpoint: Arc<Endpoint>,
 }
 
-/// Gates of `hold:NAME` starts by NAME: how many starts wait at it, and its permits.
-static GATES: LazyLock<Mutex<HashMap<String, (usize, Arc<Semaphore>)>>> = LazyLock::new(Default::default);
+/// A gate: how many starts wait at it, and its permits.
+type Gate = (usize, Arc<Semaphore>);
+
+/// Gates of `hold:NAME` starts by NAME.
+static GATES: LazyLock<Mutex<HashMap<String, Gate>>> = LazyLock::new(Default::default);
 
 fn gate(name: &str) -> Arc<Semaphore> {
     GATES.lock().entry(name.to_string()).or_insert_with(|| (0, Arc::new(Semaphore::new(0)))).1.clone()
