@@ -72,7 +72,18 @@ pub struct Process {
     /// The highest peak RSS of the process tree seen so far, in bytes (kept once it exits;
     /// the waiter adds the runtime's own peak at its exit).
     peak: Arc<AtomicU64>,
+    /// The runtime's `/proc/<pid>/status`, kept open and re-read after every invocation for
+    /// its VmHWM: one read of kernel memory, no open, no path walk.
+    status: Option<std::fs::File>,
+    /// When the whole process tree was last walked: the children are summed in at most once
+    /// per [`TREE_WALK_EVERY`] (walking `/proc/*/task/*/children` on every warm invoke doubled
+    /// the server's CPU per invoke).
+    tree_walked: parking_lot::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often the peak of a runtime's child processes is refreshed (its own peak is read
+/// after every invocation).
+const TREE_WALK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SubprocessExecutor {
     pub fn new(cfg: &EngineConfig) -> std::io::Result<SubprocessExecutor> {
@@ -317,7 +328,8 @@ impl SubprocessExecutor {
             };
             endpoint.set_death(Death::Exited(why));
         });
-        Ok(Process { pid, exited, output, peak })
+        let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
+        Ok(Process { pid, exited, output, peak, status, tree_walked: parking_lot::Mutex::new(None) })
     }
 }
 
@@ -379,6 +391,24 @@ fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((rx, tx))
 }
 
+/// The VmHWM in an open `/proc/<pid>/status`, in bytes, read again from its start.
+fn own_peak_bytes(status: &std::fs::File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 4096];
+    let n = status.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(buf.get(..n)?).ok()?;
+    hwm_bytes(text)
+}
+
+/// The `VmHWM:` line of a status file, in bytes.
+fn hwm_bytes(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
 /// Peak resident memory of `pid` and its descendants, in bytes: the sum of their VmHWM
 /// (each process's own high-water mark; a little over the tree's true peak when children
 /// peaked at different times). None once the process is gone.
@@ -397,12 +427,7 @@ fn tree_peak_bytes(pid: i32) -> Option<u64> {
             }
             continue;
         };
-        let kb = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        total += kb * 1024;
+        total += hwm_bytes(&status).unwrap_or(0);
         // Children of every thread (Linux ≥ 3.5 with CONFIG_PROC_CHILDREN).
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
             for t in tasks.flatten() {
@@ -523,7 +548,22 @@ impl Process {
     pub async fn peak_memory_mb(&self) -> u64 {
         let pid = self.pid;
         if pid > 0 && !self.exited.load(Ordering::SeqCst) {
-            let now = tokio::task::spawn_blocking(move || tree_peak_bytes(pid)).await.ok().flatten();
+            let walk = {
+                let mut last = self.tree_walked.lock();
+                let due = last.is_none_or(|t| t.elapsed() >= TREE_WALK_EVERY);
+                if due {
+                    *last = Some(std::time::Instant::now());
+                }
+                due
+            };
+            let now = if walk {
+                // The tree walk opens a few files per process: on the blocking pool.
+                tokio::task::spawn_blocking(move || tree_peak_bytes(pid)).await.ok().flatten()
+            } else {
+                // procfs is generated from kernel memory on read: this never waits on a
+                // disk, so it is read inline (a spawn_blocking handoff costs more than it).
+                self.status.as_ref().and_then(own_peak_bytes)
+            };
             if let Some(b) = now {
                 self.peak.fetch_max(b, Ordering::Relaxed);
             }
@@ -540,7 +580,14 @@ mod tests {
     #[test]
     fn alive_sees_an_exit_before_it_is_collected() {
         let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let p = Process { pid: child.id() as i32, exited: Arc::new(AtomicBool::new(false)), output: None, peak: Arc::new(AtomicU64::new(0)) };
+        let p = Process {
+            pid: child.id() as i32,
+            exited: Arc::new(AtomicBool::new(false)),
+            output: None,
+            peak: Arc::new(AtomicU64::new(0)),
+            status: None,
+            tree_walked: parking_lot::Mutex::new(None),
+        };
         assert!(p.alive());
         // SAFETY: a plain kill of our own child.
         unsafe { libc::kill(p.pid, libc::SIGKILL) };
