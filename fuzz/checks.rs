@@ -409,8 +409,9 @@ pub fn runtime_api(data: &[u8]) {
     let reqs = parse_requests(data);
     let rt = runtime();
     let ep = ruststack::engine::runtime_api::Endpoint::new("fuzz");
-    let listener =
-        rt.block_on(ruststack::engine::runtime_api::serve(std::net::Ipv4Addr::LOCALHOST.into(), ep.clone())).expect("listener");
+    let listener = rt
+        .block_on(ruststack::engine::runtime_api::serve(std::net::Ipv4Addr::LOCALHOST.into(), ep.clone()))
+        .expect("listener");
     for r in &reqs {
         rt.block_on(async { queue_invocation(&ep) });
         let _ = exchange(listener.addr, &r.to_wire());

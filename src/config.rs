@@ -129,7 +129,9 @@ impl Config {
         self.service_endpoint
             .iter()
             .map(|s| match s.split_once('=') {
-                Some((svc, url)) if !svc.trim().is_empty() && (url.starts_with("http://") || url.starts_with("https://")) => {
+                Some((svc, url))
+                    if !svc.trim().is_empty() && (url.starts_with("http://") || url.starts_with("https://")) =>
+                {
                     let name: String = svc
                         .trim()
                         .chars()

@@ -118,8 +118,8 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
     cfg.service_endpoint_env()?;
     crate::upstream::check_upstream(&cfg)?;
-    let engine = Engine::new(&engine_config(&cfg, data_dir, addr)?)
-        .map_err(|e| format!("cannot set up executors: {e}"))?;
+    let engine =
+        Engine::new(&engine_config(&cfg, data_dir, addr)?).map_err(|e| format!("cannot set up executors: {e}"))?;
     let lambda = Arc::new(Lambda::new(cfg.clone(), store, engine, s3.clone(), format!("http://{addr}"), events));
     lambda.start();
     // Bucket notifications become Event invocations of the function they name.

@@ -95,7 +95,13 @@ pub fn not_implemented_message(f: &Foreign) -> String {
 }
 
 /// An AWS error in the given protocol. `status` decides `Sender`/`Receiver` where the protocol has it.
-pub fn error(protocol: Protocol, status: StatusCode, code: &str, message: &str, request_id: &str) -> Response<Full<Bytes>> {
+pub fn error(
+    protocol: Protocol,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Response<Full<Bytes>> {
     let xml_escaped = xml_escape(message);
     let (content_type, body): (&str, Vec<u8>) = match protocol {
         Protocol::Json(v) => (
@@ -180,7 +186,15 @@ fn cbor_text_map(pairs: &[(&str, &str)]) -> Vec<u8> {
 fn hop_by_hop(name: &str) -> bool {
     matches!(
         name,
-        "connection" | "keep-alive" | "proxy-connection" | "proxy-authenticate" | "proxy-authorization" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
     )
 }
 
@@ -226,8 +240,10 @@ pub async fn forward(
         Err(e) => {
             tracing::warn!(service = %foreign.service, upstream, error = %e, "upstream unreachable");
             let p = protocol(&parts.headers, parts.uri.query(), &foreign.service);
-            let msg = format!("RustStack could not forward the {} request to the upstream {upstream}: {e}", foreign.service);
-            error(p, StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &msg, &crate::aws::request_id()).map(Either::Left)
+            let msg =
+                format!("RustStack could not forward the {} request to the upstream {upstream}: {e}", foreign.service);
+            error(p, StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &msg, &crate::aws::request_id())
+                .map(Either::Left)
         }
     }
 }
@@ -245,7 +261,8 @@ pub async fn serve(cfg: &Config, mut foreign: Foreign, req: Request<Incoming>) -
             Err(_) => {
                 let p = protocol(&parts.headers, parts.uri.query(), "sts");
                 let msg = "Request body too large";
-                let r = error(p, StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", msg, &crate::aws::request_id());
+                let r =
+                    error(p, StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", msg, &crate::aws::request_id());
                 return r.map(Either::Left);
             }
         };
@@ -264,7 +281,8 @@ pub async fn serve(cfg: &Config, mut foreign: Foreign, req: Request<Incoming>) -
         (Some(upstream), None) => {
             let p = protocol(&parts.headers, parts.uri.query(), &foreign.service);
             let msg = format!("RustStack could not create an HTTP client for the upstream {upstream}");
-            error(p, StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &msg, &crate::aws::request_id()).map(Either::Left)
+            error(p, StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &msg, &crate::aws::request_id())
+                .map(Either::Left)
         }
         (None, _) => not_implemented(&foreign, &parts.headers, parts.uri.query()).map(Either::Left),
     }
@@ -307,16 +325,15 @@ mod tests {
         h
     }
 
-    const AUTH_DDB: &str = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=x";
+    const AUTH_DDB: &str =
+        "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=x";
 
     #[test]
     fn classifies_by_scope_then_target() {
         let h = headers(&[("authorization", AUTH_DDB), ("x-amz-target", "DynamoDB_20120810.CreateTable")]);
-        assert_eq!(
-            classify(&h),
-            Some(Foreign { service: "dynamodb".into(), operation: Some("CreateTable".into()) })
-        );
-        let lambda = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=x";
+        assert_eq!(classify(&h), Some(Foreign { service: "dynamodb".into(), operation: Some("CreateTable".into()) }));
+        let lambda =
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=x";
         assert_eq!(classify(&headers(&[("authorization", lambda)])), None);
         assert_eq!(classify(&headers(&[("x-amz-target", "Logs_20140328.PutLogEvents")])), None);
         assert_eq!(classify(&headers(&[])), None);

@@ -5,8 +5,8 @@ pub mod arn;
 pub mod checksum;
 pub mod error;
 pub mod eventstream;
-pub mod xml;
 pub mod fs;
+pub mod xml;
 
 pub use error::AwsError;
 

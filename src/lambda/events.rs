@@ -50,7 +50,13 @@ impl EventQueue {
         let dir = data_dir.join("lambda").join("events");
         std::fs::create_dir_all(&dir)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let q = EventQueue { dir, pending: Arc::default(), bytes: Arc::default(), tx, rx: parking_lot::Mutex::new(Some(rx)) };
+        let q = EventQueue {
+            dir,
+            pending: Arc::default(),
+            bytes: Arc::default(),
+            tx,
+            rx: parking_lot::Mutex::new(Some(rx)),
+        };
         // Events left by an earlier run (even one killed with -9) run again.
         let mut pending = 0;
         let mut bytes = 0;

@@ -141,7 +141,11 @@ pub(crate) fn spec_for(lambda: &Lambda, target: &Target, scope: &Scope) -> Resul
 }
 
 /// Which sandbox kind runs a function, and why.
-pub(crate) fn choose(lambda: &Lambda, c: &FunctionConfig, force_docker: Option<&str>) -> (crate::engine::SandboxKind, &'static str) {
+pub(crate) fn choose(
+    lambda: &Lambda,
+    c: &FunctionConfig,
+    force_docker: Option<&str>,
+) -> (crate::engine::SandboxKind, &'static str) {
     let force = force_docker.is_some_and(|v| !v.eq_ignore_ascii_case("false"));
     lambda.engine.choose(package_type(c), c.runtime.as_deref(), !c.layers.is_empty(), force)
 }
@@ -192,7 +196,11 @@ pub(crate) fn spec_of(c: &FunctionConfig, key: String, scope: &Scope) -> EnvSpec
         memory_mb: c.memory_size,
         timeout: Duration::from_secs(u64::from(c.timeout)),
         environment: c.environment.clone(),
-        architecture: if c.architectures.iter().any(|a| a == "arm64") { Architecture::Arm64 } else { Architecture::X86_64 },
+        architecture: if c.architectures.iter().any(|a| a == "arm64") {
+            Architecture::Arm64
+        } else {
+            Architecture::X86_64
+        },
         package: package_type(c),
         image_uri: c.image_uri.clone(),
         image_config: image_config(c.image_config.as_ref()),
@@ -341,7 +349,8 @@ struct Status {
 /// function's records filtered by ApplicationLogLevel, `platform.runtimeDone` (DEBUG) and
 /// `platform.report` with its metrics, filtered by SystemLogLevel.
 fn finish(request_id: &str, target: &Target, logging: &LogSettings, run: RunOutcome) -> InvokeOutput {
-    let platform = |error_type: &str| Status { status: "error", error_type: Some(error_type.into()), in_text_report: true };
+    let platform =
+        |error_type: &str| Status { status: "error", error_type: Some(error_type.into()), in_text_report: true };
     let (body, content_type, function_error, error_lines, status) = match run.ended {
         Ended::Posted(Outcome::Response { body, content_type }) => {
             (body, content_type, false, None, Status { status: "success", error_type: None, in_text_report: false })
@@ -392,9 +401,31 @@ fn finish(request_id: &str, target: &Target, logging: &LogSettings, run: RunOutc
     let billed = ms.ceil().max(1.0) as u64;
     let init_ms = run.init_duration.map(|d| d.as_secs_f64() * 1000.0);
     let text = if logging.json {
-        json_log(request_id, &target.executed_version, logging, &run.output, &status, ms, billed, c.memory_size, run.max_memory_mb, init_ms)
+        json_log(
+            request_id,
+            &target.executed_version,
+            logging,
+            &run.output,
+            &status,
+            ms,
+            billed,
+            c.memory_size,
+            run.max_memory_mb,
+            init_ms,
+        )
     } else {
-        text_log(request_id, &target.executed_version, &run.output, error_lines.as_deref(), &status, ms, billed, c.memory_size, run.max_memory_mb, init_ms)
+        text_log(
+            request_id,
+            &target.executed_version,
+            &run.output,
+            error_lines.as_deref(),
+            &status,
+            ms,
+            billed,
+            c.memory_size,
+            run.max_memory_mb,
+            init_ms,
+        )
     };
     // One line per invoke is one write(2) to the server's log: keep it out of the default
     // (info) log; `RUST_LOG=info,lambda=debug` shows it. The function's own output stays at info.

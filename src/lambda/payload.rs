@@ -108,19 +108,12 @@ fn identifier_start(c: u8) -> bool {
 
 /// Java's `isJavaIdentifierPart`: letters, digits, `$`, `_` and the ignorable controls.
 fn identifier_part(ch: char) -> bool {
-    ch.is_alphanumeric()
-        || ch == '$'
-        || ch == '_'
-        || matches!(ch as u32, 0x00..=0x08 | 0x0e..=0x1b | 0x7f..=0x9f)
+    ch.is_alphanumeric() || ch == '$' || ch == '_' || matches!(ch as u32, 0x00..=0x08 | 0x0e..=0x1b | 0x7f..=0x9f)
 }
 
 /// Jackson's `_getCharDesc`.
 fn describe(c: u8) -> String {
-    if iso_control(c) {
-        format!("(CTRL-CHAR, code {c})")
-    } else {
-        format!("'{}' (code {c})", c as char)
-    }
+    if iso_control(c) { format!("(CTRL-CHAR, code {c})") } else { format!("'{}' (code {c})", c as char) }
 }
 
 /// Payloads that start as JSON and break later: serde_json's reason at its position.
@@ -162,7 +155,10 @@ mod tests {
 
     #[test]
     fn words_and_json() {
-        assert_eq!(msg(b"hello"), format!("{PREFIX}Unrecognized token 'hello': was expecting {EXPECTED}{SRC}line: 1, column: 6]"));
+        assert_eq!(
+            msg(b"hello"),
+            format!("{PREFIX}Unrecognized token 'hello': was expecting {EXPECTED}{SRC}line: 1, column: 6]")
+        );
         assert_eq!(
             msg(b"hello world"),
             format!("{PREFIX}Unrecognized token 'hello': was expecting {EXPECTED}{SRC}line: 1, column: 7]")

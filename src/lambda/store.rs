@@ -377,7 +377,13 @@ impl Store {
             tracing::error!(dir = %dir.display(), "a record could not be read: no code is freed until it is fixed or removed");
             blobs.books.lock().unknown_refs = true;
         }
-        Ok(Store { dir, blobs, state: RwLock::new(state), writing: Mutex::new(()), changed: tokio::sync::Notify::new() })
+        Ok(Store {
+            dir,
+            blobs,
+            state: RwLock::new(state),
+            writing: Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
+        })
     }
 
     fn function_path(&self, name: &str) -> PathBuf {
@@ -711,7 +717,10 @@ fn disk_error(dir: &Path, e: &std::io::Error) -> AwsError {
             dir.display()
         ))
     } else {
-        AwsError::service(format!("Could not store the deployment package in the data directory {}: {e}", dir.display()))
+        AwsError::service(format!(
+            "Could not store the deployment package in the data directory {}: {e}",
+            dir.display()
+        ))
     }
 }
 

@@ -115,7 +115,8 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, url_id: &str, 
     };
     let (mut parts, body) = req.into_parts();
     let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
-    let default_port = lambda.endpoint_url.rsplit_once(':').map_or("4566", |(_, p)| p.trim_end_matches('/')).to_string();
+    let default_port =
+        lambda.endpoint_url.rsplit_once(':').map_or("4566", |(_, p)| p.trim_end_matches('/')).to_string();
     add_forwarding_headers(&mut parts.headers, peer, &default_port);
     let source_ip = peer.map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string());
     let body = match http_util::read_body(body, MAX_SYNC_PAYLOAD).await {
@@ -124,7 +125,8 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, url_id: &str, 
         Err(BodyError::Io(_)) => return message(StatusCode::BAD_REQUEST, "Bad Request"),
     };
     let request_id = crate::aws::request_id();
-    let mut event = event(&parts.method, raw_path, parts.uri.query(), &parts.headers, &body, url_id, &scope, &request_id);
+    let mut event =
+        event(&parts.method, raw_path, parts.uri.query(), &parts.headers, &body, url_id, &scope, &request_id);
     event["requestContext"]["http"]["sourceIp"] = json!(source_ip);
     let payload = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
     let call = CallContext { request_id: Some(request_id.clone()), ..CallContext::default() };

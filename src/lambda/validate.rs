@@ -99,8 +99,16 @@ pub struct Shape {
 }
 
 impl Shape {
-    pub const EMPTY: Shape =
-        Shape { name: "", kind: Kind::String, min: None, max: None, pattern: None, enum_values: &[], accept: &[], sensitive: false };
+    pub const EMPTY: Shape = Shape {
+        name: "",
+        kind: Kind::String,
+        min: None,
+        max: None,
+        pattern: None,
+        enum_values: &[],
+        accept: &[],
+        sensitive: false,
+    };
 }
 
 /// A model pattern: the Java text AWS prints, and the regex crate's equivalent (anchored).
@@ -580,7 +588,9 @@ fn own_violations(shape: &Shape, val: &Value) -> Vec<String> {
     // A list with its own value set (AWS's runtime lists for layers): one check of every element.
     if let Value::Array(items) = val
         && !shape.enum_values.is_empty()
-        && items.iter().any(|x| x.as_str().is_none_or(|s| !shape.enum_values.contains(&s) && !shape.accept.contains(&s)))
+        && items
+            .iter()
+            .any(|x| x.as_str().is_none_or(|s| !shape.enum_values.contains(&s) && !shape.accept.contains(&s)))
     {
         out.push(enum_text(shape));
     }

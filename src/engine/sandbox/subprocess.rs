@@ -281,7 +281,8 @@ impl SubprocessExecutor {
             cmd.env(k, v);
         }
         // stdout and stderr share one pipe, as on AWS: the log keeps the order of the writes.
-        let (out_rx, out_tx) = output_pipe().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
+        let (out_rx, out_tx) =
+            output_pipe().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
         let err_tx = out_tx.try_clone().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
         cmd.stdin(Stdio::null()).stdout(Stdio::from(out_tx)).stderr(Stdio::from(err_tx)).process_group(0);
         // SAFETY: prctl is async-signal-safe; it asks the kernel to kill the runtime if the

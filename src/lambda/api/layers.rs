@@ -198,7 +198,9 @@ pub(super) fn add_layer_permission(ctx: &Ctx, raw: &str, v: &str, body: &[u8]) -
     } else if root_account.is_some() {
         json!({"AWS": principal})
     } else {
-        return Err(AwsError::service(format!("principal {principal} passed the model's pattern but is none of its forms")));
+        return Err(AwsError::service(format!(
+            "principal {principal} passed the model's pattern but is none of its forms"
+        )));
     };
     let org = opt_str(&m, "OrganizationId")?;
     // RevisionId travels in the query string here (a body member on AddPermission).
