@@ -3,16 +3,8 @@
 
 use super::*;
 
-pub(super) fn parse_body(body: &[u8]) -> Result<Map<String, Value>, AwsError> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(AwsError::invalid_content("Could not parse request body into json: expected an object")),
-        Err(e) => Err(AwsError::invalid_content(format!("Could not parse request body into json: {e}"))),
-    }
-}
+/// The JSON body, decoded once by the same function the validator uses.
+pub(super) use crate::lambda::validate::parse_body;
 
 pub(super) fn type_err(key: &str, want: &str) -> AwsError {
     AwsError::invalid_content(format!(

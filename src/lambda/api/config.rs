@@ -3,44 +3,24 @@
 
 use super::*;
 
-/// The runtimes CreateFunction accepts today, in the order AWS lists them in its message.
-/// The model's other runtimes are deprecated: AWS refuses to create or update a function on them.
-pub(super) const CREATABLE_RUNTIMES: &[&str] = &[
-    "nodejs20.x",
-    "python3.14",
-    "provided.al2023",
-    "python3.12",
-    "python3.13",
-    "nodejs24.x",
-    "nodejs22.x",
-    "java25",
-    "python3.10",
-    "python3.11",
-    "java21",
-    "ruby3.3",
-    "ruby3.4",
-    "ruby3.2",
-    "python3.8",
-    "python3.9",
-    "java17",
-    "nodejs16.x",
-    "dotnet10",
-    "dotnet8",
-    "java11",
-    "dotnet6",
-    "nodejs18.x",
-    "provided.al2",
-    "java8.al2",
-];
+/// The runtimes CreateFunction accepts today, in the order AWS lists them in its message: the
+/// recorded set the generator writes for PublishLayerVersion's runtimes (one list, in
+/// `model_gen.rs`; see tools/gen_lambda_model.py).
+fn creatable_runtimes() -> &'static [&'static str] {
+    crate::lambda::model_gen::SHAPES
+        .iter()
+        .find(|s| s.name == "CompatibleRuntimesForPublishLayerVersionRequest")
+        .map_or(&[], |s| s.enum_values)
+}
 
 /// A function's `Runtime`: creatable, else deprecated (a model value) or unknown.
 pub(super) fn validate_function_runtime(r: &str) -> Result<(), AwsError> {
-    if CREATABLE_RUNTIMES.contains(&r) {
+    if creatable_runtimes().contains(&r) {
         Ok(())
     } else if RUNTIMES.contains(&r) {
         Err(errors::runtime_deprecated(r))
     } else {
-        Err(errors::runtime_unknown(r, CREATABLE_RUNTIMES))
+        Err(errors::runtime_unknown(r, creatable_runtimes()))
     }
 }
 
