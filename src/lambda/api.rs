@@ -154,13 +154,17 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
     let param = |name: &str| routed.params.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| v.as_str());
     let (f, l, v) = (param("FunctionName"), param("LayerName"), param("VersionNumber"));
     // The model layer first (ValidationException), then the handlers' semantic checks.
-    let headers = req.headers().clone();
-    let model_check = |body: Option<&Map<String, Value>>| {
-        validate::check(op, &validate::Request { params: &routed.params, query: &ctx.query, headers: &headers, body })
+    let model_check = |headers: &http::HeaderMap, body: Option<&Map<String, Value>>| {
+        validate::check(op, &validate::Request { params: &routed.params, query: &ctx.query, headers, body })
     };
-    if !op.has_json_body() {
-        model_check(None)?;
-    }
+    // Only an operation with body members needs the headers after the body is read (the
+    // request is consumed by then); the others, Invoke among them, are checked in place.
+    let headers = if op.has_json_body() {
+        Some(req.headers().clone())
+    } else {
+        model_check(req.headers(), None)?;
+        None
+    };
     // A function ARN of another region or account is refused for every operation (one place).
     if routed.params.iter().any(|(k, _)| *k == "FunctionName") {
         check_function_scope(&ctx.scope, f)?;
@@ -176,8 +180,8 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         _ => {}
     }
     let body = read(req, MAX_REQUEST, false).await?;
-    if op.has_json_body() {
-        model_check(Some(&validate::parse_body(&body)?))?;
+    if let Some(headers) = &headers {
+        model_check(headers, Some(&validate::parse_body(&body)?))?;
     }
     match op.name {
         "ListFunctions" => list_functions(&ctx),
