@@ -1,11 +1,67 @@
 //! Small HTTP helpers shared by the servers: body type, JSON responses, bounded body reads.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
+use tokio::sync::mpsc;
 
-pub type Body = Full<Bytes>;
+/// A response body: whole (almost every answer), or streamed, each chunk sent as it is
+/// received from a channel (response streaming); the stream ends when the sender is dropped.
+pub struct Body(Kind);
+
+enum Kind {
+    Whole(Full<Bytes>),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl Body {
+    pub fn new(bytes: impl Into<Bytes>) -> Body {
+        Body(Kind::Whole(Full::new(bytes.into())))
+    }
+
+    /// A body of the chunks sent on the returned channel's sender, in order.
+    pub fn channel(capacity: usize) -> (mpsc::Sender<Bytes>, Body) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (tx, Body(Kind::Stream(rx)))
+    }
+}
+
+impl From<Full<Bytes>> for Body {
+    fn from(f: Full<Bytes>) -> Body {
+        Body(Kind::Whole(f))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match &mut self.get_mut().0 {
+            Kind::Whole(f) => Pin::new(f).poll_frame(cx),
+            Kind::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Whole(f) => f.is_end_stream(),
+            Kind::Stream(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Whole(f) => f.size_hint(),
+            Kind::Stream(_) => SizeHint::default(),
+        }
+    }
+}
 
 /// Serves one accepted HTTP/1 connection until it closes, with the settings every
 /// RustStack listener uses: TCP_NODELAY, and each response written with one write
@@ -30,7 +86,7 @@ where
 }
 
 pub fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Body::new(body));
     *r.status_mut() = status;
     r.headers_mut().insert("content-type", HeaderValue::from_static(content_type));
     r
@@ -41,7 +97,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 }
 
 pub fn empty(status: StatusCode) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(Body::new(Bytes::new()));
     *r.status_mut() = status;
     r
 }

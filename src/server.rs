@@ -270,7 +270,8 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 "InvalidParameterException",
                 "Request body too large",
                 &crate::aws::request_id(),
-            ),
+            )
+            .map(Body::from),
         };
     }
     let looks_lambda = is_lambda_path(path);
@@ -292,12 +293,12 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 extra: &max,
                 headers: &[],
             };
-            return s3_xml(&e, &request_id, parts.method == http::Method::HEAD).map(http_body_util::Full::new);
+            return s3_xml(&e, &request_id, parts.method == http::Method::HEAD).map(Body::new);
         }
     };
     let s3 = app.s3.clone();
     match tokio::task::spawn_blocking(move || s3.handle(&parts, body)).await {
-        Ok(r) => r.map(http_body_util::Full::new),
+        Ok(r) => r.map(Body::new),
         Err(_) => {
             let e = S3XmlError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -306,7 +307,7 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 extra: &[],
                 headers: &[],
             };
-            s3_xml(&e, &request_id, false).map(http_body_util::Full::new)
+            s3_xml(&e, &request_id, false).map(Body::new)
         }
     }
 }
@@ -367,7 +368,9 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if let Some(sha) = path.strip_prefix("/_ruststack/code/") {
         return match app.lambda.stores.read_blob(sha) {
             Ok(b) => http_util::full(StatusCode::OK, "application/zip", Bytes::from(b)),
-            Err(_) => AwsError::not_found(format!("no such code: {sha}")).to_response(&crate::aws::request_id()),
+            Err(_) => AwsError::not_found(format!("no such code: {sha}"))
+                .to_response(&crate::aws::request_id())
+                .map(Body::from),
         };
     }
     if path.starts_with("/_ruststack/attach") {
@@ -375,6 +378,7 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
     AwsError::new(StatusCode::NOT_FOUND, "NotFound", format!("unknown path {path}"))
         .to_response(&crate::aws::request_id())
+        .map(Body::from)
 }
 
 #[cfg(test)]

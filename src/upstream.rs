@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::http_util;
 
 /// A response that is either built here or streamed from the upstream.
-pub type Served = Either<Full<Bytes>, reqwest::Body>;
+pub type Served = Either<http_util::Body, reqwest::Body>;
 
 /// Services RustStack answers itself (STS only in part: see [`crate::sts`]).
 const OURS: &[&str] = &["lambda", "s3", "logs", "sts"];
@@ -243,7 +243,7 @@ pub async fn forward(
             let msg =
                 format!("RustStack could not forward the {} request to the upstream {upstream}: {e}", foreign.service);
             error(p, StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &msg, &crate::aws::request_id())
-                .map(Either::Left)
+                .map(|b| Either::Left(b.into()))
         }
     }
 }
@@ -263,13 +263,14 @@ pub async fn serve(cfg: &Config, mut foreign: Foreign, req: Request<Incoming>) -
                 let msg = "Request body too large";
                 let r =
                     error(p, StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", msg, &crate::aws::request_id());
-                return r.map(Either::Left);
+                return r.map(|b| Either::Left(b.into()));
             }
         };
         let action = foreign.operation.clone().or_else(|| crate::sts::action(parts.uri.query(), &bytes));
         if action.as_deref() == Some("GetCallerIdentity") {
             let json = parts.headers.contains_key("x-amz-target");
-            return crate::sts::get_caller_identity(&cfg.account_id, json, &crate::aws::request_id()).map(Either::Left);
+            return crate::sts::get_caller_identity(&cfg.account_id, json, &crate::aws::request_id())
+                .map(|b| Either::Left(b.into()));
         }
         foreign.operation = action;
         Outgoing::Read(bytes)
@@ -282,9 +283,9 @@ pub async fn serve(cfg: &Config, mut foreign: Foreign, req: Request<Incoming>) -
             let p = protocol(&parts.headers, parts.uri.query(), &foreign.service);
             let msg = format!("RustStack could not create an HTTP client for the upstream {upstream}");
             error(p, StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &msg, &crate::aws::request_id())
-                .map(Either::Left)
+                .map(|b| Either::Left(b.into()))
         }
-        (None, _) => not_implemented(&foreign, &parts.headers, parts.uri.query()).map(Either::Left),
+        (None, _) => not_implemented(&foreign, &parts.headers, parts.uri.query()).map(|b| Either::Left(b.into())),
     }
 }
 

@@ -15,8 +15,8 @@
 //   - console.* lines are "<ISO time>\t<request id>\t<LEVEL>\t<message>", or JSON records with
 //     AWS_LAMBDA_LOG_FORMAT=JSON, filtered by AWS_LAMBDA_LOG_LEVEL;
 //   - awslambda.streamifyResponse / awslambda.HttpResponseStream exist as in the Lambda
-//     runtime; what a streaming handler writes is collected and answered when it ends
-//     (buffered: RustStack does not stream it to the caller chunk by chunk).
+//     runtime, and write through: a streaming handler's writes go to the Runtime API as it
+//     makes them (a chunked POST in streaming response mode, errors in its trailers).
 
 const http = require('http');
 const fs = require('fs');
@@ -332,22 +332,84 @@ async function loadHandler(root, handlerString) {
 
 const STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
 const HTTP_INTEGRATION = 'application/vnd.awslambda.http-integration-response';
+const ERROR_TYPE_TRAILER = 'Lambda-Runtime-Function-Error-Type';
+const ERROR_BODY_TRAILER = 'Lambda-Runtime-Function-Error-Body';
 
-// The responseStream a streaming handler writes to; the chunks are kept until it ends.
+// The responseStream a streaming handler writes to. Its first write opens a chunked POST of
+// /invocation/<id>/response with Lambda-Runtime-Function-Response-Mode: streaming, and every
+// write goes through to it as it is made (the write's callback waits for the socket, so a slow
+// reader slows the writer). An error after the stream began goes in the trailers: its type,
+// and its JSON body base64-encoded.
 class ResponseStream extends Writable {
-  constructor() {
+  constructor(requestId) {
     super();
-    this.chunks = [];
+    this.requestId = requestId;
     this.contentType = 'application/octet-stream';
+    this.req = undefined;
+    // Settles once the Runtime API has answered the POST.
+    this.answered = new Promise((resolve, reject) => {
+      this.answer = resolve;
+      this.refuse = reject;
+    });
+    this.answered.catch(() => {});
+  }
+
+  open() {
+    if (this.req) {
+      return this.req;
+    }
+    this.req = http.request(
+      {
+        host: endpoint.host,
+        port: endpoint.port,
+        method: 'POST',
+        path: `${API_VERSION}/invocation/${this.requestId}/response`,
+        agent,
+        headers: {
+          'Lambda-Runtime-Function-Response-Mode': 'streaming',
+          'Transfer-Encoding': 'chunked',
+          Trailer: `${ERROR_TYPE_TRAILER}, ${ERROR_BODY_TRAILER}`,
+          'Content-Type': this.contentType,
+        },
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => this.answer({ status: res.statusCode, body: Buffer.concat(chunks) }));
+        res.on('error', this.refuse);
+      },
+    );
+    this.req.on('error', this.refuse);
+    return this.req;
   }
 
   _write(chunk, encoding, callback) {
-    this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, encoding));
-    callback();
+    this.open().write(chunk, encoding, callback);
+  }
+
+  _final(callback) {
+    const req = this.open();
+    if (this.failure) {
+      req.addTrailers({
+        [ERROR_TYPE_TRAILER]: this.failure.errorType,
+        [ERROR_BODY_TRAILER]: Buffer.from(JSON.stringify(this.failure)).toString('base64'),
+      });
+    }
+    req.end(callback);
   }
 
   setContentType(contentType) {
+    if (this.req) {
+      throw new Error('Cannot set content-type, too late.');
+    }
     this.contentType = contentType;
+  }
+
+  // Ends the stream (after what was written before) with an error in its trailers.
+  fail(err) {
+    this.failure = toErrorBody(err);
+    logError('Invoke Error', this.failure);
+    this.end();
   }
 }
 
@@ -367,20 +429,43 @@ globalThis.awslambda = {
   },
 };
 
-// Runs a streaming handler; resolves to {body, contentType} or {error}.
-async function runStreamingHandler(handler, event, context) {
-  const stream = new ResponseStream();
-  const finished = new Promise((resolve) => stream.on('finish', resolve));
+// Runs a streaming handler to its end: the stream ended when it returns (if it did not end it),
+// an error posted to /error if nothing was written yet, else sent in the stream's trailers.
+async function runStreamingHandler(handler, event, context, requestId) {
+  const stream = new ResponseStream(requestId);
+  const finished = new Promise((resolve) => {
+    stream.on('finish', resolve);
+    stream.on('error', resolve);
+  });
+  let error;
   try {
     await handler(event, stream, context);
   } catch (err) {
-    return { error: err === undefined || err === null ? new Error('handled') : err };
+    error = err === undefined || err === null ? new Error('handled') : err;
   }
-  if (!stream.writableEnded) {
-    stream.end();
+  if (error !== undefined && !stream.req) {
+    await postError(requestId, error);
+    return;
+  }
+  if (error !== undefined && !stream.writableEnded) {
+    stream.fail(error);
+  } else {
+    if (error !== undefined) {
+      logError('Invoke Error', toErrorBody(error));
+    }
+    if (!stream.writableEnded) {
+      stream.end();
+    }
   }
   await finished;
-  return { body: Buffer.concat(stream.chunks), contentType: stream.contentType };
+  try {
+    const res = await stream.answered;
+    if (res.status >= 400 && res.status !== 413) {
+      stdoutWrite(`RustStack runtime: streamed response answered ${res.status}: ${res.body.toString()}\n`);
+    }
+  } catch (err) {
+    stdoutWrite(`RustStack runtime: streamed response failed: ${err && err.message}\n`);
+  }
 }
 
 // ---------------------------------------------------------------- one invocation
@@ -489,12 +574,7 @@ async function invokeOnce(handler) {
     return;
   }
   if (handler[STREAMING] === 'response') {
-    const streamed = await runStreamingHandler(handler, event, makeContext(headers));
-    if ('error' in streamed) {
-      await postError(requestId, streamed.error);
-    } else {
-      await post(`/invocation/${requestId}/response`, streamed.body, undefined, streamed.contentType);
-    }
+    await runStreamingHandler(handler, event, makeContext(headers), requestId);
     return;
   }
   const outcome = await runHandler(handler, event, makeContext(headers));

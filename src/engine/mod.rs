@@ -21,12 +21,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::aws::AwsError;
 pub use logsink::LogSink;
 use pool::{Environment, Lease, Pool};
-pub use runtime_api::{Death, MAX_RESPONSE_BYTES, Outcome};
+pub use runtime_api::{Death, MAX_RESPONSE_BYTES, MAX_STREAM_BYTES, Outcome, StreamEnd};
 use runtime_api::{Endpoint, Invocation};
 pub use sandbox::{SandboxKind, function_env};
 
@@ -179,8 +179,57 @@ pub struct Request {
 pub enum Ended {
     Posted(Outcome),
     Died(Death),
-    TimedOut { timeout: Duration },
-    InitTimedOut { after: Duration },
+    TimedOut {
+        timeout: Duration,
+    },
+    InitTimedOut {
+        after: Duration,
+    },
+    /// The runtime is streaming its response: the invocation runs on, and its real end (with
+    /// its log) comes from the stream once the body has.
+    Streaming(ResponseStream),
+    /// A streamed response ended (the end a [`ResponseStream`] gives).
+    StreamEnded(StreamEnd),
+}
+
+/// A response the runtime streams, handed to the caller chunk by chunk as it arrives.
+pub struct ResponseStream {
+    pub content_type: Option<String>,
+    chunks: mpsc::Receiver<Bytes>,
+    end: oneshot::Receiver<RunOutcome>,
+    /// The end, once it came (before the last chunks were read).
+    ended: Option<Option<Box<RunOutcome>>>,
+}
+
+impl std::fmt::Debug for ResponseStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseStream").field("content_type", &self.content_type).finish_non_exhaustive()
+    }
+}
+
+impl ResponseStream {
+    /// The next chunk of the body; None once there are no more (the body is complete, or the
+    /// invocation ended otherwise: a timeout, say).
+    pub async fn chunk(&mut self) -> Option<Bytes> {
+        if self.ended.is_none() {
+            tokio::select! {
+                biased;
+                c = self.chunks.recv() => return c,
+                e = &mut self.end => self.ended = Some(e.ok().map(Box::new)),
+            }
+        }
+        // Ended: what was sent before the end still goes out.
+        self.chunks.try_recv().ok()
+    }
+
+    /// How the invocation ended, with its log: call it after the last chunk.
+    pub async fn end(mut self) -> Result<RunOutcome, AwsError> {
+        let end = match self.ended.take() {
+            Some(e) => e.map(|b| *b),
+            None => (&mut self.end).await.ok(),
+        };
+        end.ok_or_else(|| AwsError::service("the streaming invocation was lost"))
+    }
 }
 
 /// What an invocation produced, for the service to render.
@@ -368,25 +417,105 @@ async fn run(pool: &Arc<Pool>, spec: &EnvSpec, req: Request, init_timeout: Durat
             lease = pool.acquire(spec).await?;
             continue;
         }
-        env.uses.fetch_add(1, Ordering::Relaxed);
-        let healthy = matches!(r.ended, Ended::Posted(_)) && !env.endpoint.is_dead();
-        let output = env.log.take();
-        let max_memory_mb = r.max_memory_mb;
-        if !healthy {
-            env.sandbox.stop().await;
-        }
-        let out = RunOutcome {
-            ended: r.ended,
-            duration: r.duration,
-            init_duration: r.init_duration,
-            output,
-            max_memory_mb,
-            log_group: env.log.group().to_string(),
-            log_stream: env.log.stream().to_string(),
-        };
-        pool.release(lease, healthy);
-        return Ok(out);
+        return Ok(match r.ended {
+            Ended::Posted(Outcome::Streaming(s)) => {
+                let at = StreamStart { duration: r.duration, init_duration: r.init_duration, picked: r.picked };
+                stream_on(pool, lease, s, at, r.deadline, timing.timeout)
+            }
+            ended => settle(pool, lease, RunResult { ended, ..r }).await,
+        });
     }
+}
+
+/// Ends a run on its environment: counts the use, takes its output, stops an environment
+/// that is no longer healthy, and gives the lease back.
+async fn settle(pool: &Pool, lease: Lease, r: RunResult) -> RunOutcome {
+    let env = lease.env.clone();
+    env.uses.fetch_add(1, Ordering::Relaxed);
+    let healthy = match &r.ended {
+        Ended::Posted(_) => true,
+        Ended::StreamEnded(e) => matches!(e, StreamEnd::Complete | StreamEnd::Error { .. }),
+        _ => false,
+    } && !env.endpoint.is_dead();
+    let output = env.log.take();
+    let max_memory_mb = r.max_memory_mb;
+    if !healthy {
+        env.sandbox.stop().await;
+    }
+    let out = RunOutcome {
+        ended: r.ended,
+        duration: r.duration,
+        init_duration: r.init_duration,
+        output,
+        max_memory_mb,
+        log_group: env.log.group().to_string(),
+        log_stream: env.log.stream().to_string(),
+    };
+    pool.release(lease, healthy);
+    out
+}
+
+/// The runtime began streaming: the caller gets the stream now, while a task of its own waits
+/// for the stream's end (or the runtime's death, or the deadline) and then settles the run.
+/// Where a run stood when its response began to stream.
+struct StreamStart {
+    duration: Duration,
+    init_duration: Option<Duration>,
+    picked: Instant,
+}
+
+fn stream_on(
+    pool: &Arc<Pool>,
+    lease: Lease,
+    s: runtime_api::Streamed,
+    r: StreamStart,
+    deadline: Instant,
+    timeout: Duration,
+) -> RunOutcome {
+    let env = lease.env.clone();
+    let (end_tx, end_rx) = oneshot::channel();
+    let out = RunOutcome {
+        ended: Ended::Streaming(ResponseStream {
+            content_type: s.content_type,
+            chunks: s.chunks,
+            end: end_rx,
+            ended: None,
+        }),
+        duration: r.duration,
+        init_duration: r.init_duration,
+        output: Vec::new(),
+        max_memory_mb: 0,
+        log_group: env.log.group().to_string(),
+        log_stream: env.log.stream().to_string(),
+    };
+    let (pool, end, picked) = (pool.clone(), s.end, r.picked);
+    let init_duration = r.init_duration;
+    tokio::spawn(async move {
+        let mut death = env.endpoint.death();
+        let ended = tokio::select! {
+            biased;
+            e = end => match e {
+                Ok(StreamEnd::Truncated(why)) => match env.endpoint.death().borrow().clone() {
+                    Some(d) => Ended::Died(d),
+                    None => Ended::StreamEnded(StreamEnd::Truncated(why)),
+                },
+                Ok(e) => Ended::StreamEnded(e),
+                Err(_) => Ended::Died(Death::Exited("runtime api closed".into())),
+            },
+            d = death.wait_for(|d| d.is_some()) => {
+                Ended::Died(d.map(|d| d.clone()).ok().flatten().unwrap_or(Death::Exited("unknown".into())))
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                env.endpoint.clear_in_flight();
+                Ended::TimedOut { timeout }
+            }
+        };
+        let duration = picked.elapsed();
+        let ((), max_memory_mb) = tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb());
+        let r = RunResult { picked_up: true, ended, duration, init_duration, max_memory_mb, picked, deadline };
+        let _ = end_tx.send(settle(&pool, lease, r).await);
+    });
+    out
 }
 
 /// How a run on one environment went.
@@ -398,12 +527,19 @@ struct RunResult {
     init_duration: Option<Duration>,
     /// The environment's peak memory, measured once the invocation ended.
     max_memory_mb: u64,
+    /// When the runtime took the invocation, and its deadline (for a response that streams on).
+    picked: Instant,
+    deadline: Instant,
 }
 
 /// Hands the invocation to an environment's endpoint, waits for its end, then for the
 /// output written so far (and, meanwhile, measures the environment's peak memory).
 async fn run_on(env: &Environment, timing: &Timing, req: &Request) -> RunResult {
     let mut r = run_invocation(&env.endpoint, timing, req).await;
+    if let Ended::Posted(Outcome::Streaming(_)) = &r.ended {
+        // Still running: its output and memory are measured at the stream's end.
+        return r;
+    }
     let ((), mem) = tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb());
     r.max_memory_mb = mem;
     r
@@ -435,6 +571,8 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
         duration: t0.elapsed(),
         init_duration,
         max_memory_mb: 0,
+        picked: t0,
+        deadline: t0,
     };
     if endpoint.deliver(inv).is_err() {
         return died(Death::Exited("environment not accepting invocations".into()), None);
@@ -457,6 +595,8 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
                 duration: t0.elapsed(),
                 init_duration: cold_since.map(|c| c.elapsed()),
                 max_memory_mb: 0,
+                picked: t0,
+                deadline: t0,
             };
         }
     };
@@ -477,7 +617,7 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
             Ended::TimedOut { timeout: timing.timeout }
         }
     };
-    RunResult { picked_up: true, ended, duration: picked.elapsed(), init_duration, max_memory_mb: 0 }
+    RunResult { picked_up: true, ended, duration: picked.elapsed(), init_duration, max_memory_mb: 0, picked, deadline }
 }
 
 fn trace_id() -> String {

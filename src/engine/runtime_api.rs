@@ -4,6 +4,13 @@
 //! [`Endpoint`]: a one-slot queue of invocations for `/next`, the invocation in flight, and
 //! a watch that says when the runtime died. Request ids live in the endpoint, so one
 //! environment can never answer another's invocation.
+//!
+//! A response posted with `Lambda-Runtime-Function-Response-Mode: streaming` (chunked) is
+//! handed on as it arrives ([`Outcome::Streaming`]); an error after the stream began comes in
+//! the `Lambda-Runtime-Function-Error-Type` / `-Body` trailers (the body base64-encoded JSON, as
+//! the Node.js runtime sends it). AWS's streaming limits apply: at most
+//! [`MAX_STREAM_BYTES`], the first [`STREAM_BURST_BYTES`] at full speed and the rest at
+//! [`STREAM_BYTES_PER_SEC`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +27,16 @@ use crate::http_util::{self, Body, BodyError};
 
 /// Largest response a runtime may post (RIE: 6 MiB + 100).
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 + 100;
+
+/// Largest streamed response (AWS's default maximum since July 2025; it was a 20 MB soft limit).
+pub const MAX_STREAM_BYTES: usize = 200 * 1024 * 1024;
+/// The part of a streamed response sent at full speed.
+pub const STREAM_BURST_BYTES: usize = 6 * 1024 * 1024;
+/// The bandwidth of a streamed response after its first [`STREAM_BURST_BYTES`] (2 MB/s).
+pub const STREAM_BYTES_PER_SEC: f64 = 2.0 * 1024.0 * 1024.0;
+/// Chunks a stream holds between the runtime and a slower caller: the runtime's writes then
+/// wait (TCP back-pressure), as they would on AWS.
+const STREAM_QUEUE: usize = 16;
 
 /// One invocation handed to a runtime.
 pub struct Invocation {
@@ -51,6 +68,36 @@ pub enum Outcome {
     },
     /// The response was over [`MAX_RESPONSE_BYTES`].
     TooLarge,
+    /// The runtime streams its response: the body arrives chunk by chunk.
+    Streaming(Streamed),
+}
+
+/// A response being streamed by the runtime.
+pub struct Streamed {
+    pub content_type: Option<String>,
+    /// The body's chunks, as the runtime writes them; closed at the stream's end.
+    pub chunks: mpsc::Receiver<Bytes>,
+    /// How the stream ended, once it has.
+    pub end: oneshot::Receiver<StreamEnd>,
+}
+
+impl std::fmt::Debug for Streamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streamed").field("content_type", &self.content_type).finish_non_exhaustive()
+    }
+}
+
+/// How a streamed response ended.
+#[derive(Debug, Clone)]
+pub enum StreamEnd {
+    /// The whole body arrived.
+    Complete,
+    /// The runtime reported an error after the stream began (the error trailers).
+    Error { error_type: Option<String>, body: Bytes },
+    /// The stream passed [`MAX_STREAM_BYTES`] and was cut there.
+    TooLarge,
+    /// The runtime's request broke off before its end.
+    Truncated(String),
 }
 
 /// Why an environment can serve no more.
@@ -64,7 +111,9 @@ pub enum Death {
 
 struct InFlight {
     request_id: String,
-    done: oneshot::Sender<Outcome>,
+    /// Taken when the outcome is told; a streaming response keeps the slot (the invocation
+    /// is still running) until its stream ends.
+    done: Option<oneshot::Sender<Outcome>>,
 }
 
 /// The state shared by an environment's listener and its owner.
@@ -133,13 +182,29 @@ impl Endpoint {
     fn take_in_flight(&self, id: &str) -> Option<oneshot::Sender<Outcome>> {
         let mut slot = self.in_flight.lock();
         match &*slot {
-            Some(f) if f.request_id == id => slot.take().map(|f| f.done),
+            Some(f) if f.request_id == id && f.done.is_some() => slot.take().and_then(|f| f.done),
             _ => None,
         }
     }
 
+    /// The outcome's sender for a response that starts streaming: the invocation stays in
+    /// flight until [`Endpoint::end_stream`].
+    fn start_stream(&self, id: &str) -> Option<oneshot::Sender<Outcome>> {
+        match &mut *self.in_flight.lock() {
+            Some(f) if f.request_id == id => f.done.take(),
+            _ => None,
+        }
+    }
+
+    fn end_stream(&self, id: &str) {
+        let mut slot = self.in_flight.lock();
+        if matches!(&*slot, Some(f) if f.request_id == id) {
+            slot.take();
+        }
+    }
+
     fn has_in_flight(&self, id: &str) -> bool {
-        matches!(&*self.in_flight.lock(), Some(f) if f.request_id == id)
+        matches!(&*self.in_flight.lock(), Some(f) if f.request_id == id && f.done.is_some())
     }
 }
 
@@ -244,7 +309,7 @@ async fn next(ep: &Endpoint) -> Response<Body> {
     drop(rx);
     let deadline = Instant::now() + inv.timeout;
     let deadline_ms = crate::aws::epoch_ms() + inv.timeout.as_millis() as u64;
-    let mut resp = Response::new(http_body_util::Full::new(inv.payload));
+    let mut resp = Response::new(Body::new(inv.payload));
     let h = resp.headers_mut();
     h.insert("content-type", HeaderValue::from_static("application/json"));
     let mut put = |name: &'static str, v: &str| {
@@ -265,7 +330,7 @@ async fn next(ep: &Endpoint) -> Response<Body> {
     if let Some(t) = &inv.tenant_id {
         put("lambda-runtime-aws-tenant-id", t);
     }
-    *ep.in_flight.lock() = Some(InFlight { request_id: inv.request_id, done: inv.done });
+    *ep.in_flight.lock() = Some(InFlight { request_id: inv.request_id, done: Some(inv.done) });
     let _ = inv.started.send(deadline);
     resp
 }
@@ -274,10 +339,13 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
     if !ep.has_in_flight(id) {
         return error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
     }
-    if let Some(mode) = header(&req, "lambda-runtime-function-response-mode")
-        && mode != "streaming"
-    {
-        return error(StatusCode::BAD_REQUEST, "InvalidFunctionResponseMode", "Invalid function response mode");
+    if let Some(mode) = header(&req, "lambda-runtime-function-response-mode") {
+        if mode != "streaming" {
+            return error(StatusCode::BAD_REQUEST, "InvalidFunctionResponseMode", "Invalid function response mode");
+        }
+        if !is_error {
+            return post_stream(ep, req, id).await;
+        }
     }
     let content_type = header(&req, "content-type");
     let error_type = header(&req, "lambda-runtime-function-error-type");
@@ -303,4 +371,159 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
     let outcome = if is_error { Outcome::Error { body, error_type } } else { Outcome::Response { body, content_type } };
     let _ = done.send(outcome);
     accepted()
+}
+
+/// Serves a streamed `/response`: each chunk goes on to the caller as it arrives (paced as
+/// AWS paces streams), then the end: complete, the error of the trailers, or cut short.
+async fn post_stream(ep: &Endpoint, req: Request<Incoming>, id: &str) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let Some(done) = ep.start_stream(id) else {
+        return error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
+    };
+    let content_type = header(&req, "content-type");
+    let (tx, chunks) = mpsc::channel(STREAM_QUEUE);
+    let (end_tx, end) = oneshot::channel();
+    let _ = done.send(Outcome::Streaming(Streamed { content_type, chunks, end }));
+    let mut body = req.into_body();
+    // None once the caller is gone: the rest is read and dropped, so the runtime can finish.
+    let mut tx = Some(tx);
+    let mut pace = Pace::default();
+    let mut trailer_error = None;
+    let end = loop {
+        let frame = match body.frame().await {
+            None => break trailer_error.take().unwrap_or(StreamEnd::Complete),
+            Some(Err(e)) => break StreamEnd::Truncated(e.to_string()),
+            Some(Ok(f)) => f,
+        };
+        let data = match frame.into_data() {
+            Ok(d) => d,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    trailer_error = stream_error(&trailers);
+                }
+                continue;
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match pace.admit(data.len(), Instant::now()) {
+            Err(()) => break StreamEnd::TooLarge,
+            Ok(Some(at)) => tokio::time::sleep_until(at.into()).await,
+            Ok(None) => {}
+        }
+        if let Some(t) = &tx
+            && t.send(data).await.is_err()
+        {
+            tx = None;
+        }
+    };
+    drop(tx);
+    ep.end_stream(id);
+    let answer = match &end {
+        StreamEnd::TooLarge => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &format!("Exceeded maximum allowed payload size ({MAX_STREAM_BYTES} bytes)."),
+        ),
+        StreamEnd::Truncated(e) => error(StatusCode::BAD_REQUEST, "TruncatedHTTPRequest", e),
+        _ => accepted(),
+    };
+    let _ = end_tx.send(end);
+    answer
+}
+
+/// The error a runtime reports in a stream's trailers: its type, and its body (base64 of
+/// the error JSON; taken as is when it is not base64).
+fn stream_error(trailers: &http::HeaderMap) -> Option<StreamEnd> {
+    use base64::Engine;
+    let get = |name: &str| trailers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let error_type = get("lambda-runtime-function-error-type");
+    let raw = get("lambda-runtime-function-error-body");
+    if error_type.is_none() && raw.is_none() {
+        return None;
+    }
+    let body = raw
+        .map(|b| match base64::engine::general_purpose::STANDARD.decode(b.trim()) {
+            Ok(decoded) => Bytes::from(decoded),
+            Err(_) => Bytes::from(b),
+        })
+        .unwrap_or_default();
+    Some(StreamEnd::Error { error_type, body })
+}
+
+/// AWS's pace for one streamed response: the first [`STREAM_BURST_BYTES`] at once, then
+/// [`STREAM_BYTES_PER_SEC`]; nothing past [`MAX_STREAM_BYTES`].
+#[derive(Default)]
+struct Pace {
+    sent: usize,
+    /// When the burst was used up.
+    burst_end: Option<Instant>,
+}
+
+impl Pace {
+    /// Counts `n` more bytes: when they may go (None: now), or Err when they pass the limit.
+    fn admit(&mut self, n: usize, now: Instant) -> Result<Option<Instant>, ()> {
+        self.sent += n;
+        if self.sent > MAX_STREAM_BYTES {
+            return Err(());
+        }
+        if self.sent <= STREAM_BURST_BYTES {
+            return Ok(None);
+        }
+        let since = *self.burst_end.get_or_insert(now);
+        // Bytes past the burst go at the capped rate; this chunk may leave once the bytes
+        // before it have had their time.
+        let before = (self.sent - n).saturating_sub(STREAM_BURST_BYTES);
+        let at = since + Duration::from_secs_f64(before as f64 / STREAM_BYTES_PER_SEC);
+        Ok((at > now).then_some(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pace_is_free_for_the_burst_then_two_megabytes_a_second() {
+        let t0 = Instant::now();
+        let mut p = Pace::default();
+        let mb = 1024 * 1024;
+        for _ in 0..6 {
+            assert_eq!(p.admit(mb, t0), Ok(None));
+        }
+        // The first byte past the burst goes at once, the next MB half a second later.
+        assert_eq!(p.admit(mb, t0), Ok(None));
+        assert_eq!(p.admit(mb, t0), Ok(Some(t0 + Duration::from_millis(500))));
+        assert_eq!(p.admit(mb, t0), Ok(Some(t0 + Duration::from_millis(1000))));
+        // A caller that is slower anyway waits for nothing.
+        assert_eq!(p.admit(mb, t0 + Duration::from_secs(5)), Ok(None));
+    }
+
+    #[test]
+    fn pace_refuses_past_the_limit() {
+        let t0 = Instant::now();
+        let mut p = Pace { sent: MAX_STREAM_BYTES - 10, burst_end: Some(t0) };
+        assert!(p.admit(10, t0 + Duration::from_secs(1000)).is_ok());
+        assert_eq!(p.admit(1, t0), Err(()));
+    }
+
+    #[test]
+    fn trailers_carry_the_error() {
+        let mut h = http::HeaderMap::new();
+        assert!(stream_error(&h).is_none());
+        h.insert("lambda-runtime-function-error-type", HeaderValue::from_static("Error"));
+        // base64 of {"errorType":"Error","errorMessage":"boom"}
+        h.insert(
+            "lambda-runtime-function-error-body",
+            HeaderValue::from_static("eyJlcnJvclR5cGUiOiJFcnJvciIsImVycm9yTWVzc2FnZSI6ImJvb20ifQ=="),
+        );
+        match stream_error(&h) {
+            Some(StreamEnd::Error { error_type, body }) => {
+                assert_eq!(error_type.as_deref(), Some("Error"));
+                assert_eq!(&body[..], br#"{"errorType":"Error","errorMessage":"boom"}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

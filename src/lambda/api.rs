@@ -128,7 +128,7 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope, 
             } else {
                 tracing::debug!(error = %e, "lambda api error");
             }
-            e.to_response(request_id)
+            e.to_response(request_id).map(Body::from)
         }
     };
     // Invoke answers with the invocation's own id.

@@ -32,7 +32,7 @@ pub async fn handle_api(lambda: &Arc<Lambda>, req: Request<Incoming>) -> Respons
     let request_id = crate::aws::request_id();
     match route(lambda, req).await {
         Ok(r) => r,
-        Err(e) => e.to_response(&request_id),
+        Err(e) => e.to_response(&request_id).map(crate::http_util::Body::from),
     }
 }
 

@@ -12,7 +12,8 @@ use super::Lambda;
 use super::model::{FunctionConfig, Scope};
 use crate::aws::AwsError;
 use crate::engine::{
-    Architecture, Death, Ended, EnvSpec, ImageConfig, LogSettings, Outcome, PackageType, Request, RunOutcome,
+    Architecture, Death, Ended, EnvSpec, ImageConfig, LogSettings, Outcome, PackageType, Request, ResponseStream,
+    RunOutcome, StreamEnd,
 };
 
 /// Synchronous payload limit (6 MB).
@@ -297,7 +298,8 @@ fn error_body(error_type: &str, message: String) -> Bytes {
     Bytes::from(serde_json::to_vec(&json!({"errorMessage": message, "errorType": error_type})).unwrap_or_default())
 }
 
-/// Runs one invocation synchronously.
+/// Runs one invocation synchronously. A streamed response is collected into one body, as
+/// AWS buffers it for Invoke (over the synchronous limit, the invocation fails).
 pub async fn invoke(
     lambda: &Lambda,
     target: &Target,
@@ -305,6 +307,76 @@ pub async fn invoke(
     payload: Bytes,
     call: CallContext,
 ) -> Result<InvokeOutput, AwsError> {
+    match invoke_streaming(lambda, target, scope, payload, call).await? {
+        Answer::Whole(out) => Ok(out),
+        Answer::Stream(s) => Ok(s.collect().await),
+    }
+}
+
+/// An invocation's answer: whole, or streamed by the runtime as it writes it.
+pub enum Answer {
+    Whole(InvokeOutput),
+    Stream(StreamingOutput),
+}
+
+/// A response the function streams: its chunks as they come, then the invocation's end
+/// (success, or the error the runtime reported mid-stream, with the log).
+pub struct StreamingOutput {
+    pub request_id: String,
+    pub content_type: Option<String>,
+    /// The body's chunks; closed once the body is over (the end is ready then).
+    pub chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    /// The invocation's end; its `body` is empty unless it ended in an error.
+    pub end: tokio::sync::oneshot::Receiver<InvokeOutput>,
+}
+
+impl StreamingOutput {
+    /// The whole body, then the end (Invoke and BUFFERED URLs of a streaming function).
+    pub async fn collect(mut self) -> InvokeOutput {
+        let mut body = Vec::new();
+        let mut too_large = false;
+        while let Some(c) = self.chunks.recv().await {
+            if body.len() + c.len() > crate::engine::MAX_RESPONSE_BYTES {
+                too_large = true;
+            } else if !too_large {
+                body.extend_from_slice(&c);
+            }
+        }
+        let mut out = self.end.await.unwrap_or_else(|_| lost(&self.request_id));
+        if too_large && !out.function_error {
+            let msg = format!(
+                "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                crate::engine::MAX_RESPONSE_BYTES
+            );
+            out.body = error_body("Function.ResponseSizeTooLarge", msg);
+            out.function_error = true;
+        } else if !out.function_error {
+            out.body = Bytes::from(body);
+            out.content_type = self.content_type;
+        }
+        out
+    }
+}
+
+/// The end of a stream whose invocation task was lost (it panicked).
+fn lost(request_id: &str) -> InvokeOutput {
+    InvokeOutput {
+        request_id: request_id.to_string(),
+        body: error_body("ServiceException", "the streaming invocation was lost".into()),
+        content_type: None,
+        function_error: true,
+        log: Vec::new(),
+    }
+}
+
+/// Runs one invocation; a response the runtime streams is handed on as it streams.
+pub async fn invoke_streaming(
+    lambda: &Lambda,
+    target: &Target,
+    scope: &Scope,
+    payload: Bytes,
+    call: CallContext,
+) -> Result<Answer, AwsError> {
     let spec = spec_for(lambda, target, scope)?;
     // In a task of its own, like the engine's part: a caller that hangs up still gets the
     // invocation's log lines written.
@@ -322,12 +394,54 @@ pub async fn invoke(
             tenant_id: call.tenant_id,
         };
         let run = engine.invoke(spec.clone(), req).await?;
+        let run = match run.ended {
+            Ended::Streaming(stream) => return Ok(Answer::Stream(relay(stream, request_id, target, spec, logs))),
+            ended => RunOutcome { ended, ..run },
+        };
         let (group, stream) = (run.log_group.clone(), run.log_stream.clone());
         let out = finish(&request_id, &target, &spec.logging, run);
         logs.put_lines(&spec.region, &group, &stream, &out.log);
-        Ok(out)
+        Ok(Answer::Whole(out))
     });
     task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?
+}
+
+/// Hands a streamed response's chunks on to the caller and, at its end, renders and writes
+/// the invocation's log, in a task of its own: a caller that hangs up mid-stream stops getting
+/// chunks, but the function runs to its end and its log is written all the same.
+fn relay(
+    mut stream: ResponseStream,
+    request_id: String,
+    target: Target,
+    spec: Arc<EnvSpec>,
+    logs: Arc<crate::logs::Logs>,
+) -> StreamingOutput {
+    let (tx, chunks) = tokio::sync::mpsc::channel(16);
+    let (end_tx, end) = tokio::sync::oneshot::channel();
+    let content_type = stream.content_type.clone();
+    let id = request_id.clone();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        while let Some(c) = stream.chunk().await {
+            if let Some(t) = &tx
+                && t.send(c).await.is_err()
+            {
+                tx = None;
+            }
+        }
+        drop(tx);
+        let out = match stream.end().await {
+            Ok(run) => {
+                let (group, log_stream) = (run.log_group.clone(), run.log_stream.clone());
+                let out = finish(&id, &target, &spec.logging, run);
+                logs.put_lines(&spec.region, &group, &log_stream, &out.log);
+                out
+            }
+            Err(_) => lost(&id),
+        };
+        let _ = end_tx.send(out);
+    });
+    StreamingOutput { request_id, content_type, chunks, end }
 }
 
 /// How an invocation ended, as its REPORT (and, in JSON, its platform records) says it.
@@ -387,6 +501,34 @@ fn finish(request_id: &str, target: &Target, logging: &LogSettings, run: RunOutc
             let line = format!("{} {request_id} Task timed out after {secs:.2} seconds", log_time());
             let st = Status { status: "timeout", error_type: Some("Sandbox.Timedout".into()), in_text_report: true };
             (error_body("Sandbox.Timedout", msg), None, true, Some(line), st)
+        }
+        Ended::StreamEnded(StreamEnd::Complete) => {
+            (Bytes::new(), None, false, None, Status { status: "success", error_type: None, in_text_report: false })
+        }
+        Ended::StreamEnded(StreamEnd::Error { body, error_type }) => {
+            let error_type = error_type.or_else(|| {
+                let v: Value = serde_json::from_slice(&body).ok()?;
+                v.get("errorType").and_then(Value::as_str).map(str::to_string)
+            });
+            (body, None, true, None, Status { status: "error", error_type, in_text_report: false })
+        }
+        Ended::StreamEnded(StreamEnd::TooLarge) => {
+            let msg = format!(
+                "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                crate::engine::MAX_STREAM_BYTES
+            );
+            let line = format!("{} {request_id} {msg}", log_time());
+            let t = "Function.ResponseSizeTooLarge";
+            (error_body(t, msg), None, true, Some(line), platform(t))
+        }
+        Ended::StreamEnded(StreamEnd::Truncated(why)) => {
+            let msg = format!("RequestId: {request_id} Error: the runtime's response stream broke off: {why}");
+            let t = "Runtime.TruncatedResponse";
+            (error_body(t, msg.clone()), None, true, Some(msg), platform(t))
+        }
+        Ended::Streaming(_) | Ended::Posted(Outcome::Streaming(_)) => {
+            let msg = format!("RequestId: {request_id} Error: the response stream was not read to its end");
+            (error_body("Runtime.Unknown", msg), None, true, None, platform("Runtime.Unknown"))
         }
         Ended::InitTimedOut { after } => {
             let msg = format!(

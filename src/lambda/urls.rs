@@ -130,9 +130,17 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, url_id: &str, 
     event["requestContext"]["http"]["sourceIp"] = json!(source_ip);
     let payload = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
     let call = CallContext { request_id: Some(request_id.clone()), ..CallContext::default() };
-    let mut resp = match invoke::invoke(lambda, &target, &scope, payload, call).await {
-        Ok(out) if out.function_error => message(StatusCode::BAD_GATEWAY, "Internal Server Error"),
-        Ok(out) => response(&out.body, out.content_type.as_deref()),
+    let answer = if cfg.invoke_mode == "RESPONSE_STREAM" {
+        invoke::invoke_streaming(lambda, &target, &scope, payload, call).await
+    } else {
+        invoke::invoke(lambda, &target, &scope, payload, call).await.map(invoke::Answer::Whole)
+    };
+    let mut resp = match answer {
+        Ok(invoke::Answer::Stream(s)) => streamed(s).await,
+        Ok(invoke::Answer::Whole(out)) if out.function_error => {
+            message(StatusCode::BAD_GATEWAY, "Internal Server Error")
+        }
+        Ok(invoke::Answer::Whole(out)) => response(&out.body, out.content_type.as_deref()),
         Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => message(e.status, "Rate Exceeded."),
         Err(e) => {
             tracing::warn!(error = %e, function = %name, "function URL invocation failed");
@@ -278,6 +286,55 @@ fn response(body: &[u8], content_type: Option<&str>) -> Response<Body> {
         }
     }
 }
+
+/// The HTTP response of a streamed answer, its body sent on as the function writes it. An
+/// `HttpResponseStream` answer starts with its metadata (status, headers, cookies as JSON)
+/// and eight NUL bytes: the head waits for those, the rest streams.
+async fn streamed(mut s: invoke::StreamingOutput) -> Response<Body> {
+    let mut head: Vec<u8> = Vec::new();
+    let (meta, first) = if s.content_type.as_deref() == Some(HTTP_INTEGRATION) {
+        loop {
+            let Some(c) = s.chunks.recv().await else {
+                // No delimiter: all of it is body.
+                break (Value::Null, Bytes::from(std::mem::take(&mut head)));
+            };
+            let from = head.len().saturating_sub(7);
+            head.extend_from_slice(&c);
+            if let Some(i) = head[from..].windows(8).position(|w| w == [0u8; 8]).map(|i| i + from) {
+                let meta = serde_json::from_slice(&head[..i]).unwrap_or(Value::Null);
+                break (meta, Bytes::copy_from_slice(&head[i + 8..]));
+            }
+            if head.len() > MAX_PRELUDE {
+                break (Value::Null, Bytes::from(std::mem::take(&mut head)));
+            }
+        }
+    } else {
+        (Value::Null, Bytes::new())
+    };
+    let (mut parts, _) = described(meta.as_object(), Bytes::new(), "application/octet-stream").into_parts();
+    if meta.is_null()
+        && let Some(ct) = s.content_type.as_deref().filter(|ct| *ct != HTTP_INTEGRATION)
+        && let Ok(v) = HeaderValue::from_str(ct)
+    {
+        parts.headers.insert("content-type", v);
+    }
+    let (tx, body) = Body::channel(4);
+    tokio::spawn(async move {
+        if !first.is_empty() && tx.send(first).await.is_err() {
+            return;
+        }
+        while let Some(c) = s.chunks.recv().await {
+            if tx.send(c).await.is_err() {
+                // The client hung up; the invocation runs to its end regardless.
+                return;
+            }
+        }
+    });
+    Response::from_parts(parts, body)
+}
+
+/// The most metadata an `HttpResponseStream` prelude may have before its delimiter.
+const MAX_PRELUDE: usize = 64 * 1024;
 
 /// A response from a description's `statusCode`, `headers` and `cookies` and a body.
 fn described(obj: Option<&serde_json::Map<String, Value>>, body: Bytes, default_type: &'static str) -> Response<Body> {

@@ -418,7 +418,7 @@ fn group_mut<'a>(
 fn error_response(request_id: &str, e: LogsError) -> Response<Body> {
     let status =
         if e.code == "ServiceUnavailableException" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_REQUEST };
-    crate::aws::error::aws_json(JsonVersion::V1_1, status, e.code, &e.message, request_id)
+    crate::aws::error::aws_json(JsonVersion::V1_1, status, e.code, &e.message, request_id).map(Body::from)
 }
 
 fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, LogsError> {

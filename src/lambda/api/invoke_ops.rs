@@ -68,7 +68,14 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
         }
         "RequestResponse" => {
             let call = CallContext { request_id: None, client_context, cognito_identity: None, tenant_id };
-            let out = invoke::invoke(ctx.lambda, &target, &ctx.scope, payload, call).await?;
+            let out = if streaming {
+                match invoke::invoke_streaming(ctx.lambda, &target, &ctx.scope, payload, call).await? {
+                    invoke::Answer::Stream(s) => return Ok(event_stream(s, tail, executed)),
+                    invoke::Answer::Whole(out) => out,
+                }
+            } else {
+                invoke::invoke(ctx.lambda, &target, &ctx.scope, payload, call).await?
+            };
             let mut r = if streaming {
                 http_util::full(StatusCode::OK, "application/vnd.amazon.eventstream", stream_body(&out, tail))
             } else {
@@ -96,12 +103,37 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
     }
 }
 
-/// InvokeWithResponseStream's event stream for a buffered answer: the response as one
-/// PayloadChunk, then InvokeComplete (a function error's type and body as ErrorCode and
-/// ErrorDetails, as the platform reports a streamed error; the log tail as LogResult).
-pub(super) fn stream_body(out: &invoke::InvokeOutput, tail: bool) -> Bytes {
+/// InvokeWithResponseStream's event stream for a streamed answer: each chunk as a
+/// PayloadChunk as it comes, then InvokeComplete (a mid-stream error as ErrorCode and
+/// ErrorDetails, the log tail as LogResult).
+fn event_stream(mut s: invoke::StreamingOutput, tail: bool, executed: HeaderValue) -> Response<Body> {
     use crate::aws::eventstream;
-    let mut body = Vec::new();
+    let (tx, body) = Body::channel(4);
+    let request_id = s.request_id.clone();
+    tokio::spawn(async move {
+        while let Some(c) = s.chunks.recv().await {
+            let event = eventstream::event("PayloadChunk", "application/octet-stream", &c);
+            if tx.send(Bytes::from(event)).await.is_err() {
+                // The caller hung up; the invocation runs to its end regardless.
+                return;
+            }
+        }
+        let Ok(out) = s.end.await else { return };
+        let _ = tx.send(Bytes::from(complete_event(&out, tail))).await;
+    });
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/vnd.amazon.eventstream"));
+    h.insert("x-amz-executed-version", executed);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+/// The InvokeComplete event: a function error's type and body as ErrorCode and ErrorDetails,
+/// the log tail as LogResult.
+fn complete_event(out: &invoke::InvokeOutput, tail: bool) -> Vec<u8> {
     let mut complete = json!({});
     if out.function_error {
         let error_type = serde_json::from_slice::<Value>(&out.body)
@@ -110,13 +142,23 @@ pub(super) fn stream_body(out: &invoke::InvokeOutput, tail: bool) -> Bytes {
             .unwrap_or_else(|| "Unhandled".into());
         complete["ErrorCode"] = json!(error_type);
         complete["ErrorDetails"] = json!(String::from_utf8_lossy(&out.body));
-    } else if !out.body.is_empty() {
-        body.extend(eventstream::event("PayloadChunk", "application/octet-stream", &out.body));
     }
     if tail {
         complete["LogResult"] = json!(out.tail_b64());
     }
-    body.extend(eventstream::event("InvokeComplete", "application/json", complete.to_string().as_bytes()));
+    crate::aws::eventstream::event("InvokeComplete", "application/json", complete.to_string().as_bytes())
+}
+
+/// InvokeWithResponseStream's event stream for a buffered answer: the response as one
+/// PayloadChunk, then InvokeComplete (a function error's type and body as ErrorCode and
+/// ErrorDetails, as the platform reports a streamed error; the log tail as LogResult).
+pub(super) fn stream_body(out: &invoke::InvokeOutput, tail: bool) -> Bytes {
+    use crate::aws::eventstream;
+    let mut body = Vec::new();
+    if !out.function_error && !out.body.is_empty() {
+        body.extend(eventstream::event("PayloadChunk", "application/octet-stream", &out.body));
+    }
+    body.extend(complete_event(out, tail));
     Bytes::from(body)
 }
 
