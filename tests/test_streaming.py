@@ -10,11 +10,17 @@ import base64
 import http.client
 import json
 import os
+import socket
+import subprocess
 
 import pytest
 
-from conftest import Server, unique, wait_for
+from conftest import ROOT, Server, make_zip, unique, wait_for
 from test_node import create_node
+
+FIXTURE = os.path.join(ROOT, "tests", "fixtures", "rust-runtime")
+FIXTURE_TARGET = os.path.join(ROOT, "target", "fixtures")
+PROVIDED_IMAGE = "ruststack/lambda-provided:al2023"
 
 # Waits (bounded: 15 s) for the file named by event.release, between two writes.
 GATED = """
@@ -229,3 +235,57 @@ def test_streamed_log_reaches_cloudwatch(srv, lam, gated, tmp_path):
         return any(e["message"].startswith(f"REPORT RequestId: {request_id}") for e in evs)
 
     wait_for(report, timeout=10, what="the streamed invocation's REPORT line in CloudWatch Logs")
+
+
+# ---------------------------------------------------------------- the Rust runtime's streaming
+
+@pytest.fixture(scope="module")
+def rust_stream():
+    """A provided.al2023 bootstrap built with the `lambda_runtime` crate's streaming responses."""
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path",
+                    os.path.join(FIXTURE, "Cargo.toml"), "--target-dir", FIXTURE_TARGET], check=True)
+    with open(os.path.join(FIXTURE_TARGET, "release", "stream-bootstrap"), "rb") as f:
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def docker_srv():
+    if os.environ.get("RUSTSTACK_SKIP_DOCKER") == "1":
+        pytest.skip("RUSTSTACK_SKIP_DOCKER=1: Docker tests opted out")
+    s = Server("--lambda-executor", "docker", "--lambda-runtime-image", f"provided.al2023={PROVIDED_IMAGE}")
+    yield s
+    s.cleanup()
+
+
+@pytest.mark.parametrize("executor", ["subprocess", "docker"])
+def test_rust_runtime_streams_through_a_url(request, executor, rust_stream):
+    """The official Rust client's streamed response (its prelude, then chunks) reaches an HTTP
+    client chunk by chunk: the handler waits on a TCP gate that the test opens only after the
+    first chunk arrived. In docker mode the container (host network) reaches the same gate."""
+    server = request.getfixturevalue("srv" if executor == "subprocess" else "docker_srv")
+    client = server.client("lambda")
+    name = unique("rstream")
+    client.create_function(FunctionName=name, Runtime="provided.al2023", Handler="bootstrap.handler", Timeout=30,
+                           Role="arn:aws:iam::000000000000:role/lambda",
+                           Code={"ZipFile": make_zip({"bootstrap*": rust_stream})})
+    host = url_host(client, name)
+    gate = socket.socket()
+    gate.bind(("127.0.0.1", 0))
+    gate.listen(1)
+    gate.settimeout(20)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        conn.request("GET", f"/?gate=127.0.0.1:{gate.getsockname()[1]}", headers={"Host": host})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("content-type") == "application/octet-stream"
+        first = read_until(resp, b"first;")
+        assert first == b"first;"
+        # Only now may the handler go on: it is waiting at the gate.
+        waiter, _ = gate.accept()
+        waiter.sendall(b"x")
+        waiter.close()
+        body = first + resp.read()
+        assert body == b"first;second;last", body
+    finally:
+        conn.close()
+        gate.close()
