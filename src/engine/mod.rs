@@ -5,6 +5,11 @@
 //! Its only input is its own plain-data [`EnvSpec`], and its one entry point for running code
 //! is [`Engine::invoke`]. It imports nothing from the services above it (`lambda`, `server`,
 //! `s3`); it stands on the wire helpers (`aws`, `http_util`) only.
+//!
+//! A runtime that streams its response makes the invocation's outcome [`Ended::Streaming`]:
+//! the caller reads the body from the [`ResponseStream`] as it arrives, while the invocation
+//! runs on in a task of its own until the stream ends (or dies, or times out); the stream's
+//! [`ResponseStream::end`] then gives the usual [`RunOutcome`], log included.
 
 mod logsink;
 mod pool;

@@ -364,3 +364,63 @@ async fn room_is_signalled_once_a_busy_slot_is_free() {
     assert_eq!(payload, "{\"n\":2}");
     answer(&busy.await.expect("task").expect("the busy invocation"));
 }
+
+/// Reads a streamed answer: the first chunk, then (after releasing the fake) the rest and the end.
+async fn streamed(e: &Engine, s: &Arc<EnvSpec>, gate: &str) -> (Vec<Bytes>, RunOutcome) {
+    let run = e.invoke(s.clone(), request(&format!("\"{gate}\""))).await.expect("invoke");
+    let Ended::Streaming(mut stream) = run.ended else { panic!("expected a stream, got {:?}", run.ended) };
+    assert_eq!(stream.content_type.as_deref(), Some("text/plain"));
+    // The runtime holds its second write until released: the first chunk came on its own.
+    let first = stream.chunk().await.expect("first chunk");
+    assert_eq!(&first[..], b"first;");
+    sandbox::fake::release(gate);
+    let mut chunks = vec![first];
+    while let Some(c) = stream.chunk().await {
+        chunks.push(c);
+    }
+    (chunks, stream.end().await.expect("end"))
+}
+
+#[tokio::test]
+async fn a_streamed_response_arrives_chunk_by_chunk_then_ends() {
+    let e = engine(10, 10, LONG);
+    let s = spec("st", "stream", LONG);
+    let gate = format!("ok-{}", uuid::Uuid::new_v4().simple());
+    let (chunks, end) = streamed(&e, &s, &gate).await;
+    assert_eq!(chunks, vec![Bytes::from_static(b"first;"), Bytes::from_static(b"last")]);
+    assert!(matches!(end.ended, Ended::StreamEnded(StreamEnd::Complete)), "{:?}", end.ended);
+    assert!(String::from_utf8_lossy(&end.output).contains("handling"), "the log comes with the end");
+    // The environment is healthy and warm again.
+    let gate = format!("ok-{}", uuid::Uuid::new_v4().simple());
+    let (_, again) = streamed(&e, &s, &gate).await;
+    assert!(matches!(again.ended, Ended::StreamEnded(StreamEnd::Complete)));
+    assert_eq!(e.counts().0, 1, "one environment served both");
+}
+
+#[tokio::test]
+async fn a_mid_stream_error_comes_from_the_trailers() {
+    let e = engine(10, 10, LONG);
+    let s = spec("sf", "stream", LONG);
+    let gate = format!("fail-{}", uuid::Uuid::new_v4().simple());
+    let (chunks, end) = streamed(&e, &s, &gate).await;
+    assert_eq!(chunks, vec![Bytes::from_static(b"first;")]);
+    match end.ended {
+        Ended::StreamEnded(StreamEnd::Error { error_type, body }) => {
+            assert_eq!(error_type.as_deref(), Some("Boom"));
+            assert_eq!(&body[..], br#"{"errorType":"Boom","errorMessage":"mid-stream"}"#);
+        }
+        other => panic!("expected the trailers' error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stream_past_its_deadline_times_out() {
+    let e = engine(10, 10, LONG);
+    let s = spec("sh", "stream", Duration::from_millis(300));
+    let run = e.invoke(s.clone(), request("\"hang\"")).await.expect("invoke");
+    let Ended::Streaming(mut stream) = run.ended else { panic!("expected a stream, got {:?}", run.ended) };
+    assert_eq!(stream.chunk().await.as_deref(), Some(&b"first;"[..]));
+    assert!(stream.chunk().await.is_none());
+    let end = stream.end().await.expect("end");
+    assert!(matches!(end.ended, Ended::TimedOut { .. }), "{:?}", end.ended);
+}

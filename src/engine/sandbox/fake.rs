@@ -6,7 +6,10 @@
 //! - `sleep:MS`: the same, MS milliseconds after taking each invocation;
 //! - `exit`: exits (`exit status 1`) before its first `/next`;
 //! - `once`: answers one invocation, then exits (`exit status 0`);
-//! - `hold:NAME`: its start waits until the test calls [`release`]`(NAME)`, then it echoes.
+//! - `hold:NAME`: its start waits until the test calls [`release`]`(NAME)`, then it echoes;
+//! - `stream`: streams each answer (a chunked POST in streaming response mode): `first;`,
+//!   then, once the test calls [`release`]`(<payload, a JSON string>)`, `last` (or, for a payload starting
+//!   `fail`, the error trailers; for one starting `hang`, nothing more).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -108,6 +111,12 @@ async fn serve(handler: &str, api: SocketAddr, log: &LogSink) -> String {
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
         }
+        if handler == "stream" {
+            if stream(api, &id, &payload).await.is_err() {
+                return "exit status 5".into();
+            }
+            continue;
+        }
         let body = serde_json::json!({"env": api.to_string(), "payload": payload}).to_string();
         if client.post(format!("{base}/{id}/response")).body(body).send().await.is_err() {
             return "exit status 4".into();
@@ -116,4 +125,40 @@ async fn serve(handler: &str, api: SocketAddr, log: &LogSink) -> String {
             return "exit status 0".into();
         }
     }
+}
+
+/// Streams one answer over a raw connection, as the Node.js runtime does: chunked, with the
+/// error (if any) in the trailers; waits for the server's answer.
+async fn stream(api: SocketAddr, id: &str, payload: &str) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The payload is a JSON string: the gate's name.
+    let payload = payload.trim_matches('"');
+    let mut conn = tokio::net::TcpStream::connect(api).await?;
+    let head = format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: runtime\r\n\
+         Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n\
+         Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\
+         Content-Type: text/plain\r\n\r\n6\r\nfirst;\r\n"
+    );
+    conn.write_all(head.as_bytes()).await?;
+    if payload.starts_with("hang") {
+        std::future::pending::<()>().await;
+    }
+    if let Ok(p) = gate(payload).acquire().await {
+        p.forget();
+    }
+    let tail = if payload.starts_with("fail") {
+        // base64 of {"errorType":"Boom","errorMessage":"mid-stream"}
+        "0\r\nLambda-Runtime-Function-Error-Type: Boom\r\n\
+         Lambda-Runtime-Function-Error-Body: eyJlcnJvclR5cGUiOiJCb29tIiwiZXJyb3JNZXNzYWdlIjoibWlkLXN0cmVhbSJ9\r\n\r\n"
+    } else {
+        "4\r\nlast\r\n0\r\n\r\n"
+    };
+    conn.write_all(tail.as_bytes()).await?;
+    let mut answer = [0u8; 512];
+    let n = conn.read(&mut answer).await?;
+    if !answer[..n].starts_with(b"HTTP/1.1 202") {
+        return Err(std::io::Error::other(String::from_utf8_lossy(&answer[..n]).into_owned()));
+    }
+    Ok(())
 }
