@@ -6,6 +6,7 @@
 //! is [`Engine::invoke`]. It imports nothing from the services above it (`lambda`, `server`,
 //! `s3`); it stands on the wire helpers (`aws`, `http_util`) only.
 
+mod advertise;
 mod logsink;
 mod pool;
 pub mod runtime_api;
@@ -24,6 +25,7 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
 
 use crate::aws::AwsError;
+pub use advertise::Advertise;
 pub use logsink::LogSink;
 use pool::{Environment, Lease, Pool};
 pub use runtime_api::{Death, MAX_RESPONSE_BYTES, Outcome};
@@ -44,6 +46,15 @@ pub enum SandboxMode {
 pub enum Network {
     Host,
     Bridge,
+}
+
+/// How a Docker container gets its code and layers (`--lambda-code-transfer`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CodeTransfer {
+    /// Bind-mounted read-only from this machine's data dir (the engine must see its files).
+    Mount,
+    /// Copied into the container with the engine's archive API before it starts.
+    Upload,
 }
 
 /// What the engine is told at start: where it keeps its files, what it may run, its limits.
@@ -68,6 +79,10 @@ pub struct EngineConfig {
     pub ttl: Duration,
     /// How long a new environment may take to call `/next`.
     pub init_timeout: Duration,
+    /// `--lambda-code-transfer`; `None`: mount for a local engine, upload for a remote one.
+    pub code_transfer: Option<CodeTransfer>,
+    /// `--lambda-advertise-host`, resolved.
+    pub advertise: Option<Advertise>,
 }
 
 #[cfg(test)]
@@ -86,6 +101,8 @@ impl EngineConfig {
             queue_size: 100,
             ttl: Duration::from_secs(300),
             init_timeout: Duration::from_secs(10),
+            code_transfer: None,
+            advertise: None,
         }
     }
 }
