@@ -6,8 +6,11 @@ mounted, and each protection of the Runtime API the README claims.
 
 Opt out explicitly with RUSTSTACK_SKIP_DOCKER=1; a missing engine or image is a failure."""
 import asyncio
+import ipaddress
 import json
 import os
+import re
+import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -78,10 +81,19 @@ class SocketProxy:
 
 
 def bridge_gateway():
-    out = docker("network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}").stdout
-    gws = [g for g in out.split() if g.count(".") == 3]
-    assert gws, f"the bridge network has no IPv4 gateway: {out!r}"
-    return gws[0]
+    """The default bridge's gateway: IPAM's Gateway, else this machine's address inside the
+    bridge's subnet (engines that record only the subnet)."""
+    cfg = json.loads(docker("network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}").stdout) or []
+    for c in cfg:
+        if c.get("Gateway") and ":" not in c["Gateway"]:
+            return c["Gateway"]
+    nets = [ipaddress.ip_network(c["Subnet"]) for c in cfg if c.get("Subnet") and ":" not in c["Subnet"]]
+    addrs = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    for m in re.finditer(r"inet (\d+\.\d+\.\d+\.\d+)/", addrs):
+        ip = ipaddress.ip_address(m.group(1))
+        if any(ip in n for n in nets):
+            return str(ip)
+    pytest.fail(f"no local address on the bridge network: {cfg}")
 
 
 @pytest.fixture(scope="module")
