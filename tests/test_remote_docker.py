@@ -6,6 +6,8 @@ mounted, and each protection of the Runtime API the README claims.
 
 Opt out explicitly with RUSTSTACK_SKIP_DOCKER=1; a missing engine or image is a failure."""
 import asyncio
+import ssl
+import tempfile
 import ipaddress
 import json
 import os
@@ -32,7 +34,7 @@ class SocketProxy:
     """Exposes a unix socket on 127.0.0.1:<port>, byte for byte, both directions, with
     half-closes passed on (docker attach relies on them). Counts the connections it took."""
 
-    def __init__(self, path):
+    def __init__(self, path, ssl_context=None):
         self.path = path
         self.connections = 0
         self.loop = asyncio.new_event_loop()
@@ -40,7 +42,7 @@ class SocketProxy:
 
         def run():
             asyncio.set_event_loop(self.loop)
-            self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+            self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=ssl_context))
             self.port = self.server.sockets[0].getsockname()[1]
             ready.set()
             self.loop.run_forever()
@@ -67,6 +69,8 @@ class SocketProxy:
                     await w.drain()
                 if w.can_write_eof():
                     w.write_eof()
+                else:  # TLS has no half-close
+                    w.close()
             except (ConnectionError, OSError):
                 w.close()
 
@@ -330,3 +334,48 @@ def test_an_environment_cannot_answer_another_environments_invocation(rlam):
     assert own_status == 400 and own_body["errorType"] == "InvalidRequestID", out
     theirs_status, theirs_body = out["hijacker"]["theirs"]
     assert theirs_status == 403 and theirs_body["errorType"] == "AccessDenied", out
+
+
+# --- DOCKER_TLS_VERIFY: the same engine behind a TLS proxy that demands a client certificate --
+
+def make_certs(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as DOCKER_CERT_PATH
+    expects them (ca.pem, cert.pem, key.pem), plus server-cert.pem / server-key.pem."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "1",
+            "-subj", "/CN=ruststack-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for name, ext in (("server", ["subjectAltName=IP:127.0.0.1", "extendedKeyUsage=serverAuth"]),
+                      ("client", ["extendedKeyUsage=clientAuth"])):
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write("\n".join(ext) + "\n")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
+                "-subj", f"/CN={name}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+                "-out", f"{name}-cert.pem", "-days", "1", "-extfile", f"{name}.ext")
+    os.rename(os.path.join(d, "client-cert.pem"), os.path.join(d, "cert.pem"))
+    os.rename(os.path.join(d, "client-key.pem"), os.path.join(d, "key.pem"))
+
+
+def test_tls_engine_with_client_certificates():
+    with tempfile.TemporaryDirectory() as d:
+        make_certs(d)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(d, "server-cert.pem"), os.path.join(d, "server-key.pem"))
+        ctx.verify_mode = ssl.CERT_REQUIRED  # no client certificate, no connection
+        ctx.load_verify_locations(os.path.join(d, "ca.pem"))
+        tls = SocketProxy(DOCKER_SOCK, ssl_context=ctx)
+        env = {"DOCKER_HOST": f"tcp://127.0.0.1:{tls.port}", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": d}
+        s = Server("--lambda-executor", "docker", *MAP, env=env)
+        try:
+            lam = s.client("lambda")
+            name = create_py_function(lam, PROBE)
+            r, out = invoke(lam, name, decode=True)
+            assert "FunctionError" not in r, out
+            assert in_container(out)
+            assert tls.connections > 0
+            assert f"docker=tcp://127.0.0.1:{tls.port}" in s.logs()
+        finally:
+            s.cleanup()
+            tls.close()
