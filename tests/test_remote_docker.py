@@ -2,17 +2,21 @@
 over TCP (a TCP→unix proxy this module starts, written in asyncio here so no socat is needed),
 with `--lambda-code-transfer upload`, the bridge network and `--lambda-advertise-host` set to
 the bridge gateway. The docker suite's core cases run unchanged, plus: no host path is
-mounted, and each protection of the Runtime API the README claims.
+mounted, and each protection of the Runtime API the README claims. Two more servers reach the
+same engine through a TLS proxy that demands a client certificate (DOCKER_TLS_VERIFY) and
+through an sshd of the test's own (DOCKER_HOST=ssh://).
 
 Opt out explicitly with RUSTSTACK_SKIP_DOCKER=1; a missing engine or image is a failure."""
 import asyncio
-import ssl
-import tempfile
+import getpass
 import ipaddress
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -23,7 +27,7 @@ import pytest
 if os.environ.get("RUSTSTACK_SKIP_DOCKER") == "1":
     pytest.skip("RUSTSTACK_SKIP_DOCKER=1: Docker tests opted out", allow_module_level=True)
 
-from conftest import Server, create_py_function, invoke, make_zip, unique, wait_for  # noqa: E402
+from conftest import Server, create_py_function, free_port, invoke, make_zip, unique, wait_for  # noqa: E402
 from test_docker import (MAP, PROBE, SHELL_BOOTSTRAP, baked_image, docker, engine_and_image,  # noqa: E402,F401
                          fn_containers, in_container)
 
@@ -379,3 +383,63 @@ def test_tls_engine_with_client_certificates():
         finally:
             s.cleanup()
             tls.close()
+
+
+# --- DOCKER_HOST=ssh://: bollard's ssh transport through the system ssh client ---------------
+
+SSHD = "/usr/sbin/sshd"
+
+
+def test_ssh_engine(tmp_path):
+    """An sshd of the test's own on 127.0.0.1 (its own host key, config and authorized key);
+    `ssh` on RustStack's PATH is a wrapper that adds the test's client config. The engine is
+    remote as far as RustStack can tell, so code is uploaded."""
+    if not os.path.exists(SSHD):
+        pytest.fail(f"{SSHD} is missing: install openssh-server (tests/run.sh does)")
+    d = str(tmp_path)
+    for key in ("hostkey", "id"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(d, key)], check=True)
+    os.rename(os.path.join(d, "id.pub"), os.path.join(d, "authorized_keys"))
+    port = free_port()
+    with open(os.path.join(d, "sshd_config"), "w") as f:
+        f.write(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nAuthorizedKeysFile {d}/authorized_keys\n"
+                "PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\nUsePAM no\n"
+                f"PidFile {d}/sshd.pid\n")
+    with open(os.path.join(d, "ssh_config"), "w") as f:
+        f.write(f"Host 127.0.0.1\n  Port {port}\n  User {getpass.getuser()}\n  IdentityFile {d}/id\n"
+                f"  UserKnownHostsFile {d}/known_hosts\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n")
+    os.makedirs(os.path.join(d, "bin"))
+    wrapper = os.path.join(d, "bin", "ssh")
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\nexec /usr/bin/ssh -F {d}/ssh_config \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    os.makedirs("/run/sshd", exist_ok=True)  # Debian's sshd wants its privilege separation dir
+    sshd = subprocess.Popen([SSHD, "-D", "-f", os.path.join(d, "sshd_config"), "-E", os.path.join(d, "sshd.log")])
+    try:
+        wait_for(lambda: port_open(port), 10, "sshd to listen")
+        env = {"DOCKER_HOST": "ssh://127.0.0.1", "PATH": os.path.join(d, "bin") + os.pathsep + os.environ["PATH"]}
+        s = Server("--lambda-executor", "docker", *MAP, "--lambda-advertise-host", "127.0.0.1", env=env)
+        try:
+            lam = s.client("lambda")
+            name = create_py_function(lam, PROBE)
+            outs = [invoke(lam, name, decode=True) for _ in range(2)]
+            assert all("FunctionError" not in r for r, _ in outs), outs
+            assert in_container(outs[0][1]) and [o["count"] for _, o in outs] == [1, 2]
+            assert outs[0][1]["task_writable"] is False
+            log = s.logs()
+            assert "docker=ssh://127.0.0.1" in log and "local=false" in log and "code_transfer=Upload" in log, log
+            with open(os.path.join(d, "sshd.log")) as f:
+                assert "Accepted publickey" in f.read()
+        finally:
+            s.cleanup()
+    finally:
+        sshd.terminate()
+        sshd.wait(10)
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
