@@ -443,3 +443,21 @@ def port_open(port):
             return True
     except OSError:
         return False
+
+
+# --- --lambda-advertise-host that is not local, or not an address at all ---------------------
+
+def test_a_foreign_advertise_host_binds_all_interfaces_only_with_a_loud_warning():
+    s = Server("--lambda-executor", "docker", *MAP, "--lambda-advertise-host", "203.0.113.7")
+    try:
+        log = wait_for(lambda: "ALL interfaces" in s.logs() and s.logs(), 10, "the warning")
+        assert "--lambda-advertise-host 203.0.113.7 is not an address of this machine" in log
+        assert " WARN " in next(line for line in log.splitlines() if "ALL interfaces" in line)
+    finally:
+        s.cleanup()
+
+
+def test_an_unspecified_advertise_host_is_refused_at_start(tmp_path):
+    with pytest.raises(RuntimeError) as ei:
+        Server("--lambda-executor", "docker", "--lambda-advertise-host", "0.0.0.0", data_dir=str(tmp_path))
+    assert "containers cannot connect to an unspecified address" in str(ei.value)
