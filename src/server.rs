@@ -40,6 +40,8 @@ pub async fn run(cfg: Config) -> Result<u8, String> {
     let signals = Signals::new()?;
     let data_dir = cfg.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+    // A bad --lambda-advertise-host stops the start before the port opens.
+    let advertise = resolve_advertise(&cfg).await?;
     let addr = SocketAddr::new(cfg.host, cfg.port);
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -48,7 +50,6 @@ pub async fn run(cfg: Config) -> Result<u8, String> {
             "listening on {addr}, which is NOT a loopback address: anyone who can reach it can run code on this machine"
         );
     }
-    let advertise = resolve_advertise(&cfg).await?;
     let app = build_with(cfg.clone(), &data_dir, addr, advertise.clone())?;
     tracing::info!(
         "RustStack Lambda ready on http://{addr} (data dir {}, executor {:?})",
