@@ -99,6 +99,16 @@ pub struct Config {
     /// Seconds in-flight invocations get to finish on SIGTERM.
     #[arg(long, env = "RUSTSTACK_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+    /// How containers get code and layers: bind `mount` (the engine sees this machine's
+    /// files) or `upload` through the Docker API. Default: mount for a local engine, upload
+    /// for a remote one (`DOCKER_HOST=tcp://...` or `ssh://...`).
+    #[arg(long, env = "RUSTSTACK_LAMBDA_CODE_TRANSFER", value_enum)]
+    pub lambda_code_transfer: Option<CodeTransferMode>,
+    /// The address containers use to reach RustStack (Runtime API and AWS_ENDPOINT_URL), e.g.
+    /// this machine's address on the network a remote Docker engine sees. RustStack listens
+    /// for containers on the matching local address.
+    #[arg(long, env = "RUSTSTACK_LAMBDA_ADVERTISE_HOST")]
+    pub lambda_advertise_host: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -112,6 +122,12 @@ pub enum ExecutorMode {
 pub enum NetworkMode {
     Host,
     Bridge,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CodeTransferMode {
+    Mount,
+    Upload,
 }
 
 impl Config {

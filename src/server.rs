@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 
 use crate::aws::arn;
 use crate::aws::error::{AwsError, JsonVersion, S3XmlError, aws_json, s3_xml};
-use crate::config::{Config, ExecutorMode, NetworkMode};
-use crate::engine::{Engine, EngineConfig, Network, SandboxMode};
+use crate::config::{CodeTransferMode, Config, ExecutorMode, NetworkMode};
+use crate::engine::{Advertise, CodeTransfer, Engine, EngineConfig, Network, SandboxMode};
 use crate::http_util::{self, Body};
 use crate::lambda::model::Scope;
 use crate::lambda::{Lambda, events, store::Regions};
@@ -40,6 +40,8 @@ pub async fn run(cfg: Config) -> Result<u8, String> {
     let signals = Signals::new()?;
     let data_dir = cfg.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+    // A bad --lambda-advertise-host stops the start before the port opens.
+    let advertise = resolve_advertise(&cfg).await?;
     let addr = SocketAddr::new(cfg.host, cfg.port);
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -48,13 +50,16 @@ pub async fn run(cfg: Config) -> Result<u8, String> {
             "listening on {addr}, which is NOT a loopback address: anyone who can reach it can run code on this machine"
         );
     }
-    let app = build(cfg.clone(), &data_dir, addr)?;
+    let app = build_with(cfg.clone(), &data_dir, addr, advertise.clone())?;
     tracing::info!(
         "RustStack Lambda ready on http://{addr} (data dir {}, executor {:?})",
         data_dir.display(),
         cfg.lambda_executor
     );
-    let gateway = bridge_listener(&app, addr).await;
+    let gateway = match &advertise {
+        Some(a) => advertise_listener(&app, a, addr).await,
+        None => bridge_listener(&app, addr).await,
+    };
     serve(app, listener, gateway, signals).await
 }
 
@@ -70,6 +75,47 @@ impl Signals {
             term: signal(SignalKind::terminate()).map_err(|e| e.to_string())?,
             int: signal(SignalKind::interrupt()).map_err(|e| e.to_string())?,
         })
+    }
+}
+
+/// `--lambda-advertise-host`, resolved off the async workers (DNS), with a loud warning when
+/// it is not an address of this machine (the listeners for containers then bind 0.0.0.0).
+async fn resolve_advertise(cfg: &Config) -> Result<Option<Advertise>, String> {
+    let Some(host) = cfg.lambda_advertise_host.clone().filter(|h| !h.trim().is_empty()) else { return Ok(None) };
+    let a = tokio::task::spawn_blocking(move || Advertise::resolve(&host)).await.map_err(|e| e.to_string())??;
+    if a.bind.is_unspecified() {
+        tracing::warn!(
+            "--lambda-advertise-host {} is not an address of this machine: Runtime API listeners bind {} (ALL interfaces). \
+             Anyone who can reach this machine can reach them; keep it behind a firewall",
+            a.host,
+            a.bind
+        );
+    } else {
+        tracing::info!("containers reach RustStack at {} (listening for them on {})", a.host, a.bind);
+    }
+    Ok(Some(a))
+}
+
+/// `--lambda-advertise-host`: the service port also listens on the advertised address, so
+/// `AWS_ENDPOINT_URL` in containers works (unless the main listener covers it already).
+async fn advertise_listener(app: &Arc<App>, a: &Advertise, addr: SocketAddr) -> Option<TcpListener> {
+    if app.cfg.lambda_executor == ExecutorMode::Subprocess || addr.ip().is_unspecified() || a.bind == addr.ip() {
+        return None;
+    }
+    match TcpListener::bind((a.bind, addr.port())).await {
+        Ok(l) => {
+            tracing::info!("also listening on http://{}:{} for containers", a.bind, addr.port());
+            Some(l)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot listen on {}:{}: {e}; containers cannot reach AWS_ENDPOINT_URL (try --host {})",
+                a.bind,
+                addr.port(),
+                a.bind
+            );
+            None
+        }
     }
 }
 
@@ -113,13 +159,23 @@ async fn accept_on(l: &Option<TcpListener>) -> std::io::Result<(tokio::net::TcpS
 
 /// Opens the stores and starts the services behind the listener.
 pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Result<Arc<App>, String> {
+    build_with(cfg, data_dir, addr, None)
+}
+
+/// [`build`], with `--lambda-advertise-host` already resolved.
+fn build_with(
+    cfg: Config,
+    data_dir: &std::path::Path,
+    addr: SocketAddr,
+    advertise: Option<Advertise>,
+) -> Result<Arc<App>, String> {
     let store = Regions::open(data_dir, &cfg.region).map_err(|e| format!("cannot open store: {e}"))?;
     let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
     let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
     cfg.service_endpoint_env()?;
     crate::upstream::check_upstream(&cfg)?;
-    let engine =
-        Engine::new(&engine_config(&cfg, data_dir, addr)?).map_err(|e| format!("cannot set up executors: {e}"))?;
+    let engine = Engine::new(&engine_config(&cfg, data_dir, addr, advertise)?)
+        .map_err(|e| format!("cannot set up executors: {e}"))?;
     let lambda = Arc::new(Lambda::new(cfg.clone(), store, engine, s3.clone(), format!("http://{addr}"), events));
     lambda.start();
     // Bucket notifications become Event invocations of the function they name.
@@ -138,7 +194,12 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
 }
 
 /// What the engine needs of the command line.
-fn engine_config(cfg: &Config, data_dir: &std::path::Path, addr: SocketAddr) -> Result<EngineConfig, String> {
+fn engine_config(
+    cfg: &Config,
+    data_dir: &std::path::Path,
+    addr: SocketAddr,
+    advertise: Option<Advertise>,
+) -> Result<EngineConfig, String> {
     Ok(EngineConfig {
         mode: match cfg.lambda_executor {
             ExecutorMode::Subprocess => SandboxMode::Subprocess,
@@ -158,6 +219,11 @@ fn engine_config(cfg: &Config, data_dir: &std::path::Path, addr: SocketAddr) -> 
         queue_size: cfg.lambda_queue_size,
         ttl: Duration::from_secs(cfg.lambda_container_ttl),
         init_timeout: Duration::from_secs(cfg.lambda_init_timeout),
+        code_transfer: cfg.lambda_code_transfer.map(|m| match m {
+            CodeTransferMode::Mount => CodeTransfer::Mount,
+            CodeTransferMode::Upload => CodeTransfer::Upload,
+        }),
+        advertise,
     })
 }
 

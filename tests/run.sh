@@ -20,6 +20,10 @@ cargo build --release --manifest-path tests/fixtures/rust-runtime/Cargo.toml --t
 if [ "${RUSTSTACK_SKIP_DOCKER:-0}" != "1" ] && [ -f images/build.sh ]; then
   bash images/build.sh
 fi
+# tests/test_remote_docker.py reaches the engine over ssh through an sshd of its own.
+if [ "${RUSTSTACK_SKIP_DOCKER:-0}" != "1" ] && [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server >/dev/null
+fi
 
 export RUSTSTACK_BIN="$PWD/target/debug/ruststack"
 exec .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"

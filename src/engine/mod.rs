@@ -11,6 +11,7 @@
 //! runs on in a task of its own until the stream ends (or dies, or times out); the stream's
 //! [`ResponseStream::end`] then gives the usual [`RunOutcome`], log included.
 
+mod advertise;
 mod logsink;
 mod pool;
 pub mod runtime_api;
@@ -29,6 +30,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::aws::AwsError;
+pub use advertise::Advertise;
 pub use logsink::LogSink;
 use pool::{Environment, Lease, Pool};
 pub use runtime_api::{Death, MAX_RESPONSE_BYTES, MAX_STREAM_BYTES, Outcome, StreamEnd};
@@ -49,6 +51,15 @@ pub enum SandboxMode {
 pub enum Network {
     Host,
     Bridge,
+}
+
+/// How a Docker container gets its code and layers (`--lambda-code-transfer`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CodeTransfer {
+    /// Bind-mounted read-only from this machine's data dir (the engine must see its files).
+    Mount,
+    /// Copied into the container with the engine's archive API before it starts.
+    Upload,
 }
 
 /// What the engine is told at start: where it keeps its files, what it may run, its limits.
@@ -73,6 +84,10 @@ pub struct EngineConfig {
     pub ttl: Duration,
     /// How long a new environment may take to call `/next`.
     pub init_timeout: Duration,
+    /// `--lambda-code-transfer`; `None`: mount for a local engine, upload for a remote one.
+    pub code_transfer: Option<CodeTransfer>,
+    /// `--lambda-advertise-host`, resolved.
+    pub advertise: Option<Advertise>,
 }
 
 #[cfg(test)]
@@ -91,6 +106,8 @@ impl EngineConfig {
             queue_size: 100,
             ttl: Duration::from_secs(300),
             init_timeout: Duration::from_secs(10),
+            code_transfer: None,
+            advertise: None,
         }
     }
 }

@@ -11,8 +11,13 @@
 //! the Node.js runtime sends it). AWS's streaming limits apply: at most
 //! [`MAX_STREAM_BYTES`], the first [`STREAM_BURST_BYTES`] at full speed and the rest at
 //! [`STREAM_BYTES_PER_SEC`].
+//!
+//! The official runtime clients send no credentials, so what guards an endpoint is: its own
+//! port, the request id (a random UUID) that only `/next` on that endpoint hands out, and,
+//! where the sandbox can tell the container's address, a [`Peers`] rule that answers every
+//! other source with 403.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,6 +114,21 @@ pub enum Death {
     Exited(String),
 }
 
+/// Which source addresses an endpoint serves.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Peers {
+    /// Any source that can reach the listener (loopback listeners, remote engines whose
+    /// containers' traffic arrives translated to the engine host's address).
+    Any,
+    /// The sandbox is starting and will say: requests wait (bounded) for the rule.
+    Pending,
+    /// Only this address: the container's own, on a local bridge network.
+    Only(IpAddr),
+}
+
+/// How long a request waits for a [`Peers::Pending`] rule to be settled.
+const PEERS_PENDING_WAIT: Duration = Duration::from_secs(10);
+
 struct InFlight {
     request_id: String,
     /// Taken when the outcome is told; a streaming response keeps the slot (the invocation
@@ -124,6 +144,8 @@ pub struct Endpoint {
     death_tx: watch::Sender<Option<Death>>,
     /// Set once the runtime first calls `/next` (init done).
     ready_tx: watch::Sender<bool>,
+    /// Who may talk to this endpoint.
+    peers_tx: watch::Sender<Peers>,
     label: String,
 }
 
@@ -140,6 +162,7 @@ impl Endpoint {
             in_flight: Mutex::new(None),
             death_tx: watch::channel(None).0,
             ready_tx: watch::channel(false).0,
+            peers_tx: watch::channel(Peers::Any).0,
             label: label.into(),
         })
     }
@@ -172,6 +195,30 @@ impl Endpoint {
                 false
             }
         });
+    }
+
+    /// Sets who may talk to this endpoint (see [`Peers`]).
+    pub fn allow_peers(&self, peers: Peers) {
+        self.peers_tx.send_replace(peers);
+    }
+
+    /// Whether `peer` may be served, waiting (bounded) while the rule is still pending.
+    async fn admits(&self, peer: IpAddr) -> bool {
+        match *self.peers_tx.borrow() {
+            Peers::Any => return true,
+            Peers::Only(ip) => return ip == peer,
+            Peers::Pending => {}
+        }
+        let mut rx = self.peers_tx.subscribe();
+        let settled = tokio::time::timeout(PEERS_PENDING_WAIT, rx.wait_for(|p| *p != Peers::Pending)).await;
+        match settled {
+            Ok(Ok(p)) => match *p {
+                Peers::Any => true,
+                Peers::Only(ip) => ip == peer,
+                Peers::Pending => false,
+            },
+            _ => false,
+        }
     }
 
     /// Forgets the invocation in flight (after a timeout): late answers get 400.
@@ -227,7 +274,7 @@ pub async fn serve(ip: std::net::IpAddr, endpoint: Arc<Endpoint>) -> std::io::Re
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         loop {
-            let (stream, _) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "runtime api accept failed");
@@ -238,7 +285,17 @@ pub async fn serve(ip: std::net::IpAddr, endpoint: Arc<Endpoint>) -> std::io::Re
             let ep = endpoint.clone();
             conns.spawn(crate::http_util::serve_http1(stream, move |req| {
                 let ep = ep.clone();
-                async move { handle(&ep, req).await }
+                async move {
+                    if !ep.admits(peer.ip()).await {
+                        tracing::warn!(env = %ep.label, peer = %peer, "Runtime API request from a source that is not the environment's container: refused");
+                        return error(
+                            StatusCode::FORBIDDEN,
+                            "AccessDenied",
+                            "this Runtime API endpoint serves only its own execution environment",
+                        );
+                    }
+                    handle(&ep, req).await
+                }
             }));
             // Reap finished connection tasks so the set stays small.
             while conns.try_join_next().is_some() {}

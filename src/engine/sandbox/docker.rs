@@ -2,8 +2,12 @@
 //! `/lambda-entrypoint.sh` runs the image's runtime client against the environment's
 //! Runtime API endpoint (PROTOCOL.md §5). Talks to the engine through bollard only.
 //!
-//! - One shared client, connected on first use with bollard's local defaults (`DOCKER_HOST`
-//!   honoured) and the API version negotiated with the engine.
+//! - One shared client, connected on first use with bollard's local defaults, or `DOCKER_HOST`
+//!   (`unix://`, `tcp://` with `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`, `https://`, `ssh://`),
+//!   and the API version negotiated with the engine. The log says whether it is local.
+//! - A remote engine cannot see this machine's files: code and layers are then uploaded into
+//!   each container before it starts ([`upload`]; `--lambda-code-transfer` forces either way),
+//!   and containers reach RustStack at `--lambda-advertise-host`.
 //! - Images ([`images`]): `--lambda-runtime-image RUNTIME=IMAGE`, else
 //!   `public.ecr.aws/lambda/<runtime>`; PackageType=Image runs its ImageUri. A missing image is
 //!   pulled with progress in the log; a failed pull is a clear error, never a hang.
@@ -18,6 +22,7 @@
 mod images;
 mod layers;
 pub(crate) mod output;
+mod upload;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,15 +36,15 @@ use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StatsOptionsBuilder, WaitContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, StatsOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 
 use crate::aws::AwsError;
 use crate::engine::logsink::LogSink;
-use crate::engine::runtime_api::{Death, Endpoint};
-use crate::engine::{EngineConfig, EnvSpec, Network as NetworkMode, PackageType};
+use crate::engine::runtime_api::{Death, Endpoint, Peers};
+use crate::engine::{Advertise, CodeTransfer, EngineConfig, EnvSpec, Network as NetworkMode, PackageType};
 use images::ImageState;
 pub use images::default_image;
 use output::{AttachOutput, FifoOutput, Output};
@@ -66,6 +71,12 @@ struct Inner {
     merged_root: PathBuf,
     /// Output FIFOs: `<data>/run`, one subdirectory per server process.
     run_root: PathBuf,
+    /// Archives of code and layers for upload: `<data>/upload`.
+    upload_root: PathBuf,
+    /// `--lambda-code-transfer`; `None`: by whether the engine is local.
+    code_transfer: Option<CodeTransfer>,
+    /// `--lambda-advertise-host`.
+    advertise: Option<Advertise>,
     /// The default bridge's gateway (bridge mode), once known.
     gateway: OnceLock<Ipv4Addr>,
     /// Per image: what we know, behind a lock so concurrent starts share one pull.
@@ -85,6 +96,8 @@ struct Engine {
     /// The engine shares this machine's filesystem, so a FIFO bind-mounted into a container
     /// is the same FIFO (not so for remote engines or Docker Desktop's VM).
     local: bool,
+    /// How code and layers get into containers.
+    transfer: CodeTransfer,
 }
 
 /// Who owns a container: lets a new server tell a crashed server's containers from a live one's.
@@ -127,6 +140,9 @@ impl DockerExecutor {
             server_addr,
             merged_root: data_dir.join("layers-merged"),
             run_root: data_dir.join("run"),
+            upload_root: data_dir.join("upload"),
+            code_transfer: cfg.code_transfer,
+            advertise: cfg.advertise.clone(),
             gateway: OnceLock::new(),
             images: Mutex::new(HashMap::new()),
             live: Mutex::new(HashSet::new()),
@@ -143,9 +159,13 @@ impl DockerExecutor {
         DockerExecutor { inner }
     }
 
-    /// The address Runtime API listeners for containers bind to: loopback with the host
-    /// network, the default bridge's gateway in bridge mode (never 0.0.0.0).
+    /// The address Runtime API listeners for containers bind to: the advertised host's local
+    /// address, else loopback with the host network, the default bridge's gateway in bridge
+    /// mode (never 0.0.0.0 unless the advertised host is not local, warned about at start).
     pub fn bind_ip(&self) -> IpAddr {
+        if let Some(a) = &self.inner.advertise {
+            return a.bind;
+        }
         match (self.inner.network, self.inner.gateway.get()) {
             (NetworkMode::Bridge, Some(gw)) => IpAddr::V4(*gw),
             _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -221,10 +241,10 @@ impl Inner {
             .get_or_try_init(|| async {
                 let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
                 let docker = match &host {
-                    Some(_) => Docker::connect_with_defaults(),
+                    Some(h) => connect(h),
                     None => Docker::connect_with_local_defaults(),
                 };
-                let local = cfg!(target_os = "linux") && host.as_deref().is_none_or(|h| h.starts_with("unix://"));
+                let local = cfg!(target_os = "linux") && host.as_deref().is_none_or(engine_is_local);
                 let where_ = host.unwrap_or_else(|| "unix:///var/run/docker.sock".into());
                 let docker = docker.map_err(|e| format!("cannot connect to Docker at {where_}: {e}"))?;
                 let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
@@ -235,8 +255,22 @@ impl Inner {
                 // Docker Desktop runs the engine in a VM: a FIFO would not cross into it.
                 let platform = docker.version().await.ok().and_then(|v| v.platform).map(|p| p.name).unwrap_or_default();
                 let local = local && !platform.contains("Desktop");
-                tracing::info!(docker = %where_, api = %docker.client_version(), engine = %platform, local, "connected to Docker");
-                Ok(Engine { docker, local })
+                let transfer = self.code_transfer.unwrap_or(if local { CodeTransfer::Mount } else { CodeTransfer::Upload });
+                tracing::info!(
+                    docker = %where_,
+                    api = %docker.client_version(),
+                    engine = %platform,
+                    local,
+                    code_transfer = ?transfer,
+                    "connected to {} Docker engine",
+                    if local { "a local" } else { "a REMOTE" }
+                );
+                if !local && self.advertise.is_none() {
+                    tracing::warn!(
+                        "the Docker engine at {where_} is remote: set --lambda-advertise-host to an address of this machine its containers can reach"
+                    );
+                }
+                Ok(Engine { docker, local, transfer })
             })
             .await
     }
@@ -346,7 +380,7 @@ impl Inner {
                 spec.runtime.as_deref().unwrap_or("(none)")
             )));
         }
-        if self.network == NetworkMode::Bridge {
+        if self.network == NetworkMode::Bridge && self.advertise.is_none() {
             let gw = self.bridge_gateway().await.map_err(AwsError::service)?;
             if api.ip() != IpAddr::V4(gw) {
                 return Err(AwsError::service(format!(
@@ -365,9 +399,23 @@ impl Inner {
                 .map_err(|e| AwsError::service(format!("cannot merge the function's layers: {e}")))?;
             Some(merged)
         };
-        let mut fifo = engine.local && !self.image_slot(&image).lock().await.no_shell;
+        let archive = if engine.transfer == CodeTransfer::Upload && spec.package != PackageType::Image {
+            let root = self.upload_root.clone();
+            let (code, opt) = (spec.code_dir.clone(), opt_dir.clone());
+            let built = tokio::task::spawn_blocking(move || upload::archive(&root, code.as_deref(), opt.as_deref()))
+                .await
+                .map_err(|e| AwsError::service(format!("code archive failed: {e}")))?
+                .map_err(|e| AwsError::service(format!("cannot archive the function's code for upload: {e}")))?;
+            Some(built)
+        } else {
+            None
+        };
+        // The FIFO is a bind mount too: uploads read output through attach.
+        let mut fifo =
+            engine.local && engine.transfer == CodeTransfer::Mount && !self.image_slot(&image).lock().await.no_shell;
         loop {
-            match self.start_once(engine, spec, &image, api, opt_dir.as_deref(), &endpoint, &log, fifo).await {
+            let files = Files { opt_dir: opt_dir.as_deref(), archive: archive.as_deref() };
+            match self.start_once(engine, spec, &image, api, files, &endpoint, &log, fifo).await {
                 Ok(c) => return Ok(c),
                 Err(Failure::NoShell) if fifo => {
                     tracing::info!(image = %image, "image has no /bin/sh: reading its output through docker attach");
@@ -390,12 +438,13 @@ impl Inner {
         spec: &EnvSpec,
         image: &str,
         api: SocketAddr,
-        opt_dir: Option<&Path>,
+        files: Files<'_>,
         endpoint: &Arc<Endpoint>,
         log: &Arc<LogSink>,
         fifo: bool,
     ) -> Result<Container, Failure> {
         let docker = &engine.docker;
+        let opt_dir = files.opt_dir;
         let name = container_name(&spec.function);
         let fifo_out = if fifo {
             let dir = self.run_root.join(self.owner.pid.to_string()).join(&name);
@@ -417,7 +466,7 @@ impl Inner {
             spec,
             image,
             api,
-            opt_dir,
+            files,
             entrypoint,
             cmd,
             working_dir,
@@ -467,6 +516,17 @@ impl Inner {
             container.stop().await;
             return Err(AwsError::service("server is shutting down").into());
         }
+        if let Some(tar) = files.archive {
+            let t = Instant::now();
+            upload_archive(docker, &id, tar).await.map_err(AwsError::service)?;
+            tracing::debug!(container = short(&id), upload_ms = t.elapsed().as_millis() as u64, "code uploaded");
+        }
+        // On a local bridge the container's own address is the only source to serve; it is
+        // known once the container runs, and requests wait for it meanwhile.
+        let learn_source = engine.local && self.network == NetworkMode::Bridge;
+        if learn_source {
+            endpoint.allow_peers(Peers::Pending);
+        }
         let t1 = Instant::now();
         if let Err(e) = docker.start_container(&id, None).await {
             let msg = message(&e);
@@ -476,6 +536,19 @@ impl Inner {
                 return Err(Failure::NoShell);
             }
             return Err(invalid_runtime(format!("cannot start a container from {image}: {msg}")).into());
+        }
+        if learn_source {
+            let peers = match container_ip(docker, &id).await {
+                Some(ip) => Peers::Only(ip),
+                None => {
+                    tracing::warn!(
+                        container = short(&id),
+                        "cannot learn the container's address: its Runtime API serves any source"
+                    );
+                    Peers::Any
+                }
+            };
+            endpoint.allow_peers(peers);
         }
         spawn_waiter(docker.clone(), id.clone(), endpoint.clone(), stopped, fifo.then(|| log.clone()));
         tracing::debug!(
@@ -543,7 +616,7 @@ impl Inner {
         spec: &EnvSpec,
         image: &str,
         api: SocketAddr,
-        opt_dir: Option<&Path>,
+        files: Files<'_>,
         entrypoint: Vec<String>,
         cmd: Vec<String>,
         working_dir: Option<String>,
@@ -551,15 +624,20 @@ impl Inner {
         log_stream: &str,
     ) -> Result<ContainerCreateBody, AwsError> {
         let port = self.server_addr.port();
-        let endpoint_url = match self.network {
-            NetworkMode::Host => {
+        let endpoint_url = match (&self.advertise, self.network) {
+            (Some(a), _) => format!("http://{}", a.authority(port)),
+            (None, NetworkMode::Host) => {
                 let ip = self.server_addr.ip();
                 let ip = if ip.is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { ip };
                 format!("http://{}", SocketAddr::new(ip, port))
             }
-            NetworkMode::Bridge => format!("http://host.docker.internal:{port}"),
+            (None, NetworkMode::Bridge) => format!("http://host.docker.internal:{port}"),
         };
-        let mut vars = crate::engine::sandbox::function_env(spec, &api.to_string(), &endpoint_url, log_stream);
+        let runtime_api = match &self.advertise {
+            Some(a) => a.authority(api.port()),
+            None => api.to_string(),
+        };
+        let mut vars = crate::engine::sandbox::function_env(spec, &runtime_api, &endpoint_url, log_stream);
         // Image functions: the entrypoint sets _HANDLER from CMD.
         vars.retain(|(k, v)| !(k == "_HANDLER" && v.is_empty()));
         vars.push(("LAMBDA_TASK_ROOT".into(), "/var/task".into()));
@@ -567,11 +645,11 @@ impl Inner {
         let env: Vec<String> = vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
 
         let mut mounts = Vec::new();
-        if spec.package != PackageType::Image {
+        if spec.package != PackageType::Image && files.archive.is_none() {
             let code = spec.code_dir.as_ref().ok_or_else(|| AwsError::service("function has no code"))?;
             mounts.push(bind(code, "/var/task", true));
         }
-        if let Some(opt) = opt_dir {
+        if let Some(opt) = files.opt_dir.filter(|_| files.archive.is_none()) {
             mounts.push(bind(opt, "/opt", true));
         }
         if let Some(f) = fifo {
@@ -784,6 +862,55 @@ fn spawn_waiter(
     });
 }
 
+/// Where a container's code and layers come from on this machine, and the archive that
+/// carries them when they are uploaded rather than mounted.
+#[derive(Copy, Clone)]
+struct Files<'a> {
+    opt_dir: Option<&'a Path>,
+    archive: Option<&'a Path>,
+}
+
+/// Connects to `DOCKER_HOST`: bollard picks the transport by scheme (unix, tcp/http, TLS
+/// when `DOCKER_TLS_VERIFY` is set or the scheme is https, ssh through the system `ssh`).
+fn connect(host: &str) -> Result<Docker, DockerError> {
+    Docker::connect_with_host(host)
+}
+
+/// Whether a `DOCKER_HOST` names an engine on this machine: a unix socket, or TCP to a
+/// loopback address (an SSH tunnel or a socket proxy). Anything else is remote.
+fn engine_is_local(host: &str) -> bool {
+    if host.starts_with("unix://") {
+        return true;
+    }
+    let Some(rest) = ["tcp://", "http://", "https://"].iter().find_map(|p| host.strip_prefix(p)) else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let hostname = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    hostname.eq_ignore_ascii_case("localhost") || hostname.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Streams a code archive into a created container, unpacked at `/`.
+async fn upload_archive(docker: &Docker, id: &str, tar: &Path) -> Result<(), String> {
+    let file = tokio::fs::File::open(tar).await.map_err(|e| format!("cannot open the code archive: {e}"))?;
+    let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
+    let opts = UploadToContainerOptionsBuilder::new().path("/").build();
+    docker
+        .upload_to_container(id, Some(opts), body)
+        .await
+        .map_err(|e| format!("cannot upload the function's code into container {}: {}", short(id), message(&e)))
+}
+
+/// A running container's address on its (first) network.
+async fn container_ip(docker: &Docker, id: &str) -> Option<IpAddr> {
+    let inspected = docker.inspect_container(id, None).await.ok()?;
+    let nets = inspected.network_settings?.networks?;
+    nets.values().find_map(|n| n.ip_address.as_deref().filter(|a| !a.is_empty())?.parse().ok())
+}
+
 /// `exit status N`, or the signal for the 128+N codes of SIGKILL and SIGSEGV.
 fn exit_reason(code: i64) -> String {
     match code {
@@ -903,6 +1030,22 @@ mod tests {
         assert_eq!(gateway_in_subnet("203.0.113.0/24"), Some(Ipv4Addr::new(203, 0, 113, 1)));
         assert_eq!(gateway_in_subnet("127.0.0.0/8"), Some(Ipv4Addr::LOCALHOST));
         assert_eq!(gateway_in_subnet("bogus"), None);
+    }
+
+    #[test]
+    fn which_hosts_are_local() {
+        for h in ["unix:///var/run/docker.sock", "tcp://127.0.0.1:2375", "tcp://localhost:2376", "http://[::1]:2375"] {
+            assert!(engine_is_local(h), "{h}");
+        }
+        for h in [
+            "tcp://10.0.0.5:2376",
+            "https://docker.example:2376",
+            "ssh://me@box",
+            "tcp://dockerhost",
+            "npipe:////./pipe/x",
+        ] {
+            assert!(!engine_is_local(h), "{h}");
+        }
     }
 
     #[test]
