@@ -6,6 +6,7 @@
 pub mod api;
 pub mod attach;
 pub mod code;
+pub mod esm;
 pub mod events;
 pub mod invoke;
 pub mod model;
@@ -42,6 +43,10 @@ pub struct Lambda {
     /// Woken whenever a function leaves Pending or InProgress (invokes that arrived during
     /// the transition wait on it).
     pub state_changes: tokio::sync::Notify,
+    /// Event source mappings (their records; the pollers run from them).
+    pub esm: esm::Mappings,
+    /// The running pollers, one per enabled mapping.
+    pollers: esm::Pollers,
 }
 
 impl Lambda {
@@ -57,7 +62,6 @@ impl Lambda {
         let weak = Arc::downgrade(&engine);
         stores.set_in_use(move || weak.upgrade().map(|e| e.dirs_in_use()).unwrap_or_default());
         Lambda {
-            cfg,
             stores,
             engine,
             s3,
@@ -66,6 +70,9 @@ impl Lambda {
             events,
             logs: Default::default(),
             state_changes: tokio::sync::Notify::new(),
+            esm: esm::Mappings::open(&cfg.data_dir()),
+            pollers: Default::default(),
+            cfg,
         }
     }
 
@@ -75,6 +82,7 @@ impl Lambda {
         events::start_worker(self);
         api::restore_provisioned(self);
         api::restore_states(self);
+        esm::start_pollers(self);
         // Unreferenced code that a running environment kept is freed once it stops.
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
