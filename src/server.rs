@@ -191,6 +191,9 @@ async fn serve(
             break;
         }
     }
+    // Event source mapping pollers stop taking messages; their batches in flight may finish
+    // within the grace (an unfinished one returns to its queue after the visibility timeout).
+    let _ = tokio::time::timeout_at(grace, app.lambda.stop_pollers()).await;
     app.lambda.engine.shutdown().await;
     tracing::info!("stopped");
     Ok(0)
