@@ -275,6 +275,24 @@ def test_list_filters_and_paging(lam, sqs, out):
         lam.delete_event_source_mapping(UUID=u)
 
 
+def test_tags(lam, sqs, out):
+    fn = make_fn(lam, out)
+    _, qarn = make_queue(sqs)
+    c = lam.create_event_source_mapping(EventSourceArn=qarn, FunctionName=fn, Enabled=False,
+                                        Tags={"testtag": "v1"})
+    arn = c["EventSourceMappingArn"]
+    assert lam.list_tags(Resource=arn)["Tags"] == {"testtag": "v1"}
+    lam.tag_resource(Resource=arn, Tags={"b": "2"})
+    lam.untag_resource(Resource=arn, TagKeys=["testtag"])
+    assert lam.list_tags(Resource=arn)["Tags"] == {"b": "2"}
+    lam.delete_event_source_mapping(UUID=c["UUID"])
+    gone = f"arn:aws:lambda:us-east-1:{ACCOUNT}:event-source-mapping:9f2b5a1e-0000-4000-8000-000000000000"
+    for call, kw in [(lam.list_tags, {}), (lam.tag_resource, {"Tags": {"a": "1"}}),
+                     (lam.untag_resource, {"TagKeys": ["a"]})]:
+        err = expect_error("ResourceNotFoundException", 404, call, Resource=gone, **kw)
+        assert err["Error"]["Message"] == f"Event source mapping not found: {gone}"
+
+
 def test_aws_cli(srv, lam, sqs, out):
     fn = make_fn(lam, out)
     _, qarn = make_queue(sqs)

@@ -319,3 +319,54 @@ pub(super) fn list_esms(ctx: &Ctx) -> R {
     }
     ok_json(StatusCode::OK, out)
 }
+
+/// The mapping an event source mapping ARN names, with AWS's tagging not-found error.
+fn tag_target(ctx: &Ctx, resource: &str) -> Result<Mapping, AwsError> {
+    let uuid = resource.rsplit(':').next().unwrap_or_default();
+    find(ctx, uuid)
+        .ok()
+        .filter(|m| m.arn() == resource)
+        .ok_or_else(|| AwsError::not_found(format!("Event source mapping not found: {resource}")))
+}
+
+pub(super) fn list_esm_tags(ctx: &Ctx, resource: &str) -> R {
+    ok_json(StatusCode::OK, json!({"Tags": tag_target(ctx, resource)?.tags}))
+}
+
+pub(super) fn tag_esm(ctx: &Ctx, resource: &str, body: &[u8]) -> R {
+    let uuid = tag_target(ctx, resource)?.uuid;
+    let tags = str_map(&parse_body(body)?, "Tags")?.unwrap_or_default();
+    if tags.is_empty() {
+        return Err(errors::empty_tags());
+    }
+    ctx.lambda
+        .esm
+        .update(&uuid, |m| {
+            let added = tags.keys().filter(|k| !m.tags.contains_key(*k)).count();
+            if m.tags.len() + added > super::tags::MAX_TAGS {
+                return Err(errors::too_many_tags());
+            }
+            m.tags.extend(tags.clone());
+            Ok(())
+        })?
+        .ok_or_else(esm_not_found)?;
+    Ok(http_util::empty(StatusCode::NO_CONTENT))
+}
+
+pub(super) fn untag_esm(ctx: &Ctx, resource: &str) -> R {
+    let uuid = tag_target(ctx, resource)?.uuid;
+    let keys: Vec<String> = ctx.query.iter().filter(|(k, _)| k == "tagKeys").map(|(_, v)| v.clone()).collect();
+    if keys.is_empty() {
+        return Err(errors::tag_keys_null());
+    }
+    ctx.lambda
+        .esm
+        .update(&uuid, |m| {
+            for k in &keys {
+                m.tags.remove(k);
+            }
+            Ok(())
+        })?
+        .ok_or_else(esm_not_found)?;
+    Ok(http_util::empty(StatusCode::NO_CONTENT))
+}
