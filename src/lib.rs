@@ -19,6 +19,8 @@
 //!   nothing of the services above it.
 //! - Wire helpers (bottom): [`aws`] (errors, ARNs, ids, time formats, the atomic file
 //!   write) and [`http_util`] (bodies, one HTTP/1 connection loop). They import no other layer.
+//! - [`sqs`] (beside [`logs`] and [`s3`]): the embedded Amazon SQS, both wire protocols,
+//!   persisted under `<data-dir>/sqs`; lambda's event source mappings call it in-process.
 //! - [`upstream`] and [`sts`], beside [`lambda`]: services RustStack does not implement go to
 //!   `--upstream` (or get a 501 in their own protocol); STS answers GetCallerIdentity.
 //! - Beside the stack: [`config`] (the command line and its `RUSTSTACK_*` variables), read by
@@ -34,5 +36,6 @@ pub mod lambda;
 pub mod logs;
 pub mod s3;
 pub mod server;
+pub mod sqs;
 pub mod sts;
 pub mod upstream;
