@@ -127,6 +127,8 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     let engine =
         Engine::new(&engine_config(&cfg, data_dir, addr)?).map_err(|e| format!("cannot set up executors: {e}"))?;
     let lambda = Arc::new(Lambda::new(cfg.clone(), store, engine, s3.clone(), format!("http://{addr}"), events));
+    // Event source mappings poll the embedded SQS (connected before their pollers start).
+    lambda.set_sqs(sqs.clone());
     lambda.start();
     // Bucket notifications become Event invocations of the function they name.
     let weak = Arc::downgrade(&lambda);

@@ -47,6 +47,8 @@ pub struct Lambda {
     pub esm: esm::Mappings,
     /// The running pollers, one per enabled mapping.
     pollers: esm::Pollers,
+    /// The embedded SQS the mappings poll (set once by the server).
+    sqs: std::sync::OnceLock<Arc<crate::sqs::Sqs>>,
 }
 
 impl Lambda {
@@ -72,6 +74,7 @@ impl Lambda {
             state_changes: tokio::sync::Notify::new(),
             esm: esm::Mappings::open(&cfg.data_dir()),
             pollers: Default::default(),
+            sqs: std::sync::OnceLock::new(),
             cfg,
         }
     }
@@ -95,6 +98,15 @@ impl Lambda {
                 }
             }
         });
+    }
+
+    /// Connects the embedded SQS (event source mappings poll it).
+    pub fn set_sqs(&self, sqs: Arc<crate::sqs::Sqs>) {
+        let _ = self.sqs.set(sqs);
+    }
+
+    pub fn sqs(&self) -> Option<Arc<crate::sqs::Sqs>> {
+        self.sqs.get().cloned()
     }
 
     /// Forgets cached specs and stops warm environments of a function (after an update).

@@ -299,8 +299,8 @@ fn start(lambda: &std::sync::Arc<super::Lambda>, uuid: &str) {
 impl super::Lambda {
     /// The queue an ARN names, if it exists.
     pub fn queue_facts(&self, arn: &str) -> Option<QueueFacts> {
-        // Until the embedded SQS is wired in: every queue exists with SQS's default timeout.
-        Some(QueueFacts { visibility_timeout: 30, fifo: arn.ends_with(".fifo") })
+        let q = self.sqs()?.queue_by_arn(arn)?;
+        Some(QueueFacts { visibility_timeout: q.visibility_timeout, fifo: q.fifo })
     }
 
     /// A mapping was created, updated or is being deleted: its poller restarts with the
