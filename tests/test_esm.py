@@ -445,6 +445,47 @@ def test_disable_enable(lam, sqs, out):
     lam.delete_event_source_mapping(UUID=uuid)
 
 
+OVERLAP = r'''
+import json, os, time
+def handler(event, context):
+    start = time.time()
+    time.sleep(0.4)
+    with open(os.path.join(os.environ["OUT"], "spans.jsonl"), "a") as f:
+        f.write(json.dumps([start, time.time(), len(event["Records"])]) + "\n")
+'''
+
+
+def test_maximum_concurrency(lam, sqs, out):
+    fn = create_py_function(lam, OVERLAP, Timeout=3, Environment={"Variables": {"OUT": str(out)}})
+    url, qarn = make_queue(sqs)
+    send_all(sqs, url, [f"m{i}" for i in range(12)])
+    uuid = lam.create_event_source_mapping(EventSourceArn=qarn, FunctionName=fn, BatchSize=1,
+                                           ScalingConfig={"MaximumConcurrency": 3})["UUID"]
+    spans_path = out / "spans.jsonl"
+    spans = wait_for(lambda: spans_path.exists() and len(lines := spans_path.read_text().splitlines()) >= 12
+                     and [json.loads(x) for x in lines], 40, "all 12 invocations")
+    assert all(n == 1 for _, _, n in spans)
+    # The most invocations running at one moment: more than one, never more than 3.
+    peak = max(sum(1 for a, b, _ in spans if a <= t < b) for t, _, _ in spans)
+    assert 2 <= peak <= 3, spans
+    lam.delete_event_source_mapping(UUID=uuid)
+
+
+def test_update_function_name(lam, sqs, out):
+    first, second = make_fn(lam, out), make_fn(lam, out)
+    url, qarn = make_queue(sqs)
+    uuid = lam.create_event_source_mapping(EventSourceArn=qarn, FunctionName=first, BatchSize=1)["UUID"]
+    sqs.send_message(QueueUrl=url, MessageBody="to-first")
+    wait_for(lambda: bodies(out, first) == ["to-first"], 20, "the first function's message")
+    u = lam.update_event_source_mapping(UUID=uuid, FunctionName=second)
+    assert u["FunctionArn"] == fn_arn(second) and u["State"] == "Updating"
+    wait_state(lam, uuid, "Enabled")
+    sqs.send_message(QueueUrl=url, MessageBody="to-second")
+    wait_for(lambda: bodies(out, second) == ["to-second"], 20, "the second function's message")
+    assert bodies(out, first) == ["to-first"]
+    lam.delete_event_source_mapping(UUID=uuid)
+
+
 def test_restart_resumes(tmp_path, out):
     s = Server()
     try:
@@ -453,7 +494,9 @@ def test_restart_resumes(tmp_path, out):
         url, qarn = make_queue(sqs)
         uuid = lam.create_event_source_mapping(EventSourceArn=qarn, FunctionName=fn, BatchSize=1)["UUID"]
         wait_state(lam, uuid, "Enabled")
-        s.restart()
+        # SIGTERM while the poller long-polls: it stops at once and the server exits cleanly.
+        assert s.stop(timeout=10) == 0
+        s.start()
         lam, sqs = s.client("lambda"), s.client("sqs")
         m = lam.get_event_source_mapping(UUID=uuid)
         assert m["State"] == "Enabled" and m["BatchSize"] == 1
