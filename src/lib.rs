@@ -8,7 +8,8 @@
 //!   `X-Amz-Target`, Host, path) to [`lambda`], [`logs`] or [`s3`], serves the internal
 //!   `/_ruststack/*` endpoints, and shuts down gracefully.
 //! - [`lambda`]: the Lambda service: control plane (`api`), its data (`model`, `store`),
-//!   deployment packages (`code`), Events, URLs, and the server side of attach. Its invoke
+//!   deployment packages (`code`), Events, URLs, event source mappings (`esm`, whose pollers
+//!   read [`sqs`] in-process), and the server side of attach. Its invoke
 //!   path resolves name and qualifier to an engine `EnvSpec`, calls the engine, and renders
 //!   AWS's answer. [`logs`] (CloudWatch Logs) and [`s3`] (the minimal S3 functions need) sit
 //!   beside it; lambda uses both (code from S3, invocation logs), neither uses lambda.

@@ -2,6 +2,7 @@
 //! deployment packages (`code`), the invoke path (`invoke`, `events`), function URLs (`urls`)
 //! and the server side of `ruststack attach` (`attach`). It runs code through the engine.
 //! `validate` checks each request against botocore's model (`model_gen`, generated).
+//! `esm` holds the event source mappings and their pollers, which read the embedded SQS.
 
 pub mod api;
 pub mod attach;

@@ -57,6 +57,7 @@ pub async fn run(lambda: Weak<Lambda>, uuid: String, mut stop: watch::Receiver<b
     let mapping = Arc::new(mapping);
     let scope = Scope { region: mapping.region.clone(), account: mapping.account.clone() };
     let mut batches = JoinSet::new();
+    let mut failing = false;
     tracing::info!(uuid, queue = %mapping.event_source_arn, function = %mapping.function_arn, "event source mapping poller started");
     loop {
         while batches.try_join_next().is_some() {}
@@ -83,10 +84,15 @@ pub async fn run(lambda: Weak<Lambda>, uuid: String, mut stop: watch::Receiver<b
         let messages = match got {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(uuid, error = %e, "event source mapping cannot receive");
+                // Said once per outage (a deleted queue would repeat it every second).
+                if !failing {
+                    tracing::warn!(uuid, error = %e, "event source mapping cannot receive");
+                }
+                failing = true;
                 tokio::select! { _ = tokio::time::sleep(BACKOFF) => continue, _ = stopped(&mut stop) => break }
             }
         };
+        failing = false;
         if messages.is_empty() {
             continue;
         }
