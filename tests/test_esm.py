@@ -486,6 +486,21 @@ def test_update_function_name(lam, sqs, out):
     lam.delete_event_source_mapping(UUID=uuid)
 
 
+def test_function_deleted_mapping_stays(lam, sqs, out):
+    fn = make_fn(lam, out)
+    url, qarn = make_queue(sqs)
+    uuid = lam.create_event_source_mapping(EventSourceArn=qarn, FunctionName=fn, BatchSize=1)["UUID"]
+    wait_state(lam, uuid, "Enabled")
+    lam.delete_function(FunctionName=fn)
+    # As on AWS, the mapping outlives its function; with no function nothing is consumed.
+    assert lam.get_event_source_mapping(UUID=uuid)["State"] == "Enabled"
+    sqs.send_message(QueueUrl=url, MessageBody="nobody")
+    got = wait_for(lambda: sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages"), 20,
+                   "the message to stay in the queue")
+    assert got[0]["Body"] == "nobody" and bodies(out, fn) == []
+    lam.delete_event_source_mapping(UUID=uuid)
+
+
 def test_restart_resumes(tmp_path, out):
     s = Server()
     try:
