@@ -202,9 +202,12 @@ async fn serve(
     // Event source mapping pollers stop taking messages; their batches in flight may finish
     // within the grace (an unfinished one returns to its queue after the visibility timeout).
     let _ = tokio::time::timeout_at(grace, app.lambda.stop_pollers()).await;
-    app.lambda.engine.shutdown().await;
+    // SQS's log is flushed before the environments are stopped: stopping them ends the
+    // invocations still running, and the process must exit right after that (before their
+    // connections are answered; test_faults::test_sigterm_grace_period_is_bounded).
     let sqs = app.sqs.clone();
     let _ = tokio::task::spawn_blocking(move || sqs.shutdown()).await;
+    app.lambda.engine.shutdown().await;
     tracing::info!("stopped");
     Ok(0)
 }
