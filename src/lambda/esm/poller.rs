@@ -103,6 +103,17 @@ pub async fn run(lambda: Weak<Lambda>, uuid: String, mut stop: watch::Receiver<b
         if keep.is_empty() {
             continue;
         }
+        // Resolved again now that the batch is here: a function deleted (or updated) during
+        // the long poll is not invoked through a stale target. Without one the batch
+        // returns to the queue after its visibility timeout.
+        let target = match invoke::resolve(&lambda, &mapping.function_name, mapping.qualifier.as_deref(), &scope) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(uuid, error = %e, "function gone during the poll: the batch returns to the queue");
+                drop(target);
+                continue;
+            }
+        };
         let (lambda, mapping, scope) = (lambda.clone(), mapping.clone(), scope.clone());
         batches.spawn(async move {
             process(&lambda, &sqs, &mapping, &target, &scope, keep).await;
