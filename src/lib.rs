@@ -8,7 +8,8 @@
 //!   `X-Amz-Target`, Host, path) to [`lambda`], [`logs`] or [`s3`], serves the internal
 //!   `/_ruststack/*` endpoints, and shuts down gracefully.
 //! - [`lambda`]: the Lambda service: control plane (`api`), its data (`model`, `store`),
-//!   deployment packages (`code`), Events, URLs, and the server side of attach. Its invoke
+//!   deployment packages (`code`), Events, URLs, event source mappings (`esm`, whose pollers
+//!   read [`sqs`] in-process), and the server side of attach. Its invoke
 //!   path resolves name and qualifier to an engine `EnvSpec`, calls the engine, and renders
 //!   AWS's answer. [`logs`] (CloudWatch Logs) and [`s3`] (the minimal S3 functions need) sit
 //!   beside it; lambda uses both (code from S3, invocation logs), neither uses lambda.
@@ -19,6 +20,8 @@
 //!   nothing of the services above it.
 //! - Wire helpers (bottom): [`aws`] (errors, ARNs, ids, time formats, the atomic file
 //!   write) and [`http_util`] (bodies, one HTTP/1 connection loop). They import no other layer.
+//! - [`sqs`] (beside [`logs`] and [`s3`]): the embedded Amazon SQS, both wire protocols,
+//!   persisted under `<data-dir>/sqs`; lambda's event source mappings call it in-process.
 //! - [`upstream`] and [`sts`], beside [`lambda`]: services RustStack does not implement go to
 //!   `--upstream` (or get a 501 in their own protocol); STS answers GetCallerIdentity.
 //! - Beside the stack: [`config`] (the command line and its `RUSTSTACK_*` variables), read by
@@ -34,5 +37,6 @@ pub mod lambda;
 pub mod logs;
 pub mod s3;
 pub mod server;
+pub mod sqs;
 pub mod sts;
 pub mod upstream;

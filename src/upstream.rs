@@ -14,9 +14,9 @@ use crate::http_util;
 pub type Served = Either<http_util::Body, reqwest::Body>;
 
 /// Services RustStack answers itself (STS only in part: see [`crate::sts`]).
-const OURS: &[&str] = &["lambda", "s3", "logs", "sts"];
+const OURS: &[&str] = &["lambda", "s3", "logs", "sts", "sqs"];
 /// The X-Amz-Target prefixes RustStack serves.
-const OUR_TARGETS: &[&str] = &["Logs_20140328."];
+const OUR_TARGETS: &[&str] = &["Logs_20140328.", "AmazonSQS."];
 
 /// Who a request is for, when it is not a service RustStack serves in full.
 #[derive(Debug, Clone, PartialEq, Eq)]

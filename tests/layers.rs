@@ -15,6 +15,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("lambda", 4),
     ("logs", 3),
     ("s3", 3),
+    ("sqs", 3),
     ("upstream", 4),
     ("sts", 3),
     ("engine", 2),
@@ -29,7 +30,7 @@ const FLOORS: &[(&str, u32)] = &[
 const KNOWN_UP: &[(&str, &str)] = &[];
 
 /// What the engine must never import.
-const ABOVE_ENGINE: &[&str] = &["lambda", "server", "s3", "logs", "cli", "config"];
+const ABOVE_ENGINE: &[&str] = &["lambda", "server", "s3", "logs", "sqs", "cli", "config"];
 
 fn src_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

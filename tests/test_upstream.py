@@ -204,9 +204,9 @@ def test_without_upstream_query_services_get_xml(alone):
     assert err["Error"]["Message"] == ("RustStack does not implement the sts operation AssumeRole; "
                                        "start RustStack with --upstream URL to forward it there")
     assert err["Error"]["Type"] == "Receiver"
-    sqs = alone.client("sqs")  # JSON 1.0 in current botocore
-    err = expect_error("InternalFailure", 501, sqs.list_queues)
-    assert err["Error"]["Message"] == ("RustStack does not implement the sqs operation ListQueues; "
+    sns = alone.client("sns")  # query protocol (SQS is served by RustStack itself now)
+    err = expect_error("InternalFailure", 501, sns.list_topics)
+    assert err["Error"]["Message"] == ("RustStack does not implement the sns operation ListTopics; "
                                        "start RustStack with --upstream URL to forward it there")
 
 

@@ -18,6 +18,7 @@ mod common;
 mod concurrency;
 mod config;
 mod errors;
+mod esm;
 mod functions;
 mod invoke_ops;
 mod layers;
@@ -36,6 +37,7 @@ use code_signing::*;
 use common::*;
 use concurrency::*;
 use config::*;
+use esm::*;
 pub use functions::decode_create_function;
 use functions::*;
 use invoke_ops::*;
@@ -243,6 +245,11 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         "TagResource" => tag_resource(&ctx, param("Resource"), &body),
         "UntagResource" => untag_resource(&ctx, param("Resource")),
         "GetAccountSettings" => account_settings(&ctx),
+        "CreateEventSourceMapping" => create_esm(&ctx, &body),
+        "GetEventSourceMapping" => get_esm(&ctx, param("UUID")),
+        "UpdateEventSourceMapping" => update_esm(&ctx, param("UUID"), &body),
+        "DeleteEventSourceMapping" => delete_esm(&ctx, param("UUID")),
+        "ListEventSourceMappings" => list_esms(&ctx),
         _ => Err(validate::not_implemented(op)),
     }
 }

@@ -2,10 +2,12 @@
 //! deployment packages (`code`), the invoke path (`invoke`, `events`), function URLs (`urls`)
 //! and the server side of `ruststack attach` (`attach`). It runs code through the engine.
 //! `validate` checks each request against botocore's model (`model_gen`, generated).
+//! `esm` holds the event source mappings and their pollers, which read the embedded SQS.
 
 pub mod api;
 pub mod attach;
 pub mod code;
+pub mod esm;
 pub mod events;
 pub mod invoke;
 pub mod model;
@@ -42,6 +44,12 @@ pub struct Lambda {
     /// Woken whenever a function leaves Pending or InProgress (invokes that arrived during
     /// the transition wait on it).
     pub state_changes: tokio::sync::Notify,
+    /// Event source mappings (their records; the pollers run from them).
+    pub esm: esm::Mappings,
+    /// The running pollers, one per enabled mapping.
+    pollers: esm::Pollers,
+    /// The embedded SQS the mappings poll (set once by the server).
+    sqs: std::sync::OnceLock<Arc<crate::sqs::Sqs>>,
 }
 
 impl Lambda {
@@ -57,7 +65,6 @@ impl Lambda {
         let weak = Arc::downgrade(&engine);
         stores.set_in_use(move || weak.upgrade().map(|e| e.dirs_in_use()).unwrap_or_default());
         Lambda {
-            cfg,
             stores,
             engine,
             s3,
@@ -66,6 +73,10 @@ impl Lambda {
             events,
             logs: Default::default(),
             state_changes: tokio::sync::Notify::new(),
+            esm: esm::Mappings::open(&cfg.data_dir()),
+            pollers: Default::default(),
+            sqs: std::sync::OnceLock::new(),
+            cfg,
         }
     }
 
@@ -75,6 +86,7 @@ impl Lambda {
         events::start_worker(self);
         api::restore_provisioned(self);
         api::restore_states(self);
+        esm::start_pollers(self);
         // Unreferenced code that a running environment kept is freed once it stops.
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -87,6 +99,15 @@ impl Lambda {
                 }
             }
         });
+    }
+
+    /// Connects the embedded SQS (event source mappings poll it).
+    pub fn set_sqs(&self, sqs: Arc<crate::sqs::Sqs>) {
+        let _ = self.sqs.set(sqs);
+    }
+
+    pub fn sqs(&self) -> Option<Arc<crate::sqs::Sqs>> {
+        self.sqs.get().cloned()
     }
 
     /// Forgets cached specs and stops warm environments of a function (after an update).

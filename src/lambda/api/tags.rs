@@ -1,4 +1,5 @@
-//! TagResource, UntagResource and ListTags on functions.
+//! TagResource, UntagResource and ListTags on functions (and, through `esm`, on event
+//! source mappings).
 
 use super::*;
 
@@ -21,13 +22,24 @@ pub(super) fn tag_target(ctx: &Ctx, resource: &str) -> Result<String, AwsError> 
     Ok(r.name)
 }
 
+/// An event source mapping's ARN (the model's pattern has already checked its form).
+fn is_esm_arn(resource: &str) -> bool {
+    resource.split(':').nth(5) == Some("event-source-mapping")
+}
+
 pub(super) fn list_tags(ctx: &Ctx, resource: &str) -> R {
+    if is_esm_arn(resource) {
+        return super::esm::list_esm_tags(ctx, resource);
+    }
     let name = tag_target(ctx, resource)?;
     let rec = get_record(ctx, &name)?;
     ok_json(StatusCode::OK, json!({"Tags": rec.tags}))
 }
 
 pub(super) fn tag_resource(ctx: &Ctx, resource: &str, body: &[u8]) -> R {
+    if is_esm_arn(resource) {
+        return super::esm::tag_esm(ctx, resource, body);
+    }
     let name = tag_target(ctx, resource)?;
     let m = parse_body(body)?;
     let tags = str_map(&m, "Tags")?.unwrap_or_default();
@@ -49,6 +61,9 @@ pub(super) fn tag_resource(ctx: &Ctx, resource: &str, body: &[u8]) -> R {
 }
 
 pub(super) fn untag_resource(ctx: &Ctx, resource: &str) -> R {
+    if is_esm_arn(resource) {
+        return super::esm::untag_esm(ctx, resource);
+    }
     let name = tag_target(ctx, resource)?;
     let keys: Vec<String> = ctx.query.iter().filter(|(k, _)| k == "tagKeys").map(|(_, v)| v.clone()).collect();
     if keys.is_empty() {
