@@ -60,6 +60,9 @@ pub enum Death {
     InitError { body: Bytes, error_type: Option<String> },
     /// The runtime process ended: `exit status N` or `signal: N`.
     Exited(String),
+    /// The kernel's OOM killer ended the runtime: the environment went over its memory
+    /// limit (its memory cgroup, or its container's). Holds the exit, as for `Exited`.
+    OutOfMemory(String),
 }
 
 struct InFlight {

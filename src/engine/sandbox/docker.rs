@@ -779,8 +779,12 @@ fn spawn_waiter(
                 }
             }
         }
-        tracing::debug!(container = short(&id), why = %why, "container exited");
-        endpoint.set_death(Death::Exited(why));
+        // A container over its memory limit is OOM-killed by the kernel (exit 137).
+        let oom = failed
+            && !stopped.load(Ordering::SeqCst)
+            && docker.inspect_container(&id, None).await.ok().and_then(|c| c.state?.oom_killed) == Some(true);
+        tracing::debug!(container = short(&id), why = %why, oom, "container exited");
+        endpoint.set_death(if oom { Death::OutOfMemory(why) } else { Death::Exited(why) });
     });
 }
 

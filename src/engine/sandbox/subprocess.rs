@@ -18,6 +18,8 @@ use crate::engine::logsink::LogSink;
 use crate::engine::runtime_api::{Death, Endpoint};
 use crate::engine::{EngineConfig, EnvSpec};
 
+use super::cgroup::{EnvCgroup, MemoryCgroups};
+
 /// The bundled Python runtime client, embedded so one file ships.
 pub const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtime-api/python/bootstrap.py");
 /// The bundled Node.js runtime client.
@@ -50,6 +52,8 @@ pub struct SubprocessExecutor {
     warned: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// Value of [`OWNER_VAR`] in every runtime this server starts: its runtime dir.
     owner: String,
+    /// Memory cgroups for `MemorySize` limits, where the host has them.
+    cgroups: Option<Arc<MemoryCgroups>>,
 }
 
 /// The host's Node.js: its major version and real path.
@@ -117,7 +121,21 @@ impl SubprocessExecutor {
         if python_version.is_none() {
             tracing::warn!(python = %cfg.python, "no usable Python interpreter: python3.x functions will fail in subprocess mode");
         }
+        let cgroups = match MemoryCgroups::detect() {
+            Ok(c) => {
+                tracing::info!(cgroups = %c.describe(), "subprocess environments are limited to their MemorySize");
+                Some(Arc::new(c))
+            }
+            Err(why) => {
+                tracing::warn!(
+                    "no memory cgroups ({why}): subprocess environments run without a MemorySize limit \
+                     (--lambda-executor docker enforces it)"
+                );
+                None
+            }
+        };
         Ok(SubprocessExecutor {
+            cgroups,
             python,
             node: cfg.node.clone(),
             node_found: std::sync::OnceLock::new(),
@@ -285,21 +303,47 @@ impl SubprocessExecutor {
             output_pipe().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
         let err_tx = out_tx.try_clone().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
         cmd.stdin(Stdio::null()).stdout(Stdio::from(out_tx)).stderr(Stdio::from(err_tx)).process_group(0);
-        // SAFETY: prctl is async-signal-safe; it asks the kernel to kill the runtime if the
-        // server dies (even by kill -9), so no runtime outlives RustStack.
+        // The environment's memory cgroup, limited to MemorySize (none where the host has no
+        // memory cgroups).
+        let cgroup = match &self.cgroups {
+            Some(c) => {
+                let (c, limit) = (c.clone(), u64::from(spec.memory_mb.max(16)) * 1024 * 1024);
+                let made = tokio::task::spawn_blocking(move || c.create(limit)).await;
+                match made {
+                    Ok(Ok(cg)) => Some(cg),
+                    Ok(Err(e)) => return Err(AwsError::service(format!("cannot create a memory cgroup: {e}"))),
+                    Err(e) => return Err(AwsError::service(format!("cannot create a memory cgroup: {e}"))),
+                }
+            }
+            None => None,
+        };
+        let cgroup_fd = cgroup.as_ref().map_or(-1, EnvCgroup::procs_fd);
+        // SAFETY: prctl and write are async-signal-safe. PR_SET_PDEATHSIG asks the kernel to
+        // kill the runtime if the server dies (even by kill -9), so no runtime outlives
+        // RustStack; writing `0` to the open cgroup.procs moves this child into its memory
+        // cgroup before it execs anything (`cgroup` keeps that fd open until the spawn returns).
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if cgroup_fd >= 0 && libc::write(cgroup_fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
-        let mut child = spawn_runtime(cmd).await.map_err(|e| {
-            AwsError::new(
-                http::StatusCode::BAD_GATEWAY,
-                "InvalidRuntimeException",
-                format!("could not start {}: {e}", program.display()),
-            )
-        })?;
+        let mut child = match spawn_runtime(cmd).await {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(cg) = cgroup {
+                    let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+                }
+                return Err(AwsError::new(
+                    http::StatusCode::BAD_GATEWAY,
+                    "InvalidRuntimeException",
+                    format!("could not start {}: {e}", program.display()),
+                ));
+            }
+        };
         let pid = child.id().map(|p| p as i32).unwrap_or(-1);
         let exited = Arc::new(AtomicBool::new(false));
         let output = match tokio::net::unix::pipe::Receiver::from_owned_fd(out_rx) {
@@ -319,6 +363,7 @@ impl SubprocessExecutor {
             }
             let status = child.wait().await;
             ex.store(true, Ordering::SeqCst);
+            let killed = status.as_ref().ok().and_then(std::os::unix::process::ExitStatusExt::signal) == Some(libc::SIGKILL);
             let why = match status {
                 Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                     (Some(c), _) => format!("exit status {c}"),
@@ -327,7 +372,23 @@ impl SubprocessExecutor {
                 },
                 Err(e) => format!("wait failed: {e}"),
             };
-            endpoint.set_death(Death::Exited(why));
+            // The environment ends with its runtime: whatever else runs in its cgroup is killed
+            // and the cgroup removed. A SIGKILL with an OOM kill on record was the limit.
+            let oom = match cgroup {
+                Some(cg) => tokio::task::spawn_blocking(move || {
+                    let oom = killed && cg.oom_killed();
+                    let peak = if oom { cg.peak_bytes() } else { None };
+                    cg.remove();
+                    (oom, peak)
+                })
+                .await
+                .unwrap_or((false, None)),
+                None => (false, None),
+            };
+            if let (true, Some(b)) = oom {
+                peak_at_exit.fetch_max(b, Ordering::Relaxed);
+            }
+            endpoint.set_death(if oom.0 { Death::OutOfMemory(why) } else { Death::Exited(why) });
         });
         let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
         Ok(Process { pid, exited, output, peak, status, tree_walked: parking_lot::Mutex::new(None) })
