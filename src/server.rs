@@ -151,6 +151,7 @@ fn engine_config(cfg: &Config, data_dir: &std::path::Path, addr: SocketAddr) -> 
         },
         data_dir: data_dir.to_path_buf(),
         python: cfg.python.clone(),
+        python_runtimes: cfg.python_runtimes()?,
         node: cfg.node.clone(),
         runtime_images: cfg.runtime_images()?,
         server_addr: addr,
