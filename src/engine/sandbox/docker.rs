@@ -423,6 +423,7 @@ impl Inner {
             working_dir,
             fifo_out.as_ref(),
             log.stream(),
+            endpoint.metadata_token(),
         )?;
         let opts = || Some(CreateContainerOptionsBuilder::new().name(&name).build());
         let t0 = Instant::now();
@@ -549,6 +550,7 @@ impl Inner {
         working_dir: Option<String>,
         fifo: Option<&FifoOutput>,
         log_stream: &str,
+        metadata_token: &str,
     ) -> Result<ContainerCreateBody, AwsError> {
         let port = self.server_addr.port();
         let endpoint_url = match self.network {
@@ -560,6 +562,7 @@ impl Inner {
             NetworkMode::Bridge => format!("http://host.docker.internal:{port}"),
         };
         let mut vars = crate::engine::sandbox::function_env(spec, &api.to_string(), &endpoint_url, log_stream);
+        crate::engine::sandbox::add_metadata_env(&mut vars, &api.to_string(), metadata_token);
         // Image functions: the entrypoint sets _HANDLER from CMD.
         vars.retain(|(k, v)| !(k == "_HANDLER" && v.is_empty()));
         vars.push(("LAMBDA_TASK_ROOT".into(), "/var/task".into()));
