@@ -29,7 +29,7 @@ def handler(event, context):
         for _ in range(event["mb"] // 8):
             chunks.append(b"x" * (8 * 1024 * 1024))
         return len(chunks)
-    return {"pid": os.getpid()}
+    return {"env": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"]}
 """
 
 
@@ -47,7 +47,7 @@ def check_out_of_memory(lam, logs=None):
     name = create_py_function(lam, HOG, MemorySize=128, Timeout=30)
     r, out, _ = invoke(lam, name, {})
     assert "FunctionError" not in r, out
-    first_pid = json.loads(out)["pid"]
+    first_env = json.loads(out)["env"]
 
     r, out, tail = invoke(lam, name, {"mb": 400})
     rid = r["ResponseMetadata"]["RequestId"]
@@ -70,7 +70,7 @@ def check_out_of_memory(lam, logs=None):
     # The next invoke runs on a fresh environment, and a small allocation fits.
     r, out, _ = invoke(lam, name, {})
     assert "FunctionError" not in r, out
-    assert json.loads(out)["pid"] != first_pid
+    assert json.loads(out)["env"] != first_env, "a fresh environment (its own log stream)"
     r, out, _ = invoke(lam, name, {"mb": 32})
     assert "FunctionError" not in r and json.loads(out) == 4, out
     return name
