@@ -154,12 +154,15 @@ impl Config {
             .iter()
             .map(|s| match s.split_once('=') {
                 Some((r, p))
-                    if r.strip_prefix("python3.").is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+                    if r.strip_prefix("python3.")
+                        .is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
                         && !p.is_empty() =>
                 {
                     Ok((r.to_string(), p.to_string()))
                 }
-                _ => Err(format!("--python-runtime expects python3.X=PATH (e.g. python3.12=/usr/bin/python3.12), got '{s}'")),
+                _ => Err(format!(
+                    "--python-runtime expects python3.X=PATH (e.g. python3.12=/usr/bin/python3.12), got '{s}'"
+                )),
             })
             .collect()
     }

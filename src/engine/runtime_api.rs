@@ -262,7 +262,8 @@ fn metadata(ep: &Endpoint, req: &Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
         return plain(StatusCode::METHOD_NOT_ALLOWED);
     }
-    let token = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let token =
+        req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     if token != Some(ep.metadata_token.as_str()) {
         tracing::debug!(env = %ep.label, "metadata request without the environment's token: 401");
         return plain(StatusCode::UNAUTHORIZED);
@@ -292,24 +293,6 @@ fn availability_zone_id(region: &str) -> String {
         }
     }
     format!("{area}{dir}{number}-az1")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn availability_zone_ids() {
-        for (region, id) in [
-            ("us-east-1", "use1-az1"),
-            ("us-west-2", "usw2-az1"),
-            ("eu-central-1", "euc1-az1"),
-            ("ap-northeast-1", "apne1-az1"),
-            ("ap-southeast-2", "apse2-az1"),
-            ("sa-east-1", "sae1-az1"),
-            ("bogus", "use1-az1"),
-        ] {
-            assert_eq!(super::availability_zone_id(region), id, "{region}");
-        }
-    }
 }
 
 async fn next(ep: &Endpoint) -> Response<Body> {
@@ -393,4 +376,22 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
     let outcome = if is_error { Outcome::Error { body, error_type } } else { Outcome::Response { body, content_type } };
     let _ = done.send(outcome);
     accepted()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn availability_zone_ids() {
+        for (region, id) in [
+            ("us-east-1", "use1-az1"),
+            ("us-west-2", "usw2-az1"),
+            ("eu-central-1", "euc1-az1"),
+            ("ap-northeast-1", "apne1-az1"),
+            ("ap-southeast-2", "apse2-az1"),
+            ("sa-east-1", "sae1-az1"),
+            ("bogus", "use1-az1"),
+        ] {
+            assert_eq!(super::availability_zone_id(region), id, "{region}");
+        }
+    }
 }

@@ -46,9 +46,10 @@ impl MemoryCgroups {
     /// Finds the server's memory cgroup and makes `ruststack-<pid>` under it. Err says why
     /// memory limits are not available on this host.
     pub fn detect() -> Result<MemoryCgroups, String> {
-        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-        let mounts =
-            std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+        let own =
+            std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
         // cgroup v1 with a memory hierarchy wins: the memory controller then cannot be on v2.
         let v1 = own.lines().find_map(|l| {
             let mut parts = l.splitn(3, ':');
@@ -56,8 +57,9 @@ impl MemoryCgroups {
             controllers.split(',').any(|c| c == "memory").then(|| path.to_string())
         });
         let (version, dir) = if let Some(path) = v1 {
-            let (root, mount) = mount_of(&mounts, |fstype, opts| fstype == "cgroup" && opts.split(',').any(|o| o == "memory"))
-                .ok_or("no cgroup v1 memory hierarchy is mounted")?;
+            let (root, mount) =
+                mount_of(&mounts, |fstype, opts| fstype == "cgroup" && opts.split(',').any(|o| o == "memory"))
+                    .ok_or("no cgroup v1 memory hierarchy is mounted")?;
             (Version::V1, join_cgroup(&mount, &root, &path))
         } else {
             let path = own
@@ -229,7 +231,8 @@ fn remove_stale(dir: &Path) {
             continue;
         };
         // SAFETY: signal 0 only checks that the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        let alive =
+            unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
         if pid as u32 == std::process::id() || alive {
             continue;
         }

@@ -86,8 +86,11 @@ fn probe_python(python: &str, bootstrap: &Path, compiled: &Path) -> Option<HostP
     let mut lines = text.lines();
     let version = lines.next().filter(|v| !v.is_empty())?.to_string();
     let path = lines.next().filter(|p| !p.is_empty()).unwrap_or(python).to_string();
-    let bootstrap_run =
-        if lines.next() == Some("compiled") && compiled.is_file() { compiled.to_path_buf() } else { bootstrap.to_path_buf() };
+    let bootstrap_run = if lines.next() == Some("compiled") && compiled.is_file() {
+        compiled.to_path_buf()
+    } else {
+        bootstrap.to_path_buf()
+    };
     Some(HostPython { version, path, bootstrap_run })
 }
 
@@ -236,7 +239,11 @@ impl SubprocessExecutor {
         })
     }
 
-    fn command_for(&self, spec: &EnvSpec, host_python: Option<&HostPython>) -> Result<(PathBuf, Vec<String>), AwsError> {
+    fn command_for(
+        &self,
+        spec: &EnvSpec,
+        host_python: Option<&HostPython>,
+    ) -> Result<(PathBuf, Vec<String>), AwsError> {
         let runtime = spec.runtime.as_deref().unwrap_or("");
         // A custom runtime's bootstrap: code dir first, then the layers (/opt), like AWS.
         let own_bootstrap =
@@ -465,7 +472,8 @@ impl SubprocessExecutor {
             }
             let status = child.wait().await;
             ex.store(true, Ordering::SeqCst);
-            let killed = status.as_ref().ok().and_then(std::os::unix::process::ExitStatusExt::signal) == Some(libc::SIGKILL);
+            let killed =
+                status.as_ref().ok().and_then(std::os::unix::process::ExitStatusExt::signal) == Some(libc::SIGKILL);
             let why = match status {
                 Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                     (Some(c), _) => format!("exit status {c}"),
