@@ -87,6 +87,10 @@ pub struct Config {
     /// Python interpreter for python3.x functions in subprocess mode.
     #[arg(long, env = "RUSTSTACK_PYTHON", default_value = "python3")]
     pub python: String,
+    /// RUNTIME=PATH: run RUNTIME (python3.X) functions on the interpreter at PATH in subprocess
+    /// mode (repeatable). Without one, a `python3.X` on PATH, else --python.
+    #[arg(long, env = "RUSTSTACK_PYTHON_RUNTIME", value_delimiter = ',')]
+    pub python_runtime: Vec<String>,
     /// Node.js for nodejs functions in subprocess mode.
     #[arg(long, env = "RUSTSTACK_NODE", default_value = "node")]
     pub node: String,
@@ -156,6 +160,25 @@ impl Config {
                     Ok((format!("AWS_ENDPOINT_URL_{name}"), url.to_string()))
                 }
                 _ => Err(format!("--service-endpoint expects SERVICE=http(s)://..., got '{s}'")),
+            })
+            .collect()
+    }
+
+    /// `python3.X=PATH` pairs of --python-runtime; malformed entries are reported.
+    pub fn python_runtimes(&self) -> Result<Vec<(String, String)>, String> {
+        self.python_runtime
+            .iter()
+            .map(|s| match s.split_once('=') {
+                Some((r, p))
+                    if r.strip_prefix("python3.")
+                        .is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+                        && !p.is_empty() =>
+                {
+                    Ok((r.to_string(), p.to_string()))
+                }
+                _ => Err(format!(
+                    "--python-runtime expects python3.X=PATH (e.g. python3.12=/usr/bin/python3.12), got '{s}'"
+                )),
             })
             .collect()
     }

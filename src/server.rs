@@ -220,6 +220,7 @@ fn engine_config(
         },
         data_dir: data_dir.to_path_buf(),
         python: cfg.python.clone(),
+        python_runtimes: cfg.python_runtimes()?,
         node: cfg.node.clone(),
         runtime_images: cfg.runtime_images()?,
         server_addr: addr,

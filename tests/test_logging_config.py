@@ -232,3 +232,14 @@ def test_docker_json_records_from_awslambdaric(docker_lam):
     assert [(a["level"], a["logger"], a["message"]) for a in app] == [
         ("INFO", "app.worker", "worker info 1"), ("WARNING", "app.worker", "worker warning")]
     assert all(a["requestId"] == rid for a in app)
+
+
+def test_runtime_done_counts_the_produced_bytes(lam):
+    name = create_py_function(lam, "def handler(event, context):\n    return {'blob': 'x' * event['n']}\n",
+                              LoggingConfig={"LogFormat": "JSON", "SystemLogLevel": "DEBUG"})
+    for n in (0, 1000):
+        r, out, text = invoke(lam, name, {"n": n})
+        body = json.dumps(out, separators=(", ", ": "))
+        done = platform(records(text), "platform.runtimeDone")[0]["record"]
+        assert done["status"] == "success"
+        assert done["metrics"]["producedBytes"] == len(body.encode()) == len('{"blob": ""}') + n, (done, body)

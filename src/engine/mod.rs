@@ -71,6 +71,8 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// Interpreters for python3.x and nodejs functions in subprocess mode.
     pub python: String,
+    /// `python3.X` → interpreter overrides (`--python-runtime`).
+    pub python_runtimes: Vec<(String, String)>,
     pub node: String,
     /// RUNTIME → IMAGE overrides of the public.ecr.aws/lambda images.
     pub runtime_images: Vec<(String, String)>,
@@ -99,6 +101,7 @@ impl EngineConfig {
             network: Network::Host,
             data_dir,
             python: "python3".into(),
+            python_runtimes: Vec::new(),
             node: "node".into(),
             runtime_images: Vec::new(),
             server_addr: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 4566)),

@@ -112,6 +112,9 @@ pub enum Death {
     InitError { body: Bytes, error_type: Option<String> },
     /// The runtime process ended: `exit status N` or `signal: N`.
     Exited(String),
+    /// The kernel's OOM killer ended the runtime: the environment went over its memory
+    /// limit (its memory cgroup, or its container's). Holds the exit, as for `Exited`.
+    OutOfMemory(String),
 }
 
 /// Which source addresses an endpoint serves.
@@ -147,7 +150,15 @@ pub struct Endpoint {
     /// Who may talk to this endpoint.
     peers_tx: watch::Sender<Peers>,
     label: String,
+    /// The bearer token of the metadata endpoint (`AWS_LAMBDA_METADATA_TOKEN`).
+    metadata_token: String,
+    /// What the metadata endpoint answers: `{"AvailabilityZoneID": …}`, set at start.
+    metadata: std::sync::OnceLock<Bytes>,
 }
+
+/// The execution-environment metadata request, served next to the Runtime API on the same
+/// `host:port` (`AWS_LAMBDA_METADATA_API`), as AWS's emulator does.
+pub const METADATA_PATH: &str = "/2026-01-15/metadata/execution-environment";
 
 /// [`Endpoint::deliver`] found the environment busy or closed.
 #[derive(Debug)]
@@ -164,7 +175,21 @@ impl Endpoint {
             ready_tx: watch::channel(false).0,
             peers_tx: watch::channel(Peers::Any).0,
             label: label.into(),
+            metadata_token: uuid::Uuid::new_v4().to_string(),
+            metadata: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The token a function sends as `Authorization: Bearer …` to the metadata endpoint.
+    pub fn metadata_token(&self) -> &str {
+        &self.metadata_token
+    }
+
+    /// Sets what the metadata endpoint says: the Availability Zone ID of an environment in
+    /// `region` (its first zone, `use1-az1` for us-east-1).
+    pub fn set_region(&self, region: &str) {
+        let body = serde_json::json!({ "AvailabilityZoneID": availability_zone_id(region) });
+        let _ = self.metadata.set(Bytes::from(body.to_string()));
     }
 
     /// Queues an invocation for the runtime's next `/next`. The environment must be idle;
@@ -318,6 +343,9 @@ fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
 
 async fn handle(ep: &Endpoint, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
+    if path == METADATA_PATH {
+        return metadata(ep, &req);
+    }
     let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
         return error(StatusCode::NOT_FOUND, "NotFound", "unknown Runtime API path");
     };
@@ -342,6 +370,51 @@ async fn handle(ep: &Endpoint, req: Request<Incoming>) -> Response<Body> {
         }
         _ => error(StatusCode::NOT_FOUND, "NotFound", "unknown Runtime API path"),
     }
+}
+
+/// The metadata endpoint, as AWS's emulator answers it: GET only (405), `Authorization:
+/// Bearer <AWS_LAMBDA_METADATA_TOKEN>` or 401, then the JSON with a 12-hour private cache.
+fn metadata(ep: &Endpoint, req: &Request<Incoming>) -> Response<Body> {
+    let plain = |status: StatusCode| {
+        let text = format!("{}\n", status.canonical_reason().unwrap_or(""));
+        let mut r = http_util::full(status, "text/plain; charset=utf-8", Bytes::from(text));
+        r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+        r
+    };
+    if req.method() != Method::GET {
+        return plain(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let token =
+        req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if token != Some(ep.metadata_token.as_str()) {
+        tracing::debug!(env = %ep.label, "metadata request without the environment's token: 401");
+        return plain(StatusCode::UNAUTHORIZED);
+    }
+    let Some(body) = ep.metadata.get() else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE);
+    };
+    let mut r = http_util::full(StatusCode::OK, "application/json", body.clone());
+    r.headers_mut().insert("cache-control", HeaderValue::from_static("private, max-age=43200, immutable"));
+    r
+}
+
+/// The ID of a region's first Availability Zone: `us-east-1` → `use1-az1`,
+/// `ap-northeast-1` → `apne1-az1`, `eu-central-1` → `euc1-az1`.
+fn availability_zone_id(region: &str) -> String {
+    let parts: Vec<&str> = region.split('-').collect();
+    let [area, direction @ .., number] = parts.as_slice() else { return "use1-az1".into() };
+    let mut dir = String::new();
+    for d in direction {
+        for (word, letter) in [("north", 'n'), ("south", 's'), ("east", 'e'), ("west", 'w'), ("central", 'c')] {
+            if let Some(rest) = d.strip_prefix(word) {
+                dir.push(letter);
+                if let Some(r) = [("east", 'e'), ("west", 'w')].iter().find(|(w, _)| rest == *w) {
+                    dir.push(r.1);
+                }
+            }
+        }
+    }
+    format!("{area}{dir}{number}-az1")
 }
 
 async fn next(ep: &Endpoint) -> Response<Body> {
@@ -539,6 +612,21 @@ impl Pace {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn availability_zone_ids() {
+        for (region, id) in [
+            ("us-east-1", "use1-az1"),
+            ("us-west-2", "usw2-az1"),
+            ("eu-central-1", "euc1-az1"),
+            ("ap-northeast-1", "apne1-az1"),
+            ("ap-southeast-2", "apse2-az1"),
+            ("sa-east-1", "sae1-az1"),
+            ("bogus", "use1-az1"),
+        ] {
+            assert_eq!(super::availability_zone_id(region), id, "{region}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -495,6 +495,13 @@ fn finish(request_id: &str, target: &Target, logging: &LogSettings, run: RunOutc
             let lines = format!("{msg}\nRuntime.ExitError");
             (error_body("Runtime.ExitError", msg), None, true, Some(lines), platform("Runtime.ExitError"))
         }
+        Ended::Died(Death::OutOfMemory(why)) => {
+            // AWS: the ExitError message with the OutOfMemory type, in the body, the log's
+            // error lines and the REPORT's `Error Type`.
+            let msg = format!("RequestId: {request_id} Error: Runtime exited with error: {why}");
+            let lines = format!("{msg}\nRuntime.OutOfMemory");
+            (error_body("Runtime.OutOfMemory", msg), None, true, Some(lines), platform("Runtime.OutOfMemory"))
+        }
         Ended::TimedOut { timeout } => {
             let secs = timeout.as_secs_f64();
             let msg = format!("RequestId: {request_id} Error: Task timed out after {secs:.2} seconds");
@@ -542,6 +549,13 @@ fn finish(request_id: &str, target: &Target, logging: &LogSettings, run: RunOutc
     let ms = run.duration.as_secs_f64() * 1000.0;
     let billed = ms.ceil().max(1.0) as u64;
     let init_ms = run.init_duration.map(|d| d.as_secs_f64() * 1000.0);
+    // An environment killed at its limit used all of it: AWS's REPORT then says
+    // `Max Memory Used` = `Memory Size`.
+    let max_memory_mb = if status.error_type.as_deref() == Some("Runtime.OutOfMemory") {
+        u64::from(c.memory_size)
+    } else {
+        run.max_memory_mb
+    };
     let text = if logging.json {
         json_log(
             request_id,
@@ -552,8 +566,9 @@ fn finish(request_id: &str, target: &Target, logging: &LogSettings, run: RunOutc
             ms,
             billed,
             c.memory_size,
-            run.max_memory_mb,
+            max_memory_mb,
             init_ms,
+            body.len(),
         )
     } else {
         text_log(
@@ -565,7 +580,7 @@ fn finish(request_id: &str, target: &Target, logging: &LogSettings, run: RunOutc
             ms,
             billed,
             c.memory_size,
-            run.max_memory_mb,
+            max_memory_mb,
             init_ms,
         )
     };
@@ -675,6 +690,7 @@ fn json_log(
     memory_mb: u32,
     max_memory_mb: u64,
     init_ms: Option<f64>,
+    produced_bytes: usize,
 ) -> Vec<u8> {
     let mut text = Vec::with_capacity(output.len() + 640);
     let system = system_level_rank(&logging.system_level);
@@ -700,7 +716,7 @@ fn json_log(
     }
     let error_type = status.error_type.as_deref().map(|t| format!(r#","errorType":{}"#, q(t))).unwrap_or_default();
     let done = format!(
-        r#"{{"requestId":{rid},"status":{}{error_type},"metrics":{{"durationMs":{},"producedBytes":0}}}}"#,
+        r#"{{"requestId":{rid},"status":{}{error_type},"metrics":{{"durationMs":{},"producedBytes":{produced_bytes}}}}}"#,
         q(status.status),
         num(ms)
     );
@@ -733,7 +749,7 @@ mod tests {
     fn json_platform_records_keep_aws_field_order() {
         let logging = LogSettings { json: true, application_level: "INFO".into(), system_level: "DEBUG".into() };
         let st = Status { status: "timeout", error_type: Some("Sandbox.Timedout".into()), in_text_report: true };
-        let text = json_log("r-1", "$LATEST", &logging, b"hi\n", &st, 1000.004, 1001, 128, 42, Some(12.5));
+        let text = json_log("r-1", "$LATEST", &logging, b"hi\n", &st, 1000.004, 1001, 128, 42, Some(12.5), 0);
         let text = String::from_utf8(text).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");

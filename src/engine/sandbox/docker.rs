@@ -472,6 +472,7 @@ impl Inner {
             working_dir,
             fifo_out.as_ref(),
             log.stream(),
+            endpoint.metadata_token(),
         )?;
         let opts = || Some(CreateContainerOptionsBuilder::new().name(&name).build());
         let t0 = Instant::now();
@@ -622,6 +623,7 @@ impl Inner {
         working_dir: Option<String>,
         fifo: Option<&FifoOutput>,
         log_stream: &str,
+        metadata_token: &str,
     ) -> Result<ContainerCreateBody, AwsError> {
         let port = self.server_addr.port();
         let endpoint_url = match (&self.advertise, self.network) {
@@ -638,6 +640,7 @@ impl Inner {
             None => api.to_string(),
         };
         let mut vars = crate::engine::sandbox::function_env(spec, &runtime_api, &endpoint_url, log_stream);
+        crate::engine::sandbox::add_metadata_env(&mut vars, &runtime_api, metadata_token);
         // Image functions: the entrypoint sets _HANDLER from CMD.
         vars.retain(|(k, v)| !(k == "_HANDLER" && v.is_empty()));
         vars.push(("LAMBDA_TASK_ROOT".into(), "/var/task".into()));
@@ -857,8 +860,12 @@ fn spawn_waiter(
                 }
             }
         }
-        tracing::debug!(container = short(&id), why = %why, "container exited");
-        endpoint.set_death(Death::Exited(why));
+        // A container over its memory limit is OOM-killed by the kernel (exit 137).
+        let oom = failed
+            && !stopped.load(Ordering::SeqCst)
+            && docker.inspect_container(&id, None).await.ok().and_then(|c| c.state?.oom_killed) == Some(true);
+        tracing::debug!(container = short(&id), why = %why, oom, "container exited");
+        endpoint.set_death(if oom { Death::OutOfMemory(why) } else { Death::Exited(why) });
     });
 }
 

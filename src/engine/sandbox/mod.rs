@@ -3,6 +3,7 @@
 //! the invoke path never knows which one it has.
 
 pub mod attached;
+mod cgroup;
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
@@ -150,9 +151,12 @@ impl Sandboxes {
         endpoint: Arc<Endpoint>,
         log: Arc<LogSink>,
     ) -> Result<Sandbox, AwsError> {
+        endpoint.set_region(&spec.region);
         match spec.kind {
             SandboxKind::Subprocess => {
-                let vars = function_env(spec, &api.to_string(), &format!("http://{}", self.server_addr), log.stream());
+                let mut vars =
+                    function_env(spec, &api.to_string(), &format!("http://{}", self.server_addr), log.stream());
+                add_metadata_env(&mut vars, &api.to_string(), endpoint.metadata_token());
                 self.subprocess.start(spec, vars, endpoint, log).await.map(Sandbox::Process)
             }
             SandboxKind::Docker => self.docker.start(spec, api, endpoint, log).await.map(Sandbox::Container),
@@ -201,6 +205,14 @@ pub fn function_env(spec: &EnvSpec, runtime_api: &str, endpoint_url: &str, log_s
         set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{rt}"));
     }
     v
+}
+
+/// Adds the metadata endpoint's variables (reserved: they replace the function's own). It is
+/// served on the Runtime API's `host:port`.
+pub fn add_metadata_env(vars: &mut Vec<(String, String)>, runtime_api: &str, token: &str) {
+    vars.retain(|(k, _)| k != "AWS_LAMBDA_METADATA_API" && k != "AWS_LAMBDA_METADATA_TOKEN");
+    vars.push(("AWS_LAMBDA_METADATA_API".to_string(), runtime_api.to_string()));
+    vars.push(("AWS_LAMBDA_METADATA_TOKEN".to_string(), token.to_string()));
 }
 
 /// Bytes waiting unread in a pipe or FIFO (`fd` -1 means none).

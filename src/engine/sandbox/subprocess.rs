@@ -18,6 +18,8 @@ use crate::engine::logsink::LogSink;
 use crate::engine::runtime_api::{Death, Endpoint};
 use crate::engine::{EngineConfig, EnvSpec};
 
+use super::cgroup::{EnvCgroup, MemoryCgroups};
+
 /// The bundled Python runtime client, embedded so one file ships.
 pub const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtime-api/python/bootstrap.py");
 /// The bundled Node.js runtime client.
@@ -50,6 +52,46 @@ pub struct SubprocessExecutor {
     warned: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// Value of [`OWNER_VAR`] in every runtime this server starts: its runtime dir.
     owner: String,
+    /// Memory cgroups for `MemorySize` limits, where the host has them.
+    cgroups: Option<Arc<MemoryCgroups>>,
+    /// `--python-runtime`: declared version (`3.12`) → interpreter.
+    python_runtimes: std::collections::HashMap<String, String>,
+    /// Per declared version other than `--python`'s: the interpreter found for it (a
+    /// mapping, or `python3.X` on PATH), or None; asked once.
+    pythons: parking_lot::Mutex<std::collections::HashMap<String, Option<Arc<HostPython>>>>,
+}
+
+/// A host Python interpreter: its version, real path, and the bootstrap compiled for it.
+#[derive(Clone, Debug)]
+struct HostPython {
+    version: String,
+    path: String,
+    bootstrap_run: PathBuf,
+}
+
+/// Asks `python` for its version and real path (shims such as pyenv's cost ~0.5 s per start)
+/// and has it compile the bootstrap to `compiled` (several ms per cold start otherwise).
+/// None when it cannot run. Blocking.
+fn probe_python(python: &str, bootstrap: &Path, compiled: &Path) -> Option<HostPython> {
+    let _ = std::fs::remove_file(compiled);
+    let out = std::process::Command::new(python)
+        .args(["-c", PROBE])
+        .arg(bootstrap)
+        .arg(compiled)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let version = lines.next().filter(|v| !v.is_empty())?.to_string();
+    let path = lines.next().filter(|p| !p.is_empty()).unwrap_or(python).to_string();
+    let bootstrap_run = if lines.next() == Some("compiled") && compiled.is_file() {
+        compiled.to_path_buf()
+    } else {
+        bootstrap.to_path_buf()
+    };
+    Some(HostPython { version, path, bootstrap_run })
 }
 
 /// The host's Node.js: its major version and real path.
@@ -99,25 +141,35 @@ impl SubprocessExecutor {
         // the probe compiles it once per server start, for this interpreter, and runtimes run
         // the .pyc. Its tracebacks still name bootstrap.py.
         let compiled_path = dir.join("bootstrap.pyc");
-        let _ = std::fs::remove_file(&compiled_path);
-        // Ask the interpreter for its real path: shims (pyenv, asdf) cost ~0.5 s per start.
-        let probe = std::process::Command::new(&cfg.python)
-            .args(["-c", PROBE])
-            .arg(&bootstrap_path)
-            .arg(&compiled_path)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-        let mut lines = probe.as_deref().unwrap_or("").lines();
-        let python_version = lines.next().map(str::to_string).filter(|v| !v.is_empty());
-        let python = lines.next().filter(|p| !p.is_empty()).map(str::to_string).unwrap_or_else(|| cfg.python.clone());
-        let compiled = lines.next() == Some("compiled") && compiled_path.is_file();
-        let bootstrap_run = if compiled { compiled_path } else { bootstrap_path.clone() };
+        let probed = probe_python(&cfg.python, &bootstrap_path, &compiled_path);
+        let python_version = probed.as_ref().map(|p| p.version.clone());
+        let python = probed.as_ref().map_or_else(|| cfg.python.clone(), |p| p.path.clone());
+        let bootstrap_run = probed.map_or_else(|| bootstrap_path.clone(), |p| p.bootstrap_run);
         if python_version.is_none() {
             tracing::warn!(python = %cfg.python, "no usable Python interpreter: python3.x functions will fail in subprocess mode");
         }
+        let cgroups = match MemoryCgroups::detect() {
+            Ok(c) => {
+                tracing::info!(cgroups = %c.describe(), "subprocess environments are limited to their MemorySize");
+                Some(Arc::new(c))
+            }
+            Err(why) => {
+                tracing::warn!(
+                    "no memory cgroups ({why}): subprocess environments run without a MemorySize limit \
+                     (--lambda-executor docker enforces it)"
+                );
+                None
+            }
+        };
+        let python_runtimes = cfg
+            .python_runtimes
+            .iter()
+            .filter_map(|(r, p)| Some((r.strip_prefix("python")?.to_string(), p.clone())))
+            .collect();
         Ok(SubprocessExecutor {
+            cgroups,
+            python_runtimes,
+            pythons: Default::default(),
             python,
             node: cfg.node.clone(),
             node_found: std::sync::OnceLock::new(),
@@ -130,7 +182,68 @@ impl SubprocessExecutor {
         })
     }
 
-    fn command_for(&self, spec: &EnvSpec) -> Result<(PathBuf, Vec<String>), AwsError> {
+    /// The interpreter for `python<declared>` functions other than `--python`: the
+    /// `--python-runtime` mapping (trusted, with a server-log warning when it reports another
+    /// version), else `python<declared>` on PATH when it is that version. Asked once per version.
+    async fn python_for(&self, declared: &str) -> Option<Arc<HostPython>> {
+        if self.python_version.as_deref() == Some(declared) && !self.python_runtimes.contains_key(declared) {
+            return None;
+        }
+        if let Some(found) = self.pythons.lock().get(declared) {
+            return found.clone();
+        }
+        let mapped = self.python_runtimes.get(declared).cloned();
+        let candidate = mapped.clone().unwrap_or_else(|| format!("python{declared}"));
+        let dir = self.bootstrap_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let (bootstrap, compiled) = (self.bootstrap_path.clone(), dir.join(format!("bootstrap-{declared}.pyc")));
+        let probe = {
+            let candidate = candidate.clone();
+            tokio::task::spawn_blocking(move || probe_python(&candidate, &bootstrap, &compiled)).await.ok().flatten()
+        };
+        let found = match (probe, &mapped) {
+            (Some(p), Some(_)) => {
+                if p.version != declared {
+                    tracing::warn!(runtime = %format!("python{declared}"), python = %p.path, version = %p.version,
+                        "--python-runtime maps python{declared} to an interpreter that reports Python {}", p.version);
+                }
+                tracing::info!(python = %p.path, version = %p.version, "python{declared} functions run on {}", p.path);
+                Some(Arc::new(p))
+            }
+            (None, Some(m)) => {
+                tracing::warn!(python = %m, "--python-runtime python{declared}={m} cannot run: using --python instead");
+                None
+            }
+            (Some(p), None) if p.version == declared => {
+                tracing::info!(python = %p.path, "python{declared} functions run on {}", p.path);
+                Some(Arc::new(p))
+            }
+            _ => None,
+        };
+        self.pythons.lock().insert(declared.to_string(), found.clone());
+        found
+    }
+
+    /// The warning a `python3.X` function running on another host version gets in its own
+    /// log (after its START line), or None when the versions agree.
+    fn python_mismatch(&self, declared: &str, host: Option<&HostPython>) -> Option<String> {
+        if host.is_some() {
+            return None;
+        }
+        let have = self.python_version.as_deref()?;
+        (have != declared).then(|| {
+            format!(
+                "RustStack warning: this function's runtime is python{declared}, but this host has no python{declared} \
+                 (none on PATH, no --python-runtime python{declared}=PATH): it runs on Python {have} ({})\n",
+                self.python
+            )
+        })
+    }
+
+    fn command_for(
+        &self,
+        spec: &EnvSpec,
+        host_python: Option<&HostPython>,
+    ) -> Result<(PathBuf, Vec<String>), AwsError> {
         let runtime = spec.runtime.as_deref().unwrap_or("");
         // A custom runtime's bootstrap: code dir first, then the layers (/opt), like AWS.
         let own_bootstrap =
@@ -146,6 +259,10 @@ impl SubprocessExecutor {
             };
         }
         if let Some(declared) = runtime.strip_prefix("python") {
+            if let Some(p) = host_python {
+                let args = vec!["-u".into(), "-X".into(), "utf8".into(), p.bootstrap_run.display().to_string()];
+                return Ok((PathBuf::from(&p.path), args));
+            }
             if let Some(host) = &self.python_version
                 && host != declared
                 && self.warned.lock().insert(declared.to_string())
@@ -193,7 +310,7 @@ impl SubprocessExecutor {
     /// their Lambda image.
     pub fn can_run(&self, runtime: &str) -> bool {
         if runtime.starts_with("python") {
-            self.python_version.is_some()
+            self.python_version.is_some() || !self.python_runtimes.is_empty()
         } else if runtime.starts_with("nodejs") {
             self.host_node().is_some()
         } else {
@@ -249,7 +366,17 @@ impl SubprocessExecutor {
         endpoint: Arc<Endpoint>,
         log: Arc<LogSink>,
     ) -> Result<Process, AwsError> {
-        let (program, args) = self.command_for(spec)?;
+        let declared = spec.runtime.as_deref().and_then(|r| r.strip_prefix("python"));
+        let host_python = match declared {
+            Some(d) => self.python_for(d).await,
+            None => None,
+        };
+        let (program, args) = self.command_for(spec, host_python.as_deref())?;
+        // Said in the function's own log too (and so in LogType=Tail and CloudWatch), as the
+        // first line of its first invocation, after START.
+        if let Some(warning) = declared.and_then(|d| self.python_mismatch(d, host_python.as_deref())) {
+            log.append(warning.as_bytes());
+        }
         let code_dir = spec.code_dir.clone().ok_or_else(|| AwsError::service("function has no code"))?;
         let mut cmd = Command::new(&program);
         cmd.args(&args).current_dir(&code_dir).env_clear();
@@ -285,21 +412,47 @@ impl SubprocessExecutor {
             output_pipe().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
         let err_tx = out_tx.try_clone().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
         cmd.stdin(Stdio::null()).stdout(Stdio::from(out_tx)).stderr(Stdio::from(err_tx)).process_group(0);
-        // SAFETY: prctl is async-signal-safe; it asks the kernel to kill the runtime if the
-        // server dies (even by kill -9), so no runtime outlives RustStack.
+        // The environment's memory cgroup, limited to MemorySize (none where the host has no
+        // memory cgroups).
+        let cgroup = match &self.cgroups {
+            Some(c) => {
+                let (c, limit) = (c.clone(), u64::from(spec.memory_mb.max(16)) * 1024 * 1024);
+                let made = tokio::task::spawn_blocking(move || c.create(limit)).await;
+                match made {
+                    Ok(Ok(cg)) => Some(cg),
+                    Ok(Err(e)) => return Err(AwsError::service(format!("cannot create a memory cgroup: {e}"))),
+                    Err(e) => return Err(AwsError::service(format!("cannot create a memory cgroup: {e}"))),
+                }
+            }
+            None => None,
+        };
+        let cgroup_fd = cgroup.as_ref().map_or(-1, EnvCgroup::procs_fd);
+        // SAFETY: prctl and write are async-signal-safe. PR_SET_PDEATHSIG asks the kernel to
+        // kill the runtime if the server dies (even by kill -9), so no runtime outlives
+        // RustStack; writing `0` to the open cgroup.procs moves this child into its memory
+        // cgroup before it execs anything (`cgroup` keeps that fd open until the spawn returns).
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if cgroup_fd >= 0 && libc::write(cgroup_fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
-        let mut child = spawn_runtime(cmd).await.map_err(|e| {
-            AwsError::new(
-                http::StatusCode::BAD_GATEWAY,
-                "InvalidRuntimeException",
-                format!("could not start {}: {e}", program.display()),
-            )
-        })?;
+        let mut child = match spawn_runtime(cmd).await {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(cg) = cgroup {
+                    let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+                }
+                return Err(AwsError::new(
+                    http::StatusCode::BAD_GATEWAY,
+                    "InvalidRuntimeException",
+                    format!("could not start {}: {e}", program.display()),
+                ));
+            }
+        };
         let pid = child.id().map(|p| p as i32).unwrap_or(-1);
         let exited = Arc::new(AtomicBool::new(false));
         let output = match tokio::net::unix::pipe::Receiver::from_owned_fd(out_rx) {
@@ -319,6 +472,8 @@ impl SubprocessExecutor {
             }
             let status = child.wait().await;
             ex.store(true, Ordering::SeqCst);
+            let killed =
+                status.as_ref().ok().and_then(std::os::unix::process::ExitStatusExt::signal) == Some(libc::SIGKILL);
             let why = match status {
                 Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                     (Some(c), _) => format!("exit status {c}"),
@@ -327,7 +482,23 @@ impl SubprocessExecutor {
                 },
                 Err(e) => format!("wait failed: {e}"),
             };
-            endpoint.set_death(Death::Exited(why));
+            // The environment ends with its runtime: whatever else runs in its cgroup is killed
+            // and the cgroup removed. A SIGKILL with an OOM kill on record was the limit.
+            let oom = match cgroup {
+                Some(cg) => tokio::task::spawn_blocking(move || {
+                    let oom = killed && cg.oom_killed();
+                    let peak = if oom { cg.peak_bytes() } else { None };
+                    cg.remove();
+                    (oom, peak)
+                })
+                .await
+                .unwrap_or((false, None)),
+                None => (false, None),
+            };
+            if let (true, Some(b)) = oom {
+                peak_at_exit.fetch_max(b, Ordering::Relaxed);
+            }
+            endpoint.set_death(if oom.0 { Death::OutOfMemory(why) } else { Death::Exited(why) });
         });
         let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
         Ok(Process { pid, exited, output, peak, status, tree_walked: parking_lot::Mutex::new(None) })
