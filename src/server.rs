@@ -353,6 +353,7 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 "executor": format!("{:?}", app.cfg.lambda_executor).to_lowercase(),
                 "environments": {"live": live, "idle": idle, "busy": busy},
                 "pending_events": app.lambda.events.pending(),
+                "sqs": app.sqs.health(),
                 "storage": {
                     "blob_bytes": usage.blob_bytes,
                     "code_bytes": usage.code_bytes,

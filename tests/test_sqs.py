@@ -327,7 +327,7 @@ def test_delay_seconds(sqs):
     assert 0.5 < time.monotonic() - t < 8
 
 
-def test_long_poll_wakes_on_send(sqs):
+def test_long_poll_wakes_on_send(srv, sqs):
     url = new_queue(sqs)
     out = {}
 
@@ -336,9 +336,10 @@ def test_long_poll_wakes_on_send(sqs):
         out["r"] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=20)
         out["took"] = time.monotonic() - t
 
+    waiting = srv.health()["sqs"]["waiting_receives"]
     th = threading.Thread(target=poll)
     th.start()
-    time.sleep(0.3)  # let the poll start waiting (the assertion below does not depend on it)
+    wait_for(lambda: srv.health()["sqs"]["waiting_receives"] > waiting, what="the receive to wait")
     sqs.send_message(QueueUrl=url, MessageBody="wake")
     th.join(25)
     assert not th.is_alive()
