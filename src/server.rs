@@ -281,7 +281,7 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             ),
         };
     }
-    if crate::sqs::api::is_sqs(req.headers(), service) {
+    if crate::sqs::api::is_sqs(req.headers(), req.uri(), service, &app.cfg.account_id) {
         let region = scope_hdr.map(|(r, _)| r).unwrap_or_else(|| app.cfg.region.clone());
         let (parts, body) = req.into_parts();
         let body = http_util::read_body(body, crate::sqs::api::MAX_BODY).await.ok();

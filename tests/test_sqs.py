@@ -606,6 +606,20 @@ def test_query_protocol(srv, sqs):
     assert status == 200 and root.tag == "{http://queue.amazonaws.com/doc/2012-11-05/}DeleteQueueResponse"
 
 
+def test_unsigned_query_request_to_a_queue_url(srv, sqs):
+    url = new_queue(sqs)
+    path = urllib.parse.urlparse(url).path
+    body = urllib.parse.urlencode({"Action": "SendMessage", "MessageBody": "unsigned"}).encode()
+    status, headers, raw = http(srv, "POST", path, body=body,
+                                headers={"content-type": "application/x-www-form-urlencoded"})
+    assert status == 200, raw
+    assert ET.fromstring(raw).find("s:SendMessageResult/s:MD5OfMessageBody", NS).text == \
+        hashlib.md5(b"unsigned").hexdigest()
+    status, headers, raw = http(srv, "GET", path + "?Action=ReceiveMessage&MaxNumberOfMessages=1")
+    assert status == 200, raw
+    assert ET.fromstring(raw).find("s:ReceiveMessageResult/s:Message/s:Body", NS).text == "unsigned"
+
+
 def test_query_protocol_errors(srv):
     status, root = query(srv, {"Action": "GetQueueUrl", "QueueName": "no-such-queue"})
     assert status == 400
