@@ -357,7 +357,7 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             .map(Body::from),
         };
     }
-    if crate::sqs::api::is_sqs(req.headers(), service) {
+    if crate::sqs::api::is_sqs(req.headers(), req.uri(), service, &app.cfg.account_id) {
         let region = scope_hdr.map(|(r, _)| r).unwrap_or_else(|| app.cfg.region.clone());
         let (parts, body) = req.into_parts();
         let body = http_util::read_body(body, crate::sqs::api::MAX_BODY).await.ok();
@@ -429,6 +429,7 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 "executor": format!("{:?}", app.cfg.lambda_executor).to_lowercase(),
                 "environments": {"live": live, "idle": idle, "busy": busy},
                 "pending_events": app.lambda.events.pending(),
+                "sqs": app.sqs.health(),
                 "storage": {
                     "blob_bytes": usage.blob_bytes,
                     "code_bytes": usage.code_bytes,

@@ -327,7 +327,7 @@ def test_delay_seconds(sqs):
     assert 0.5 < time.monotonic() - t < 8
 
 
-def test_long_poll_wakes_on_send(sqs):
+def test_long_poll_wakes_on_send(srv, sqs):
     url = new_queue(sqs)
     out = {}
 
@@ -336,9 +336,10 @@ def test_long_poll_wakes_on_send(sqs):
         out["r"] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=20)
         out["took"] = time.monotonic() - t
 
+    waiting = srv.health()["sqs"]["waiting_receives"]
     th = threading.Thread(target=poll)
     th.start()
-    time.sleep(0.3)  # let the poll start waiting (the assertion below does not depend on it)
+    wait_for(lambda: srv.health()["sqs"]["waiting_receives"] > waiting, what="the receive to wait")
     sqs.send_message(QueueUrl=url, MessageBody="wake")
     th.join(25)
     assert not th.is_alive()
@@ -603,6 +604,20 @@ def test_query_protocol(srv, sqs):
     assert [u.text for u in root.findall("s:ListQueuesResult/s:QueueUrl", NS)] == [url]
     status, root = query(srv, {"Action": "DeleteQueue", "QueueUrl": url})
     assert status == 200 and root.tag == "{http://queue.amazonaws.com/doc/2012-11-05/}DeleteQueueResponse"
+
+
+def test_unsigned_query_request_to_a_queue_url(srv, sqs):
+    url = new_queue(sqs)
+    path = urllib.parse.urlparse(url).path
+    body = urllib.parse.urlencode({"Action": "SendMessage", "MessageBody": "unsigned"}).encode()
+    status, headers, raw = http(srv, "POST", path, body=body,
+                                headers={"content-type": "application/x-www-form-urlencoded"})
+    assert status == 200, raw
+    assert ET.fromstring(raw).find("s:SendMessageResult/s:MD5OfMessageBody", NS).text == \
+        hashlib.md5(b"unsigned").hexdigest()
+    status, headers, raw = http(srv, "GET", path + "?Action=ReceiveMessage&MaxNumberOfMessages=1")
+    assert status == 200, raw
+    assert ET.fromstring(raw).find("s:ReceiveMessageResult/s:Message/s:Body", NS).text == "unsigned"
 
 
 def test_query_protocol_errors(srv):

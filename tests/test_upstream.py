@@ -206,7 +206,7 @@ def test_without_upstream_query_services_get_xml(alone):
     assert err["Error"]["Type"] == "Receiver"
     sns = alone.client("sns")  # query protocol (SQS is served by RustStack itself now)
     err = expect_error("InternalFailure", 501, sns.list_topics)
-    assert err["Error"]["Message"] == ("RustStack does not implement the sns operation ListTopics; "
+    assert err["Error"]["Message"] == ("RustStack does not implement the sns service; "
                                        "start RustStack with --upstream URL to forward it there")
 
 

@@ -21,10 +21,24 @@ const MAX_BATCH_BYTES: usize = 1_048_576;
 /// The SenderId of requests (RustStack does not authenticate callers).
 const SENDER_ID: &str = "AIDAIT2UOQQY3AUEKVGXU";
 
-/// Whether a request is for SQS: `X-Amz-Target: AmazonSQS.*`, or signed for `sqs`.
-pub fn is_sqs(headers: &HeaderMap, scope_service: Option<&str>) -> bool {
-    scope_service == Some("sqs")
+/// Whether a request is for SQS: `X-Amz-Target: AmazonSQS.*`, signed for `sqs`, or, unsigned,
+/// a query-protocol call (a form or `?Action=`) to a queue URL `/<account>/<name>`.
+pub fn is_sqs(headers: &HeaderMap, uri: &http::Uri, scope_service: Option<&str>, account: &str) -> bool {
+    if scope_service == Some("sqs")
         || headers.get("x-amz-target").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("AmazonSQS."))
+    {
+        return true;
+    }
+    if scope_service.is_some() {
+        return false;
+    }
+    let segs: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let action = uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("Action=")));
+    segs.len() == 2 && segs[0] == account && !segs[1].is_empty() && (form || action)
 }
 
 /// A call's context: where the queue URLs point, the region, the queue a path names.

@@ -36,8 +36,8 @@ pub enum Record {
         name: String,
         seq: u64,
     },
-    /// A receive: the message's new receive count (written, not fsynced: it survives kill -9,
-    /// and a loss on power failure only lowers a count).
+    /// A receive: the message's new receive count (written before the answer, not fsynced:
+    /// it survives kill -9, and a loss on power failure only lowers a count).
     Receive {
         region: String,
         name: String,
@@ -74,6 +74,10 @@ pub struct Log {
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
+
+/// Takes a consistent snapshot for a compaction: called with a function that empties the
+/// writer's mailbox (whose records the snapshot already holds), it returns the live records.
+pub type Snapshot = Box<dyn Fn(&mut dyn FnMut()) -> Option<Vec<Record>> + Send>;
 
 /// Awaited by a caller that must not answer before its records are on disk.
 pub type Ack = tokio::sync::oneshot::Receiver<Result<(), String>>;
@@ -122,16 +126,31 @@ fn encode(r: &Record, out: &mut Vec<u8>) {
 
 impl Log {
     /// Starts the writer on the log in `dir` (opened for appending).
-    pub fn start(dir: &Path) -> std::io::Result<Log> {
+    /// It compacts the log once it exceeds `compact_at` bytes and twice its size after the
+    /// last compaction.
+    pub fn start(dir: &Path, compact_at: u64, snapshot: Snapshot) -> std::io::Result<Log> {
         let file = OpenOptions::new().create(true).append(true).open(log_path(dir))?;
         let shared = Arc::new(Shared { pending: Mutex::new(Pending::default()), wake: Condvar::new() });
         let s = shared.clone();
-        let thread = std::thread::Builder::new().name("sqs-log".into()).spawn(move || writer(s, file))?;
+        let writer =
+            Writer { len: file.metadata()?.len(), base: 0, file, dir: dir.to_path_buf(), compact_at, snapshot };
+        let thread = std::thread::Builder::new().name("sqs-log".into()).spawn(move || writer.run(s))?;
         Ok(Log { shared, thread: Mutex::new(Some(thread)) })
     }
 
     /// Queues records; with `durable`, returns an [`Ack`] answered once they are fsynced.
     pub fn append(&self, records: &[Record], durable: bool) -> Option<Ack> {
+        self.queue(records, durable.then_some(true))
+    }
+
+    /// Queues records and returns an [`Ack`] answered once they are written (in the page
+    /// cache: they survive kill -9, not a power failure), without forcing an fsync.
+    pub fn append_written(&self, records: &[Record]) -> Option<Ack> {
+        self.queue(records, Some(false))
+    }
+
+    /// `ack`: None, Some(false) after the write, Some(true) after the fsync.
+    fn queue(&self, records: &[Record], ack: Option<bool>) -> Option<Ack> {
         if records.is_empty() {
             return None;
         }
@@ -139,10 +158,10 @@ impl Log {
         for r in records {
             encode(r, &mut p.bytes);
         }
-        let ack = durable.then(|| {
+        let ack = ack.map(|sync| {
             let (tx, rx) = tokio::sync::oneshot::channel();
             p.acks.push(tx);
-            p.sync = true;
+            p.sync |= sync;
             rx
         });
         drop(p);
@@ -166,28 +185,83 @@ impl Drop for Log {
     }
 }
 
-fn writer(shared: Arc<Shared>, mut file: File) {
-    loop {
-        let (bytes, acks, sync, shutdown) = {
-            let mut p = shared.pending.lock();
-            while p.bytes.is_empty() && !p.shutdown {
-                shared.wake.wait(&mut p);
+struct Writer {
+    file: File,
+    dir: PathBuf,
+    /// The log's length now, and after the last compaction.
+    len: u64,
+    base: u64,
+    compact_at: u64,
+    snapshot: Snapshot,
+}
+
+impl Writer {
+    fn run(mut self, shared: Arc<Shared>) {
+        self.base = self.len;
+        loop {
+            let (bytes, acks, sync, shutdown) = {
+                let mut p = shared.pending.lock();
+                while p.bytes.is_empty() && !p.shutdown {
+                    shared.wake.wait(&mut p);
+                }
+                let sync = std::mem::take(&mut p.sync);
+                (std::mem::take(&mut p.bytes), std::mem::take(&mut p.acks), sync, p.shutdown)
+            };
+            let mut result = if bytes.is_empty() { Ok(()) } else { self.file.write_all(&bytes) };
+            self.len += bytes.len() as u64;
+            if result.is_ok() && (sync || shutdown) {
+                result = self.file.sync_data();
             }
-            let sync = std::mem::take(&mut p.sync);
-            (std::mem::take(&mut p.bytes), std::mem::take(&mut p.acks), sync, p.shutdown)
-        };
-        let mut result = if bytes.is_empty() { Ok(()) } else { file.write_all(&bytes) };
-        if result.is_ok() && (sync || shutdown) {
-            result = file.sync_data();
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "sqs log: cannot write; the records are not durable");
+            }
+            for a in acks {
+                let _ = a.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            }
+            if shutdown {
+                return;
+            }
+            if self.len > self.compact_at && self.len > 2 * self.base {
+                self.compact(&shared);
+            }
         }
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "sqs log: cannot write; the records are not durable");
-        }
-        for a in acks {
-            let _ = a.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-        }
-        if shutdown {
+    }
+
+    /// Replaces the log by the live state. Records queued meanwhile are in the snapshot;
+    /// their senders are answered once the new log is on disk.
+    fn compact(&mut self, shared: &Shared) {
+        let (mut acks, mut queued) = (Vec::new(), Vec::new());
+        let Some(records) = (self.snapshot)(&mut || {
+            let mut p = shared.pending.lock();
+            queued = std::mem::take(&mut p.bytes);
+            p.sync = false;
+            acks = std::mem::take(&mut p.acks);
+        }) else {
             return;
+        };
+        let result = rewrite(&self.dir, &records).and_then(|()| {
+            let file = OpenOptions::new().append(true).open(log_path(&self.dir))?;
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        });
+        let answer = match result {
+            Ok((file, len)) => {
+                tracing::info!(from = self.len, to = len, "sqs log compacted");
+                self.file = file;
+                self.len = len;
+                self.base = len;
+                Ok(())
+            }
+            Err(e) => {
+                // The old log is intact (the rewrite is atomic): append what was queued to it.
+                tracing::error!(error = %e, "sqs log: compaction failed");
+                self.len += queued.len() as u64;
+                self.base = self.len;
+                self.file.write_all(&queued).and_then(|()| self.file.sync_data()).map_err(|e| e.to_string())
+            }
+        };
+        for a in acks {
+            let _ = a.send(answer.clone());
         }
     }
 }

@@ -109,13 +109,24 @@ struct State {
 }
 
 pub struct Sqs {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     log: Log,
     pub account: String,
     pub default_region: String,
     /// `http://host:port` of the server, for [`QueueInfo::url`].
     pub base_url: String,
     dir: PathBuf,
+    /// Receives waiting in a long poll now (for the health endpoint).
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a long poll while it waits.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn now_ms() -> u64 {
@@ -146,8 +157,21 @@ fn key_of_arn(arn: &str) -> Option<Key> {
 }
 
 impl Sqs {
-    /// Opens (or creates) the SQS state in `dir`: replays the log, then compacts it.
+    /// Opens (or creates) the SQS state in `dir`: replays the log, then compacts it. The
+    /// log is compacted again whenever it grows past 64 MiB and twice its size after the
+    /// last compaction.
     pub fn open(dir: PathBuf, account: &str, region: &str, base_url: &str) -> std::io::Result<Sqs> {
+        Sqs::open_with(dir, account, region, base_url, 64 * 1024 * 1024)
+    }
+
+    /// [`Sqs::open`] with the log size that starts a compaction.
+    pub fn open_with(
+        dir: PathBuf,
+        account: &str,
+        region: &str,
+        base_url: &str,
+        compact_at: u64,
+    ) -> std::io::Result<Sqs> {
         std::fs::create_dir_all(&dir)?;
         let mut replayed = log::Replayed::default();
         for r in log::replay(&dir)? {
@@ -155,10 +179,8 @@ impl Sqs {
         }
         let mut queues = HashMap::new();
         let mut next_seq = 1;
-        let mut live = Vec::new();
         let now = now_ms();
         for (key, (meta, messages)) in replayed.queues {
-            live.push(Record::Queue { meta: meta.clone() });
             let mut q = Queue::new(meta);
             for (seq, mut m) in messages {
                 next_seq = next_seq.max(seq + 1);
@@ -169,20 +191,31 @@ impl Sqs {
                 if now < m.sent_ms + queue::DEDUP_WINDOW_MS {
                     q.remember_dedup(&m);
                 }
-                live.push(Record::Send { region: key.0.clone(), name: key.1.clone(), msg: Box::new(m.clone()) });
                 q.messages.insert(seq, m);
             }
             queues.insert(key, q);
         }
-        log::rewrite(&dir, &live)?;
-        let log = Log::start(&dir)?;
+        let state = State { queues, next_seq };
+        log::rewrite(&dir, &live_records(&state))?;
+        let state = Arc::new(Mutex::new(state));
+        let weak = Arc::downgrade(&state);
+        // Called by the writer thread; it takes the state lock before the log's own (the
+        // order every appender uses), so the snapshot and the records queued agree.
+        let snapshot: log::Snapshot = Box::new(move |take_pending: &mut dyn FnMut()| {
+            let state = weak.upgrade()?;
+            let st = state.lock();
+            take_pending();
+            Some(live_records(&st))
+        });
+        let log = Log::start(&dir, compact_at, snapshot)?;
         Ok(Sqs {
-            state: Mutex::new(State { queues, next_seq }),
+            state,
             log,
             account: account.to_string(),
             default_region: region.to_string(),
             base_url: base_url.to_string(),
             dir,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -452,28 +485,33 @@ impl Sqs {
         Ok((sent, ack))
     }
 
-    /// One receive pass under the lock: the messages delivered (possibly none), and how
-    /// to wait for more (the queue's Notify and the earliest moment a message becomes visible).
+    /// One receive pass under the lock: the messages delivered (possibly none), the log ack
+    /// to await before answering, and the earliest moment a message becomes visible.
     #[allow(clippy::type_complexity)]
     fn try_receive(
         &self,
         key: &Key,
         max: usize,
         visibility_timeout: Option<u32>,
-    ) -> Result<(Vec<Message>, Arc<tokio::sync::Notify>, Option<u64>), SqsError> {
+    ) -> Result<(Vec<Message>, Option<Ack>, Option<u64>), SqsError> {
         let mut guard = self.state.lock();
         let st = &mut *guard;
         let now = now_ms();
+        let dlq_exists = st
+            .queues
+            .get(key)
+            .and_then(Queue::redrive)
+            .and_then(|(arn, _)| key_of_arn(&arn))
+            .is_some_and(|k| st.queues.contains_key(&k));
         let q = st.queues.get_mut(key).ok_or_else(SqsError::non_existent_queue)?;
         let (mut expired, mut to_dlq) = (Vec::new(), Vec::new());
-        let (picked, next_wake) = q.pick(now, max, &mut expired, &mut to_dlq);
+        let (picked, next_wake) = q.pick(now, max, dlq_exists, &mut expired, &mut to_dlq);
         let mut records = Vec::new();
         for seq in &expired {
             q.messages.remove(seq);
             records.push(Record::Delete { region: key.0.clone(), name: key.1.clone(), seq: *seq });
         }
         let vt = u64::from(visibility_timeout.unwrap_or_else(|| q.visibility_timeout()));
-        let notify = q.notify.clone();
         let mut out = Vec::with_capacity(picked.len());
         let (arn, fifo) = (q.arn.clone(), q.fifo);
         for seq in picked {
@@ -532,9 +570,9 @@ impl Sqs {
             }
             st.next_seq = next_seq;
         }
-        // Not awaited: a receive answers without waiting for the disk (see Record::Receive).
-        let _ = self.log.append(&records, durable);
-        Ok((out, notify, next_wake))
+        // A receive answers once its counts are written; a move to the DLQ once it is fsynced.
+        let ack = if durable { self.log.append(&records, true) } else { self.log.append_written(&records) };
+        Ok((out, ack, next_wake))
     }
 
     async fn receive_key(
@@ -551,7 +589,8 @@ impl Sqs {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (msgs, _, next_wake) = self.try_receive(key, max, visibility_timeout)?;
+            let (msgs, ack, next_wake) = self.try_receive(key, max, visibility_timeout)?;
+            Self::durable(ack).await?;
             if !msgs.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(msgs);
             }
@@ -560,6 +599,8 @@ impl Sqs {
                 let in_ms = w.saturating_sub(now_ms());
                 until = until.min(tokio::time::Instant::now() + Duration::from_millis(in_ms));
             }
+            self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _counted = Waiting(&self.waiting);
             let _ = tokio::time::timeout_at(until, notified).await;
         }
     }
@@ -653,17 +694,31 @@ impl Sqs {
         self.with_queue(key, |q| Ok(q.arn.clone()))
     }
 
-    /// (messages, bytes) across all queues, for the health endpoint.
-    pub fn usage(&self) -> (usize, usize) {
+    /// Queues, messages and waiting long polls, for the health endpoint.
+    pub fn health(&self) -> serde_json::Value {
         let st = self.state.lock();
-        let mut n = 0;
-        let mut bytes = 0;
-        for q in st.queues.values() {
-            n += q.messages.len();
-            bytes += q.messages.values().map(|m| m.body.len()).sum::<usize>();
-        }
-        (n, bytes)
+        let messages: usize = st.queues.values().map(|q| q.messages.len()).sum();
+        serde_json::json!({
+            "queues": st.queues.len(),
+            "messages": messages,
+            "waiting_receives": self.waiting.load(std::sync::atomic::Ordering::Relaxed),
+        })
     }
+}
+
+/// The records that rebuild `st`: each queue's description, then its messages.
+fn live_records(st: &State) -> Vec<Record> {
+    let mut keys: Vec<&Key> = st.queues.keys().collect();
+    keys.sort();
+    let mut out = Vec::new();
+    for key in keys {
+        let Some(q) = st.queues.get(key) else { continue };
+        out.push(Record::Queue { meta: q.meta.clone() });
+        for m in q.messages.values() {
+            out.push(Record::Send { region: key.0.clone(), name: key.1.clone(), msg: Box::new(m.clone()) });
+        }
+    }
+    out
 }
 
 fn to_message(m: &Stored, receipt: String, fifo: bool) -> Message {
@@ -721,5 +776,51 @@ mod tests {
         assert_eq!(parse_receipt("garbage"), None);
         assert_eq!(key_of_arn("arn:aws:sqs:eu-west-1:1:q.fifo"), Some(("eu-west-1".into(), "q.fifo".into())));
         assert_eq!(key_of_arn("arn:aws:sns:eu-west-1:1:q"), None);
+    }
+}
+
+#[cfg(test)]
+mod durability_tests {
+    use super::*;
+
+    fn temp_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("ruststack-sqs-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    fn log_len(dir: &Path) -> u64 {
+        std::fs::metadata(log::log_path(dir)).map(|m| m.len()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_the_live_state() {
+        let dir = temp_dir();
+        let arn = "arn:aws:sqs:us-east-1:000000000000:q";
+        {
+            let sqs = Sqs::open_with(dir.clone(), "000000000000", "us-east-1", "http://h", 4096).unwrap();
+            sqs.create_queue("us-east-1", "q", BTreeMap::new(), BTreeMap::new()).await.unwrap();
+            // Churn: each message sent, received and deleted; the live state stays small.
+            for i in 0..300 {
+                sqs.send(arn, Outgoing { body: format!("churn {i} {}", "x".repeat(100)), ..Default::default() })
+                    .await
+                    .unwrap();
+                for m in sqs.receive(arn, 10, Duration::ZERO, Some(600)).await.unwrap() {
+                    sqs.delete(arn, &m.receipt_handle).unwrap();
+                }
+            }
+            for i in 0..5 {
+                sqs.send(arn, Outgoing { body: format!("keep {i}"), ..Default::default() }).await.unwrap();
+            }
+            // Without compaction the log would hold 300 sends, receives and deletes (> 100 KB).
+            assert!(log_len(&dir) < 20_000, "the log was compacted: {} bytes", log_len(&dir));
+            sqs.shutdown();
+        }
+        let sqs = Sqs::open_with(dir.clone(), "000000000000", "us-east-1", "http://h", 4096).unwrap();
+        let mut bodies: Vec<String> =
+            sqs.receive(arn, 100, Duration::ZERO, None).await.unwrap().into_iter().map(|m| m.body).collect();
+        bodies.sort();
+        assert_eq!(bodies, ["keep 0", "keep 1", "keep 2", "keep 3", "keep 4"]);
+        assert_eq!(sqs.queue_by_arn(arn).map(|q| q.visibility_timeout), Some(30));
+        sqs.shutdown();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -352,11 +352,19 @@ impl Queue {
     /// Picks up to `max` visible messages for a receive, in send order; FIFO skips groups
     /// with a message in flight (or not yet visible). Messages past their retention are
     /// dropped (`expired`); those past the redrive policy's maxReceiveCount are listed in
-    /// `to_dlq` instead of being delivered. Returns the seqs to deliver and the earliest time
+    /// `to_dlq` instead of being delivered (when the dead-letter queue exists). Returns the seqs to deliver and the earliest time
     /// a not-yet-visible message becomes visible.
-    pub fn pick(&self, now: u64, max: usize, expired: &mut Vec<u64>, to_dlq: &mut Vec<u64>) -> (Vec<u64>, Option<u64>) {
+    pub fn pick(
+        &self,
+        now: u64,
+        max: usize,
+        dlq_exists: bool,
+        expired: &mut Vec<u64>,
+        to_dlq: &mut Vec<u64>,
+    ) -> (Vec<u64>, Option<u64>) {
         let retention_ms = self.num("MessageRetentionPeriod") * 1000;
-        let max_receives = self.redrive().map(|(_, n)| n);
+        // Without its dead-letter queue, a policy moves nothing (the message is delivered).
+        let max_receives = self.redrive().map(|(_, n)| n).filter(|_| dlq_exists);
         let mut locked: HashSet<&str> = HashSet::new();
         let mut picked = Vec::new();
         let mut next_wake: Option<u64> = None;
