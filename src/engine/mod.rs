@@ -28,7 +28,7 @@ pub use logsink::LogSink;
 use pool::{Environment, Lease, Pool};
 pub use runtime_api::{Death, MAX_RESPONSE_BYTES, Outcome};
 use runtime_api::{Endpoint, Invocation};
-pub use sandbox::{SandboxKind, function_env};
+pub use sandbox::{SandboxKind, debug, function_env};
 
 /// How the engine picks a sandbox for a function (`--lambda-executor`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -148,6 +148,9 @@ pub struct EnvSpec {
     pub reason: &'static str,
     /// Started ahead for provisioned concurrency (`AWS_LAMBDA_INITIALIZATION_TYPE`).
     pub provisioned: bool,
+    /// `--lambda-debug`: the runtime starts under a debugger, the timeouts are suspended and
+    /// the pool keeps one environment of the function (no TTL), one invocation at a time.
+    pub debug: Option<debug::DebugSpec>,
 }
 
 /// How a function's logs are written and filtered (`LoggingConfig`, advanced logging controls).
@@ -340,6 +343,12 @@ impl Timing {
             Some(a) => Timing {
                 cold_since: None,
                 timeout: if a.keep_timeout { spec.timeout } else { SUSPENDED_TIMEOUT },
+                init_timeout: SUSPENDED_TIMEOUT,
+            },
+            // Under a debugger: a breakpoint (or the wait for the IDE) must not time out.
+            None if spec.debug.is_some() => Timing {
+                cold_since: lease.cold.then_some(lease.env.created),
+                timeout: SUSPENDED_TIMEOUT,
                 init_timeout: SUSPENDED_TIMEOUT,
             },
             None => Timing { cold_since: lease.cold.then_some(lease.env.created), timeout: spec.timeout, init_timeout },

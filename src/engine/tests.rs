@@ -47,6 +47,7 @@ fn spec(function: &str, handler: &str, timeout: Duration) -> Arc<EnvSpec> {
         kind: SandboxKind::Fake,
         reason: "test",
         provisioned: false,
+        debug: None,
     })
 }
 

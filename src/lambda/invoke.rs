@@ -213,6 +213,7 @@ pub(crate) fn spec_of(c: &FunctionConfig, key: String, scope: &Scope) -> EnvSpec
         kind: crate::engine::SandboxKind::Subprocess,
         reason: "",
         provisioned: false,
+        debug: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! the invoke path never knows which one it has.
 
 pub mod attached;
+pub mod debug;
 pub mod docker;
 #[cfg(test)]
 pub mod fake;

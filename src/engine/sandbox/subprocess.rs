@@ -50,6 +50,8 @@ pub struct SubprocessExecutor {
     warned: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// Value of [`OWNER_VAR`] in every runtime this server starts: its runtime dir.
     owner: String,
+    /// Where `python`'s debugpy is, once a `--lambda-debug` start has found it.
+    debugpy: std::sync::OnceLock<PathBuf>,
 }
 
 /// The host's Node.js: its major version and real path.
@@ -127,6 +129,7 @@ impl SubprocessExecutor {
             python_version,
             warned: Default::default(),
             owner,
+            debugpy: std::sync::OnceLock::new(),
         })
     }
 
@@ -201,6 +204,37 @@ impl SubprocessExecutor {
         }
     }
 
+    /// `--lambda-debug`: the bundled clients' arguments with the debugger's added (Python
+    /// runs the bootstrap's source under debugpy, Node gets `--inspect-brk`). A custom
+    /// runtime's bootstrap runs unchanged.
+    fn under_debugger(&self, spec: &EnvSpec, mut args: Vec<String>) -> Result<Vec<String>, AwsError> {
+        use super::debug::{self, Debugger};
+        let Some(d) = &spec.debug else { return Ok(args) };
+        let runtime = spec.runtime.as_deref();
+        let listen = format!("127.0.0.1:{}", d.port_for(runtime));
+        let bundled = |path: &Path| args.last().is_some_and(|a| *a == path.display().to_string());
+        match Debugger::for_runtime(runtime) {
+            Debugger::Debugpy if bundled(&self.bootstrap_run) => {
+                // Asked until it is there: installing debugpy needs no server restart.
+                if self.debugpy.get().is_none() {
+                    let python = &self.python;
+                    let found = match tokio::runtime::Handle::try_current() {
+                        Ok(_) => tokio::task::block_in_place(|| debug::find_debugpy(python)),
+                        Err(_) => debug::find_debugpy(python),
+                    };
+                    let dir = found
+                        .map_err(|why| AwsError::new(http::StatusCode::BAD_GATEWAY, "InvalidRuntimeException", why))?;
+                    let _ = self.debugpy.set(dir);
+                }
+                args.pop();
+                args.extend(debug::debugpy_args(None, &listen, &self.bootstrap_path.display().to_string()));
+            }
+            Debugger::Inspector if bundled(&self.node_bootstrap) => args.insert(0, debug::inspect_flag(&listen)),
+            _ => {}
+        }
+        Ok(args)
+    }
+
     /// Asks `--node` for its version and real path, once.
     fn host_node(&self) -> Option<HostNode> {
         self.node_found
@@ -250,6 +284,7 @@ impl SubprocessExecutor {
         log: Arc<LogSink>,
     ) -> Result<Process, AwsError> {
         let (program, args) = self.command_for(spec)?;
+        let args = self.under_debugger(spec, args)?;
         let code_dir = spec.code_dir.clone().ok_or_else(|| AwsError::service("function has no code"))?;
         let mut cmd = Command::new(&program);
         cmd.args(&args).current_dir(&code_dir).env_clear();
