@@ -85,10 +85,12 @@ impl Debugger {
 /// Interpreter arguments that run `script` under debugpy listening on `listen`, waiting for
 /// the IDE. `debugpy` is `-m debugpy`, or the path of a debugpy package directory.
 pub fn debugpy_args(debugpy: Option<&str>, listen: &str, script: &str) -> Vec<String> {
-    let mut v: Vec<String> = match debugpy {
-        Some(dir) => vec![dir.to_string()],
-        None => vec!["-m".into(), "debugpy".into()],
-    };
+    // Frozen standard modules (3.11+) can make debugpy miss breakpoints; it warns without this.
+    let mut v: Vec<String> = vec!["-Xfrozen_modules=off".into()];
+    match debugpy {
+        Some(dir) => v.push(dir.to_string()),
+        None => v.extend(["-m".into(), "debugpy".into()]),
+    }
     v.extend(["--listen".into(), listen.to_string(), "--wait-for-client".into(), script.to_string()]);
     v
 }
@@ -147,7 +149,7 @@ shift
 case "$debugger" in
   debugpy)
     echo "RustStack: debugpy listening on $listen, waiting for the debugger to attach" 1>&2
-    set -- "$prog" /var/ruststack-debug/debugpy --listen "$listen" --wait-for-client "$@" ;;
+    set -- "$prog" -Xfrozen_modules=off /var/ruststack-debug/debugpy --listen "$listen" --wait-for-client "$@" ;;
   inspector) set -- "$prog" "--inspect-brk=$listen" "$@" ;;
   *) set -- "$prog" "$@" ;;
 esac
@@ -203,6 +205,38 @@ pub fn container_debug(
     out
 }
 
+/// Gets a debugged container ready (blocking: writes the wrapper, asks `python` where its
+/// debugpy is): what its create body adds, or why it cannot start. None when the runtime
+/// brings its own debugger.
+pub fn prepare_container(
+    spec: &DebugSpec,
+    runtime: Option<&str>,
+    function_env: &std::collections::BTreeMap<String, String>,
+    dir: &Path,
+    python: &str,
+    bridge: bool,
+) -> Result<Option<ContainerDebug>, String> {
+    let debugger = Debugger::for_runtime(runtime);
+    if debugger == Debugger::Own {
+        return Ok(None);
+    }
+    let wrapper = dir.join("wrapper");
+    crate::aws::fs::write_if_changed(&wrapper, WRAPPER.as_bytes())
+        .and_then(|_| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+        })
+        .map_err(|e| format!("cannot write the debug wrapper {}: {e}", wrapper.display()))?;
+    let debugpy = match debugger {
+        // Lambda images have no debugpy and no network to fetch it: the host's is mounted.
+        Debugger::Debugpy => Some(find_debugpy(python).map_err(|why| {
+            format!("{why}. RustStack mounts the host's debugpy (that of --python) into the container")
+        })?),
+        _ => None,
+    };
+    Ok(Some(container_debug(spec, runtime, function_env, &wrapper, debugpy.as_deref(), bridge)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,9 +256,9 @@ mod tests {
     fn debugpy_command() {
         assert_eq!(
             debugpy_args(None, "127.0.0.1:5678", "/r/bootstrap.py"),
-            ["-m", "debugpy", "--listen", "127.0.0.1:5678", "--wait-for-client", "/r/bootstrap.py"]
+            ["-Xfrozen_modules=off", "-m", "debugpy", "--listen", "127.0.0.1:5678", "--wait-for-client", "/r/bootstrap.py"]
         );
-        assert_eq!(debugpy_args(Some("/d/debugpy"), "0.0.0.0:1", "b")[0], "/d/debugpy");
+        assert_eq!(debugpy_args(Some("/d/debugpy"), "0.0.0.0:1", "b")[1], "/d/debugpy");
         assert_eq!(inspect_flag("127.0.0.1:9229"), "--inspect-brk=127.0.0.1:9229");
     }
 
