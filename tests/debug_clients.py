@@ -21,24 +21,30 @@ class Dap:
     """A DAP client connected to debugpy's --listen port."""
 
     def __init__(self, port, timeout=30):
+        """Connects and sends `initialize`, again until debugpy answers: a port Docker
+        publishes accepts (then resets) connections before the container listens."""
         deadline = time.monotonic() + timeout
+        self.sock = None
         while True:
+            self.buf = b""
+            self.seq = 0
+            self.events = []
+            self.responses = {}
             try:
                 self.sock = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except OSError:
-                _deadline_left(deadline, f"debugpy to listen on {port}")
+                self.caps = self.request("initialize", {
+                    "clientID": "ruststack-test", "adapterID": "debugpy", "linesStartAt1": True,
+                    "columnsStartAt1": True, "pathFormat": "path"}, timeout=min(10, timeout))
+                return
+            except (OSError, EOFError):
+                self.close()
+                _deadline_left(deadline, f"debugpy to answer on {port}")
                 time.sleep(0.05)
-        self.buf = b""
-        self.seq = 0
-        self.events = []
-        self.responses = {}
 
     def close(self):
-        try:
+        if self.sock is not None:
             self.sock.close()
-        except OSError:
-            pass
+            self.sock = None
 
     def send(self, command, arguments=None):
         self.seq += 1
@@ -72,7 +78,7 @@ class Dap:
         except socket.timeout:
             raise AssertionError(f"timed out waiting for {what}")
         if not data:
-            raise AssertionError(f"debugpy closed the connection while waiting for {what}")
+            raise EOFError(f"debugpy closed the connection while waiting for {what}")
         self.buf += data
 
     def response(self, seq, timeout=30):
@@ -95,11 +101,8 @@ class Dap:
             self._read_one(deadline, f"the {name!r} event")
 
     def attach(self, breakpoints=None, path_mappings=None):
-        """initialize, attach, setBreakpoints ({path: [line]}), configurationDone."""
-        caps = self.request("initialize", {"clientID": "ruststack-test", "adapterID": "debugpy",
-                                           "linesStartAt1": True, "columnsStartAt1": True,
-                                           "pathFormat": "path"})
-        assert caps.get("supportsConfigurationDoneRequest"), caps
+        """attach, setBreakpoints ({path: [line]}), configurationDone (after `initialize`)."""
+        assert self.caps.get("supportsConfigurationDoneRequest"), self.caps
         args = {"justMyCode": False}
         if path_mappings:
             args["pathMappings"] = path_mappings

@@ -40,10 +40,10 @@ def create_node_function(lam, name, **kw):
     return name
 
 
-def dap_round(dap, lam, name, n, path_suffix="app.py"):
+def dap_round(dap, lam, name, n, path_suffix="app.py", inv=None):
     """One invocation that stops at the breakpoint: checks the frame, evaluates `doubled`,
-    continues, and returns the invocation's answer."""
-    inv = Invoke(lam, name, {"n": n})
+    continues, and returns the invocation's answer. `inv`: one already under way with {"n": n}."""
+    inv = inv or Invoke(lam, name, {"n": n})
     try:
         tid, reason, frame = dap.stopped_frame()
         assert reason == "breakpoint", reason
