@@ -172,12 +172,13 @@ impl Config {
                     Some((n, p)) => (n.trim(), Some(p.trim())),
                     None => (s.trim(), None),
                 };
-                let port = match port {
-                    None => None,
-                    Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                        format!("--lambda-debug expects FN[=PORT] with PORT in 1-65535, got '{s}'")
-                    })?),
-                };
+                let port =
+                    match port {
+                        None => None,
+                        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                            format!("--lambda-debug expects FN[=PORT] with PORT in 1-65535, got '{s}'")
+                        })?),
+                    };
                 if name.is_empty() {
                     return Err(format!("--lambda-debug expects FN[=PORT], got '{s}'"));
                 }
@@ -200,5 +201,31 @@ impl Config {
                 _ => Err(format!("--lambda-runtime-image expects RUNTIME=IMAGE, got '{s}'")),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Config {
+        let cli = Cli::try_parse_from(std::iter::once("ruststack").chain(args.iter().copied())).expect("parse");
+        cli.server
+    }
+
+    #[test]
+    fn lambda_debug_entries() {
+        let c = cfg(&["--lambda-debug", "a", "--lambda-debug", "b=7000,c = 7001"]);
+        assert_eq!(
+            c.lambda_debug().unwrap(),
+            vec![("a".to_string(), None), ("b".to_string(), Some(7000)), ("c".to_string(), Some(7001))]
+        );
+        assert_eq!(c.debug_port("b"), Some(Some(7000)));
+        assert_eq!(c.debug_port("a"), Some(None));
+        assert_eq!(c.debug_port("z"), None);
+        for bad in ["a=", "a=0", "a=70000", "=5", "a=x"] {
+            let err = cfg(&["--lambda-debug", bad]).lambda_debug().unwrap_err();
+            assert!(err.contains("--lambda-debug expects FN[=PORT]"), "{bad}: {err}");
+        }
     }
 }

@@ -187,11 +187,8 @@ pub fn container_debug(
         return ContainerDebug::default();
     }
     let listen = if bridge { format!("0.0.0.0:{port}") } else { format!("127.0.0.1:{port}") };
-    let mut out = ContainerDebug {
-        publish: bridge.then_some(port),
-        address: format!("127.0.0.1:{port}"),
-        ..Default::default()
-    };
+    let mut out =
+        ContainerDebug { publish: bridge.then_some(port), address: format!("127.0.0.1:{port}"), ..Default::default() };
     out.mounts.push((wrapper.to_path_buf(), format!("{CONTAINER_DIR}/wrapper")));
     if let Some(d) = debugpy {
         out.mounts.push((d.to_path_buf(), format!("{CONTAINER_DIR}/debugpy")));
@@ -256,7 +253,15 @@ mod tests {
     fn debugpy_command() {
         assert_eq!(
             debugpy_args(None, "127.0.0.1:5678", "/r/bootstrap.py"),
-            ["-Xfrozen_modules=off", "-m", "debugpy", "--listen", "127.0.0.1:5678", "--wait-for-client", "/r/bootstrap.py"]
+            [
+                "-Xfrozen_modules=off",
+                "-m",
+                "debugpy",
+                "--listen",
+                "127.0.0.1:5678",
+                "--wait-for-client",
+                "/r/bootstrap.py"
+            ]
         );
         assert_eq!(debugpy_args(Some("/d/debugpy"), "0.0.0.0:1", "b")[1], "/d/debugpy");
         assert_eq!(inspect_flag("127.0.0.1:9229"), "--inspect-brk=127.0.0.1:9229");

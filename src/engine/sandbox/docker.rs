@@ -831,10 +831,8 @@ fn with_debugger(body: &mut ContainerCreateBody, d: &super::debug::ContainerDebu
     mounts.extend(d.mounts.iter().map(|(src, target)| bind(src, target, true)));
     if let Some(port) = d.publish {
         let key = format!("{port}/tcp");
-        let binding = bollard::models::PortBinding {
-            host_ip: Some("127.0.0.1".to_string()),
-            host_port: Some(port.to_string()),
-        };
+        let binding =
+            bollard::models::PortBinding { host_ip: Some("127.0.0.1".to_string()), host_port: Some(port.to_string()) };
         host.port_bindings = Some(HashMap::from([(key.clone(), Some(vec![binding]))]));
         body.exposed_ports = Some(vec![key]);
     }
