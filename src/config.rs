@@ -172,13 +172,8 @@ impl Config {
                     Some((n, p)) => (n.trim(), Some(p.trim())),
                     None => (s.trim(), None),
                 };
-                let port =
-                    match port {
-                        None => None,
-                        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                            format!("--lambda-debug expects FN[=PORT] with PORT in 1-65535, got '{s}'")
-                        })?),
-                    };
+                let bad_port = || format!("--lambda-debug expects FN[=PORT] with PORT in 1-65535, got '{s}'");
+                let port = port.map(|p| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad_port)).transpose()?;
                 if name.is_empty() {
                     return Err(format!("--lambda-debug expects FN[=PORT], got '{s}'"));
                 }
