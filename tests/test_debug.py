@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import BIN, Server, create_py_function, free_port, make_zip, unique, wait_for
+from conftest import BIN, Server, create_py_function, expect_error, free_port, make_zip, unique, wait_for
 from debug_clients import Cdp, Dap, Invoke
 from test_attach import attached_count, wait_attached
 
@@ -253,3 +253,15 @@ def test_lambda_debug_flag_is_checked(tmp_path):
     r = subprocess.run([BIN, "--port", str(free_port()), "--data-dir", str(tmp_path), "--lambda-debug", "fn=notaport"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "--lambda-debug expects FN[=PORT]" in r.stderr, r.stderr
+
+
+def test_lambda_debug_without_debugpy_says_how_to_install(fresh_server, tmp_path):
+    stub = tmp_path / "python-without-debugpy"
+    stub.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named debugpy' >&2\nexit 1\n")
+    stub.chmod(0o755)
+    s = fresh_server("--lambda-debug", "nodbg", "--python", str(stub))
+    lam = s.client("lambda")
+    create_py_function(lam, PY_APP, name="nodbg")
+    err = expect_error("InvalidRuntimeException", 502, lam.invoke, FunctionName="nodbg")
+    assert "pip install debugpy" in err["Error"]["Message"], err
+    assert s.health()["status"] == "running"

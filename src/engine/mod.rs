@@ -1,6 +1,7 @@
 //! The engine: everything that runs function code. It holds the Runtime API endpoint (one per
 //! environment), the pool (warm environments, limits, TTL, provisioned, draining), the
-//! sandboxes (`subprocess`, `docker`, `attached`) and the log sink.
+//! sandboxes (`subprocess`, `docker`, `attached`, and the debugger modes of [`debug`]) and
+//! the log sink.
 //!
 //! Its only input is its own plain-data [`EnvSpec`], and its one entry point for running code
 //! is [`Engine::invoke`]. It imports nothing from the services above it (`lambda`, `server`,
