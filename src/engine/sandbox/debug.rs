@@ -165,13 +165,11 @@ pub struct ContainerDebug {
     pub env: Vec<(String, String)>,
     /// The container port to publish on the host's loopback (bridge network).
     pub publish: Option<u16>,
-    /// Where the debugger listens, as the user reaches it.
-    pub address: String,
 }
 
 /// The mounts, variables and published port of a debugged container. `wrapper` is the
-/// [`WRAPPER`] file on the host, `debugpy` the host's debugpy package (Python only; without
-/// it the image's own debugpy is tried), `bridge` whether the container has its own network
+/// [`WRAPPER`] file on the host, `debugpy` the host's debugpy package (Python: mounted at
+/// `CONTAINER_DIR/debugpy`, which the wrapper runs), `bridge` whether the container has its own network
 /// (then it listens on 0.0.0.0 inside and the port is published on 127.0.0.1).
 pub fn container_debug(
     spec: &DebugSpec,
@@ -187,8 +185,7 @@ pub fn container_debug(
         return ContainerDebug::default();
     }
     let listen = if bridge { format!("0.0.0.0:{port}") } else { format!("127.0.0.1:{port}") };
-    let mut out =
-        ContainerDebug { publish: bridge.then_some(port), address: format!("127.0.0.1:{port}"), ..Default::default() };
+    let mut out = ContainerDebug { publish: bridge.then_some(port), ..Default::default() };
     out.mounts.push((wrapper.to_path_buf(), format!("{CONTAINER_DIR}/wrapper")));
     if let Some(d) = debugpy {
         out.mounts.push((d.to_path_buf(), format!("{CONTAINER_DIR}/debugpy")));
