@@ -34,6 +34,19 @@ pub struct AttachArgs {
     /// Print the runtime's environment variables and hold the attachment until interrupted.
     #[arg(long)]
     pub print_env: bool,
+    /// Start the function's own runtime under a debugger: Python under debugpy, Node.js under
+    /// `--inspect-brk`, `provided.*` the ./bootstrap here with its environment printed.
+    #[arg(long, conflicts_with_all = ["print_env", "command"])]
+    pub debug: bool,
+    /// The debugger's port with --debug (default 5678 for Python, 9229 for Node.js).
+    #[arg(long, requires = "debug")]
+    pub debug_port: Option<u16>,
+    /// Python interpreter for --debug (it needs debugpy).
+    #[arg(long, env = "RUSTSTACK_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Node.js for --debug.
+    #[arg(long, env = "RUSTSTACK_NODE", default_value = "node")]
+    pub node: String,
     /// The runtime command to run, after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -113,6 +126,11 @@ pub struct Config {
     /// for containers on the matching local address.
     #[arg(long, env = "RUSTSTACK_LAMBDA_ADVERTISE_HOST")]
     pub lambda_advertise_host: Option<String>,
+    /// FN[=PORT]: start FN's environments under a debugger listening on 127.0.0.1:PORT
+    /// (default 5678 for Python, 9229 for Node.js), timeout suspended, one environment kept
+    /// (repeatable).
+    #[arg(long, env = "RUSTSTACK_LAMBDA_DEBUG", value_delimiter = ',')]
+    pub lambda_debug: Vec<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -183,6 +201,31 @@ impl Config {
             .collect()
     }
 
+    /// `--lambda-debug FN[=PORT]` entries: (function name, port if given). Malformed
+    /// entries are reported, not ignored.
+    pub fn lambda_debug(&self) -> Result<Vec<(String, Option<u16>)>, String> {
+        self.lambda_debug
+            .iter()
+            .map(|s| {
+                let (name, port) = match s.split_once('=') {
+                    Some((n, p)) => (n.trim(), Some(p.trim())),
+                    None => (s.trim(), None),
+                };
+                let bad_port = || format!("--lambda-debug expects FN[=PORT] with PORT in 1-65535, got '{s}'");
+                let port = port.map(|p| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad_port)).transpose()?;
+                if name.is_empty() {
+                    return Err(format!("--lambda-debug expects FN[=PORT], got '{s}'"));
+                }
+                Ok((name.to_string(), port))
+            })
+            .collect()
+    }
+
+    /// The `--lambda-debug` entry for `function`: Some(port if given) when it is debugged.
+    pub fn debug_port(&self, function: &str) -> Option<Option<u16>> {
+        self.lambda_debug().ok()?.into_iter().find(|(n, _)| n == function).map(|(_, p)| p)
+    }
+
     /// RUNTIME=IMAGE pairs; malformed entries are reported, not ignored.
     pub fn runtime_images(&self) -> Result<Vec<(String, String)>, String> {
         self.lambda_runtime_image
@@ -192,5 +235,31 @@ impl Config {
                 _ => Err(format!("--lambda-runtime-image expects RUNTIME=IMAGE, got '{s}'")),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Config {
+        let cli = Cli::try_parse_from(std::iter::once("ruststack").chain(args.iter().copied())).expect("parse");
+        cli.server
+    }
+
+    #[test]
+    fn lambda_debug_entries() {
+        let c = cfg(&["--lambda-debug", "a", "--lambda-debug", "b=7000,c = 7001"]);
+        assert_eq!(
+            c.lambda_debug().unwrap(),
+            vec![("a".to_string(), None), ("b".to_string(), Some(7000)), ("c".to_string(), Some(7001))]
+        );
+        assert_eq!(c.debug_port("b"), Some(Some(7000)));
+        assert_eq!(c.debug_port("a"), Some(None));
+        assert_eq!(c.debug_port("z"), None);
+        for bad in ["a=", "a=0", "a=70000", "=5", "a=x"] {
+            let err = cfg(&["--lambda-debug", bad]).lambda_debug().unwrap_err();
+            assert!(err.contains("--lambda-debug expects FN[=PORT]"), "{bad}: {err}");
+        }
     }
 }

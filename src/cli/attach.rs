@@ -1,14 +1,108 @@
 //! `ruststack attach`, the client: asks a running server (over HTTP, `/_ruststack/attach`)
 //! for a Runtime API endpoint of a function's own, runs the given runtime command against it,
 //! and holds the attachment open until the runtime exits.
+//!
+//! With `--debug` it builds that command itself: the function's own runtime under a real
+//! debugger (the engine's debugger modes, `engine::debug`): RustStack's bundled Python
+//! client under debugpy, its Node.js client under `--inspect-brk`, or a custom runtime's
+//! `./bootstrap` with its environment printed for the user's own debugger.
+
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
 use crate::config::AttachArgs;
+use crate::engine::debug::{self, Debugger};
+
+/// The runtime command `--debug` starts, with what it adds to the environment.
+struct DebugRun {
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Shown once the runtime runs (`{pid}` is its process id).
+    note: String,
+    print_env: bool,
+}
+
+/// Writes the bundled client for `runtime` to a per-user directory (blocking).
+fn bundled_client(runtime: Option<&str>) -> Result<Option<PathBuf>, String> {
+    let Some((name, source)) = debug::bundled_client(runtime) else { return Ok(None) };
+    // SAFETY: getuid has no failure mode and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    let path = std::env::temp_dir().join(format!("ruststack-attach-{uid}")).join(name);
+    crate::aws::fs::write_if_changed(&path, source.as_bytes())
+        .map_err(|e| format!("cannot write the runtime client to {}: {e}", path.display()))?;
+    Ok(Some(path))
+}
+
+/// The function's own runtime under a debugger (blocking: writes files, asks Python).
+fn debug_run(args: &AttachArgs, runtime: Option<&str>, cwd: &std::path::Path) -> Result<DebugRun, String> {
+    let debugger = Debugger::for_runtime(runtime);
+    let port = args.debug_port.unwrap_or(debugger.default_port());
+    let listen = format!("127.0.0.1:{port}");
+    let client = bundled_client(runtime)?;
+    let client_str = client.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let runtime_dir = client.as_ref().and_then(|p| p.parent()).map(|d| d.display().to_string()).unwrap_or_default();
+    let runtime = runtime.unwrap_or("");
+    match debugger {
+        Debugger::Debugpy => {
+            debug::find_debugpy(&args.python)?;
+            let mut command = vec![args.python.clone(), "-u".into(), "-X".into(), "utf8".into()];
+            command.extend(debug::debugpy_args(None, &listen, &client_str));
+            let version = runtime.trim_start_matches("python").to_string();
+            Ok(DebugRun {
+                command,
+                env: vec![("LAMBDA_RUNTIME_DIR".into(), runtime_dir), ("_RUSTSTACK_PYTHON_VERSION".into(), version)],
+                note: format!(
+                    "debugpy listens on {listen}: attach your IDE (VS Code: a \"Python Debugger: Remote Attach\" \
+                     configuration on port {port}); the first invocation waits for it"
+                ),
+                print_env: false,
+            })
+        }
+        Debugger::Inspector => {
+            let command = vec![
+                args.node.clone(),
+                debug::inspect_flag(&listen),
+                "--expose-gc".into(),
+                "--max-http-header-size".into(),
+                "81920".into(),
+                client_str,
+            ];
+            let node_path = format!("{runtime_dir}:{}", cwd.display());
+            Ok(DebugRun {
+                command,
+                env: vec![("LAMBDA_RUNTIME_DIR".into(), runtime_dir), ("NODE_PATH".into(), node_path)],
+                note: format!(
+                    "the Node.js inspector listens on {listen}: attach your debugger (VS Code: an \"attach\" \
+                     configuration on port {port}, or chrome://inspect); the runtime waits for it"
+                ),
+                print_env: false,
+            })
+        }
+        Debugger::Own => {
+            let bootstrap = cwd.join("bootstrap");
+            if !bootstrap.is_file() {
+                return Err(format!(
+                    "{runtime}: no ./bootstrap in {}: run this where the function's built bootstrap is \
+                     (e.g. cargo lambda build's output), or use --print-env and start it under your debugger",
+                    cwd.display()
+                ));
+            }
+            Ok(DebugRun {
+                command: vec![bootstrap.display().to_string()],
+                env: Vec::new(),
+                note: "./bootstrap runs as pid {pid}: attach your debugger to it (gdb -p {pid}, lldb -p {pid}); \
+                       the environment above starts it under one by hand (--print-env)"
+                    .into(),
+                print_env: true,
+            })
+        }
+    }
+}
 
 pub async fn run(args: AttachArgs) -> Result<u8, String> {
-    if args.command.is_empty() && !args.print_env {
-        return Err("give the runtime command after `--` (or use --print-env)".into());
+    if args.command.is_empty() && !args.print_env && !args.debug {
+        return Err("give the runtime command after `--` (or use --print-env or --debug)".into());
     }
     let base = args.endpoint.trim_end_matches('/').to_string();
     let client = reqwest::Client::new();
@@ -28,10 +122,36 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
     }
     let id = body["id"].as_str().unwrap_or_default().to_string();
     let runtime_api = body["runtime_api"].as_str().unwrap_or_default().to_string();
-    let env: Vec<(String, String)> = body["env"]
+    let mut env: Vec<(String, String)> = body["env"]
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
         .unwrap_or_default();
+
+    let mut command = args.command.clone();
+    let mut note = String::new();
+    if args.debug {
+        let runtime = body["runtime"].as_str().map(str::to_string);
+        let (a, dir) = (args.clone(), PathBuf::from(&cwd));
+        let run = tokio::task::spawn_blocking(move || debug_run(&a, runtime.as_deref(), &dir))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        let run = match run {
+            Ok(r) => r,
+            Err(why) => {
+                let _ = client.delete(format!("{base}/_ruststack/attach/{fname}?id={id}")).send().await;
+                return Err(why);
+            }
+        };
+        env.extend(run.env);
+        if run.print_env {
+            for (k, v) in &env {
+                println!("{k}={v}");
+            }
+        }
+        command = run.command;
+        note = run.note;
+    }
 
     // Hold the attachment open: if this process dies, the server notices and detaches.
     let hold_url = format!("{base}/_ruststack/attach/{fname}/hold?id={id}");
@@ -54,10 +174,20 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
         }
         0
     } else {
-        let mut cmd = tokio::process::Command::new(&args.command[0]);
-        cmd.args(&args.command[1..]).envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", args.command[0]))?;
-        eprintln!("ruststack attach: running {:?}; invocations of {} now go to it", args.command, args.function);
+        let mut cmd = tokio::process::Command::new(&command[0]);
+        cmd.args(&command[1..]).envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = client.delete(format!("{base}/_ruststack/attach/{fname}?id={id}")).send().await;
+                return Err(format!("cannot run {}: {e}", command[0]));
+            }
+        };
+        eprintln!("ruststack attach: running {command:?}; invocations of {} now go to it", args.function);
+        if !note.is_empty() {
+            let pid = child.id().map(|p| p.to_string()).unwrap_or_default();
+            eprintln!("ruststack attach: {}", note.replace("{pid}", &pid));
+        }
         let code = tokio::select! {
             s = child.wait() => s.ok().and_then(|s| s.code()).unwrap_or(1),
             _ = tokio::signal::ctrl_c() => {

@@ -1,6 +1,7 @@
 //! The engine: everything that runs function code. It holds the Runtime API endpoint (one per
 //! environment), the pool (warm environments, limits, TTL, provisioned, draining), the
-//! sandboxes (`subprocess`, `docker`, `attached`) and the log sink.
+//! sandboxes (`subprocess`, `docker`, `attached`, and the debugger modes of [`debug`]) and
+//! the log sink.
 //!
 //! Its only input is its own plain-data [`EnvSpec`], and its one entry point for running code
 //! is [`Engine::invoke`]. It imports nothing from the services above it (`lambda`, `server`,
@@ -35,7 +36,7 @@ pub use logsink::LogSink;
 use pool::{Environment, Lease, Pool};
 pub use runtime_api::{Death, MAX_RESPONSE_BYTES, MAX_STREAM_BYTES, Outcome, StreamEnd};
 use runtime_api::{Endpoint, Invocation};
-pub use sandbox::{SandboxKind, function_env};
+pub use sandbox::{SandboxKind, debug, function_env};
 
 /// How the engine picks a sandbox for a function (`--lambda-executor`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -173,6 +174,9 @@ pub struct EnvSpec {
     pub reason: &'static str,
     /// Started ahead for provisioned concurrency (`AWS_LAMBDA_INITIALIZATION_TYPE`).
     pub provisioned: bool,
+    /// `--lambda-debug`: the runtime starts under a debugger, the timeouts are suspended and
+    /// the pool keeps one environment of the function (no TTL), one invocation at a time.
+    pub debug: Option<debug::DebugSpec>,
 }
 
 /// How a function's logs are written and filtered (`LoggingConfig`, advanced logging controls).
@@ -414,6 +418,12 @@ impl Timing {
             Some(a) => Timing {
                 cold_since: None,
                 timeout: if a.keep_timeout { spec.timeout } else { SUSPENDED_TIMEOUT },
+                init_timeout: SUSPENDED_TIMEOUT,
+            },
+            // Under a debugger: a breakpoint (or the wait for the IDE) must not time out.
+            None if spec.debug.is_some() => Timing {
+                cold_since: lease.cold.then_some(lease.env.created),
+                timeout: SUSPENDED_TIMEOUT,
                 init_timeout: SUSPENDED_TIMEOUT,
             },
             None => Timing { cold_since: lease.cold.then_some(lease.env.created), timeout: spec.timeout, init_timeout },

@@ -38,6 +38,9 @@ pub struct Environment {
     pub provisioned: bool,
     /// The code and layer directories it runs from (its working directory among them).
     pub dirs: Vec<std::path::PathBuf>,
+    /// Runs under a debugger (`--lambda-debug`): kept whatever its idle time, never evicted,
+    /// and the only environment of its function.
+    pub debug: bool,
     _listener: runtime_api::Listener,
 }
 
@@ -107,6 +110,9 @@ pub struct Pool {
     /// Attached runtimes by function name: handed out before any pooled environment. Apart
     /// from `state`: the invoke path reads it on every call, and it rarely changes.
     attached: RwLock<HashMap<String, Arc<Environment>>>,
+    /// Functions under a debugger, by name: one invocation (and one environment) at a time,
+    /// since the debugger's port can be bound once.
+    debug_turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// An environment on loan to one invocation. Give it back with [`Pool::release`].
@@ -114,6 +120,8 @@ pub struct Lease {
     pub env: Arc<Environment>,
     pub cold: bool,
     _hold: Hold,
+    /// A debugged function's turn (see `Pool::debug_turns`).
+    _debug_turn: Option<OwnedMutexGuard<()>>,
 }
 
 /// What a lease holds while it lasts.
@@ -152,6 +160,7 @@ impl Pool {
             next_id: AtomicU64::new(1),
             sandboxes,
             attached: RwLock::new(HashMap::new()),
+            debug_turns: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&pool);
         let tick = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
@@ -177,8 +186,15 @@ impl Pool {
             && let Some(a) = env.sandbox.attached()
         {
             let turn = a.turn.clone().lock_owned().await;
-            return Ok(Lease { env, cold: false, _hold: Hold::Turn(turn) });
+            return Ok(Lease { env, cold: false, _hold: Hold::Turn(turn), _debug_turn: None });
         }
+        let debug_turn = match spec.debug {
+            Some(_) => {
+                let turn = self.debug_turns.lock().entry(spec.function.clone()).or_default().clone();
+                Some(turn.lock_owned().await)
+            }
+            None => None,
+        };
         // From here the spec's directories count as in use (queued, starting), until the
         // environment that serves it is on the books.
         let starting = self.starting(spec);
@@ -197,7 +213,7 @@ impl Pool {
         };
         let permit = Slot { permit: Some(permit), room: self.room.clone() };
         let function = spec.function.clone();
-        let (epoch, evicted) = {
+        let (epoch, evicted, displaced) = {
             let mut st = self.state.lock();
             if st.shutting_down {
                 return Err(AwsError::service("server is shutting down"));
@@ -209,12 +225,19 @@ impl Pool {
                     tokio::spawn(async move { env.sandbox.stop().await });
                     continue;
                 }
-                return Ok(Lease { env: idle.env, cold: false, _hold: Hold::Permit(permit) });
+                return Ok(Lease { env: idle.env, cold: false, _hold: Hold::Permit(permit), _debug_turn: debug_turn });
             }
+            // Under a debugger, the function's other environment (another version) holds the
+            // debugger's port: it goes first.
+            let displaced = if spec.debug.is_some() {
+                Self::take_idle(&mut st, |i| i.env.function == function && i.env.debug)
+            } else {
+                Vec::new()
+            };
             // Make room: evict the oldest idle environment of any function.
             let mut evicted = None;
             if st.live >= self.max {
-                let kept = |e: &Environment| e.provisioned && st.provisioned.contains_key(&e.key);
+                let kept = |e: &Environment| e.debug || (e.provisioned && st.provisioned.contains_key(&e.key));
                 let oldest = st
                     .idle
                     .iter()
@@ -231,10 +254,13 @@ impl Pool {
                 }
             }
             st.live += 1;
-            (st.epochs.get(&function).copied().unwrap_or(0), evicted)
+            (st.epochs.get(&function).copied().unwrap_or(0), evicted, displaced)
         };
         if let Some(e) = evicted {
             tracing::debug!(function = %e.function, "evicting idle environment to make room");
+            e.sandbox.stop().await;
+        }
+        for e in displaced {
             e.sandbox.stop().await;
         }
         match self.start(starting.id, spec, epoch, false).await {
@@ -244,7 +270,7 @@ impl Pool {
                 st.all.insert(env.id, env.clone());
                 drop(st);
                 drop(starting);
-                Ok(Lease { env, cold: true, _hold: Hold::Permit(permit) })
+                Ok(Lease { env, cold: true, _hold: Hold::Permit(permit), _debug_turn: debug_turn })
             }
             Err(e) => {
                 self.state.lock().live -= 1;
@@ -271,6 +297,16 @@ impl Pool {
         let created = Instant::now();
         let sandbox = self.sandboxes.start(spec, listener.addr, endpoint.clone(), log.clone()).await?;
         tracing::info!(function = %function, env = id, executor = ?spec.kind, reason = spec.reason, runtime_api = %listener.addr, "started environment");
+        if let Some(d) = &spec.debug {
+            let debugger = super::debug::Debugger::for_runtime(spec.runtime.as_deref());
+            let port = d.port_for(spec.runtime.as_deref());
+            match debugger {
+                super::debug::Debugger::Own => tracing::info!(function = %function, env = id,
+                    "debug mode: timeout suspended; attach your own debugger to the runtime"),
+                _ => tracing::info!(function = %function, env = id, debugger = debugger.describe(),
+                    "debug mode: the debugger listens on 127.0.0.1:{port}; the runtime waits for it to attach, timeout suspended"),
+            }
+        }
         Ok(Environment {
             id,
             key: spec.key.clone(),
@@ -283,6 +319,7 @@ impl Pool {
             epoch,
             provisioned,
             dirs: env_dirs(spec),
+            debug: spec.debug.is_some(),
             _listener: listener,
         })
     }
@@ -325,7 +362,8 @@ impl Pool {
             let mut st = self.state.lock();
             let kept: Vec<u64> = st.all.values().filter(|e| st.kept(e)).map(|e| e.id).collect();
             let expired = Self::take_idle(&mut st, |i| {
-                i.env.endpoint.is_dead() || (now.duration_since(i.since) >= self.ttl && !kept.contains(&i.env.id))
+                i.env.endpoint.is_dead()
+                    || (now.duration_since(i.since) >= self.ttl && !kept.contains(&i.env.id) && !i.env.debug)
             });
             // Provisioned environments that died are replaced.
             let refill: Vec<String> = st
@@ -421,7 +459,7 @@ impl Pool {
                         .idle
                         .iter()
                         .flat_map(|(k, v)| v.iter().enumerate().map(move |(i, e)| (k.clone(), i, e)))
-                        .filter(|(_, _, e)| !e.env.provisioned)
+                        .filter(|(_, _, e)| !e.env.provisioned && !e.env.debug)
                         .min_by_key(|(_, _, e)| e.since)
                         .map(|(k, i, _)| (k, i));
                     let Some((k, i)) = oldest else {
@@ -547,6 +585,7 @@ impl Pool {
             epoch: 0,
             provisioned: false,
             dirs: Vec::new(),
+            debug: false,
             _listener: listener,
         });
         let info = attach_info(&env).ok_or_else(|| AwsError::service("not an attached runtime"))?;

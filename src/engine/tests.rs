@@ -47,6 +47,7 @@ fn spec(function: &str, handler: &str, timeout: Duration) -> Arc<EnvSpec> {
         kind: SandboxKind::Fake,
         reason: "test",
         provisioned: false,
+        debug: None,
     })
 }
 
@@ -423,4 +424,29 @@ async fn a_stream_past_its_deadline_times_out() {
     assert!(stream.chunk().await.is_none());
     let end = stream.end().await.expect("end");
     assert!(matches!(end.ended, Ended::TimedOut { .. }), "{:?}", end.ended);
+}
+
+#[tokio::test]
+async fn a_debugged_function_keeps_one_environment_without_timeout_or_ttl() {
+    let e = engine(10, 10, Duration::from_millis(150));
+    let mut s = EnvSpec::clone(&spec("dbg", "sleep:300", Duration::from_millis(100)));
+    s.debug = Some(debug::DebugSpec { port: None });
+    let s = Arc::new(s);
+    // Two at once: they take turns on one environment, and neither times out (100 ms) while
+    // the runtime takes 300 ms (a breakpoint).
+    let both = futures_util::future::join(e.invoke(s.clone(), request("{\"n\":1}")), async {
+        wait_until("the first debugged invocation is busy", || e.counts().2 == 1).await;
+        assert_eq!(e.counts().0, 1, "no second environment for the waiting invocation");
+        e.invoke(s.clone(), request("{\"n\":2}")).await
+    })
+    .await;
+    let (env1, _) = answer(&both.0.expect("first"));
+    let (env2, _) = answer(&both.1.expect("second"));
+    assert_eq!(env1, env2, "one environment served both");
+    // An ordinary function's idle environment expires; the debugged one is kept.
+    e.invoke(spec("plain", "echo", LONG), request("{}")).await.expect("plain");
+    assert_eq!(e.counts().0, 2);
+    wait_until("the ordinary idle environment expires", || e.counts().0 == 1).await;
+    let (env3, _) = answer(&e.invoke(s.clone(), request("{}")).await.expect("third"));
+    assert_eq!(env3, env1, "the debugged environment outlived the TTL");
 }

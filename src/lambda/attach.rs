@@ -2,7 +2,8 @@
 //! started by hand (for example under a debugger) with the engine as an attached sandbox.
 //!
 //! - `POST /_ruststack/attach/{function}` with `{"keep_timeout": bool}` creates the
-//!   attachment: a dedicated Runtime API endpoint. Answers `{"id", "runtime_api", "env"}`.
+//!   attachment: a dedicated Runtime API endpoint. Answers `{"id", "runtime_api", "env",
+//!   "runtime"}` (the function's runtime, for `ruststack attach --debug`).
 //!   A second attachment to the same function is refused with 409.
 //! - `GET /_ruststack/attach/{function}/hold?id=ID` is held open by the client; when the
 //!   client goes away (exit, Ctrl-C, kill -9) the attachment ends.
@@ -128,5 +129,9 @@ async fn attach(
         keep_timeout,
         "attached: invocations of {name} now go to the attached runtime"
     );
-    Ok(http_util::json(StatusCode::CREATED, &json!({"id": id, "runtime_api": runtime_api, "env": env})))
+    let runtime = spec.runtime.clone();
+    Ok(http_util::json(
+        StatusCode::CREATED,
+        &json!({"id": id, "runtime_api": runtime_api, "env": env, "runtime": runtime}),
+    ))
 }

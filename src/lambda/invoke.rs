@@ -214,6 +214,7 @@ pub(crate) fn spec_of(c: &FunctionConfig, key: String, scope: &Scope) -> EnvSpec
         kind: crate::engine::SandboxKind::Subprocess,
         reason: "",
         provisioned: false,
+        debug: None,
     }
 }
 
@@ -275,6 +276,7 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
     spec.layer_dirs = layer_dirs;
     spec.kind = kind;
     spec.reason = reason;
+    spec.debug = lambda.cfg.debug_port(&c.name).map(|port| crate::engine::debug::DebugSpec { port });
     let spec = Arc::new(spec);
     lambda.specs.lock().insert(key, spec.clone());
     Ok(spec)

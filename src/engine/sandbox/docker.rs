@@ -89,6 +89,10 @@ struct Inner {
     started: tokio::sync::Notify,
     closing: AtomicBool,
     owner: Owner,
+    /// `--lambda-debug`: where the exec wrapper is written, and the host Python whose
+    /// debugpy is mounted into Python containers.
+    debug_dir: PathBuf,
+    python: String,
 }
 
 struct Engine {
@@ -150,6 +154,8 @@ impl DockerExecutor {
             started: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
             owner: Owner { host: hostname(), pid: std::process::id(), server: server_addr.to_string() },
+            debug_dir: data_dir.join("debug"),
+            python: cfg.python.clone(),
         });
         // Clean up after a crashed earlier run, off the start-up path.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -410,12 +416,27 @@ impl Inner {
         } else {
             None
         };
+        let debug = match &spec.debug {
+            Some(d) if spec.package != PackageType::Image => {
+                let (d, dir, python) = (d.clone(), self.debug_dir.clone(), self.python.clone());
+                let (runtime, env) = (spec.runtime.clone(), spec.environment.clone());
+                let bridge = self.network == NetworkMode::Bridge;
+                tokio::task::spawn_blocking(move || {
+                    super::debug::prepare_container(&d, runtime.as_deref(), &env, &dir, &python, bridge)
+                })
+                .await
+                .map_err(|e| AwsError::service(format!("debug setup failed: {e}")))?
+                .map_err(|why| image_unavailable(&spec.function, &why))?
+            }
+            _ => None,
+        };
         // The FIFO is a bind mount too: uploads read output through attach.
         let mut fifo =
             engine.local && engine.transfer == CodeTransfer::Mount && !self.image_slot(&image).lock().await.no_shell;
         loop {
             let files = Files { opt_dir: opt_dir.as_deref(), archive: archive.as_deref() };
-            match self.start_once(engine, spec, &image, api, files, &endpoint, &log, fifo).await {
+            let started = self.start_once(engine, spec, &image, api, files, &endpoint, &log, fifo, debug.as_ref());
+            match started.await {
                 Ok(c) => return Ok(c),
                 Err(Failure::NoShell) if fifo => {
                     tracing::info!(image = %image, "image has no /bin/sh: reading its output through docker attach");
@@ -442,6 +463,7 @@ impl Inner {
         endpoint: &Arc<Endpoint>,
         log: &Arc<LogSink>,
         fifo: bool,
+        debug: Option<&super::debug::ContainerDebug>,
     ) -> Result<Container, Failure> {
         let docker = &engine.docker;
         let opt_dir = files.opt_dir;
@@ -462,7 +484,7 @@ impl Inner {
             .command(docker, spec, image, opt_dir, fifo_out.is_some())
             .await
             .map_err(|why| image_unavailable(&spec.function, &why))?;
-        let body = self.container_body(
+        let mut body = self.container_body(
             spec,
             image,
             api,
@@ -474,6 +496,9 @@ impl Inner {
             log.stream(),
             endpoint.metadata_token(),
         )?;
+        if let Some(d) = debug {
+            with_debugger(&mut body, d);
+        }
         let opts = || Some(CreateContainerOptionsBuilder::new().name(&name).build());
         let t0 = Instant::now();
         let created = match docker.create_container(opts(), body.clone()).await {
@@ -924,6 +949,25 @@ fn exit_reason(code: i64) -> String {
         137 => "signal: killed".to_string(),
         139 => "signal: segmentation fault".to_string(),
         c => format!("exit status {c}"),
+    }
+}
+
+/// Adds a debugger's mounts, variables (replacing the function's of the same name) and
+/// published port to a container's create body.
+fn with_debugger(body: &mut ContainerCreateBody, d: &super::debug::ContainerDebug) {
+    if let Some(env) = body.env.as_mut() {
+        env.retain(|kv| !d.env.iter().any(|(k, _)| kv.split_once('=').is_some_and(|(kk, _)| kk == k)));
+        env.extend(d.env.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    let host = body.host_config.get_or_insert_with(Default::default);
+    let mounts = host.mounts.get_or_insert_with(Vec::new);
+    mounts.extend(d.mounts.iter().map(|(src, target)| bind(src, target, true)));
+    if let Some(port) = d.publish {
+        let key = format!("{port}/tcp");
+        let binding =
+            bollard::models::PortBinding { host_ip: Some("127.0.0.1".to_string()), host_port: Some(port.to_string()) };
+        host.port_bindings = Some(HashMap::from([(key.clone(), Some(vec![binding]))]));
+        body.exposed_ports = Some(vec![key]);
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod attached;
 mod cgroup;
+pub mod debug;
 pub mod docker;
 #[cfg(test)]
 pub mod fake;

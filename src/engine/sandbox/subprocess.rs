@@ -52,6 +52,8 @@ pub struct SubprocessExecutor {
     warned: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// Value of [`OWNER_VAR`] in every runtime this server starts: its runtime dir.
     owner: String,
+    /// Where `python`'s debugpy is, once a `--lambda-debug` start has found it.
+    debugpy: std::sync::OnceLock<PathBuf>,
     /// Memory cgroups for `MemorySize` limits, where the host has them.
     cgroups: Option<Arc<MemoryCgroups>>,
     /// `--python-runtime`: declared version (`3.12`) → interpreter.
@@ -179,6 +181,7 @@ impl SubprocessExecutor {
             python_version,
             warned: Default::default(),
             owner,
+            debugpy: std::sync::OnceLock::new(),
         })
     }
 
@@ -318,6 +321,37 @@ impl SubprocessExecutor {
         }
     }
 
+    /// `--lambda-debug`: the bundled clients' arguments with the debugger's added (Python
+    /// runs the bootstrap's source under debugpy, Node gets `--inspect-brk`). A custom
+    /// runtime's bootstrap runs unchanged.
+    fn under_debugger(&self, spec: &EnvSpec, mut args: Vec<String>) -> Result<Vec<String>, AwsError> {
+        use super::debug::{self, Debugger};
+        let Some(d) = &spec.debug else { return Ok(args) };
+        let runtime = spec.runtime.as_deref();
+        let listen = format!("127.0.0.1:{}", d.port_for(runtime));
+        let bundled = |path: &Path| args.last().is_some_and(|a| *a == path.display().to_string());
+        match Debugger::for_runtime(runtime) {
+            Debugger::Debugpy if bundled(&self.bootstrap_run) => {
+                // Asked until it is there: installing debugpy needs no server restart.
+                if self.debugpy.get().is_none() {
+                    let python = &self.python;
+                    let found = match tokio::runtime::Handle::try_current() {
+                        Ok(_) => tokio::task::block_in_place(|| debug::find_debugpy(python)),
+                        Err(_) => debug::find_debugpy(python),
+                    };
+                    let dir = found
+                        .map_err(|why| AwsError::new(http::StatusCode::BAD_GATEWAY, "InvalidRuntimeException", why))?;
+                    let _ = self.debugpy.set(dir);
+                }
+                args.pop();
+                args.extend(debug::debugpy_args(None, &listen, &self.bootstrap_path.display().to_string()));
+            }
+            Debugger::Inspector if bundled(&self.node_bootstrap) => args.insert(0, debug::inspect_flag(&listen)),
+            _ => {}
+        }
+        Ok(args)
+    }
+
     /// Asks `--node` for its version and real path, once.
     fn host_node(&self) -> Option<HostNode> {
         self.node_found
@@ -372,6 +406,7 @@ impl SubprocessExecutor {
             None => None,
         };
         let (program, args) = self.command_for(spec, host_python.as_deref())?;
+        let args = self.under_debugger(spec, args)?;
         // Said in the function's own log too (and so in LogType=Tail and CloudWatch), as the
         // first line of its first invocation, after START.
         if let Some(warning) = declared.and_then(|d| self.python_mismatch(d, host_python.as_deref())) {

@@ -1,0 +1,100 @@
+"""`--lambda-debug` in docker mode with the real debuggers: the container's runtime starts
+under debugpy (the host's, mounted read-only) or Node's inspector through the image's
+AWS_LAMBDA_EXEC_WRAPPER hook. With the host network the debugger listens on 127.0.0.1:PORT;
+with the bridge network it listens on 0.0.0.0 inside and the port is published on the host's
+127.0.0.1:PORT. VS Code's `pathMappings` (localRoot → /var/task) is what the DAP client sends.
+
+Opt out with RUSTSTACK_SKIP_DOCKER=1; a missing engine or image is a failure."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+if os.environ.get("RUSTSTACK_SKIP_DOCKER") == "1":
+    pytest.skip("RUSTSTACK_SKIP_DOCKER=1: Docker tests opted out", allow_module_level=True)
+
+from conftest import Server, create_py_function, free_port  # noqa: E402
+from debug_clients import Cdp, Dap, Invoke  # noqa: E402
+from test_debug import NODE_APP, PY_APP, PY_LINE, cdp_round, cdp_start, create_node_function, dap_round  # noqa: E402
+
+PY_IMAGE = "ruststack/lambda-python:3.11"
+NODE_IMAGE = "ruststack/lambda-nodejs:18"
+
+
+def image_present(image):
+    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+
+
+def need(image):
+    if not image_present(image):
+        pytest.fail(f"image {image} is missing: run `bash images/build.sh` (tests/run.sh does)")
+
+
+def docker_debug_server(network, fns):
+    ports = {fn: free_port() for fn in fns}
+    args = ["--lambda-executor", "docker", "--lambda-network", network, "--python", sys.executable,
+            "--lambda-runtime-image", f"python3.11={PY_IMAGE}", "--lambda-runtime-image", f"nodejs18.x={NODE_IMAGE}"]
+    for fn, port in ports.items():
+        args += ["--lambda-debug", f"{fn}={port}"]
+    s = Server(*args)
+    s.ports = ports
+    return s
+
+
+@pytest.fixture(scope="module")
+def host_server():
+    s = docker_debug_server("host", ["ddbg-py", "ddbg-node"])
+    yield s
+    s.cleanup()
+
+
+def py_round_trip(server, name, tmp_path):
+    lam = server.client("lambda")
+    (tmp_path / "app.py").write_text(PY_APP)
+    create_py_function(lam, PY_APP, name=name, Timeout=3)
+    local = os.path.realpath(tmp_path / "app.py")
+    first = Invoke(lam, name, {"n": 2})  # starts the container, which waits for the debugger
+    dap = Dap(server.ports[name], timeout=60)
+    try:
+        verified = dap.attach({local: [PY_LINE]},
+                              path_mappings=[{"localRoot": str(tmp_path), "remoteRoot": "/var/task"}])
+        assert verified[local][0]["verified"], verified
+        answer = dap_round(dap, lam, name, 2, inv=first)
+        assert answer["file"] == "/var/task/app.py", answer
+        again = dap_round(dap, lam, name, 30)
+        assert again["pid"] == answer["pid"]  # the one kept environment
+    finally:
+        dap.close()
+
+
+def test_lambda_debug_python_docker(host_server, tmp_path):
+    need(PY_IMAGE)
+    py_round_trip(host_server, "ddbg-py", tmp_path)
+
+
+def test_lambda_debug_node_docker(host_server):
+    need(NODE_IMAGE)
+    lam = host_server.client("lambda")
+    create_node_function(lam, "ddbg-node", Timeout=3)
+    first = Invoke(lam, "ddbg-node", {"n": 4})
+    cdp = Cdp(host_server.ports["ddbg-node"], timeout=60)
+    try:
+        bp = cdp_start(cdp)
+        answer = cdp_round(cdp, lam, "ddbg-node", 4, bp, inv=first)
+        assert answer["file"] == "/var/task/app.js", answer
+        cdp_round(cdp, lam, "ddbg-node", 8, bp)
+    finally:
+        cdp.close()
+
+
+def test_lambda_debug_python_docker_bridge_publishes_the_port(tmp_path):
+    need(PY_IMAGE)
+    s = docker_debug_server("bridge", ["bdbg-py"])
+    try:
+        py_round_trip(s, "bdbg-py", tmp_path)
+        ps = subprocess.run(["docker", "ps", "--filter", "label=ruststack.function=bdbg-py", "--format", "{{.Ports}}"],
+                            capture_output=True, text=True, timeout=30).stdout
+        assert f"127.0.0.1:{s.ports['bdbg-py']}->{s.ports['bdbg-py']}/tcp" in ps, ps
+    finally:
+        s.cleanup()
