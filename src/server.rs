@@ -117,6 +117,7 @@ pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Resul
     let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
     let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
     cfg.service_endpoint_env()?;
+    crate::lambda::watch::Filter::new(&cfg.hot_reload_patterns)?;
     crate::upstream::check_upstream(&cfg)?;
     let engine =
         Engine::new(&engine_config(&cfg, data_dir, addr)?).map_err(|e| format!("cannot set up executors: {e}"))?;

@@ -2,11 +2,14 @@
 //! deployment packages (`code`), the invoke path (`invoke`, `events`), function URLs (`urls`)
 //! and the server side of `ruststack attach` (`attach`). It runs code through the engine.
 //! `validate` checks each request against botocore's model (`model_gen`, generated).
+//! `hot_reload` runs local code directories in place and retires their environments when
+//! `watch` (the file watcher, on threads of its own) reports a change.
 
 pub mod api;
 pub mod attach;
 pub mod code;
 pub mod events;
+pub mod hot_reload;
 pub mod invoke;
 pub mod model;
 pub mod model_gen;
@@ -14,6 +17,7 @@ pub mod payload;
 pub mod store;
 pub mod urls;
 pub mod validate;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +46,8 @@ pub struct Lambda {
     /// Woken whenever a function leaves Pending or InProgress (invokes that arrived during
     /// the transition wait on it).
     pub state_changes: tokio::sync::Notify,
+    /// Local code directories run in place, watched for changes.
+    pub hot_reload: hot_reload::HotReload,
 }
 
 impl Lambda {
@@ -56,6 +62,7 @@ impl Lambda {
         // Code directories that environments run from are freed only once they stop.
         let weak = Arc::downgrade(&engine);
         stores.set_in_use(move || weak.upgrade().map(|e| e.dirs_in_use()).unwrap_or_default());
+        let hot_reload = hot_reload::HotReload::new(&cfg, &engine);
         Lambda {
             cfg,
             stores,
@@ -66,6 +73,7 @@ impl Lambda {
             events,
             logs: Default::default(),
             state_changes: tokio::sync::Notify::new(),
+            hot_reload,
         }
     }
 
@@ -75,6 +83,8 @@ impl Lambda {
         events::start_worker(self);
         api::restore_provisioned(self);
         api::restore_states(self);
+        // The hot-reload directories the stored records name are watched again.
+        self.hot_reload.sync(self);
         // Unreferenced code that a running environment kept is freed once it stops.
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
