@@ -164,11 +164,11 @@ def test_500_files_restart_the_environment_once(lam, server, code_dir):
     write(os.path.join(code_dir, "app.py"), PY_APP.format(version="v2"))
     out, log, _ = await_version(lam, name, "v2", t0, what="the code after a 500-file build")
     assert out["pid"] != before["pid"]
-    assert "[hot-reload] build/f000.txt changed" in log and "more changes" in log, log
+    assert "[hot-reload] build/f000.txt changed" in log and "(and 500 more files)" in log, log
     # One burst, one restart: one change reported, and the new environment stays.
     lines = change_lines(server, code_dir)
     assert len(lines) == 1, lines
-    assert re.search(r"changes=50[1-9]|changes=5[1-9]\d|changes=\d{4}", lines[0]), lines[0]
+    assert "changes=501 " in lines[0], lines[0]
     for _ in range(5):
         again, log = call(lam, name)
         assert again["pid"] == out["pid"] and "[hot-reload]" not in log
@@ -408,6 +408,7 @@ def test_bad_pattern_stops_the_server_with_a_clear_message():
 PY_IMAGE = "ruststack/lambda-python:3.11"
 
 DOCKER_APP = """import os
+import shared  # the layer's, from /opt/python: read once per environment
 VERSION = {version!r}
 def _mount(point):
     for line in open("/proc/self/mountinfo"):
@@ -420,12 +421,8 @@ def handler(event, context):
         wrote = True
     except OSError:
         wrote = False
-    layer = None
-    if os.path.exists("/opt/python/shared.py"):
-        import importlib, shared
-        layer = importlib.reload(shared).VALUE
     return {{"version": VERSION, "pid": os.getpid(), "task": _mount("/var/task"), "opt": _mount("/opt"),
-             "wrote": wrote, "cwd": os.getcwd(), "layer": layer, "files": sorted(os.listdir("/var/task"))}}
+             "wrote": wrote, "cwd": os.getcwd(), "layer": shared.VALUE, "files": sorted(os.listdir("/var/task"))}}
 """
 
 
@@ -458,12 +455,13 @@ def test_docker_bind_mounts_the_directory_read_only(dserver, code_dir):
         t0 = time.monotonic()
         write(os.path.join(code_dir, "app.py"), DOCKER_APP.format(version="d2"))
         out, log, _ = await_version(lam, name, "d2", t0, bound=BOUND * 5, what="an edit in docker mode")
-        assert out["pid"] != first["pid"] or out != first
         assert "[hot-reload] app.py changed" in log
-        # A layer edit shows at /opt (a new container).
+        # A layer edit restarts the environment too: the module is read at init only.
         t0 = time.monotonic()
         write(os.path.join(layer_dir, "python", "shared.py"), "VALUE = 'l2'\n")
-        wait_for(lambda: call(lam, name)[0]["layer"] == "l2", timeout=10, what="the layer edit at /opt", step=0.01)
+        after = wait_for(lambda: (lambda o: o if o["layer"] == "l2" else None)(call(lam, name)[0]),
+                         timeout=10, what="the layer edit at /opt", step=0.01)
         print(f"\nhot reload latency (layer edit, docker): {(time.monotonic() - t0) * 1000:.0f} ms")
+        assert after["version"] == "d2" and after["opt"] == "ro"
     finally:
         shutil.rmtree(layer_dir, ignore_errors=True)

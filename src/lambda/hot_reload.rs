@@ -198,12 +198,18 @@ fn on_change(shared: &Shared, engine: &Weak<Engine>, change: &Change) {
     if change.missing {
         tracing::warn!(dir, ?functions, "hot reload: the directory is gone: invocations fail until it is back");
     } else {
-        tracing::info!(dir, file, changes = change.count, ?functions, "hot reload: code changed: retiring environments");
+        tracing::info!(
+            dir,
+            file,
+            changes = change.count,
+            ?functions,
+            "hot reload: code changed: retiring environments"
+        );
     }
     let what = if file.is_empty() {
         format!("{dir} was replaced")
     } else if change.count > 1 {
-        format!("{file} changed in {dir} (and {} more changes)", change.count - 1)
+        format!("{file} changed in {dir} (and {} more files)", change.count - 1)
     } else {
         format!("{file} changed in {dir}")
     };
