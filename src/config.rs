@@ -113,6 +113,14 @@ pub struct Config {
     /// SERVICE=URL: set AWS_ENDPOINT_URL_<SERVICE> in functions (repeatable).
     #[arg(long, env = "RUSTSTACK_SERVICE_ENDPOINT", value_delimiter = ',')]
     pub service_endpoint: Vec<String>,
+    /// S3Bucket name that makes `Code={"S3Bucket": BUCKET, "S3Key": "/abs/dir"}` run a local
+    /// directory in place, reloaded on every change (LocalStack's convention).
+    #[arg(long, env = "RUSTSTACK_HOT_RELOAD_BUCKET", default_value = "hot-reload")]
+    pub hot_reload_bucket: String,
+    /// GLOB,...: only changes to files matching one of these (relative to the watched
+    /// directory, e.g. `**/dist/**/*.js`) reload a hot-reload function. Default: every change.
+    #[arg(long, env = "RUSTSTACK_HOT_RELOAD_PATTERNS", value_delimiter = ',')]
+    pub hot_reload_patterns: Vec<String>,
     /// Seconds in-flight invocations get to finish on SIGTERM.
     #[arg(long, env = "RUSTSTACK_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,

@@ -180,6 +180,7 @@ fn build_with(
     let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
     cfg.service_endpoint_env()?;
     cfg.lambda_debug()?;
+    crate::lambda::watch::Filter::new(&cfg.hot_reload_patterns)?;
     crate::upstream::check_upstream(&cfg)?;
     let engine = Engine::new(&engine_config(&cfg, data_dir, addr, advertise)?)
         .map_err(|e| format!("cannot set up executors: {e}"))?;

@@ -52,6 +52,7 @@ use url_configs::*;
 use versions::*;
 
 use super::Lambda;
+use super::hot_reload;
 use super::invoke::{self, CallContext, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD};
 use super::model::{
     Alias, EventInvokeConfig, FunctionConfig, FunctionRecord, LayerRef, LayerVersion, RUNTIMES, Scope, UrlConfig,

@@ -268,10 +268,27 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
             ),
         })
     };
-    let code_dir = if c.package_type == "Zip" { Some(unpack(&c.code_sha_hex)?) } else { None };
-    let layer_dirs = c.layers.iter().map(|l| unpack(&l.sha_hex)).collect::<Result<Vec<_>, _>>()?;
+    // Hot-reload code and layers run from their directories in place.
+    let code_dir = match (&c.hot_reload_dir, c.package_type == "Zip") {
+        (Some(dir), true) => Some(std::path::PathBuf::from(dir)),
+        (None, true) => Some(unpack(&c.code_sha_hex)?),
+        _ => None,
+    };
+    let layer_dirs = c
+        .layers
+        .iter()
+        .map(|l| match &l.hot_reload_dir {
+            Some(dir) => Ok(std::path::PathBuf::from(dir)),
+            None => unpack(&l.sha_hex),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     tracing::info!(function = %c.name, executor = ?kind, reason, "executor chosen");
     let mut spec = spec_of(&with_service_endpoints(c, &lambda.cfg), key.clone(), scope);
+    if c.hot_reload_dir.is_some() || c.layers.iter().any(|l| l.hot_reload_dir.is_some()) {
+        // No `__pycache__` written into the user's directory (a host process could), and no
+        // bytecode cached by a one-second mtime that an edit within that second would defeat.
+        spec.environment.entry("PYTHONDONTWRITEBYTECODE".into()).or_insert_with(|| "1".into());
+    }
     spec.code_dir = code_dir;
     spec.layer_dirs = layer_dirs;
     spec.kind = kind;
@@ -380,13 +397,40 @@ pub async fn invoke_streaming(
     call: CallContext,
 ) -> Result<Answer, AwsError> {
     let spec = spec_for(lambda, target, scope)?;
+    let gone = super::hot_reload::missing_dir(&target.config);
     // In a task of its own, like the engine's part: a caller that hangs up still gets the
     // invocation's log lines written.
     let target = target.clone();
     let engine = lambda.engine.clone();
     let logs = lambda.logs.clone();
+    let hot_reload = lambda.hot_reload.shared();
     let task = tokio::spawn(async move {
         let request_id = call.request_id.clone().unwrap_or_else(crate::aws::request_id);
+        if let Some(dir) = gone {
+            // The directory the code runs from is gone: an init error, no environment.
+            let (error_type, message) = super::hot_reload::missing_error(&target.config, &dir);
+            let run = RunOutcome {
+                ended: Ended::Died(Death::InitError {
+                    body: error_body(&error_type, message.clone()),
+                    error_type: Some(error_type),
+                }),
+                duration: Duration::ZERO,
+                init_duration: None,
+                output: format!("[hot-reload] {message}\n").into_bytes(),
+                max_memory_mb: 0,
+                log_group: spec.log_group.clone(),
+                log_stream: format!(
+                    "{}/[{}]{}",
+                    chrono::Utc::now().format("%Y/%m/%d"),
+                    spec.version,
+                    uuid::Uuid::new_v4().simple()
+                ),
+            };
+            let (group, stream) = (run.log_group.clone(), run.log_stream.clone());
+            let out = finish(&request_id, &target, &spec.logging, run);
+            logs.put_lines(&spec.region, &group, &stream, &out.log);
+            return Ok(Answer::Whole(out));
+        }
         let req = Request {
             request_id: request_id.clone(),
             payload,
@@ -395,7 +439,13 @@ pub async fn invoke_streaming(
             cognito_identity: call.cognito_identity,
             tenant_id: call.tenant_id,
         };
-        let run = engine.invoke(spec.clone(), req).await?;
+        let mut run = engine.invoke(spec.clone(), req).await?;
+        // The first invocation on an environment a code change started says which change.
+        if run.init_duration.is_some()
+            && let Some(note) = hot_reload.take_note(&spec.region, &spec.function)
+        {
+            run.output.splice(0..0, note.into_bytes());
+        }
         let run = match run.ended {
             Ended::Streaming(stream) => return Ok(Answer::Stream(relay(stream, request_id, target, spec, logs))),
             ended => RunOutcome { ended, ..run },

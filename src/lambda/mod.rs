@@ -3,12 +3,15 @@
 //! and the server side of `ruststack attach` (`attach`). It runs code through the engine.
 //! `validate` checks each request against botocore's model (`model_gen`, generated).
 //! `esm` holds the event source mappings and their pollers, which read the embedded SQS.
+//! `hot_reload` runs local code directories in place and retires their environments when
+//! `watch` (the file watcher, on threads of its own) reports a change.
 
 pub mod api;
 pub mod attach;
 pub mod code;
 pub mod esm;
 pub mod events;
+pub mod hot_reload;
 pub mod invoke;
 pub mod model;
 pub mod model_gen;
@@ -16,6 +19,7 @@ pub mod payload;
 pub mod store;
 pub mod urls;
 pub mod validate;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +54,8 @@ pub struct Lambda {
     pollers: esm::Pollers,
     /// The embedded SQS the mappings poll (set once by the server).
     sqs: std::sync::OnceLock<Arc<crate::sqs::Sqs>>,
+    /// Local code directories run in place, watched for changes.
+    pub hot_reload: hot_reload::HotReload,
 }
 
 impl Lambda {
@@ -64,6 +70,7 @@ impl Lambda {
         // Code directories that environments run from are freed only once they stop.
         let weak = Arc::downgrade(&engine);
         stores.set_in_use(move || weak.upgrade().map(|e| e.dirs_in_use()).unwrap_or_default());
+        let hot_reload = hot_reload::HotReload::new(&cfg, &engine);
         Lambda {
             stores,
             engine,
@@ -77,6 +84,7 @@ impl Lambda {
             pollers: Default::default(),
             sqs: std::sync::OnceLock::new(),
             cfg,
+            hot_reload,
         }
     }
 
@@ -87,6 +95,8 @@ impl Lambda {
         api::restore_provisioned(self);
         api::restore_states(self);
         esm::start_pollers(self);
+        // The hot-reload directories the stored records name are watched again.
+        self.hot_reload.sync(self);
         // Unreferenced code that a running environment kept is freed once it stops.
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {

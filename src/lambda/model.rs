@@ -22,8 +22,11 @@ pub struct LayerRef {
     /// The layer version ARN, or the local path as given.
     pub arn: String,
     pub code_size: u64,
-    /// Blob address of the layer's zip.
+    /// Blob address of the layer's zip (empty for a hot-reload layer).
     pub sha_hex: String,
+    /// A hot-reload layer: the local directory it runs from, in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hot_reload_dir: Option<String>,
 }
 
 /// One version's configuration (`$LATEST` or a published number).
@@ -70,6 +73,10 @@ pub struct FunctionConfig {
     /// published from (what "unchanged since the last publish" compares).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_description: Option<String>,
+    /// Hot reload (`Code.S3Bucket` is `--hot-reload-bucket`): the local directory the code
+    /// runs from, in place. `code_sha_hex` is then empty: there is no blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hot_reload_dir: Option<String>,
 }
 
 fn successful() -> String {
@@ -187,6 +194,7 @@ impl FunctionConfig {
     /// description changed publishes a new version.
     pub fn same_content(&self, other: &FunctionConfig) -> bool {
         self.code_sha256 == other.code_sha256
+            && self.hot_reload_dir == other.hot_reload_dir
             && self.source_description.as_ref().unwrap_or(&self.description) == &other.description
             && self.package_type == other.package_type
             && self.runtime == other.runtime
@@ -360,6 +368,10 @@ pub struct LayerVersion {
     pub sha_hex: String,
     pub code_sha256: String,
     pub code_size: u64,
+    /// A hot-reload layer (`Content.S3Bucket` is `--hot-reload-bucket`): the local directory
+    /// it runs from, in place; `sha_hex` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hot_reload_dir: Option<String>,
     /// AddLayerVersionPermission's statements, in the order they were added.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy: Vec<Value>,
@@ -372,7 +384,10 @@ impl LayerVersion {
     pub fn to_json(&self, scope: &Scope, endpoint: &str) -> Value {
         let mut v = json!({
             "Content": {
-                "Location": format!("{endpoint}/_ruststack/code/{}", self.sha_hex),
+                "Location": match &self.hot_reload_dir {
+                    Some(dir) => super::hot_reload::location(dir),
+                    None => format!("{endpoint}/_ruststack/code/{}", self.sha_hex),
+                },
                 "CodeSha256": self.code_sha256,
                 "CodeSize": self.code_size,
             },

@@ -396,6 +396,10 @@ impl Inner {
         }
         let opt_dir = if spec.layer_dirs.is_empty() || spec.package == PackageType::Image {
             None
+        } else if let [only] = spec.layer_dirs.as_slice() {
+            // One layer is its own merge: mounted as it is (a hot-reload layer directory
+            // then shows its changes at /opt).
+            Some(only.clone())
         } else {
             let root = self.merged_root.clone();
             let dirs = spec.layer_dirs.clone();

@@ -254,11 +254,11 @@ pub(super) fn resolve_layers(ctx: &Ctx, list: &[String]) -> Result<Vec<LayerRef>
                         "Layer version {l} does not exist."
                     ))
                 })?;
-                Ok(LayerRef { arn: l.clone(), code_size: v.code_size, sha_hex: v.sha_hex })
+                Ok(LayerRef { arn: l.clone(), code_size: v.code_size, sha_hex: v.sha_hex, hot_reload_dir: v.hot_reload_dir })
             } else if l.starts_with('/') || l.ends_with(".zip") || std::path::Path::new(l).is_file() {
                 let (d, pin) = tokio::task::block_in_place(|| ctx.store().put_zip(&read_local_layer(l)?))?;
                 ctx.pins.lock().push(pin);
-                Ok(LayerRef { arn: l.clone(), code_size: d.size, sha_hex: d.sha256_hex })
+                Ok(LayerRef { arn: l.clone(), code_size: d.size, sha_hex: d.sha256_hex, hot_reload_dir: None })
             } else {
                 Err(AwsError::invalid_param(format!(
                     "1 validation error detected: Value '{l}' at 'layers' failed to satisfy constraint: Member must be a layer version ARN or a local .zip path"

@@ -65,6 +65,7 @@ pub(super) fn decode_create<'a>(m: &'a Map<String, Value>, body: &[u8]) -> Resul
         last_update_status: "Successful".into(),
         environment_set: false,
         source_description: None,
+        hot_reload_dir: None,
     };
     apply_config(&mut c, m, None, body)?;
     if package_type == "Image" {
@@ -98,7 +99,13 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
     if let Some(layers) = requested_layers(ctx, &m)? {
         c.layers = layers;
     }
-    if c.package_type == "Zip" {
+    let hot = if c.package_type == "Zip" { ctx.lambda.hot_reload.dir_of(code)? } else { None };
+    if let Some(dir) = hot {
+        // Runs from the directory in place: no blob, LocalStack's placeholder digest and size.
+        c.hot_reload_dir = Some(dir);
+        c.code_sha256 = hot_reload::CODE_SHA256.into();
+        c.code_size = 0;
+    } else if c.package_type == "Zip" {
         let stored = store_code(ctx, code)?.ok_or_else(|| {
             AwsError::invalid_param(
                 "Please provide a source for function code: Code.ZipFile or Code.S3Bucket and Code.S3Key",
@@ -135,6 +142,9 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         out = v.to_json_with_arn(latest.arn(&ctx.scope, false));
     }
     ctx.store().create_function(rec)?;
+    if latest.hot_reload_dir.is_some() || latest.layers.iter().any(|l| l.hot_reload_dir.is_some()) {
+        ctx.lambda.hot_reload.sync(ctx.lambda);
+    }
     tracing::info!(function = %name, "created function");
     settle(ctx.lambda.clone(), ctx.store(), name.clone(), docker_image);
     ok_json(StatusCode::CREATED, out)
@@ -159,6 +169,8 @@ pub(super) fn get_function(ctx: &Ctx, raw: &str) -> R {
     }
     out["Code"] = if let Some(uri) = &c.image_uri {
         json!({"RepositoryType": "ECR", "ImageUri": uri, "ResolvedImageUri": uri})
+    } else if let Some(dir) = &c.hot_reload_dir {
+        json!({"RepositoryType": "S3", "Location": hot_reload::location(dir)})
     } else {
         json!({"RepositoryType": "S3", "Location": format!("{}/_ruststack/code/{}", ctx.lambda.endpoint_url, c.code_sha_hex)})
     };
@@ -225,7 +237,11 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let m = parse_body(body)?;
     let cur = ctx.store().latest(&name).ok_or_else(|| not_found(ctx, &name, None))?;
     let image_uri = opt_str(&m, "ImageUri")?;
-    let stored = if cur.package_type == "Zip" {
+    let hot = if cur.package_type == "Zip" && image_uri.is_none() { ctx.lambda.hot_reload.dir_of(&m)? } else { None };
+    let stored = if hot.is_some() {
+        // A directory in place: no blob, LocalStack's placeholder digest and size.
+        Some(StoredCode { sha_hex: String::new(), sha_b64: hot_reload::CODE_SHA256.into(), size: 0 })
+    } else if cur.package_type == "Zip" {
         if image_uri.is_some() {
             return Err(AwsError::invalid_param(
                 "Please don't provide ImageUri when updating a function with packageType Zip.",
@@ -251,6 +267,7 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         if let Some(s) = &stored {
             c.code_sha256 = s.sha_b64.clone();
             c.code_size = s.size;
+            c.hot_reload_dir = hot.clone();
         }
         return ok_json(StatusCode::OK, c.to_json(&ctx.scope, false));
     }
@@ -262,6 +279,7 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
             c.code_sha_hex = s.sha_hex.clone();
             c.code_sha256 = s.sha_b64.clone();
             c.code_size = s.size;
+            c.hot_reload_dir = hot.clone();
         }
         if let Some(uri) = &image_uri {
             c.code_sha256 = crate::lambda::code::digest(uri.as_bytes()).sha256_b64;
@@ -277,6 +295,9 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         Ok(if publish { Some(publish_into(rec, None)) } else { None })
     })?;
     ctx.lambda.drain(&name);
+    if hot.is_some() || cur.hot_reload_dir.is_some() {
+        ctx.lambda.hot_reload.sync(ctx.lambda);
+    }
     settle(ctx.lambda.clone(), ctx.store(), name.clone(), None);
     tracing::info!(function = %name, "updated function code");
     match published {
@@ -293,6 +314,7 @@ pub(super) fn update_configuration(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     }
     // Layers may read files or the store: resolve them before taking the store lock.
     let layers = requested_layers(ctx, &m)?;
+    let hot_layers = layers.as_ref().is_some_and(|l| l.iter().any(|l| l.hot_reload_dir.is_some()));
     if let (Some(l), Some(cur)) = (&layers, ctx.store().latest(&name)) {
         check_combined_size(ctx, &cur.code_sha_hex, l)?;
     }
@@ -309,6 +331,9 @@ pub(super) fn update_configuration(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         Ok(())
     })?;
     ctx.lambda.drain(&name);
+    if hot_layers || ctx.lambda.hot_reload.uses(&name) {
+        ctx.lambda.hot_reload.sync(ctx.lambda);
+    }
     settle(ctx.lambda.clone(), ctx.store(), name.clone(), None);
     tracing::info!(function = %name, "updated function configuration");
     ok_json(StatusCode::OK, rec.latest.to_json(&ctx.scope, false))
@@ -338,6 +363,9 @@ pub(super) fn delete_function(ctx: &Ctx, raw: &str) -> R {
             }
             ctx.store().delete_function(&name)?.ok_or_else(|| not_found(ctx, &name, None))?;
             ctx.lambda.drain(&name);
+            if ctx.lambda.hot_reload.uses(&name) {
+                ctx.lambda.hot_reload.sync(ctx.lambda);
+            }
             tracing::info!(function = %name, "deleted function");
         }
         Some((v, n)) => {

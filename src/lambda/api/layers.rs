@@ -49,9 +49,14 @@ pub(super) fn publish_layer_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let (runtimes, archs) = compatibilities(&m)?;
     let content = opt_obj(&m, "Content")?
         .ok_or_else(|| AwsError::invalid_param("1 validation error detected: Value null at 'content' failed to satisfy constraint: Member must not be null"))?;
-    let stored = store_code(ctx, content)?.ok_or_else(|| {
-        AwsError::invalid_param("Please provide a source for layer content: ZipFile or S3Bucket and S3Key")
-    })?;
+    // A hot-reload layer is a local directory: no blob, LocalStack's placeholder digest.
+    let hot = ctx.lambda.hot_reload.dir_of(content)?;
+    let stored = match &hot {
+        Some(_) => StoredCode { sha_hex: String::new(), sha_b64: hot_reload::CODE_SHA256.into(), size: 0 },
+        None => store_code(ctx, content)?.ok_or_else(|| {
+            AwsError::invalid_param("Please provide a source for layer content: ZipFile or S3Bucket and S3Key")
+        })?,
+    };
     let lv = ctx.store().update_layer(&name, |rec| {
         let n = rec.next_version.max(1);
         rec.next_version = n + 1;
@@ -66,12 +71,16 @@ pub(super) fn publish_layer_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
             sha_hex: stored.sha_hex.clone(),
             code_sha256: stored.sha_b64.clone(),
             code_size: stored.size,
+            hot_reload_dir: hot.clone(),
             policy: Vec::new(),
             policy_revision: None,
         };
         rec.versions.insert(n, lv.clone());
         Ok(lv)
     })?;
+    if hot.is_some() {
+        ctx.lambda.hot_reload.sync(ctx.lambda);
+    }
     ok_json(StatusCode::CREATED, lv.to_json(&ctx.scope, &ctx.lambda.endpoint_url))
 }
 
@@ -147,10 +156,10 @@ pub(super) fn delete_layer_version(ctx: &Ctx, raw: &str, v: &str) -> R {
     let name = layer_name(raw)?;
     let n = version_number(v)?;
     if ctx.store().get_layer(&name).is_some() {
-        ctx.store().update_layer(&name, |rec| {
-            rec.versions.remove(&n);
-            Ok(())
-        })?;
+        let gone = ctx.store().update_layer(&name, |rec| Ok(rec.versions.remove(&n)))?;
+        if gone.is_some_and(|lv| lv.hot_reload_dir.is_some()) {
+            ctx.lambda.hot_reload.sync(ctx.lambda);
+        }
     }
     // AWS answers 204 even when the version does not exist.
     Ok(http_util::empty(StatusCode::NO_CONTENT))
@@ -318,7 +327,8 @@ pub(super) fn check_combined_size(ctx: &Ctx, code_sha_hex: &str, layers: &[Layer
     }
     tokio::task::block_in_place(|| {
         let mut total = if code_sha_hex.is_empty() { 0 } else { unzipped_size(ctx, code_sha_hex)? };
-        for l in layers {
+        // A hot-reload layer is a directory of any size, as on LocalStack.
+        for l in layers.iter().filter(|l| l.hot_reload_dir.is_none()) {
             total += unzipped_size(ctx, &l.sha_hex)?;
         }
         if total > MAX_UNZIPPED_WITH_LAYERS {
