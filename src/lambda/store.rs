@@ -75,6 +75,10 @@ struct Blobs {
     /// The code directories running environments use (set by the service: the engine's
     /// pool knows them). Such a directory is freed only once its environments are gone.
     in_use: RwLock<Option<InUse>>,
+    /// Invocations between resolving their function (and so its code directory) and the
+    /// engine's pool counting their environment's directories as in use (see [`CodeHold`]).
+    /// While any is, nothing is freed: the next pass does it.
+    holds: std::sync::atomic::AtomicUsize,
 }
 
 type InUse = Box<dyn Fn() -> HashSet<PathBuf> + Send + Sync>;
@@ -144,6 +148,20 @@ impl Drop for Pin {
     }
 }
 
+/// Keeps every code blob and directory from being freed while it lives: taken by an invoke
+/// before it resolves its function, dropped once its environment is on the pool's books
+/// (which [`Regions::set_in_use`] reports). Two atomic operations, no lock: it is on every
+/// invoke's path.
+pub struct CodeHold {
+    blobs: Arc<Blobs>,
+}
+
+impl Drop for CodeHold {
+    fn drop(&mut self) {
+        self.blobs.holds.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Bytes and counts of what the Lambda service keeps on disk (kept as counters: reading
 /// them touches no disk).
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -199,6 +217,7 @@ impl Regions {
             stores: RwLock::new(Vec::new()),
             books: Mutex::new(Books::default()),
             in_use: RwLock::new(None),
+            holds: Default::default(),
         });
         let default = if usable_region(default_region) { default_region.to_string() } else { "us-east-1".to_string() };
         let regions = Regions { root, default, blobs, stores: RwLock::new(HashMap::new()), opening: Mutex::new(()) };
@@ -220,6 +239,12 @@ impl Regions {
     /// Frees every blob and code directory no record references any more.
     pub fn collect(&self) {
         off_worker(|| self.blobs.collect());
+    }
+
+    /// Holds off every freeing until the returned guard is dropped (see [`CodeHold`]).
+    pub fn hold_code(&self) -> CodeHold {
+        self.blobs.holds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        CodeHold { blobs: self.blobs.clone() }
     }
 
     /// Tells the store which code directories running environments use.
@@ -893,6 +918,12 @@ impl Blobs {
         }
         let refs = self.references();
         let free = |sha: &String| !refs.contains(sha) && !books.pins.contains_key(sha);
+        // An invoke between resolving its code and the pool's books: free nothing now, and
+        // count what would have gone as deferred, so the periodic pass comes back for it.
+        if self.holds.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            books.deferred = books.code.keys().chain(books.blobs.keys()).filter(|s| free(s)).count();
+            return;
+        }
         let blobs: Vec<String> = books.blobs.keys().filter(|s| free(s)).cloned().collect();
         let mut deferred = 0;
         let mut code = Vec::new();

@@ -102,6 +102,18 @@ pub struct Container {
     output: Output,
 }
 
+/// What one container start is for: the environment's spec, image, Runtime API address,
+/// merged `/opt`, endpoint and log.
+#[derive(Clone, Copy)]
+struct Launch<'a> {
+    spec: &'a EnvSpec,
+    image: &'a str,
+    api: SocketAddr,
+    opt_dir: Option<&'a Path>,
+    endpoint: &'a Arc<Endpoint>,
+    log: &'a Arc<LogSink>,
+}
+
 /// Why one attempt to start a container failed.
 enum Failure {
     /// The image has no `/bin/sh` for the output wrapper: start again with attach.
@@ -366,8 +378,9 @@ impl Inner {
             Some(merged)
         };
         let mut fifo = engine.local && !self.image_slot(&image).lock().await.no_shell;
+        let launch = Launch { spec, image: &image, api, opt_dir: opt_dir.as_deref(), endpoint: &endpoint, log: &log };
         loop {
-            match self.start_once(engine, spec, &image, api, opt_dir.as_deref(), &endpoint, &log, fifo).await {
+            match self.start_once(engine, &launch, fifo).await {
                 Ok(c) => return Ok(c),
                 Err(Failure::NoShell) if fifo => {
                     tracing::info!(image = %image, "image has no /bin/sh: reading its output through docker attach");
@@ -383,18 +396,8 @@ impl Inner {
     }
 
     /// One create → (attach) → start. With `fifo`, the output goes through a FIFO.
-    #[allow(clippy::too_many_arguments)]
-    async fn start_once(
-        self: &Arc<Self>,
-        engine: &Engine,
-        spec: &EnvSpec,
-        image: &str,
-        api: SocketAddr,
-        opt_dir: Option<&Path>,
-        endpoint: &Arc<Endpoint>,
-        log: &Arc<LogSink>,
-        fifo: bool,
-    ) -> Result<Container, Failure> {
+    async fn start_once(self: &Arc<Self>, engine: &Engine, launch: &Launch<'_>, fifo: bool) -> Result<Container, Failure> {
+        let Launch { spec, image, api: _, opt_dir, endpoint, log } = *launch;
         let docker = &engine.docker;
         let name = container_name(&spec.function);
         let fifo_out = if fifo {
@@ -409,21 +412,11 @@ impl Inner {
         } else {
             None
         };
-        let (entrypoint, cmd, working_dir) = self
+        let command = self
             .command(docker, spec, image, opt_dir, fifo_out.is_some())
             .await
             .map_err(|why| image_unavailable(&spec.function, &why))?;
-        let body = self.container_body(
-            spec,
-            image,
-            api,
-            opt_dir,
-            entrypoint,
-            cmd,
-            working_dir,
-            fifo_out.as_ref(),
-            log.stream(),
-        )?;
+        let body = self.container_body(launch, command, fifo_out.as_ref())?;
         let opts = || Some(CreateContainerOptionsBuilder::new().name(&name).build());
         let t0 = Instant::now();
         let created = match docker.create_container(opts(), body.clone()).await {
@@ -536,20 +529,17 @@ impl Inner {
         Ok((entry, cmd, working_dir))
     }
 
-    /// The container a function's environment runs in.
-    #[allow(clippy::too_many_arguments)]
+    /// The container a function's environment runs in, running `command` (ENTRYPOINT, CMD
+    /// and working directory).
     fn container_body(
         &self,
-        spec: &EnvSpec,
-        image: &str,
-        api: SocketAddr,
-        opt_dir: Option<&Path>,
-        entrypoint: Vec<String>,
-        cmd: Vec<String>,
-        working_dir: Option<String>,
+        launch: &Launch<'_>,
+        command: (Vec<String>, Vec<String>, Option<String>),
         fifo: Option<&FifoOutput>,
-        log_stream: &str,
     ) -> Result<ContainerCreateBody, AwsError> {
+        let Launch { spec, image, api, opt_dir, endpoint: _, log } = *launch;
+        let (entrypoint, cmd, working_dir) = command;
+        let log_stream = log.stream();
         let port = self.server_addr.port();
         let endpoint_url = match self.network {
             NetworkMode::Host => {

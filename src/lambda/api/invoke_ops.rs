@@ -42,7 +42,7 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
     crate::lambda::payload::check(&payload)?;
     // Waits (bounded) while the function is Pending or its update InProgress: see states.rs.
     let target = resolve_settled(ctx, &name, q.as_deref()).await?;
-    if target.config.state == "Failed" {
+    if target.config.state == crate::lambda::model::State::Failed {
         return Err(errors::function_failed(target.config.state_reason.as_deref().unwrap_or_default()));
     }
     let executed = HeaderValue::from_str(&target.executed_version).unwrap_or(HeaderValue::from_static("$LATEST"));

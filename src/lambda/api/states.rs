@@ -13,14 +13,14 @@ const TRANSITION_WAIT: Duration = Duration::from_secs(60);
 
 /// Marks a new function `Pending` with AWS's reason.
 pub(super) fn mark_creating(c: &mut FunctionConfig) {
-    c.state = "Pending".into();
+    c.state = State::Pending;
     c.state_reason = Some(CREATING_REASON.into());
     c.state_reason_code = Some("Creating".into());
 }
 
 /// Marks an updated `$LATEST` as `LastUpdateStatus: InProgress`.
 pub(super) fn mark_updating(c: &mut FunctionConfig) {
-    c.last_update_status = "InProgress".into();
+    c.last_update_status = LastUpdateStatus::InProgress;
 }
 
 /// Finishes the transition of `name` on a background task: after `image` (when the function
@@ -77,16 +77,16 @@ fn finish_transition(
             let mut c = (**c).clone();
             match result {
                 Ok(()) => {
-                    c.state = "Active".into();
+                    c.state = State::Active;
                     c.state_reason = None;
                     c.state_reason_code = None;
-                    c.last_update_status = "Successful".into();
+                    c.last_update_status = LastUpdateStatus::Successful;
                 }
                 Err(e) => {
-                    c.state = "Failed".into();
+                    c.state = State::Failed;
                     c.state_reason = Some(format!("Image {} could not be prepared: {e}", image.unwrap_or_default()));
                     c.state_reason_code = Some("ImageAccessDenied".into());
-                    c.last_update_status = "Failed".into();
+                    c.last_update_status = LastUpdateStatus::Failed;
                 }
             }
             c.revision_id = new_revision();
@@ -124,7 +124,7 @@ pub(super) async fn resolve_settled(ctx: &Ctx<'_>, name: &str, q: Option<&str>) 
             return Ok(target);
         }
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            let state = if target.config.state == "Pending" { "Pending" } else { "Active (update in progress)" };
+            let state = if target.config.state == State::Pending { "Pending" } else { "Active (update in progress)" };
             return Err(errors::not_ready(state));
         }
     }
