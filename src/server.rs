@@ -113,9 +113,11 @@ async fn accept_on(l: &Option<TcpListener>) -> std::io::Result<(tokio::net::TcpS
 
 /// Opens the stores and starts the services behind the listener.
 pub fn build(cfg: Config, data_dir: &std::path::Path, addr: SocketAddr) -> Result<Arc<App>, String> {
-    let store = Regions::open(data_dir, &cfg.region).map_err(|e| format!("cannot open store: {e}"))?;
-    let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
+    // The Event queue first: the code its pending events run is kept by the store's sweep.
     let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
+    let store = Regions::open_with(data_dir, &cfg.region, Some(events.code_refs()))
+        .map_err(|e| format!("cannot open store: {e}"))?;
+    let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
     cfg.service_endpoint_env()?;
     crate::upstream::check_upstream(&cfg)?;
     let engine =

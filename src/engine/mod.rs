@@ -362,7 +362,12 @@ impl Timing {
 }
 
 /// Leases an environment, runs the invocation on it, and gives it back.
-async fn run(pool: &Arc<Pool>, spec: &EnvSpec, mut req: Request, init_timeout: Duration) -> Result<RunOutcome, AwsError> {
+async fn run(
+    pool: &Arc<Pool>,
+    spec: &EnvSpec,
+    mut req: Request,
+    init_timeout: Duration,
+) -> Result<RunOutcome, AwsError> {
     let leased = pool.acquire(spec).await;
     req.until_leased.0.take();
     let mut lease = leased?;

@@ -186,8 +186,7 @@ impl FunctionConfig {
         }
         // A function being created has no LastUpdateStatus yet (as AWS answers CreateFunction).
         if self.state != State::Pending {
-            let status =
-                if self.state == State::Failed { LastUpdateStatus::Failed } else { self.last_update_status };
+            let status = if self.state == State::Failed { LastUpdateStatus::Failed } else { self.last_update_status };
             m.insert("LastUpdateStatus".into(), status.as_str().into());
             if status == LastUpdateStatus::InProgress {
                 m.insert("LastUpdateStatusReason".into(), CREATING_REASON.into());

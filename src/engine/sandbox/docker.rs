@@ -396,7 +396,12 @@ impl Inner {
     }
 
     /// One create → (attach) → start. With `fifo`, the output goes through a FIFO.
-    async fn start_once(self: &Arc<Self>, engine: &Engine, launch: &Launch<'_>, fifo: bool) -> Result<Container, Failure> {
+    async fn start_once(
+        self: &Arc<Self>,
+        engine: &Engine,
+        launch: &Launch<'_>,
+        fifo: bool,
+    ) -> Result<Container, Failure> {
         let Launch { spec, image, api: _, opt_dir, endpoint, log } = *launch;
         let docker = &engine.docker;
         let name = container_name(&spec.function);

@@ -160,9 +160,8 @@ impl From<input::UpdateFunctionEventInvokeConfigRequest> for EventInvokeInput {
 pub(super) fn put_event_invoke(ctx: &Ctx, raw: &str, input: EventInvokeInput, replace: bool) -> R {
     let (name, q) = function_target(ctx, raw)?;
     // Their ranges were checked by the model layer.
-    let ranged = |key: &str, n: Option<i64>| -> Result<Option<u32>, AwsError> {
-        Ok(non_negative(key, n)?.map(|n| n as u32))
-    };
+    let ranged =
+        |key: &str, n: Option<i64>| -> Result<Option<u32>, AwsError> { Ok(non_negative(key, n)?.map(|n| n as u32)) };
     let retries = ranged("MaximumRetryAttempts", input.retries)?;
     let age = ranged("MaximumEventAgeInSeconds", input.age)?;
     let dest_config = input.destinations.as_ref().and_then(Value::as_object);

@@ -3,10 +3,10 @@
 
 use super::*;
 
-/// The JSON body, decoded once by the same function the validator uses.
-pub(super) use crate::lambda::validate::parse_body;
 /// The operations' typed inputs (generated from the model).
 pub(super) use crate::lambda::model_gen::input;
+/// The JSON body, decoded once by the same function the validator uses.
+pub(super) use crate::lambda::validate::parse_body;
 
 /// The checked body as an operation's typed input (`serde_json::from_value`: no second parse).
 /// The validator has type-checked every member, so this fails only on what it lets through.

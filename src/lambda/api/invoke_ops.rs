@@ -56,7 +56,7 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
             let id = ctx
                 .lambda
                 .events
-                .queue(&name, q.as_deref(), &ctx.scope.region, payload.clone())
+                .queue(&name, q.as_deref(), &ctx.scope.region, payload.clone(), Some(target.config.clone()))
                 .await
                 .map_err(|e| AwsError::service(format!("could not queue the event: {e}")))?;
             let mut r = http_util::empty(StatusCode::ACCEPTED);
@@ -122,10 +122,10 @@ pub(super) fn stream_body(out: &invoke::InvokeOutput, tail: bool) -> Bytes {
 
 pub(super) async fn invoke_async_legacy(ctx: &Ctx<'_>, raw: &str, body: Bytes) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
+    let target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
     ctx.lambda
         .events
-        .queue(&name, q.as_deref(), &ctx.scope.region, body)
+        .queue(&name, q.as_deref(), &ctx.scope.region, body, Some(target.config))
         .await
         .map_err(|e| AwsError::service(format!("could not queue the event: {e}")))?;
     ok_json(StatusCode::ACCEPTED, json!({"Status": 202}))
