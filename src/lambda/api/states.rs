@@ -109,17 +109,25 @@ fn finish_transition(
 /// InProgress. AWS refuses such an invoke; RustStack's transitions take milliseconds, so a
 /// script that invokes right after CreateFunction waits for them instead (README, PROTOCOL).
 pub(super) async fn resolve_settled(ctx: &Ctx<'_>, name: &str, q: Option<&str>) -> Result<Target, AwsError> {
+    // Invoke names an unqualified function as `:$LATEST` when it is not found (as AWS).
+    let resolve = || {
+        invoke::resolve(ctx.lambda, name, q, &ctx.scope).map_err(|e| match q {
+            None if e.status == StatusCode::NOT_FOUND => errors::function_not_found(&ctx.scope, name, Some("$LATEST")),
+            _ => e,
+        })
+    };
+    // The common case, a settled function, registers for no signal.
+    let target = resolve()?;
+    if !target.config.in_transition() {
+        return Ok(target);
+    }
     let deadline = tokio::time::Instant::now() + TRANSITION_WAIT;
     loop {
-        // Registered before the state is read, so a change in between still wakes us.
+        // Registered before the state is read again, so a change in between still wakes us.
         let changed = ctx.lambda.state_changes.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        // Invoke names an unqualified function as `:$LATEST` when it is not found (as AWS).
-        let target = invoke::resolve(ctx.lambda, name, q, &ctx.scope).map_err(|e| match q {
-            None if e.status == StatusCode::NOT_FOUND => errors::function_not_found(&ctx.scope, name, Some("$LATEST")),
-            _ => e,
-        })?;
+        let target = resolve()?;
         if !target.config.in_transition() {
             return Ok(target);
         }
