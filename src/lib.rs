@@ -9,7 +9,10 @@
 //!   `/_ruststack/*` endpoints, and shuts down gracefully.
 //! - [`lambda`]: the Lambda service: control plane (`api`), its data (`model`, `store`),
 //!   deployment packages (`code`), Events, URLs, event source mappings (`esm`, whose pollers
-//!   read [`sqs`] in-process), and the server side of attach. Its invoke
+//!   read [`sqs`] in-process), and the server side of attach. A request
+//!   body is parsed once: the model layer (`validate`, over the tables botocore's model
+//!   generates into `model_gen`) checks it, then it becomes the operation's generated serde
+//!   input (`model_gen::input`) that the handler takes. Its invoke
 //!   path resolves name and qualifier to an engine `EnvSpec`, calls the engine, and renders
 //!   AWS's answer. [`logs`] (CloudWatch Logs) and [`s3`] (the minimal S3 functions need) sit
 //!   beside it; lambda uses both (code from S3, invocation logs), neither uses lambda.

@@ -171,13 +171,15 @@ fn build_with(
     addr: SocketAddr,
     advertise: Option<Advertise>,
 ) -> Result<Arc<App>, String> {
-    let store = Regions::open(data_dir, &cfg.region).map_err(|e| format!("cannot open store: {e}"))?;
-    let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
     let sqs = Arc::new(
         Sqs::open(data_dir.join("sqs"), &cfg.account_id, &cfg.region, &format!("http://{addr}"))
             .map_err(|e| format!("cannot open SQS store: {e}"))?,
     );
+    // The Event queue first: the code its pending events run is kept by the store's sweep.
     let events = events::EventQueue::open(data_dir).map_err(|e| format!("cannot open event queue: {e}"))?;
+    let store = Regions::open_with(data_dir, &cfg.region, Some(events.code_refs()))
+        .map_err(|e| format!("cannot open store: {e}"))?;
+    let s3 = Arc::new(S3::open(data_dir.join("s3")).map_err(|e| format!("cannot open S3 store: {e}"))?);
     cfg.service_endpoint_env()?;
     cfg.lambda_debug()?;
     crate::lambda::watch::Filter::new(&cfg.hot_reload_patterns)?;

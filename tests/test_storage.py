@@ -428,3 +428,45 @@ def test_code_dir_of_a_running_environment_is_freed_after_it_stops(srv, slam, tm
     assert "FunctionError" not in r and json.loads(body) == ["app.py"], body
     wait_for(lambda: not os.path.exists(code_dir), timeout=15, what="the tree to be freed once the environment stopped")
     wait_for(lambda: exactly_referenced(srv.data_dir), timeout=15, what="exactly the referenced code")
+
+
+def test_pending_event_keeps_the_code_it_was_queued_for(fresh_server, tmp_path):
+    """An Event runs the code of the version it was queued for: an UpdateFunctionCode of
+    $LATEST while it waits keeps the old blob, the Event runs on it, and the blob is freed
+    once the Event has run."""
+    srv = fresh_server("--lambda-max-containers", "1")
+    lam = srv.client("lambda")
+    gate, started, log = tmp_path / "gate", tmp_path / "started", tmp_path / "ran.log"
+
+    def version(tag):
+        return make_zip({"app.py": (
+            f"import os, time\nTAG = {tag!r}\ndef handler(e, c):\n"
+            f"    if e.get('wait'):\n        open({str(started)!r}, 'w').close()\n"
+            f"        while not os.path.exists({str(gate)!r}):\n            time.sleep(0.01)\n"
+            f"    with open({str(log)!r}, 'a') as f:\n        f.write(TAG + ' ' + e['name'] + '\\n')\n")})
+
+    name = unique("evcode")
+    create(lam, name, version("v1"))
+    wait_for(lambda: lam.get_function(FunctionName=name)["Configuration"]["State"] == "Active", timeout=30,
+             what="the function to be Active")
+    old = json.load(open(os.path.join(srv.data_dir, "lambda", "functions", f"{name}.json")))["latest"]["code_sha_hex"]
+    old_blob = os.path.join(srv.data_dir, "lambda", "blobs", f"{old}.zip")
+    # A holds the only environment; B waits behind it in the queue.
+    assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"wait": True, "name": "A"}))["StatusCode"] == 202
+    wait_for(started.exists, timeout=30, what="Event A to start")
+    assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"name": "B"}))["StatusCode"] == 202
+    lam.update_function_code(FunctionName=name, ZipFile=version("v2"))
+    wait_for(lambda: lam.get_function(FunctionName=name)["Configuration"]["LastUpdateStatus"] == "Successful",
+             timeout=30, what="the update to finish")
+    new = json.load(open(os.path.join(srv.data_dir, "lambda", "functions", f"{name}.json")))["latest"]["code_sha_hex"]
+    assert new != old
+    assert srv.health()["pending_events"] == 2
+    assert os.path.exists(old_blob), "the pending Events' code was freed"
+    gate.write_text("go")
+    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) == 2, timeout=60, what="both Events to run")
+    assert sorted(log.read_text().splitlines()) == ["v1 A", "v1 B"]
+    wait_for(lambda: srv.health()["pending_events"] == 0, timeout=30, what="the queue to drain")
+    wait_for(lambda: not os.path.exists(old_blob), timeout=15, what="the old blob to be freed after the Events ran")
+    # A new Event runs the current code.
+    assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"name": "C"}))["StatusCode"] == 202
+    wait_for(lambda: "v2 C" in log.read_text().splitlines(), timeout=60, what="Event C on the new code")

@@ -450,7 +450,116 @@ def generate(model):
             f"&[{', '.join(query)}], {inp}, {status}),\n"
         )
     out.append("];\n")
+    out.append(typed_inputs(model))
     return rustfmt("".join(out))
+
+
+# Operations whose handlers take a typed input (serde-derived structs of the body members, in
+# `model_gen::input`): the validator checks the parsed body, then it becomes the input struct
+# without a second parse. Only the shapes these reach are generated, to keep compile time low.
+TYPED_OPERATIONS = [
+    "AddLayerVersionPermission",
+    "AddPermission",
+    "CreateAlias",
+    "CreateCodeSigningConfig",
+    "CreateFunction",
+    "CreateFunctionUrlConfig",
+    "PublishLayerVersion",
+    "PublishVersion",
+    "PutFunctionCodeSigningConfig",
+    "PutFunctionConcurrency",
+    "PutFunctionEventInvokeConfig",
+    "PutFunctionRecursionConfig",
+    "PutProvisionedConcurrencyConfig",
+    "TagResource",
+    "UpdateAlias",
+    "UpdateCodeSigningConfig",
+    "UpdateFunctionCode",
+    "UpdateFunctionConfiguration",
+    "UpdateFunctionEventInvokeConfig",
+    "UpdateFunctionUrlConfig",
+]
+
+# Members a handler stores and answers as the caller sent them: kept as `serde_json::Value`.
+RAW_MEMBERS = {"Cors", "DeadLetterConfig", "DestinationConfig", "ImageConfig", "LoggingConfig", "RoutingConfig", "VpcConfig"}
+
+RUST_KEYWORDS = {"type", "match", "ref", "mod", "fn", "use", "in", "loop", "move", "self", "struct", "enum", "where"}
+
+SCALARS = {
+    "string": "String",
+    "blob": "String",
+    "integer": "i64",
+    "long": "i64",
+    "float": "f64",
+    "double": "f64",
+    "boolean": "bool",
+    "timestamp": "serde_json::Value",
+}
+
+
+def snake(name):
+    """A member name as a Rust field: `KMSKeyArn` -> `kms_key_arn`, `S3Bucket` -> `s3_bucket`."""
+    out = ""
+    for i, c in enumerate(name):
+        prev = name[i - 1] if i else ""
+        nxt = name[i + 1] if i + 1 < len(name) else ""
+        if c.isupper() and i and (prev.islower() or prev.isdigit() or (prev.isupper() and nxt.islower())):
+            out += "_"
+        out += c.lower()
+    return "r#" + out if out in RUST_KEYWORDS else out
+
+
+def typed_inputs(model):
+    """The `input` module: one struct per structure shape the typed operations' bodies reach."""
+    shapes = model["shapes"]
+    order = []
+
+    def rust_type(n):
+        s = shapes[n]
+        t = s["type"]
+        if t == "structure":
+            visit(n)
+            return n
+        if t == "list":
+            return f"Vec<{rust_type(s['member']['shape'])}>"
+        if t == "map":
+            return f"std::collections::BTreeMap<String, {rust_type(s['value']['shape'])}>"
+        return SCALARS[t]
+
+    def visit(n):
+        if n in order:
+            return
+        order.append(n)
+        for mn, m in body_members(shapes[n]):
+            if mn not in RAW_MEMBERS:
+                rust_type(m["shape"])
+
+    def body_members(s):
+        payload = s.get("payload")
+        return [(mn, m) for mn, m in s["members"].items() if "location" not in m and mn != payload]
+
+    ops = model["operations"]
+    for name in TYPED_OPERATIONS:
+        visit(ops[name]["input"]["shape"])
+    out = ["\n/// Typed inputs: the body members of the operations whose handlers take a struct (every member\n"]
+    out.append("/// optional; the validator has checked required members, types and constraints before).\n")
+    out.append("pub mod input {\n    use serde::{Deserialize, Deserializer};\n\n")
+    out.append("    /// A member kept as sent: present (`null` included) is `Some`, absent is `None`.\n")
+    out.append("    fn raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {\n")
+    out.append("        serde_json::Value::deserialize(d).map(Some)\n    }\n\n")
+    for n in sorted(order):
+        out.append(f"    #[derive(Debug, Default, Deserialize)]\n    pub struct {n} {{\n")
+        for mn, m in body_members(shapes[n]):
+            field = snake(mn)
+            out.append(f"        #[serde(rename = {rs(m.get('locationName', mn))})]\n")
+            if mn in RAW_MEMBERS:
+                out.append("        #[serde(default, deserialize_with = \"raw\")]\n")
+                out.append(f"        pub {field}: Option<serde_json::Value>,\n")
+            else:
+                out.append(f"        pub {field}: Option<{rust_type(m['shape'])}>,\n")
+        out.append("    }\n\n")
+    out.append("}\n")
+    return "".join(out)
 
 
 def rustfmt(text):

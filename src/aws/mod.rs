@@ -15,6 +15,18 @@ pub fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// A new X-Ray trace header: `Root=1-<epoch seconds, hex>-<24 hex digits>`, then
+/// `;Parent=<16 hex digits>;Sampled=0` when `parent` (what a runtime gets per invocation).
+pub fn trace_header(parent: bool) -> String {
+    let now = epoch_ms() / 1000;
+    let r = uuid::Uuid::new_v4().simple().to_string();
+    if parent {
+        format!("Root=1-{now:08x}-{};Parent={};Sampled=0", &r[..24], &r[16..32])
+    } else {
+        format!("Root=1-{now:08x}-{}", &r[..24])
+    }
+}
+
 /// `2020-04-10T19:06:32.563+0000`, the format of LastModified and CreatedDate.
 pub fn timestamp_now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()

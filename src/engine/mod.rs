@@ -201,6 +201,20 @@ pub struct Request {
     pub client_context: Option<String>,
     pub cognito_identity: Option<String>,
     pub tenant_id: Option<String>,
+    /// Whatever the caller wants kept until an environment is leased for this invocation
+    /// (the service's hold on the code the spec names), then dropped.
+    pub until_leased: UntilLeased,
+}
+
+/// A value the engine drops once the invocation's environment is leased (see
+/// [`Request::until_leased`]): from then on the pool's own books say what is in use.
+#[derive(Clone, Default)]
+pub struct UntilLeased(pub Option<Arc<dyn std::any::Any + Send + Sync>>);
+
+impl std::fmt::Debug for UntilLeased {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "UntilLeased(Some)" } else { "UntilLeased(None)" })
+    }
 }
 
 /// How one invocation ended, as seen from RustStack.
@@ -432,8 +446,15 @@ impl Timing {
 }
 
 /// Leases an environment, runs the invocation on it, and gives it back.
-async fn run(pool: &Arc<Pool>, spec: &EnvSpec, req: Request, init_timeout: Duration) -> Result<RunOutcome, AwsError> {
-    let mut lease = pool.acquire(spec).await?;
+async fn run(
+    pool: &Arc<Pool>,
+    spec: &EnvSpec,
+    mut req: Request,
+    init_timeout: Duration,
+) -> Result<RunOutcome, AwsError> {
+    let leased = pool.acquire(spec).await;
+    req.until_leased.0.take();
+    let mut lease = leased?;
     loop {
         let env = lease.env.clone();
         let timing = Timing::for_lease(&lease, spec, init_timeout);
@@ -589,7 +610,7 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
         request_id: req.request_id.clone(),
         payload,
         invoked_arn: req.invoked_arn.clone(),
-        trace_id: trace_id(),
+        trace_id: crate::aws::trace_header(true),
         client_context: req.client_context.clone(),
         cognito_identity: req.cognito_identity.clone(),
         tenant_id: req.tenant_id.clone(),
@@ -653,10 +674,4 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
         }
     };
     RunResult { picked_up: true, ended, duration: picked.elapsed(), init_duration, max_memory_mb: 0, picked, deadline }
-}
-
-fn trace_id() -> String {
-    let now = crate::aws::epoch_ms() / 1000;
-    let r = uuid::Uuid::new_v4().simple().to_string();
-    format!("Root=1-{now:08x}-{};Parent={};Sampled=0", &r[..24], &r[16..32])
 }

@@ -55,7 +55,8 @@ use super::Lambda;
 use super::hot_reload;
 use super::invoke::{self, CallContext, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD};
 use super::model::{
-    Alias, EventInvokeConfig, FunctionConfig, FunctionRecord, LayerRef, LayerVersion, RUNTIMES, Scope, UrlConfig,
+    Alias, EventInvokeConfig, FunctionConfig, FunctionRecord, LastUpdateStatus, LayerRef, LayerVersion, RUNTIMES,
+    Scope, State, UrlConfig,
 };
 use super::store::Store;
 use super::validate;
@@ -183,67 +184,90 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         _ => {}
     }
     let body = read(req, MAX_REQUEST, false).await?;
-    if let Some(headers) = &headers {
-        model_check(headers, Some(&validate::parse_body(&body)?))?;
-    }
+    // The body is parsed once: the model layer checks the document, then it becomes the
+    // operation's typed input (`model_gen::input`) without another parse.
+    let doc = match &headers {
+        Some(headers) => {
+            let doc = validate::parse_body(&body)?;
+            model_check(headers, Some(&doc))?;
+            doc
+        }
+        None => Map::new(),
+    };
     match op.name {
         "ListFunctions" => list_functions(&ctx),
-        "CreateFunction" => create_function(&ctx, &body),
+        "CreateFunction" => {
+            let input = typed(doc)?;
+            blocking(&ctx, move |ctx| create_function(ctx, input, &body)).await
+        }
         "GetFunction" => get_function(&ctx, f),
         "DeleteFunction" => delete_function(&ctx, f),
         "GetFunctionConfiguration" => get_configuration(&ctx, f),
-        "UpdateFunctionConfiguration" => update_configuration(&ctx, f, &body),
-        "UpdateFunctionCode" => update_code(&ctx, f, &body),
-        "PublishVersion" => publish_version(&ctx, f, &body),
+        "UpdateFunctionConfiguration" => {
+            let (input, f) = (typed(doc)?, f.to_string());
+            blocking(&ctx, move |ctx| update_configuration(ctx, &f, input, &body)).await
+        }
+        "UpdateFunctionCode" => {
+            let (input, f) = (typed(doc)?, f.to_string());
+            blocking(&ctx, move |ctx| update_code(ctx, &f, input)).await
+        }
+        "PublishVersion" => publish_version(&ctx, f, typed(doc)?),
         "ListVersionsByFunction" => list_versions(&ctx, f),
-        "CreateAlias" => create_alias(&ctx, f, &body),
+        "CreateAlias" => create_alias(&ctx, f, typed(doc)?),
         "ListAliases" => list_aliases(&ctx, f),
         "GetAlias" => get_alias(&ctx, f, param("Name")),
-        "UpdateAlias" => update_alias(&ctx, f, param("Name"), &body),
+        "UpdateAlias" => update_alias(&ctx, f, param("Name"), typed(doc)?),
         "DeleteAlias" => delete_alias(&ctx, f, param("Name")),
-        "PutFunctionConcurrency" => put_concurrency(&ctx, f, &body),
+        "PutFunctionConcurrency" => put_concurrency(&ctx, f, typed(doc)?),
         "GetFunctionConcurrency" => get_concurrency(&ctx, f),
         "DeleteFunctionConcurrency" => delete_concurrency(&ctx, f),
-        "CreateFunctionUrlConfig" => create_url_config(&ctx, f, &body),
+        "CreateFunctionUrlConfig" => create_url_config(&ctx, f, typed(doc)?),
         "GetFunctionUrlConfig" => get_url_config(&ctx, f),
-        "UpdateFunctionUrlConfig" => update_url_config(&ctx, f, &body),
+        "UpdateFunctionUrlConfig" => update_url_config(&ctx, f, typed(doc)?),
         "DeleteFunctionUrlConfig" => delete_url_config(&ctx, f),
         "ListFunctionUrlConfigs" => list_url_configs(&ctx, f),
-        "PutFunctionEventInvokeConfig" => put_event_invoke(&ctx, f, &body, true),
-        "UpdateFunctionEventInvokeConfig" => put_event_invoke(&ctx, f, &body, false),
+        "PutFunctionEventInvokeConfig" => {
+            put_event_invoke(&ctx, f, typed::<input::PutFunctionEventInvokeConfigRequest>(doc)?.into(), true)
+        }
+        "UpdateFunctionEventInvokeConfig" => {
+            put_event_invoke(&ctx, f, typed::<input::UpdateFunctionEventInvokeConfigRequest>(doc)?.into(), false)
+        }
         "GetFunctionEventInvokeConfig" => get_event_invoke(&ctx, f),
         "DeleteFunctionEventInvokeConfig" => delete_event_invoke(&ctx, f),
         "ListFunctionEventInvokeConfigs" => list_event_invoke(&ctx, f),
         "GetFunctionCodeSigningConfig" => get_function_csc(&ctx, f),
-        "PutFunctionCodeSigningConfig" => put_function_csc(&ctx, f, &body),
+        "PutFunctionCodeSigningConfig" => put_function_csc(&ctx, f, typed(doc)?),
         "DeleteFunctionCodeSigningConfig" => delete_function_csc(&ctx, f),
-        "CreateCodeSigningConfig" => create_csc(&ctx, &body),
+        "CreateCodeSigningConfig" => create_csc(&ctx, typed(doc)?),
         "ListCodeSigningConfigs" => list_cscs(&ctx),
         "GetCodeSigningConfig" => get_csc(&ctx, param("CodeSigningConfigArn")),
-        "UpdateCodeSigningConfig" => update_csc(&ctx, param("CodeSigningConfigArn"), &body),
+        "UpdateCodeSigningConfig" => update_csc(&ctx, param("CodeSigningConfigArn"), typed(doc)?),
         "DeleteCodeSigningConfig" => delete_csc(&ctx, param("CodeSigningConfigArn")),
         "ListFunctionsByCodeSigningConfig" => list_functions_by_csc(&ctx, param("CodeSigningConfigArn")),
         "GetRuntimeManagementConfig" => runtime_management_config(&ctx, f),
         "GetFunctionRecursionConfig" => get_recursion(&ctx, f),
-        "PutFunctionRecursionConfig" => put_recursion(&ctx, f, &body),
-        "PutProvisionedConcurrencyConfig" => put_provisioned(&ctx, f, &body),
+        "PutFunctionRecursionConfig" => put_recursion(&ctx, f, typed(doc)?),
+        "PutProvisionedConcurrencyConfig" => put_provisioned(&ctx, f, typed(doc)?),
         "ListProvisionedConcurrencyConfigs" => list_provisioned(&ctx, f),
         "GetProvisionedConcurrencyConfig" => get_provisioned(&ctx, f),
         "DeleteProvisionedConcurrencyConfig" => delete_provisioned(&ctx, f),
-        "AddPermission" => add_permission(&ctx, f, &body),
+        "AddPermission" => add_permission(&ctx, f, typed(doc)?),
         "GetPolicy" => get_policy(&ctx, f),
         "RemovePermission" => remove_permission(&ctx, f, param("StatementId")),
         "GetLayerVersionByArn" => get_layer_version_by_arn(&ctx),
         "ListLayers" => list_layers(&ctx),
-        "PublishLayerVersion" => publish_layer_version(&ctx, l, &body),
+        "PublishLayerVersion" => {
+            let (input, l) = (typed(doc)?, l.to_string());
+            blocking(&ctx, move |ctx| publish_layer_version(ctx, &l, input)).await
+        }
         "ListLayerVersions" => list_layer_versions(&ctx, l),
         "GetLayerVersion" => get_layer_version(&ctx, l, v),
         "DeleteLayerVersion" => delete_layer_version(&ctx, l, v),
-        "AddLayerVersionPermission" => add_layer_permission(&ctx, l, v, &body),
+        "AddLayerVersionPermission" => add_layer_permission(&ctx, l, v, typed(doc)?),
         "GetLayerVersionPolicy" => get_layer_policy(&ctx, l, v),
         "RemoveLayerVersionPermission" => remove_layer_permission(&ctx, l, v, param("StatementId")),
         "ListTags" => list_tags(&ctx, param("Resource")),
-        "TagResource" => tag_resource(&ctx, param("Resource"), &body),
+        "TagResource" => tag_resource(&ctx, param("Resource"), typed(doc)?),
         "UntagResource" => untag_resource(&ctx, param("Resource")),
         "GetAccountSettings" => account_settings(&ctx),
         "CreateEventSourceMapping" => create_esm(&ctx, &body),
@@ -253,6 +277,16 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         "ListEventSourceMappings" => list_esms(&ctx),
         _ => Err(validate::not_implemented(op)),
     }
+}
+
+/// Runs a handler that blocks (S3 reads, code store writes and fsyncs, unzips) on the
+/// blocking pool, with a context of its own: its pins live until the handler has returned.
+async fn blocking(ctx: &Ctx<'_>, f: impl for<'a> FnOnce(&Ctx<'a>) -> R + Send + 'static) -> R {
+    let lambda = ctx.lambda.clone();
+    let (scope, query) = (ctx.scope.clone(), ctx.query.clone());
+    tokio::task::spawn_blocking(move || f(&Ctx { lambda: &lambda, scope, query, pins: Default::default() }))
+        .await
+        .map_err(|e| AwsError::service(format!("the request failed: {e}")))?
 }
 
 async fn read(req: Request<Incoming>, limit: usize, invoke: bool) -> Result<Bytes, AwsError> {

@@ -4,6 +4,7 @@
 //! age, and reported to a function destination (OnSuccess / OnFailure) with AWS's invocation
 //! record.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -16,11 +17,16 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::Lambda;
 use super::invoke::{self, CallContext};
-use super::model::{EventInvokeConfig, Scope};
+use super::model::{EventInvokeConfig, FunctionConfig, Scope};
 use serde_json::{Value, json};
 
 #[derive(Serialize, Deserialize, Clone)]
 struct Event {
+    /// The code digests (zip and layers) of the version it was queued for: kept from the
+    /// code store's collector until the event has run or been dropped. First, so that a start
+    /// reads them from the head of the file (see [`head_digests`]).
+    #[serde(default)]
+    code: Vec<String>,
     id: String,
     function: String,
     qualifier: Option<String>,
@@ -31,6 +37,27 @@ struct Event {
     /// When it was queued (epoch ms; 0 in events queued by older versions: no age limit).
     #[serde(default)]
     queued_ms: u64,
+    /// The configuration of the version it was queued for (an Invoke's Event): it runs on
+    /// that code even if `$LATEST` was updated meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<Arc<FunctionConfig>>,
+}
+
+/// The code digests a version runs: its zip and its layers.
+fn digests(c: &FunctionConfig) -> Vec<String> {
+    let zip = (!c.code_sha_hex.is_empty()).then(|| c.code_sha_hex.clone());
+    zip.into_iter().chain(c.layers.iter().map(|l| l.sha_hex.clone())).collect()
+}
+
+/// The `code` list at the head of an event file, read without the payload behind it.
+fn head_digests(path: &std::path::Path) -> Vec<String> {
+    use std::io::Read;
+    let mut head = vec![0u8; 2048];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let head = &head[..n];
+    let Some(rest) = head.strip_prefix(br#"{"code":"#.as_slice()) else { return Vec::new() };
+    let Some(end) = rest.iter().position(|b| *b == b']') else { return Vec::new() };
+    serde_json::from_slice(&rest[..=end]).unwrap_or_default()
 }
 
 /// Handle for queueing events; the worker runs them. Only ids wait in memory: an event
@@ -43,6 +70,8 @@ pub struct EventQueue {
     bytes: Arc<AtomicU64>,
     tx: mpsc::UnboundedSender<String>,
     rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// The code digests of every pending event, by id (what the code store must keep).
+    refs: Arc<parking_lot::Mutex<HashMap<String, Vec<String>>>>,
 }
 
 impl EventQueue {
@@ -56,6 +85,7 @@ impl EventQueue {
             bytes: Arc::default(),
             tx,
             rx: parking_lot::Mutex::new(Some(rx)),
+            refs: Arc::default(),
         };
         // Events left by an earlier run (even one killed with -9) run again.
         let mut pending = 0;
@@ -68,6 +98,10 @@ impl EventQueue {
                     continue;
                 }
                 if let Some(id) = p.file_stem().and_then(|s| s.to_str()) {
+                    let code = head_digests(&p);
+                    if !code.is_empty() {
+                        q.refs.lock().insert(id.to_string(), code);
+                    }
                     pending += 1;
                     bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
                     let _ = q.tx.send(id.to_string());
@@ -82,6 +116,12 @@ impl EventQueue {
         Ok(q)
     }
 
+    /// The code digests pending events keep (for [`super::store::Regions`]' collector).
+    pub fn code_refs(&self) -> impl Fn() -> HashSet<String> + Send + Sync + 'static {
+        let refs = self.refs.clone();
+        move || refs.lock().values().flatten().cloned().collect()
+    }
+
     fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
@@ -94,19 +134,22 @@ impl EventQueue {
         region: &str,
         payload: &[u8],
     ) -> std::io::Result<String> {
-        self.writer(function, qualifier, region)(payload)
+        self.writer(function, qualifier, region, None)(payload)
     }
 
     /// Persists (on the blocking pool) then queues an event. Returns the request id once the
-    /// event is on disk, so a 202 is only sent for an event that survives a crash.
+    /// event is on disk, so a 202 is only sent for an event that survives a crash. With
+    /// `version` (the configuration the qualifier resolved to), the event runs that version's
+    /// code and keeps it stored until it has run.
     pub async fn queue(
         &self,
         function: &str,
         qualifier: Option<&str>,
         region: &str,
         payload: Bytes,
+        version: Option<Arc<FunctionConfig>>,
     ) -> std::io::Result<String> {
-        let write = self.writer(function, qualifier, region);
+        let write = self.writer(function, qualifier, region, version);
         tokio::task::spawn_blocking(move || write(&payload)).await.map_err(std::io::Error::other)?
     }
 
@@ -116,9 +159,12 @@ impl EventQueue {
         function: &str,
         qualifier: Option<&str>,
         region: &str,
+        version: Option<Arc<FunctionConfig>>,
     ) -> impl FnOnce(&[u8]) -> std::io::Result<String> + Send + 'static {
         let id = crate::aws::request_id();
+        let code = version.as_deref().map(digests).unwrap_or_default();
         let mut ev = Event {
+            code: code.clone(),
             id: id.clone(),
             function: function.to_string(),
             qualifier: qualifier.map(str::to_string),
@@ -126,12 +172,22 @@ impl EventQueue {
             payload: String::new(),
             attempts: 0,
             queued_ms: crate::aws::epoch_ms(),
+            version,
         };
         let (path, tx, pending, queued) = (self.path(&id), self.tx.clone(), self.pending.clone(), self.bytes.clone());
+        let refs = self.refs.clone();
         move |payload| {
             ev.payload = base64::engine::general_purpose::STANDARD.encode(payload);
             let bytes = serde_json::to_vec(&ev).map_err(std::io::Error::other)?;
-            write_event(&path, &bytes)?;
+            // Counted before the file exists: a collection meanwhile keeps the code (at worst
+            // an event that failed to write keeps it until the next one).
+            if !code.is_empty() {
+                refs.lock().insert(id.clone(), code);
+            }
+            if let Err(e) = write_event(&path, &bytes) {
+                refs.lock().remove(&id);
+                return Err(e);
+            }
             pending.fetch_add(1, Ordering::SeqCst);
             queued.fetch_add(bytes.len() as u64, Ordering::SeqCst);
             let _ = tx.send(id.clone());
@@ -163,6 +219,8 @@ impl EventQueue {
             self.pending.fetch_sub(1, Ordering::SeqCst);
             let _ = self.bytes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| Some(b.saturating_sub(size)));
         }
+        // Its code may go now (collected by the caller, off this lock).
+        self.refs.lock().remove(id);
     }
 
     /// Bytes of the events on disk.
@@ -284,7 +342,7 @@ async fn deliver_record(lambda: &Lambda, ev: &Event, cfg: &EventInvokeConfig, pa
     };
     let region = parts.get(3).filter(|r| !r.is_empty()).copied().unwrap_or(&ev.region);
     let bytes = serde_json::to_vec(&record).unwrap_or_default();
-    match lambda.events.queue(&r.name, r.qualifier.as_deref(), region, Bytes::from(bytes)).await {
+    match lambda.events.queue(&r.name, r.qualifier.as_deref(), region, Bytes::from(bytes), None).await {
         Ok(id) => tracing::info!(function = %ev.function, destination = dest, id, "invocation record sent"),
         Err(e) => tracing::warn!(destination = dest, error = %e, "could not queue the invocation record"),
     }
@@ -315,7 +373,17 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
         let attempts = 1 + cfg.max_retry_attempts.unwrap_or(2);
         ev.attempts += 1;
         let target = match invoke::resolve(lambda, &ev.function, ev.qualifier.as_deref(), &scope) {
-            Ok(t) => t,
+            // The version it was queued for, when the qualifier still names that version
+            // but its code changed since (an update of `$LATEST`).
+            Ok(mut t) => {
+                if let Some(v) = &ev.version
+                    && v.version == t.executed_version
+                    && v.revision_id != t.config.revision_id
+                {
+                    t.config = v.clone();
+                }
+                t
+            }
             Err(e) => {
                 tracing::warn!(function = %ev.function, error = %e, "dropping Event invocation");
                 break;
@@ -362,5 +430,11 @@ async fn run_event(lambda: &Arc<Lambda>, mut ev: Event) {
         }
     }
     let lambda = lambda.clone();
-    let _ = tokio::task::spawn_blocking(move || lambda.events.finished(&ev.id)).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        lambda.events.finished(&ev.id);
+        if !ev.code.is_empty() {
+            lambda.stores.collect();
+        }
+    })
+    .await;
 }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
-use serde_json::{Map, Value};
+
 
 use super::Lambda;
 use super::model::FunctionConfig;
@@ -97,16 +97,13 @@ impl HotReload {
     /// The hot-reload directory a `Code` / `Content` object names, checked: `None` when it
     /// names none (a zip, or another bucket). The directory must be given by an absolute
     /// path and exist.
-    pub fn dir_of(&self, m: &Map<String, Value>) -> Result<Option<String>, AwsError> {
-        let Some(Value::String(bucket)) = m.get("S3Bucket") else { return Ok(None) };
+    pub fn dir_of(&self, zip_file: bool, s3_bucket: Option<&str>, s3_key: Option<&str>) -> Result<Option<String>, AwsError> {
+        let Some(bucket) = s3_bucket else { return Ok(None) };
         // A ZipFile wins over S3Bucket, as everywhere else.
-        if *bucket != self.bucket || matches!(m.get("ZipFile"), Some(Value::String(_))) {
+        if bucket != self.bucket || zip_file {
             return Ok(None);
         }
-        let key = match m.get("S3Key") {
-            Some(Value::String(k)) => k.clone(),
-            _ => String::new(),
-        };
+        let key = s3_key.unwrap_or_default().to_string();
         let path = Path::new(&key);
         if !path.is_absolute() {
             return Err(AwsError::invalid_param(format!(

@@ -396,6 +396,9 @@ pub async fn invoke_streaming(
     payload: Bytes,
     call: CallContext,
 ) -> Result<Answer, AwsError> {
+    // The code directory the spec names is not freed before the pool has it on its books:
+    // held from before the lookup until the engine has leased an environment.
+    let hold = crate::engine::UntilLeased(Some(Arc::new(lambda.stores.hold_code())));
     let spec = spec_for(lambda, target, scope)?;
     let gone = super::hot_reload::missing_dir(&target.config);
     // In a task of its own, like the engine's part: a caller that hangs up still gets the
@@ -438,6 +441,7 @@ pub async fn invoke_streaming(
             client_context: call.client_context,
             cognito_identity: call.cognito_identity,
             tenant_id: call.tenant_id,
+            until_leased: hold,
         };
         let mut run = engine.invoke(spec.clone(), req).await?;
         // The first invocation on an environment a code change started says which change.
@@ -608,34 +612,19 @@ fn finish(request_id: &str, target: &Target, logging: &LogSettings, run: RunOutc
     } else {
         run.max_memory_mb
     };
-    let text = if logging.json {
-        json_log(
-            request_id,
-            &target.executed_version,
-            logging,
-            &run.output,
-            &status,
-            ms,
-            billed,
-            c.memory_size,
-            max_memory_mb,
-            init_ms,
-            body.len(),
-        )
-    } else {
-        text_log(
-            request_id,
-            &target.executed_version,
-            &run.output,
-            error_lines.as_deref(),
-            &status,
-            ms,
-            billed,
-            c.memory_size,
-            max_memory_mb,
-            init_ms,
-        )
+    let report = Report {
+        request_id,
+        version: &target.executed_version,
+        output: &run.output,
+        status: &status,
+        ms,
+        billed,
+        memory_mb: c.memory_size,
+        max_memory_mb,
+        init_ms,
+        produced_bytes: body.len(),
     };
+    let text = if logging.json { json_log(&report, logging) } else { text_log(&report, error_lines.as_deref()) };
     // One line per invoke is one write(2) to the server's log: keep it out of the default
     // (info) log; `RUST_LOG=info,lambda=debug` shows it. The function's own output stays at info.
     if tracing::enabled!(target: "lambda", tracing::Level::DEBUG) {
@@ -654,20 +643,26 @@ fn log_time() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn text_log(
-    request_id: &str,
-    version: &str,
-    output: &[u8],
-    error_lines: Option<&str>,
-    status: &Status,
+/// What an invocation's log lines report (START, the output, END and REPORT, or their JSON
+/// platform records).
+struct Report<'a> {
+    request_id: &'a str,
+    version: &'a str,
+    output: &'a [u8],
+    status: &'a Status,
     ms: f64,
     billed: u64,
     memory_mb: u32,
     max_memory_mb: u64,
     init_ms: Option<f64>,
-) -> Vec<u8> {
+    /// The response's size (`producedBytes` of the JSON `platform.runtimeDone` record).
+    produced_bytes: usize,
+}
+
+/// The text-format log of an invocation; `error_lines` go after the output.
+fn text_log(r: &Report, error_lines: Option<&str>) -> Vec<u8> {
     use std::io::Write;
+    let Report { request_id, version, output, status, ms, billed, memory_mb, max_memory_mb, init_ms, .. } = *r;
     // Written straight into the buffer: no per-line Strings on the hot path (writes to a
     // Vec cannot fail).
     let mut text = Vec::with_capacity(output.len() + 320);
@@ -730,20 +725,10 @@ fn line_level_rank(line: &[u8]) -> u8 {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn json_log(
-    request_id: &str,
-    version: &str,
-    logging: &LogSettings,
-    output: &[u8],
-    status: &Status,
-    ms: f64,
-    billed: u64,
-    memory_mb: u32,
-    max_memory_mb: u64,
-    init_ms: Option<f64>,
-    produced_bytes: usize,
-) -> Vec<u8> {
+/// The JSON-format log of an invocation (`LogFormat=JSON`), filtered by its levels.
+fn json_log(r: &Report, logging: &LogSettings) -> Vec<u8> {
+    let Report { request_id, version, output, status, ms, billed, memory_mb, max_memory_mb, init_ms, produced_bytes } =
+        *r;
     let mut text = Vec::with_capacity(output.len() + 640);
     let system = system_level_rank(&logging.system_level);
     // Written by hand, not through serde_json::Value (whose maps sort their keys): AWS's
@@ -801,7 +786,19 @@ mod tests {
     fn json_platform_records_keep_aws_field_order() {
         let logging = LogSettings { json: true, application_level: "INFO".into(), system_level: "DEBUG".into() };
         let st = Status { status: "timeout", error_type: Some("Sandbox.Timedout".into()), in_text_report: true };
-        let text = json_log("r-1", "$LATEST", &logging, b"hi\n", &st, 1000.004, 1001, 128, 42, Some(12.5), 0);
+        let report = Report {
+            request_id: "r-1",
+            version: "$LATEST",
+            output: b"hi\n",
+            status: &st,
+            ms: 1000.004,
+            billed: 1001,
+            memory_mb: 128,
+            max_memory_mb: 42,
+            init_ms: Some(12.5),
+            produced_bytes: 0,
+        };
+        let text = json_log(&report, &logging);
         let text = String::from_utf8(text).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");

@@ -59,13 +59,13 @@ pub struct FunctionConfig {
     pub kms_key_arn: Option<String>,
     pub vpc_config: Option<Value>,
     pub revision_id: String,
-    pub state: String,
+    pub state: State,
     pub state_reason: Option<String>,
     pub state_reason_code: Option<String>,
     /// `LastUpdateStatus`: `Successful`, or `InProgress` from an update until its code and
     /// configuration are ready (or `Failed`).
     #[serde(default = "successful")]
-    pub last_update_status: String,
+    pub last_update_status: LastUpdateStatus,
     /// Whether `Environment` was ever given: AWS then renders `{"Variables": {}}` even empty.
     #[serde(default)]
     pub environment_set: bool,
@@ -79,8 +79,46 @@ pub struct FunctionConfig {
     pub hot_reload_dir: Option<String>,
 }
 
-fn successful() -> String {
-    "Successful".into()
+fn successful() -> LastUpdateStatus {
+    LastUpdateStatus::Successful
+}
+
+/// A function version's `State`, stored and answered as AWS spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum State {
+    Pending,
+    Active,
+    Inactive,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "Pending",
+            State::Active => "Active",
+            State::Inactive => "Inactive",
+            State::Failed => "Failed",
+        }
+    }
+}
+
+/// A function version's `LastUpdateStatus`, stored and answered as AWS spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LastUpdateStatus {
+    Successful,
+    Failed,
+    InProgress,
+}
+
+impl LastUpdateStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LastUpdateStatus::Successful => "Successful",
+            LastUpdateStatus::Failed => "Failed",
+            LastUpdateStatus::InProgress => "InProgress",
+        }
+    }
 }
 
 /// The reason AWS gives while a function is created or updated (it says "created" for both).
@@ -117,7 +155,7 @@ impl FunctionConfig {
             "Version": self.version,
             "TracingConfig": {"Mode": self.tracing_mode},
             "RevisionId": self.revision_id,
-            "State": self.state,
+            "State": self.state.as_str(),
             "PackageType": self.package_type,
             "Architectures": self.architectures,
             "EphemeralStorage": {"Size": self.ephemeral_storage},
@@ -154,13 +192,13 @@ impl FunctionConfig {
             m.insert("StateReasonCode".into(), c.clone().into());
         }
         // A function being created has no LastUpdateStatus yet (as AWS answers CreateFunction).
-        if self.state != "Pending" {
-            let status = if self.state == "Failed" { "Failed" } else { self.last_update_status.as_str() };
-            m.insert("LastUpdateStatus".into(), status.into());
-            if status == "InProgress" {
+        if self.state != State::Pending {
+            let status = if self.state == State::Failed { LastUpdateStatus::Failed } else { self.last_update_status };
+            m.insert("LastUpdateStatus".into(), status.as_str().into());
+            if status == LastUpdateStatus::InProgress {
                 m.insert("LastUpdateStatusReason".into(), CREATING_REASON.into());
                 m.insert("LastUpdateStatusReasonCode".into(), "Creating".into());
-            } else if status == "Failed" {
+            } else if status == LastUpdateStatus::Failed {
                 if let Some(r) = &self.state_reason {
                     m.insert("LastUpdateStatusReason".into(), r.clone().into());
                 }
@@ -186,7 +224,8 @@ impl FunctionConfig {
 
     /// Whether the function is between states: being created (Pending) or updated (InProgress).
     pub fn in_transition(&self) -> bool {
-        self.state == "Pending" || (self.state == "Active" && self.last_update_status == "InProgress")
+        self.state == State::Pending
+            || (self.state == State::Active && self.last_update_status == LastUpdateStatus::InProgress)
     }
 
     /// Whether the `$LATEST` configuration `other` is unchanged since this version was published

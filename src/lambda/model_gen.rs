@@ -3382,3 +3382,476 @@ pub static OPERATIONS: [Operation; 91] = [
     ),
     Operation::new("UpdateFunctionUrlConfig", "PUT", "/2021-10-31/functions/{FunctionName}/url", &[], Some(353), 200),
 ];
+
+/// Typed inputs: the body members of the operations whose handlers take a struct (every member
+/// optional; the validator has checked required members, types and constraints before).
+pub mod input {
+    use serde::{Deserialize, Deserializer};
+
+    /// A member kept as sent: present (`null` included) is `Some`, absent is `None`.
+    fn raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+        serde_json::Value::deserialize(d).map(Some)
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct AcceleratorConfig {
+        #[serde(rename = "AcceleratorMemorySize")]
+        pub accelerator_memory_size: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct AddLayerVersionPermissionRequest {
+        #[serde(rename = "StatementId")]
+        pub statement_id: Option<String>,
+        #[serde(rename = "Action")]
+        pub action: Option<String>,
+        #[serde(rename = "Principal")]
+        pub principal: Option<String>,
+        #[serde(rename = "OrganizationId")]
+        pub organization_id: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct AddPermissionRequest {
+        #[serde(rename = "StatementId")]
+        pub statement_id: Option<String>,
+        #[serde(rename = "Action")]
+        pub action: Option<String>,
+        #[serde(rename = "Principal")]
+        pub principal: Option<String>,
+        #[serde(rename = "SourceArn")]
+        pub source_arn: Option<String>,
+        #[serde(rename = "FunctionUrlAuthType")]
+        pub function_url_auth_type: Option<String>,
+        #[serde(rename = "InvokedViaFunctionUrl")]
+        pub invoked_via_function_url: Option<bool>,
+        #[serde(rename = "SourceAccount")]
+        pub source_account: Option<String>,
+        #[serde(rename = "EventSourceToken")]
+        pub event_source_token: Option<String>,
+        #[serde(rename = "RevisionId")]
+        pub revision_id: Option<String>,
+        #[serde(rename = "PrincipalOrgID")]
+        pub principal_org_id: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct AllowedPublishers {
+        #[serde(rename = "SigningProfileVersionArns")]
+        pub signing_profile_version_arns: Option<Vec<String>>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct CapacityProviderConfig {
+        #[serde(rename = "LambdaManagedInstancesCapacityProviderConfig")]
+        pub lambda_managed_instances_capacity_provider_config: Option<LambdaManagedInstancesCapacityProviderConfig>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct CodeSigningPolicies {
+        #[serde(rename = "UntrustedArtifactOnDeployment")]
+        pub untrusted_artifact_on_deployment: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct CreateAliasRequest {
+        #[serde(rename = "Name")]
+        pub name: Option<String>,
+        #[serde(rename = "FunctionVersion")]
+        pub function_version: Option<String>,
+        #[serde(rename = "Description")]
+        pub description: Option<String>,
+        #[serde(rename = "RoutingConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub routing_config: Option<serde_json::Value>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct CreateCodeSigningConfigRequest {
+        #[serde(rename = "Description")]
+        pub description: Option<String>,
+        #[serde(rename = "AllowedPublishers")]
+        pub allowed_publishers: Option<AllowedPublishers>,
+        #[serde(rename = "CodeSigningPolicies")]
+        pub code_signing_policies: Option<CodeSigningPolicies>,
+        #[serde(rename = "Tags")]
+        pub tags: Option<std::collections::BTreeMap<String, String>>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct CreateFunctionRequest {
+        #[serde(rename = "FunctionName")]
+        pub function_name: Option<String>,
+        #[serde(rename = "Runtime")]
+        pub runtime: Option<String>,
+        #[serde(rename = "Role")]
+        pub role: Option<String>,
+        #[serde(rename = "Handler")]
+        pub handler: Option<String>,
+        #[serde(rename = "Code")]
+        pub code: Option<FunctionCode>,
+        #[serde(rename = "Description")]
+        pub description: Option<String>,
+        #[serde(rename = "Timeout")]
+        pub timeout: Option<i64>,
+        #[serde(rename = "MemorySize")]
+        pub memory_size: Option<i64>,
+        #[serde(rename = "Publish")]
+        pub publish: Option<bool>,
+        #[serde(rename = "PublishTo")]
+        pub publish_to: Option<String>,
+        #[serde(rename = "VpcConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub vpc_config: Option<serde_json::Value>,
+        #[serde(rename = "PackageType")]
+        pub package_type: Option<String>,
+        #[serde(rename = "DeadLetterConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub dead_letter_config: Option<serde_json::Value>,
+        #[serde(rename = "Environment")]
+        pub environment: Option<Environment>,
+        #[serde(rename = "KMSKeyArn")]
+        pub kms_key_arn: Option<String>,
+        #[serde(rename = "TracingConfig")]
+        pub tracing_config: Option<TracingConfig>,
+        #[serde(rename = "Tags")]
+        pub tags: Option<std::collections::BTreeMap<String, String>>,
+        #[serde(rename = "Layers")]
+        pub layers: Option<Vec<String>>,
+        #[serde(rename = "FileSystemConfigs")]
+        pub file_system_configs: Option<Vec<FileSystemConfig>>,
+        #[serde(rename = "CodeSigningConfigArn")]
+        pub code_signing_config_arn: Option<String>,
+        #[serde(rename = "ImageConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub image_config: Option<serde_json::Value>,
+        #[serde(rename = "Architectures")]
+        pub architectures: Option<Vec<String>>,
+        #[serde(rename = "EphemeralStorage")]
+        pub ephemeral_storage: Option<EphemeralStorage>,
+        #[serde(rename = "SnapStart")]
+        pub snap_start: Option<SnapStart>,
+        #[serde(rename = "LoggingConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub logging_config: Option<serde_json::Value>,
+        #[serde(rename = "TenancyConfig")]
+        pub tenancy_config: Option<TenancyConfig>,
+        #[serde(rename = "CapacityProviderConfig")]
+        pub capacity_provider_config: Option<CapacityProviderConfig>,
+        #[serde(rename = "DurableConfig")]
+        pub durable_config: Option<DurableConfig>,
+        #[serde(rename = "RuntimeConfig")]
+        pub runtime_config: Option<FunctionRuntimeConfig>,
+        #[serde(rename = "AcceleratorConfig")]
+        pub accelerator_config: Option<AcceleratorConfig>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct CreateFunctionUrlConfigRequest {
+        #[serde(rename = "AuthType")]
+        pub auth_type: Option<String>,
+        #[serde(rename = "Cors")]
+        #[serde(default, deserialize_with = "raw")]
+        pub cors: Option<serde_json::Value>,
+        #[serde(rename = "InvokeMode")]
+        pub invoke_mode: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct DurableConfig {
+        #[serde(rename = "KMSKeyArn")]
+        pub kms_key_arn: Option<String>,
+        #[serde(rename = "RetentionPeriodInDays")]
+        pub retention_period_in_days: Option<i64>,
+        #[serde(rename = "ExecutionTimeout")]
+        pub execution_timeout: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct Environment {
+        #[serde(rename = "Variables")]
+        pub variables: Option<std::collections::BTreeMap<String, String>>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct EphemeralStorage {
+        #[serde(rename = "Size")]
+        pub size: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct FileSystemConfig {
+        #[serde(rename = "Arn")]
+        pub arn: Option<String>,
+        #[serde(rename = "LocalMountPath")]
+        pub local_mount_path: Option<String>,
+        #[serde(rename = "S3FilesConfig")]
+        pub s3_files_config: Option<S3FilesConfig>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct FunctionCode {
+        #[serde(rename = "ZipFile")]
+        pub zip_file: Option<String>,
+        #[serde(rename = "S3Bucket")]
+        pub s3_bucket: Option<String>,
+        #[serde(rename = "S3Key")]
+        pub s3_key: Option<String>,
+        #[serde(rename = "S3ObjectVersion")]
+        pub s3_object_version: Option<String>,
+        #[serde(rename = "S3ObjectStorageMode")]
+        pub s3_object_storage_mode: Option<String>,
+        #[serde(rename = "ImageUri")]
+        pub image_uri: Option<String>,
+        #[serde(rename = "SourceKMSKeyArn")]
+        pub source_kms_key_arn: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct FunctionRuntimeConfig {
+        #[serde(rename = "RuntimeArn")]
+        pub runtime_arn: Option<String>,
+        #[serde(rename = "RuntimeAlias")]
+        pub runtime_alias: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct LambdaManagedInstancesCapacityProviderConfig {
+        #[serde(rename = "CapacityProviderArn")]
+        pub capacity_provider_arn: Option<String>,
+        #[serde(rename = "PerExecutionEnvironmentMaxConcurrency")]
+        pub per_execution_environment_max_concurrency: Option<i64>,
+        #[serde(rename = "ExecutionEnvironmentMemoryGiBPerVCpu")]
+        pub execution_environment_memory_gi_b_per_v_cpu: Option<f64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct LayerVersionContentInput {
+        #[serde(rename = "S3Bucket")]
+        pub s3_bucket: Option<String>,
+        #[serde(rename = "S3Key")]
+        pub s3_key: Option<String>,
+        #[serde(rename = "S3ObjectVersion")]
+        pub s3_object_version: Option<String>,
+        #[serde(rename = "S3ObjectStorageMode")]
+        pub s3_object_storage_mode: Option<String>,
+        #[serde(rename = "ZipFile")]
+        pub zip_file: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct PublishLayerVersionRequest {
+        #[serde(rename = "Description")]
+        pub description: Option<String>,
+        #[serde(rename = "Content")]
+        pub content: Option<LayerVersionContentInput>,
+        #[serde(rename = "CompatibleRuntimes")]
+        pub compatible_runtimes: Option<Vec<String>>,
+        #[serde(rename = "LicenseInfo")]
+        pub license_info: Option<String>,
+        #[serde(rename = "CompatibleArchitectures")]
+        pub compatible_architectures: Option<Vec<String>>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct PublishVersionRequest {
+        #[serde(rename = "CodeSha256")]
+        pub code_sha256: Option<String>,
+        #[serde(rename = "Description")]
+        pub description: Option<String>,
+        #[serde(rename = "RevisionId")]
+        pub revision_id: Option<String>,
+        #[serde(rename = "PublishTo")]
+        pub publish_to: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct PutFunctionCodeSigningConfigRequest {
+        #[serde(rename = "CodeSigningConfigArn")]
+        pub code_signing_config_arn: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct PutFunctionConcurrencyRequest {
+        #[serde(rename = "ReservedConcurrentExecutions")]
+        pub reserved_concurrent_executions: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct PutFunctionEventInvokeConfigRequest {
+        #[serde(rename = "MaximumRetryAttempts")]
+        pub maximum_retry_attempts: Option<i64>,
+        #[serde(rename = "MaximumEventAgeInSeconds")]
+        pub maximum_event_age_in_seconds: Option<i64>,
+        #[serde(rename = "DestinationConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub destination_config: Option<serde_json::Value>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct PutFunctionRecursionConfigRequest {
+        #[serde(rename = "RecursiveLoop")]
+        pub recursive_loop: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct PutProvisionedConcurrencyConfigRequest {
+        #[serde(rename = "ProvisionedConcurrentExecutions")]
+        pub provisioned_concurrent_executions: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct S3FilesConfig {
+        #[serde(rename = "DirectS3Read")]
+        pub direct_s3_read: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct SnapStart {
+        #[serde(rename = "ApplyOn")]
+        pub apply_on: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct TagResourceRequest {
+        #[serde(rename = "Tags")]
+        pub tags: Option<std::collections::BTreeMap<String, String>>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct TenancyConfig {
+        #[serde(rename = "TenantIsolationMode")]
+        pub tenant_isolation_mode: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct TracingConfig {
+        #[serde(rename = "Mode")]
+        pub mode: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct UpdateAliasRequest {
+        #[serde(rename = "FunctionVersion")]
+        pub function_version: Option<String>,
+        #[serde(rename = "Description")]
+        pub description: Option<String>,
+        #[serde(rename = "RoutingConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub routing_config: Option<serde_json::Value>,
+        #[serde(rename = "RevisionId")]
+        pub revision_id: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct UpdateCodeSigningConfigRequest {
+        #[serde(rename = "Description")]
+        pub description: Option<String>,
+        #[serde(rename = "AllowedPublishers")]
+        pub allowed_publishers: Option<AllowedPublishers>,
+        #[serde(rename = "CodeSigningPolicies")]
+        pub code_signing_policies: Option<CodeSigningPolicies>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct UpdateFunctionCodeRequest {
+        #[serde(rename = "ZipFile")]
+        pub zip_file: Option<String>,
+        #[serde(rename = "S3Bucket")]
+        pub s3_bucket: Option<String>,
+        #[serde(rename = "S3Key")]
+        pub s3_key: Option<String>,
+        #[serde(rename = "S3ObjectVersion")]
+        pub s3_object_version: Option<String>,
+        #[serde(rename = "S3ObjectStorageMode")]
+        pub s3_object_storage_mode: Option<String>,
+        #[serde(rename = "ImageUri")]
+        pub image_uri: Option<String>,
+        #[serde(rename = "Architectures")]
+        pub architectures: Option<Vec<String>>,
+        #[serde(rename = "Publish")]
+        pub publish: Option<bool>,
+        #[serde(rename = "PublishTo")]
+        pub publish_to: Option<String>,
+        #[serde(rename = "DryRun")]
+        pub dry_run: Option<bool>,
+        #[serde(rename = "RevisionId")]
+        pub revision_id: Option<String>,
+        #[serde(rename = "SourceKMSKeyArn")]
+        pub source_kms_key_arn: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct UpdateFunctionConfigurationRequest {
+        #[serde(rename = "Role")]
+        pub role: Option<String>,
+        #[serde(rename = "Handler")]
+        pub handler: Option<String>,
+        #[serde(rename = "Description")]
+        pub description: Option<String>,
+        #[serde(rename = "Timeout")]
+        pub timeout: Option<i64>,
+        #[serde(rename = "MemorySize")]
+        pub memory_size: Option<i64>,
+        #[serde(rename = "VpcConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub vpc_config: Option<serde_json::Value>,
+        #[serde(rename = "Environment")]
+        pub environment: Option<Environment>,
+        #[serde(rename = "Runtime")]
+        pub runtime: Option<String>,
+        #[serde(rename = "DeadLetterConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub dead_letter_config: Option<serde_json::Value>,
+        #[serde(rename = "KMSKeyArn")]
+        pub kms_key_arn: Option<String>,
+        #[serde(rename = "TracingConfig")]
+        pub tracing_config: Option<TracingConfig>,
+        #[serde(rename = "RevisionId")]
+        pub revision_id: Option<String>,
+        #[serde(rename = "Layers")]
+        pub layers: Option<Vec<String>>,
+        #[serde(rename = "FileSystemConfigs")]
+        pub file_system_configs: Option<Vec<FileSystemConfig>>,
+        #[serde(rename = "ImageConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub image_config: Option<serde_json::Value>,
+        #[serde(rename = "EphemeralStorage")]
+        pub ephemeral_storage: Option<EphemeralStorage>,
+        #[serde(rename = "SnapStart")]
+        pub snap_start: Option<SnapStart>,
+        #[serde(rename = "LoggingConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub logging_config: Option<serde_json::Value>,
+        #[serde(rename = "CapacityProviderConfig")]
+        pub capacity_provider_config: Option<CapacityProviderConfig>,
+        #[serde(rename = "DurableConfig")]
+        pub durable_config: Option<DurableConfig>,
+        #[serde(rename = "RuntimeConfig")]
+        pub runtime_config: Option<FunctionRuntimeConfig>,
+        #[serde(rename = "AcceleratorConfig")]
+        pub accelerator_config: Option<AcceleratorConfig>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct UpdateFunctionEventInvokeConfigRequest {
+        #[serde(rename = "MaximumRetryAttempts")]
+        pub maximum_retry_attempts: Option<i64>,
+        #[serde(rename = "MaximumEventAgeInSeconds")]
+        pub maximum_event_age_in_seconds: Option<i64>,
+        #[serde(rename = "DestinationConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub destination_config: Option<serde_json::Value>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct UpdateFunctionUrlConfigRequest {
+        #[serde(rename = "AuthType")]
+        pub auth_type: Option<String>,
+        #[serde(rename = "Cors")]
+        #[serde(default, deserialize_with = "raw")]
+        pub cors: Option<serde_json::Value>,
+        #[serde(rename = "InvokeMode")]
+        pub invoke_mode: Option<String>,
+    }
+}

@@ -58,8 +58,10 @@ pub struct Store {
 /// after they are durable on disk, so what [`Blobs::collect`] frees is unreferenced by the
 /// persisted metadata too, and a kill -9 at any point leaves every referenced blob in
 /// place (at worst an unreferenced one, which the sweep at the next start removes).
-/// Pending Event invocations name a function, not a digest: they run whatever code the
-/// function has when they run, so they keep the function's code alive through it.
+/// A pending Event invocation runs the code of the version it was queued for, so it counts
+/// as a reference too (`extra_refs`, from the Event queue, whose files are durable before the
+/// 202) until it has run or been dropped. An invoke between looking its code up and the
+/// engine's pool having its environment on the books holds off freeing ([`CodeHold`]).
 struct Blobs {
     /// Holds `blobs/` and `code/`.
     dir: PathBuf,
@@ -75,7 +77,16 @@ struct Blobs {
     /// The code directories running environments use (set by the service: the engine's
     /// pool knows them). Such a directory is freed only once its environments are gone.
     in_use: RwLock<Option<InUse>>,
+    /// Invocations between resolving their function (and so its code directory) and the
+    /// engine's pool counting their environment's directories as in use (see [`CodeHold`]).
+    /// While any is, nothing is freed: the next pass does it.
+    holds: std::sync::atomic::AtomicUsize,
+    /// Digests referenced by something other than the records (pending Event invocations,
+    /// set by the service).
+    extra_refs: RwLock<Option<ExtraRefs>>,
 }
+
+type ExtraRefs = Box<dyn Fn() -> HashSet<String> + Send + Sync>;
 
 type InUse = Box<dyn Fn() -> HashSet<PathBuf> + Send + Sync>;
 
@@ -144,6 +155,20 @@ impl Drop for Pin {
     }
 }
 
+/// Keeps every code blob and directory from being freed while it lives: taken by an invoke
+/// before it resolves its function, dropped once its environment is on the pool's books
+/// (which [`Regions::set_in_use`] reports). Two atomic operations, no lock: it is on every
+/// invoke's path.
+pub struct CodeHold {
+    blobs: Arc<Blobs>,
+}
+
+impl Drop for CodeHold {
+    fn drop(&mut self) {
+        self.blobs.holds.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Bytes and counts of what the Lambda service keeps on disk (kept as counters: reading
 /// them touches no disk).
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -188,6 +213,16 @@ fn usable_region(region: &str) -> bool {
 
 impl Regions {
     pub fn open(data_dir: &Path, default_region: &str) -> std::io::Result<Regions> {
+        Regions::open_with(data_dir, default_region, None::<fn() -> HashSet<String>>)
+    }
+
+    /// [`Regions::open`], with digests that something besides the records keeps (the pending
+    /// Event invocations), already for the sweep at start.
+    pub fn open_with(
+        data_dir: &Path,
+        default_region: &str,
+        extra_refs: Option<impl Fn() -> HashSet<String> + Send + Sync + 'static>,
+    ) -> std::io::Result<Regions> {
         let root = data_dir.join("lambda");
         for sub in ["blobs", "code", "regions"] {
             std::fs::create_dir_all(root.join(sub))?;
@@ -199,6 +234,8 @@ impl Regions {
             stores: RwLock::new(Vec::new()),
             books: Mutex::new(Books::default()),
             in_use: RwLock::new(None),
+            holds: Default::default(),
+            extra_refs: RwLock::new(extra_refs.map(|f| Box::new(f) as ExtraRefs)),
         });
         let default = if usable_region(default_region) { default_region.to_string() } else { "us-east-1".to_string() };
         let regions = Regions { root, default, blobs, stores: RwLock::new(HashMap::new()), opening: Mutex::new(()) };
@@ -220,6 +257,12 @@ impl Regions {
     /// Frees every blob and code directory no record references any more.
     pub fn collect(&self) {
         off_worker(|| self.blobs.collect());
+    }
+
+    /// Holds off every freeing until the returned guard is dropped (see [`CodeHold`]).
+    pub fn hold_code(&self) -> CodeHold {
+        self.blobs.holds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        CodeHold { blobs: self.blobs.clone() }
     }
 
     /// Tells the store which code directories running environments use.
@@ -830,9 +873,9 @@ impl Blobs {
         result.map(|()| dest)
     }
 
-    /// Every digest any region's records reference.
+    /// Every digest any region's records (or a pending Event) reference.
     fn references(&self) -> HashSet<String> {
-        let mut out = HashSet::new();
+        let mut out = self.extra_refs.read().as_ref().map(|f| f()).unwrap_or_default();
         for store in self.stores.read().iter().filter_map(Weak::upgrade) {
             store.references(&mut out);
         }
@@ -893,6 +936,12 @@ impl Blobs {
         }
         let refs = self.references();
         let free = |sha: &String| !refs.contains(sha) && !books.pins.contains_key(sha);
+        // An invoke between resolving its code and the pool's books: free nothing now, and
+        // count what would have gone as deferred, so the periodic pass comes back for it.
+        if self.holds.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            books.deferred = books.code.keys().chain(books.blobs.keys()).filter(|s| free(s)).count();
+            return;
+        }
         let blobs: Vec<String> = books.blobs.keys().filter(|s| free(s)).cloned().collect();
         let mut deferred = 0;
         let mut code = Vec::new();

@@ -73,12 +73,10 @@ fn add_forwarding_headers(headers: &mut HeaderMap, peer: Option<std::net::IpAddr
             headers.insert(k, v);
         }
     }
-    if !headers.contains_key("x-amzn-trace-id") {
-        let now = crate::aws::epoch_ms() / 1000;
-        let r = uuid::Uuid::new_v4().simple().to_string();
-        if let Ok(v) = HeaderValue::from_str(&format!("Root=1-{now:08x}-{}", &r[..24])) {
-            headers.insert("x-amzn-trace-id", v);
-        }
+    if !headers.contains_key("x-amzn-trace-id")
+        && let Ok(v) = HeaderValue::from_str(&crate::aws::trace_header(false))
+    {
+        headers.insert("x-amzn-trace-id", v);
     }
 }
 
@@ -125,8 +123,7 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, url_id: &str, 
         Err(BodyError::Io(_)) => return message(StatusCode::BAD_REQUEST, "Bad Request"),
     };
     let request_id = crate::aws::request_id();
-    let mut event =
-        event(&parts.method, raw_path, parts.uri.query(), &parts.headers, &body, url_id, &scope, &request_id);
+    let mut event = event(&parts, raw_path, &body, url_id, &scope, &request_id);
     event["requestContext"]["http"]["sourceIp"] = json!(source_ip);
     let payload = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
     let call = CallContext { request_id: Some(request_id.clone()), ..CallContext::default() };
@@ -157,18 +154,17 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, url_id: &str, 
     resp
 }
 
-/// The payload format 2.0 event of a function URL request.
-#[allow(clippy::too_many_arguments)]
+/// The payload format 2.0 event of a function URL request (`parts`: its method, query and
+/// headers).
 fn event(
-    method: &Method,
+    parts: &http::request::Parts,
     raw_path: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
     body: &[u8],
     url_id: &str,
     scope: &Scope,
     request_id: &str,
 ) -> Value {
+    let (method, query, headers) = (&parts.method, parts.uri.query(), &parts.headers);
     // Header names in lower case, repeated headers joined with commas; cookies on their own.
     let mut hdrs: BTreeMap<String, String> = BTreeMap::new();
     let mut cookies: Vec<String> = Vec::new();

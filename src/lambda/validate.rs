@@ -204,7 +204,31 @@ pub struct Routed {
     pub params: Vec<(&'static str, String)>,
 }
 
+/// Whether `segs` fit template `t`, without building anything (most templates are tried and
+/// refused on every request: this keeps them from allocating).
+fn fits(t: &[Seg], segs: &[String]) -> bool {
+    for (i, seg) in t.iter().enumerate() {
+        match seg {
+            Seg::Greedy(_) => return i < segs.len(),
+            Seg::Lit(s) => {
+                if segs.get(i).map(String::as_str) != Some(*s) {
+                    return false;
+                }
+            }
+            Seg::Label(_) => {
+                if i >= segs.len() {
+                    return false;
+                }
+            }
+        }
+    }
+    t.len() == segs.len()
+}
+
 fn match_template(t: &[Seg], segs: &[String]) -> Option<Vec<(&'static str, String)>> {
+    if !fits(t, segs) {
+        return None;
+    }
     let mut params = Vec::new();
     for (i, seg) in t.iter().enumerate() {
         match seg {
@@ -233,15 +257,16 @@ pub fn find(method: &str, segs: &[String], query: &[(String, String)]) -> Option
     let rest = segs.get(1..)?;
     let mut best: Option<(usize, Routed)> = None;
     for (op, t) in OPERATIONS.iter().zip(TEMPLATES.iter()) {
-        if op.method != method {
+        if op.method != method || !fits(t, rest) {
             continue;
         }
-        let Some(params) = match_template(t, rest) else { continue };
         if !op.query.iter().all(|(k, v)| query.iter().any(|(qk, qv)| qk == k && qv == v)) {
             continue;
         }
         let score = op.query.len();
-        if best.as_ref().is_none_or(|(s, _)| score > *s) {
+        if best.as_ref().is_none_or(|(s, _)| score > *s)
+            && let Some(params) = match_template(t, rest)
+        {
             best = Some((score, Routed { op, params }));
         }
     }
@@ -339,6 +364,11 @@ pub fn check(op: &Operation, req: &Request) -> Result<(), AwsError> {
             Location::Body => req.body.and_then(|b| b.get(m.location_name)).cloned(),
             Location::Payload => continue,
         };
+        // Most members of most requests are absent and optional: nothing to check, and no
+        // member path to build (this runs on every Invoke).
+        if !m.required && value.as_ref().is_none_or(Value::is_null) {
+            continue;
+        }
         check_member(m, value.as_ref(), &lower_first(m.name), &mut v)?;
     }
     if v.is_empty() {

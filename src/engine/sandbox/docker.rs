@@ -119,6 +119,19 @@ pub struct Container {
     output: Output,
 }
 
+/// What one container start is for: the environment's spec, image, Runtime API address,
+/// merged `/opt`, endpoint and log.
+#[derive(Clone, Copy)]
+struct Launch<'a> {
+    spec: &'a EnvSpec,
+    image: &'a str,
+    api: SocketAddr,
+    files: Files<'a>,
+    endpoint: &'a Arc<Endpoint>,
+    log: &'a Arc<LogSink>,
+    debug: Option<&'a super::debug::ContainerDebug>,
+}
+
 /// Why one attempt to start a container failed.
 enum Failure {
     /// The image has no `/bin/sh` for the output wrapper: start again with attach.
@@ -437,10 +450,10 @@ impl Inner {
         // The FIFO is a bind mount too: uploads read output through attach.
         let mut fifo =
             engine.local && engine.transfer == CodeTransfer::Mount && !self.image_slot(&image).lock().await.no_shell;
+        let files = Files { opt_dir: opt_dir.as_deref(), archive: archive.as_deref() };
+        let launch = Launch { spec, image: &image, api, files, endpoint: &endpoint, log: &log, debug: debug.as_ref() };
         loop {
-            let files = Files { opt_dir: opt_dir.as_deref(), archive: archive.as_deref() };
-            let started = self.start_once(engine, spec, &image, api, files, &endpoint, &log, fifo, debug.as_ref());
-            match started.await {
+            match self.start_once(engine, &launch, fifo).await {
                 Ok(c) => return Ok(c),
                 Err(Failure::NoShell) if fifo => {
                     tracing::info!(image = %image, "image has no /bin/sh: reading its output through docker attach");
@@ -456,19 +469,13 @@ impl Inner {
     }
 
     /// One create → (attach) → start. With `fifo`, the output goes through a FIFO.
-    #[allow(clippy::too_many_arguments)]
     async fn start_once(
         self: &Arc<Self>,
         engine: &Engine,
-        spec: &EnvSpec,
-        image: &str,
-        api: SocketAddr,
-        files: Files<'_>,
-        endpoint: &Arc<Endpoint>,
-        log: &Arc<LogSink>,
+        launch: &Launch<'_>,
         fifo: bool,
-        debug: Option<&super::debug::ContainerDebug>,
     ) -> Result<Container, Failure> {
+        let Launch { spec, image, api: _, files, endpoint, log, debug } = *launch;
         let docker = &engine.docker;
         let opt_dir = files.opt_dir;
         let name = container_name(&spec.function);
@@ -484,22 +491,11 @@ impl Inner {
         } else {
             None
         };
-        let (entrypoint, cmd, working_dir) = self
+        let command = self
             .command(docker, spec, image, opt_dir, fifo_out.is_some())
             .await
             .map_err(|why| image_unavailable(&spec.function, &why))?;
-        let mut body = self.container_body(
-            spec,
-            image,
-            api,
-            files,
-            entrypoint,
-            cmd,
-            working_dir,
-            fifo_out.as_ref(),
-            log.stream(),
-            endpoint.metadata_token(),
-        )?;
+        let mut body = self.container_body(launch, command, fifo_out.as_ref())?;
         if let Some(d) = debug {
             with_debugger(&mut body, d);
         }
@@ -639,21 +635,18 @@ impl Inner {
         Ok((entry, cmd, working_dir))
     }
 
-    /// The container a function's environment runs in.
-    #[allow(clippy::too_many_arguments)]
+    /// The container a function's environment runs in, running `command` (ENTRYPOINT, CMD
+    /// and working directory).
     fn container_body(
         &self,
-        spec: &EnvSpec,
-        image: &str,
-        api: SocketAddr,
-        files: Files<'_>,
-        entrypoint: Vec<String>,
-        cmd: Vec<String>,
-        working_dir: Option<String>,
+        launch: &Launch<'_>,
+        command: (Vec<String>, Vec<String>, Option<String>),
         fifo: Option<&FifoOutput>,
-        log_stream: &str,
-        metadata_token: &str,
     ) -> Result<ContainerCreateBody, AwsError> {
+        let Launch { spec, image, api, files, endpoint, log, debug: _ } = *launch;
+        let metadata_token = endpoint.metadata_token();
+        let (entrypoint, cmd, working_dir) = command;
+        let log_stream = log.stream();
         let port = self.server_addr.port();
         let endpoint_url = match (&self.advertise, self.network) {
             (Some(a), _) => format!("http://{}", a.authority(port)),

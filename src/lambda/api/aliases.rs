@@ -58,22 +58,21 @@ fn valid_alias_name(alias: &str) -> bool {
         && !alias.chars().all(|c| c.is_ascii_digit())
 }
 
-pub(super) fn create_alias(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+pub(super) fn create_alias(ctx: &Ctx, raw: &str, input: input::CreateAliasRequest) -> R {
     let name = unqualified(raw)?;
-    let m = parse_body(body)?;
-    let alias = req_str(&m, "Name")?;
+    let alias = required(input.name, "Name")?;
     if !valid_alias_name(&alias) {
         return Err(AwsError::invalid_param(format!("Invalid alias name: {alias}")));
     }
-    let version = req_str(&m, "FunctionVersion")?;
-    let description = opt_str(&m, "Description")?.unwrap_or_default();
+    let version = required(input.function_version, "FunctionVersion")?;
+    let description = input.description.unwrap_or_default();
     // A missing function is named with the version the alias was to point at, as AWS does.
     if ctx.store().latest(&name).is_none() {
         return Err(errors::function_not_found(&ctx.scope, &name, Some(&version)));
     }
     let (_, a) = update_record(ctx, &name, |rec| {
         validate_alias_version(ctx, rec, &version)?;
-        let routing_config = validate_routing(ctx, rec, &version, m.get("RoutingConfig"))?;
+        let routing_config = validate_routing(ctx, rec, &version, input.routing_config.as_ref())?;
         if rec.aliases.contains_key(&alias) {
             return Err(errors::alias_exists(&ctx.scope, &name, &alias));
         }
@@ -110,22 +109,21 @@ pub(super) fn list_aliases(ctx: &Ctx, raw: &str) -> R {
     page_response(ctx, "Aliases", items)
 }
 
-pub(super) fn update_alias(ctx: &Ctx, raw: &str, alias: &str, body: &[u8]) -> R {
+pub(super) fn update_alias(ctx: &Ctx, raw: &str, alias: &str, input: input::UpdateAliasRequest) -> R {
     let name = unqualified(raw)?;
-    let m = parse_body(body)?;
     let (_, a) = update_record(ctx, &name, |rec| {
         let mut a = rec.aliases.get(alias).cloned().ok_or_else(|| errors::alias_not_found(&ctx.scope, &name, alias))?;
         // The same answer as for functions (AWS's recorded UpdateAlias message).
-        check_revision(&m, &a.revision_id)?;
-        if let Some(v) = opt_str(&m, "FunctionVersion")? {
-            validate_alias_version(ctx, rec, &v)?;
-            a.function_version = v;
+        check_revision(input.revision_id.as_deref(), &a.revision_id)?;
+        if let Some(v) = &input.function_version {
+            validate_alias_version(ctx, rec, v)?;
+            a.function_version = v.clone();
         }
-        if let Some(d) = opt_str(&m, "Description")? {
-            a.description = d;
+        if let Some(d) = &input.description {
+            a.description = d.clone();
         }
         // The routing is checked against the version the alias points at after the update.
-        if let Some(rc) = m.get("RoutingConfig") {
+        if let Some(rc) = &input.routing_config {
             a.routing_config = validate_routing(ctx, rec, &a.function_version, Some(rc))?;
         } else if a.routing_config.is_some() {
             let current = a.routing_config.clone();

@@ -128,16 +128,43 @@ pub(super) fn no_event_invoke(ctx: &Ctx, name: &str, key: &str) -> AwsError {
     ))
 }
 
+/// The members Put and UpdateFunctionEventInvokeConfig share.
+pub(super) struct EventInvokeInput {
+    retries: Option<i64>,
+    age: Option<i64>,
+    destinations: Option<Value>,
+}
+
+impl From<input::PutFunctionEventInvokeConfigRequest> for EventInvokeInput {
+    fn from(i: input::PutFunctionEventInvokeConfigRequest) -> Self {
+        EventInvokeInput {
+            retries: i.maximum_retry_attempts,
+            age: i.maximum_event_age_in_seconds,
+            destinations: i.destination_config,
+        }
+    }
+}
+
+impl From<input::UpdateFunctionEventInvokeConfigRequest> for EventInvokeInput {
+    fn from(i: input::UpdateFunctionEventInvokeConfigRequest) -> Self {
+        EventInvokeInput {
+            retries: i.maximum_retry_attempts,
+            age: i.maximum_event_age_in_seconds,
+            destinations: i.destination_config,
+        }
+    }
+}
+
 /// PutFunctionEventInvokeConfig (`replace`: absent settings are removed) and
 /// UpdateFunctionEventInvokeConfig (absent settings are kept).
-pub(super) fn put_event_invoke(ctx: &Ctx, raw: &str, body: &[u8], replace: bool) -> R {
+pub(super) fn put_event_invoke(ctx: &Ctx, raw: &str, input: EventInvokeInput, replace: bool) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    let m = parse_body(body)?;
     // Their ranges were checked by the model layer.
-    let ranged = |key: &str| -> Result<Option<u32>, AwsError> { Ok(opt_u64(&m, key)?.map(|n| n as u32)) };
-    let retries = ranged("MaximumRetryAttempts")?;
-    let age = ranged("MaximumEventAgeInSeconds")?;
-    let dest_config = opt_obj(&m, "DestinationConfig")?;
+    let ranged =
+        |key: &str, n: Option<i64>| -> Result<Option<u32>, AwsError> { Ok(non_negative(key, n)?.map(|n| n as u32)) };
+    let retries = ranged("MaximumRetryAttempts", input.retries)?;
+    let age = ranged("MaximumEventAgeInSeconds", input.age)?;
+    let dest_config = input.destinations.as_ref().and_then(Value::as_object);
     if retries.is_none() && age.is_none() && dest_config.is_none() {
         return Err(AwsError::invalid_param("You must specify at least one of error handling or destination setting."));
     }
@@ -222,11 +249,10 @@ pub(super) fn get_recursion(ctx: &Ctx, raw: &str) -> R {
     ok_json(StatusCode::OK, json!({"RecursiveLoop": rec.recursive_loop.as_deref().unwrap_or("Terminate")}))
 }
 
-pub(super) fn put_recursion(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+pub(super) fn put_recursion(ctx: &Ctx, raw: &str, input: input::PutFunctionRecursionConfigRequest) -> R {
     let name = unqualified(raw)?;
-    let m = parse_body(body)?;
     // One of the model's values (checked by the model layer).
-    let v = req_str(&m, "RecursiveLoop")?;
+    let v = required(input.recursive_loop, "RecursiveLoop")?;
     update_record(ctx, &name, |rec| {
         rec.recursive_loop = Some(v.clone());
         Ok(())

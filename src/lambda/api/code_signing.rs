@@ -30,11 +30,14 @@ fn find_csc(ctx: &Ctx, arn: &str) -> Option<CodeSigningConfig> {
 }
 
 /// `AllowedPublishers` and `CodeSigningPolicies` members of a request, checked.
-fn csc_members(m: &Map<String, Value>) -> Result<(Option<Vec<String>>, Option<String>), AwsError> {
-    let publishers = match opt_obj(m, "AllowedPublishers")? {
+fn csc_members(
+    publishers: Option<input::AllowedPublishers>,
+    policies: Option<input::CodeSigningPolicies>,
+) -> Result<(Option<Vec<String>>, Option<String>), AwsError> {
+    let publishers = match publishers {
         None => None,
         Some(p) => {
-            let arns = str_list(p, "SigningProfileVersionArns")?.unwrap_or_default();
+            let arns = p.signing_profile_version_arns.unwrap_or_default();
             if arns.is_empty() || arns.len() > 20 {
                 return Err(super::targets::validation(
                     &format!("[{}]", arns.join(", ")),
@@ -46,16 +49,12 @@ fn csc_members(m: &Map<String, Value>) -> Result<(Option<Vec<String>>, Option<St
         }
     };
     // UntrustedArtifactOnDeployment is one of the model's values (checked by the model layer).
-    let policy = match opt_obj(m, "CodeSigningPolicies")? {
-        None => None,
-        Some(p) => opt_str(p, "UntrustedArtifactOnDeployment")?,
-    };
+    let policy = policies.and_then(|p| p.untrusted_artifact_on_deployment);
     Ok((publishers, policy))
 }
 
-pub(super) fn create_csc(ctx: &Ctx, body: &[u8]) -> R {
-    let m = parse_body(body)?;
-    let (publishers, policy) = csc_members(&m)?;
+pub(super) fn create_csc(ctx: &Ctx, m: input::CreateCodeSigningConfigRequest) -> R {
+    let (publishers, policy) = csc_members(m.allowed_publishers, m.code_signing_policies)?;
     let publishers = publishers.ok_or_else(|| {
         AwsError::new(
             StatusCode::BAD_REQUEST,
@@ -70,11 +69,11 @@ pub(super) fn create_csc(ctx: &Ctx, body: &[u8]) -> R {
     let csc = CodeSigningConfig {
         arn: format!("arn:{partition}:lambda:{}:{}:code-signing-config:{id}", ctx.scope.region, ctx.scope.account),
         id,
-        description: opt_str(&m, "Description")?.unwrap_or_default(),
+        description: m.description.unwrap_or_default(),
         signing_profile_version_arns: publishers,
         untrusted_artifact_on_deployment: policy.unwrap_or_else(|| "Warn".into()),
         last_modified: crate::aws::timestamp_now(),
-        tags: str_map(&m, "Tags")?.unwrap_or_default(),
+        tags: m.tags.unwrap_or_default(),
     };
     ctx.store().create_code_signing(csc.clone())?;
     ok_json(StatusCode::CREATED, json!({"CodeSigningConfig": csc.to_json()}))
@@ -90,10 +89,9 @@ pub(super) fn list_cscs(ctx: &Ctx) -> R {
     page_response(ctx, "CodeSigningConfigs", items)
 }
 
-pub(super) fn update_csc(ctx: &Ctx, arn: &str, body: &[u8]) -> R {
-    let m = parse_body(body)?;
-    let (publishers, policy) = csc_members(&m)?;
-    let description = opt_str(&m, "Description")?;
+pub(super) fn update_csc(ctx: &Ctx, arn: &str, m: input::UpdateCodeSigningConfigRequest) -> R {
+    let (publishers, policy) = csc_members(m.allowed_publishers, m.code_signing_policies)?;
+    let description = m.description;
     let id = find_csc(ctx, arn).ok_or_else(|| csc_not_found(arn))?.id;
     let (csc, _) = ctx
         .store()
@@ -145,8 +143,8 @@ pub(super) fn list_functions_by_csc(ctx: &Ctx, arn: &str) -> R {
 }
 
 /// CreateFunction's `CodeSigningConfigArn`, when given: the config must exist.
-pub(super) fn requested_csc(ctx: &Ctx, m: &Map<String, Value>) -> Result<Option<String>, AwsError> {
-    match opt_str(m, "CodeSigningConfigArn")? {
+pub(super) fn requested_csc(ctx: &Ctx, arn: Option<&str>) -> Result<Option<String>, AwsError> {
+    match arn.map(str::to_string) {
         None => Ok(None),
         Some(a) => {
             find_csc(ctx, &a).ok_or_else(|| csc_missing_for_function(&a))?;
@@ -165,10 +163,9 @@ pub(super) fn get_function_csc(ctx: &Ctx, raw: &str) -> R {
     }
 }
 
-pub(super) fn put_function_csc(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+pub(super) fn put_function_csc(ctx: &Ctx, raw: &str, m: input::PutFunctionCodeSigningConfigRequest) -> R {
     let name = unqualified(raw)?;
-    let m = parse_body(body)?;
-    let csc_arn = req_str(&m, "CodeSigningConfigArn")?;
+    let csc_arn = required(m.code_signing_config_arn, "CodeSigningConfigArn")?;
     // The config is checked first: AWS names it even when the function is missing too.
     find_csc(ctx, &csc_arn).ok_or_else(|| csc_missing_for_function(&csc_arn))?;
     update_record(ctx, &name, |rec| {

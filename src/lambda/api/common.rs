@@ -3,8 +3,22 @@
 
 use super::*;
 
+/// The operations' typed inputs (generated from the model).
+pub(super) use crate::lambda::model_gen::input;
 /// The JSON body, decoded once by the same function the validator uses.
 pub(super) use crate::lambda::validate::parse_body;
+
+/// The checked body as an operation's typed input (`serde_json::from_value`: no second parse).
+/// The validator has type-checked every member, so this fails only on what it lets through.
+pub(super) fn typed<T: serde::de::DeserializeOwned>(doc: Map<String, Value>) -> Result<T, AwsError> {
+    serde_json::from_value(Value::Object(doc))
+        .map_err(|e| AwsError::invalid_content(format!("Could not parse request body into json: {e}")))
+}
+
+/// An integer member that must not be negative (the decoders' type error, as before).
+pub(super) fn non_negative(key: &str, n: Option<i64>) -> Result<Option<u64>, AwsError> {
+    n.map(|n| u64::try_from(n).map_err(|_| type_err(key, "a non-negative integer"))).transpose()
+}
 
 pub(super) fn type_err(key: &str, want: &str) -> AwsError {
     AwsError::invalid_content(format!(
@@ -20,8 +34,9 @@ pub(super) fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String
     }
 }
 
-pub(super) fn req_str(m: &Map<String, Value>, key: &str) -> Result<String, AwsError> {
-    opt_str(m, key)?.ok_or_else(|| {
+/// A required member (the model layer has refused a missing one; this is the same answer).
+pub(super) fn required<T>(v: Option<T>, key: &str) -> Result<T, AwsError> {
+    v.ok_or_else(|| {
         AwsError::invalid_param(format!(
             "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
             lower_first(key)
@@ -34,53 +49,11 @@ pub(super) fn lower_first(s: &str) -> String {
     c.next().map(|f| f.to_lowercase().collect::<String>() + c.as_str()).unwrap_or_default()
 }
 
-pub(super) fn opt_u64(m: &Map<String, Value>, key: &str) -> Result<Option<u64>, AwsError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| type_err(key, "a non-negative integer")),
-        Some(_) => Err(type_err(key, "an integer")),
-    }
-}
-
-pub(super) fn opt_bool(m: &Map<String, Value>, key: &str) -> Result<bool, AwsError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(type_err(key, "a boolean")),
-    }
-}
-
 pub(super) fn opt_obj<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Map<String, Value>>, AwsError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o)),
         Some(_) => Err(type_err(key, "an object")),
-    }
-}
-
-pub(super) fn str_list(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, AwsError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| type_err(key, "a list of strings")))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(type_err(key, "a list of strings")),
-    }
-}
-
-pub(super) fn str_map(m: &Map<String, Value>, key: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => o
-            .iter()
-            .map(|(k, v)| {
-                v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(|| type_err(key, "a map of strings"))
-            })
-            .collect::<Result<BTreeMap<_, _>, _>>()
-            .map(Some),
-        Some(_) => Err(type_err(key, "a map of strings")),
     }
 }
 
@@ -157,8 +130,8 @@ pub(super) fn config_for(ctx: &Ctx, rec: &FunctionRecord, q: Option<&str>) -> Re
     }
 }
 
-pub(super) fn check_revision(m: &Map<String, Value>, current: &str) -> Result<(), AwsError> {
-    if let Some(r) = opt_str(m, "RevisionId")?
+pub(super) fn check_revision(revision: Option<&str>, current: &str) -> Result<(), AwsError> {
+    if let Some(r) = revision
         && r != current
     {
         return Err(errors::revision_mismatch());
@@ -183,15 +156,24 @@ pub(super) fn b64_decode(s: &str, what: &str) -> Result<Vec<u8>, AwsError> {
     })
 }
 
-/// Reads code from `ZipFile` (base64) or `S3Bucket`/`S3Key`/`S3ObjectVersion` and stores it.
-pub(super) fn store_code(ctx: &Ctx, m: &Map<String, Value>) -> Result<Option<StoredCode>, AwsError> {
-    let bytes = if let Some(z) = opt_str(m, "ZipFile")? {
-        b64_decode(&z, "ZipFile")?
-    } else if let Some(bucket) = opt_str(m, "S3Bucket")? {
-        let key = req_str(m, "S3Key")?;
-        let version = opt_str(m, "S3ObjectVersion")?;
-        let s3 = ctx.lambda.s3.clone();
-        let got = tokio::task::block_in_place(|| s3.get_object_bytes(&bucket, &key, version.as_deref()));
+/// Where a request's code comes from: `ZipFile` (base64) or `S3Bucket`/`S3Key`/`S3ObjectVersion`
+/// (members of `Code`, `Content` or UpdateFunctionCode's body).
+#[derive(Clone, Copy, Default)]
+pub(super) struct CodeSource<'a> {
+    pub(super) zip_file: Option<&'a str>,
+    pub(super) s3_bucket: Option<&'a str>,
+    pub(super) s3_key: Option<&'a str>,
+    pub(super) s3_object_version: Option<&'a str>,
+}
+
+/// Reads the code a request names and stores it. It blocks (S3 reads, hashing, fsync): only
+/// handlers the route runs on the blocking pool call it.
+pub(super) fn store_code(ctx: &Ctx, src: CodeSource) -> Result<Option<StoredCode>, AwsError> {
+    let bytes = if let Some(z) = src.zip_file {
+        b64_decode(z, "ZipFile")?
+    } else if let Some(bucket) = src.s3_bucket {
+        let key = required(src.s3_key, "S3Key")?;
+        let got = ctx.lambda.s3.get_object_bytes(bucket, key, src.s3_object_version);
         match got {
             Ok(b) => b.to_vec(),
             Err(e) => {
@@ -209,7 +191,7 @@ pub(super) fn store_code(ctx: &Ctx, m: &Map<String, Value>) -> Result<Option<Sto
     } else {
         return Ok(None);
     };
-    let (d, pin) = tokio::task::block_in_place(|| ctx.store().put_zip(&bytes))?;
+    let (d, pin) = ctx.store().put_zip(&bytes)?;
     ctx.pins.lock().push(pin);
     Ok(Some(StoredCode { sha_hex: d.sha256_hex, sha_b64: d.sha256_b64, size: d.size }))
 }
@@ -256,7 +238,7 @@ pub(super) fn resolve_layers(ctx: &Ctx, list: &[String]) -> Result<Vec<LayerRef>
                 })?;
                 Ok(LayerRef { arn: l.clone(), code_size: v.code_size, sha_hex: v.sha_hex, hot_reload_dir: v.hot_reload_dir })
             } else if l.starts_with('/') || l.ends_with(".zip") || std::path::Path::new(l).is_file() {
-                let (d, pin) = tokio::task::block_in_place(|| ctx.store().put_zip(&read_local_layer(l)?))?;
+                let (d, pin) = ctx.store().put_zip(&read_local_layer(l)?)?;
                 ctx.pins.lock().push(pin);
                 Ok(LayerRef { arn: l.clone(), code_size: d.size, sha_hex: d.sha256_hex, hot_reload_dir: None })
             } else {

@@ -2,14 +2,13 @@
 
 use super::*;
 
-pub(super) fn put_concurrency(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+pub(super) fn put_concurrency(ctx: &Ctx, raw: &str, input: input::PutFunctionConcurrencyRequest) -> R {
     let r = arn::parse_function_ref(raw).map_err(|e| AwsError::invalid_param(e.to_string()))?;
     if r.qualifier.is_some() {
         return Err(errors::functions_only());
     }
     let name = r.name;
-    let m = parse_body(body)?;
-    let n = opt_u64(&m, "ReservedConcurrentExecutions")?
+    let n = non_negative("ReservedConcurrentExecutions", input.reserved_concurrent_executions)?
         .ok_or_else(|| AwsError::invalid_param("ReservedConcurrentExecutions is required"))?;
     // A missing function is named as `:$LATEST` here (AWS's recorded answer), before the limit.
     if ctx.store().latest(&name).is_none() {

@@ -95,37 +95,101 @@ pub(super) fn validate_handler(h: &str) -> Result<(), AwsError> {
 
 /// The `Layers` member resolved to stored layers, when the request names any.
 /// This reads files and the store, so callers do it before taking the store's write lock.
-pub(super) fn requested_layers(ctx: &Ctx, m: &Map<String, Value>) -> Result<Option<Vec<LayerRef>>, AwsError> {
-    str_list(m, "Layers")?.map(|l| resolve_layers(ctx, &l)).transpose()
+pub(super) fn requested_layers(ctx: &Ctx, layers: Option<&[String]>) -> Result<Option<Vec<LayerRef>>, AwsError> {
+    layers.map(|l| resolve_layers(ctx, l)).transpose()
+}
+
+/// The configuration members CreateFunction and UpdateFunctionConfiguration share, taken
+/// from either typed input.
+#[derive(Default)]
+pub(super) struct ConfigMembers {
+    pub(super) role: Option<String>,
+    pub(super) runtime: Option<String>,
+    pub(super) handler: Option<String>,
+    pub(super) description: Option<String>,
+    pub(super) timeout: Option<i64>,
+    pub(super) memory_size: Option<i64>,
+    pub(super) environment: Option<input::Environment>,
+    /// CreateFunction only (UpdateFunctionCode sets it for an update).
+    pub(super) architectures: Option<Vec<String>>,
+    pub(super) ephemeral_storage: Option<input::EphemeralStorage>,
+    pub(super) tracing_config: Option<input::TracingConfig>,
+    pub(super) image_config: Option<Value>,
+    pub(super) logging_config: Option<Value>,
+    pub(super) dead_letter_config: Option<Value>,
+    pub(super) kms_key_arn: Option<String>,
+    pub(super) vpc_config: Option<Value>,
+}
+
+impl ConfigMembers {
+    pub(super) fn of_create(i: &mut input::CreateFunctionRequest) -> ConfigMembers {
+        ConfigMembers {
+            role: i.role.take(),
+            runtime: i.runtime.take(),
+            handler: i.handler.take(),
+            description: i.description.take(),
+            timeout: i.timeout.take(),
+            memory_size: i.memory_size.take(),
+            environment: i.environment.take(),
+            architectures: i.architectures.take(),
+            ephemeral_storage: i.ephemeral_storage.take(),
+            tracing_config: i.tracing_config.take(),
+            image_config: i.image_config.take(),
+            logging_config: i.logging_config.take(),
+            dead_letter_config: i.dead_letter_config.take(),
+            kms_key_arn: i.kms_key_arn.take(),
+            vpc_config: i.vpc_config.take(),
+        }
+    }
+
+    pub(super) fn of_update(i: &mut input::UpdateFunctionConfigurationRequest) -> ConfigMembers {
+        ConfigMembers {
+            role: i.role.take(),
+            runtime: i.runtime.take(),
+            handler: i.handler.take(),
+            description: i.description.take(),
+            timeout: i.timeout.take(),
+            memory_size: i.memory_size.take(),
+            environment: i.environment.take(),
+            architectures: None,
+            ephemeral_storage: i.ephemeral_storage.take(),
+            tracing_config: i.tracing_config.take(),
+            image_config: i.image_config.take(),
+            logging_config: i.logging_config.take(),
+            dead_letter_config: i.dead_letter_config.take(),
+            kms_key_arn: i.kms_key_arn.take(),
+            vpc_config: i.vpc_config.take(),
+        }
+    }
 }
 
 /// Applies the configuration members present in `m` to `c`; `layers` comes from
-/// [`requested_layers`] on the same request.
+/// [`requested_layers`] on the same request, `body` is its text (for one message's order).
 pub(super) fn apply_config(
     c: &mut FunctionConfig,
-    m: &Map<String, Value>,
+    m: &ConfigMembers,
     layers: Option<Vec<LayerRef>>,
     body: &[u8],
 ) -> Result<(), AwsError> {
-    if let Some(r) = opt_str(m, "Role")? {
-        arn::validate_role(&r).map_err(|e| AwsError::invalid_param(e.to_string()))?;
-        c.role = r;
+    if let Some(r) = &m.role {
+        arn::validate_role(r).map_err(|e| AwsError::invalid_param(e.to_string()))?;
+        c.role = r.clone();
     }
-    if let Some(r) = opt_str(m, "Runtime")? {
-        validate_function_runtime(&r)?;
-        c.runtime = Some(r);
+    if let Some(r) = &m.runtime {
+        validate_function_runtime(r)?;
+        c.runtime = Some(r.clone());
     }
-    if let Some(h) = opt_str(m, "Handler")? {
-        validate_handler(&h)?;
-        c.handler = Some(h);
+    if let Some(h) = &m.handler {
+        validate_handler(h)?;
+        c.handler = Some(h.clone());
     }
-    if let Some(d) = opt_str(m, "Description")? {
+    if let Some(d) = m.description.clone() {
         if d.len() > 256 {
             return Err(AwsError::invalid_param("Description must be at most 256 characters"));
         }
         c.description = d;
     }
-    if let Some(t) = opt_u64(m, "Timeout")? {
+    if let Some(t) = non_negative("Timeout", m.timeout)? {
         if !(1..=900).contains(&t) {
             return Err(AwsError::invalid_param(format!(
                 "1 validation error detected: Value '{t}' at 'timeout' failed to satisfy constraint: Member must have value between 1 and 900"
@@ -133,7 +197,7 @@ pub(super) fn apply_config(
         }
         c.timeout = t as u32;
     }
-    if let Some(ms) = opt_u64(m, "MemorySize")? {
+    if let Some(ms) = non_negative("MemorySize", m.memory_size)? {
         if !(128..=10240).contains(&ms) {
             return Err(AwsError::invalid_param(format!(
                 "1 validation error detected: Value '{ms}' at 'memorySize' failed to satisfy constraint: Member must have value between 128 and 10240"
@@ -141,8 +205,8 @@ pub(super) fn apply_config(
         }
         c.memory_size = ms as u32;
     }
-    if let Some(env) = opt_obj(m, "Environment")? {
-        let vars = str_map(env, "Variables")?.unwrap_or_default();
+    if let Some(env) = &m.environment {
+        let vars = env.variables.clone().unwrap_or_default();
         let size = serde_json::to_string(&vars).map(|s| s.len()).unwrap_or(usize::MAX);
         if size > MAX_ENV_BYTES {
             return Err(errors::env_too_large(&env_measured(&vars, body)));
@@ -171,39 +235,38 @@ pub(super) fn apply_config(
     if let Some(layers) = layers {
         c.layers = layers;
     }
-    if let Some(a) = str_list(m, "Architectures")? {
+    if let Some(a) = m.architectures.clone() {
         if a.len() != 1 || !(a[0] == "x86_64" || a[0] == "arm64") {
             return Err(AwsError::invalid_param("Architectures must be one of [x86_64] or [arm64]"));
         }
         c.architectures = a;
     }
-    if let Some(e) = opt_obj(m, "EphemeralStorage")?
-        && let Some(s) = opt_u64(e, "Size")?
+    if let Some(e) = &m.ephemeral_storage
+        && let Some(s) = non_negative("Size", e.size)?
     {
         if !(512..=10240).contains(&s) {
             return Err(AwsError::invalid_param("EphemeralStorage.Size must be between 512 and 10240"));
         }
         c.ephemeral_storage = s as u32;
     }
-    if let Some(t) = opt_obj(m, "TracingConfig")?
-        && let Some(mode) = opt_str(t, "Mode")?
-    {
+    if let Some(mode) = m.tracing_config.as_ref().and_then(|t| t.mode.clone()) {
         c.tracing_mode = mode;
     }
-    if let Some(ic) = m.get("ImageConfig").filter(|v| !v.is_null()) {
-        c.image_config = Some(ic.clone());
+    let given = |v: &Option<Value>| v.clone().filter(|v| !v.is_null());
+    if let Some(ic) = given(&m.image_config) {
+        c.image_config = Some(ic);
     }
-    if let Some(lc) = m.get("LoggingConfig").filter(|v| !v.is_null()) {
-        c.logging_config = Some(lc.clone());
+    if let Some(lc) = given(&m.logging_config) {
+        c.logging_config = Some(lc);
     }
-    if let Some(d) = m.get("DeadLetterConfig").filter(|v| !v.is_null()) {
-        c.dead_letter_config = Some(d.clone());
+    if let Some(d) = given(&m.dead_letter_config) {
+        c.dead_letter_config = Some(d);
     }
-    if let Some(k) = opt_str(m, "KMSKeyArn")? {
-        c.kms_key_arn = Some(k);
+    if let Some(k) = &m.kms_key_arn {
+        c.kms_key_arn = Some(k.clone());
     }
-    if let Some(v) = m.get("VpcConfig").filter(|v| !v.is_null()) {
-        c.vpc_config = Some(v.clone());
+    if let Some(v) = given(&m.vpc_config) {
+        c.vpc_config = Some(v);
     }
     Ok(())
 }

@@ -333,9 +333,8 @@ pub(super) fn list_esm_tags(ctx: &Ctx, resource: &str) -> R {
     ok_json(StatusCode::OK, json!({"Tags": tag_target(ctx, resource)?.tags}))
 }
 
-pub(super) fn tag_esm(ctx: &Ctx, resource: &str, body: &[u8]) -> R {
+pub(super) fn tag_esm(ctx: &Ctx, resource: &str, tags: BTreeMap<String, String>) -> R {
     let uuid = tag_target(ctx, resource)?.uuid;
-    let tags = str_map(&parse_body(body)?, "Tags")?.unwrap_or_default();
     if tags.is_empty() {
         return Err(errors::empty_tags());
     }
@@ -369,4 +368,59 @@ pub(super) fn untag_esm(ctx: &Ctx, resource: &str) -> R {
         })?
         .ok_or_else(esm_not_found)?;
     Ok(http_util::empty(StatusCode::NO_CONTENT))
+}
+
+// The mapping operations are not among the generated typed inputs yet: their members are
+// read from the (model-checked) body here.
+fn req_str(m: &Map<String, Value>, key: &str) -> Result<String, AwsError> {
+    opt_str(m, key)?.ok_or_else(|| {
+        AwsError::invalid_param(format!(
+            "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+            lower_first(key)
+        ))
+    })
+}
+
+
+fn opt_u64(m: &Map<String, Value>, key: &str) -> Result<Option<u64>, AwsError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| type_err(key, "a non-negative integer")),
+        Some(_) => Err(type_err(key, "an integer")),
+    }
+}
+
+fn opt_bool(m: &Map<String, Value>, key: &str) -> Result<bool, AwsError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(type_err(key, "a boolean")),
+    }
+}
+
+
+fn str_list(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, AwsError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| type_err(key, "a list of strings")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(type_err(key, "a list of strings")),
+    }
+}
+
+fn str_map(m: &Map<String, Value>, key: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| {
+                v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(|| type_err(key, "a map of strings"))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .map(Some),
+        Some(_) => Err(type_err(key, "a map of strings")),
+    }
 }

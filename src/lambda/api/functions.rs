@@ -4,35 +4,33 @@
 use super::*;
 
 /// A CreateFunction request, decoded and checked without touching the store or the disk.
-pub(super) struct CreateInput<'a> {
+pub(super) struct CreateInput {
     /// The configuration asked for; layers and code are resolved by [`create_function`].
     config: FunctionConfig,
-    code: &'a Map<String, Value>,
+    code: input::FunctionCode,
     tags: BTreeMap<String, String>,
     publish: bool,
+    layers: Option<Vec<String>>,
+    code_signing_config: Option<String>,
 }
 
 /// Decodes a CreateFunction body into the configuration it asks for, with no side effects
 /// (layers and code are not resolved). The control-plane fuzz target feeds it arbitrary JSON.
 pub fn decode_create_function(body: &[u8]) -> Result<FunctionConfig, AwsError> {
-    let m = parse_body(body)?;
-    decode_create(&m, body).map(|input| input.config)
+    let input = typed(parse_body(body)?)?;
+    decode_create(input, body).map(|input| input.config)
 }
 
-pub(super) fn decode_create<'a>(m: &'a Map<String, Value>, body: &[u8]) -> Result<CreateInput<'a>, AwsError> {
-    let raw = req_str(m, "FunctionName")?;
+pub(super) fn decode_create(mut m: input::CreateFunctionRequest, body: &[u8]) -> Result<CreateInput, AwsError> {
+    let raw = required(m.function_name.take(), "FunctionName")?;
     let name = unqualified(&raw)?;
     arn::validate_function_name(&name).map_err(|e| AwsError::invalid_param(e.to_string()))?;
-    let role = req_str(m, "Role")?;
-    let package_type = opt_str(m, "PackageType")?.unwrap_or_else(|| "Zip".into());
+    let role = required(m.role.clone(), "Role")?;
+    let package_type = m.package_type.take().unwrap_or_else(|| "Zip".into());
     if package_type != "Zip" && package_type != "Image" {
         return Err(AwsError::invalid_param(format!("Unsupported PackageType {package_type}")));
     }
-    let code = opt_obj(m, "Code")?.ok_or_else(|| {
-        AwsError::invalid_param(
-            "1 validation error detected: Value null at 'code' failed to satisfy constraint: Member must not be null",
-        )
-    })?;
+    let code = required(m.code.take(), "Code")?;
     let mut c = FunctionConfig {
         name: name.clone(),
         version: "$LATEST".into(),
@@ -59,17 +57,19 @@ pub(super) fn decode_create<'a>(m: &'a Map<String, Value>, body: &[u8]) -> Resul
         kms_key_arn: None,
         vpc_config: None,
         revision_id: new_revision(),
-        state: "Active".into(),
+        state: State::Active,
         state_reason: None,
         state_reason_code: None,
-        last_update_status: "Successful".into(),
+        last_update_status: LastUpdateStatus::Successful,
         environment_set: false,
         source_description: None,
         hot_reload_dir: None,
     };
-    apply_config(&mut c, m, None, body)?;
+    apply_config(&mut c, &ConfigMembers::of_create(&mut m), None, body)?;
     if package_type == "Image" {
-        let uri = opt_str(code, "ImageUri")?
+        let uri = code
+            .image_uri
+            .clone()
             .ok_or_else(|| AwsError::invalid_param("Code.ImageUri is required for PackageType Image"))?;
         c.code_sha256 = crate::lambda::code::digest(uri.as_bytes()).sha256_b64;
         c.image_uri = Some(uri);
@@ -78,35 +78,53 @@ pub(super) fn decode_create<'a>(m: &'a Map<String, Value>, body: &[u8]) -> Resul
     } else {
         check_runnable(&c)?;
     }
-    let tags = str_map(m, "Tags")?.unwrap_or_default();
+    let tags = m.tags.take().unwrap_or_default();
     if tags.len() > MAX_TAGS {
         return Err(errors::too_many_tags());
     }
-    let publish = opt_bool(m, "Publish")?;
-    Ok(CreateInput { config: c, code, tags, publish })
+    let publish = m.publish.unwrap_or(false);
+    Ok(CreateInput {
+        config: c,
+        code,
+        tags,
+        publish,
+        layers: m.layers.take(),
+        code_signing_config: m.code_signing_config_arn.take(),
+    })
 }
 
-pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
-    let m = parse_body(body)?;
-    if let Some(raw) = opt_str(&m, "FunctionName")? {
-        check_function_scope(&ctx.scope, &raw)?;
+/// CreateFunction. It reads S3 and writes the code store: the route runs it on the blocking
+/// pool.
+pub(super) fn create_function(ctx: &Ctx, m: input::CreateFunctionRequest, body: &[u8]) -> R {
+    if let Some(raw) = &m.function_name {
+        check_function_scope(&ctx.scope, raw)?;
     }
-    let CreateInput { config: mut c, code, tags, publish } = decode_create(&m, body)?;
+    let CreateInput { config: mut c, code, tags, publish, layers, code_signing_config } = decode_create(m, body)?;
     let name = c.name.clone();
     if ctx.store().latest(&name).is_some() {
         return Err(errors::function_exists(&name));
     }
-    if let Some(layers) = requested_layers(ctx, &m)? {
+    if let Some(layers) = requested_layers(ctx, layers.as_deref())? {
         c.layers = layers;
     }
-    let hot = if c.package_type == "Zip" { ctx.lambda.hot_reload.dir_of(code)? } else { None };
+    let hot = if c.package_type == "Zip" {
+        ctx.lambda.hot_reload.dir_of(code.zip_file.is_some(), code.s3_bucket.as_deref(), code.s3_key.as_deref())?
+    } else {
+        None
+    };
     if let Some(dir) = hot {
         // Runs from the directory in place: no blob, LocalStack's placeholder digest and size.
         c.hot_reload_dir = Some(dir);
         c.code_sha256 = hot_reload::CODE_SHA256.into();
         c.code_size = 0;
     } else if c.package_type == "Zip" {
-        let stored = store_code(ctx, code)?.ok_or_else(|| {
+        let source = CodeSource {
+            zip_file: code.zip_file.as_deref(),
+            s3_bucket: code.s3_bucket.as_deref(),
+            s3_key: code.s3_key.as_deref(),
+            s3_object_version: code.s3_object_version.as_deref(),
+        };
+        let stored = store_code(ctx, source)?.ok_or_else(|| {
             AwsError::invalid_param(
                 "Please provide a source for function code: Code.ZipFile or Code.S3Bucket and Code.S3Key",
             )
@@ -133,7 +151,7 @@ pub(super) fn create_function(ctx: &Ctx, body: &[u8]) -> R {
         event_invoke: BTreeMap::new(),
         provisioned: BTreeMap::new(),
         recursive_loop: None,
-        code_signing_config: requested_csc(ctx, &m)?,
+        code_signing_config: requested_csc(ctx, code_signing_config.as_deref())?,
     };
     let mut out = latest.to_json(&ctx.scope, false);
     if publish {
@@ -232,12 +250,16 @@ pub(super) fn function_key(name: &str, version: u64) -> String {
     format!("{name}!{version:020}")
 }
 
-pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+/// UpdateFunctionCode (on the blocking pool, as [`create_function`]).
+pub(super) fn update_code(ctx: &Ctx, raw: &str, m: input::UpdateFunctionCodeRequest) -> R {
     let name = unqualified(raw)?;
-    let m = parse_body(body)?;
     let cur = ctx.store().latest(&name).ok_or_else(|| not_found(ctx, &name, None))?;
-    let image_uri = opt_str(&m, "ImageUri")?;
-    let hot = if cur.package_type == "Zip" && image_uri.is_none() { ctx.lambda.hot_reload.dir_of(&m)? } else { None };
+    let image_uri = m.image_uri.clone();
+    let hot = if cur.package_type == "Zip" && image_uri.is_none() {
+        ctx.lambda.hot_reload.dir_of(m.zip_file.is_some(), m.s3_bucket.as_deref(), m.s3_key.as_deref())?
+    } else {
+        None
+    };
     let stored = if hot.is_some() {
         // A directory in place: no blob, LocalStack's placeholder digest and size.
         Some(StoredCode { sha_hex: String::new(), sha_b64: hot_reload::CODE_SHA256.into(), size: 0 })
@@ -247,7 +269,13 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
                 "Please don't provide ImageUri when updating a function with packageType Zip.",
             ));
         }
-        Some(store_code(ctx, &m)?.ok_or_else(|| {
+        let source = CodeSource {
+            zip_file: m.zip_file.as_deref(),
+            s3_bucket: m.s3_bucket.as_deref(),
+            s3_key: m.s3_key.as_deref(),
+            s3_object_version: m.s3_object_version.as_deref(),
+        };
+        Some(store_code(ctx, source)?.ok_or_else(|| {
             AwsError::invalid_param("Please provide a source for function code: ZipFile or S3Bucket and S3Key")
         })?)
     } else {
@@ -261,8 +289,8 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     if let Some(s) = &stored {
         check_combined_size(ctx, &s.sha_hex, &cur.layers)?;
     }
-    let arch = str_list(&m, "Architectures")?;
-    if opt_bool(&m, "DryRun")? {
+    let arch = m.architectures.clone();
+    if m.dry_run.unwrap_or(false) {
         let mut c = (*cur).clone();
         if let Some(s) = &stored {
             c.code_sha256 = s.sha_b64.clone();
@@ -271,9 +299,9 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         }
         return ok_json(StatusCode::OK, c.to_json(&ctx.scope, false));
     }
-    let publish = opt_bool(&m, "Publish")?;
+    let publish = m.publish.unwrap_or(false);
     let (rec, published) = update_record(ctx, &name, |rec| {
-        check_revision(&m, &rec.latest.revision_id)?;
+        check_revision(m.revision_id.as_deref(), &rec.latest.revision_id)?;
         let mut c = (*rec.latest).clone();
         if let Some(s) = &stored {
             c.code_sha_hex = s.sha_hex.clone();
@@ -306,20 +334,27 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     }
 }
 
-pub(super) fn update_configuration(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+/// UpdateFunctionConfiguration (on the blocking pool: local layers are read and stored).
+pub(super) fn update_configuration(
+    ctx: &Ctx,
+    raw: &str,
+    mut input: input::UpdateFunctionConfigurationRequest,
+    body: &[u8],
+) -> R {
     let name = unqualified(raw)?;
-    let m = parse_body(body)?;
     if ctx.store().latest(&name).is_none() {
         return Err(not_found(ctx, &name, None));
     }
     // Layers may read files or the store: resolve them before taking the store lock.
-    let layers = requested_layers(ctx, &m)?;
+    let layers = requested_layers(ctx, input.layers.as_deref())?;
     let hot_layers = layers.as_ref().is_some_and(|l| l.iter().any(|l| l.hot_reload_dir.is_some()));
+    let revision = input.revision_id.take();
+    let m = ConfigMembers::of_update(&mut input);
     if let (Some(l), Some(cur)) = (&layers, ctx.store().latest(&name)) {
         check_combined_size(ctx, &cur.code_sha_hex, l)?;
     }
     let (rec, _) = update_record(ctx, &name, |rec| {
-        check_revision(&m, &rec.latest.revision_id)?;
+        check_revision(revision.as_deref(), &rec.latest.revision_id)?;
         // Apply to the record as it is under the lock, so a concurrent update is not lost.
         let mut c = (*rec.latest).clone();
         apply_config(&mut c, &m, layers, body)?;

@@ -42,7 +42,7 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
     crate::lambda::payload::check(&payload)?;
     // Waits (bounded) while the function is Pending or its update InProgress: see states.rs.
     let target = resolve_settled(ctx, &name, q.as_deref()).await?;
-    if target.config.state == "Failed" {
+    if target.config.state == crate::lambda::model::State::Failed {
         return Err(errors::function_failed(target.config.state_reason.as_deref().unwrap_or_default()));
     }
     let executed = HeaderValue::from_str(&target.executed_version).unwrap_or(HeaderValue::from_static("$LATEST"));
@@ -56,7 +56,7 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
             let id = ctx
                 .lambda
                 .events
-                .queue(&name, q.as_deref(), &ctx.scope.region, payload.clone())
+                .queue(&name, q.as_deref(), &ctx.scope.region, payload.clone(), Some(target.config.clone()))
                 .await
                 .map_err(|e| AwsError::service(format!("could not queue the event: {e}")))?;
             let mut r = http_util::empty(StatusCode::ACCEPTED);
@@ -164,10 +164,10 @@ pub(super) fn stream_body(out: &invoke::InvokeOutput, tail: bool) -> Bytes {
 
 pub(super) async fn invoke_async_legacy(ctx: &Ctx<'_>, raw: &str, body: Bytes) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
+    let target = invoke::resolve(ctx.lambda, &name, q.as_deref(), &ctx.scope)?;
     ctx.lambda
         .events
-        .queue(&name, q.as_deref(), &ctx.scope.region, body)
+        .queue(&name, q.as_deref(), &ctx.scope.region, body, Some(target.config))
         .await
         .map_err(|e| AwsError::service(format!("could not queue the event: {e}")))?;
     ok_json(StatusCode::ACCEPTED, json!({"Status": 202}))

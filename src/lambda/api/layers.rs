@@ -39,23 +39,31 @@ fn version_number(v: &str) -> Result<u64, AwsError> {
 /// (their values were checked by the model layer, with AWS's own value sets).
 type Compatibilities = (Option<Vec<String>>, Option<Vec<String>>);
 
-fn compatibilities(m: &Map<String, Value>) -> Result<Compatibilities, AwsError> {
-    Ok((str_list(m, "CompatibleRuntimes")?, str_list(m, "CompatibleArchitectures")?))
-}
-
-pub(super) fn publish_layer_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+/// PublishLayerVersion. It reads S3 and writes the code store: the route runs it on the
+/// blocking pool.
+pub(super) fn publish_layer_version(ctx: &Ctx, raw: &str, m: input::PublishLayerVersionRequest) -> R {
     let name = layer_name(raw)?;
-    let m = parse_body(body)?;
-    let (runtimes, archs) = compatibilities(&m)?;
-    let content = opt_obj(&m, "Content")?
-        .ok_or_else(|| AwsError::invalid_param("1 validation error detected: Value null at 'content' failed to satisfy constraint: Member must not be null"))?;
+    let (runtimes, archs): Compatibilities = (m.compatible_runtimes, m.compatible_architectures);
+    let content = required(m.content, "Content")?;
     // A hot-reload layer is a local directory: no blob, LocalStack's placeholder digest.
-    let hot = ctx.lambda.hot_reload.dir_of(content)?;
+    let hot = ctx.lambda.hot_reload.dir_of(
+        content.zip_file.is_some(),
+        content.s3_bucket.as_deref(),
+        content.s3_key.as_deref(),
+    )?;
     let stored = match &hot {
         Some(_) => StoredCode { sha_hex: String::new(), sha_b64: hot_reload::CODE_SHA256.into(), size: 0 },
-        None => store_code(ctx, content)?.ok_or_else(|| {
-            AwsError::invalid_param("Please provide a source for layer content: ZipFile or S3Bucket and S3Key")
-        })?,
+        None => {
+            let source = CodeSource {
+                zip_file: content.zip_file.as_deref(),
+                s3_bucket: content.s3_bucket.as_deref(),
+                s3_key: content.s3_key.as_deref(),
+                s3_object_version: content.s3_object_version.as_deref(),
+            };
+            store_code(ctx, source)?.ok_or_else(|| {
+                AwsError::invalid_param("Please provide a source for layer content: ZipFile or S3Bucket and S3Key")
+            })?
+        }
     };
     let lv = ctx.store().update_layer(&name, |rec| {
         let n = rec.next_version.max(1);
@@ -63,11 +71,11 @@ pub(super) fn publish_layer_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
         let lv = LayerVersion {
             name: name.clone(),
             version: n,
-            description: opt_str(&m, "Description")?.unwrap_or_default(),
+            description: m.description.clone().unwrap_or_default(),
             created_date: crate::aws::timestamp_now(),
             compatible_runtimes: runtimes.clone(),
             compatible_architectures: archs.clone(),
-            license_info: opt_str(&m, "LicenseInfo")?,
+            license_info: m.license_info.clone(),
             sha_hex: stored.sha_hex.clone(),
             code_sha256: stored.sha_b64.clone(),
             code_size: stored.size,
@@ -185,14 +193,13 @@ fn update_version<T>(
     })
 }
 
-pub(super) fn add_layer_permission(ctx: &Ctx, raw: &str, v: &str, body: &[u8]) -> R {
+pub(super) fn add_layer_permission(ctx: &Ctx, raw: &str, v: &str, m: input::AddLayerVersionPermissionRequest) -> R {
     let name = layer_name(raw)?;
     let n = version_number(v)?;
-    let m = parse_body(body)?;
     // StatementId, Action and Principal passed the model's patterns.
-    let sid = req_str(&m, "StatementId")?;
-    let action = req_str(&m, "Action")?;
-    let principal = req_str(&m, "Principal")?;
+    let sid = required(m.statement_id, "StatementId")?;
+    let action = required(m.action, "Action")?;
+    let principal = required(m.principal, "Principal")?;
     let is_account = |p: &str| p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit());
     let root_account = principal
         .strip_prefix("arn:")
@@ -211,7 +218,7 @@ pub(super) fn add_layer_permission(ctx: &Ctx, raw: &str, v: &str, body: &[u8]) -
             "principal {principal} passed the model's pattern but is none of its forms"
         )));
     };
-    let org = opt_str(&m, "OrganizationId")?;
+    let org = m.organization_id;
     // RevisionId travels in the query string here (a body member on AddPermission).
     let revision = ctx.q("RevisionId").map(str::to_string);
     let mut st = json!({
@@ -320,22 +327,21 @@ fn unzipped_size(ctx: &Ctx, sha_hex: &str) -> Result<u64, AwsError> {
 }
 
 /// AWS's limit on a function's code and its layers together, unzipped (262,144,000 bytes).
-/// `code_sha_hex` is empty for an image function (no zip to count).
+/// `code_sha_hex` is empty for an image function (no zip to count). It reads the blobs: its
+/// callers run on the blocking pool.
 pub(super) fn check_combined_size(ctx: &Ctx, code_sha_hex: &str, layers: &[LayerRef]) -> Result<(), AwsError> {
     if layers.is_empty() {
         return Ok(());
     }
-    tokio::task::block_in_place(|| {
-        let mut total = if code_sha_hex.is_empty() { 0 } else { unzipped_size(ctx, code_sha_hex)? };
-        // A hot-reload layer is a directory of any size, as on LocalStack.
-        for l in layers.iter().filter(|l| l.hot_reload_dir.is_none()) {
-            total += unzipped_size(ctx, &l.sha_hex)?;
-        }
-        if total > MAX_UNZIPPED_WITH_LAYERS {
-            return Err(AwsError::invalid_param(format!(
-                "Function code combined with layers exceeds the maximum allowed size of {MAX_UNZIPPED_WITH_LAYERS} bytes. The actual size is {total} bytes."
-            )));
-        }
-        Ok(())
-    })
+    let mut total = if code_sha_hex.is_empty() { 0 } else { unzipped_size(ctx, code_sha_hex)? };
+    // A hot-reload layer is a directory of any size, as on LocalStack.
+    for l in layers.iter().filter(|l| l.hot_reload_dir.is_none()) {
+        total += unzipped_size(ctx, &l.sha_hex)?;
+    }
+    if total > MAX_UNZIPPED_WITH_LAYERS {
+        return Err(AwsError::invalid_param(format!(
+            "Function code combined with layers exceeds the maximum allowed size of {MAX_UNZIPPED_WITH_LAYERS} bytes. The actual size is {total} bytes."
+        )));
+    }
+    Ok(())
 }

@@ -81,10 +81,15 @@ fn principal_ok(p: &str) -> bool {
 }
 
 /// One policy statement as AddPermission writes it.
-pub(super) fn permission_statement(ctx: &Ctx, name: &str, q: &str, m: &Map<String, Value>) -> Result<Value, AwsError> {
-    let sid = req_str(m, "StatementId")?;
-    let action = req_str(m, "Action")?;
-    let principal = req_str(m, "Principal")?;
+pub(super) fn permission_statement(
+    ctx: &Ctx,
+    name: &str,
+    q: &str,
+    m: &input::AddPermissionRequest,
+) -> Result<Value, AwsError> {
+    let sid = required(m.statement_id.clone(), "StatementId")?;
+    let action = required(m.action.clone(), "Action")?;
+    let principal = required(m.principal.clone(), "Principal")?;
     if !principal_ok(&principal) {
         return Err(AwsError::invalid_param(
             "The provided principal was invalid. Please check the principal and try again.",
@@ -107,11 +112,11 @@ pub(super) fn permission_statement(ctx: &Ctx, name: &str, q: &str, m: &Map<Strin
             entry[key] = json!(v);
         }
     };
-    add("StringEquals", "AWS:SourceAccount", opt_str(m, "SourceAccount")?);
-    add("StringEquals", "lambda:FunctionUrlAuthType", opt_str(m, "FunctionUrlAuthType")?);
-    add("StringEquals", "aws:PrincipalOrgID", opt_str(m, "PrincipalOrgID")?);
-    add("StringEquals", "lambda:EventSourceToken", opt_str(m, "EventSourceToken")?);
-    add("ArnLike", "AWS:SourceArn", opt_str(m, "SourceArn")?);
+    add("StringEquals", "AWS:SourceAccount", m.source_account.clone());
+    add("StringEquals", "lambda:FunctionUrlAuthType", m.function_url_auth_type.clone());
+    add("StringEquals", "aws:PrincipalOrgID", m.principal_org_id.clone());
+    add("StringEquals", "lambda:EventSourceToken", m.event_source_token.clone());
+    add("ArnLike", "AWS:SourceArn", m.source_arn.clone());
     let q = (!q.is_empty()).then_some(q);
     let mut st = json!({
         "Sid": sid,
@@ -126,8 +131,7 @@ pub(super) fn permission_statement(ctx: &Ctx, name: &str, q: &str, m: &Map<Strin
     Ok(st)
 }
 
-pub(super) fn add_permission(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
-    let m = parse_body(body)?;
+pub(super) fn add_permission(ctx: &Ctx, raw: &str, m: input::AddPermissionRequest) -> R {
     let (name, q) = function_target(ctx, raw)?;
     if q.as_deref() == Some("$LATEST") {
         return Err(AwsError::invalid_param("We currently do not support adding policies for $LATEST."));
@@ -136,7 +140,7 @@ pub(super) fn add_permission(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
     let key = existing_target(ctx, &rec, &name, q.as_deref())?.unwrap_or_default();
     let st = permission_statement(ctx, &name, &key, &m)?;
     let sid = st["Sid"].as_str().unwrap_or_default().to_string();
-    let revision = opt_str(&m, "RevisionId")?;
+    let revision = m.revision_id;
     update_record(ctx, &name, |rec| {
         if revision.as_ref().is_some_and(|r| *r != target_revision(rec, &key)) {
             return Err(AwsError::precondition(POLICY_REVISION_MISMATCH));

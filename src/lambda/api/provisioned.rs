@@ -136,11 +136,10 @@ fn spawn_provision(lambda: Arc<Lambda>, store: Arc<Store>, name: String, key: St
     });
 }
 
-pub(super) fn put_provisioned(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+pub(super) fn put_provisioned(ctx: &Ctx, raw: &str, input: input::PutProvisionedConcurrencyConfigRequest) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    let m = parse_body(body)?;
     // Present and at least 1: the model layer checked it.
-    let n = opt_u64(&m, "ProvisionedConcurrentExecutions")?.unwrap_or(1);
+    let n = non_negative("ProvisionedConcurrentExecutions", input.provisioned_concurrent_executions)?.unwrap_or(1);
     let (rec, key) = pc_key(ctx, &name, q.as_deref(), PcOp::Put)?;
     check_provisioned_request(ctx, &rec, &key, n)?;
     // Beyond AWS's rules: this server runs at most --lambda-max-containers at once.

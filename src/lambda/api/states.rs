@@ -13,14 +13,14 @@ const TRANSITION_WAIT: Duration = Duration::from_secs(60);
 
 /// Marks a new function `Pending` with AWS's reason.
 pub(super) fn mark_creating(c: &mut FunctionConfig) {
-    c.state = "Pending".into();
+    c.state = State::Pending;
     c.state_reason = Some(CREATING_REASON.into());
     c.state_reason_code = Some("Creating".into());
 }
 
 /// Marks an updated `$LATEST` as `LastUpdateStatus: InProgress`.
 pub(super) fn mark_updating(c: &mut FunctionConfig) {
-    c.last_update_status = "InProgress".into();
+    c.last_update_status = LastUpdateStatus::InProgress;
 }
 
 /// Finishes the transition of `name` on a background task: after `image` (when the function
@@ -77,16 +77,16 @@ fn finish_transition(
             let mut c = (**c).clone();
             match result {
                 Ok(()) => {
-                    c.state = "Active".into();
+                    c.state = State::Active;
                     c.state_reason = None;
                     c.state_reason_code = None;
-                    c.last_update_status = "Successful".into();
+                    c.last_update_status = LastUpdateStatus::Successful;
                 }
                 Err(e) => {
-                    c.state = "Failed".into();
+                    c.state = State::Failed;
                     c.state_reason = Some(format!("Image {} could not be prepared: {e}", image.unwrap_or_default()));
                     c.state_reason_code = Some("ImageAccessDenied".into());
-                    c.last_update_status = "Failed".into();
+                    c.last_update_status = LastUpdateStatus::Failed;
                 }
             }
             c.revision_id = new_revision();
@@ -109,22 +109,30 @@ fn finish_transition(
 /// InProgress. AWS refuses such an invoke; RustStack's transitions take milliseconds, so a
 /// script that invokes right after CreateFunction waits for them instead (README, PROTOCOL).
 pub(super) async fn resolve_settled(ctx: &Ctx<'_>, name: &str, q: Option<&str>) -> Result<Target, AwsError> {
+    // Invoke names an unqualified function as `:$LATEST` when it is not found (as AWS).
+    let resolve = || {
+        invoke::resolve(ctx.lambda, name, q, &ctx.scope).map_err(|e| match q {
+            None if e.status == StatusCode::NOT_FOUND => errors::function_not_found(&ctx.scope, name, Some("$LATEST")),
+            _ => e,
+        })
+    };
+    // The common case, a settled function, registers for no signal.
+    let target = resolve()?;
+    if !target.config.in_transition() {
+        return Ok(target);
+    }
     let deadline = tokio::time::Instant::now() + TRANSITION_WAIT;
     loop {
-        // Registered before the state is read, so a change in between still wakes us.
+        // Registered before the state is read again, so a change in between still wakes us.
         let changed = ctx.lambda.state_changes.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        // Invoke names an unqualified function as `:$LATEST` when it is not found (as AWS).
-        let target = invoke::resolve(ctx.lambda, name, q, &ctx.scope).map_err(|e| match q {
-            None if e.status == StatusCode::NOT_FOUND => errors::function_not_found(&ctx.scope, name, Some("$LATEST")),
-            _ => e,
-        })?;
+        let target = resolve()?;
         if !target.config.in_transition() {
             return Ok(target);
         }
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            let state = if target.config.state == "Pending" { "Pending" } else { "Active (update in progress)" };
+            let state = if target.config.state == State::Pending { "Pending" } else { "Active (update in progress)" };
             return Err(errors::not_ready(state));
         }
     }

@@ -36,13 +36,12 @@ pub(super) fn list_tags(ctx: &Ctx, resource: &str) -> R {
     ok_json(StatusCode::OK, json!({"Tags": rec.tags}))
 }
 
-pub(super) fn tag_resource(ctx: &Ctx, resource: &str, body: &[u8]) -> R {
+pub(super) fn tag_resource(ctx: &Ctx, resource: &str, input: input::TagResourceRequest) -> R {
     if is_esm_arn(resource) {
-        return super::esm::tag_esm(ctx, resource, body);
+        return super::esm::tag_esm(ctx, resource, input.tags.unwrap_or_default());
     }
     let name = tag_target(ctx, resource)?;
-    let m = parse_body(body)?;
-    let tags = str_map(&m, "Tags")?.unwrap_or_default();
+    let tags = input.tags.unwrap_or_default();
     if tags.is_empty() {
         return Err(errors::empty_tags());
     }

@@ -44,11 +44,8 @@ pub(super) struct UrlSettings {
 
 /// AuthType, Cors and InvokeMode from a Create/UpdateFunctionUrlConfig body (the model layer
 /// checked their values).
-pub(super) fn url_settings(m: &Map<String, Value>) -> Result<UrlSettings, AwsError> {
-    let auth = opt_str(m, "AuthType")?;
-    let cors = opt_obj(m, "Cors")?.map(|o| Value::Object(o.clone()));
-    let mode = opt_str(m, "InvokeMode")?;
-    Ok(UrlSettings { auth, cors, mode })
+pub(super) fn url_settings(auth: Option<String>, cors: Option<Value>, mode: Option<String>) -> UrlSettings {
+    UrlSettings { auth, cors: cors.filter(|c| !c.is_null()), mode }
 }
 
 /// A function URL config as Get and List render it; Create and Update leave out what
@@ -79,9 +76,8 @@ fn trim_written(mut v: Value, mode_given: bool) -> Value {
     v
 }
 
-pub(super) fn create_url_config(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
-    let m = parse_body(body)?;
-    let UrlSettings { auth, cors, mode } = url_settings(&m)?;
+pub(super) fn create_url_config(ctx: &Ctx, raw: &str, input: input::CreateFunctionUrlConfigRequest) -> R {
+    let UrlSettings { auth, cors, mode } = url_settings(input.auth_type, input.cors, input.invoke_mode);
     let auth = auth.ok_or_else(|| {
         AwsError::invalid_param(
             "1 validation error detected: Value null at 'authType' failed to satisfy constraint: Member must not be null",
@@ -118,9 +114,8 @@ pub(super) fn get_url_config(ctx: &Ctx, raw: &str) -> R {
     ok_json(StatusCode::OK, url_json(ctx, &name, &key, u, true))
 }
 
-pub(super) fn update_url_config(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
-    let m = parse_body(body)?;
-    let UrlSettings { auth, cors, mode } = url_settings(&m)?;
+pub(super) fn update_url_config(ctx: &Ctx, raw: &str, input: input::UpdateFunctionUrlConfigRequest) -> R {
+    let UrlSettings { auth, cors, mode } = url_settings(input.auth_type, input.cors, input.invoke_mode);
     let (name, _, key) = url_target(ctx, raw, UrlOp::Write)?;
     let mode_given = mode.is_some();
     let (_, u) = update_record(ctx, &name, |rec| {

@@ -15,7 +15,7 @@ pub(super) fn publish_into(rec: &mut FunctionRecord, description: Option<String>
     v.version = n.to_string();
     v.last_modified = crate::aws::timestamp_now();
     v.revision_id = new_revision();
-    v.last_update_status = "Successful".into();
+    v.last_update_status = LastUpdateStatus::Successful;
     if let Some(d) = description {
         v.source_description = Some(std::mem::replace(&mut v.description, d));
     }
@@ -24,13 +24,12 @@ pub(super) fn publish_into(rec: &mut FunctionRecord, description: Option<String>
     v
 }
 
-pub(super) fn publish_version(ctx: &Ctx, raw: &str, body: &[u8]) -> R {
+pub(super) fn publish_version(ctx: &Ctx, raw: &str, input: input::PublishVersionRequest) -> R {
     let name = unqualified(raw)?;
-    let m = parse_body(body)?;
-    let sha = opt_str(&m, "CodeSha256")?;
-    let description = opt_str(&m, "Description")?;
+    let sha = input.code_sha256;
+    let description = input.description;
     let (_, v) = update_record(ctx, &name, |rec| {
-        check_revision(&m, &rec.latest.revision_id)?;
+        check_revision(input.revision_id.as_deref(), &rec.latest.revision_id)?;
         // Hot-reload code has no digest to compare (LocalStack skips the check too).
         if let Some(s) = &sha
             && *s != rec.latest.code_sha256
