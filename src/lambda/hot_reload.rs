@@ -22,7 +22,6 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 
-
 use super::Lambda;
 use super::model::FunctionConfig;
 use super::watch::{Change, DirWatcher, Filter};
@@ -97,7 +96,12 @@ impl HotReload {
     /// The hot-reload directory a `Code` / `Content` object names, checked: `None` when it
     /// names none (a zip, or another bucket). The directory must be given by an absolute
     /// path and exist.
-    pub fn dir_of(&self, zip_file: bool, s3_bucket: Option<&str>, s3_key: Option<&str>) -> Result<Option<String>, AwsError> {
+    pub fn dir_of(
+        &self,
+        zip_file: bool,
+        s3_bucket: Option<&str>,
+        s3_key: Option<&str>,
+    ) -> Result<Option<String>, AwsError> {
         let Some(bucket) = s3_bucket else { return Ok(None) };
         // A ZipFile wins over S3Bucket, as everywhere else.
         if bucket != self.bucket || zip_file {

@@ -381,7 +381,6 @@ fn req_str(m: &Map<String, Value>, key: &str) -> Result<String, AwsError> {
     })
 }
 
-
 fn opt_u64(m: &Map<String, Value>, key: &str) -> Result<Option<u64>, AwsError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -397,7 +396,6 @@ fn opt_bool(m: &Map<String, Value>, key: &str) -> Result<bool, AwsError> {
         Some(_) => Err(type_err(key, "a boolean")),
     }
 }
-
 
 fn str_list(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, AwsError> {
     match m.get(key) {
