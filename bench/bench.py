@@ -88,6 +88,18 @@ def zip_of(files):
     return buf.getvalue()
 
 
+def zip_bootstrap(files, bootstrap):
+    """A custom-runtime zip: `files` and an executable `bootstrap`."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o100755 << 16
+        z.writestr(info, bootstrap)
+    return buf.getvalue()
+
+
 def real_python():
     out = subprocess.run(["python3", "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, check=True)
     return out.stdout.strip()
@@ -551,6 +563,53 @@ def bench_docker(n, reps):
         srv.stop()
 
 
+def ready_once(args=()):
+    """exec → first 200 from /_ruststack/health (a tight poll: connect, GET, read), in seconds."""
+    d = tempfile.mkdtemp(prefix="ruststack-ready-")
+    port = free_port()
+    req = b"GET /_ruststack/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    logf = open(os.path.join(d, "server.log"), "wb")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([BIN, "--port", str(port), "--data-dir", d, *args], stdout=logf, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        while time.perf_counter() - t0 < 30:
+            if proc.poll() is not None:
+                raise RuntimeError("ruststack exited early")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(req)
+                    data = b""
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                if data.startswith(b"HTTP/1.1 200"):
+                    return time.perf_counter() - t0
+            except OSError:
+                time.sleep(0.0005)
+        raise RuntimeError("no health answer in 30 s")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        logf.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_ready(reps):
+    """Server start: exec → first successful health answer, fresh data dir each time."""
+    for label, args in (("subprocess executor", ("--lambda-executor", "subprocess")), ("default executor (auto)", ())):
+        samples = sorted(ready_once(args) for _ in range(reps))
+        med = statistics.median(samples)
+        row("ready", "exec → first health 200, %s (median of %d, min %s, max %s)" % (label, reps, ms(samples[0]), ms(samples[-1])),
+            ms(med), "≤ 30 ms", ok(med <= 0.030))
+
+
 def bench_peer(n, ours):
     if not os.path.exists(CARGO_LAMBDA):
         row("peer", "cargo lambda watch", "n/a (cargo-lambda not installed: pip install cargo-lambda)")
@@ -603,6 +662,131 @@ def bench_peer(n, ours):
         shutil.rmtree(proj, ignore_errors=True)
 
 
+RIE_VERSION = "1.170.0"  # aws-sam-cli wheel the emulator comes from (bench/run.sh installs it)
+RIE = os.environ.get("BENCH_RIE", os.path.join(ROOT, "target", "rie", RIE_VERSION, "aws-lambda-rie-x86_64"))
+
+
+def awslambdaric_python():
+    """An interpreter that can `import awslambdaric` (the bench venv's), or None."""
+    ok_ = subprocess.run([sys.executable, "-c", "import awslambdaric"], capture_output=True).returncode == 0
+    return sys.executable if ok_ else None
+
+
+class Rie:
+    """AWS's Runtime Interface Emulator on the host, running `python -m awslambdaric` in
+    image mode, one function at POST /2015-03-31/functions/function/invocations."""
+
+    def __init__(self, code_dir, python):
+        self.port, api = free_port(), free_port()
+        self.addr = "127.0.0.1:%d" % self.port
+        ver = "%d.%d" % sys.version_info[:2]
+        env = dict(os.environ, AWS_EXECUTION_ENV="AWS_Lambda_python" + ver, AWS_LAMBDA_FUNCTION_NAME="function",
+                   AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128", LAMBDA_TASK_ROOT=code_dir, AWS_REGION="us-east-1",
+                   AWS_DEFAULT_REGION="us-east-1", PYTHONPATH=code_dir)
+        self.log = open(os.path.join(code_dir, "rie.log"), "wb")
+        self.proc = subprocess.Popen([RIE, "--log-level", "error", "--runtime-interface-emulator-address", self.addr,
+                                      "--runtime-api-address", "127.0.0.1:%d" % api,
+                                      python, "-m", "awslambdaric", "handler.handler"],
+                                     cwd=code_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("RIE exited early (see its log)")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.005)
+        raise RuntimeError("RIE did not listen")
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.proc.wait()
+        self.log.close()
+
+
+RIE_PATH = "/2015-03-31/functions/function/invocations"
+
+
+def bench_rie(n, reps):
+    """RIE + awslambdaric against RustStack (python on the bundled bootstrap, and
+    provided.al2023 running the same awslambdaric), same raw keep-alive client, same handler,
+    all driven sequentially (RIE serves one invocation at a time)."""
+    if not os.path.exists(RIE):
+        row("RIE", "AWS Lambda RIE", "n/a (not installed: bench/run.sh fetches it from aws-sam-cli==%s)" % RIE_VERSION)
+        return
+    py = awslambdaric_python()
+    if not py:
+        row("RIE", "AWS Lambda RIE", "n/a (awslambdaric is not importable: pip install -r bench/requirements.txt)")
+        return
+    code = tempfile.mkdtemp(prefix="bench-rie-")
+    with open(os.path.join(code, "handler.py"), "w") as f:
+        f.write(TRIVIAL)
+    ver = "%d.%d" % sys.version_info[:2]
+    srv = Server()
+    try:
+        # RIE: cold = the first invoke after it listens (it starts the runtime on that invoke).
+        colds = []
+        for _ in range(reps):
+            rie = Rie(code, py)
+            try:
+                t = time.perf_counter()
+                st, _ = http_call(rie.port, "POST", RIE_PATH, b"{}")
+                colds.append(time.perf_counter() - t)
+                if st != 200:
+                    raise RuntimeError("RIE invoke: %s" % st)
+            finally:
+                rie.stop()
+        rie = Rie(code, py)
+        try:
+            http_call(rie.port, "POST", RIE_PATH, b"{}")
+            client_latency(rie.addr, RIE_PATH, 50)
+            rie_lat = client_latency(rie.addr, RIE_PATH, n)
+        finally:
+            rie.stop()
+        rie_cold = statistics.median(colds)
+        row("RIE", "RIE %s (aws-sam-cli) + awslambdaric, python%s image mode: raw keep-alive HTTP" % (RIE_VERSION, ver),
+            lat_summary(rie_lat))
+        row("RIE", "RIE: first invoke after start (median of %d)" % reps, ms(rie_cold))
+        # RustStack, the same handler: python on the bundled bootstrap, and provided.al2023
+        # running awslambdaric (the same client code on both sides).
+        boot = "#!/bin/sh\nexec %s -m awslambdaric handler.handler\n" % py
+        zips = {"python": (zip_of({"handler.py": TRIVIAL}), "python" + ver),
+                "provided": (zip_bootstrap({"handler.py": TRIVIAL}, boot), "provided.al2023")}
+        ours = {}
+        for label, (z, runtime) in zips.items():
+            firsts = []
+            for i in range(reps):
+                name = "rie-%s-%d" % (label, i)
+                create_raw(srv.port, name, z, runtime=runtime)
+                t = time.perf_counter()
+                invoke_raw(srv.port, name)
+                firsts.append(time.perf_counter() - t)
+            path = INVOKE % ("rie-%s-0" % label)
+            client_latency(srv.addr, path, 50)
+            lat = client_latency(srv.addr, path, n)
+            ours[label] = (lat, statistics.median(firsts))
+        for label, what in (("python", "python%s, bundled bootstrap" % ver), ("provided", "provided.al2023 + awslambdaric")):
+            lat, first = ours[label]
+            row("RIE", "RustStack %s: raw keep-alive HTTP" % what, lat_summary(lat))
+            row("RIE", "RustStack %s: first invoke after CreateFunction (median of %d)" % (what, reps), ms(first))
+            target = "≥ 3×" if label == "python" else ""
+            ratio = pct(rie_lat, 50) / pct(lat, 50)
+            row("RIE", "warm p50: RIE / RustStack %s" % what, "%s / %s = %.1f×" % (ms(pct(rie_lat, 50)), ms(pct(lat, 50)), ratio),
+                target, ok(ratio >= 3) if target else "")
+            row("RIE", "warm p99: RIE / RustStack %s" % what,
+                "%s / %s = %.1f×" % (ms(pct(rie_lat, 99)), ms(pct(lat, 99)), pct(rie_lat, 99) / pct(lat, 99)))
+            row("RIE", "cold first invoke: RIE / RustStack %s" % what, "%s / %s = %.1f×" % (ms(rie_cold), ms(first), rie_cold / first))
+    except Exception as e:  # noqa: BLE001 - reported, not raised
+        row("RIE", "AWS Lambda RIE", "failed: %s" % str(e)[:300])
+    finally:
+        srv.stop()
+        shutil.rmtree(code, ignore_errors=True)
+
+
 def machine():
     cpu = "?"
     try:
@@ -629,8 +813,11 @@ def main():
     ap.add_argument("--functions", type=int, default=1000)
     ap.add_argument("--events", type=int, default=10000)
     ap.add_argument("--docker-reps", type=int, default=7, help="docker cold starts of each kind")
+    ap.add_argument("--ready-reps", type=int, default=15, help="server starts timed (exec → health)")
+    ap.add_argument("--rie-n", type=int, default=2000, help="sequential warm invokes through RIE and its RustStack rows")
+    ap.add_argument("--rie-reps", type=int, default=5, help="cold first invokes of each RIE-section kind")
     ap.add_argument("--peer-n", type=int, default=200, help="invokes through the peer (it is slow)")
-    ap.add_argument("--only", default="", help="comma-separated sections: warm,updates,cold,throughput,memory,scale,docker,peer")
+    ap.add_argument("--only", default="", help="comma-separated sections: ready,warm,updates,cold,throughput,memory,scale,docker,peer,rie")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     want = lambda s: not only or s in only  # noqa: E731
@@ -639,6 +826,8 @@ def main():
     log("machine: " + machine())
     log("load average at start: " + start_load)
     ours = None
+    if want("ready"):
+        bench_ready(args.ready_reps)
     if want("warm") or want("peer"):
         ours = bench_warm(args.n)
     if want("updates"):
@@ -655,6 +844,8 @@ def main():
         bench_docker(min(args.n, 1000), args.docker_reps)
     if want("peer"):
         bench_peer(args.peer_n, ours)
+    if want("rie"):
+        bench_rie(args.rie_n, args.rie_reps)
 
     print()
     print("RustStack Lambda benchmark · %s" % time.strftime("%Y-%m-%d %H:%M"))

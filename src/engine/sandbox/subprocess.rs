@@ -25,7 +25,7 @@ pub const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtime-api/python/boo
 /// The bundled Node.js runtime client.
 pub const NODE_BOOTSTRAP: &str = include_str!("../../../runtime-api/node/bootstrap.js");
 
-/// Run once at server start as `python3 -c PROBE bootstrap.py bootstrap.pyc`: prints the
+/// Run once per server start (in the background) as `python3 -c PROBE bootstrap.py bootstrap.pyc`: prints the
 /// interpreter's version and real path, then `compiled` if it compiled the bootstrap.
 const PROBE: &str = "import sys
 print('%d.%d' % sys.version_info[:2])
@@ -39,28 +39,94 @@ except Exception:
 ";
 
 pub struct SubprocessExecutor {
-    python: String,
+    /// What the server-start work done off the way to ready found (see [`Startup`]).
+    startup: Arc<Startup>,
     /// `--node` as given, and what asking it found (once, at the first nodejs function).
     node: String,
     node_found: std::sync::OnceLock<Option<HostNode>>,
     node_bootstrap: PathBuf,
     bootstrap_path: PathBuf,
-    /// What `python3` runs: the bootstrap compiled to a .pyc at server start, else the source.
-    bootstrap_run: PathBuf,
-    /// `X.Y` of the host interpreter, if it could be asked.
-    python_version: Option<String>,
     warned: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// Value of [`OWNER_VAR`] in every runtime this server starts: its runtime dir.
     owner: String,
     /// Where `python`'s debugpy is, once a `--lambda-debug` start has found it.
     debugpy: std::sync::OnceLock<PathBuf>,
-    /// Memory cgroups for `MemorySize` limits, where the host has them.
-    cgroups: Option<Arc<MemoryCgroups>>,
     /// `--python-runtime`: declared version (`3.12`) → interpreter.
     python_runtimes: std::collections::HashMap<String, String>,
     /// Per declared version other than `--python`'s: the interpreter found for it (a
     /// mapping, or `python3.X` on PATH), or None; asked once.
     pythons: parking_lot::Mutex<std::collections::HashMap<String, Option<Arc<HostPython>>>>,
+}
+
+/// The work of a server start that is not on its way to ready: a thread does it, in this
+/// order, while the listener already answers; environments wait for what they need of it.
+#[derive(Default)]
+struct Startup {
+    /// Memory cgroups for `MemorySize` limits, where the host has them (set before `swept`).
+    cgroups: std::sync::OnceLock<Option<Arc<MemoryCgroups>>>,
+    /// Set once the leftovers of an earlier server on this data dir are stopped (before any
+    /// runtime of ours starts: they carry the same marker).
+    swept: std::sync::OnceLock<()>,
+    /// Set once `--python` has been probed.
+    main: std::sync::OnceLock<MainPython>,
+}
+
+/// `--python`, as the probe found it.
+struct MainPython {
+    /// Its real path (or `--python` as given when it could not be asked).
+    python: String,
+    /// What it runs: the bootstrap compiled to a .pyc at server start, else the source.
+    bootstrap_run: PathBuf,
+    /// `X.Y` of the host interpreter, if it could be asked.
+    version: Option<String>,
+}
+
+impl Startup {
+    /// The memory cgroups, the sweep, then the probe of `--python` (blocking: runs on its own thread).
+    fn run(&self, owner: &str, python: &str, bootstrap: &Path, compiled: &Path) {
+        let cgroups = match MemoryCgroups::detect() {
+            Ok(c) => {
+                tracing::info!(cgroups = %c.describe(), "subprocess environments are limited to their MemorySize");
+                Some(Arc::new(c))
+            }
+            Err(why) => {
+                tracing::warn!(
+                    "no memory cgroups ({why}): subprocess environments run without a MemorySize limit \
+                     (--lambda-executor docker enforces it)"
+                );
+                None
+            }
+        };
+        let _ = self.cgroups.set(cgroups);
+        kill_leftovers(owner);
+        let _ = self.swept.set(());
+        let probed = probe_python(python, bootstrap, compiled);
+        let version = probed.as_ref().map(|p| p.version.clone());
+        if version.is_none() {
+            tracing::warn!(python = %python, "no usable Python interpreter: python3.x functions will fail in subprocess mode");
+        }
+        let main = MainPython {
+            python: probed.as_ref().map_or_else(|| python.to_string(), |p| p.path.clone()),
+            bootstrap_run: probed.map_or_else(|| bootstrap.to_path_buf(), |p| p.bootstrap_run),
+            version,
+        };
+        let _ = self.main.set(main);
+    }
+}
+
+/// Writes a bundled runtime file unless it already holds `bytes`: a temp file renamed into
+/// place, with no fsync (two fsyncs were most of a server start on a busy disk). A file torn
+/// by a crash differs from `bytes` and is written again at the next start.
+fn write_runtime_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if std::fs::read(path).is_ok_and(|have| have == bytes) {
+        return Ok(());
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("runtime");
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// A host Python interpreter: its version, real path, and the bootstrap compiled for it.
@@ -134,62 +200,78 @@ impl SubprocessExecutor {
         let dir = cfg.data_dir.join("runtime");
         std::fs::create_dir_all(&dir)?;
         let owner = dir.canonicalize().unwrap_or_else(|_| dir.clone()).display().to_string();
-        kill_leftovers(&owner);
         let bootstrap_path = dir.join("bootstrap.py");
-        crate::aws::fs::write_if_changed(&bootstrap_path, PYTHON_BOOTSTRAP.as_bytes())?;
+        write_runtime_file(&bootstrap_path, PYTHON_BOOTSTRAP.as_bytes())?;
         let node_bootstrap = dir.join("bootstrap.js");
-        crate::aws::fs::write_if_changed(&node_bootstrap, NODE_BOOTSTRAP.as_bytes())?;
+        write_runtime_file(&node_bootstrap, NODE_BOOTSTRAP.as_bytes())?;
         // `python3 bootstrap.py` compiles the whole script on every cold start (several ms);
         // the probe compiles it once per server start, for this interpreter, and runtimes run
         // the .pyc. Its tracebacks still name bootstrap.py.
+        // The sweep of leftovers (a read of every /proc/*/environ) and the probe (a Python
+        // start, ~0.1 s through a pyenv shim) run on their own thread, so the server is ready
+        // as soon as its listener is: the first environment waits for them (see `Startup`).
         let compiled_path = dir.join("bootstrap.pyc");
-        let probed = probe_python(&cfg.python, &bootstrap_path, &compiled_path);
-        let python_version = probed.as_ref().map(|p| p.version.clone());
-        let python = probed.as_ref().map_or_else(|| cfg.python.clone(), |p| p.path.clone());
-        let bootstrap_run = probed.map_or_else(|| bootstrap_path.clone(), |p| p.bootstrap_run);
-        if python_version.is_none() {
-            tracing::warn!(python = %cfg.python, "no usable Python interpreter: python3.x functions will fail in subprocess mode");
+        let startup = Arc::new(Startup::default());
+        let (st, o, py, b, c) =
+            (startup.clone(), owner.clone(), cfg.python.clone(), bootstrap_path.clone(), compiled_path.clone());
+        let spawned =
+            std::thread::Builder::new().name("subprocess-startup".into()).spawn(move || st.run(&o, &py, &b, &c));
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a thread for the Python probe ({e}): probing before ready");
+            startup.run(&owner, &cfg.python, &bootstrap_path, &compiled_path);
         }
-        let cgroups = match MemoryCgroups::detect() {
-            Ok(c) => {
-                tracing::info!(cgroups = %c.describe(), "subprocess environments are limited to their MemorySize");
-                Some(Arc::new(c))
-            }
-            Err(why) => {
-                tracing::warn!(
-                    "no memory cgroups ({why}): subprocess environments run without a MemorySize limit \
-                     (--lambda-executor docker enforces it)"
-                );
-                None
-            }
-        };
         let python_runtimes = cfg
             .python_runtimes
             .iter()
             .filter_map(|(r, p)| Some((r.strip_prefix("python")?.to_string(), p.clone())))
             .collect();
         Ok(SubprocessExecutor {
-            cgroups,
             python_runtimes,
             pythons: Default::default(),
-            python,
+            startup,
             node: cfg.node.clone(),
             node_found: std::sync::OnceLock::new(),
             node_bootstrap,
             bootstrap_path,
-            bootstrap_run,
-            python_version,
             warned: Default::default(),
             owner,
             debugpy: std::sync::OnceLock::new(),
         })
     }
 
+    /// `--python` as probed; waits for the probe (blocking) if it has not finished.
+    fn main_python(&self) -> &MainPython {
+        if let Some(m) = self.startup.main.get() {
+            return m;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(|| self.startup.main.wait()),
+            Err(_) => self.startup.main.wait(),
+        }
+    }
+
+    /// Waits, off the async workers, for the sweep of leftovers and, when `python`, for the
+    /// probe of `--python` (a no-op once they are done: every start after the first).
+    async fn startup_done(&self, python: bool) {
+        let st = &self.startup;
+        if st.swept.get().is_some() && (!python || st.main.get().is_some()) {
+            return;
+        }
+        let st = self.startup.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            st.swept.wait();
+            if python {
+                st.main.wait();
+            }
+        })
+        .await;
+    }
+
     /// The interpreter for `python<declared>` functions other than `--python`: the
     /// `--python-runtime` mapping (trusted, with a server-log warning when it reports another
     /// version), else `python<declared>` on PATH when it is that version. Asked once per version.
     async fn python_for(&self, declared: &str) -> Option<Arc<HostPython>> {
-        if self.python_version.as_deref() == Some(declared) && !self.python_runtimes.contains_key(declared) {
+        if self.main_python().version.as_deref() == Some(declared) && !self.python_runtimes.contains_key(declared) {
             return None;
         }
         if let Some(found) = self.pythons.lock().get(declared) {
@@ -232,12 +314,13 @@ impl SubprocessExecutor {
         if host.is_some() {
             return None;
         }
-        let have = self.python_version.as_deref()?;
+        let main = self.main_python();
+        let have = main.version.as_deref()?;
         (have != declared).then(|| {
             format!(
                 "RustStack warning: this function's runtime is python{declared}, but this host has no python{declared} \
                  (none on PATH, no --python-runtime python{declared}=PATH): it runs on Python {have} ({})\n",
-                self.python
+                main.python
             )
         })
     }
@@ -266,15 +349,16 @@ impl SubprocessExecutor {
                 let args = vec!["-u".into(), "-X".into(), "utf8".into(), p.bootstrap_run.display().to_string()];
                 return Ok((PathBuf::from(&p.path), args));
             }
-            if let Some(host) = &self.python_version
+            let main = self.main_python();
+            if let Some(host) = &main.version
                 && host != declared
                 && self.warned.lock().insert(declared.to_string())
             {
                 tracing::warn!(declared = %runtime, host = %host, "running {runtime} functions on host python {host}");
             }
             return Ok((
-                PathBuf::from(&self.python),
-                vec!["-u".into(), "-X".into(), "utf8".into(), self.bootstrap_run.display().to_string()],
+                PathBuf::from(&main.python),
+                vec!["-u".into(), "-X".into(), "utf8".into(), main.bootstrap_run.display().to_string()],
             ));
         }
         if let Some(declared) = runtime.strip_prefix("nodejs") {
@@ -313,7 +397,7 @@ impl SubprocessExecutor {
     /// their Lambda image.
     pub fn can_run(&self, runtime: &str) -> bool {
         if runtime.starts_with("python") {
-            self.python_version.is_some() || !self.python_runtimes.is_empty()
+            !self.python_runtimes.is_empty() || self.main_python().version.is_some()
         } else if runtime.starts_with("nodejs") {
             self.host_node().is_some()
         } else {
@@ -324,17 +408,24 @@ impl SubprocessExecutor {
     /// `--lambda-debug`: the bundled clients' arguments with the debugger's added (Python
     /// runs the bootstrap's source under debugpy, Node gets `--inspect-brk`). A custom
     /// runtime's bootstrap runs unchanged.
-    fn under_debugger(&self, spec: &EnvSpec, mut args: Vec<String>) -> Result<Vec<String>, AwsError> {
+    fn under_debugger(&self, spec: &EnvSpec, program: &Path, mut args: Vec<String>) -> Result<Vec<String>, AwsError> {
         use super::debug::{self, Debugger};
         let Some(d) = &spec.debug else { return Ok(args) };
         let runtime = spec.runtime.as_deref();
         let listen = format!("127.0.0.1:{}", d.port_for(runtime));
         let bundled = |path: &Path| args.last().is_some_and(|a| *a == path.display().to_string());
         match Debugger::for_runtime(runtime) {
-            Debugger::Debugpy if bundled(&self.bootstrap_run) => {
+            // The bundled bootstrap, as compiled for whichever interpreter runs it.
+            Debugger::Debugpy
+                if args.last().is_some_and(|a| {
+                    let a = Path::new(a);
+                    a.parent() == self.bootstrap_path.parent()
+                        && a.file_name().is_some_and(|n| n.to_string_lossy().starts_with("bootstrap"))
+                }) =>
+            {
                 // Asked until it is there: installing debugpy needs no server restart.
                 if self.debugpy.get().is_none() {
-                    let python = &self.python;
+                    let python = &program.display().to_string();
                     let found = match tokio::runtime::Handle::try_current() {
                         Ok(_) => tokio::task::block_in_place(|| debug::find_debugpy(python)),
                         Err(_) => debug::find_debugpy(python),
@@ -401,12 +492,13 @@ impl SubprocessExecutor {
         log: Arc<LogSink>,
     ) -> Result<Process, AwsError> {
         let declared = spec.runtime.as_deref().and_then(|r| r.strip_prefix("python"));
+        self.startup_done(declared.is_some()).await;
         let host_python = match declared {
             Some(d) => self.python_for(d).await,
             None => None,
         };
         let (program, args) = self.command_for(spec, host_python.as_deref())?;
-        let args = self.under_debugger(spec, args)?;
+        let args = self.under_debugger(spec, &program, args)?;
         // Said in the function's own log too (and so in LogType=Tail and CloudWatch), as the
         // first line of its first invocation, after START.
         if let Some(warning) = declared.and_then(|d| self.python_mismatch(d, host_python.as_deref())) {
@@ -449,7 +541,7 @@ impl SubprocessExecutor {
         cmd.stdin(Stdio::null()).stdout(Stdio::from(out_tx)).stderr(Stdio::from(err_tx)).process_group(0);
         // The environment's memory cgroup, limited to MemorySize (none where the host has no
         // memory cgroups).
-        let cgroup = match &self.cgroups {
+        let cgroup = match self.startup.cgroups.get().and_then(Option::as_ref) {
             Some(c) => {
                 let (c, limit) = (c.clone(), u64::from(spec.memory_mb.max(16)) * 1024 * 1024);
                 let made = tokio::task::spawn_blocking(move || c.create(limit)).await;
