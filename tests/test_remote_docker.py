@@ -461,3 +461,21 @@ def test_an_unspecified_advertise_host_is_refused_at_start(tmp_path):
     with pytest.raises(RuntimeError) as ei:
         Server("--lambda-executor", "docker", "--lambda-advertise-host", "0.0.0.0", data_dir=str(tmp_path))
     assert "containers cannot connect to an unspecified address" in str(ei.value)
+
+
+# --- upload archives are a per-run cache -------------------------------------------------------
+
+def test_upload_archives_of_an_earlier_run_are_removed_at_start(tmp_path):
+    # What an earlier run cached, and a removal a crash cut short, are gone after the start.
+    data = tmp_path / "data"
+    (data / "upload").mkdir(parents=True)
+    (data / "upload" / "0123456789abcdef.tar").write_bytes(b"x" * 4096)
+    (data / "upload.old-deadbeef").mkdir()
+    (data / "upload.old-deadbeef" / "fedcba9876543210.tar").write_bytes(b"y" * 4096)
+    s = Server("--lambda-executor", "docker", *MAP, "--lambda-code-transfer", "upload", data_dir=str(data))
+    try:
+        wait_for(lambda: not (data / "upload").exists()
+                 and not any(p.name.startswith("upload.old-") for p in data.iterdir()),
+                 10, "the stale upload archives to be removed")
+    finally:
+        s.stop()

@@ -150,6 +150,19 @@ impl DockerExecutor {
         let runtime_images = cfg.runtime_images.iter().cloned().collect();
         let data_dir = &cfg.data_dir;
         let server_addr = cfg.server_addr;
+        // Upload archives are a cache for this run: what earlier runs left (and any removal a
+        // crash cut short) is moved aside here and deleted on a thread of its own.
+        let upload_root = data_dir.join("upload");
+        let stale = data_dir.join(format!("upload.old-{}", uuid::Uuid::new_v4().simple()));
+        let _ = std::fs::rename(&upload_root, &stale);
+        let root = data_dir.clone();
+        let _ = std::thread::Builder::new().name("upload-sweep".into()).spawn(move || {
+            for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with("upload.old-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        });
         let inner = Arc::new(Inner {
             engine: tokio::sync::OnceCell::new(),
             runtime_images,
@@ -157,7 +170,7 @@ impl DockerExecutor {
             server_addr,
             merged_root: data_dir.join("layers-merged"),
             run_root: data_dir.join("run"),
-            upload_root: data_dir.join("upload"),
+            upload_root,
             code_transfer: cfg.code_transfer,
             advertise: cfg.advertise.clone(),
             gateway: OnceLock::new(),
