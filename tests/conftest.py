@@ -57,12 +57,15 @@ class Server:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ruststack exited early:\n{self.logs()}")
+            # Ready means serving: the port is bound before the stores are opened (and the
+            # start's checks logged), so a connect alone is too early.
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
+                with urllib.request.urlopen(self.endpoint + "/_ruststack/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
                 time.sleep(0.02)
-        raise RuntimeError(f"ruststack did not listen in time:\n{self.logs()}")
+        raise RuntimeError(f"ruststack did not become ready in time:\n{self.logs()}")
 
     def logs(self):
         with open(self.log_path, "rb") as f:

@@ -104,6 +104,10 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
     if args.command.is_empty() && !args.print_env && !args.debug {
         return Err("give the runtime command after `--` (or use --print-env or --debug)".into());
     }
+    // Ctrl-C detaches: the handler is in place before anything is printed, so an interrupt
+    // that follows the printed environment at once still detaches cleanly.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
     let base = args.endpoint.trim_end_matches('/').to_string();
     let client = reqwest::Client::new();
     let fname = percent_encoding::utf8_percent_encode(&args.function, percent_encoding::NON_ALPHANUMERIC).to_string();
@@ -169,7 +173,7 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
         }
         eprintln!("ruststack attach: holding the attachment; press Ctrl-C to detach");
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
             _ = hold => { eprintln!("ruststack attach: the server ended the attachment"); }
         }
         0
@@ -190,7 +194,7 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
         }
         let code = tokio::select! {
             s = child.wait() => s.ok().and_then(|s| s.code()).unwrap_or(1),
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 let _ = child.kill().await;
                 130
             }
