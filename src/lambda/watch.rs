@@ -404,16 +404,38 @@ mod tests {
         while rx.recv_timeout(QUIET * 3).is_ok() {}
         std::fs::write(dir.join("__pycache__/x.pyc"), b"x").unwrap();
         std::fs::write(dir.join(".x.swp"), b"x").unwrap();
+        // The burst is one change only if no gap between two writes reached the quiet period:
+        // on a loaded machine a writer can stall that long, and then two changes are right.
+        let mut gap = Duration::ZERO;
+        let mut last = Instant::now();
         for i in 0..200 {
             std::fs::write(dir.join(format!("f{i}.txt")), b"x").unwrap();
+            gap = gap.max(last.elapsed());
+            last = Instant::now();
         }
         let c = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(c.first, PathBuf::from("f0.txt"), "{c:?}");
-        assert_eq!(c.count, 200, "{c:?}");
         assert!(!c.missing);
-        assert!(rx.recv_timeout(QUIET * 4).is_err(), "one burst is one change");
+        if gap < QUIET / 2 {
+            assert_eq!(c.count, 200, "{c:?}");
+            assert!(rx.recv_timeout(QUIET * 4).is_err(), "one burst is one change");
+        } else {
+            let mut total = c.count;
+            while let Ok(c) = rx.recv_timeout(QUIET * 4) {
+                assert!(!c.missing, "{c:?}");
+                total += c.count;
+            }
+            assert!(total >= 200, "a writer stalled {gap:?}; the changes held {total} paths");
+        }
+        // Removing the files and then the directory: if the removal stalls past the quiet
+        // period, the files' removal is reported first; the directory's loss comes after.
         std::fs::remove_dir_all(&dir).unwrap();
-        let c = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        assert!(c.missing, "{c:?}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let c = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no change said missing");
+            if c.missing {
+                break;
+            }
+        }
     }
 }
