@@ -21,6 +21,7 @@ from test_node import create_node
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "rust-runtime")
 FIXTURE_TARGET = os.path.join(ROOT, "target", "fixtures")
 PROVIDED_IMAGE = "ruststack/lambda-provided:al2023"
+NODE_IMAGE = "ruststack/lambda-nodejs:18"
 
 # Waits (bounded: 15 s) for the file named by event.release, between two writes.
 GATED = """
@@ -252,7 +253,8 @@ def rust_stream():
 def docker_srv():
     if os.environ.get("RUSTSTACK_SKIP_DOCKER") == "1":
         pytest.skip("RUSTSTACK_SKIP_DOCKER=1: Docker tests opted out")
-    s = Server("--lambda-executor", "docker", "--lambda-runtime-image", f"provided.al2023={PROVIDED_IMAGE}")
+    s = Server("--lambda-executor", "docker", "--lambda-runtime-image", f"provided.al2023={PROVIDED_IMAGE}",
+               "--lambda-runtime-image", f"nodejs18.x={NODE_IMAGE}")
     yield s
     s.cleanup()
 
@@ -289,3 +291,62 @@ def test_rust_runtime_streams_through_a_url(request, executor, rust_stream):
     finally:
         conn.close()
         gate.close()
+
+
+# The docker variant of GATED: the container (host network) cannot see the test's files, so
+# the handler waits at a TCP gate the test opens (bounded: 15 s), between two writes.
+TCP_GATED = """
+import net from 'node:net';
+
+const gate = (where) => new Promise((resolve) => {
+  const [host, port] = where.split(':');
+  const sock = net.connect(Number(port), host);
+  const timer = setTimeout(() => { sock.destroy(); resolve(false); }, 15000);
+  sock.once('data', () => { clearTimeout(timer); sock.destroy(); resolve(true); });
+  sock.once('error', () => { clearTimeout(timer); resolve(false); });
+});
+
+export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.write('first;');
+  const ok = await gate(event.gate);
+  responseStream.write(ok ? 'second;' : 'unreleased;');
+  responseStream.end('last');
+});
+"""
+
+
+def test_node_streams_in_docker_before_the_handler_returns(docker_srv):
+    """nodejs18.x in ruststack/lambda-nodejs:18: the bundled client's streamifyResponse writes
+    through the container's Runtime API to InvokeWithResponseStream. The handler waits at a TCP
+    gate that the test opens only after the first chunk arrived: a buffered response would
+    never bring that chunk, and the body would say "unreleased"."""
+    lam = docker_srv.client("lambda")
+    name = unique("dnstream")
+    lam.create_function(FunctionName=name, Runtime="nodejs18.x", Handler="index.handler", Timeout=30,
+                        Role="arn:aws:iam::000000000000:role/lambda",
+                        Code={"ZipFile": make_zip({"index.mjs": TCP_GATED})})
+    gate = socket.socket()
+    gate.bind(("127.0.0.1", 0))
+    gate.listen(1)
+    gate.settimeout(20)
+    try:
+        resp = lam.invoke_with_response_stream(FunctionName=name, LogType="Tail",
+                                               Payload=json.dumps({"gate": f"127.0.0.1:{gate.getsockname()[1]}"}))
+        assert resp["StatusCode"] == 200
+        events = events_of(resp["EventStream"])
+        kind, first = next(events)
+        assert (kind, first) == ("chunk", b"first;")
+        # Only now may the handler go on: it is waiting at the gate.
+        waiter, _ = gate.accept()
+        waiter.sendall(b"x")
+        waiter.close()
+        rest = list(events)
+    finally:
+        gate.close()
+    body = first + b"".join(v for k, v in rest if k == "chunk")
+    assert body == b"first;second;last", body
+    completes = [v for k, v in rest if k == "complete"]
+    assert len(completes) == 1 and rest[-1][0] == "complete", rest
+    assert "ErrorCode" not in completes[0], completes[0]
+    log = base64.b64decode(completes[0]["LogResult"]).decode()
+    assert "START RequestId:" in log and "REPORT RequestId:" in log, log
