@@ -2,9 +2,11 @@
 running local source) serves a function's invocations while attached."""
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -89,23 +91,72 @@ def test_print_env(server, lam):
     p = subprocess.Popen([BIN, "attach", name, "--endpoint", server.endpoint, "--print-env"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in p.stdout], daemon=True).start()
         env = {}
-        for line in p.stdout:
+        wanted = ("AWS_LAMBDA_RUNTIME_API", "_HANDLER", "AWS_LAMBDA_METADATA_API", "AWS_LAMBDA_METADATA_TOKEN")
+        while not all(k in env for k in wanted):
+            try:
+                line = lines.get(timeout=15)
+            except queue.Empty:
+                pytest.fail(f"--print-env printed no {[k for k in wanted if k not in env]}: {env}")
             k, _, v = line.rstrip("\n").partition("=")
             env[k] = v
-            if len(env) >= 10 and "AWS_LAMBDA_RUNTIME_API" in env and "_HANDLER" in env:
-                break
         assert env["AWS_LAMBDA_FUNCTION_NAME"] == name
         assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512"
         assert env["_HANDLER"] == "app.handler"
         host, port = env["AWS_LAMBDA_RUNTIME_API"].split(":")
         assert host == "127.0.0.1"
+        assert env["AWS_LAMBDA_METADATA_API"] == env["AWS_LAMBDA_RUNTIME_API"]
+        assert len(env["AWS_LAMBDA_METADATA_TOKEN"]) == 36
         wait_attached(server, name)
     finally:
         p.send_signal(signal.SIGINT)
         p.wait(timeout=10)
     wait_for(lambda: not attached_count(server, name), 10, f"{name} to be detached")
     assert attached_count(server, name) == 0
+
+
+METADATA_PROBE = """
+import os, urllib.request, urllib.error
+
+def call(auth=None):
+    url = "http://%s/2026-01-15/metadata/execution-environment" % os.environ["AWS_LAMBDA_METADATA_API"]
+    req = urllib.request.Request(url)
+    if auth is not None:
+        req.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return [r.status, r.read().decode()]
+    except urllib.error.HTTPError as e:
+        return [e.code, e.read().decode()]
+
+def handler(event, context):
+    token = os.environ["AWS_LAMBDA_METADATA_TOKEN"]
+    return {"api": os.environ["AWS_LAMBDA_METADATA_API"], "runtime_api": os.environ["AWS_LAMBDA_RUNTIME_API"],
+            "token": token, "good": call("Bearer " + token), "none": call(), "wrong": call("Bearer nope")}
+"""
+
+
+def test_attached_runtime_gets_the_metadata_endpoint(server, lam, tmp_path):
+    """An attached runtime sees AWS_LAMBDA_METADATA_API (its own Runtime API) and a token of
+    its own, which that endpoint accepts (and nothing else)."""
+    (tmp_path / "app.py").write_text(METADATA_PROBE)
+    name = create_py_function(lam, "def handler(e, c):\n    return {'source': 'deployed'}\n",
+                              Environment={"Variables": {"AWS_LAMBDA_METADATA_TOKEN": "mine"}})
+    p = attach(server, name, tmp_path)
+    try:
+        wait_attached(server, name)
+        r = lam.invoke(FunctionName=name)
+        out = json.load(r["Payload"])
+        assert "FunctionError" not in r, out
+    finally:
+        p.kill()
+        p.wait()
+    assert out["api"] == out["runtime_api"] and out["api"].startswith("127.0.0.1:"), out
+    assert len(out["token"]) == 36 and out["token"] != "mine", out
+    assert out["good"] == [200, json.dumps({"AvailabilityZoneID": "use1-az1"}, separators=(",", ":"))], out
+    assert out["none"] == [401, "Unauthorized\n"] and out["wrong"] == [401, "Unauthorized\n"], out
 
 
 def test_attach_unknown_function(server):

@@ -36,7 +36,7 @@ pub use logsink::LogSink;
 use pool::{Environment, Lease, Pool};
 pub use runtime_api::{Death, MAX_RESPONSE_BYTES, MAX_STREAM_BYTES, Outcome, StreamEnd};
 use runtime_api::{Endpoint, Invocation};
-pub use sandbox::{SandboxKind, debug, function_env};
+pub use sandbox::{SandboxKind, add_metadata_env, debug, function_env};
 
 /// How the engine picks a sandbox for a function (`--lambda-executor`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -296,6 +296,8 @@ pub struct AttachInfo {
     pub id: String,
     pub function: String,
     pub runtime_api: String,
+    /// The bearer token its metadata endpoint (the Runtime API's) accepts.
+    pub metadata_token: String,
     pub keep_timeout: bool,
     pub log_stream: String,
     pub since: Instant,

@@ -568,6 +568,7 @@ impl Pool {
     pub async fn attach(&self, spec: &EnvSpec, keep_timeout: bool) -> Result<AttachInfo, AwsError> {
         let name = &spec.function;
         let endpoint = Endpoint::new(format!("{name}#attached"));
+        endpoint.set_region(&spec.region);
         let listener = runtime_api::serve(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), endpoint.clone())
             .await
             .map_err(|e| AwsError::service(format!("cannot open a Runtime API endpoint: {e}")))?;
@@ -684,6 +685,7 @@ fn attach_info(env: &Environment) -> Option<AttachInfo> {
         id: a.id.clone(),
         function: env.function.clone(),
         runtime_api: a.runtime_api.clone(),
+        metadata_token: env.endpoint.metadata_token().to_string(),
         keep_timeout: a.keep_timeout,
         log_stream: env.log.stream().to_string(),
         since: a.since,

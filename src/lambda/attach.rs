@@ -3,7 +3,8 @@
 //!
 //! - `POST /_ruststack/attach/{function}` with `{"keep_timeout": bool}` creates the
 //!   attachment: a dedicated Runtime API endpoint. Answers `{"id", "runtime_api", "env",
-//!   "runtime"}` (the function's runtime, for `ruststack attach --debug`).
+//!   "runtime"}`: `env` holds the metadata endpoint's variables too, `runtime` is the
+//!   function's runtime, for `ruststack attach --debug`.
 //!   A second attachment to the same function is refused with 409.
 //! - `GET /_ruststack/attach/{function}/hold?id=ID` is held open by the client; when the
 //!   client goes away (exit, Ctrl-C, kill -9) the attachment ends.
@@ -113,11 +114,9 @@ async fn attach(
     let mut spec = super::invoke::spec_of(&config, String::new(), &scope);
     spec.reason = "attached";
     let info = lambda.engine.attach(&spec, keep_timeout).await?;
-    let mut env: serde_json::Map<String, Value> =
-        crate::engine::function_env(&spec, &info.runtime_api, &lambda.endpoint_url, &info.log_stream)
-            .into_iter()
-            .map(|(k, v)| (k, v.into()))
-            .collect();
+    let mut vars = crate::engine::function_env(&spec, &info.runtime_api, &lambda.endpoint_url, &info.log_stream);
+    crate::engine::add_metadata_env(&mut vars, &info.runtime_api, &info.metadata_token);
+    let mut env: serde_json::Map<String, Value> = vars.into_iter().map(|(k, v)| (k, v.into())).collect();
     if let Some(cwd) = cwd {
         env.insert("LAMBDA_TASK_ROOT".into(), cwd.into());
     }
