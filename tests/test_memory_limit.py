@@ -3,7 +3,8 @@ answer for it: 200 with X-Amz-Function-Error: Unhandled and
 `{"errorType": "Runtime.OutOfMemory", "errorMessage": "RequestId: <id> Error: Runtime exited with
 error: signal: killed"}`; the log has the ExitError message, `Runtime.OutOfMemory`, END, and a
 REPORT with `Max Memory Used` = `Memory Size` and `Status: error  Error Type: Runtime.OutOfMemory`.
-The next invoke runs on a fresh environment.
+The next invoke runs on a fresh environment. The same holds when only a child of the handler's
+is OOM-killed and the handler fails because of it (the cgroup's oom_kill count tells).
 
 Subprocess mode enforces the limit with a memory cgroup per environment (v1 or v2) where the host
 has one; without one the server says so once in its log and the OOM cases are skipped."""
@@ -31,6 +32,45 @@ def handler(event, context):
         return len(chunks)
     return {"env": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"]}
 """
+
+
+# The handler's child allocates past the limit; the runtime itself stays small. The kernel kills
+# the child (the largest process of the environment), and the handler fails because of it.
+CHILD_HOG = """
+import os, subprocess, sys
+
+def handler(event, context):
+    if event.get("mb"):
+        code = "chunks = [b'x' * (8 << 20) for _ in range(%d)]" % (event["mb"] // 8)
+        rc = subprocess.run([sys.executable, "-c", code]).returncode
+        raise RuntimeError("the child ended with %d" % rc)
+    return {"env": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"], "pid": os.getpid()}
+"""
+
+
+def check_child_out_of_memory(lam):
+    """Only the handler's child is OOM-killed (on cgroup v1, and in a container, the runtime
+    survives it): the failed invocation is still Runtime.OutOfMemory, with AWS's ExitError
+    message, and the environment is retired."""
+    name = create_py_function(lam, CHILD_HOG, MemorySize=128, Timeout=30)
+    r, out, _ = invoke(lam, name, {})
+    assert "FunctionError" not in r, out
+    first = json.loads(out)
+    r, out, tail = invoke(lam, name, {"mb": 400})
+    rid = r["ResponseMetadata"]["RequestId"]
+    assert r["FunctionError"] == "Unhandled", out
+    msg = f"RequestId: {rid} Error: Runtime exited with error: signal: killed"
+    assert json.loads(out) == {"errorType": "Runtime.OutOfMemory", "errorMessage": msg}, (out, tail)
+    lines = tail.splitlines()
+    assert lines[-4:-1] == [msg, "Runtime.OutOfMemory", f"END RequestId: {rid}"], lines
+    assert lines[-1].endswith("\tStatus: error\tError Type: Runtime.OutOfMemory\t"), lines[-1]
+    # A fresh environment serves the next invoke, and an ordinary error stays what it is.
+    r, out, _ = invoke(lam, name, {})
+    assert "FunctionError" not in r, out
+    assert json.loads(out)["env"] != first["env"], "a fresh environment (its own log stream)"
+    r, out, _ = invoke(lam, name, {"mb": 16})
+    assert r["FunctionError"] == "Unhandled", out
+    assert json.loads(out)["errorType"] == "RuntimeError" and "ended with 0" in json.loads(out)["errorMessage"], out
 
 
 def invoke(lam, name, payload):
@@ -141,3 +181,15 @@ def docker_server():
 @needs_docker
 def test_docker_out_of_memory(docker_server):
     check_out_of_memory(docker_server.client("lambda"), docker_server.client("logs"))
+
+
+# After the tests above: the environments these leave would count in their cgroup checks.
+def test_subprocess_child_out_of_memory(sub_server):
+    if not cgroups_in_use(sub_server):
+        pytest.skip("this host has no usable memory cgroups")
+    check_child_out_of_memory(sub_server.client("lambda"))
+
+
+@needs_docker
+def test_docker_child_out_of_memory(docker_server):
+    check_child_out_of_memory(docker_server.client("lambda"))

@@ -570,6 +570,7 @@ fn stream_on(
         };
         let duration = picked.elapsed();
         let ((), max_memory_mb) = tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb());
+        let ended = oom_verdict(&env, ended).await;
         let r = RunResult { picked_up: true, ended, duration, init_duration, max_memory_mb, picked, deadline };
         let _ = end_tx.send(settle(&pool, lease, r).await);
     });
@@ -600,7 +601,29 @@ async fn run_on(env: &Environment, timing: &Timing, req: &Request) -> RunResult 
     }
     let ((), mem) = tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb());
     r.max_memory_mb = mem;
+    r.ended = oom_verdict(env, r.ended).await;
     r
+}
+
+/// An invocation that failed (an error, or its runtime's death) while the kernel's OOM killer
+/// killed a process of its environment (the runtime, or only a child of the handler's) ran
+/// out of memory: it ends as `Runtime.OutOfMemory`, and the environment, no longer healthy,
+/// is retired. Kills during an invocation that succeeded are counted and let be.
+async fn oom_verdict(env: &Environment, ended: Ended) -> Ended {
+    let why = match &ended {
+        Ended::Died(Death::Exited(why)) => Some(why.clone()),
+        // The runtime lives on: it is killed when the environment is retired.
+        Ended::Posted(Outcome::Error { .. })
+        | Ended::StreamEnded(StreamEnd::Error { .. } | StreamEnd::Truncated(_)) => Some("signal: killed".to_string()),
+        _ => None,
+    };
+    match (env.sandbox.oom_killed().await, why) {
+        (true, Some(why)) => {
+            tracing::debug!(function = %env.function, "a process of the environment was OOM-killed: Runtime.OutOfMemory");
+            Ended::Died(Death::OutOfMemory(why))
+        }
+        _ => ended,
+    }
 }
 
 async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> RunResult {

@@ -7,6 +7,10 @@
 //! `memory.swap.max`, `memory.events`) are both handled. A runtime joins its cgroup in the
 //! forked child, before it execs, by writing `0` to an already-open `cgroup.procs`.
 //!
+//! The kernel's count of OOM kills in an environment's cgroup ([`OomCount`]) tells an
+//! invocation that failed because a process of it (the runtime, or only a child of the
+//! handler's) was killed for memory.
+//!
 //! Where neither is usable (no memory controller, not writable, cgroup v2 that does not
 //! delegate the controller to the server's cgroup), [`MemoryCgroups::detect`] says why and
 //! environments run without a limit.
@@ -14,6 +18,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +29,16 @@ enum Version {
     V2,
 }
 
+/// How cgroup directories are made and removed: the kernel's cgroupfs fills a new directory
+/// with its control files and removes it only empty of processes. Unit tests swap in a fake.
+#[derive(Copy, Clone, Debug)]
+struct Fs {
+    mkdir: fn(&Path, Version) -> std::io::Result<()>,
+    rmdir: fn(&Path) -> std::io::Result<()>,
+}
+
+const KERNEL: Fs = Fs { mkdir: |dir, _| std::fs::create_dir(dir), rmdir: |dir| std::fs::remove_dir(dir) };
+
 /// The server's sub-tree of memory cgroups, one child per environment.
 #[derive(Debug)]
 pub struct MemoryCgroups {
@@ -31,6 +46,7 @@ pub struct MemoryCgroups {
     /// `<own cgroup>/ruststack-<pid>`.
     base: PathBuf,
     next: AtomicU64,
+    fs: Fs,
 }
 
 /// One environment's memory cgroup; removed (its processes killed first) by [`Self::remove`].
@@ -40,12 +56,28 @@ pub struct EnvCgroup {
     dir: PathBuf,
     /// `cgroup.procs`, open for the forked child to write `0` into (close-on-exec).
     procs: File,
+    fs: Fs,
+}
+
+/// The `oom_kill` counter of one cgroup (v2 `memory.events`, v1 `memory.oom_control`), its
+/// file kept open: a re-read is one read of kernel memory, as for `/proc/<pid>/status`.
+#[derive(Debug)]
+pub struct OomCount {
+    file: File,
+    /// The count already accounted for by [`OomCount::new_kills`].
+    seen: AtomicU64,
 }
 
 impl MemoryCgroups {
     /// Finds the server's memory cgroup and makes `ruststack-<pid>` under it. Err says why
     /// memory limits are not available on this host.
     pub fn detect() -> Result<MemoryCgroups, String> {
+        let (version, dir) = Self::find()?;
+        Self::open_in(version, &dir, KERNEL)
+    }
+
+    /// The cgroup version and the directory of the server's own memory cgroup.
+    fn find() -> Result<(Version, PathBuf), String> {
         let own =
             std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
         let mounts = std::fs::read_to_string("/proc/self/mountinfo")
@@ -70,16 +102,21 @@ impl MemoryCgroups {
                 mount_of(&mounts, |fstype, _| fstype == "cgroup2").ok_or("no cgroup v2 hierarchy is mounted")?;
             (Version::V2, join_cgroup(&mount, &root, path))
         };
+        Ok((version, dir))
+    }
+
+    /// Makes the server's tree `ruststack-<pid>` under `dir`, its own memory cgroup.
+    fn open_in(version: Version, dir: &Path, fs: Fs) -> Result<MemoryCgroups, String> {
         if version == Version::V2 {
             let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
             if !controllers.split_whitespace().any(|c| c == "memory") {
                 return Err(format!("cgroup v2: the memory controller is not available in {}", dir.display()));
             }
-            enable_memory(&dir)?;
+            enable_memory(dir)?;
         }
         let base = dir.join(format!("ruststack-{}", std::process::id()));
-        remove_stale(&dir);
-        match std::fs::create_dir(&base) {
+        remove_stale(dir, fs);
+        match (fs.mkdir)(&base, version) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("cannot create {}: {e}", base.display())),
@@ -87,7 +124,7 @@ impl MemoryCgroups {
         if version == Version::V2 {
             enable_memory(&base)?;
         }
-        Ok(MemoryCgroups { version, base, next: AtomicU64::new(1) })
+        Ok(MemoryCgroups { version, base, next: AtomicU64::new(1), fs })
     }
 
     /// `v1` or `v2`, and where the tree is: for the log.
@@ -100,7 +137,7 @@ impl MemoryCgroups {
     pub fn create(&self, limit_bytes: u64) -> std::io::Result<EnvCgroup> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.base.join(format!("env-{n}"));
-        std::fs::create_dir(&dir)?;
+        (self.fs.mkdir)(&dir, self.version)?;
         let set = || -> std::io::Result<File> {
             let limit = limit_bytes.to_string();
             match self.version {
@@ -121,9 +158,9 @@ impl MemoryCgroups {
             std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))
         };
         match set() {
-            Ok(procs) => Ok(EnvCgroup { version: self.version, dir, procs }),
+            Ok(procs) => Ok(EnvCgroup { version: self.version, dir, procs, fs: self.fs }),
             Err(e) => {
-                let _ = std::fs::remove_dir(&dir);
+                let _ = (self.fs.rmdir)(&dir);
                 Err(e)
             }
         }
@@ -132,7 +169,7 @@ impl MemoryCgroups {
 
 impl Drop for MemoryCgroups {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.base);
+        let _ = (self.fs.rmdir)(&self.base);
     }
 }
 
@@ -142,18 +179,13 @@ impl EnvCgroup {
         self.procs.as_raw_fd()
     }
 
-    /// Whether the kernel's OOM killer has killed a process of this cgroup.
-    pub fn oom_killed(&self) -> bool {
+    /// The cgroup's OOM-kill counter, open (None where the kernel does not have the file).
+    pub fn oom_count(&self) -> Option<OomCount> {
         let file = match self.version {
             Version::V1 => "memory.oom_control",
             Version::V2 => "memory.events",
         };
-        std::fs::read_to_string(self.dir.join(file))
-            .ok()
-            .and_then(|t| {
-                t.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse::<u64>().ok())
-            })
-            .is_some_and(|n| n > 0)
+        OomCount::open(&self.dir.join(file))
     }
 
     /// The cgroup's memory high-water mark, in bytes.
@@ -170,7 +202,7 @@ impl EnvCgroup {
     pub fn remove(self) {
         for _ in 0..100 {
             kill_all(&self.dir, self.version);
-            match std::fs::remove_dir(&self.dir) {
+            match (self.fs.rmdir)(&self.dir) {
                 Ok(()) => return,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(Duration::from_millis(10)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
@@ -182,6 +214,37 @@ impl EnvCgroup {
         }
         tracing::debug!(cgroup = %self.dir.display(), "an environment's cgroup stayed busy; left behind");
     }
+}
+
+impl OomCount {
+    /// Opens a `memory.events` or `memory.oom_control` file; None if it cannot be read or
+    /// has no `oom_kill` count.
+    pub fn open(path: &Path) -> Option<OomCount> {
+        let count = OomCount { file: File::open(path).ok()?, seen: AtomicU64::new(0) };
+        count.read()?;
+        Some(count)
+    }
+
+    /// How many processes of the cgroup the kernel's OOM killer has killed so far (None where
+    /// the file has no `oom_kill` line: cgroup v1 before Linux 4.13).
+    pub fn read(&self) -> Option<u64> {
+        let mut buf = [0u8; 1024];
+        let n = self.file.read_at(&mut buf, 0).ok()?;
+        oom_kills_in(buf.get(..n)?)
+    }
+
+    /// Whether the OOM killer has killed a process of the cgroup since the last call (or
+    /// since the cgroup was made): each kill is reported once.
+    pub fn new_kills(&self) -> bool {
+        let Some(now) = self.read() else { return false };
+        self.seen.fetch_max(now, Ordering::SeqCst) < now
+    }
+}
+
+/// The `oom_kill N` count in `memory.events` (v2) or `memory.oom_control` (v1).
+fn oom_kills_in(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok())
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> std::io::Result<()> {
@@ -222,7 +285,7 @@ fn kill_all(dir: &Path, version: Version) {
 }
 
 /// Removes the (empty) trees of earlier servers whose process is gone.
-fn remove_stale(dir: &Path) {
+fn remove_stale(dir: &Path, fs: Fs) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name();
@@ -238,10 +301,10 @@ fn remove_stale(dir: &Path) {
         }
         if let Ok(envs) = std::fs::read_dir(e.path()) {
             for env in envs.flatten().filter(|x| x.path().is_dir()) {
-                let _ = std::fs::remove_dir(env.path());
+                let _ = (fs.rmdir)(&env.path());
             }
         }
-        let _ = std::fs::remove_dir(e.path());
+        let _ = (fs.rmdir)(&e.path());
     }
 }
 

@@ -41,6 +41,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 
+use super::cgroup::OomCount;
 use crate::aws::AwsError;
 use crate::engine::logsink::LogSink;
 use crate::engine::runtime_api::{Death, Endpoint, Peers};
@@ -117,6 +118,9 @@ pub struct Container {
     inner: Arc<Inner>,
     stopped: Arc<AtomicBool>,
     output: Output,
+    /// The OOM kills in the container's memory cgroup, from the host's cgroup files (a local
+    /// engine): looked up on first use, None where they cannot be read.
+    oom: OnceLock<Option<Arc<OomCount>>>,
 }
 
 /// What one container start is for: the environment's spec, image, Runtime API address,
@@ -550,7 +554,8 @@ impl Inner {
         };
         let fifo = matches!(output, Output::Fifo(_));
         // From here on, dropping `container` (on any error) removes it.
-        let container = Container { id: id.clone(), inner: self.clone(), stopped: stopped.clone(), output };
+        let container =
+            Container { id: id.clone(), inner: self.clone(), stopped: stopped.clone(), output, oom: OnceLock::new() };
         if self.closing.load(Ordering::SeqCst) {
             container.stop().await;
             return Err(AwsError::service("server is shutting down").into());
@@ -831,6 +836,21 @@ impl Container {
         bytes.div_ceil(1024 * 1024)
     }
 
+    /// Whether the kernel's OOM killer killed a process of the container (its runtime, or a
+    /// child of it) since this was last asked. The host's cgroup file is found once (on the
+    /// blocking pool), then re-read inline; false where there is none (a remote engine).
+    pub async fn oom_killed(&self) -> bool {
+        let count = match self.oom.get() {
+            Some(c) => c.clone(),
+            None => {
+                let id = self.id.clone();
+                let found = tokio::task::spawn_blocking(move || cgroup_oom_count(&id)).await.ok().flatten();
+                self.oom.get_or_init(|| found.map(Arc::new)).clone()
+            }
+        };
+        count.is_some_and(|c| c.new_kills())
+    }
+
     async fn stats_peak_bytes(&self) -> Option<u64> {
         let engine = self.inner.engine().await.ok()?;
         let opts = StatsOptionsBuilder::new().stream(false).one_shot(true).build();
@@ -852,6 +872,18 @@ fn cgroup_peak_bytes(id: &str) -> Option<u64> {
         format!("/sys/fs/cgroup/docker/{id}/memory.peak"),
     ];
     candidates.iter().find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok())
+}
+
+/// The OOM-kill counter of a container's memory cgroup in the host's cgroup files (v1
+/// `memory.oom_control`, v2 `memory.events`; cgroupfs or systemd driver).
+fn cgroup_oom_count(id: &str) -> Option<OomCount> {
+    let candidates = [
+        format!("/sys/fs/cgroup/memory/docker/{id}/memory.oom_control"),
+        format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.oom_control"),
+        format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.events"),
+        format!("/sys/fs/cgroup/docker/{id}/memory.events"),
+    ];
+    candidates.iter().find_map(|p| OomCount::open(Path::new(p)))
 }
 
 impl Drop for Container {

@@ -82,6 +82,19 @@ impl Sandbox {
         }
     }
 
+    /// Whether the kernel's OOM killer killed a process of the environment since this was
+    /// last asked (subprocess environments with a memory cgroup, containers on a local
+    /// engine); each kill is told once.
+    pub async fn oom_killed(&self) -> bool {
+        match self {
+            Sandbox::Process(p) => p.oom_killed(),
+            Sandbox::Container(c) => c.oom_killed().await,
+            Sandbox::Attached(_) => false,
+            #[cfg(test)]
+            Sandbox::Fake(_) => false,
+        }
+    }
+
     /// The attached runtime, if this is one.
     pub fn attached(&self) -> Option<&attached::Attached> {
         match self {

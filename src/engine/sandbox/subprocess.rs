@@ -18,7 +18,7 @@ use crate::engine::logsink::LogSink;
 use crate::engine::runtime_api::{Death, Endpoint};
 use crate::engine::{EngineConfig, EnvSpec};
 
-use super::cgroup::{EnvCgroup, MemoryCgroups};
+use super::cgroup::{EnvCgroup, MemoryCgroups, OomCount};
 
 /// The bundled Python runtime client, embedded so one file ships.
 pub const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtime-api/python/bootstrap.py");
@@ -189,6 +189,10 @@ pub struct Process {
     /// per [`TREE_WALK_EVERY`] (walking `/proc/*/task/*/children` on every warm invoke doubled
     /// the server's CPU per invoke).
     tree_walked: parking_lot::Mutex<Option<std::time::Instant>>,
+    /// The OOM kills in the environment's memory cgroup (none without one), shared with
+    /// the waiter, so that each kill is reported once: by the invocation it failed, or by
+    /// the runtime's death.
+    oom: Option<Arc<OomCount>>,
 }
 
 /// How often the peak of a runtime's child processes is refreshed (its own peak is read
@@ -554,6 +558,7 @@ impl SubprocessExecutor {
             None => None,
         };
         let cgroup_fd = cgroup.as_ref().map_or(-1, EnvCgroup::procs_fd);
+        let oom = cgroup.as_ref().and_then(EnvCgroup::oom_count).map(Arc::new);
         // SAFETY: prctl and write are async-signal-safe. PR_SET_PDEATHSIG asks the kernel to
         // kill the runtime if the server dies (even by kill -9), so no runtime outlives
         // RustStack; writing `0` to the open cgroup.procs moves this child into its memory
@@ -592,6 +597,7 @@ impl SubprocessExecutor {
         let ex = exited.clone();
         let peak = Arc::new(AtomicU64::new(0));
         let peak_at_exit = peak.clone();
+        let oom_at_exit = oom.clone();
         tokio::spawn(async move {
             // Before reaping it: a runtime that dies mid-invocation still reports its memory.
             if let Some(b) = exit_peak_bytes(pid).await {
@@ -599,8 +605,6 @@ impl SubprocessExecutor {
             }
             let status = child.wait().await;
             ex.store(true, Ordering::SeqCst);
-            let killed =
-                status.as_ref().ok().and_then(std::os::unix::process::ExitStatusExt::signal) == Some(libc::SIGKILL);
             let why = match status {
                 Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                     (Some(c), _) => format!("exit status {c}"),
@@ -610,10 +614,11 @@ impl SubprocessExecutor {
                 Err(e) => format!("wait failed: {e}"),
             };
             // The environment ends with its runtime: whatever else runs in its cgroup is killed
-            // and the cgroup removed. A SIGKILL with an OOM kill on record was the limit.
+            // and the cgroup removed. An OOM kill not yet reported (of the runtime, or of a
+            // child whose loss made it exit) was the limit.
             let oom = match cgroup {
                 Some(cg) => tokio::task::spawn_blocking(move || {
-                    let oom = killed && cg.oom_killed();
+                    let oom = oom_at_exit.is_some_and(|o| o.new_kills());
                     let peak = if oom { cg.peak_bytes() } else { None };
                     cg.remove();
                     (oom, peak)
@@ -628,7 +633,7 @@ impl SubprocessExecutor {
             endpoint.set_death(if oom.0 { Death::OutOfMemory(why) } else { Death::Exited(why) });
         });
         let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
-        Ok(Process { pid, exited, output, peak, status, tree_walked: parking_lot::Mutex::new(None) })
+        Ok(Process { pid, exited, output, peak, status, tree_walked: parking_lot::Mutex::new(None), oom })
     }
 }
 
@@ -852,6 +857,13 @@ impl Process {
         if let Some(o) = &self.output {
             o.flush().await;
         }
+    }
+
+    /// Whether the kernel's OOM killer killed a process of the environment (the runtime or
+    /// a child of it) since this was last asked. The counter file is kept open and read
+    /// inline: cgroupfs, like procfs, is generated from kernel memory.
+    pub fn oom_killed(&self) -> bool {
+        self.oom.as_ref().is_some_and(|o| o.new_kills())
     }
 
     /// Peak RSS of the runtime's process tree so far, in MB (the last one seen once it has
