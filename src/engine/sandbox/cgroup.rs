@@ -349,4 +349,203 @@ mod tests {
         assert_eq!(join_cgroup(m, "/docker/x", "/docker/x/a"), PathBuf::from("/sys/fs/cgroup/a"));
         assert_eq!(join_cgroup(m, "/", "/"), PathBuf::from("/sys/fs/cgroup"));
     }
+
+    /// A fake cgroupfs: a new directory gets (empty) control files as the kernel's would, and
+    /// removal fails with EBUSY while a listed process still runs, unless `cgroup.kill` was
+    /// written (v2 kills the lot itself).
+    const FAKE: Fs = Fs { mkdir: fake_mkdir, rmdir: fake_rmdir };
+
+    fn fake_mkdir(dir: &Path, version: Version) -> std::io::Result<()> {
+        std::fs::create_dir(dir)?;
+        let files: &[(&str, &str)] = match version {
+            Version::V1 => &[
+                ("memory.limit_in_bytes", ""),
+                ("memory.memsw.limit_in_bytes", ""),
+                ("memory.swappiness", ""),
+                ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"),
+                ("memory.max_usage_in_bytes", "0\n"),
+            ],
+            Version::V2 => &[
+                ("memory.max", ""),
+                ("memory.swap.max", ""),
+                ("memory.oom.group", ""),
+                ("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n"),
+                ("memory.peak", "0\n"),
+                ("cgroup.kill", ""),
+                ("cgroup.subtree_control", ""),
+            ],
+        };
+        std::fs::write(dir.join("cgroup.procs"), "")?;
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text)?;
+        }
+        Ok(())
+    }
+
+    fn fake_rmdir(dir: &Path) -> std::io::Result<()> {
+        let killed = std::fs::read_to_string(dir.join("cgroup.kill")).is_ok_and(|k| k == "1");
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        if !killed && procs.split_whitespace().any(running) {
+            return Err(std::io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        std::fs::remove_dir_all(dir)
+    }
+
+    /// Whether a process runs (a zombie has left its cgroup).
+    fn running(pid: &str) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with(['Z', 'X']))
+    }
+
+    /// A scratch directory, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Scratch {
+            let dir = std::env::temp_dir().join(format!("ruststack-cgroup-test-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn read(dir: &Path, file: &str) -> String {
+        std::fs::read_to_string(dir.join(file)).unwrap()
+    }
+
+    /// Joins `child` to the cgroup as the runtime's fork does: a write to the open cgroup.procs.
+    fn add(cg: &EnvCgroup, child: &std::process::Child) {
+        let pid = child.id().to_string();
+        // SAFETY: writes `pid`'s bytes to an fd the cgroup keeps open.
+        let n = unsafe { libc::write(cg.procs_fd(), pid.as_ptr().cast(), pid.len()) };
+        assert_eq!(n, pid.len() as isize);
+    }
+
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep").arg("30").spawn().unwrap()
+    }
+
+    /// A server tree left by a process that is gone, with an environment in it.
+    fn stale_tree(root: &Path) -> PathBuf {
+        let stale = root.join("ruststack-999999999");
+        std::fs::create_dir_all(stale.join("env-1")).unwrap();
+        stale
+    }
+
+    #[test]
+    fn v2_against_a_fake_tree() {
+        let root = Scratch::new();
+        let root = root.path();
+        std::fs::write(root.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        let stale = stale_tree(root);
+        let cgroups = MemoryCgroups::open_in(Version::V2, root, FAKE).unwrap();
+        let base = root.join(format!("ruststack-{}", std::process::id()));
+        assert_eq!(cgroups.base, base);
+        assert!(base.is_dir() && !stale.exists(), "the tree is made, a dead server's removed");
+        // The memory controller is handed down to the server's tree and on to its environments.
+        assert_eq!(read(root, "cgroup.subtree_control"), "+memory");
+        assert_eq!(read(&base, "cgroup.subtree_control"), "+memory");
+        assert!(cgroups.describe().starts_with("cgroup v2 at "));
+
+        let cg = cgroups.create(128 << 20).unwrap();
+        let dir = base.join("env-1");
+        assert_eq!(cg.dir, dir);
+        assert_eq!(read(&dir, "memory.max"), "134217728");
+        assert_eq!(read(&dir, "memory.swap.max"), "0");
+        assert_eq!(read(&dir, "memory.oom.group"), "1");
+        assert_eq!(cgroups.create(1 << 20).unwrap().dir, base.join("env-2"));
+
+        let mut child = sleeper();
+        add(&cg, &child);
+        assert_eq!(read(&dir, "cgroup.procs"), child.id().to_string());
+
+        std::fs::write(dir.join("memory.peak"), "98765432\n").unwrap();
+        assert_eq!(cg.peak_bytes(), Some(98_765_432));
+
+        let oom = cg.oom_count().unwrap();
+        assert_eq!(oom.read(), Some(0));
+        assert!(!oom.new_kills());
+        std::fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 9\noom 2\noom_kill 2\noom_group_kill 1\n")
+            .unwrap();
+        assert_eq!(oom.read(), Some(2));
+        assert!(oom.new_kills(), "two kills since the last look");
+        assert!(!oom.new_kills(), "each kill is told once");
+        std::fs::write(dir.join("memory.events"), "oom_kill 3\n").unwrap();
+        assert!(oom.new_kills());
+
+        // Removal kills through cgroup.kill (the fake refuses an rmdir before it), then rmdirs.
+        cg.remove();
+        assert!(!dir.exists());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(cgroups);
+        assert!(!base.join("env-1").exists());
+    }
+
+    #[test]
+    fn v2_without_the_memory_controller_says_why() {
+        let root = Scratch::new();
+        std::fs::write(root.path().join("cgroup.controllers"), "cpu pids\n").unwrap();
+        let err = MemoryCgroups::open_in(Version::V2, root.path(), FAKE).unwrap_err();
+        assert!(err.contains("memory controller is not available"), "{err}");
+    }
+
+    #[test]
+    fn v1_against_a_fake_tree() {
+        use std::os::unix::process::ExitStatusExt;
+        let root = Scratch::new();
+        let root = root.path();
+        let stale = stale_tree(root);
+        let cgroups = MemoryCgroups::open_in(Version::V1, root, FAKE).unwrap();
+        let base = root.join(format!("ruststack-{}", std::process::id()));
+        assert!(base.is_dir() && !stale.exists());
+        assert!(cgroups.describe().starts_with("cgroup v1 at "));
+
+        let cg = cgroups.create(256 << 20).unwrap();
+        let dir = base.join("env-1");
+        assert_eq!(read(&dir, "memory.limit_in_bytes"), "268435456");
+        assert_eq!(read(&dir, "memory.memsw.limit_in_bytes"), "268435456");
+        assert_eq!(read(&dir, "memory.swappiness"), "0");
+
+        let mut child = sleeper();
+        add(&cg, &child);
+        assert_eq!(read(&dir, "cgroup.procs"), child.id().to_string());
+
+        std::fs::write(dir.join("memory.max_usage_in_bytes"), "4096\n").unwrap();
+        assert_eq!(cg.peak_bytes(), Some(4096));
+
+        let oom = cg.oom_count().unwrap();
+        assert!(!oom.new_kills());
+        std::fs::write(dir.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 1\noom_kill 1\n").unwrap();
+        assert!(oom.new_kills());
+        assert!(!oom.new_kills());
+
+        // Removal SIGKILLs the listed processes (v1 has no cgroup.kill), then rmdirs once
+        // they are gone.
+        let waiter = std::thread::spawn(move || child.wait().unwrap());
+        cg.remove();
+        assert!(!dir.exists());
+        assert_eq!(waiter.join().unwrap().signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_file_without_an_oom_kill_count_is_no_counter() {
+        let dir = Scratch::new();
+        let old = dir.path().join("memory.oom_control");
+        std::fs::write(&old, "oom_kill_disable 0\nunder_oom 0\n").unwrap();
+        assert!(OomCount::open(&old).is_none(), "cgroup v1 before Linux 4.13");
+        assert!(OomCount::open(&dir.path().join("missing")).is_none());
+        assert_eq!(oom_kills_in(b"oom 1\noom_kill 7\n"), Some(7));
+        assert_eq!(oom_kills_in(b"oom_kill_disable 0\n"), None);
+    }
 }

@@ -922,6 +922,7 @@ mod tests {
             peak: Arc::new(AtomicU64::new(0)),
             status: None,
             tree_walked: parking_lot::Mutex::new(None),
+            oom: None,
         };
         assert!(p.alive());
         // SAFETY: a plain kill of our own child.
