@@ -25,7 +25,7 @@ pub(super) fn decode_create(mut m: input::CreateFunctionRequest, body: &[u8]) ->
     let raw = required(m.function_name.take(), "FunctionName")?;
     let name = unqualified(&raw)?;
     arn::validate_function_name(&name).map_err(|e| AwsError::invalid_param(e.to_string()))?;
-    let role = required(m.role.clone(), "Role")?;
+    let role = required(m.config.role.clone(), "Role")?;
     let package_type = m.package_type.take().unwrap_or_else(|| "Zip".into());
     if package_type != "Zip" && package_type != "Image" {
         return Err(AwsError::invalid_param(format!("Unsupported PackageType {package_type}")));
@@ -65,7 +65,7 @@ pub(super) fn decode_create(mut m: input::CreateFunctionRequest, body: &[u8]) ->
         source_description: None,
         hot_reload_dir: None,
     };
-    apply_config(&mut c, &ConfigMembers::of_create(&mut m), None, body)?;
+    apply_config(&mut c, &m.config, None, m.architectures.as_deref(), body)?;
     if package_type == "Image" {
         let uri = code
             .image_uri
@@ -88,7 +88,7 @@ pub(super) fn decode_create(mut m: input::CreateFunctionRequest, body: &[u8]) ->
         code,
         tags,
         publish,
-        layers: m.layers.take(),
+        layers: m.config.layers.take(),
         code_signing_config: m.code_signing_config_arn.take(),
     })
 }
@@ -338,7 +338,7 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, m: input::UpdateFunctionCodeRequ
 pub(super) fn update_configuration(
     ctx: &Ctx,
     raw: &str,
-    mut input: input::UpdateFunctionConfigurationRequest,
+    input: input::UpdateFunctionConfigurationRequest,
     body: &[u8],
 ) -> R {
     let name = unqualified(raw)?;
@@ -346,10 +346,9 @@ pub(super) fn update_configuration(
         return Err(not_found(ctx, &name, None));
     }
     // Layers may read files or the store: resolve them before taking the store lock.
-    let layers = requested_layers(ctx, input.layers.as_deref())?;
+    let layers = requested_layers(ctx, input.config.layers.as_deref())?;
     let hot_layers = layers.as_ref().is_some_and(|l| l.iter().any(|l| l.hot_reload_dir.is_some()));
-    let revision = input.revision_id.take();
-    let m = ConfigMembers::of_update(&mut input);
+    let (revision, m) = (input.revision_id, input.config);
     if let (Some(l), Some(cur)) = (&layers, ctx.store().latest(&name)) {
         check_combined_size(ctx, &cur.code_sha_hex, l)?;
     }
@@ -357,7 +356,7 @@ pub(super) fn update_configuration(
         check_revision(revision.as_deref(), &rec.latest.revision_id)?;
         // Apply to the record as it is under the lock, so a concurrent update is not lost.
         let mut c = (*rec.latest).clone();
-        apply_config(&mut c, &m, layers, body)?;
+        apply_config(&mut c, &m, layers, None, body)?;
         check_runnable(&c)?;
         c.last_modified = crate::aws::timestamp_now();
         c.revision_id = new_revision();
