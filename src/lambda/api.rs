@@ -55,8 +55,8 @@ use super::Lambda;
 use super::hot_reload;
 use super::invoke::{self, CallContext, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD};
 use super::model::{
-    Alias, EventInvokeConfig, FunctionConfig, FunctionRecord, LastUpdateStatus, LayerRef, LayerVersion, RUNTIMES,
-    Scope, State, UrlConfig,
+    Alias, EventInvokeConfig, FunctionConfig, FunctionRecord, LastUpdateStatus, LayerRef, LayerVersion, PackageType,
+    RUNTIMES, Scope, State, TracingMode, UrlConfig,
 };
 use super::store::Store;
 use super::validate;

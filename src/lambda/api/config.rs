@@ -189,8 +189,10 @@ pub(super) fn apply_config(
         }
         c.ephemeral_storage = s as u32;
     }
-    if let Some(mode) = m.tracing_config.as_ref().and_then(|t| t.mode.clone()) {
-        c.tracing_mode = mode;
+    if let Some(mode) = m.tracing_config.as_ref().and_then(|t| t.mode.as_deref()) {
+        // The model layer has refused any other value; this is for callers without it.
+        c.tracing_mode = TracingMode::parse(mode)
+            .ok_or_else(|| AwsError::invalid_param(format!("Unsupported TracingConfig.Mode {mode}")))?;
     }
     let given = |v: &Option<Value>| v.clone().filter(|v| !v.is_null());
     if let Some(ic) = given(&m.image_config) {
@@ -212,7 +214,7 @@ pub(super) fn apply_config(
 }
 
 pub(super) fn check_runnable(c: &FunctionConfig) -> Result<(), AwsError> {
-    if c.package_type == "Zip" {
+    if c.package_type == PackageType::Zip {
         if c.runtime.is_none() {
             return Err(AwsError::invalid_param("Runtime is required for a function with PackageType Zip"));
         }
