@@ -303,24 +303,28 @@ import json, os, time, urllib.request, urllib.error
 def handler(e, c):
     path = e['path']
     if e['role'] == 'first':
-        with open(path, 'w') as f:
+        with open(path + '.tmp', 'w') as f:
             json.dump({'id': c.aws_request_id}, f)
-        time.sleep(1.5)
+        os.rename(path + '.tmp', path)
+        # In flight until the second has tried to answer for it (bounded).
+        deadline = time.time() + 30
+        while not os.path.exists(path + '.tried'):
+            if time.time() > deadline:
+                return 'the second never tried'
+            time.sleep(0.01)
         return 'first-done'
-    for _ in range(100):
-        if os.path.exists(path):
-            break
-        time.sleep(0.02)
     other = json.load(open(path))['id']
     api = os.environ['AWS_LAMBDA_RUNTIME_API']
     req = urllib.request.Request(f'http://{api}/2018-06-01/runtime/invocation/{other}/response', data=b'"hijack"', method='POST')
     try:
         urllib.request.urlopen(req)
-        return 'accepted'
+        answer = 'accepted'
     except urllib.error.HTTPError as err:
-        return [err.code, json.loads(err.read())['errorType']]
+        answer = [err.code, json.loads(err.read())['errorType']]
+    open(path + '.tried', 'w').close()
+    return answer
 """
-    name = create_py_function(lam, src)
+    name = create_py_function(lam, src, Timeout=60)
     path = f"/tmp/ruststack-foreign-{unique()}.json"
     with cf.ThreadPoolExecutor(2) as ex:
         f1 = ex.submit(invoke, lam, name, {"role": "first", "path": path})
@@ -332,6 +336,7 @@ def handler(e, c):
     assert first == "first-done"
     assert second == [400, "InvalidRequestID"]
     os.unlink(path)
+    os.unlink(path + ".tried")
 
 
 def children_of(pid):
