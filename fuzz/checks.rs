@@ -71,8 +71,8 @@ pub fn create_function_body(body: &[u8]) {
     arn::validate_function_name(&c.name).expect("accepted an invalid function name");
     assert!((1..=900).contains(&c.timeout), "timeout {}", c.timeout);
     assert!((128..=10240).contains(&c.memory_size), "memory {}", c.memory_size);
-    assert!(c.package_type == "Zip" || c.package_type == "Image");
-    if c.package_type == "Zip" {
+    // The package type is Zip or Image by its type.
+    if c.package_type == ruststack::lambda::model::PackageType::Zip {
         assert!(c.runtime.is_some(), "a Zip function without a runtime");
     }
     for k in c.environment.keys() {

@@ -661,18 +661,24 @@ def test_events_survive_kill9(fresh_server, tmp_path):
     lam = srv.client("lambda")
     out_dir = tmp_path / "effects"
     out_dir.mkdir()
-    src = f"import os, time\ndef handler(e, c):\n    time.sleep(1)\n    open(os.path.join({str(out_dir)!r}, e['v'] + '-' + c.aws_request_id), 'w').close()\n    return 'ok'\n"
-    name = create_py_function(lam, src)
+    gate = tmp_path / "gate"
+    # Each event waits (bounded) for the gate, which opens only after the restart.
+    src = (f"import os, time\ndef handler(e, c):\n    deadline = time.time() + 60\n"
+           f"    while not os.path.exists({str(gate)!r}) and time.time() < deadline:\n        time.sleep(0.01)\n"
+           f"    open(os.path.join({str(out_dir)!r}, e['v'] + '-' + c.aws_request_id), 'w').close()\n    return 'ok'\n")
+    name = create_py_function(lam, src, Timeout=90)
     values = [f"ev{i}" for i in range(5)]
     for v in values:
         r = lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"v": v}))
         assert r["StatusCode"] == 202
-    # Each one is on disk before its 202 came back (none can have finished: each takes 1 s).
+    # Each one is on disk before its 202 came back (none can have finished: the gate is shut).
     events_dir = os.path.join(srv.data_dir, "lambda", "events")
     assert len([f for f in os.listdir(events_dir) if f.endswith(".json")]) == 5
     srv.kill()
+    assert os.listdir(out_dir) == []
     srv.start()
     lam = srv.client("lambda")
+    gate.touch()
 
     def done():
         seen = {f.split("-", 1)[0] for f in os.listdir(out_dir)}
@@ -737,8 +743,12 @@ def handler(e, c):
 def test_sigterm_lets_in_flight_invocation_finish(fresh_server, tmp_path):
     srv = fresh_server()
     lam = srv.client("lambda")
-    marker = tmp_path / "started"
-    name = create_py_function(lam, f"import time\ndef handler(e, c):\n    open({str(marker)!r}, 'w').close()\n    time.sleep(2)\n    return 'finished'\n")
+    marker, gate = tmp_path / "started", tmp_path / "gate"
+    # It runs until the test has seen the listener closed (bounded), then finishes.
+    name = create_py_function(lam, f"import os, time\ndef handler(e, c):\n    open({str(marker)!r}, 'w').close()\n"
+                                   f"    deadline = time.time() + 30\n"
+                                   f"    while not os.path.exists({str(gate)!r}) and time.time() < deadline:\n"
+                                   f"        time.sleep(0.01)\n    return 'finished'\n", Timeout=60)
     other = create_py_function(lam, ECHO)
     invoke(lam, other)
     result = {}
@@ -764,6 +774,7 @@ def test_sigterm_lets_in_flight_invocation_finish(fresh_server, tmp_path):
     # New connections are refused while the in-flight invocation runs on.
     wait_for(refused, 5, "the listener to close after SIGTERM")
     assert t.is_alive() and "body" not in result, "the invocation ended before the listener closed"
+    gate.touch()
     t.join(30)
     assert result.get("body") == "finished"
     assert srv.proc.wait(20) == 0

@@ -3,11 +3,10 @@ from AWS) on sync, Event and InvokeWithResponseStream calls, and the function ne
 import json
 import os
 import tempfile
-import time
 
 import pytest
 
-from conftest import Server, create_py_function, expect_error
+from conftest import Server, create_py_function, expect_error, wait_for
 
 SRC = ("import json, os\n"
        "def handler(event, context):\n"
@@ -58,9 +57,7 @@ def test_non_json_payload_is_refused_everywhere(env, payload, message):
         assert err["Type"] == "User"
     # An Event invocation after the refused ones runs alone: none of them was queued.
     assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"after": 1}')["StatusCode"] == 202
-    deadline = time.time() + 30
-    while len(runs(marks)) == len(before) and time.time() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: len(runs(marks)) > len(before), 30, "the Event invocation after the refused ones to run")
     assert runs(marks) == before + [{"after": 1}]
 
 

@@ -411,11 +411,14 @@ def test_event_invocations_at_least_once_across_kill9(fresh_server, tmp_path):
 
 def test_code_dir_of_a_running_environment_is_freed_after_it_stops(srv, slam, tmp_path):
     lam = slam
-    started = tmp_path / "started"
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    # The handler runs until the test has looked at the store (bounded), not for a fixed time.
     src = (f"import os, time\ndef handler(e, c):\n    open({str(started)!r}, 'w').close()\n"
-           f"    time.sleep(1.5)\n    return sorted(n for n in os.listdir('.') if n != '__pycache__')\n")
+           f"    deadline = time.time() + 30\n"
+           f"    while not os.path.exists({str(gate)!r}) and time.time() < deadline:\n        time.sleep(0.01)\n"
+           f"    return sorted(n for n in os.listdir('.') if n != '__pycache__')\n")
     name = unique("busy")
-    create(lam, name, make_zip({"app.py": src}))
+    create(lam, name, make_zip({"app.py": src}), Timeout=60)
     sha_hex = json.load(open(os.path.join(srv.data_dir, "lambda", "functions", f"{name}.json")))["latest"]["code_sha_hex"]
     code_dir = os.path.join(srv.data_dir, "lambda", "code", sha_hex)
     out = {}
@@ -427,7 +430,9 @@ def test_code_dir_of_a_running_environment_is_freed_after_it_stops(srv, slam, tm
     assert not os.path.exists(os.path.join(srv.data_dir, "lambda", "blobs", f"{sha_hex}.zip"))
     assert os.path.isdir(code_dir)
     assert storage(srv)["code"]["deferred"] >= 1
+    gate.touch()
     t.join(30)
+    assert not t.is_alive(), "the invocation did not finish"
     r, body = out["r"]
     assert "FunctionError" not in r and json.loads(body) == ["app.py"], body
     wait_for(lambda: not os.path.exists(code_dir), timeout=15, what="the tree to be freed once the environment stopped")

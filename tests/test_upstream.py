@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,7 +15,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import BIN, CREDS, Server, create_py_function, expect_error, free_port, http, make_zip
+from conftest import BIN, CREDS, Server, create_py_function, expect_error, free_port, http, make_zip, wait_for
 
 NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"})
 DDB_MESSAGE = ("RustStack does not implement the dynamodb operation {op}; "
@@ -31,17 +30,16 @@ def moto():
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
+
+    def answers():
         assert proc.poll() is None, "moto_server exited early"
         try:
             with urllib.request.urlopen(url + "/moto-api/", timeout=1) as r:
-                if r.status == 200:
-                    break
+                return r.status == 200
         except OSError:
-            pass
-        assert time.time() < deadline, "moto_server did not answer within 60 s"
-        time.sleep(0.05)
+            return False
+
+    wait_for(answers, 60, "moto_server to answer")
     yield url
     proc.terminate()
     proc.wait(10)

@@ -462,6 +462,7 @@ TYPED_OPERATIONS = [
     "AddPermission",
     "CreateAlias",
     "CreateCodeSigningConfig",
+    "CreateEventSourceMapping",
     "CreateFunction",
     "CreateFunctionUrlConfig",
     "PublishLayerVersion",
@@ -474,10 +475,19 @@ TYPED_OPERATIONS = [
     "TagResource",
     "UpdateAlias",
     "UpdateCodeSigningConfig",
+    "UpdateEventSourceMapping",
     "UpdateFunctionCode",
     "UpdateFunctionConfiguration",
     "UpdateFunctionEventInvokeConfig",
     "UpdateFunctionUrlConfig",
+]
+
+# Members two operations' inputs share, as one struct that both flatten in (so one handler piece
+# decodes and applies them for both): (struct, field in each input, the input shapes). The struct
+# holds the body members every listed shape has with the same shape, in the first one's order.
+SHARED_MEMBERS = [
+    ("FunctionConfigMembers", "config", ["CreateFunctionRequest", "UpdateFunctionConfigurationRequest"]),
+    ("EventSourceMappingMembers", "mapping", ["CreateEventSourceMappingRequest", "UpdateEventSourceMappingRequest"]),
 ]
 
 # Members a handler stores and answers as the caller sent them: kept as `serde_json::Value`.
@@ -509,9 +519,36 @@ def snake(name):
     return "r#" + out if out in RUST_KEYWORDS else out
 
 
+def body_members(s):
+    """The members of a structure the JSON body carries (not path, query, header or payload)."""
+    payload = s.get("payload")
+    return [(mn, m) for mn, m in s["members"].items() if "location" not in m and mn != payload]
+
+
+def shared_members(shapes):
+    """{input shape: (struct, field)} and {struct: [(member name, member)]} from SHARED_MEMBERS."""
+    of_input, members = {}, {}
+    for struct, field, inputs in SHARED_MEMBERS:
+        first = body_members(shapes[inputs[0]])
+        common = [(mn, m) for mn, m in first if all(_same_member(dict(body_members(shapes[i])).get(mn), m) for i in inputs[1:])]
+        if not common:
+            raise ValueError(f"SHARED_MEMBERS {struct}: the inputs share no body member")
+        members[struct] = common
+        for i in inputs:
+            of_input[i] = (struct, field)
+    return of_input, members
+
+
+def _same_member(a, b):
+    """Two members are one when they name the same shape at the same wire name."""
+    return a is not None and a["shape"] == b["shape"] and a.get("locationName") == b.get("locationName")
+
+
 def typed_inputs(model):
-    """The `input` module: one struct per structure shape the typed operations' bodies reach."""
+    """The `input` module: one struct per structure shape the typed operations' bodies reach, and
+    the SHARED_MEMBERS structs their inputs flatten in."""
     shapes = model["shapes"]
+    of_input, shared = shared_members(shapes)
     order = []
 
     def rust_type(n):
@@ -534,22 +571,9 @@ def typed_inputs(model):
             if mn not in RAW_MEMBERS:
                 rust_type(m["shape"])
 
-    def body_members(s):
-        payload = s.get("payload")
-        return [(mn, m) for mn, m in s["members"].items() if "location" not in m and mn != payload]
-
-    ops = model["operations"]
-    for name in TYPED_OPERATIONS:
-        visit(ops[name]["input"]["shape"])
-    out = ["\n/// Typed inputs: the body members of the operations whose handlers take a struct (every member\n"]
-    out.append("/// optional; the validator has checked required members, types and constraints before).\n")
-    out.append("pub mod input {\n    use serde::{Deserialize, Deserializer};\n\n")
-    out.append("    /// A member kept as sent: present (`null` included) is `Some`, absent is `None`.\n")
-    out.append("    fn raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {\n")
-    out.append("        serde_json::Value::deserialize(d).map(Some)\n    }\n\n")
-    for n in sorted(order):
-        out.append(f"    #[derive(Debug, Default, Deserialize)]\n    pub struct {n} {{\n")
-        for mn, m in body_members(shapes[n]):
+    def fields(members):
+        out = []
+        for mn, m in members:
             field = snake(mn)
             out.append(f"        #[serde(rename = {rs(m.get('locationName', mn))})]\n")
             if mn in RAW_MEMBERS:
@@ -557,6 +581,38 @@ def typed_inputs(model):
                 out.append(f"        pub {field}: Option<serde_json::Value>,\n")
             else:
                 out.append(f"        pub {field}: Option<{rust_type(m['shape'])}>,\n")
+        return out
+
+    ops = model["operations"]
+    for name in TYPED_OPERATIONS:
+        visit(ops[name]["input"]["shape"])
+    structs = {n: None for n in order}
+    for struct, inputs in shared.items():
+        if struct in shapes:
+            raise ValueError(f"SHARED_MEMBERS struct {struct} is also a model shape")
+        structs[struct] = inputs
+    out = ["\n/// Typed inputs: the body members of the operations whose handlers take a struct (every member\n"]
+    out.append("/// optional; the validator has checked required members, types and constraints before).\n")
+    out.append("pub mod input {\n    use serde::{Deserialize, Deserializer};\n\n")
+    out.append("    /// A member kept as sent: present (`null` included) is `Some`, absent is `None`.\n")
+    out.append("    fn raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {\n")
+    out.append("        serde_json::Value::deserialize(d).map(Some)\n    }\n\n")
+    for n in sorted(structs):
+        if structs[n] is not None:
+            users = " and ".join(f"[`{i}`]" for i, (s, _) in of_input.items() if s == n)
+            out.append(f"    /// The body members {users} share.\n")
+            out.append(f"    #[derive(Debug, Default, Deserialize)]\n    pub struct {n} {{\n")
+            out.extend(fields(structs[n]))
+            out.append("    }\n\n")
+            continue
+        out.append(f"    #[derive(Debug, Default, Deserialize)]\n    pub struct {n} {{\n")
+        members = body_members(shapes[n])
+        if n in of_input:
+            struct, field = of_input[n]
+            common = {mn for mn, _ in shared[struct]}
+            members = [(mn, m) for mn, m in members if mn not in common]
+            out.append(f"        #[serde(flatten)]\n        pub {field}: {struct},\n")
+        out.extend(fields(members))
         out.append("    }\n\n")
     out.append("}\n")
     return "".join(out)

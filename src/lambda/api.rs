@@ -55,8 +55,8 @@ use super::Lambda;
 use super::hot_reload;
 use super::invoke::{self, CallContext, MAX_EVENT_PAYLOAD, MAX_SYNC_PAYLOAD};
 use super::model::{
-    Alias, EventInvokeConfig, FunctionConfig, FunctionRecord, LastUpdateStatus, LayerRef, LayerVersion, RUNTIMES,
-    Scope, State, UrlConfig,
+    Alias, EventInvokeConfig, FunctionConfig, FunctionRecord, LastUpdateStatus, LayerRef, LayerVersion, PackageType,
+    RUNTIMES, Scope, State, TracingMode, UrlConfig,
 };
 use super::store::Store;
 use super::validate;
@@ -270,9 +270,9 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         "TagResource" => tag_resource(&ctx, param("Resource"), typed(doc)?),
         "UntagResource" => untag_resource(&ctx, param("Resource")),
         "GetAccountSettings" => account_settings(&ctx),
-        "CreateEventSourceMapping" => create_esm(&ctx, &body),
+        "CreateEventSourceMapping" => create_esm(&ctx, typed(doc)?),
         "GetEventSourceMapping" => get_esm(&ctx, param("UUID")),
-        "UpdateEventSourceMapping" => update_esm(&ctx, param("UUID"), &body),
+        "UpdateEventSourceMapping" => update_esm(&ctx, param("UUID"), typed(doc)?),
         "DeleteEventSourceMapping" => delete_esm(&ctx, param("UUID")),
         "ListEventSourceMappings" => list_esms(&ctx),
         _ => Err(validate::not_implemented(op)),

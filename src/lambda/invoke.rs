@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::Lambda;
-use super::model::{FunctionConfig, Scope};
+use super::model::{self, FunctionConfig, Scope};
 use crate::aws::AwsError;
 use crate::engine::{
     Architecture, Death, Ended, EnvSpec, ImageConfig, LogSettings, Outcome, PackageType, Request, ResponseStream,
@@ -165,8 +165,12 @@ pub(crate) fn docker_image(
     }
 }
 
+/// The one conversion from the stored package type to the engine's.
 fn package_type(c: &FunctionConfig) -> PackageType {
-    if c.package_type == "Image" { PackageType::Image } else { PackageType::Zip }
+    match c.package_type {
+        model::PackageType::Zip => PackageType::Zip,
+        model::PackageType::Image => PackageType::Image,
+    }
 }
 
 /// ImageConfig as stored (AWS's JSON): empty lists and strings mean "the image's own".
@@ -269,7 +273,7 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
         })
     };
     // Hot-reload code and layers run from their directories in place.
-    let code_dir = match (&c.hot_reload_dir, c.package_type == "Zip") {
+    let code_dir = match (&c.hot_reload_dir, c.package_type == model::PackageType::Zip) {
         (Some(dir), true) => Some(std::path::PathBuf::from(dir)),
         (None, true) => Some(unpack(&c.code_sha_hex)?),
         _ => None,

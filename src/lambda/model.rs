@@ -41,7 +41,7 @@ pub struct FunctionConfig {
     pub timeout: u32,
     pub memory_size: u32,
     pub last_modified: String,
-    pub package_type: String,
+    pub package_type: PackageType,
     /// Blob address (hex sha256) of the zip; empty for images.
     pub code_sha_hex: String,
     /// CodeSha256 as AWS renders it (base64).
@@ -53,7 +53,7 @@ pub struct FunctionConfig {
     pub layers: Vec<LayerRef>,
     pub architectures: Vec<String>,
     pub ephemeral_storage: u32,
-    pub tracing_mode: String,
+    pub tracing_mode: TracingMode,
     pub logging_config: Option<Value>,
     pub dead_letter_config: Option<Value>,
     pub kms_key_arn: Option<String>,
@@ -81,6 +81,57 @@ pub struct FunctionConfig {
 
 fn successful() -> LastUpdateStatus {
     LastUpdateStatus::Successful
+}
+
+/// A function's `PackageType`, stored and answered as AWS spells it (`"Zip"`, `"Image"`: the
+/// spelling metadata of earlier runs has on disk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PackageType {
+    Zip,
+    Image,
+}
+
+impl PackageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageType::Zip => "Zip",
+            PackageType::Image => "Image",
+        }
+    }
+
+    /// The package type a request names, if it is one.
+    pub fn parse(s: &str) -> Option<PackageType> {
+        match s {
+            "Zip" => Some(PackageType::Zip),
+            "Image" => Some(PackageType::Image),
+            _ => None,
+        }
+    }
+}
+
+/// A function's `TracingConfig.Mode`, stored and answered as AWS spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TracingMode {
+    PassThrough,
+    Active,
+}
+
+impl TracingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TracingMode::PassThrough => "PassThrough",
+            TracingMode::Active => "Active",
+        }
+    }
+
+    /// The mode a request names, if it is one.
+    pub fn parse(s: &str) -> Option<TracingMode> {
+        match s {
+            "PassThrough" => Some(TracingMode::PassThrough),
+            "Active" => Some(TracingMode::Active),
+            _ => None,
+        }
+    }
 }
 
 /// A function version's `State`, stored and answered as AWS spells it.
@@ -153,10 +204,10 @@ impl FunctionConfig {
             "LastModified": self.last_modified,
             "CodeSha256": self.code_sha256,
             "Version": self.version,
-            "TracingConfig": {"Mode": self.tracing_mode},
+            "TracingConfig": {"Mode": self.tracing_mode.as_str()},
             "RevisionId": self.revision_id,
             "State": self.state.as_str(),
-            "PackageType": self.package_type,
+            "PackageType": self.package_type.as_str(),
             "Architectures": self.architectures,
             "EphemeralStorage": {"Size": self.ephemeral_storage},
             "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
@@ -549,5 +600,40 @@ mod tests {
         assert_ne!(a, runtime_version_arn("eu-west-1", "python3.11"));
         let id = a.strip_prefix("arn:aws:lambda:eu-west-1::runtime:").expect("prefix");
         assert!(id.len() == 64 && id.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+    }
+
+    /// A function's metadata as an earlier run wrote it (package type and tracing mode were
+    /// strings then): it loads, and is written back in the same spelling.
+    #[test]
+    fn stored_config_of_an_earlier_run_loads() {
+        let stored = json!({
+            "name": "f", "version": "$LATEST", "runtime": "python3.12", "role": "arn:aws:iam::000000000000:role/r",
+            "handler": "h.handler", "description": "", "timeout": 3, "memory_size": 128,
+            "last_modified": "2024-01-01T00:00:00.000+0000", "package_type": "Image", "code_sha_hex": "",
+            "code_sha256": "x", "code_size": 0, "image_uri": "img", "image_config": null, "environment": {},
+            "layers": [], "architectures": ["x86_64"], "ephemeral_storage": 512, "tracing_mode": "Active",
+            "logging_config": null, "dead_letter_config": null, "kms_key_arn": null, "vpc_config": null,
+            "revision_id": "r", "state": "Active", "state_reason": null, "state_reason_code": null,
+        });
+        let c: FunctionConfig = serde_json::from_value(stored).expect("an earlier run's metadata loads");
+        assert_eq!(c.package_type, PackageType::Image);
+        assert_eq!(c.tracing_mode, TracingMode::Active);
+        assert_eq!(c.last_update_status, LastUpdateStatus::Successful);
+        let written = serde_json::to_value(&c).expect("serializes");
+        assert_eq!(written["package_type"], "Image");
+        assert_eq!(written["tracing_mode"], "Active");
+        let scope = Scope { region: "us-east-1".into(), account: "000000000000".into() };
+        let wire = c.to_json(&scope, false);
+        assert_eq!(wire["PackageType"], "Image");
+        assert_eq!(wire["TracingConfig"], json!({"Mode": "Active"}));
+        assert!(serde_json::from_value::<PackageType>(json!("zip")).is_err(), "the spelling is AWS's, exactly");
+        for p in [PackageType::Zip, PackageType::Image] {
+            assert_eq!(PackageType::parse(p.as_str()), Some(p));
+            assert_eq!(serde_json::to_value(p).expect("serializes"), json!(p.as_str()));
+        }
+        for m in [TracingMode::PassThrough, TracingMode::Active] {
+            assert_eq!(TracingMode::parse(m.as_str()), Some(m));
+            assert_eq!(serde_json::to_value(m).expect("serializes"), json!(m.as_str()));
+        }
     }
 }

@@ -3442,6 +3442,14 @@ pub mod input {
     }
 
     #[derive(Debug, Default, Deserialize)]
+    pub struct AmazonManagedKafkaEventSourceConfig {
+        #[serde(rename = "ConsumerGroupId")]
+        pub consumer_group_id: Option<String>,
+        #[serde(rename = "SchemaRegistryConfig")]
+        pub schema_registry_config: Option<KafkaSchemaRegistryConfig>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
     pub struct CapacityProviderConfig {
         #[serde(rename = "LambdaManagedInstancesCapacityProviderConfig")]
         pub lambda_managed_instances_capacity_provider_config: Option<LambdaManagedInstancesCapacityProviderConfig>,
@@ -3479,71 +3487,47 @@ pub mod input {
     }
 
     #[derive(Debug, Default, Deserialize)]
+    pub struct CreateEventSourceMappingRequest {
+        #[serde(flatten)]
+        pub mapping: EventSourceMappingMembers,
+        #[serde(rename = "EventSourceArn")]
+        pub event_source_arn: Option<String>,
+        #[serde(rename = "StartingPosition")]
+        pub starting_position: Option<String>,
+        #[serde(rename = "StartingPositionTimestamp")]
+        pub starting_position_timestamp: Option<serde_json::Value>,
+        #[serde(rename = "Tags")]
+        pub tags: Option<std::collections::BTreeMap<String, String>>,
+        #[serde(rename = "Topics")]
+        pub topics: Option<Vec<String>>,
+        #[serde(rename = "Queues")]
+        pub queues: Option<Vec<String>>,
+        #[serde(rename = "SelfManagedEventSource")]
+        pub self_managed_event_source: Option<SelfManagedEventSource>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
     pub struct CreateFunctionRequest {
+        #[serde(flatten)]
+        pub config: FunctionConfigMembers,
         #[serde(rename = "FunctionName")]
         pub function_name: Option<String>,
-        #[serde(rename = "Runtime")]
-        pub runtime: Option<String>,
-        #[serde(rename = "Role")]
-        pub role: Option<String>,
-        #[serde(rename = "Handler")]
-        pub handler: Option<String>,
         #[serde(rename = "Code")]
         pub code: Option<FunctionCode>,
-        #[serde(rename = "Description")]
-        pub description: Option<String>,
-        #[serde(rename = "Timeout")]
-        pub timeout: Option<i64>,
-        #[serde(rename = "MemorySize")]
-        pub memory_size: Option<i64>,
         #[serde(rename = "Publish")]
         pub publish: Option<bool>,
         #[serde(rename = "PublishTo")]
         pub publish_to: Option<String>,
-        #[serde(rename = "VpcConfig")]
-        #[serde(default, deserialize_with = "raw")]
-        pub vpc_config: Option<serde_json::Value>,
         #[serde(rename = "PackageType")]
         pub package_type: Option<String>,
-        #[serde(rename = "DeadLetterConfig")]
-        #[serde(default, deserialize_with = "raw")]
-        pub dead_letter_config: Option<serde_json::Value>,
-        #[serde(rename = "Environment")]
-        pub environment: Option<Environment>,
-        #[serde(rename = "KMSKeyArn")]
-        pub kms_key_arn: Option<String>,
-        #[serde(rename = "TracingConfig")]
-        pub tracing_config: Option<TracingConfig>,
         #[serde(rename = "Tags")]
         pub tags: Option<std::collections::BTreeMap<String, String>>,
-        #[serde(rename = "Layers")]
-        pub layers: Option<Vec<String>>,
-        #[serde(rename = "FileSystemConfigs")]
-        pub file_system_configs: Option<Vec<FileSystemConfig>>,
         #[serde(rename = "CodeSigningConfigArn")]
         pub code_signing_config_arn: Option<String>,
-        #[serde(rename = "ImageConfig")]
-        #[serde(default, deserialize_with = "raw")]
-        pub image_config: Option<serde_json::Value>,
         #[serde(rename = "Architectures")]
         pub architectures: Option<Vec<String>>,
-        #[serde(rename = "EphemeralStorage")]
-        pub ephemeral_storage: Option<EphemeralStorage>,
-        #[serde(rename = "SnapStart")]
-        pub snap_start: Option<SnapStart>,
-        #[serde(rename = "LoggingConfig")]
-        #[serde(default, deserialize_with = "raw")]
-        pub logging_config: Option<serde_json::Value>,
         #[serde(rename = "TenancyConfig")]
         pub tenancy_config: Option<TenancyConfig>,
-        #[serde(rename = "CapacityProviderConfig")]
-        pub capacity_provider_config: Option<CapacityProviderConfig>,
-        #[serde(rename = "DurableConfig")]
-        pub durable_config: Option<DurableConfig>,
-        #[serde(rename = "RuntimeConfig")]
-        pub runtime_config: Option<FunctionRuntimeConfig>,
-        #[serde(rename = "AcceleratorConfig")]
-        pub accelerator_config: Option<AcceleratorConfig>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -3555,6 +3539,16 @@ pub mod input {
         pub cors: Option<serde_json::Value>,
         #[serde(rename = "InvokeMode")]
         pub invoke_mode: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct DocumentDBEventSourceConfig {
+        #[serde(rename = "DatabaseName")]
+        pub database_name: Option<String>,
+        #[serde(rename = "CollectionName")]
+        pub collection_name: Option<String>,
+        #[serde(rename = "FullDocument")]
+        pub full_document: Option<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -3579,6 +3573,61 @@ pub mod input {
         pub size: Option<i64>,
     }
 
+    /// The body members [`CreateEventSourceMappingRequest`] and [`UpdateEventSourceMappingRequest`] share.
+    #[derive(Debug, Default, Deserialize)]
+    pub struct EventSourceMappingMembers {
+        #[serde(rename = "FunctionName")]
+        pub function_name: Option<String>,
+        #[serde(rename = "Enabled")]
+        pub enabled: Option<bool>,
+        #[serde(rename = "BatchSize")]
+        pub batch_size: Option<i64>,
+        #[serde(rename = "FilterCriteria")]
+        pub filter_criteria: Option<FilterCriteria>,
+        #[serde(rename = "KMSKeyArn")]
+        pub kms_key_arn: Option<String>,
+        #[serde(rename = "MetricsConfig")]
+        pub metrics_config: Option<EventSourceMappingMetricsConfig>,
+        #[serde(rename = "LoggingConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub logging_config: Option<serde_json::Value>,
+        #[serde(rename = "ScalingConfig")]
+        pub scaling_config: Option<ScalingConfig>,
+        #[serde(rename = "MaximumBatchingWindowInSeconds")]
+        pub maximum_batching_window_in_seconds: Option<i64>,
+        #[serde(rename = "ParallelizationFactor")]
+        pub parallelization_factor: Option<i64>,
+        #[serde(rename = "DestinationConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub destination_config: Option<serde_json::Value>,
+        #[serde(rename = "MaximumRecordAgeInSeconds")]
+        pub maximum_record_age_in_seconds: Option<i64>,
+        #[serde(rename = "BisectBatchOnFunctionError")]
+        pub bisect_batch_on_function_error: Option<bool>,
+        #[serde(rename = "MaximumRetryAttempts")]
+        pub maximum_retry_attempts: Option<i64>,
+        #[serde(rename = "TumblingWindowInSeconds")]
+        pub tumbling_window_in_seconds: Option<i64>,
+        #[serde(rename = "SourceAccessConfigurations")]
+        pub source_access_configurations: Option<Vec<SourceAccessConfiguration>>,
+        #[serde(rename = "FunctionResponseTypes")]
+        pub function_response_types: Option<Vec<String>>,
+        #[serde(rename = "AmazonManagedKafkaEventSourceConfig")]
+        pub amazon_managed_kafka_event_source_config: Option<AmazonManagedKafkaEventSourceConfig>,
+        #[serde(rename = "SelfManagedKafkaEventSourceConfig")]
+        pub self_managed_kafka_event_source_config: Option<SelfManagedKafkaEventSourceConfig>,
+        #[serde(rename = "DocumentDBEventSourceConfig")]
+        pub document_db_event_source_config: Option<DocumentDBEventSourceConfig>,
+        #[serde(rename = "ProvisionedPollerConfig")]
+        pub provisioned_poller_config: Option<ProvisionedPollerConfig>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct EventSourceMappingMetricsConfig {
+        #[serde(rename = "Metrics")]
+        pub metrics: Option<Vec<String>>,
+    }
+
     #[derive(Debug, Default, Deserialize)]
     pub struct FileSystemConfig {
         #[serde(rename = "Arn")]
@@ -3587,6 +3636,18 @@ pub mod input {
         pub local_mount_path: Option<String>,
         #[serde(rename = "S3FilesConfig")]
         pub s3_files_config: Option<S3FilesConfig>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct Filter {
+        #[serde(rename = "Pattern")]
+        pub pattern: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct FilterCriteria {
+        #[serde(rename = "Filters")]
+        pub filters: Option<Vec<Filter>>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -3607,12 +3668,89 @@ pub mod input {
         pub source_kms_key_arn: Option<String>,
     }
 
+    /// The body members [`CreateFunctionRequest`] and [`UpdateFunctionConfigurationRequest`] share.
+    #[derive(Debug, Default, Deserialize)]
+    pub struct FunctionConfigMembers {
+        #[serde(rename = "Runtime")]
+        pub runtime: Option<String>,
+        #[serde(rename = "Role")]
+        pub role: Option<String>,
+        #[serde(rename = "Handler")]
+        pub handler: Option<String>,
+        #[serde(rename = "Description")]
+        pub description: Option<String>,
+        #[serde(rename = "Timeout")]
+        pub timeout: Option<i64>,
+        #[serde(rename = "MemorySize")]
+        pub memory_size: Option<i64>,
+        #[serde(rename = "VpcConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub vpc_config: Option<serde_json::Value>,
+        #[serde(rename = "DeadLetterConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub dead_letter_config: Option<serde_json::Value>,
+        #[serde(rename = "Environment")]
+        pub environment: Option<Environment>,
+        #[serde(rename = "KMSKeyArn")]
+        pub kms_key_arn: Option<String>,
+        #[serde(rename = "TracingConfig")]
+        pub tracing_config: Option<TracingConfig>,
+        #[serde(rename = "Layers")]
+        pub layers: Option<Vec<String>>,
+        #[serde(rename = "FileSystemConfigs")]
+        pub file_system_configs: Option<Vec<FileSystemConfig>>,
+        #[serde(rename = "ImageConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub image_config: Option<serde_json::Value>,
+        #[serde(rename = "EphemeralStorage")]
+        pub ephemeral_storage: Option<EphemeralStorage>,
+        #[serde(rename = "SnapStart")]
+        pub snap_start: Option<SnapStart>,
+        #[serde(rename = "LoggingConfig")]
+        #[serde(default, deserialize_with = "raw")]
+        pub logging_config: Option<serde_json::Value>,
+        #[serde(rename = "CapacityProviderConfig")]
+        pub capacity_provider_config: Option<CapacityProviderConfig>,
+        #[serde(rename = "DurableConfig")]
+        pub durable_config: Option<DurableConfig>,
+        #[serde(rename = "RuntimeConfig")]
+        pub runtime_config: Option<FunctionRuntimeConfig>,
+        #[serde(rename = "AcceleratorConfig")]
+        pub accelerator_config: Option<AcceleratorConfig>,
+    }
+
     #[derive(Debug, Default, Deserialize)]
     pub struct FunctionRuntimeConfig {
         #[serde(rename = "RuntimeArn")]
         pub runtime_arn: Option<String>,
         #[serde(rename = "RuntimeAlias")]
         pub runtime_alias: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct KafkaSchemaRegistryAccessConfig {
+        #[serde(rename = "Type")]
+        pub r#type: Option<String>,
+        #[serde(rename = "URI")]
+        pub uri: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct KafkaSchemaRegistryConfig {
+        #[serde(rename = "SchemaRegistryURI")]
+        pub schema_registry_uri: Option<String>,
+        #[serde(rename = "EventRecordFormat")]
+        pub event_record_format: Option<String>,
+        #[serde(rename = "AccessConfigs")]
+        pub access_configs: Option<Vec<KafkaSchemaRegistryAccessConfig>>,
+        #[serde(rename = "SchemaValidationConfigs")]
+        pub schema_validation_configs: Option<Vec<KafkaSchemaValidationConfig>>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct KafkaSchemaValidationConfig {
+        #[serde(rename = "Attribute")]
+        pub attribute: Option<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -3637,6 +3775,16 @@ pub mod input {
         pub s3_object_storage_mode: Option<String>,
         #[serde(rename = "ZipFile")]
         pub zip_file: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct ProvisionedPollerConfig {
+        #[serde(rename = "MinimumPollers")]
+        pub minimum_pollers: Option<i64>,
+        #[serde(rename = "MaximumPollers")]
+        pub maximum_pollers: Option<i64>,
+        #[serde(rename = "PollerGroupName")]
+        pub poller_group_name: Option<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -3707,9 +3855,39 @@ pub mod input {
     }
 
     #[derive(Debug, Default, Deserialize)]
+    pub struct ScalingConfig {
+        #[serde(rename = "MaximumConcurrency")]
+        pub maximum_concurrency: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct SelfManagedEventSource {
+        #[serde(rename = "Endpoints")]
+        pub endpoints: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct SelfManagedKafkaEventSourceConfig {
+        #[serde(rename = "ConsumerGroupId")]
+        pub consumer_group_id: Option<String>,
+        #[serde(rename = "SchemaRegistryConfig")]
+        pub schema_registry_config: Option<KafkaSchemaRegistryConfig>,
+        #[serde(rename = "ConsumptionMode")]
+        pub consumption_mode: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
     pub struct SnapStart {
         #[serde(rename = "ApplyOn")]
         pub apply_on: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct SourceAccessConfiguration {
+        #[serde(rename = "Type")]
+        pub r#type: Option<String>,
+        #[serde(rename = "URI")]
+        pub uri: Option<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -3754,6 +3932,12 @@ pub mod input {
     }
 
     #[derive(Debug, Default, Deserialize)]
+    pub struct UpdateEventSourceMappingRequest {
+        #[serde(flatten)]
+        pub mapping: EventSourceMappingMembers,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
     pub struct UpdateFunctionCodeRequest {
         #[serde(rename = "ZipFile")]
         pub zip_file: Option<String>,
@@ -3783,54 +3967,10 @@ pub mod input {
 
     #[derive(Debug, Default, Deserialize)]
     pub struct UpdateFunctionConfigurationRequest {
-        #[serde(rename = "Role")]
-        pub role: Option<String>,
-        #[serde(rename = "Handler")]
-        pub handler: Option<String>,
-        #[serde(rename = "Description")]
-        pub description: Option<String>,
-        #[serde(rename = "Timeout")]
-        pub timeout: Option<i64>,
-        #[serde(rename = "MemorySize")]
-        pub memory_size: Option<i64>,
-        #[serde(rename = "VpcConfig")]
-        #[serde(default, deserialize_with = "raw")]
-        pub vpc_config: Option<serde_json::Value>,
-        #[serde(rename = "Environment")]
-        pub environment: Option<Environment>,
-        #[serde(rename = "Runtime")]
-        pub runtime: Option<String>,
-        #[serde(rename = "DeadLetterConfig")]
-        #[serde(default, deserialize_with = "raw")]
-        pub dead_letter_config: Option<serde_json::Value>,
-        #[serde(rename = "KMSKeyArn")]
-        pub kms_key_arn: Option<String>,
-        #[serde(rename = "TracingConfig")]
-        pub tracing_config: Option<TracingConfig>,
+        #[serde(flatten)]
+        pub config: FunctionConfigMembers,
         #[serde(rename = "RevisionId")]
         pub revision_id: Option<String>,
-        #[serde(rename = "Layers")]
-        pub layers: Option<Vec<String>>,
-        #[serde(rename = "FileSystemConfigs")]
-        pub file_system_configs: Option<Vec<FileSystemConfig>>,
-        #[serde(rename = "ImageConfig")]
-        #[serde(default, deserialize_with = "raw")]
-        pub image_config: Option<serde_json::Value>,
-        #[serde(rename = "EphemeralStorage")]
-        pub ephemeral_storage: Option<EphemeralStorage>,
-        #[serde(rename = "SnapStart")]
-        pub snap_start: Option<SnapStart>,
-        #[serde(rename = "LoggingConfig")]
-        #[serde(default, deserialize_with = "raw")]
-        pub logging_config: Option<serde_json::Value>,
-        #[serde(rename = "CapacityProviderConfig")]
-        pub capacity_provider_config: Option<CapacityProviderConfig>,
-        #[serde(rename = "DurableConfig")]
-        pub durable_config: Option<DurableConfig>,
-        #[serde(rename = "RuntimeConfig")]
-        pub runtime_config: Option<FunctionRuntimeConfig>,
-        #[serde(rename = "AcceleratorConfig")]
-        pub accelerator_config: Option<AcceleratorConfig>,
     }
 
     #[derive(Debug, Default, Deserialize)]

@@ -278,3 +278,57 @@ pub(super) fn page_response(ctx: &Ctx, list_key: &str, mut items: Vec<(String, V
     }
     ok_json(StatusCode::OK, out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    /// The shared members reach the flattened struct, the others stay on the input, and a raw
+    /// member keeps "present as null" apart from "absent" through the flattening.
+    #[test]
+    fn typed_inputs_flatten_the_shared_members() {
+        let c: input::CreateFunctionRequest = typed(doc(json!({
+            "FunctionName": "f", "Role": "r", "Timeout": 30, "Architectures": ["arm64"], "VpcConfig": null,
+            "Layers": ["/l.zip"], "Publish": true, "Code": {"ZipFile": "eg=="},
+        })))
+        .expect("decodes");
+        assert_eq!(c.function_name.as_deref(), Some("f"));
+        assert_eq!(c.config.role.as_deref(), Some("r"));
+        assert_eq!(c.config.timeout, Some(30));
+        assert_eq!(c.config.layers, Some(vec!["/l.zip".to_string()]));
+        assert_eq!(c.config.vpc_config, Some(Value::Null));
+        assert_eq!(c.config.dead_letter_config, None);
+        assert_eq!(c.architectures, Some(vec!["arm64".to_string()]));
+        assert_eq!(c.publish, Some(true));
+        assert_eq!(c.code.and_then(|c| c.zip_file).as_deref(), Some("eg=="));
+
+        let u: input::UpdateFunctionConfigurationRequest =
+            typed(doc(json!({"Handler": "h.f", "RevisionId": "x"}))).expect("decodes");
+        assert_eq!(u.config.handler.as_deref(), Some("h.f"));
+        assert_eq!(u.revision_id.as_deref(), Some("x"));
+
+        let m: input::UpdateEventSourceMappingRequest = typed(doc(json!({
+            "BatchSize": 5, "DestinationConfig": null, "FilterCriteria": {"Filters": [{"Pattern": "{}"}]},
+            "ScalingConfig": {}, "Enabled": false,
+        })))
+        .expect("decodes");
+        assert_eq!(m.mapping.batch_size, Some(5));
+        assert_eq!(m.mapping.destination_config, Some(Value::Null));
+        assert_eq!(m.mapping.enabled, Some(false));
+        let filters = m.mapping.filter_criteria.and_then(|f| f.filters).unwrap_or_default();
+        assert_eq!(filters.len(), 1);
+        assert_eq!(filters[0].pattern.as_deref(), Some("{}"));
+        assert!(m.mapping.scaling_config.is_some_and(|s| s.maximum_concurrency.is_none()));
+
+        let c: input::CreateEventSourceMappingRequest =
+            typed(doc(json!({"FunctionName": "f", "EventSourceArn": "arn:aws:sqs:us-east-1:000000000000:q"})))
+                .expect("decodes");
+        assert_eq!(c.mapping.function_name.as_deref(), Some("f"));
+        assert_eq!(c.event_source_arn.as_deref(), Some("arn:aws:sqs:us-east-1:000000000000:q"));
+        assert_eq!(c.mapping.destination_config, None);
+    }
+}

@@ -99,76 +99,16 @@ pub(super) fn requested_layers(ctx: &Ctx, layers: Option<&[String]>) -> Result<O
     layers.map(|l| resolve_layers(ctx, l)).transpose()
 }
 
-/// The configuration members CreateFunction and UpdateFunctionConfiguration share, taken
-/// from either typed input.
-#[derive(Default)]
-pub(super) struct ConfigMembers {
-    pub(super) role: Option<String>,
-    pub(super) runtime: Option<String>,
-    pub(super) handler: Option<String>,
-    pub(super) description: Option<String>,
-    pub(super) timeout: Option<i64>,
-    pub(super) memory_size: Option<i64>,
-    pub(super) environment: Option<input::Environment>,
-    /// CreateFunction only (UpdateFunctionCode sets it for an update).
-    pub(super) architectures: Option<Vec<String>>,
-    pub(super) ephemeral_storage: Option<input::EphemeralStorage>,
-    pub(super) tracing_config: Option<input::TracingConfig>,
-    pub(super) image_config: Option<Value>,
-    pub(super) logging_config: Option<Value>,
-    pub(super) dead_letter_config: Option<Value>,
-    pub(super) kms_key_arn: Option<String>,
-    pub(super) vpc_config: Option<Value>,
-}
-
-impl ConfigMembers {
-    pub(super) fn of_create(i: &mut input::CreateFunctionRequest) -> ConfigMembers {
-        ConfigMembers {
-            role: i.role.take(),
-            runtime: i.runtime.take(),
-            handler: i.handler.take(),
-            description: i.description.take(),
-            timeout: i.timeout.take(),
-            memory_size: i.memory_size.take(),
-            environment: i.environment.take(),
-            architectures: i.architectures.take(),
-            ephemeral_storage: i.ephemeral_storage.take(),
-            tracing_config: i.tracing_config.take(),
-            image_config: i.image_config.take(),
-            logging_config: i.logging_config.take(),
-            dead_letter_config: i.dead_letter_config.take(),
-            kms_key_arn: i.kms_key_arn.take(),
-            vpc_config: i.vpc_config.take(),
-        }
-    }
-
-    pub(super) fn of_update(i: &mut input::UpdateFunctionConfigurationRequest) -> ConfigMembers {
-        ConfigMembers {
-            role: i.role.take(),
-            runtime: i.runtime.take(),
-            handler: i.handler.take(),
-            description: i.description.take(),
-            timeout: i.timeout.take(),
-            memory_size: i.memory_size.take(),
-            environment: i.environment.take(),
-            architectures: None,
-            ephemeral_storage: i.ephemeral_storage.take(),
-            tracing_config: i.tracing_config.take(),
-            image_config: i.image_config.take(),
-            logging_config: i.logging_config.take(),
-            dead_letter_config: i.dead_letter_config.take(),
-            kms_key_arn: i.kms_key_arn.take(),
-            vpc_config: i.vpc_config.take(),
-        }
-    }
-}
-
-/// Applies the configuration members present in `m` to `c`; `layers` comes from
-/// [`requested_layers`] on the same request, `body` is its text (for one message's order).
+/// Applies the configuration members present in `m` (the members CreateFunction and
+/// UpdateFunctionConfiguration share, one generated struct in both inputs) to `c`. `layers`
+/// comes from [`requested_layers`] on the same request; `architectures` is CreateFunction's
+/// (UpdateFunctionCode sets them for an update); `body` is the request's text (for one
+/// message's order).
 pub(super) fn apply_config(
     c: &mut FunctionConfig,
-    m: &ConfigMembers,
+    m: &input::FunctionConfigMembers,
     layers: Option<Vec<LayerRef>>,
+    architectures: Option<&[String]>,
     body: &[u8],
 ) -> Result<(), AwsError> {
     if let Some(r) = &m.role {
@@ -235,11 +175,11 @@ pub(super) fn apply_config(
     if let Some(layers) = layers {
         c.layers = layers;
     }
-    if let Some(a) = m.architectures.clone() {
+    if let Some(a) = architectures {
         if a.len() != 1 || !(a[0] == "x86_64" || a[0] == "arm64") {
             return Err(AwsError::invalid_param("Architectures must be one of [x86_64] or [arm64]"));
         }
-        c.architectures = a;
+        c.architectures = a.to_vec();
     }
     if let Some(e) = &m.ephemeral_storage
         && let Some(s) = non_negative("Size", e.size)?
@@ -249,8 +189,10 @@ pub(super) fn apply_config(
         }
         c.ephemeral_storage = s as u32;
     }
-    if let Some(mode) = m.tracing_config.as_ref().and_then(|t| t.mode.clone()) {
-        c.tracing_mode = mode;
+    if let Some(mode) = m.tracing_config.as_ref().and_then(|t| t.mode.as_deref()) {
+        // The model layer has refused any other value; this is for callers without it.
+        c.tracing_mode = TracingMode::parse(mode)
+            .ok_or_else(|| AwsError::invalid_param(format!("Unsupported TracingConfig.Mode {mode}")))?;
     }
     let given = |v: &Option<Value>| v.clone().filter(|v| !v.is_null());
     if let Some(ic) = given(&m.image_config) {
@@ -272,7 +214,7 @@ pub(super) fn apply_config(
 }
 
 pub(super) fn check_runnable(c: &FunctionConfig) -> Result<(), AwsError> {
-    if c.package_type == "Zip" {
+    if c.package_type == PackageType::Zip {
         if c.runtime.is_none() {
             return Err(AwsError::invalid_param("Runtime is required for a function with PackageType Zip"));
         }

@@ -34,47 +34,42 @@ struct Members {
     concurrency: Option<Option<u32>>,
 }
 
-fn members(m: &Map<String, Value>) -> Result<Members, AwsError> {
+/// Decodes and checks the members a mapping's create and update share (one generated struct
+/// in both inputs).
+fn members(m: input::EventSourceMappingMembers) -> Result<Members, AwsError> {
     // SQS mappings take no destinations (AWS answers this before anything else).
-    if m.get("DestinationConfig").is_some_and(|d| !d.is_null()) {
+    if m.destination_config.is_some_and(|d| !d.is_null()) {
         return Err(AwsError::invalid_param(
             "Unsupported DestinationConfig parameter for given event source mapping type.",
         ));
     }
-    let filters = match opt_obj(m, "FilterCriteria")? {
+    let filters = match m.filter_criteria {
         None => None,
-        Some(fc) => match fc.get("Filters") {
-            None | Some(Value::Null) => Some(None),
-            Some(Value::Array(list)) if list.is_empty() => Some(None),
-            Some(Value::Array(list)) => {
+        Some(fc) => match fc.filters {
+            None => Some(None),
+            Some(list) if list.is_empty() => Some(None),
+            Some(list) => {
                 let mut patterns = Vec::with_capacity(list.len());
                 for f in list {
-                    let p = f
-                        .get("Pattern")
-                        .and_then(Value::as_str)
-                        .filter(|p| !p.is_empty())
-                        .ok_or_else(invalid_filter)?;
-                    filter::Pattern::parse(p).map_err(|_| invalid_filter())?;
-                    patterns.push(p.to_string());
+                    let p = f.pattern.filter(|p| !p.is_empty()).ok_or_else(invalid_filter)?;
+                    filter::Pattern::parse(&p).map_err(|_| invalid_filter())?;
+                    patterns.push(p);
                 }
                 Some(Some(patterns))
             }
-            Some(_) => return Err(type_err("Filters", "a list")),
         },
     };
-    let concurrency = match opt_obj(m, "ScalingConfig")? {
+    let count = |key: &str, n: Option<i64>| Ok::<_, AwsError>(non_negative(key, n)?.map(|n| n as u32));
+    let concurrency = match m.scaling_config {
         None => None,
-        Some(sc) => Some(opt_u64(sc, "MaximumConcurrency")?.map(|n| n as u32)),
+        Some(sc) => Some(count("MaximumConcurrency", sc.maximum_concurrency)?),
     };
     Ok(Members {
-        batch_size: opt_u64(m, "BatchSize")?.map(|n| n as u32),
-        window: opt_u64(m, "MaximumBatchingWindowInSeconds")?.map(|n| n as u32),
-        enabled: match m.get("Enabled") {
-            None | Some(Value::Null) => None,
-            Some(_) => Some(opt_bool(m, "Enabled")?),
-        },
+        batch_size: count("BatchSize", m.batch_size)?,
+        window: count("MaximumBatchingWindowInSeconds", m.maximum_batching_window_in_seconds)?,
+        enabled: m.enabled,
         filters,
-        response_types: str_list(m, "FunctionResponseTypes")?,
+        response_types: m.function_response_types,
         concurrency,
     })
 }
@@ -132,10 +127,10 @@ fn respond(status: StatusCode, m: &Mapping) -> R {
     ok_json(status, m.to_json())
 }
 
-pub(super) fn create_esm(ctx: &Ctx, body: &[u8]) -> R {
-    let m = parse_body(body)?;
-    let given = members(&m)?;
-    let Some(source) = opt_str(&m, "EventSourceArn")? else {
+pub(super) fn create_esm(ctx: &Ctx, m: input::CreateEventSourceMappingRequest) -> R {
+    let function = m.mapping.function_name.clone();
+    let given = members(m.mapping)?;
+    let Some(source) = m.event_source_arn else {
         return Err(AwsError::invalid_param("Unrecognized event source."));
     };
     match source_service(&source) {
@@ -147,14 +142,14 @@ pub(super) fn create_esm(ctx: &Ctx, body: &[u8]) -> R {
         }
         _ => return Err(AwsError::invalid_param("Unrecognized event source.")),
     }
-    if m.get("StartingPosition").is_some_and(|v| !v.is_null()) {
+    if m.starting_position.is_some() {
         return Err(AwsError::invalid_param("StartingPosition is not valid for SQS event sources."));
     }
     let fifo = source.ends_with(".fifo");
     let batch = given.batch_size.unwrap_or(SQS_DEFAULT_BATCH);
     let window = given.window.unwrap_or(0);
     check_batching(batch, window, fifo)?;
-    let (name, qualifier, function_arn, timeout) = mapping_function(ctx, &req_str(&m, "FunctionName")?)?;
+    let (name, qualifier, function_arn, timeout) = mapping_function(ctx, &required(function, "FunctionName")?)?;
     check_queue(ctx, &source, timeout)?;
     let enabled = given.enabled.unwrap_or(true);
     let now = crate::aws::epoch_ms();
@@ -175,7 +170,7 @@ pub(super) fn create_esm(ctx: &Ctx, body: &[u8]) -> R {
         max_concurrency: given.concurrency.flatten(),
         last_modified: now as f64 / 1000.0,
         created_ms: now,
-        tags: str_map(&m, "Tags")?.unwrap_or_default(),
+        tags: m.tags.unwrap_or_default(),
     };
     ctx.lambda.esm.create(mapping.clone(), |other| {
         (other.region == mapping.region
@@ -206,11 +201,11 @@ pub(super) fn get_esm(ctx: &Ctx, uuid: &str) -> R {
     respond(StatusCode::OK, &find(ctx, uuid)?)
 }
 
-pub(super) fn update_esm(ctx: &Ctx, uuid: &str, body: &[u8]) -> R {
-    let m = parse_body(body)?;
+pub(super) fn update_esm(ctx: &Ctx, uuid: &str, m: input::UpdateEventSourceMappingRequest) -> R {
     let current = find(ctx, uuid)?;
-    let given = members(&m)?;
-    let function = match opt_str(&m, "FunctionName")? {
+    let function = m.mapping.function_name.clone();
+    let given = members(m.mapping)?;
+    let function = match function {
         Some(f) => Some(mapping_function(ctx, &f)?),
         None => None,
     };
@@ -368,57 +363,4 @@ pub(super) fn untag_esm(ctx: &Ctx, resource: &str) -> R {
         })?
         .ok_or_else(esm_not_found)?;
     Ok(http_util::empty(StatusCode::NO_CONTENT))
-}
-
-// The mapping operations are not among the generated typed inputs yet: their members are
-// read from the (model-checked) body here.
-fn req_str(m: &Map<String, Value>, key: &str) -> Result<String, AwsError> {
-    opt_str(m, key)?.ok_or_else(|| {
-        AwsError::invalid_param(format!(
-            "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-            lower_first(key)
-        ))
-    })
-}
-
-fn opt_u64(m: &Map<String, Value>, key: &str) -> Result<Option<u64>, AwsError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| type_err(key, "a non-negative integer")),
-        Some(_) => Err(type_err(key, "an integer")),
-    }
-}
-
-fn opt_bool(m: &Map<String, Value>, key: &str) -> Result<bool, AwsError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(type_err(key, "a boolean")),
-    }
-}
-
-fn str_list(m: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, AwsError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| type_err(key, "a list of strings")))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(type_err(key, "a list of strings")),
-    }
-}
-
-fn str_map(m: &Map<String, Value>, key: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => o
-            .iter()
-            .map(|(k, v)| {
-                v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(|| type_err(key, "a map of strings"))
-            })
-            .collect::<Result<BTreeMap<_, _>, _>>()
-            .map(Some),
-        Some(_) => Err(type_err(key, "a map of strings")),
-    }
 }

@@ -25,11 +25,13 @@ pub(super) fn decode_create(mut m: input::CreateFunctionRequest, body: &[u8]) ->
     let raw = required(m.function_name.take(), "FunctionName")?;
     let name = unqualified(&raw)?;
     arn::validate_function_name(&name).map_err(|e| AwsError::invalid_param(e.to_string()))?;
-    let role = required(m.role.clone(), "Role")?;
-    let package_type = m.package_type.take().unwrap_or_else(|| "Zip".into());
-    if package_type != "Zip" && package_type != "Image" {
-        return Err(AwsError::invalid_param(format!("Unsupported PackageType {package_type}")));
-    }
+    let role = required(m.config.role.clone(), "Role")?;
+    let package_type = match m.package_type.take() {
+        None => PackageType::Zip,
+        Some(p) => {
+            PackageType::parse(&p).ok_or_else(|| AwsError::invalid_param(format!("Unsupported PackageType {p}")))?
+        }
+    };
     let code = required(m.code.take(), "Code")?;
     let mut c = FunctionConfig {
         name: name.clone(),
@@ -41,7 +43,7 @@ pub(super) fn decode_create(mut m: input::CreateFunctionRequest, body: &[u8]) ->
         timeout: 3,
         memory_size: 128,
         last_modified: crate::aws::timestamp_now(),
-        package_type: package_type.clone(),
+        package_type,
         code_sha_hex: String::new(),
         code_sha256: String::new(),
         code_size: 0,
@@ -51,7 +53,7 @@ pub(super) fn decode_create(mut m: input::CreateFunctionRequest, body: &[u8]) ->
         layers: Vec::new(),
         architectures: vec!["x86_64".into()],
         ephemeral_storage: 512,
-        tracing_mode: "PassThrough".into(),
+        tracing_mode: TracingMode::PassThrough,
         logging_config: None,
         dead_letter_config: None,
         kms_key_arn: None,
@@ -65,8 +67,8 @@ pub(super) fn decode_create(mut m: input::CreateFunctionRequest, body: &[u8]) ->
         source_description: None,
         hot_reload_dir: None,
     };
-    apply_config(&mut c, &ConfigMembers::of_create(&mut m), None, body)?;
-    if package_type == "Image" {
+    apply_config(&mut c, &m.config, None, m.architectures.as_deref(), body)?;
+    if package_type == PackageType::Image {
         let uri = code
             .image_uri
             .clone()
@@ -88,7 +90,7 @@ pub(super) fn decode_create(mut m: input::CreateFunctionRequest, body: &[u8]) ->
         code,
         tags,
         publish,
-        layers: m.layers.take(),
+        layers: m.config.layers.take(),
         code_signing_config: m.code_signing_config_arn.take(),
     })
 }
@@ -107,7 +109,7 @@ pub(super) fn create_function(ctx: &Ctx, m: input::CreateFunctionRequest, body: 
     if let Some(layers) = requested_layers(ctx, layers.as_deref())? {
         c.layers = layers;
     }
-    let hot = if c.package_type == "Zip" {
+    let hot = if c.package_type == PackageType::Zip {
         ctx.lambda.hot_reload.dir_of(code.zip_file.is_some(), code.s3_bucket.as_deref(), code.s3_key.as_deref())?
     } else {
         None
@@ -117,7 +119,7 @@ pub(super) fn create_function(ctx: &Ctx, m: input::CreateFunctionRequest, body: 
         c.hot_reload_dir = Some(dir);
         c.code_sha256 = hot_reload::CODE_SHA256.into();
         c.code_size = 0;
-    } else if c.package_type == "Zip" {
+    } else if c.package_type == PackageType::Zip {
         let source = CodeSource {
             zip_file: code.zip_file.as_deref(),
             s3_bucket: code.s3_bucket.as_deref(),
@@ -255,7 +257,7 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, m: input::UpdateFunctionCodeRequ
     let name = unqualified(raw)?;
     let cur = ctx.store().latest(&name).ok_or_else(|| not_found(ctx, &name, None))?;
     let image_uri = m.image_uri.clone();
-    let hot = if cur.package_type == "Zip" && image_uri.is_none() {
+    let hot = if cur.package_type == PackageType::Zip && image_uri.is_none() {
         ctx.lambda.hot_reload.dir_of(m.zip_file.is_some(), m.s3_bucket.as_deref(), m.s3_key.as_deref())?
     } else {
         None
@@ -263,7 +265,7 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, m: input::UpdateFunctionCodeRequ
     let stored = if hot.is_some() {
         // A directory in place: no blob, LocalStack's placeholder digest and size.
         Some(StoredCode { sha_hex: String::new(), sha_b64: hot_reload::CODE_SHA256.into(), size: 0 })
-    } else if cur.package_type == "Zip" {
+    } else if cur.package_type == PackageType::Zip {
         if image_uri.is_some() {
             return Err(AwsError::invalid_param(
                 "Please don't provide ImageUri when updating a function with packageType Zip.",
@@ -338,7 +340,7 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, m: input::UpdateFunctionCodeRequ
 pub(super) fn update_configuration(
     ctx: &Ctx,
     raw: &str,
-    mut input: input::UpdateFunctionConfigurationRequest,
+    input: input::UpdateFunctionConfigurationRequest,
     body: &[u8],
 ) -> R {
     let name = unqualified(raw)?;
@@ -346,10 +348,9 @@ pub(super) fn update_configuration(
         return Err(not_found(ctx, &name, None));
     }
     // Layers may read files or the store: resolve them before taking the store lock.
-    let layers = requested_layers(ctx, input.layers.as_deref())?;
+    let layers = requested_layers(ctx, input.config.layers.as_deref())?;
     let hot_layers = layers.as_ref().is_some_and(|l| l.iter().any(|l| l.hot_reload_dir.is_some()));
-    let revision = input.revision_id.take();
-    let m = ConfigMembers::of_update(&mut input);
+    let (revision, m) = (input.revision_id, input.config);
     if let (Some(l), Some(cur)) = (&layers, ctx.store().latest(&name)) {
         check_combined_size(ctx, &cur.code_sha_hex, l)?;
     }
@@ -357,7 +358,7 @@ pub(super) fn update_configuration(
         check_revision(revision.as_deref(), &rec.latest.revision_id)?;
         // Apply to the record as it is under the lock, so a concurrent update is not lost.
         let mut c = (*rec.latest).clone();
-        apply_config(&mut c, &m, layers, body)?;
+        apply_config(&mut c, &m, layers, None, body)?;
         check_runnable(&c)?;
         c.last_modified = crate::aws::timestamp_now();
         c.revision_id = new_revision();
