@@ -237,6 +237,35 @@ def test_attach_debug_python_loads_the_functions_layers(server, lam, tmp_path):
     assert "debugpy listens on 127.0.0.1:%d" % port in err, err
 
 
+NODE_LAYER_APP = (
+    "const layermod = require('layermod'); exports.handler = async (event, context) => {\n"
+    "  const doubled = (event.n || 0) * 2;\n"
+    "  return { doubled, layer: layermod.who, remaining: context.getRemainingTimeInMillis() };\n"  # NODE_LINE0
+    "};\n"
+)
+
+
+def test_attach_debug_node_loads_the_functions_layers(server, lam, tmp_path):
+    layer = publish_layer(lam, {"nodejs/node_modules/layermod/index.js": "exports.who = 'from-layer';\n"})
+    name = unique("dbg-nlayer")
+    lam.create_function(FunctionName=name, Runtime="nodejs18.x", Role="arn:aws:iam::000000000000:role/lambda",
+                        Handler="app.handler", Layers=[layer], Timeout=3,
+                        Code={"ZipFile": make_zip({"app.js": NODE_LAYER_APP})})
+    (tmp_path / "app.js").write_text(NODE_LAYER_APP)
+    port = free_port()
+    p = attach_debug(server, name, tmp_path, port)
+    cdp = None
+    try:
+        wait_attached(server, name)
+        cdp = Cdp(port)
+        bp = cdp_start(cdp)
+        assert cdp_round(cdp, lam, name, 6, bp)["layer"] == "from-layer"
+    finally:
+        if cdp:
+            cdp.close()
+        stop(p)
+
+
 class Lines:
     """A pipe read on a thread of its own, so that a wait on its text is bounded."""
 

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use crate::config::AttachArgs;
-use crate::engine::debug::{self, Debugger};
 use crate::engine::LayerPaths;
+use crate::engine::debug::{self, Debugger};
 
 /// The runtime command `--debug` starts, with what it adds to the environment.
 struct DebugRun {
@@ -81,7 +81,8 @@ fn debug_run(
     let client = bundled_client(runtime)?;
     let client_str = client.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
     let runtime_dir = client.as_ref().and_then(|p| p.parent()).map(|d| d.display().to_string()).unwrap_or_default();
-    let major = if debugger == Debugger::Inspector && !layers.is_empty() { node_major(&args.node) } else { String::new() };
+    let major =
+        if debugger == Debugger::Inspector && !layers.is_empty() { node_major(&args.node) } else { String::new() };
     let layer_paths = LayerPaths::new(layers, &major);
     let mut env = layer_env(debugger, &layer_paths, cwd);
     let runtime = runtime.unwrap_or("");

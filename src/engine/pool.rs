@@ -649,7 +649,11 @@ impl Pool {
     pub fn dirs_in_use(&self) -> std::collections::HashSet<std::path::PathBuf> {
         let mut dirs: std::collections::HashSet<std::path::PathBuf> = {
             let st = self.state.lock();
-            st.all.values().flat_map(|e| e.dirs.iter().cloned()).chain(st.starting.values().flatten().cloned()).collect()
+            st.all
+                .values()
+                .flat_map(|e| e.dirs.iter().cloned())
+                .chain(st.starting.values().flatten().cloned())
+                .collect()
         };
         dirs.extend(self.attached.read().values().flat_map(|e| e.dirs.iter().cloned()));
         dirs

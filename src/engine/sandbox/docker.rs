@@ -449,10 +449,8 @@ impl Inner {
         let debug = match &spec.debug {
             Some(d) => {
                 let (d, dir, python) = (d.clone(), self.debug_dir.clone(), self.python.clone());
-                let debugger = super::debug::Debugger::for_function(
-                    spec.runtime.as_deref(),
-                    spec.package == PackageType::Image,
-                );
+                let debugger =
+                    super::debug::Debugger::for_function(spec.runtime.as_deref(), spec.package == PackageType::Image);
                 let env = spec.environment.clone();
                 let bridge = self.network == NetworkMode::Bridge;
                 tokio::task::spawn_blocking(move || {

@@ -192,10 +192,8 @@ impl LayerPaths {
     /// The paths of `layers` (in the function's order); `node_major` is the Node.js major
     /// version that runs them ("" for other runtimes).
     pub fn new(layers: &[PathBuf], node_major: &str) -> LayerPaths {
-        let mut out = LayerPaths {
-            roots: std::env::join_paths(layers.iter().rev()).unwrap_or_default(),
-            ..Default::default()
-        };
+        let mut out =
+            LayerPaths { roots: std::env::join_paths(layers.iter().rev()).unwrap_or_default(), ..Default::default() };
         for layer in layers.iter().rev() {
             out.bin.push(layer.join("bin"));
             out.lib.push(layer.join("lib"));
@@ -937,6 +935,23 @@ impl Process {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn layer_paths_put_the_last_layer_first() {
+        let layers = [PathBuf::from("/l/one"), PathBuf::from("/l/two")];
+        let p = LayerPaths::new(&layers, "18");
+        assert_eq!(p.roots, std::ffi::OsString::from("/l/two:/l/one"));
+        assert_eq!(p.path("/usr/bin"), "/l/two/bin:/l/one/bin:/usr/bin");
+        assert_eq!(p.ld_library_path(Path::new("/code"), None), "/code/lib:/l/two/lib:/l/one/lib");
+        assert_eq!(
+            p.node_modules[..2],
+            [PathBuf::from("/l/two/nodejs/node18/node_modules"), PathBuf::from("/l/two/nodejs/node_modules")]
+        );
+        let none = LayerPaths::new(&[], "");
+        assert!(none.roots.is_empty() && none.node_modules.is_empty());
+        assert_eq!(none.path("/bin"), "/bin");
+        assert_eq!(none.ld_library_path(Path::new("/c"), Some("/x")), "/c/lib:/x");
+    }
 
     #[test]
     fn hwm_is_read_from_its_line() {
