@@ -134,6 +134,7 @@ def test_lambda_debug_image_function_starts_debugpy_by_its_interpreter(host_serv
         dap.close()
     logs = host_server.logs()
     assert "Image function: if its runtime starts through AWS_LAMBDA_EXEC_WRAPPER" in logs, logs[-3000:]
+    assert "debugpy (port %d)" % host_server.ports["dimg-py"] in logs, logs[-3000:]
 
 
 # A custom runtime's bootstrap for the provided image (it has curl, no Python).

@@ -305,7 +305,8 @@ impl Pool {
                 Debugger::Own | Debugger::Image => {
                     // Said in the function's own log too (its first invocation's, after START).
                     let target = sandbox.debug_target();
-                    let note = super::debug::own_debugger_note(debugger, runtime, &target, &listener.addr.to_string());
+                    let api = listener.addr.to_string();
+                    let note = super::debug::own_debugger_note(debugger, runtime, d.port, &target, &api);
                     log.append(note.as_bytes());
                     tracing::info!(function = %function, env = id, runtime_api = %listener.addr, target = %target,
                         "debug mode: {}", note.trim_end().trim_start_matches("RustStack --lambda-debug: "));

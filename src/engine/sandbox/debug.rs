@@ -98,9 +98,16 @@ impl Debugger {
 }
 
 /// What the function's log (and the server's) says when RustStack starts no debugger itself:
-/// a custom runtime, or an Image function. `target` names the runtime's process ("pid 123",
-/// "container abc"), `runtime_api` its Runtime API address.
-pub fn own_debugger_note(debugger: Debugger, runtime: Option<&str>, target: &str, runtime_api: &str) -> String {
+/// a custom runtime, or an Image function (whose wrapper may start one). `target` names the
+/// runtime's process ("pid 123", "container abc"), `runtime_api` its Runtime API address,
+/// `port` the port given with `--lambda-debug FN=PORT`.
+pub fn own_debugger_note(
+    debugger: Debugger,
+    runtime: Option<&str>,
+    port: Option<u16>,
+    target: &str,
+    runtime_api: &str,
+) -> String {
     let keep = "this environment is kept and its timeout suspended";
     let how = if let Some(pid) = target.strip_prefix("pid ") {
         format!("attach your debugger to it: gdb -p {pid}, lldb -p {pid} (or rust-gdb / rust-lldb)")
@@ -115,8 +122,11 @@ pub fn own_debugger_note(debugger: Debugger, runtime: Option<&str>, target: &str
         Debugger::Image => format!(
             "RustStack --lambda-debug: {keep}. Image function: if its runtime starts through \
              AWS_LAMBDA_EXEC_WRAPPER (the Lambda base images' and RustStack's do), a Python runtime starts under \
-             debugpy and a Node.js one under the inspector (see the next line); otherwise no debugger is started: \
-             the runtime ({target}) serves the Runtime API at {runtime_api}; {how}\n"
+             debugpy (port {py}) and a Node.js one under the inspector (port {node}), and a line of this log says \
+             so; otherwise no debugger is started: the runtime ({target}) serves the Runtime API at {runtime_api}; \
+             {how}\n",
+            py = port.unwrap_or(PYTHON_PORT),
+            node = port.unwrap_or(NODE_PORT),
         ),
         _ => format!(
             "RustStack --lambda-debug: {keep}. {} starts no debugger of RustStack's: its bootstrap ({target}) \
@@ -362,11 +372,14 @@ mod tests {
 
     #[test]
     fn own_debugger_notes() {
-        let n = own_debugger_note(Debugger::Own, Some("provided.al2023"), "pid 42", "127.0.0.1:9001");
+        let n = own_debugger_note(Debugger::Own, Some("provided.al2023"), None, "pid 42", "127.0.0.1:9001");
         assert!(n.contains("gdb -p 42") && n.contains("127.0.0.1:9001") && n.contains("provided.al2023"), "{n}");
         assert!(n.contains("timeout suspended") && n.ends_with('\n'), "{n}");
-        let n = own_debugger_note(Debugger::Image, None, "container abc", "172.17.0.1:9001");
+        let n = own_debugger_note(Debugger::Image, None, None, "container abc", "172.17.0.1:9001");
         assert!(n.contains("docker inspect -f '{{.State.Pid}}' abc") && n.contains("AWS_LAMBDA_EXEC_WRAPPER"), "{n}");
+        assert!(n.contains("debugpy (port 5678)") && n.contains("inspector (port 9229)"), "{n}");
+        let n = own_debugger_note(Debugger::Image, None, Some(7000), "container abc", "172.17.0.1:9001");
+        assert!(n.contains("debugpy (port 7000)"), "{n}");
         assert_eq!(Debugger::for_function(Some("python3.11"), true), Debugger::Image);
         assert_eq!(Debugger::for_function(Some("python3.11"), false), Debugger::Debugpy);
     }
