@@ -3,6 +3,8 @@ under debugpy (the host's, mounted read-only) or Node's inspector through the im
 AWS_LAMBDA_EXEC_WRAPPER hook. With the host network the debugger listens on 127.0.0.1:PORT;
 with the bridge network it listens on 0.0.0.0 inside and the port is published on the host's
 127.0.0.1:PORT. VS Code's `pathMappings` (localRoot → /var/task) is what the DAP client sends.
+Image functions (from RustStack's Python and Node.js images) get their debugger by the
+interpreter their runtime command starts; `provided.*` gets a log line saying how to attach.
 
 Opt out with RUSTSTACK_SKIP_DOCKER=1; a missing engine or image is a failure."""
 import base64
@@ -49,7 +51,7 @@ def docker_debug_server(network, fns):
 
 @pytest.fixture(scope="module")
 def host_server():
-    s = docker_debug_server("host", ["ddbg-py", "ddbg-node", "dimg-py", "dprov"])
+    s = docker_debug_server("host", ["ddbg-py", "ddbg-node", "dimg-py", "dimg-node", "dprov"])
     yield s
     s.cleanup()
 
@@ -105,17 +107,22 @@ def test_lambda_debug_python_docker_bridge_publishes_the_port(tmp_path):
         s.cleanup()
 
 
+def baked(base, tag, name, source):
+    """An image FROM `base` with `source` as /var/task/`name` and CMD app.handler."""
+    need(base)
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, name), "w") as f:
+            f.write(source)
+        with open(os.path.join(d, "Dockerfile"), "w") as f:
+            f.write(f'FROM {base}\nCOPY {name} /var/task/\nCMD ["app.handler"]\n')
+        subprocess.run(["docker", "build", "-q", "-t", tag, d], check=True, capture_output=True, timeout=600)
+    return tag
+
+
 def test_lambda_debug_image_function_starts_debugpy_by_its_interpreter(host_server, tmp_path):
     """An Image function declares no runtime: the exec wrapper sees the image's runtime
     command start Python and runs it under debugpy (the host's, mounted)."""
-    need(PY_IMAGE)
-    tag = "ruststack-test/debug-image:latest"
-    with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "app.py"), "w") as f:
-            f.write(PY_APP)
-        with open(os.path.join(d, "Dockerfile"), "w") as f:
-            f.write(f'FROM {PY_IMAGE}\nCOPY app.py /var/task/\nCMD ["app.handler"]\n')
-        subprocess.run(["docker", "build", "-q", "-t", tag, d], check=True, capture_output=True, timeout=600)
+    tag = baked(PY_IMAGE, "ruststack-test/debug-image:latest", "app.py", PY_APP)
     lam = host_server.client("lambda")
     lam.create_function(FunctionName="dimg-py", Role="arn:aws:iam::000000000000:role/lambda", PackageType="Image",
                         Code={"ImageUri": tag}, Timeout=3)
@@ -135,6 +142,22 @@ def test_lambda_debug_image_function_starts_debugpy_by_its_interpreter(host_serv
     logs = host_server.logs()
     assert "Image function: if its runtime starts through AWS_LAMBDA_EXEC_WRAPPER" in logs, logs[-3000:]
     assert "debugpy (port %d)" % host_server.ports["dimg-py"] in logs, logs[-3000:]
+
+
+def test_lambda_debug_image_function_starts_the_inspector_by_its_interpreter(host_server):
+    tag = baked(NODE_IMAGE, "ruststack-test/debug-image-node:latest", "app.js", NODE_APP)
+    lam = host_server.client("lambda")
+    lam.create_function(FunctionName="dimg-node", Role="arn:aws:iam::000000000000:role/lambda", PackageType="Image",
+                        Code={"ImageUri": tag}, Timeout=3)
+    first = Invoke(lam, "dimg-node", {"n": 5})
+    cdp = Cdp(host_server.ports["dimg-node"], timeout=60)
+    try:
+        bp = cdp_start(cdp)
+        answer = cdp_round(cdp, lam, "dimg-node", 5, bp, inv=first)
+        assert answer["file"] == "/var/task/app.js", answer
+        cdp_round(cdp, lam, "dimg-node", 7, bp)
+    finally:
+        cdp.close()
 
 
 # A custom runtime's bootstrap for the provided image (it has curl, no Python).
