@@ -35,8 +35,10 @@ pub struct AttachArgs {
     #[arg(long)]
     pub print_env: bool,
     /// Start the function's own runtime under a debugger: Python under debugpy, Node.js under
-    /// `--inspect-brk`, `provided.*` the ./bootstrap here with its environment printed.
-    #[arg(long, conflicts_with_all = ["print_env", "command"])]
+    /// `--inspect-brk`, `provided.*` the ./bootstrap here with its environment printed. The
+    /// function's layers are on its paths. With --print-env: print that environment (and the
+    /// command) and hold, for a runtime you start yourself.
+    #[arg(long, conflicts_with = "command")]
     pub debug: bool,
     /// The debugger's port with --debug (default 5678 for Python, 9229 for Node.js).
     #[arg(long, requires = "debug")]

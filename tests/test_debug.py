@@ -3,9 +3,13 @@
 Adapter Protocol) or Node's inspector (over the Chrome DevTools Protocol); a breakpoint in the
 handler stops a real invocation, a local variable is evaluated, and the invocation completes
 with its answer after `continue`, with the function's timeout suspended meanwhile."""
+import base64
+import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -195,17 +199,134 @@ def test_attach_debug_provided_prints_env_and_runs_bootstrap(server, lam, tmp_pa
     wait_for(lambda: not attached_count(server, name), 10, f"{name} to be detached")
 
 
+LAYER_APP = (
+    "import layermod\n"
+    "def handler(event, context):\n"
+    "    doubled = event.get('n', 0) * 2\n"
+    "    answer = {'doubled': doubled, 'layer': layermod.WHO, 'file': __file__}\n"  # line 4, as PY_LINE
+    "    answer['remaining'] = context.get_remaining_time_in_millis()\n"
+    "    return answer\n"
+)
+
+
+def publish_layer(lam, files):
+    name = unique("dbg-layer")
+    return lam.publish_layer_version(LayerName=name, Content={"ZipFile": make_zip(files)})["LayerVersionArn"]
+
+
+def test_attach_debug_python_loads_the_functions_layers(server, lam, tmp_path):
+    """A handler that imports a module of its layer runs under debugpy as in a normal invoke."""
+    layer = publish_layer(lam, {"python/layermod.py": "WHO = 'from-layer'\n"})
+    name = create_py_function(lam, LAYER_APP, Layers=[layer], Timeout=3)
+    assert json.load(lam.invoke(FunctionName=name, Payload=b'{"n": 1}')["Payload"])["layer"] == "from-layer"
+    (tmp_path / "app.py").write_text(LAYER_APP)
+    port = free_port()
+    p = attach_debug(server, name, tmp_path, port)
+    dap = None
+    try:
+        wait_attached(server, name)
+        dap = Dap(port)
+        path = os.path.realpath(tmp_path / "app.py")
+        assert dap.attach({path: [PY_LINE]})[path][0]["verified"]
+        answer = dap_round(dap, lam, name, 9)
+        assert answer["layer"] == "from-layer" and answer["file"] == path, answer
+    finally:
+        if dap:
+            dap.close()
+        err = stop(p)
+    assert "debugpy listens on 127.0.0.1:%d" % port in err, err
+
+
+NODE_LAYER_APP = (
+    "const layermod = require('layermod'); exports.handler = async (event, context) => {\n"
+    "  const doubled = (event.n || 0) * 2;\n"
+    "  return { doubled, layer: layermod.who, remaining: context.getRemainingTimeInMillis() };\n"  # NODE_LINE0
+    "};\n"
+)
+
+
+def test_attach_debug_node_loads_the_functions_layers(server, lam, tmp_path):
+    layer = publish_layer(lam, {"nodejs/node_modules/layermod/index.js": "exports.who = 'from-layer';\n"})
+    name = unique("dbg-nlayer")
+    lam.create_function(FunctionName=name, Runtime="nodejs18.x", Role="arn:aws:iam::000000000000:role/lambda",
+                        Handler="app.handler", Layers=[layer], Timeout=3,
+                        Code={"ZipFile": make_zip({"app.js": NODE_LAYER_APP})})
+    (tmp_path / "app.js").write_text(NODE_LAYER_APP)
+    port = free_port()
+    p = attach_debug(server, name, tmp_path, port)
+    cdp = None
+    try:
+        wait_attached(server, name)
+        cdp = Cdp(port)
+        bp = cdp_start(cdp)
+        assert cdp_round(cdp, lam, name, 6, bp)["layer"] == "from-layer"
+    finally:
+        if cdp:
+            cdp.close()
+        stop(p)
+
+
+class Lines:
+    """A pipe read on a thread of its own, so that a wait on its text is bounded."""
+
+    def __init__(self, pipe):
+        self.text = ""
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _read(self, pipe):
+        for line in pipe:
+            with self.lock:
+                self.text += line
+
+    def get(self):
+        with self.lock:
+            return self.text
+
+
+def test_attach_debug_print_env_prints_the_environment_once(server, lam, tmp_path):
+    """`--debug --print-env` on a provided.* function: the environment (with the layers'
+    paths) once, the command to start, then it holds until Ctrl-C. Here the bootstrap comes
+    from a layer, as a custom runtime layer's does."""
+    layer = publish_layer(lam, {"bootstrap*": "#!/bin/sh\nexit 0\n", "bin/tool*": "#!/bin/sh\n"})
+    name = unique("dbg-penv")
+    lam.create_function(FunctionName=name, Runtime="provided.al2023", Role="arn:aws:iam::000000000000:role/lambda",
+                        Handler="h", Layers=[layer], Code={"ZipFile": make_zip({"README": "no bootstrap here"})})
+    p = subprocess.Popen([BIN, "attach", name, "--endpoint", server.endpoint, "--debug", "--print-env"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = Lines(p.stderr)
+    try:
+        wait_for(lambda: "holding the attachment" in err.get(), 30, "attach to print and hold")
+        assert attached_count(server, name) == 1
+    finally:
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=30)
+    err.thread.join(10)
+    lines = out.splitlines()
+    assert sum(line.startswith("AWS_LAMBDA_RUNTIME_API=") for line in lines) == 1, out
+    assert len(lines) == len({line.split("=", 1)[0] for line in lines}), out  # no variable twice
+    env = dict(line.split("=", 1) for line in lines)
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == name and env["LAMBDA_TASK_ROOT"] == str(tmp_path), out
+    bin_dir = env["PATH"].split(":")[0]
+    assert os.path.isfile(os.path.join(bin_dir, "tool")), env["PATH"]  # the layer's bin, first
+    bootstrap = os.path.join(os.path.dirname(bin_dir), "bootstrap")
+    assert f"start the runtime with the environment above: {bootstrap}" in err.get(), err.get()
+    wait_for(lambda: not attached_count(server, name), 10, f"{name} to be detached")
+
+
 # ------------------------------------------------------------------ --lambda-debug (subprocess)
 
 PY_FN = "dbg-py"
 NODE_FN = "dbg-node"
+PROV_FN = "dbg-prov"
 
 
 @pytest.fixture(scope="module")
 def debug_server():
     ports = {"py": free_port(), "node": free_port()}
     s = Server("--lambda-debug", f"{PY_FN}={ports['py']}", "--lambda-debug", f"{NODE_FN}={ports['node']}",
-               "--python", sys.executable, "--lambda-container-ttl", "1")
+               "--lambda-debug", PROV_FN, "--python", sys.executable, "--lambda-container-ttl", "1")
     s.ports = ports
     yield s
     s.cleanup()
@@ -265,3 +386,45 @@ def test_lambda_debug_without_debugpy_says_how_to_install(fresh_server, tmp_path
     err = expect_error("InvalidRuntimeException", 502, lam.invoke, FunctionName="nodbg")
     assert "pip install debugpy" in err["Error"]["Message"], err
     assert s.health()["status"] == "running"
+
+
+# A custom runtime's bootstrap (a small Runtime API client) that answers with its pid, the event
+# and the time left before the deadline it was given.
+PROV_BOOTSTRAP = f"""#!{sys.executable}
+import json, os, time, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
+while True:
+    with urllib.request.urlopen(api + "next") as r:
+        rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+        deadline = int(r.headers["Lambda-Runtime-Deadline-Ms"])
+        event = json.load(r)
+    body = {{"pid": os.getpid(), "n": event.get("n"), "remaining": deadline - int(time.time() * 1000)}}
+    req = urllib.request.Request(api + rid + "/response", data=json.dumps(body).encode(), method="POST")
+    urllib.request.urlopen(req).read()
+"""
+
+
+def test_lambda_debug_provided_says_how_to_attach_and_keeps_the_environment(debug_server):
+    """RustStack starts no debugger for provided.*: the function's log and the server's say
+    where the runtime is (pid, Runtime API) and how to attach; the timeout is suspended and
+    the one environment is kept past the TTL."""
+    lam = debug_server.client("lambda")
+    lam.create_function(FunctionName=PROV_FN, Runtime="provided.al2023", Role="arn:aws:iam::000000000000:role/lambda",
+                        Handler="h", Timeout=3, Code={"ZipFile": make_zip({"bootstrap*": PROV_BOOTSTRAP})})
+    r = lam.invoke(FunctionName=PROV_FN, Payload=b'{"n": 1}', LogType="Tail")
+    answer = json.load(r["Payload"])
+    assert "FunctionError" not in r and answer["n"] == 1, answer
+    assert answer["remaining"] > HOUR_MS, answer
+    pid = answer["pid"]
+    tail = base64.b64decode(r["LogResult"]).decode()
+    assert "RustStack --lambda-debug: this environment is kept and its timeout suspended" in tail, tail
+    assert f"gdb -p {pid}" in tail and "provided.al2023" in tail, tail
+    logs = debug_server.logs()
+    assert f"gdb -p {pid}" in logs and "debug mode:" in logs, logs[-3000:]
+    # An ordinary function's environment expires with the 1 s TTL; the debugged one stays.
+    live = debug_server.health()["environments"]["live"]
+    other = create_py_function(lam, "def handler(e, c): return 1\n")
+    assert lam.invoke(FunctionName=other)["Payload"].read() == b"1"
+    wait_for(lambda: debug_server.health()["environments"]["live"] == live, 20, "the idle environment to expire")
+    again = json.load(lam.invoke(FunctionName=PROV_FN, Payload=b'{"n": 2}')["Payload"])
+    assert again["pid"] == pid and again["n"] == 2, again

@@ -5,13 +5,15 @@
 //! With `--debug` it builds that command itself: the function's own runtime under a real
 //! debugger (the engine's debugger modes, `engine::debug`): RustStack's bundled Python
 //! client under debugpy, its Node.js client under `--inspect-brk`, or a custom runtime's
-//! `./bootstrap` with its environment printed for the user's own debugger.
+//! `./bootstrap` with its environment printed for the user's own debugger. The function's
+//! layers are on the runtime's paths, as in a subprocess environment.
 
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
 use crate::config::AttachArgs;
+use crate::engine::LayerPaths;
 use crate::engine::debug::{self, Debugger};
 
 /// The runtime command `--debug` starts, with what it adds to the environment.
@@ -20,6 +22,7 @@ struct DebugRun {
     env: Vec<(String, String)>,
     /// Shown once the runtime runs (`{pid}` is its process id).
     note: String,
+    /// Whether the environment is printed (custom runtimes: for the user's own debugger).
     print_env: bool,
 }
 
@@ -34,14 +37,54 @@ fn bundled_client(runtime: Option<&str>) -> Result<Option<PathBuf>, String> {
     Ok(Some(path))
 }
 
+/// The major version of `node` ("" when it cannot be asked; blocking).
+fn node_major(node: &str) -> String {
+    std::process::Command::new(node)
+        .args(["-e", "process.stdout.write(process.versions.node.split('.')[0])"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// What the function's layers add to the runtime's environment, as in a subprocess
+/// environment (each layer directory stands for /opt): PATH and LD_LIBRARY_PATH for every
+/// runtime, the layer roots for the bundled Python client (it puts their `python` dirs on
+/// sys.path), NODE_PATH's module directories for Node.js.
+fn layer_env(debugger: Debugger, layers: &LayerPaths, cwd: &std::path::Path) -> Vec<(String, String)> {
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let ld = std::env::var("LD_LIBRARY_PATH").ok();
+    let mut env = vec![
+        ("PATH".to_string(), layers.path(&path)),
+        ("LD_LIBRARY_PATH".to_string(), layers.ld_library_path(cwd, ld.as_deref())),
+    ];
+    if debugger == Debugger::Debugpy && !layers.roots.is_empty() {
+        env.push(("_RUSTSTACK_LAYER_DIRS".into(), layers.roots.to_string_lossy().into_owned()));
+    }
+    env
+}
+
 /// The function's own runtime under a debugger (blocking: writes files, asks Python).
-fn debug_run(args: &AttachArgs, runtime: Option<&str>, cwd: &std::path::Path) -> Result<DebugRun, String> {
+/// `layers` are the function's layer directories; with `--print-env` a custom runtime
+/// needs no ./bootstrap here, since the user starts it.
+fn debug_run(
+    args: &AttachArgs,
+    runtime: Option<&str>,
+    layers: &[PathBuf],
+    cwd: &std::path::Path,
+) -> Result<DebugRun, String> {
     let debugger = Debugger::for_runtime(runtime);
     let port = args.debug_port.unwrap_or(debugger.default_port());
     let listen = format!("127.0.0.1:{port}");
     let client = bundled_client(runtime)?;
     let client_str = client.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
     let runtime_dir = client.as_ref().and_then(|p| p.parent()).map(|d| d.display().to_string()).unwrap_or_default();
+    let major =
+        if debugger == Debugger::Inspector && !layers.is_empty() { node_major(&args.node) } else { String::new() };
+    let layer_paths = LayerPaths::new(layers, &major);
+    let mut env = layer_env(debugger, &layer_paths, cwd);
     let runtime = runtime.unwrap_or("");
     match debugger {
         Debugger::Debugpy => {
@@ -49,9 +92,10 @@ fn debug_run(args: &AttachArgs, runtime: Option<&str>, cwd: &std::path::Path) ->
             let mut command = vec![args.python.clone(), "-u".into(), "-X".into(), "utf8".into()];
             command.extend(debug::debugpy_args(None, &listen, &client_str));
             let version = runtime.trim_start_matches("python").to_string();
+            env.extend([("LAMBDA_RUNTIME_DIR".into(), runtime_dir), ("_RUSTSTACK_PYTHON_VERSION".into(), version)]);
             Ok(DebugRun {
                 command,
-                env: vec![("LAMBDA_RUNTIME_DIR".into(), runtime_dir), ("_RUSTSTACK_PYTHON_VERSION".into(), version)],
+                env,
                 note: format!(
                     "debugpy listens on {listen}: attach your IDE (VS Code: a \"Python Debugger: Remote Attach\" \
                      configuration on port {port}); the first invocation waits for it"
@@ -68,10 +112,12 @@ fn debug_run(args: &AttachArgs, runtime: Option<&str>, cwd: &std::path::Path) ->
                 "81920".into(),
                 client_str,
             ];
-            let node_path = format!("{runtime_dir}:{}", cwd.display());
+            let mut node_path: Vec<String> = layer_paths.node_modules.iter().map(|d| d.display().to_string()).collect();
+            node_path.extend([runtime_dir.clone(), cwd.display().to_string()]);
+            env.extend([("LAMBDA_RUNTIME_DIR".into(), runtime_dir), ("NODE_PATH".into(), node_path.join(":"))]);
             Ok(DebugRun {
                 command,
-                env: vec![("LAMBDA_RUNTIME_DIR".into(), runtime_dir), ("NODE_PATH".into(), node_path)],
+                env,
                 note: format!(
                     "the Node.js inspector listens on {listen}: attach your debugger (VS Code: an \"attach\" \
                      configuration on port {port}, or chrome://inspect); the runtime waits for it"
@@ -79,20 +125,28 @@ fn debug_run(args: &AttachArgs, runtime: Option<&str>, cwd: &std::path::Path) ->
                 print_env: false,
             })
         }
-        Debugger::Own => {
-            let bootstrap = cwd.join("bootstrap");
-            if !bootstrap.is_file() {
-                return Err(format!(
-                    "{runtime}: no ./bootstrap in {}: run this where the function's built bootstrap is \
-                     (e.g. cargo lambda build's output), or use --print-env and start it under your debugger",
-                    cwd.display()
-                ));
-            }
+        Debugger::Own | Debugger::Image => {
+            // Where AWS looks: the code (here, this directory), then the layers (/opt).
+            let bootstrap = std::iter::once(cwd.join("bootstrap"))
+                .chain(layers.iter().rev().map(|d| d.join("bootstrap")))
+                .find(|p| p.is_file());
+            let command = match bootstrap {
+                Some(b) => vec![b.display().to_string()],
+                None if args.print_env => Vec::new(),
+                None => {
+                    return Err(format!(
+                        "{runtime}: no ./bootstrap in {} (nor in the function's layers): run this where the \
+                         function's built bootstrap is (e.g. cargo lambda build's output), or use --print-env \
+                         and start it under your debugger",
+                        cwd.display()
+                    ));
+                }
+            };
             Ok(DebugRun {
-                command: vec![bootstrap.display().to_string()],
-                env: Vec::new(),
+                command,
+                env,
                 note: "./bootstrap runs as pid {pid}: attach your debugger to it (gdb -p {pid}, lldb -p {pid}); \
-                       the environment above starts it under one by hand (--print-env)"
+                       or start it under one yourself with the environment above (--debug --print-env)"
                     .into(),
                 print_env: true,
             })
@@ -133,10 +187,15 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
 
     let mut command = args.command.clone();
     let mut note = String::new();
+    let mut print_env = args.print_env;
     if args.debug {
         let runtime = body["runtime"].as_str().map(str::to_string);
+        let layers: Vec<PathBuf> = body["layers"]
+            .as_array()
+            .map(|l| l.iter().filter_map(Value::as_str).map(PathBuf::from).collect())
+            .unwrap_or_default();
         let (a, dir) = (args.clone(), PathBuf::from(&cwd));
-        let run = tokio::task::spawn_blocking(move || debug_run(&a, runtime.as_deref(), &dir))
+        let run = tokio::task::spawn_blocking(move || debug_run(&a, runtime.as_deref(), &layers, &dir))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r);
@@ -147,14 +206,18 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
                 return Err(why);
             }
         };
+        // What the debugged runtime adds replaces the attachment's own (PATH, LAMBDA_RUNTIME_DIR).
+        env.retain(|(k, _)| !run.env.iter().any(|(rk, _)| rk == k));
         env.extend(run.env);
-        if run.print_env {
-            for (k, v) in &env {
-                println!("{k}={v}");
-            }
-        }
+        print_env |= run.print_env;
         command = run.command;
         note = run.note;
+    }
+    // Printed once, whichever of --print-env and --debug asked for it.
+    if print_env {
+        for (k, v) in &env {
+            println!("{k}={v}");
+        }
     }
 
     // Hold the attachment open: if this process dies, the server notices and detaches.
@@ -168,8 +231,8 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
         if args.keep_timeout { "kept" } else { "suspended" }
     );
     let code = if args.print_env {
-        for (k, v) in &env {
-            println!("{k}={v}");
+        if args.debug && !command.is_empty() {
+            eprintln!("ruststack attach: start the runtime with the environment above: {}", command.join(" "));
         }
         eprintln!("ruststack attach: holding the attachment; press Ctrl-C to detach");
         tokio::select! {

@@ -36,6 +36,7 @@ pub use logsink::LogSink;
 use pool::{Environment, Lease, Pool};
 pub use runtime_api::{Death, MAX_RESPONSE_BYTES, MAX_STREAM_BYTES, Outcome, StreamEnd};
 use runtime_api::{Endpoint, Invocation};
+pub use sandbox::subprocess::LayerPaths;
 pub use sandbox::{SandboxKind, add_metadata_env, debug, function_env};
 
 /// How the engine picks a sandbox for a function (`--lambda-executor`).

@@ -298,13 +298,24 @@ impl Pool {
         let sandbox = self.sandboxes.start(spec, listener.addr, endpoint.clone(), log.clone()).await?;
         tracing::info!(function = %function, env = id, executor = ?spec.kind, reason = spec.reason, runtime_api = %listener.addr, "started environment");
         if let Some(d) = &spec.debug {
-            let debugger = super::debug::Debugger::for_runtime(spec.runtime.as_deref());
-            let port = d.port_for(spec.runtime.as_deref());
+            use super::debug::Debugger;
+            let runtime = spec.runtime.as_deref();
+            let debugger = Debugger::for_function(runtime, spec.package == super::PackageType::Image);
             match debugger {
-                super::debug::Debugger::Own => tracing::info!(function = %function, env = id,
-                    "debug mode: timeout suspended; attach your own debugger to the runtime"),
-                _ => tracing::info!(function = %function, env = id, debugger = debugger.describe(),
-                    "debug mode: the debugger listens on 127.0.0.1:{port}; the runtime waits for it to attach, timeout suspended"),
+                Debugger::Own | Debugger::Image => {
+                    // Said in the function's own log too (its first invocation's, after START).
+                    let target = sandbox.debug_target();
+                    let api = listener.addr.to_string();
+                    let note = super::debug::own_debugger_note(debugger, runtime, d.port, &target, &api);
+                    log.append(note.as_bytes());
+                    tracing::info!(function = %function, env = id, runtime_api = %listener.addr, target = %target,
+                        "debug mode: {}", note.trim_end().trim_start_matches("RustStack --lambda-debug: "));
+                }
+                _ => {
+                    let port = d.port_for(runtime);
+                    tracing::info!(function = %function, env = id, debugger = debugger.describe(),
+                        "debug mode: the debugger listens on 127.0.0.1:{port}; the runtime waits for it to attach, timeout suspended")
+                }
             }
         }
         Ok(Environment {
@@ -585,7 +596,8 @@ impl Pool {
             uses: AtomicU64::new(0),
             epoch: 0,
             provisioned: false,
-            dirs: Vec::new(),
+            // Its layers, which the attached runtime may load, stay unpacked while attached.
+            dirs: env_dirs(spec),
             debug: false,
             _listener: listener,
         });
@@ -634,10 +646,19 @@ impl Pool {
         map.get(function).filter(|e| e.sandbox.attached().is_some_and(|a| a.id == id)).cloned()
     }
 
-    /// The code directories live environments run from, and those being started.
+    /// The code directories live environments run from, those being started, and the layers
+    /// of attached runtimes.
     pub fn dirs_in_use(&self) -> std::collections::HashSet<std::path::PathBuf> {
-        let st = self.state.lock();
-        st.all.values().flat_map(|e| e.dirs.iter().cloned()).chain(st.starting.values().flatten().cloned()).collect()
+        let mut dirs: std::collections::HashSet<std::path::PathBuf> = {
+            let st = self.state.lock();
+            st.all
+                .values()
+                .flat_map(|e| e.dirs.iter().cloned())
+                .chain(st.starting.values().flatten().cloned())
+                .collect()
+        };
+        dirs.extend(self.attached.read().values().flat_map(|e| e.dirs.iter().cloned()));
+        dirs
     }
 
     /// (live, idle) environment counts.

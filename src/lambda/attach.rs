@@ -3,8 +3,9 @@
 //!
 //! - `POST /_ruststack/attach/{function}` with `{"keep_timeout": bool}` creates the
 //!   attachment: a dedicated Runtime API endpoint. Answers `{"id", "runtime_api", "env",
-//!   "runtime"}`: `env` holds the metadata endpoint's variables too, `runtime` is the
-//!   function's runtime, for `ruststack attach --debug`.
+//!   "runtime", "layers"}`: `env` holds the metadata endpoint's variables too; `runtime` and
+//!   `layers` are the function's runtime and layer directories (in the function's order), for
+//!   `ruststack attach --debug`.
 //!   A second attachment to the same function is refused with 409.
 //! - `GET /_ruststack/attach/{function}/hold?id=ID` is held open by the client; when the
 //!   client goes away (exit, Ctrl-C, kill -9) the attachment ends.
@@ -113,6 +114,9 @@ async fn attach(
     })?;
     let mut spec = super::invoke::spec_of(&config, String::new(), &scope);
     spec.reason = "attached";
+    // The layers, for the runtime `attach --debug` starts (each root stands for /opt). Unpacking
+    // may touch the disk: off the async worker threads.
+    spec.layer_dirs = tokio::task::block_in_place(|| super::invoke::layer_dirs(lambda, &config))?;
     let info = lambda.engine.attach(&spec, keep_timeout).await?;
     let mut vars = crate::engine::function_env(&spec, &info.runtime_api, &lambda.endpoint_url, &info.log_stream);
     crate::engine::add_metadata_env(&mut vars, &info.runtime_api, &info.metadata_token);
@@ -129,8 +133,9 @@ async fn attach(
         "attached: invocations of {name} now go to the attached runtime"
     );
     let runtime = spec.runtime.clone();
+    let layers: Vec<String> = spec.layer_dirs.iter().map(|d| d.display().to_string()).collect();
     Ok(http_util::json(
         StatusCode::CREATED,
-        &json!({"id": id, "runtime_api": runtime_api, "env": env, "runtime": runtime}),
+        &json!({"id": id, "runtime_api": runtime_api, "env": env, "runtime": runtime, "layers": layers}),
     ))
 }

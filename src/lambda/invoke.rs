@@ -244,48 +244,55 @@ fn log_settings(v: Option<&Value>) -> LogSettings {
     }
 }
 
-fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> Result<Arc<EnvSpec>, AwsError> {
-    let c = &target.config;
-    let (kind, reason) = choose(lambda, c, target.tags_force_docker.as_deref());
-    let unpack = |sha: &str| {
-        lambda.stores.code_dir(sha).map_err(|e| match e {
-            // The package was checked and unpacked when it was uploaded: what fails now is
-            // the data directory, never the zip.
-            crate::lambda::code::CodeError::Io(io) => {
-                let why = lambda.stores.damaged(sha).unwrap_or_else(|| {
-                    if io.kind() == std::io::ErrorKind::NotFound {
-                        format!("the stored code blob {} is missing", lambda.stores.blob_path(sha).display())
-                    } else {
-                        format!("it cannot be unpacked from {}: {io}", lambda.stores.blob_path(sha).display())
-                    }
-                });
-                AwsError::service(format!(
-                    "The stored code of function {} version {} (digest {sha}) is missing or unusable: {why}. \
-                     Upload the code again (UpdateFunctionCode) to repair it.",
-                    c.name, c.version
-                ))
-            }
-            e => AwsError::new(
-                http::StatusCode::BAD_GATEWAY,
-                "InvalidZipFileException",
-                format!("Lambda was unable to unzip the package: {e}"),
-            ),
-        })
-    };
-    // Hot-reload code and layers run from their directories in place.
-    let code_dir = match (&c.hot_reload_dir, c.package_type == model::PackageType::Zip) {
-        (Some(dir), true) => Some(std::path::PathBuf::from(dir)),
-        (None, true) => Some(unpack(&c.code_sha_hex)?),
-        _ => None,
-    };
-    let layer_dirs = c
-        .layers
+/// The unpacked directory of stored code `sha` of function `c` (blocking: may unpack).
+fn unpacked(lambda: &Lambda, c: &FunctionConfig, sha: &str) -> Result<std::path::PathBuf, AwsError> {
+    lambda.stores.code_dir(sha).map_err(|e| match e {
+        // The package was checked and unpacked when it was uploaded: what fails now is
+        // the data directory, never the zip.
+        crate::lambda::code::CodeError::Io(io) => {
+            let why = lambda.stores.damaged(sha).unwrap_or_else(|| {
+                if io.kind() == std::io::ErrorKind::NotFound {
+                    format!("the stored code blob {} is missing", lambda.stores.blob_path(sha).display())
+                } else {
+                    format!("it cannot be unpacked from {}: {io}", lambda.stores.blob_path(sha).display())
+                }
+            });
+            AwsError::service(format!(
+                "The stored code of function {} version {} (digest {sha}) is missing or unusable: {why}. \
+                 Upload the code again (UpdateFunctionCode) to repair it.",
+                c.name, c.version
+            ))
+        }
+        e => AwsError::new(
+            http::StatusCode::BAD_GATEWAY,
+            "InvalidZipFileException",
+            format!("Lambda was unable to unzip the package: {e}"),
+        ),
+    })
+}
+
+/// The directories of `c`'s layers, in the function's order (blocking: may unpack).
+/// Hot-reload layers run from their directories in place.
+pub(crate) fn layer_dirs(lambda: &Lambda, c: &FunctionConfig) -> Result<Vec<std::path::PathBuf>, AwsError> {
+    c.layers
         .iter()
         .map(|l| match &l.hot_reload_dir {
             Some(dir) => Ok(std::path::PathBuf::from(dir)),
-            None => unpack(&l.sha_hex),
+            None => unpacked(lambda, c, &l.sha_hex),
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> Result<Arc<EnvSpec>, AwsError> {
+    let c = &target.config;
+    let (kind, reason) = choose(lambda, c, target.tags_force_docker.as_deref());
+    // Hot-reload code and layers run from their directories in place.
+    let code_dir = match (&c.hot_reload_dir, c.package_type == model::PackageType::Zip) {
+        (Some(dir), true) => Some(std::path::PathBuf::from(dir)),
+        (None, true) => Some(unpacked(lambda, c, &c.code_sha_hex)?),
+        _ => None,
+    };
+    let layer_dirs = layer_dirs(lambda, c)?;
     tracing::info!(function = %c.name, executor = ?kind, reason, "executor chosen");
     let mut spec = spec_of(&with_service_endpoints(c, &lambda.cfg), key.clone(), scope);
     if c.hot_reload_dir.is_some() || c.layers.iter().any(|l| l.hot_reload_dir.is_some()) {

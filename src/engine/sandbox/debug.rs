@@ -5,8 +5,11 @@
 //!   nothing runs until the IDE attaches, so breakpoints set before the first invocation hold.
 //! - Node.js: the runtime client under `node --inspect-brk=ADDR`: it waits for a debugger too
 //!   (it stops on the client's first line; IDEs continue from there, `continueOnAttach`).
-//! - `provided.*` (and images): the function's own bootstrap, unchanged; the user brings the
-//!   debugger. Timeouts are suspended and one environment is kept, as for the others.
+//! - `provided.*`: the function's own bootstrap, unchanged; the user brings the debugger, and
+//!   the function's log says where the runtime is. Timeouts are suspended and one environment
+//!   is kept, as for the others.
+//! - Image functions: [`WRAPPER`] picks debugpy or the inspector by the interpreter the image's
+//!   runtime command starts (when the image honours `AWS_LAMBDA_EXEC_WRAPPER`), else as `provided.*`.
 //!
 //! In a container the image's runtime command is wrapped through `AWS_LAMBDA_EXEC_WRAPPER`
 //! (which the Lambda images' bootstrap honours, and so do RustStack's): [`WRAPPER`] adds the
@@ -42,8 +45,11 @@ pub enum Debugger {
     Debugpy,
     /// Node's inspector (Chrome DevTools Protocol over a WebSocket).
     Inspector,
-    /// Custom runtimes and images: the user's own debugger (gdb, lldb, ...).
+    /// Custom runtimes: the user's own debugger (gdb, lldb, ...).
     Own,
+    /// An Image function: debugpy or the inspector when the image's runtime command (seen
+    /// through `AWS_LAMBDA_EXEC_WRAPPER`) starts Python or Node.js, else the user's own.
+    Image,
 }
 
 impl Debugger {
@@ -55,11 +61,18 @@ impl Debugger {
         }
     }
 
+    /// The debugger of a function: [`Debugger::Image`] for Image functions (they declare no
+    /// runtime), else by runtime.
+    pub fn for_function(runtime: Option<&str>, image: bool) -> Debugger {
+        if image { Debugger::Image } else { Debugger::for_runtime(runtime) }
+    }
+
+    /// 0 where the port is not known before the runtime starts.
     pub fn default_port(self) -> u16 {
         match self {
             Debugger::Debugpy => PYTHON_PORT,
             Debugger::Inspector => NODE_PORT,
-            Debugger::Own => 0,
+            Debugger::Own | Debugger::Image => 0,
         }
     }
 
@@ -69,6 +82,7 @@ impl Debugger {
             Debugger::Debugpy => "debugpy (Debug Adapter Protocol)",
             Debugger::Inspector => "the Node.js inspector (Chrome DevTools Protocol)",
             Debugger::Own => "your own debugger",
+            Debugger::Image => "debugpy or the Node.js inspector, by the image's interpreter",
         }
     }
 
@@ -78,7 +92,48 @@ impl Debugger {
             Debugger::Debugpy => "debugpy",
             Debugger::Inspector => "inspector",
             Debugger::Own => "own",
+            Debugger::Image => "auto",
         }
+    }
+}
+
+/// What the function's log (and the server's) says when RustStack starts no debugger itself:
+/// a custom runtime, or an Image function (whose wrapper may start one). `target` names the
+/// runtime's process ("pid 123", "container abc"), `runtime_api` its Runtime API address,
+/// `port` the port given with `--lambda-debug FN=PORT`.
+pub fn own_debugger_note(
+    debugger: Debugger,
+    runtime: Option<&str>,
+    port: Option<u16>,
+    target: &str,
+    runtime_api: &str,
+) -> String {
+    let keep = "this environment is kept and its timeout suspended";
+    let how = if let Some(pid) = target.strip_prefix("pid ") {
+        format!("attach your debugger to it: gdb -p {pid}, lldb -p {pid} (or rust-gdb / rust-lldb)")
+    } else {
+        let id = target.strip_prefix("container ").unwrap_or(target);
+        format!(
+            "attach your debugger to it: gdb -p $(docker inspect -f '{{{{.State.Pid}}}}' {id}) from the host, \
+             or a gdbserver / lldb-server of the image's own through docker exec {id}"
+        )
+    };
+    match debugger {
+        Debugger::Image => format!(
+            "RustStack --lambda-debug: {keep}. Image function: if its runtime starts through \
+             AWS_LAMBDA_EXEC_WRAPPER (the Lambda base images' and RustStack's do), a Python runtime starts under \
+             debugpy (port {py}) and a Node.js one under the inspector (port {node}), and a line of this log says \
+             so; otherwise no debugger is started: the runtime ({target}) serves the Runtime API at {runtime_api}; \
+             {how}\n",
+            py = port.unwrap_or(PYTHON_PORT),
+            node = port.unwrap_or(NODE_PORT),
+        ),
+        _ => format!(
+            "RustStack --lambda-debug: {keep}. {} starts no debugger of RustStack's: its bootstrap ({target}) \
+             serves the Runtime API at {runtime_api}; {how}. To start it under a debugger yourself, use \
+             `ruststack attach FUNCTION --debug --print-env` instead\n",
+            runtime.unwrap_or("a custom runtime")
+        ),
     }
 }
 
@@ -130,27 +185,49 @@ pub fn bundled_client(runtime: Option<&str>) -> Option<(&'static str, &'static s
     match Debugger::for_runtime(runtime) {
         Debugger::Debugpy => Some(("bootstrap.py", super::subprocess::PYTHON_BOOTSTRAP)),
         Debugger::Inspector => Some(("bootstrap.js", super::subprocess::NODE_BOOTSTRAP)),
-        Debugger::Own => None,
+        Debugger::Own | Debugger::Image => None,
     }
 }
 
 /// The `AWS_LAMBDA_EXEC_WRAPPER` of a debugged container: it gets the image's runtime
 /// command (interpreter first) and runs it with the debugger's arguments, through the
-/// function's own wrapper if it has one.
+/// function's own wrapper if it has one. `auto` (Image functions) picks the debugger by the
+/// interpreter's name; debugpy is the host's (mounted) or else the image's own.
 pub const WRAPPER: &str = r#"#!/bin/sh
 # RustStack --lambda-debug: runs the runtime command ("$@", interpreter first) under a debugger.
-listen="$_RUSTSTACK_DEBUG_LISTEN"
+host="$_RUSTSTACK_DEBUG_HOST"
+port="$_RUSTSTACK_DEBUG_PORT"
 debugger="$_RUSTSTACK_DEBUGGER"
 wrapper="$_RUSTSTACK_EXEC_WRAPPER"
-unset _RUSTSTACK_DEBUG_LISTEN _RUSTSTACK_DEBUGGER _RUSTSTACK_EXEC_WRAPPER
+unset _RUSTSTACK_DEBUG_HOST _RUSTSTACK_DEBUG_PORT _RUSTSTACK_DEBUGGER _RUSTSTACK_EXEC_WRAPPER
 if [ -n "$wrapper" ]; then export AWS_LAMBDA_EXEC_WRAPPER="$wrapper"; else unset AWS_LAMBDA_EXEC_WRAPPER; fi
 prog="$1"
 shift
+if [ "$debugger" = auto ]; then
+  case "${prog##*/}" in
+    python*) debugger=debugpy ;;
+    node*) debugger=inspector ;;
+    *) debugger=own
+       echo "RustStack --lambda-debug: the image's runtime command ($prog) is neither Python nor Node.js: no debugger started; attach your own to pid $$" 1>&2 ;;
+  esac
+fi
 case "$debugger" in
   debugpy)
-    echo "RustStack: debugpy listening on $listen, waiting for the debugger to attach" 1>&2
-    set -- "$prog" -Xfrozen_modules=off /var/ruststack-debug/debugpy --listen "$listen" --wait-for-client "$@" ;;
-  inspector) set -- "$prog" "--inspect-brk=$listen" "$@" ;;
+    listen="$host:${port:-5678}"
+    if [ -f /var/ruststack-debug/debugpy/__main__.py ]; then
+      echo "RustStack: debugpy listening on $listen, waiting for the debugger to attach" 1>&2
+      set -- "$prog" -Xfrozen_modules=off /var/ruststack-debug/debugpy --listen "$listen" --wait-for-client "$@"
+    elif "$prog" -c 'import debugpy' 2>/dev/null; then
+      echo "RustStack: debugpy (the image's) listening on $listen, waiting for the debugger to attach" 1>&2
+      set -- "$prog" -Xfrozen_modules=off -m debugpy --listen "$listen" --wait-for-client "$@"
+    else
+      echo "RustStack --lambda-debug: no debugpy (neither the host's, for --python, nor the image's): the runtime starts without a debugger; pip install debugpy" 1>&2
+      set -- "$prog" "$@"
+    fi ;;
+  inspector)
+    listen="$host:${port:-9229}"
+    echo "RustStack: the Node.js inspector listening on $listen, waiting for the debugger to attach" 1>&2
+    set -- "$prog" "--inspect-brk=$listen" "$@" ;;
   *) set -- "$prog" "$@" ;;
 esac
 if [ -n "$wrapper" ]; then exec "$wrapper" "$@"; fi
@@ -163,35 +240,40 @@ pub struct ContainerDebug {
     /// (host path, container path) read-only bind mounts.
     pub mounts: Vec<(PathBuf, String)>,
     pub env: Vec<(String, String)>,
-    /// The container port to publish on the host's loopback (bridge network).
-    pub publish: Option<u16>,
+    /// The container ports to publish on the host's loopback (bridge network).
+    pub publish: Vec<u16>,
 }
 
-/// The mounts, variables and published port of a debugged container. `wrapper` is the
+/// The mounts, variables and published ports of a debugged container. `wrapper` is the
 /// [`WRAPPER`] file on the host, `debugpy` the host's debugpy package (Python: mounted at
 /// `CONTAINER_DIR/debugpy`, which the wrapper runs), `bridge` whether the container has its own network
-/// (then it listens on 0.0.0.0 inside and the port is published on 127.0.0.1).
+/// (then it listens on 0.0.0.0 inside and the port is published on 127.0.0.1). An Image
+/// function without a port given publishes both default ports: which one listens is known
+/// once its runtime starts.
 pub fn container_debug(
     spec: &DebugSpec,
-    runtime: Option<&str>,
+    debugger: Debugger,
     function_env: &std::collections::BTreeMap<String, String>,
     wrapper: &Path,
     debugpy: Option<&Path>,
     bridge: bool,
 ) -> ContainerDebug {
-    let debugger = Debugger::for_runtime(runtime);
-    let port = spec.port_for(runtime);
     if debugger == Debugger::Own {
         return ContainerDebug::default();
     }
-    let listen = if bridge { format!("0.0.0.0:{port}") } else { format!("127.0.0.1:{port}") };
-    let mut out = ContainerDebug { publish: bridge.then_some(port), ..Default::default() };
+    let port = spec.port.unwrap_or(debugger.default_port());
+    let mut out = ContainerDebug::default();
+    if bridge {
+        out.publish = if port == 0 { vec![PYTHON_PORT, NODE_PORT] } else { vec![port] };
+    }
     out.mounts.push((wrapper.to_path_buf(), format!("{CONTAINER_DIR}/wrapper")));
     if let Some(d) = debugpy {
         out.mounts.push((d.to_path_buf(), format!("{CONTAINER_DIR}/debugpy")));
     }
+    let host = if bridge { "0.0.0.0" } else { "127.0.0.1" };
     out.env.push(("AWS_LAMBDA_EXEC_WRAPPER".into(), format!("{CONTAINER_DIR}/wrapper")));
-    out.env.push(("_RUSTSTACK_DEBUG_LISTEN".into(), listen));
+    out.env.push(("_RUSTSTACK_DEBUG_HOST".into(), host.into()));
+    out.env.push(("_RUSTSTACK_DEBUG_PORT".into(), if port == 0 { String::new() } else { port.to_string() }));
     out.env.push(("_RUSTSTACK_DEBUGGER".into(), debugger.tag().into()));
     if let Some(w) = function_env.get("AWS_LAMBDA_EXEC_WRAPPER").filter(|w| !w.is_empty()) {
         out.env.push(("_RUSTSTACK_EXEC_WRAPPER".into(), w.clone()));
@@ -201,16 +283,16 @@ pub fn container_debug(
 
 /// Gets a debugged container ready (blocking: writes the wrapper, asks `python` where its
 /// debugpy is): what its create body adds, or why it cannot start. None when the runtime
-/// brings its own debugger.
+/// brings its own debugger. An Image function starts without the host's debugpy when there
+/// is none (the image may have its own; the wrapper says which it used).
 pub fn prepare_container(
     spec: &DebugSpec,
-    runtime: Option<&str>,
+    debugger: Debugger,
     function_env: &std::collections::BTreeMap<String, String>,
     dir: &Path,
     python: &str,
     bridge: bool,
 ) -> Result<Option<ContainerDebug>, String> {
-    let debugger = Debugger::for_runtime(runtime);
     if debugger == Debugger::Own {
         return Ok(None);
     }
@@ -226,9 +308,10 @@ pub fn prepare_container(
         Debugger::Debugpy => Some(find_debugpy(python).map_err(|why| {
             format!("{why}. RustStack mounts the host's debugpy (that of --python) into the container")
         })?),
+        Debugger::Image => find_debugpy(python).ok(),
         _ => None,
     };
-    Ok(Some(container_debug(spec, runtime, function_env, &wrapper, debugpy.as_deref(), bridge)))
+    Ok(Some(container_debug(spec, debugger, function_env, &wrapper, debugpy.as_deref(), bridge)))
 }
 
 #[cfg(test)]
@@ -268,16 +351,36 @@ mod tests {
     fn container_additions() {
         let mut env = std::collections::BTreeMap::new();
         let spec = DebugSpec { port: Some(6000) };
-        let d = container_debug(&spec, Some("python3.11"), &env, Path::new("/w"), Some(Path::new("/dp")), true);
-        assert_eq!(d.publish, Some(6000));
-        assert!(d.env.contains(&("_RUSTSTACK_DEBUG_LISTEN".into(), "0.0.0.0:6000".into())));
+        let d = container_debug(&spec, Debugger::Debugpy, &env, Path::new("/w"), Some(Path::new("/dp")), true);
+        assert_eq!(d.publish, [6000]);
+        assert!(d.env.contains(&("_RUSTSTACK_DEBUG_HOST".into(), "0.0.0.0".into())));
+        assert!(d.env.contains(&("_RUSTSTACK_DEBUG_PORT".into(), "6000".into())));
         assert_eq!(d.mounts.len(), 2);
         env.insert("AWS_LAMBDA_EXEC_WRAPPER".to_string(), "/opt/mine".to_string());
-        let d = container_debug(&spec, Some("nodejs18.x"), &env, Path::new("/w"), None, false);
-        assert_eq!(d.publish, None);
-        assert!(d.env.contains(&("_RUSTSTACK_DEBUG_LISTEN".into(), "127.0.0.1:6000".into())));
+        let d = container_debug(&spec, Debugger::Inspector, &env, Path::new("/w"), None, false);
+        assert!(d.publish.is_empty());
+        assert!(d.env.contains(&("_RUSTSTACK_DEBUG_HOST".into(), "127.0.0.1".into())));
         assert!(d.env.contains(&("_RUSTSTACK_EXEC_WRAPPER".into(), "/opt/mine".into())));
-        let d = container_debug(&spec, Some("provided.al2023"), &env, Path::new("/w"), None, true);
-        assert!(d.mounts.is_empty() && d.env.is_empty() && d.publish.is_none());
+        let d = container_debug(&spec, Debugger::Own, &env, Path::new("/w"), None, true);
+        assert!(d.mounts.is_empty() && d.env.is_empty() && d.publish.is_empty());
+        // An Image function: the wrapper picks the debugger; without a port, both defaults.
+        let d = container_debug(&DebugSpec { port: None }, Debugger::Image, &env, Path::new("/w"), None, true);
+        assert_eq!(d.publish, [PYTHON_PORT, NODE_PORT]);
+        assert!(d.env.contains(&("_RUSTSTACK_DEBUGGER".into(), "auto".into())));
+        assert!(d.env.contains(&("_RUSTSTACK_DEBUG_PORT".into(), String::new())));
+    }
+
+    #[test]
+    fn own_debugger_notes() {
+        let n = own_debugger_note(Debugger::Own, Some("provided.al2023"), None, "pid 42", "127.0.0.1:9001");
+        assert!(n.contains("gdb -p 42") && n.contains("127.0.0.1:9001") && n.contains("provided.al2023"), "{n}");
+        assert!(n.contains("timeout suspended") && n.ends_with('\n'), "{n}");
+        let n = own_debugger_note(Debugger::Image, None, None, "container abc", "172.17.0.1:9001");
+        assert!(n.contains("docker inspect -f '{{.State.Pid}}' abc") && n.contains("AWS_LAMBDA_EXEC_WRAPPER"), "{n}");
+        assert!(n.contains("debugpy (port 5678)") && n.contains("inspector (port 9229)"), "{n}");
+        let n = own_debugger_note(Debugger::Image, None, Some(7000), "container abc", "172.17.0.1:9001");
+        assert!(n.contains("debugpy (port 7000)"), "{n}");
+        assert_eq!(Debugger::for_function(Some("python3.11"), true), Debugger::Image);
+        assert_eq!(Debugger::for_function(Some("python3.11"), false), Debugger::Debugpy);
     }
 }

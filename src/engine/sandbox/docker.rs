@@ -451,12 +451,14 @@ impl Inner {
             None
         };
         let debug = match &spec.debug {
-            Some(d) if spec.package != PackageType::Image => {
+            Some(d) => {
                 let (d, dir, python) = (d.clone(), self.debug_dir.clone(), self.python.clone());
-                let (runtime, env) = (spec.runtime.clone(), spec.environment.clone());
+                let debugger =
+                    super::debug::Debugger::for_function(spec.runtime.as_deref(), spec.package == PackageType::Image);
+                let env = spec.environment.clone();
                 let bridge = self.network == NetworkMode::Bridge;
                 tokio::task::spawn_blocking(move || {
-                    super::debug::prepare_container(&d, runtime.as_deref(), &env, &dir, &python, bridge)
+                    super::debug::prepare_container(&d, debugger, &env, &dir, &python, bridge)
                 })
                 .await
                 .map_err(|e| AwsError::service(format!("debug setup failed: {e}")))?
@@ -808,6 +810,11 @@ impl Owner {
 }
 
 impl Container {
+    /// The container's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Kills and removes the container (a container already gone counts as removed).
     pub async fn stop(&self) {
         if self.stopped.swap(true, Ordering::SeqCst) {
@@ -1004,12 +1011,14 @@ fn with_debugger(body: &mut ContainerCreateBody, d: &super::debug::ContainerDebu
     let host = body.host_config.get_or_insert_with(Default::default);
     let mounts = host.mounts.get_or_insert_with(Vec::new);
     mounts.extend(d.mounts.iter().map(|(src, target)| bind(src, target, true)));
-    if let Some(port) = d.publish {
-        let key = format!("{port}/tcp");
-        let binding =
-            bollard::models::PortBinding { host_ip: Some("127.0.0.1".to_string()), host_port: Some(port.to_string()) };
-        host.port_bindings = Some(HashMap::from([(key.clone(), Some(vec![binding]))]));
-        body.exposed_ports = Some(vec![key]);
+    if !d.publish.is_empty() {
+        let binding = |port: u16| bollard::models::PortBinding {
+            host_ip: Some("127.0.0.1".to_string()),
+            host_port: Some(port.to_string()),
+        };
+        let keys: Vec<(String, u16)> = d.publish.iter().map(|p| (format!("{p}/tcp"), *p)).collect();
+        host.port_bindings = Some(keys.iter().map(|(k, p)| (k.clone(), Some(vec![binding(*p)]))).collect());
+        body.exposed_ports = Some(keys.into_iter().map(|(k, _)| k).collect());
     }
 }
 

@@ -95,6 +95,17 @@ impl Sandbox {
         }
     }
 
+    /// What runs the environment, for a debugger: "pid N" (a host process), "container ID".
+    pub fn debug_target(&self) -> String {
+        match self {
+            Sandbox::Process(p) => format!("pid {}", p.pid()),
+            Sandbox::Container(c) => format!("container {}", c.id().get(..12).unwrap_or(c.id())),
+            Sandbox::Attached(a) => format!("attachment {}", a.id),
+            #[cfg(test)]
+            Sandbox::Fake(_) => "a fake runtime".into(),
+        }
+    }
+
     /// The attached runtime, if this is one.
     pub fn attached(&self) -> Option<&attached::Attached> {
         match self {

@@ -173,6 +173,54 @@ struct HostNode {
 /// server killed with -9 can be found and stopped when the next one starts.
 const OWNER_VAR: &str = "_RUSTSTACK_OWNER";
 
+/// What a function's layers add to a host runtime's search paths, each layer root standing
+/// for /opt. The last layer comes first: AWS extracts it last, over the others.
+#[derive(Debug, Default)]
+pub struct LayerPaths {
+    /// Each layer's `bin`, for PATH.
+    pub bin: Vec<PathBuf>,
+    /// Each layer's `lib`, for LD_LIBRARY_PATH.
+    pub lib: Vec<PathBuf>,
+    /// Each layer's `nodejs/nodeNN/node_modules` and `nodejs/node_modules`, for NODE_PATH.
+    pub node_modules: Vec<PathBuf>,
+    /// The roots, `:`-separated: the bundled Python client's `_RUSTSTACK_LAYER_DIRS`
+    /// (it puts each one's `python` and `python/lib/pythonX.Y/site-packages` on sys.path).
+    pub roots: std::ffi::OsString,
+}
+
+impl LayerPaths {
+    /// The paths of `layers` (in the function's order); `node_major` is the Node.js major
+    /// version that runs them ("" for other runtimes).
+    pub fn new(layers: &[PathBuf], node_major: &str) -> LayerPaths {
+        let mut out =
+            LayerPaths { roots: std::env::join_paths(layers.iter().rev()).unwrap_or_default(), ..Default::default() };
+        for layer in layers.iter().rev() {
+            out.bin.push(layer.join("bin"));
+            out.lib.push(layer.join("lib"));
+            if !node_major.is_empty() {
+                out.node_modules.push(layer.join("nodejs").join(format!("node{node_major}")).join("node_modules"));
+            }
+            out.node_modules.push(layer.join("nodejs").join("node_modules"));
+        }
+        out
+    }
+
+    /// PATH: the layers' `bin`, then `rest`.
+    pub fn path(&self, rest: &str) -> String {
+        join(self.bin.iter().map(|d| d.display().to_string()).chain(Some(rest.to_string())))
+    }
+
+    /// LD_LIBRARY_PATH: the code's `lib`, the layers' `lib`, then `rest`.
+    pub fn ld_library_path(&self, code_dir: &Path, rest: Option<&str>) -> String {
+        let dirs = Some(code_dir.join("lib")).into_iter().chain(self.lib.iter().cloned());
+        join(dirs.map(|d| d.display().to_string()).chain(rest.map(str::to_string)))
+    }
+}
+
+fn join(parts: impl Iterator<Item = String>) -> String {
+    parts.filter(|p| !p.is_empty()).collect::<Vec<_>>().join(":")
+}
+
 /// A running host process (its own process group).
 pub struct Process {
     pid: i32,
@@ -472,20 +520,20 @@ impl SubprocessExecutor {
             .clone()
     }
 
-    /// NODE_PATH as the Lambda images set it: each layer's `nodejs/nodeNN/node_modules` and
-    /// `nodejs/node_modules` (the last layer first), the runtime dir, then the code.
-    fn node_path(&self, spec: &EnvSpec, code_dir: &Path) -> String {
-        let major = self.host_node().map(|n| n.major).unwrap_or_default();
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        for layer in spec.layer_dirs.iter().rev() {
-            dirs.push(layer.join("nodejs").join(format!("node{major}")).join("node_modules"));
-            dirs.push(layer.join("nodejs").join("node_modules"));
-        }
+    /// NODE_PATH as the Lambda images set it: the layers' module directories (see
+    /// [`LayerPaths`]), the runtime dir, then the code.
+    fn node_path(&self, layers: &LayerPaths, code_dir: &Path) -> String {
+        let mut dirs: Vec<PathBuf> = layers.node_modules.clone();
         if let Some(runtime_dir) = self.node_bootstrap.parent() {
             dirs.push(runtime_dir.to_path_buf());
         }
         dirs.push(code_dir.to_path_buf());
         dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
+    }
+
+    /// The major version of the host's Node.js ("" when there is none).
+    pub fn node_major(&self) -> String {
+        self.host_node().map(|n| n.major).unwrap_or_default()
     }
 
     pub async fn start(
@@ -511,17 +559,12 @@ impl SubprocessExecutor {
         let code_dir = spec.code_dir.clone().ok_or_else(|| AwsError::service("function has no code"))?;
         let mut cmd = Command::new(&program);
         cmd.args(&args).current_dir(&code_dir).env_clear();
+        let is_node = spec.runtime.as_deref().is_some_and(|r| r.starts_with("nodejs"));
+        let layers = LayerPaths::new(&spec.layer_dirs, &if is_node { self.node_major() } else { String::new() });
         let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-        let mut path: Vec<String> = spec.layer_dirs.iter().rev().map(|d| d.join("bin").display().to_string()).collect();
-        path.push(host_path);
-        let mut ld: Vec<String> = vec![code_dir.join("lib").display().to_string()];
-        ld.extend(spec.layer_dirs.iter().rev().map(|d| d.join("lib").display().to_string()));
-        if let Ok(host_ld) = std::env::var("LD_LIBRARY_PATH") {
-            ld.push(host_ld);
-        }
-        let layer_list = std::env::join_paths(spec.layer_dirs.iter().rev()).unwrap_or_default();
-        cmd.env("PATH", path.join(":"))
-            .env("LD_LIBRARY_PATH", ld.join(":"))
+        let host_ld = std::env::var("LD_LIBRARY_PATH").ok();
+        cmd.env("PATH", layers.path(&host_path))
+            .env("LD_LIBRARY_PATH", layers.ld_library_path(&code_dir, host_ld.as_deref()))
             .env("LANG", "en_US.UTF-8")
             .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
             .env("LAMBDA_TASK_ROOT", &code_dir)
@@ -529,10 +572,10 @@ impl SubprocessExecutor {
             .env(OWNER_VAR, &self.owner);
         // Only the bundled Python client reads these (and hides them from the function).
         if let Some(version) = spec.runtime.as_deref().and_then(|r| r.strip_prefix("python")) {
-            cmd.env("_RUSTSTACK_LAYER_DIRS", layer_list).env("_RUSTSTACK_PYTHON_VERSION", version);
+            cmd.env("_RUSTSTACK_LAYER_DIRS", &layers.roots).env("_RUSTSTACK_PYTHON_VERSION", version);
         }
-        if spec.runtime.as_deref().is_some_and(|r| r.starts_with("nodejs")) {
-            cmd.env("NODE_PATH", self.node_path(spec, &code_dir));
+        if is_node {
+            cmd.env("NODE_PATH", self.node_path(&layers, &code_dir));
         }
         // The function's own variables last: NODE_PATH, PATH, LANG… are not reserved.
         for (k, v) in vars {
@@ -825,6 +868,11 @@ fn signal_name(sig: i32) -> String {
 }
 
 impl Process {
+    /// The runtime's process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// Whether the runtime process still runs. Asks the kernel (waitid with WNOWAIT, which
     /// reaps nothing), so a runtime killed a moment ago counts as gone even before its exit
     /// has been collected and reported.
@@ -899,6 +947,23 @@ impl Process {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn layer_paths_put_the_last_layer_first() {
+        let layers = [PathBuf::from("/l/one"), PathBuf::from("/l/two")];
+        let p = LayerPaths::new(&layers, "18");
+        assert_eq!(p.roots, std::ffi::OsString::from("/l/two:/l/one"));
+        assert_eq!(p.path("/usr/bin"), "/l/two/bin:/l/one/bin:/usr/bin");
+        assert_eq!(p.ld_library_path(Path::new("/code"), None), "/code/lib:/l/two/lib:/l/one/lib");
+        assert_eq!(
+            p.node_modules[..2],
+            [PathBuf::from("/l/two/nodejs/node18/node_modules"), PathBuf::from("/l/two/nodejs/node_modules")]
+        );
+        let none = LayerPaths::new(&[], "");
+        assert!(none.roots.is_empty() && none.node_modules.is_empty());
+        assert_eq!(none.path("/bin"), "/bin");
+        assert_eq!(none.ld_library_path(Path::new("/c"), Some("/x")), "/c/lib:/x");
+    }
 
     #[test]
     fn hwm_is_read_from_its_line() {
