@@ -270,7 +270,7 @@ impl Pool {
             if st.shutting_down {
                 return Err(AwsError::service("server is shutting down"));
             }
-            while let Some(idle) = st.idle.get_mut(&spec.key).and_then(|v| v.pop()) {
+            while let Some(idle) = st.idle.get_mut(&spec.key).and_then(take_one) {
                 if idle.env.endpoint.is_dead() || !idle.env.sandbox.alive() {
                     st.forget(&idle.env);
                     let env = idle.env;
@@ -696,6 +696,8 @@ impl Pool {
                 if let Some(p) = st.provisioned.get_mut(key) {
                     p.have += 1;
                 }
+                // Invocations that find no idle environment meanwhile wait for this one.
+                st.warming.entry(key.to_string()).or_default().starting += 1;
                 let epochs = st.epochs_for(&spec);
                 (spec, epochs, evicted)
             };
@@ -714,6 +716,7 @@ impl Pool {
                     };
                     drop(starting);
                     if closing {
+                        self.state.lock().end_warming(key);
                         env.sandbox.stop().await;
                         return Err("server is shutting down".into());
                     }
@@ -735,9 +738,20 @@ impl Pool {
                     Err(why)
                 }
             };
-            let env = ready?;
+            let warmed = || {
+                self.state.lock().end_warming(key);
+                self.warmed.notify_waiters();
+            };
+            let env = match ready {
+                Ok(env) => env,
+                Err(why) => {
+                    warmed();
+                    return Err(why);
+                }
+            };
             let (closing, stale) = {
                 let mut st = self.state.lock();
+                st.end_warming(key);
                 // Its code changed in place while it started: another one starts.
                 let stale = !st.current(&env);
                 if stale {
@@ -747,6 +761,7 @@ impl Pool {
                 }
                 (st.shutting_down, stale)
             };
+            self.warmed.notify_waiters();
             if closing || stale {
                 env.sandbox.stop().await;
                 if closing {
@@ -890,6 +905,15 @@ impl Pool {
 
     pub fn busy_now(&self) -> usize {
         self.max - self.busy.available_permits()
+    }
+}
+
+/// The idle environment to serve next: a provisioned one first (it is there for this), else
+/// the one idle last.
+fn take_one(idle: &mut Vec<Idle>) -> Option<Idle> {
+    match idle.iter().rposition(|i| i.env.provisioned) {
+        Some(i) => Some(idle.remove(i)),
+        None => idle.pop(),
     }
 }
 
