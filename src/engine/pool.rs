@@ -1,5 +1,7 @@
 //! Warm execution environments: acquire (reuse before create), release, TTL reaping,
-//! the server-wide limit on live environments, draining on code or config updates, and
+//! the server-wide limit on live environments, draining on code or config updates (by
+//! account, region and name), retiring on a change of code in place (hot reload: by version,
+//! provisioned ones too, with replacements started ahead that invocations wait for), and
 //! provisioned concurrency (environments started ahead, kept whatever their idle time, and
 //! replaced when they die), and attached runtimes, which it hands out first.
 //!
@@ -416,7 +418,7 @@ impl Pool {
         let pool = self.clone();
         tokio::spawn(async move {
             let ready = wait_ready(&env).await;
-            let kept = {
+            let (kept, again) = {
                 let mut st = pool.state.lock();
                 let kept = ready.is_ok() && st.current(&env) && !st.shutting_down && !env.endpoint.is_dead();
                 if kept {
@@ -426,9 +428,21 @@ impl Pool {
                     st.forget(&env);
                 }
                 st.end_warming(&key);
-                kept
+                // The code changed again while it started (and nothing else replaces it): the
+                // same spec starts once more. After a drain (an update) the spec is an old one.
+                let (epoch, version_epoch) = st.epochs_for(&env.spec);
+                let again = ready.is_ok()
+                    && !kept
+                    && !st.shutting_down
+                    && epoch == env.epoch
+                    && version_epoch != env.version_epoch
+                    && !st.warming.contains_key(&key);
+                (kept, again)
             };
             pool.warmed.notify_waiters();
+            if again {
+                pool.prestart_soon(env.spec.clone());
+            }
             match ready {
                 Ok(()) if kept => tracing::debug!(function = %env.function, env = env.id, "replacement ready"),
                 Ok(()) => env.sandbox.stop().await,
@@ -438,6 +452,12 @@ impl Pool {
                 }
             }
         });
+    }
+
+    /// [`Pool::prestart`] in a task of its own.
+    fn prestart_soon(self: &Arc<Self>, spec: Arc<EnvSpec>) {
+        let pool = self.clone();
+        tokio::spawn(async move { pool.prestart(spec).await });
     }
 
     async fn start(

@@ -249,6 +249,24 @@ async fn an_invoke_waits_for_the_replacement_starting_ahead() {
 }
 
 #[tokio::test]
+async fn a_change_during_the_replacements_start_starts_another() {
+    let e = engine(10, 10, LONG);
+    let s = spec("again", "hold:again", LONG);
+    sandbox::fake::release("again");
+    answer(&e.invoke(s.clone(), request("{}")).await.expect("first"));
+    let retire = || e.retire(&s.function_id(), &["$LATEST".to_string()]);
+    retire();
+    wait_until("the replacement's start is held", || sandbox::fake::held("again") == 1).await;
+    // Changed again while it starts: it comes up on the old code, so another one follows.
+    retire();
+    sandbox::fake::release("again");
+    wait_until("a second replacement's start is held", || sandbox::fake::held("again") == 1).await;
+    assert_eq!(e.counts().1, 0, "the stale replacement never went idle");
+    sandbox::fake::release("again");
+    wait_until("the second replacement is the one idle environment", || e.counts() == (1, 1, 0)).await;
+}
+
+#[tokio::test]
 async fn retire_replaces_provisioned_environments() {
     let e = engine(10, 10, LONG);
     // Each invocation takes a while, so that one can be caught busy.

@@ -440,7 +440,8 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let c = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no change said missing");
+            let c =
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no change said missing");
             if c.missing {
                 break;
             }

@@ -432,7 +432,8 @@ impl Inner {
         } else if spec.live_layers {
             // A hot-reload layer changes in place: a merge made once would go stale, so this
             // container gets one of its own (hard links, made in moments), removed with it.
-            let dir = self.run_root.join(self.owner.pid.to_string()).join(format!("opt-{}", uuid::Uuid::new_v4().simple()));
+            let dir =
+                self.run_root.join(self.owner.pid.to_string()).join(format!("opt-{}", uuid::Uuid::new_v4().simple()));
             let (dest, dirs) = (dir.clone(), spec.layer_dirs.clone());
             tokio::task::spawn_blocking(move || layers::merge_into(&dest, &dirs))
                 .await
