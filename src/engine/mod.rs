@@ -387,9 +387,10 @@ impl Engine {
     }
 
     /// The code of `versions` of a function changed in place: retires their environments
-    /// (provisioned ones too) and starts replacements ahead (see [`pool::Pool::retire`]).
-    pub fn retire(&self, id: &FunctionId, versions: &[String]) {
-        self.pool.retire(id, versions)
+    /// (provisioned ones too) and, with `ahead`, starts replacements at once (see
+    /// [`pool::Pool::retire`]).
+    pub fn retire(&self, id: &FunctionId, versions: &[String], ahead: bool) {
+        self.pool.retire(id, versions, ahead)
     }
 
     /// Keeps `want` initialized environments of `spec` (a published version); 0 stops.

@@ -548,11 +548,12 @@ impl Pool {
 
     /// The code of `versions` of a function changed in place (hot reload): their
     /// environments are retired, provisioned ones too (idle ones at once, busy ones when
-    /// their invocation ends), and replacements start ahead: provisioned concurrency fills
-    /// up again, and each pool key that had an on-demand environment gets one new one, which
-    /// the next invocation finds ready or starting. The retired environments are stopped
+    /// their invocation ends), and (with `ahead`: the code is there to start) replacements
+    /// start ahead: provisioned concurrency fills up again, and each pool key that had an
+    /// on-demand environment gets one new one, which the next invocation finds ready or
+    /// starting. The retired environments are stopped
     /// after the replacements have started, so that their removal does not slow the starts.
-    pub fn retire(self: &Arc<Self>, id: &FunctionId, versions: &[String]) {
+    pub fn retire(self: &Arc<Self>, id: &FunctionId, versions: &[String], start_ahead: bool) {
         let hit = |e: &Environment| e.spec.is(id) && versions.contains(&e.spec.version);
         let (old, ahead, refill) = {
             let mut st = self.state.lock();
@@ -569,6 +570,10 @@ impl Pool {
                 } else if !e.debug && !ahead.iter().any(|s| s.key == e.key) {
                     ahead.push(e.spec.clone());
                 }
+            }
+            if !start_ahead {
+                ahead.clear();
+                refill.clear();
             }
             (Self::take_idle(&mut st, |i| hit(&i.env)), ahead, refill)
         };

@@ -191,7 +191,7 @@ async fn drain_and_retire_leave_the_same_name_in_another_region_alone() {
     let (a, _) = answer(&e.invoke(here.clone(), request("{}")).await.expect("here"));
     let (b, _) = answer(&e.invoke(there.clone(), request("{}")).await.expect("there"));
     e.drain(&here.function_id());
-    e.retire(&here.function_id(), &["$LATEST".to_string()]);
+    e.retire(&here.function_id(), &["$LATEST".to_string()], true);
     let (b2, _) = answer(&e.invoke(there.clone(), request("{}")).await.expect("there again"));
     assert_eq!(b, b2, "the other region's environment keeps serving");
     let (a2, _) = answer(&e.invoke(here.clone(), request("{}")).await.expect("here again"));
@@ -207,7 +207,7 @@ async fn retire_starts_the_replacement_ahead() {
     let (before, _) = answer(&first);
     let warm = e.invoke(s.clone(), request("{}")).await.expect("warm");
     assert!(warm.init_duration.is_none());
-    e.retire(&s.function_id(), &["$LATEST".to_string()]);
+    e.retire(&s.function_id(), &["$LATEST".to_string()], true);
     // The old one goes, and a new one is started and goes idle with no invocation asking.
     wait_until("the replacement is idle and the old one gone", || e.counts() == (1, 1, 0)).await;
     let run = e.invoke(s.clone(), request("{}")).await.expect("after");
@@ -223,7 +223,7 @@ async fn retire_starts_the_replacement_ahead() {
     v1.key = "ahead:1:r1".into();
     let v1 = Arc::new(v1);
     let (one, _) = answer(&e.invoke(v1.clone(), request("{}")).await.expect("v1"));
-    e.retire(&s.function_id(), &["$LATEST".to_string()]);
+    e.retire(&s.function_id(), &["$LATEST".to_string()], true);
     assert_eq!(answer(&e.invoke(v1.clone(), request("{}")).await.expect("v1 again")).0, one);
 }
 
@@ -233,7 +233,7 @@ async fn an_invoke_waits_for_the_replacement_starting_ahead() {
     let s = spec("waits", "hold:waits", LONG);
     sandbox::fake::release("waits");
     let (before, _) = answer(&e.invoke(s.clone(), request("{}")).await.expect("first"));
-    e.retire(&s.function_id(), &["$LATEST".to_string()]);
+    e.retire(&s.function_id(), &["$LATEST".to_string()], true);
     wait_until("the replacement's start is held", || sandbox::fake::held("waits") == 1).await;
     let run = tokio::spawn({
         let (e, s) = (e.clone(), s.clone());
@@ -254,7 +254,7 @@ async fn a_change_during_the_replacements_start_starts_another() {
     let s = spec("again", "hold:again", LONG);
     sandbox::fake::release("again");
     answer(&e.invoke(s.clone(), request("{}")).await.expect("first"));
-    let retire = || e.retire(&s.function_id(), &["$LATEST".to_string()]);
+    let retire = || e.retire(&s.function_id(), &["$LATEST".to_string()], true);
     retire();
     wait_until("the replacement's start is held", || sandbox::fake::held("again") == 1).await;
     // Changed again while it starts: it comes up on the old code, so another one follows.
@@ -282,7 +282,7 @@ async fn retire_replaces_provisioned_environments() {
     // A drain (an update of $LATEST) keeps them; a change of their code in place does not.
     e.drain(&p.function_id());
     assert_eq!(answer(&e.invoke(p.clone(), request("{}")).await.expect("kept")).0, old);
-    e.retire(&p.function_id(), &["1".to_string()]);
+    e.retire(&p.function_id(), &["1".to_string()], true);
     wait_until("two fresh provisioned environments are idle", || e.counts() == (2, 2, 0)).await;
     let (new, _) = answer(&e.invoke(p.clone(), request("{}")).await.expect("after"));
     assert_ne!(old, new, "a fresh provisioned environment serves");
@@ -294,7 +294,7 @@ async fn retire_replaces_provisioned_environments() {
     wait_until("busy", || e.counts().2 == 1).await;
     let (_, idle_before, _) = e.counts();
     assert_eq!(idle_before, 1);
-    e.retire(&p.function_id(), &["1".to_string()]);
+    e.retire(&p.function_id(), &["1".to_string()], true);
     let (was_busy, _) = answer(&busy.await.expect("task").expect("busy"));
     wait_until("two fresh provisioned environments again", || e.counts() == (2, 2, 0)).await;
     for _ in 0..3 {

@@ -235,7 +235,8 @@ fn on_change(shared: &Shared, engine: &Weak<Engine>, account: &str, change: &Cha
     if let Some(engine) = engine.upgrade() {
         for ((region, name), versions) in &versions {
             let id = FunctionId { account: account.to_string(), region: region.to_string(), name: name.to_string() };
-            engine.retire(&id, versions);
+            // A directory that is gone has nothing to start: invokes get its init error.
+            engine.retire(&id, versions, !change.missing);
         }
     }
 }
