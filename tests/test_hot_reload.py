@@ -561,5 +561,11 @@ def test_docker_several_layers_one_a_directory(dserver, code_dir):
         assert "[hot-reload] python/" in log, log
         # The user's directory is untouched.
         assert sorted(os.listdir(os.path.join(layer_dir, "python"))) == ["extra.txt", "shared.py"]
+        # Each merge is the container's own: the retired container's goes with it.
+        import glob
+        merges = lambda: glob.glob(os.path.join(dserver.data_dir, "run", "*", "opt-*"))  # noqa: E731
+        wait_for(lambda: len(merges()) == 1, timeout=WAIT, what="one merged /opt (the live container's)")
+        assert sorted(os.listdir(os.path.join(merges()[0], "python"))) == ["base.py", "extra.txt", "shared.py"]
+        lam.delete_function(FunctionName=name)
     finally:
         shutil.rmtree(layer_dir, ignore_errors=True)
