@@ -164,6 +164,9 @@ pub struct EnvSpec {
     pub code_dir: Option<PathBuf>,
     /// Unpacked layers, in the function's order (each is what AWS mounts at /opt).
     pub layer_dirs: Vec<PathBuf>,
+    /// Some layer directory changes in place (a hot-reload directory): Docker merges several
+    /// layers afresh for each container, not once per list.
+    pub live_layers: bool,
     pub region: String,
     pub account: String,
     /// The function's log group: `LoggingConfig.LogGroup`, else `/aws/lambda/<function>`.
@@ -178,6 +181,26 @@ pub struct EnvSpec {
     /// `--lambda-debug`: the runtime starts under a debugger, the timeouts are suspended and
     /// the pool keeps one environment of the function (no TTL), one invocation at a time.
     pub debug: Option<debug::DebugSpec>,
+}
+
+/// Which function an environment belongs to: the same name in another region (or account)
+/// is another function, whose environments a drain or a retire of this one never touches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FunctionId {
+    pub account: String,
+    pub region: String,
+    pub name: String,
+}
+
+impl EnvSpec {
+    pub fn function_id(&self) -> FunctionId {
+        FunctionId { account: self.account.clone(), region: self.region.clone(), name: self.function.clone() }
+    }
+
+    /// Whether this is a spec of function `id`.
+    pub fn is(&self, id: &FunctionId) -> bool {
+        self.function == id.name && self.region == id.region && self.account == id.account
+    }
 }
 
 /// How a function's logs are written and filtered (`LoggingConfig`, advanced logging controls).
@@ -362,8 +385,15 @@ impl Engine {
     }
 
     /// Stops a function's idle environments; busy ones are stopped when released.
-    pub fn drain(&self, function: &str) {
-        self.pool.drain(function)
+    pub fn drain(&self, id: &FunctionId) {
+        self.pool.drain(id)
+    }
+
+    /// The code of `versions` of a function changed in place: retires their environments
+    /// (provisioned ones too) and, with `ahead`, starts replacements at once (see
+    /// [`pool::Pool::retire`]).
+    pub fn retire(&self, id: &FunctionId, versions: &[String], ahead: bool) {
+        self.pool.retire(id, versions, ahead)
     }
 
     /// Keeps `want` initialized environments of `spec` (a published version); 0 stops.
@@ -425,6 +455,8 @@ impl Engine {
 /// The deadlines an invocation runs under on one environment.
 struct Timing {
     cold_since: Option<Instant>,
+    /// An environment started ahead, on its first invocation: how long its init took.
+    init_took: Option<Duration>,
     timeout: Duration,
     init_timeout: Duration,
 }
@@ -434,16 +466,23 @@ impl Timing {
         match lease.env.sandbox.attached() {
             Some(a) => Timing {
                 cold_since: None,
+                init_took: None,
                 timeout: if a.keep_timeout { spec.timeout } else { SUSPENDED_TIMEOUT },
                 init_timeout: SUSPENDED_TIMEOUT,
             },
             // Under a debugger: a breakpoint (or the wait for the IDE) must not time out.
             None if spec.debug.is_some() => Timing {
                 cold_since: lease.cold.then_some(lease.env.created),
+                init_took: None,
                 timeout: SUSPENDED_TIMEOUT,
                 init_timeout: SUSPENDED_TIMEOUT,
             },
-            None => Timing { cold_since: lease.cold.then_some(lease.env.created), timeout: spec.timeout, init_timeout },
+            None => Timing {
+                cold_since: lease.cold.then_some(lease.env.created),
+                init_took: lease.env.init_took.get().copied().filter(|_| lease.env.uses.load(Ordering::Relaxed) == 0),
+                timeout: spec.timeout,
+                init_timeout,
+            },
         }
     }
 }
@@ -451,7 +490,7 @@ impl Timing {
 /// Leases an environment, runs the invocation on it, and gives it back.
 async fn run(
     pool: &Arc<Pool>,
-    spec: &EnvSpec,
+    spec: &Arc<EnvSpec>,
     mut req: Request,
     init_timeout: Duration,
 ) -> Result<RunOutcome, AwsError> {
@@ -683,7 +722,7 @@ async fn run_invocation(endpoint: &Endpoint, timing: &Timing, req: &Request) -> 
         }
     };
     let picked = Instant::now();
-    let init_duration = cold_since.map(|c| picked.duration_since(c));
+    let init_duration = timing.init_took.or(cold_since.map(|c| picked.duration_since(c)));
     // Phase 2: the runtime posts a result, dies, or runs past the deadline.
     let ended = tokio::select! {
         biased;

@@ -1,5 +1,7 @@
 //! Warm execution environments: acquire (reuse before create), release, TTL reaping,
-//! the server-wide limit on live environments, draining on code or config updates, and
+//! the server-wide limit on live environments, draining on code or config updates (by
+//! account, region and name), retiring on a change of code in place (hot reload: by version,
+//! provisioned ones too, with replacements started ahead that invocations wait for), and
 //! provisioned concurrency (environments started ahead, kept whatever their idle time, and
 //! replaced when they die), and attached runtimes, which it hands out first.
 //!
@@ -18,7 +20,7 @@ use super::logsink::LogSink;
 use super::runtime_api::{self, Death, Endpoint};
 use super::sandbox::attached::Attached;
 use super::sandbox::{Sandbox, Sandboxes};
-use super::{AttachInfo, EnvSpec};
+use super::{AttachInfo, EnvSpec, FunctionId};
 use crate::aws::AwsError;
 
 /// One sandbox with its own Runtime API endpoint; serves one invocation at a time.
@@ -34,6 +36,13 @@ pub struct Environment {
     pub uses: AtomicU64,
     /// The function's drain epoch when this environment started.
     epoch: u64,
+    /// Its version's retire epoch (hot reload) when this environment started.
+    version_epoch: u64,
+    /// What it was started for (a replacement after a code change starts from it).
+    pub spec: Arc<EnvSpec>,
+    /// Started ahead of its first invocation (a replacement after a code change): how long
+    /// its init took, which that invocation reports.
+    pub init_took: std::sync::OnceLock<Duration>,
     /// Started ahead for provisioned concurrency.
     pub provisioned: bool,
     /// The code and layer directories it runs from (its working directory among them).
@@ -55,7 +64,13 @@ struct PoolState {
     /// Environments alive (idle, busy or starting).
     live: usize,
     /// Bumped by `drain`: environments from an older epoch are not reused.
-    epochs: HashMap<String, u64>,
+    epochs: HashMap<FunctionId, u64>,
+    /// Bumped by `retire` (a version's code changed in place): environments of that version
+    /// from an older epoch are not reused, provisioned ones included.
+    version_epochs: HashMap<(FunctionId, String), u64>,
+    /// Replacements being started ahead, by pool key: how many, and how many of them an
+    /// invocation already waits for.
+    warming: HashMap<String, Warming>,
     /// Every live environment, for shutdown.
     all: HashMap<u64, Arc<Environment>>,
     /// Provisioned concurrency by pool key.
@@ -78,7 +93,40 @@ struct Provisioned {
     failed: bool,
 }
 
+/// Replacements under way for one pool key.
+#[derive(Default)]
+struct Warming {
+    starting: usize,
+    claimed: usize,
+}
+
 impl PoolState {
+    /// The drain and retire epochs an environment of `spec` starts with.
+    fn epochs_for(&self, spec: &EnvSpec) -> (u64, u64) {
+        let id = spec.function_id();
+        let v = self.version_epochs.get(&(id.clone(), spec.version.clone())).copied().unwrap_or(0);
+        (self.epochs.get(&id).copied().unwrap_or(0), v)
+    }
+
+    /// Whether an environment may serve again: no drain of its function since it started
+    /// (provisioned ones run a published version, which no update changes), and no change
+    /// of its version's code in place.
+    fn current(&self, env: &Environment) -> bool {
+        let (epoch, version_epoch) = self.epochs_for(&env.spec);
+        (epoch == env.epoch || self.kept(env)) && version_epoch == env.version_epoch
+    }
+
+    /// A replacement started ahead for `key` is ready or failed.
+    fn end_warming(&mut self, key: &str) {
+        if let Some(w) = self.warming.get_mut(key) {
+            w.starting = w.starting.saturating_sub(1);
+            w.claimed = w.claimed.min(w.starting);
+            if w.starting == 0 {
+                self.warming.remove(key);
+            }
+        }
+    }
+
     /// Takes a live environment off the books (the caller stops it).
     fn forget(&mut self, env: &Environment) {
         self.all.remove(&env.id);
@@ -113,6 +161,9 @@ pub struct Pool {
     /// Functions under a debugger, by name: one invocation (and one environment) at a time,
     /// since the debugger's port can be bound once.
     debug_turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Signalled (`notify_waiters`) when a replacement started ahead is ready or failed.
+    warmed: Notify,
+    me: std::sync::Weak<Pool>,
 }
 
 /// An environment on loan to one invocation. Give it back with [`Pool::release`].
@@ -149,7 +200,7 @@ impl Drop for Slot {
 impl Pool {
     pub fn new(sandboxes: Sandboxes, max: usize, queue_size: usize, ttl: Duration) -> Arc<Pool> {
         let max = max.max(1);
-        let pool = Arc::new(Pool {
+        let pool = Arc::new_cyclic(|me| Pool {
             state: Mutex::new(PoolState::default()),
             busy: Arc::new(Semaphore::new(max)),
             waiting: AtomicUsize::new(0),
@@ -161,6 +212,8 @@ impl Pool {
             sandboxes,
             attached: RwLock::new(HashMap::new()),
             debug_turns: Mutex::new(HashMap::new()),
+            warmed: Notify::new(),
+            me: me.clone(),
         });
         let weak = Arc::downgrade(&pool);
         let tick = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
@@ -177,7 +230,7 @@ impl Pool {
     /// Takes the function's attached runtime (waiting for its turn) if it has one; else a
     /// busy slot (waiting in the bounded queue if needed), then an idle environment for the
     /// spec's key, or a new one.
-    pub async fn acquire(&self, spec: &EnvSpec) -> Result<Lease, AwsError> {
+    pub async fn acquire(&self, spec: &Arc<EnvSpec>) -> Result<Lease, AwsError> {
         let attached = {
             let map = self.attached.read();
             if map.is_empty() { None } else { map.get(&spec.function).cloned() }
@@ -212,13 +265,14 @@ impl Pool {
             }
         };
         let permit = Slot { permit: Some(permit), room: self.room.clone() };
+        self.await_warming(&spec.key).await;
         let function = spec.function.clone();
-        let (epoch, evicted, displaced) = {
+        let (epochs, evicted, displaced) = {
             let mut st = self.state.lock();
             if st.shutting_down {
                 return Err(AwsError::service("server is shutting down"));
             }
-            while let Some(idle) = st.idle.get_mut(&spec.key).and_then(|v| v.pop()) {
+            while let Some(idle) = st.idle.get_mut(&spec.key).and_then(take_one) {
                 if idle.env.endpoint.is_dead() || !idle.env.sandbox.alive() {
                     st.forget(&idle.env);
                     let env = idle.env;
@@ -254,7 +308,7 @@ impl Pool {
                 }
             }
             st.live += 1;
-            (st.epochs.get(&function).copied().unwrap_or(0), evicted, displaced)
+            (st.epochs_for(spec), evicted, displaced)
         };
         if let Some(e) = evicted {
             tracing::debug!(function = %e.function, "evicting idle environment to make room");
@@ -263,7 +317,7 @@ impl Pool {
         for e in displaced {
             e.sandbox.stop().await;
         }
-        match self.start(starting.id, spec, epoch, false).await {
+        match self.start(starting.id, spec, epochs, false).await {
             Ok(env) => {
                 let env = Arc::new(env);
                 let mut st = self.state.lock();
@@ -287,7 +341,132 @@ impl Pool {
         Starting { pool: self, id }
     }
 
-    async fn start(&self, id: u64, spec: &EnvSpec, epoch: u64, provisioned: bool) -> Result<Environment, AwsError> {
+    /// With no idle environment for `key` but a replacement of it starting ahead (after a
+    /// code change) that no other invocation waits for, waits until that one is ready (or
+    /// failed): the invocation then takes it rather than starting a second one beside it.
+    async fn await_warming(&self, key: &str) {
+        let claimed = {
+            let mut st = self.state.lock();
+            let idle = st.idle.get(key).is_some_and(|v| !v.is_empty());
+            match st.warming.get_mut(key) {
+                Some(w) if !idle && w.claimed < w.starting => {
+                    w.claimed += 1;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !claimed {
+            return;
+        }
+        let until = tokio::time::Instant::now() + READY_WAIT;
+        loop {
+            let warmed = self.warmed.notified();
+            tokio::pin!(warmed);
+            warmed.as_mut().enable();
+            {
+                let st = self.state.lock();
+                let idle = st.idle.get(key).is_some_and(|v| !v.is_empty());
+                if idle || !st.warming.contains_key(key) {
+                    break;
+                }
+            }
+            if tokio::time::timeout_at(until, warmed).await.is_err() {
+                break;
+            }
+        }
+        if let Some(w) = self.state.lock().warming.get_mut(key) {
+            w.claimed = w.claimed.saturating_sub(1);
+        }
+    }
+
+    /// Starts a replacement of `spec`'s environment ahead of its next invocation (its code
+    /// changed in place while it had a warm one, so the user is about to invoke again). It
+    /// goes idle once its runtime is ready; meanwhile an invocation that finds no idle one
+    /// waits for it. Returns once the sandbox runs (or could not start), not once it is ready.
+    async fn prestart(self: &Arc<Self>, spec: Arc<EnvSpec>) {
+        let epochs = {
+            let mut st = self.state.lock();
+            if st.shutting_down || st.live >= self.max {
+                return;
+            }
+            st.live += 1;
+            st.warming.entry(spec.key.clone()).or_default().starting += 1;
+            st.epochs_for(&spec)
+        };
+        let key = spec.key.clone();
+        let starting = self.starting(&spec);
+        let env = match self.start(starting.id, &spec, epochs, false).await {
+            Ok(env) => {
+                let env = Arc::new(env);
+                self.state.lock().all.insert(env.id, env.clone());
+                drop(starting);
+                env
+            }
+            Err(e) => {
+                tracing::warn!(function = %spec.function, error = %e.message, "cannot start a replacement ahead");
+                {
+                    let mut st = self.state.lock();
+                    st.live -= 1;
+                    st.end_warming(&key);
+                }
+                self.warmed.notify_waiters();
+                return;
+            }
+        };
+        tracing::debug!(function = %env.function, env = env.id, "replacement started ahead");
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let ready = wait_ready(&env).await;
+            let (kept, again) = {
+                let mut st = pool.state.lock();
+                let kept = ready.is_ok() && st.current(&env) && !st.shutting_down && !env.endpoint.is_dead();
+                if kept {
+                    let _ = env.init_took.set(env.created.elapsed());
+                    st.idle.entry(key.clone()).or_default().push(Idle { env: env.clone(), since: Instant::now() });
+                } else {
+                    st.forget(&env);
+                }
+                st.end_warming(&key);
+                // The code changed again while it started (and nothing else replaces it): the
+                // same spec starts once more. After a drain (an update) the spec is an old one.
+                let (epoch, version_epoch) = st.epochs_for(&env.spec);
+                let again = ready.is_ok()
+                    && !kept
+                    && !st.shutting_down
+                    && epoch == env.epoch
+                    && version_epoch != env.version_epoch
+                    && !st.warming.contains_key(&key);
+                (kept, again)
+            };
+            pool.warmed.notify_waiters();
+            if again {
+                pool.prestart_soon(env.spec.clone());
+            }
+            match ready {
+                Ok(()) if kept => tracing::debug!(function = %env.function, env = env.id, "replacement ready"),
+                Ok(()) => env.sandbox.stop().await,
+                Err(why) => {
+                    tracing::info!(function = %env.function, env = env.id, why, "the replacement started ahead did not become ready");
+                    env.sandbox.stop().await;
+                }
+            }
+        });
+    }
+
+    /// [`Pool::prestart`] in a task of its own.
+    fn prestart_soon(self: &Arc<Self>, spec: Arc<EnvSpec>) {
+        let pool = self.clone();
+        tokio::spawn(async move { pool.prestart(spec).await });
+    }
+
+    async fn start(
+        &self,
+        id: u64,
+        spec: &Arc<EnvSpec>,
+        (epoch, version_epoch): (u64, u64),
+        provisioned: bool,
+    ) -> Result<Environment, AwsError> {
         let function = spec.function.clone();
         let endpoint = Endpoint::new(format!("{function}#{id}"));
         let listener = runtime_api::serve(self.sandboxes.bind_ip(spec.kind), endpoint.clone())
@@ -328,6 +507,9 @@ impl Pool {
             created,
             uses: AtomicU64::new(0),
             epoch,
+            version_epoch,
+            spec: spec.clone(),
+            init_took: std::sync::OnceLock::new(),
             provisioned,
             dirs: env_dirs(spec),
             debug: spec.debug.is_some(),
@@ -343,28 +525,92 @@ impl Pool {
             return;
         }
         let mut st = self.state.lock();
-        // A provisioned environment runs a published version, which no update changes.
-        let current = st.epochs.get(&env.function).copied().unwrap_or(0) == env.epoch || st.kept(&env);
-        if healthy && current && !st.shutting_down && !env.endpoint.is_dead() {
+        if healthy && st.current(&env) && !st.shutting_down && !env.endpoint.is_dead() {
             st.idle.entry(env.key.clone()).or_default().push(Idle { env, since: Instant::now() });
             return;
         }
+        // Provisioned concurrency replaces what it keeps at once.
+        let refill = st.kept(&env).then(|| env.key.clone());
         st.forget(&env);
         drop(st);
         tokio::spawn(async move { env.sandbox.stop().await });
+        if let (Some(key), Some(pool)) = (refill, self.me.upgrade()) {
+            tokio::spawn(async move {
+                if let Err(e) = pool.fill(&key).await {
+                    tracing::warn!(key, error = %e, "cannot replace provisioned environments");
+                }
+            });
+        }
     }
 
     /// Stops a function's idle environments; busy ones are stopped when released.
-    pub fn drain(&self, function: &str) {
+    /// Provisioned ones stay: they run a published version, which no update changes.
+    pub fn drain(&self, id: &FunctionId) {
         let stopped = {
             let mut st = self.state.lock();
-            *st.epochs.entry(function.to_string()).or_default() += 1;
+            *st.epochs.entry(id.clone()).or_default() += 1;
             let kept: Vec<u64> = st.all.values().filter(|e| st.kept(e)).map(|e| e.id).collect();
-            Self::take_idle(&mut st, |i| i.env.function == function && !kept.contains(&i.env.id))
+            Self::take_idle(&mut st, |i| i.env.spec.is(id) && !kept.contains(&i.env.id))
         };
         for env in stopped {
             tokio::spawn(async move { env.sandbox.stop().await });
         }
+    }
+
+    /// The code of `versions` of a function changed in place (hot reload): their
+    /// environments are retired, provisioned ones too (idle ones at once, busy ones when
+    /// their invocation ends), and (with `ahead`: the code is there to start) replacements
+    /// start ahead: provisioned concurrency fills up again, and each pool key that had an
+    /// on-demand environment gets one new one, which the next invocation finds ready or
+    /// starting. The retired environments are stopped
+    /// after the replacements have started, so that their removal does not slow the starts.
+    pub fn retire(self: &Arc<Self>, id: &FunctionId, versions: &[String], start_ahead: bool) {
+        let hit = |e: &Environment| e.spec.is(id) && versions.contains(&e.spec.version);
+        let (old, ahead, refill) = {
+            let mut st = self.state.lock();
+            for v in versions {
+                *st.version_epochs.entry((id.clone(), v.clone())).or_default() += 1;
+            }
+            let mut ahead: Vec<Arc<EnvSpec>> = Vec::new();
+            let mut refill: Vec<String> = Vec::new();
+            for e in st.all.values().filter(|e| hit(e)) {
+                if st.kept(e) {
+                    if !refill.contains(&e.key) {
+                        refill.push(e.key.clone());
+                    }
+                } else if !e.debug && !ahead.iter().any(|s| s.key == e.key) {
+                    ahead.push(e.spec.clone());
+                }
+            }
+            if !start_ahead {
+                ahead.clear();
+                refill.clear();
+            }
+            (Self::take_idle(&mut st, |i| hit(&i.env)), ahead, refill)
+        };
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let fills: Vec<_> = refill
+                .into_iter()
+                .map(|key| {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = pool.fill(&key).await {
+                            tracing::warn!(key, error = %e, "cannot replace provisioned environments");
+                        }
+                    })
+                })
+                .collect();
+            for spec in ahead {
+                pool.prestart(spec).await;
+            }
+            for env in old {
+                env.sandbox.stop().await;
+            }
+            for f in fills {
+                let _ = f.await;
+            }
+        });
     }
 
     fn reap(self: &Arc<Self>) {
@@ -453,7 +699,7 @@ impl Pool {
 
     async fn fill_loop(self: &Arc<Self>, key: &str) -> Result<usize, String> {
         loop {
-            let (spec, epoch, evicted) = {
+            let (spec, epochs, evicted) = {
                 let mut st = self.state.lock();
                 if st.shutting_down {
                     return Err("server is shutting down".into());
@@ -486,13 +732,16 @@ impl Pool {
                 if let Some(p) = st.provisioned.get_mut(key) {
                     p.have += 1;
                 }
-                (spec, st.epochs.get(&spec_function(key)).copied().unwrap_or(0), evicted)
+                // Invocations that find no idle environment meanwhile wait for this one.
+                st.warming.entry(key.to_string()).or_default().starting += 1;
+                let epochs = st.epochs_for(&spec);
+                (spec, epochs, evicted)
             };
             if let Some(e) = evicted {
                 e.sandbox.stop().await;
             }
             let starting = self.starting(&spec);
-            let started = self.start(starting.id, &spec, epoch, true).await.map_err(|e| e.message.clone());
+            let started = self.start(starting.id, &spec, epochs, true).await.map_err(|e| e.message.clone());
             let ready = match started {
                 Ok(env) => {
                     let env = Arc::new(env);
@@ -503,6 +752,7 @@ impl Pool {
                     };
                     drop(starting);
                     if closing {
+                        self.state.lock().end_warming(key);
                         env.sandbox.stop().await;
                         return Err("server is shutting down".into());
                     }
@@ -524,19 +774,38 @@ impl Pool {
                     Err(why)
                 }
             };
-            let env = ready?;
-            tracing::info!(function = %env.function, env = env.id, "provisioned environment ready");
-            let closing = {
+            let warmed = || {
+                self.state.lock().end_warming(key);
+                self.warmed.notify_waiters();
+            };
+            let env = match ready {
+                Ok(env) => env,
+                Err(why) => {
+                    warmed();
+                    return Err(why);
+                }
+            };
+            let (closing, stale) = {
                 let mut st = self.state.lock();
-                if !st.shutting_down {
+                st.end_warming(key);
+                // Its code changed in place while it started: another one starts.
+                let stale = !st.current(&env);
+                if stale {
+                    st.forget(&env);
+                } else if !st.shutting_down {
                     st.idle.entry(env.key.clone()).or_default().push(Idle { env: env.clone(), since: Instant::now() });
                 }
-                st.shutting_down
+                (st.shutting_down, stale)
             };
-            if closing {
+            self.warmed.notify_waiters();
+            if closing || stale {
                 env.sandbox.stop().await;
-                return Err("server is shutting down".into());
+                if closing {
+                    return Err("server is shutting down".into());
+                }
+                continue;
             }
+            tracing::info!(function = %env.function, env = env.id, "provisioned environment ready");
         }
     }
 
@@ -595,6 +864,9 @@ impl Pool {
             created: Instant::now(),
             uses: AtomicU64::new(0),
             epoch: 0,
+            version_epoch: 0,
+            spec: Arc::new(spec.clone()),
+            init_took: std::sync::OnceLock::new(),
             provisioned: false,
             // Its layers, which the attached runtime may load, stay unpacked while attached.
             dirs: env_dirs(spec),
@@ -683,6 +955,15 @@ impl Pool {
     }
 }
 
+/// The idle environment to serve next: a provisioned one first (it is there for this), else
+/// the one idle last.
+fn take_one(idle: &mut Vec<Idle>) -> Option<Idle> {
+    match idle.iter().rposition(|i| i.env.provisioned) {
+        Some(i) => Some(idle.remove(i)),
+        None => idle.pop(),
+    }
+}
+
 /// An environment start in progress: its directories count as in use while this lives.
 struct Starting<'a> {
     pool: &'a Pool,
@@ -713,10 +994,8 @@ fn attach_info(env: &Environment) -> Option<AttachInfo> {
     })
 }
 
-/// The function name in a pool key (`name:version:revision`).
-fn spec_function(key: &str) -> String {
-    key.split(':').next().unwrap_or_default().to_string()
-}
+/// Longest wait for an environment started ahead to become ready.
+const READY_WAIT: Duration = Duration::from_secs(60);
 
 /// Waits until a new environment's runtime asks for its first invocation (init done), or
 /// says why it will not.
@@ -729,6 +1008,6 @@ async fn wait_ready(env: &Environment) -> Result<(), String> {
             Ok(d) => format!("the runtime failed during init: {:?}", *d),
             Err(_) => "runtime api closed".to_string(),
         }),
-        _ = tokio::time::sleep(Duration::from_secs(60)) => Err("init timed out after 60 s".into()),
+        _ = tokio::time::sleep(READY_WAIT) => Err(format!("init timed out after {} s", READY_WAIT.as_secs())),
     }
 }

@@ -40,6 +40,7 @@ fn spec(function: &str, handler: &str, timeout: Duration) -> Arc<EnvSpec> {
         image_config: ImageConfig::default(),
         code_dir: None,
         layer_dirs: Vec::new(),
+        live_layers: false,
         region: "us-east-1".into(),
         account: "000000000000".into(),
         log_group: format!("/aws/lambda/{function}"),
@@ -155,23 +156,151 @@ async fn drain_stops_old_environments() {
     let e = engine(10, 10, LONG);
     let s = spec("d", "echo", LONG);
     let (before, _) = answer(&e.invoke(s.clone(), request("{}")).await.expect("before"));
-    e.drain("d");
+    e.drain(&s.function_id());
     assert_eq!(e.counts(), (0, 0, 0), "the idle environment is stopped at once");
     let (after, _) = answer(&e.invoke(s.clone(), request("{}")).await.expect("after"));
     assert_ne!(before, after, "after a drain, a new environment serves");
 
     // A busy environment is not reused after a drain that happened while it ran.
     let slow = spec("d", "sleep:200", LONG);
-    e.drain("d");
+    e.drain(&s.function_id());
     let busy = tokio::spawn({
         let (e, s) = (e.clone(), slow.clone());
         async move { e.invoke(s, request("{}")).await }
     });
     wait_until("the slow invocation is busy", || e.counts().2 == 1).await;
-    e.drain("d");
+    e.drain(&s.function_id());
     answer(&busy.await.expect("task").expect("busy invocation"));
     assert_eq!(e.counts().1, 0, "the drained environment did not go back to idle");
     wait_until("the drained environment is stopped", || e.counts().0 == 0).await;
+}
+
+/// `spec` in another region (same name, same pool key shape).
+fn in_region(s: &EnvSpec, region: &str) -> Arc<EnvSpec> {
+    let mut s = s.clone();
+    s.region = region.into();
+    s.key = format!("{region}:{}", s.key);
+    Arc::new(s)
+}
+
+#[tokio::test]
+async fn drain_and_retire_leave_the_same_name_in_another_region_alone() {
+    let e = engine(10, 10, LONG);
+    let here = spec("same", "echo", LONG);
+    let there = in_region(&here, "eu-west-1");
+    let (a, _) = answer(&e.invoke(here.clone(), request("{}")).await.expect("here"));
+    let (b, _) = answer(&e.invoke(there.clone(), request("{}")).await.expect("there"));
+    e.drain(&here.function_id());
+    e.retire(&here.function_id(), &["$LATEST".to_string()], true);
+    let (b2, _) = answer(&e.invoke(there.clone(), request("{}")).await.expect("there again"));
+    assert_eq!(b, b2, "the other region's environment keeps serving");
+    let (a2, _) = answer(&e.invoke(here.clone(), request("{}")).await.expect("here again"));
+    assert_ne!(a, a2, "this region's environment was replaced");
+}
+
+#[tokio::test]
+async fn retire_starts_the_replacement_ahead() {
+    let e = engine(10, 10, LONG);
+    let s = spec("ahead", "echo", LONG);
+    let first = e.invoke(s.clone(), request("{}")).await.expect("first");
+    assert!(first.init_duration.is_some(), "a cold start reports its init");
+    let (before, _) = answer(&first);
+    let warm = e.invoke(s.clone(), request("{}")).await.expect("warm");
+    assert!(warm.init_duration.is_none());
+    e.retire(&s.function_id(), &["$LATEST".to_string()], true);
+    // The old one goes, and a new one is started and goes idle with no invocation asking.
+    wait_until("the replacement is idle and the old one gone", || e.counts() == (1, 1, 0)).await;
+    let run = e.invoke(s.clone(), request("{}")).await.expect("after");
+    let (after, _) = answer(&run);
+    assert_ne!(before, after, "the replacement serves");
+    assert!(run.init_duration.is_some(), "its first invocation reports the init it had");
+    let again = e.invoke(s.clone(), request("{}")).await.expect("again");
+    assert_eq!(answer(&again).0, after);
+    assert!(again.init_duration.is_none());
+    // Another version's environments are not retired.
+    let mut v1 = (*s).clone();
+    v1.version = "1".into();
+    v1.key = "ahead:1:r1".into();
+    let v1 = Arc::new(v1);
+    let (one, _) = answer(&e.invoke(v1.clone(), request("{}")).await.expect("v1"));
+    e.retire(&s.function_id(), &["$LATEST".to_string()], true);
+    assert_eq!(answer(&e.invoke(v1.clone(), request("{}")).await.expect("v1 again")).0, one);
+}
+
+#[tokio::test]
+async fn an_invoke_waits_for_the_replacement_starting_ahead() {
+    let e = engine(10, 10, LONG);
+    let s = spec("waits", "hold:waits", LONG);
+    sandbox::fake::release("waits");
+    let (before, _) = answer(&e.invoke(s.clone(), request("{}")).await.expect("first"));
+    e.retire(&s.function_id(), &["$LATEST".to_string()], true);
+    wait_until("the replacement's start is held", || sandbox::fake::held("waits") == 1).await;
+    let run = tokio::spawn({
+        let (e, s) = (e.clone(), s.clone());
+        async move { e.invoke(s, request("{}")).await }
+    });
+    wait_until("the invocation is busy", || e.counts().2 == 1).await;
+    // It waits for the replacement: no second start beside it.
+    assert_eq!(sandbox::fake::held("waits"), 1);
+    sandbox::fake::release("waits");
+    let (after, _) = answer(&run.await.expect("task").expect("the invocation"));
+    assert_ne!(before, after);
+    assert_eq!(e.counts(), (1, 1, 0), "one environment: the replacement");
+}
+
+#[tokio::test]
+async fn a_change_during_the_replacements_start_starts_another() {
+    let e = engine(10, 10, LONG);
+    let s = spec("again", "hold:again", LONG);
+    sandbox::fake::release("again");
+    answer(&e.invoke(s.clone(), request("{}")).await.expect("first"));
+    let retire = || e.retire(&s.function_id(), &["$LATEST".to_string()], true);
+    retire();
+    wait_until("the replacement's start is held", || sandbox::fake::held("again") == 1).await;
+    // Changed again while it starts: it comes up on the old code, so another one follows.
+    retire();
+    sandbox::fake::release("again");
+    wait_until("a second replacement's start is held", || sandbox::fake::held("again") == 1).await;
+    assert_eq!(e.counts().1, 0, "the stale replacement never went idle");
+    sandbox::fake::release("again");
+    wait_until("the second replacement is the one idle environment", || e.counts() == (1, 1, 0)).await;
+}
+
+#[tokio::test]
+async fn retire_replaces_provisioned_environments() {
+    let e = engine(10, 10, LONG);
+    // Each invocation takes a while, so that one can be caught busy.
+    let mut p = (*spec("prov", "sleep:300", LONG)).clone();
+    p.version = "1".into();
+    p.key = "prov:1:r1".into();
+    p.provisioned = true;
+    let p = Arc::new(p);
+    assert_eq!(e.provision(p.clone(), 2).await.expect("provisioned"), 2);
+    let first = e.invoke(p.clone(), request("{}")).await.expect("first");
+    assert!(first.init_duration.is_none(), "provisioned: no cold start");
+    let (old, _) = answer(&first);
+    // A drain (an update of $LATEST) keeps them; a change of their code in place does not.
+    e.drain(&p.function_id());
+    assert_eq!(answer(&e.invoke(p.clone(), request("{}")).await.expect("kept")).0, old);
+    e.retire(&p.function_id(), &["1".to_string()], true);
+    wait_until("two fresh provisioned environments are idle", || e.counts() == (2, 2, 0)).await;
+    let (new, _) = answer(&e.invoke(p.clone(), request("{}")).await.expect("after"));
+    assert_ne!(old, new, "a fresh provisioned environment serves");
+    // A busy one is replaced when its invocation ends.
+    let busy = tokio::spawn({
+        let (e, p) = (e.clone(), p.clone());
+        async move { e.invoke(p, request("{}")).await }
+    });
+    wait_until("busy", || e.counts().2 == 1).await;
+    let (_, idle_before, _) = e.counts();
+    assert_eq!(idle_before, 1);
+    e.retire(&p.function_id(), &["1".to_string()], true);
+    let (was_busy, _) = answer(&busy.await.expect("task").expect("busy"));
+    wait_until("two fresh provisioned environments again", || e.counts() == (2, 2, 0)).await;
+    for _ in 0..3 {
+        let (env, _) = answer(&e.invoke(p.clone(), request("{}")).await.expect("after busy"));
+        assert_ne!(env, was_busy, "the retired busy environment does not serve again");
+    }
 }
 
 #[tokio::test]
@@ -341,7 +470,7 @@ async fn a_starting_environment_keeps_its_code_dirs_in_use() {
     assert_eq!(payload, "{}");
     // Idle now: still in use; once drained, not any more (the start left nothing behind).
     assert!(e.dirs_in_use().contains(&code), "an idle environment's code dir is in use");
-    e.drain("starting");
+    e.drain(&s.function_id());
     wait_until("no directory is in use after the drain", || e.dirs_in_use().is_empty()).await;
     assert_eq!(e.counts(), (0, 0, 0));
 }

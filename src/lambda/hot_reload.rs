@@ -8,15 +8,17 @@
 //! layer), and storage never touches it (it is no blob and no `code/<digest>` tree).
 //!
 //! The [`watch`](super::watch) thread reports each burst of changes to a directory once; the
-//! functions that run from it have their environments retired through the engine's pool
-//! ([`crate::engine::Engine::drain`]: idle ones at once, a busy one when its invocation
-//! ends), so the next invoke starts the new code. Other functions are not touched. The next
-//! cold start's log says what changed.
+//! function versions that run from it (by region and name: the same name in another region
+//! is another function) have their environments retired through the engine's pool
+//! ([`crate::engine::Engine::retire`]: idle ones at once, a busy one when its invocation
+//! ends, provisioned ones too), and replacements start at once, so the next invoke finds
+//! the new code ready or starting. Other functions are not touched. The first invocation on
+//! a replacement says in its log what changed.
 //!
 //! GetFunction reports the directory as `Code.Location` (`file:///abs/dir`), with
 //! LocalStack's placeholders: `CodeSha256` [`CODE_SHA256`], `CodeSize` 0.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -26,7 +28,7 @@ use super::Lambda;
 use super::model::FunctionConfig;
 use super::watch::{Change, DirWatcher, Filter};
 use crate::aws::AwsError;
-use crate::engine::Engine;
+use crate::engine::{Engine, FunctionId};
 
 /// `CodeSha256` of hot-reload code and layers: LocalStack's placeholder (there is no
 /// archive to hash, and the directory changes under it).
@@ -37,8 +39,8 @@ pub fn location(dir: &str) -> String {
     format!("file://{dir}")
 }
 
-/// Who runs from a directory: (region, function) pairs.
-type Users = HashMap<PathBuf, BTreeSet<(String, String)>>;
+/// Who runs from a directory: (region, function, version) triples.
+type Users = HashMap<PathBuf, BTreeSet<(String, String, String)>>;
 
 /// What the watcher thread and the invoke path share.
 #[derive(Default)]
@@ -64,6 +66,8 @@ impl Shared {
 pub struct HotReload {
     /// `--hot-reload-bucket`.
     bucket: String,
+    /// The account the functions belong to.
+    account: String,
     filter: Filter,
     engine: Weak<Engine>,
     shared: Arc<Shared>,
@@ -81,6 +85,7 @@ impl HotReload {
         });
         HotReload {
             bucket: cfg.hot_reload_bucket.clone(),
+            account: cfg.account_id.clone(),
             filter,
             engine: Arc::downgrade(engine),
             shared: Arc::default(),
@@ -134,7 +139,7 @@ impl HotReload {
 
     /// Whether a function (of any region) runs from a watched directory.
     pub fn uses(&self, function: &str) -> bool {
-        self.shared.users.lock().values().any(|u| u.iter().any(|(_, f)| f == function))
+        self.shared.users.lock().values().any(|u| u.iter().any(|(_, f, _)| f == function))
     }
 
     /// Watches exactly the hot-reload directories the stored functions and layers name
@@ -147,7 +152,8 @@ impl HotReload {
                 for c in std::iter::once(&rec.latest).chain(rec.versions.values()) {
                     let dirs = c.hot_reload_dir.iter().chain(c.layers.iter().filter_map(|l| l.hot_reload_dir.as_ref()));
                     for d in dirs {
-                        users.entry(PathBuf::from(d)).or_default().insert((region.clone(), c.name.clone()));
+                        let user = (region.clone(), c.name.clone(), c.version.clone());
+                        users.entry(PathBuf::from(d)).or_default().insert(user);
                     }
                 }
             }
@@ -175,9 +181,10 @@ impl HotReload {
         };
         let shared = self.shared.clone();
         let engine = self.engine.clone();
+        let account = self.account.clone();
         let started = DirWatcher::start(self.filter.clone(), move |change| {
             let _in_runtime = runtime.enter();
-            on_change(&shared, &engine, &change);
+            on_change(&shared, &engine, &account, &change);
         });
         match started {
             Ok(w) => Some(w),
@@ -189,13 +196,17 @@ impl HotReload {
     }
 }
 
-/// A burst of changes to `change.root`: every function that runs from it gets a note for
-/// its next cold start, and its environments are retired.
-fn on_change(shared: &Shared, engine: &Weak<Engine>, change: &Change) {
+/// A burst of changes to `change.root`: every function version that runs from it gets a
+/// note for its next cold start, and its environments are retired (and replaced).
+fn on_change(shared: &Shared, engine: &Weak<Engine>, account: &str, change: &Change) {
     let users = shared.users.lock().get(&change.root).cloned().unwrap_or_default();
     let dir = change.root.display().to_string();
     let file = change.first.display().to_string();
-    let functions: BTreeSet<&str> = users.iter().map(|(_, f)| f.as_str()).collect();
+    let mut versions: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
+    for (region, f, v) in &users {
+        versions.entry((region.as_str(), f.as_str())).or_default().push(v.clone());
+    }
+    let functions: BTreeSet<&str> = versions.keys().map(|(_, f)| *f).collect();
     if change.missing {
         tracing::warn!(dir, ?functions, "hot reload: the directory is gone: invocations fail until it is back");
     } else {
@@ -217,13 +228,15 @@ fn on_change(shared: &Shared, engine: &Weak<Engine>, change: &Change) {
     let note = format!("[hot-reload] {what}: this environment was started for the new code\n");
     {
         let mut notes = shared.notes.lock();
-        for key in &users {
-            notes.insert(key.clone(), note.clone());
+        for (region, f) in versions.keys() {
+            notes.insert((region.to_string(), f.to_string()), note.clone());
         }
     }
     if let Some(engine) = engine.upgrade() {
-        for f in functions {
-            engine.drain(f);
+        for ((region, name), versions) in &versions {
+            let id = FunctionId { account: account.to_string(), region: region.to_string(), name: name.to_string() };
+            // A directory that is gone has nothing to start: invokes get its init error.
+            engine.retire(&id, versions, !change.missing);
         }
     }
 }

@@ -211,6 +211,7 @@ pub(crate) fn spec_of(c: &FunctionConfig, key: String, scope: &Scope) -> EnvSpec
         image_config: image_config(c.image_config.as_ref()),
         code_dir: None,
         layer_dirs: Vec::new(),
+        live_layers: false,
         region: scope.region.clone(),
         account: scope.account.clone(),
         log_group: log_group(c),
@@ -302,6 +303,7 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
     }
     spec.code_dir = code_dir;
     spec.layer_dirs = layer_dirs;
+    spec.live_layers = c.layers.iter().any(|l| l.hot_reload_dir.is_some());
     spec.kind = kind;
     spec.reason = reason;
     spec.debug = lambda.cfg.debug_port(&c.name).map(|port| crate::engine::debug::DebugSpec { port });

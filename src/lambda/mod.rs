@@ -121,10 +121,15 @@ impl Lambda {
     }
 
     /// Forgets cached specs and stops warm environments of a function (after an update).
-    pub fn drain(&self, function: &str) {
+    pub fn drain(&self, scope: &model::Scope, function: &str) {
         let prefix = format!("{function}:");
         self.specs.lock().retain(|k, _| !k.starts_with(&prefix));
-        self.engine.drain(function);
+        let id = crate::engine::FunctionId {
+            account: scope.account.clone(),
+            region: scope.region.clone(),
+            name: function.to_string(),
+        };
+        self.engine.drain(&id);
         // Its idle environments are gone now: code the change stopped referencing can go.
         self.stores.collect();
     }

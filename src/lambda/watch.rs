@@ -138,8 +138,16 @@ impl DirWatcher {
     }
 }
 
-/// The files (and links) under a directory just created, at most [`MAX_WALK`] of them.
+/// The files (and links) under a directory just created, at most [`MAX_WALK`] of them, in
+/// name order (the order a build most likely wrote them in: the burst's first file is
+/// reported, and a directory's own order is its hash order).
 fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = files_walked(dir);
+    out.sort();
+    out
+}
+
+fn files_walked(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

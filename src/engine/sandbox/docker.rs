@@ -121,6 +121,8 @@ pub struct Container {
     /// The OOM kills in the container's memory cgroup, from the host's cgroup files (a local
     /// engine): looked up on first use, None where they cannot be read.
     oom: OnceLock<Option<Arc<OomCount>>>,
+    /// The `/opt` merged for this container alone (layers that change in place).
+    _opt: Option<layers::Scratch>,
 }
 
 /// What one container start is for: the environment's spec, image, Runtime API address,
@@ -424,12 +426,25 @@ impl Inner {
                 )));
             }
         }
+        let mut scratch = None;
         let opt_dir = if spec.layer_dirs.is_empty() || spec.package == PackageType::Image {
             None
         } else if let [only] = spec.layer_dirs.as_slice() {
             // One layer is its own merge: mounted as it is (a hot-reload layer directory
             // then shows its changes at /opt).
             Some(only.clone())
+        } else if spec.live_layers {
+            // A hot-reload layer changes in place: a merge made once would go stale, so this
+            // container gets one of its own (hard links, made in moments), removed with it.
+            let dir =
+                self.run_root.join(self.owner.pid.to_string()).join(format!("opt-{}", uuid::Uuid::new_v4().simple()));
+            let (dest, dirs) = (dir.clone(), spec.layer_dirs.clone());
+            tokio::task::spawn_blocking(move || layers::merge_into(&dest, &dirs))
+                .await
+                .map_err(|e| AwsError::service(format!("layer merge failed: {e}")))?
+                .map_err(|e| AwsError::service(format!("cannot merge the function's layers: {e}")))?;
+            scratch = Some(layers::Scratch(dir.clone()));
+            Some(dir)
         } else {
             let root = self.merged_root.clone();
             let dirs = spec.layer_dirs.clone();
@@ -473,7 +488,10 @@ impl Inner {
         let launch = Launch { spec, image: &image, api, files, endpoint: &endpoint, log: &log, debug: debug.as_ref() };
         loop {
             match self.start_once(engine, &launch, fifo).await {
-                Ok(c) => return Ok(c),
+                Ok(mut c) => {
+                    c._opt = scratch;
+                    return Ok(c);
+                }
                 Err(Failure::NoShell) if fifo => {
                     tracing::info!(image = %image, "image has no /bin/sh: reading its output through docker attach");
                     self.image_slot(&image).lock().await.no_shell = true;
@@ -556,8 +574,14 @@ impl Inner {
         };
         let fifo = matches!(output, Output::Fifo(_));
         // From here on, dropping `container` (on any error) removes it.
-        let container =
-            Container { id: id.clone(), inner: self.clone(), stopped: stopped.clone(), output, oom: OnceLock::new() };
+        let container = Container {
+            id: id.clone(),
+            inner: self.clone(),
+            stopped: stopped.clone(),
+            output,
+            oom: OnceLock::new(),
+            _opt: None,
+        };
         if self.closing.load(Ordering::SeqCst) {
             container.stop().await;
             return Err(AwsError::service("server is shutting down").into());

@@ -324,7 +324,7 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, m: input::UpdateFunctionCodeRequ
         rec.latest = Arc::new(c);
         Ok(if publish { Some(publish_into(rec, None)) } else { None })
     })?;
-    ctx.lambda.drain(&name);
+    ctx.lambda.drain(&ctx.scope, &name);
     if hot.is_some() || cur.hot_reload_dir.is_some() {
         ctx.lambda.hot_reload.sync(ctx.lambda);
     }
@@ -366,7 +366,7 @@ pub(super) fn update_configuration(
         rec.latest = Arc::new(c);
         Ok(())
     })?;
-    ctx.lambda.drain(&name);
+    ctx.lambda.drain(&ctx.scope, &name);
     if hot_layers || ctx.lambda.hot_reload.uses(&name) {
         ctx.lambda.hot_reload.sync(ctx.lambda);
     }
@@ -398,7 +398,7 @@ pub(super) fn delete_function(ctx: &Ctx, raw: &str) -> R {
                 unprovision(ctx.lambda, &ctx.scope, &name, key);
             }
             ctx.store().delete_function(&name)?.ok_or_else(|| not_found(ctx, &name, None))?;
-            ctx.lambda.drain(&name);
+            ctx.lambda.drain(&ctx.scope, &name);
             if ctx.lambda.hot_reload.uses(&name) {
                 ctx.lambda.hot_reload.sync(ctx.lambda);
             }
@@ -425,7 +425,7 @@ pub(super) fn delete_function(ctx: &Ctx, raw: &str) -> R {
                 forget_qualifier(rec, v);
                 Ok(())
             })?;
-            ctx.lambda.drain(&name);
+            ctx.lambda.drain(&ctx.scope, &name);
         }
     }
     Ok(http_util::empty(StatusCode::NO_CONTENT))

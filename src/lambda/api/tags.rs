@@ -54,7 +54,7 @@ pub(super) fn tag_resource(ctx: &Ctx, resource: &str, input: input::TagResourceR
         Ok(())
     })?;
     if tags.contains_key("force-docker") {
-        ctx.lambda.drain(&name);
+        ctx.lambda.drain(&ctx.scope, &name);
     }
     Ok(http_util::empty(StatusCode::NO_CONTENT))
 }
@@ -74,6 +74,6 @@ pub(super) fn untag_resource(ctx: &Ctx, resource: &str) -> R {
         }
         Ok(())
     })?;
-    ctx.lambda.drain(&name);
+    ctx.lambda.drain(&ctx.scope, &name);
     Ok(http_util::empty(StatusCode::NO_CONTENT))
 }

@@ -39,6 +39,10 @@ pub(super) fn publish_version(ctx: &Ctx, raw: &str, input: input::PublishVersion
         }
         Ok(publish_into(rec, description.clone()))
     })?;
+    // A version running from a directory is watched too: its environments are retired on a change.
+    if v.hot_reload_dir.is_some() || v.layers.iter().any(|l| l.hot_reload_dir.is_some()) {
+        ctx.lambda.hot_reload.sync(ctx.lambda);
+    }
     ok_json(StatusCode::CREATED, v.to_json(&ctx.scope, true))
 }
 

@@ -32,6 +32,30 @@ pub fn merge(root: &Path, layers: &[PathBuf]) -> std::io::Result<PathBuf> {
     result.map(|()| dest)
 }
 
+/// Merges `layers` into `dest`, a new directory of its own (layers that change in place,
+/// merged for one container). Files are hard-linked where possible.
+pub fn merge_into(dest: &Path, layers: &[PathBuf]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    let result = layers.iter().try_for_each(|l| overlay(l, dest));
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(dest);
+    }
+    result
+}
+
+/// A merge made for one container: removed (on a thread of its own) when dropped. Only
+/// links and copies are removed, never what they point at.
+pub struct Scratch(pub PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let dir = std::mem::take(&mut self.0);
+        let _ = std::thread::Builder::new().name("opt-sweep".into()).spawn(move || {
+            let _ = std::fs::remove_dir_all(dir);
+        });
+    }
+}
+
 /// Copies the tree `src` onto `dst`, replacing whatever is in the way.
 fn overlay(src: &Path, dst: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(src)? {
