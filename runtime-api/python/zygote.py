@@ -31,9 +31,15 @@ import importlib.machinery  # noqa: F401
 import json
 import site  # noqa: F401
 import time
-import marshal
-import select
 import atexit
+import gc
+
+# The zygote's own modules are taken out of the children's sys.modules, so that a child's
+# imports find what an exec'd bootstrap's would (a task-root `ctypes.py` included).
+_BASELINE = frozenset(sys.modules)
+
+import marshal  # noqa: E402
+import select  # noqa: E402
 
 try:
     import ctypes
@@ -43,6 +49,8 @@ try:
 except Exception as e:  # noqa: BLE001
     sys.stderr.write("zygote: no ctypes prctl (%s)\n" % e)
     sys.exit(3)
+
+_OWN_MODULES = frozenset(sys.modules) - _BASELINE
 
 if not hasattr(os, "pidfd_open") or not hasattr(_socket.socket, "sendmsg"):
     sys.stderr.write("zygote: this interpreter has no os.pidfd_open or socket.sendmsg\n")
@@ -103,6 +111,8 @@ def _child(req, out_fd, go_r, ctl, kids, run, code):
         time.tzset()
         os.chdir(req["cwd"])
         sys.argv[:] = [run]
+        for name in _OWN_MODULES:
+            sys.modules.pop(name, None)
         main = type(sys)("__main__")
         main.__file__ = run
         main.__builtins__ = __builtins__
@@ -189,6 +199,10 @@ def main():
     kids = {}
     poller = select.poll()
     poller.register(_CTL_FD, select.POLLIN)
+    # What exists now is shared with every child: the collector leaves it alone, so that
+    # the pages it is on stay shared (copy-on-write) instead of being written by each child.
+    gc.collect()
+    gc.freeze()
     _send(ctl, {"ready": "%d.%d" % sys.version_info[:2]})
     while True:
         try:
