@@ -56,6 +56,12 @@ if not hasattr(os, "pidfd_open") or not hasattr(_socket.socket, "sendmsg"):
     sys.stderr.write("zygote: this interpreter has no os.pidfd_open or socket.sendmsg\n")
     sys.exit(3)
 
+try:
+    os.close(os.pidfd_open(os.getpid()))
+except OSError as e:
+    sys.stderr.write("zygote: no pidfds on this kernel (%s)\n" % e)
+    sys.exit(3)
+
 _PR_SET_PDEATHSIG = 1
 _SIGKILL = 9
 _CTL_FD = 3

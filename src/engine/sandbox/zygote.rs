@@ -411,3 +411,40 @@ fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> std::io::Result<(usize, Vec<Own
         return Ok((n as usize, fds));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn a_message_carries_its_fds() {
+        let (a, b) = seqpacket_pair().unwrap();
+        let (mut rx, tx) = std::io::pipe().unwrap();
+        let tx: OwnedFd = tx.into();
+        send_with_fds(a.as_raw_fd(), b"{\"id\":1}", &[tx.as_raw_fd()], 0).unwrap();
+        drop(tx);
+        let mut buf = [0u8; 64];
+        let (n, mut fds) = recv_with_fds(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"{\"id\":1}");
+        assert_eq!(fds.len(), 1);
+        // The received fd is the pipe's write end: what is written there comes out of `rx`.
+        let mut w = std::fs::File::from(fds.pop().unwrap());
+        w.write_all(b"hi").unwrap();
+        drop(w);
+        let mut got = String::new();
+        rx.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "hi");
+        // No fds: a plain message; the peer's close reads as an empty one.
+        send_with_fds(a.as_raw_fd(), b"x", &[], 0).unwrap();
+        assert_eq!(recv_with_fds(b.as_raw_fd(), &mut buf).unwrap().0, 1);
+        drop(a);
+        assert_eq!(recv_with_fds(b.as_raw_fd(), &mut buf).unwrap().0, 0);
+    }
+
+    #[test]
+    fn wait_statuses_are_decoded() {
+        assert_eq!(describe_status(3 << 8), (Some(3), None));
+        assert_eq!(describe_status(libc::SIGKILL), (None, Some(libc::SIGKILL)));
+    }
+}
