@@ -115,7 +115,11 @@ impl Startup {
             bootstrap_run: probed.map_or_else(|| bootstrap.to_path_buf(), |p| p.bootstrap_run),
             version,
         };
-        let prestart = self.zygotes.as_ref().filter(|_| main.version.is_some()).map(|z| (z.clone(), main.python.clone(), main.bootstrap_run.clone()));
+        let prestart = self
+            .zygotes
+            .as_ref()
+            .filter(|_| main.version.is_some())
+            .map(|z| (z.clone(), main.python.clone(), main.bootstrap_run.clone()));
         let _ = self.main.set(main);
         if let Some((z, python, run)) = prestart {
             z.get(&python, &run, bootstrap);
@@ -561,9 +565,9 @@ impl SubprocessExecutor {
         }
         // The function's own variables last: NODE_PATH, PATH, LANG… are not reserved.
         // Those an interpreter reads only at its start (PYTHON*, LD_*, the locale) make it an exec.
-        let startup_vars = vars.iter().any(|(k, _)| {
-            k.starts_with("PYTHON") || k.starts_with("LD_") || k.starts_with("LC_") || k == "LANG"
-        });
+        let startup_vars = vars
+            .iter()
+            .any(|(k, _)| k.starts_with("PYTHON") || k.starts_with("LD_") || k.starts_with("LC_") || k == "LANG");
         env.extend(vars);
         // stdout and stderr share one pipe, as on AWS: the log keeps the order of the writes.
         let (out_rx, out_tx) =

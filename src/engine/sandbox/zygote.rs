@@ -288,7 +288,11 @@ impl Zygotes {
         }
         if st.starts >= MAX_STARTS {
             st.off = true;
-            tracing::warn!(python, "the python fork server exited {} times: python environments are started by exec", st.starts);
+            tracing::warn!(
+                python,
+                "the python fork server exited {} times: python environments are started by exec",
+                st.starts
+            );
             return None;
         }
         st.starts += 1;
@@ -296,7 +300,11 @@ impl Zygotes {
         match start(python, &self.script, run, source, owner, &*self.spawn_on) {
             Ok(z) => {
                 if st.starts == 1 {
-                    tracing::info!(python, pid = z.pid, "python environments are forked from a pre-initialized interpreter");
+                    tracing::info!(
+                        python,
+                        pid = z.pid,
+                        "python environments are forked from a pre-initialized interpreter"
+                    );
                 }
                 st.zygote = Some(z.clone());
                 Some(z)
