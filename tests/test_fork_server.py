@@ -209,3 +209,24 @@ def test_kill_9_of_the_server_takes_fork_server_and_environments_down(fresh_serv
     pids = [o["pid"] for o in outs] + zygotes
     srv.kill()
     wait_for(lambda: all(gone(p) for p in pids), 15, "the fork server and its environments to die with the server")
+
+
+def test_a_task_root_module_named_like_a_fork_server_module_is_the_functions(fresh_server):
+    # The fork server imported the standard ctypes; an exec'd bootstrap would not have, and
+    # the function's own ctypes.py wins there: it does here too.
+    srv = fresh_server()
+    lam = srv.client("lambda")
+    name = create_py_function(lam, {"app.py": "import ctypes\ndef handler(e, c):\n    return ctypes.MINE\n",
+                                    "ctypes.py": "MINE = 'task-root'\n"})
+    assert call(lam, name) == "task-root"
+
+
+def test_a_forked_environment_is_in_its_memory_cgroup(fresh_server):
+    srv = fresh_server()
+    lam = srv.client("lambda")
+    name = create_py_function(lam, "def handler(e, c):\n    return open('/proc/self/cgroup').read()\n")
+    groups = call(lam, name)
+    if "are limited to their MemorySize" not in srv.logs():
+        assert "no memory cgroups" in srv.logs()
+        return
+    assert "/ruststack-%d/env-" % srv.proc.pid in groups, groups
