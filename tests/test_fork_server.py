@@ -230,3 +230,25 @@ def test_a_forked_environment_is_in_its_memory_cgroup(fresh_server):
         assert "no memory cgroups" in srv.logs()
         return
     assert "/ruststack-%d/env-" % srv.proc.pid in groups, groups
+
+
+def test_a_stuck_fork_server_is_bypassed_and_replaced(fresh_server):
+    srv = fresh_server("--lambda-init-timeout", "60")
+    lam = srv.client("lambda")
+    warm_name = create_py_function(lam, PROBE)
+    warm = call(lam, warm_name)
+    stuck = warm["ppid"]
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        # Unanswered: this environment is exec'd (after the fork server's 10 s).
+        o = call(lam, create_py_function(lam, PROBE))
+        assert o["ppid"] == srv.proc.pid, (o["ppid"], srv.proc.pid)
+        # The next one comes from a new fork server; the stuck one is left alone, and with
+        # it its environment, which still serves.
+        n = call(lam, create_py_function(lam, PROBE))
+        assert n["ppid"] not in (stuck, srv.proc.pid) and n["ppid"] in zygotes_of(srv)
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+    again = call(lam, warm_name)
+    assert again["pid"] == warm["pid"] and again["n"] == 2
+    assert "the fork server did not answer" in srv.logs()

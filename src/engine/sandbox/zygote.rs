@@ -26,7 +26,7 @@ pub const PYTHON_ZYGOTE: &str = include_str!("../../../runtime-api/python/zygote
 /// How long a zygote may take to report ready (a Python start, on a loaded machine).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a fork may take to be answered.
-const SPAWN_TIMEOUT: Duration = Duration::from_secs(20);
+const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Starts of one interpreter's zygote before forking is given up for it.
 const MAX_STARTS: u32 = 5;
 
@@ -110,7 +110,10 @@ impl Zygote {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err("the fork server exited".into()),
             Err(_) => {
+                // A stuck fork server takes no more requests: the next environment starts a
+                // new one. It is not killed: its environments would die with it.
                 self.shared.pending.lock().remove(&id);
+                self.shared.dead.store(true, Ordering::SeqCst);
                 Err("the fork server did not answer".into())
             }
         }
@@ -211,7 +214,16 @@ fn read_loop(
                 let _ = tx.send(info);
             }
         } else if let Some(id) = msg.get("id").and_then(serde_json::Value::as_u64) {
-            let Some(reply) = shared.pending.lock().remove(&id) else { continue };
+            let Some(reply) = shared.pending.lock().remove(&id) else {
+                // Answered after its caller gave up (and started the environment by exec):
+                // this child must not serve it too.
+                if let Some(pid) = msg.get("pid").and_then(serde_json::Value::as_i64).filter(|p| *p > 0) {
+                    // SAFETY: plain kill of a pid the zygote just forked and has not reaped
+                    // (it reaps a child only after its pidfd reports the exit).
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                }
+                continue;
+            };
             let result = match (msg.get("pid").and_then(serde_json::Value::as_i64), fds.pop()) {
                 (Some(pid), Some(pidfd)) => {
                     let (tx, rx) = tokio::sync::oneshot::channel();
