@@ -252,3 +252,18 @@ def test_a_stuck_fork_server_is_bypassed_and_replaced(fresh_server):
     again = call(lam, warm_name)
     assert again["pid"] == warm["pid"] and again["n"] == 2
     assert "the fork server did not answer" in srv.logs()
+
+
+def test_what_only_an_interpreter_start_reads_makes_an_exec(fresh_server):
+    srv = fresh_server()
+    lam = srv.client("lambda")
+    forked = call(lam, create_py_function(lam, PROBE))
+    assert forked["ppid"] != srv.proc.pid
+    # Native libraries in lib/ (the loader reads LD_LIBRARY_PATH at its start), and a
+    # PYTHON* variable (read by the interpreter's start): exec'd, the variable in effect.
+    libs = call(lam, create_py_function(lam, {"app.py": PROBE, "lib/libnothing.so.txt": "x"}))
+    assert libs["ppid"] == srv.proc.pid
+    src = PROBE + "\ndef flags(e, c):\n    return sys.flags.dont_write_bytecode\n"
+    name = create_py_function(lam, src, handler="app.flags",
+                              Environment={"Variables": {"PYTHONDONTWRITEBYTECODE": "1"}})
+    assert call(lam, name) == 1
