@@ -101,7 +101,7 @@ pub struct Config {
     #[arg(long, env = "RUSTSTACK_PYTHON", default_value = "python3")]
     pub python: String,
     /// Start python3.x environments by forking a pre-initialized interpreter (one per host
-    /// Python) instead of exec'ing one: about half the cold start. `false` execs each one.
+    /// Python) instead of exec'ing one (a fraction of the cold start). `false` execs each one.
     #[arg(long, env = "RUSTSTACK_PYTHON_FORK", default_value_t = true, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub python_fork: bool,

@@ -1,5 +1,6 @@
 //! The default executor: each environment is a host process. `python3.x` functions run the
-//! bundled bootstrap (runtime-api/python/bootstrap.py), `nodejs*` functions the bundled
+//! bundled bootstrap (runtime-api/python/bootstrap.py), forked from a pre-initialized
+//! interpreter (see [`super::zygote`]) or, where that cannot work, exec'd; `nodejs*` functions the bundled
 //! runtime-api/node/bootstrap.js on the host's `node`; `provided.*` functions, and any zip
 //! with a `bootstrap`, run their own executable.
 
