@@ -102,6 +102,11 @@ pub struct Config {
     /// Python interpreter for python3.x functions in subprocess mode.
     #[arg(long, env = "RUSTSTACK_PYTHON", default_value = "python3")]
     pub python: String,
+    /// Start python3.x environments by forking a pre-initialized interpreter (one per host
+    /// Python) instead of exec'ing one (a fraction of the cold start). `false` execs each one.
+    #[arg(long, env = "RUSTSTACK_PYTHON_FORK", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub python_fork: bool,
     /// RUNTIME=PATH: run RUNTIME (python3.X) functions on the interpreter at PATH in subprocess
     /// mode (repeatable). Without one, a `python3.X` on PATH, else --python.
     #[arg(long, env = "RUSTSTACK_PYTHON_RUNTIME", value_delimiter = ',')]

@@ -225,6 +225,7 @@ fn engine_config(
         data_dir: data_dir.to_path_buf(),
         python: cfg.python.clone(),
         python_runtimes: cfg.python_runtimes()?,
+        python_fork: cfg.python_fork,
         node: cfg.node.clone(),
         runtime_images: cfg.runtime_images()?,
         server_addr: addr,

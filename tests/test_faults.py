@@ -48,7 +48,9 @@ def rss_kb(pid):
 
 
 def descendants(pid):
-    """Every live (non-zombie) process below pid, as {pid: cmdline}."""
+    """Every live (non-zombie) process below pid, as {pid: cmdline}, without the server's
+    Python fork servers (runtime/zygote.py, direct children of pid): environments forked
+    from them are counted."""
     parent = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -71,7 +73,7 @@ def descendants(pid):
             except OSError:
                 pass
         frontier = nxt
-    return out
+    return {p: c for p, c in out.items() if not (parent.get(p) == pid and "/runtime/zygote.py" in c)}
 
 
 def server_threads(srv, name="tokio-rt-worker"):

@@ -339,8 +339,12 @@ def handler(e, c):
 
 
 def children_of(pid):
-    out = subprocess.run(["ps", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True).stdout
-    return [l for l in out.splitlines()[1:] if l.split()[1] == str(pid)]
+    """The server's runtimes: its children, or the children of its Python fork servers
+    (runtime/zygote.py), which are not runtimes themselves."""
+    out = subprocess.run(["ps", "-eww", "-o", "pid,ppid,pgid,args"], capture_output=True, text=True).stdout
+    rows = [l.split(None, 3) for l in out.splitlines()[1:]]
+    zygotes = {r[0] for r in rows if r[1] == str(pid) and "/runtime/zygote.py" in r[3]}
+    return [" ".join(r) for r in rows if (r[1] == str(pid) and r[0] not in zygotes) or r[1] in zygotes]
 
 
 def test_no_orphans_after_sigterm(fresh_server):

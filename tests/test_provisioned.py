@@ -27,8 +27,9 @@ def wait_status(lam, name, qualifier, status="READY", timeout=30):
 
 
 def children(pid):
-    """The live (not zombie) child processes of `pid`."""
-    out = set()
+    """The live (not zombie) runtimes of server `pid`: its child processes, the children of
+    its Python fork servers (runtime/zygote.py) in place of the fork servers themselves."""
+    parent = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -36,9 +37,19 @@ def children(pid):
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if fields[0] != "Z" and int(fields[1]) == pid:
-                out.add(int(entry))
-    return out
+            if fields[0] != "Z":
+                parent[int(entry)] = int(fields[1])
+
+    def is_zygote(p):
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                return b"/runtime/zygote.py" in f.read()
+        except OSError:
+            return False
+
+    direct = {p for p, pp in parent.items() if pp == pid}
+    zygotes = {p for p in direct if is_zygote(p)}
+    return (direct - zygotes) | {p for p, pp in parent.items() if pp in zygotes}
 
 
 def test_provisioned_concurrency(fresh_server):

@@ -75,6 +75,8 @@ pub struct EngineConfig {
     pub python: String,
     /// `python3.X` → interpreter overrides (`--python-runtime`).
     pub python_runtimes: Vec<(String, String)>,
+    /// Fork python3.x environments from a pre-initialized interpreter (`--python-fork`).
+    pub python_fork: bool,
     pub node: String,
     /// RUNTIME → IMAGE overrides of the public.ecr.aws/lambda images.
     pub runtime_images: Vec<(String, String)>,
@@ -104,6 +106,7 @@ impl EngineConfig {
             data_dir,
             python: "python3".into(),
             python_runtimes: Vec::new(),
+            python_fork: true,
             node: "node".into(),
             runtime_images: Vec::new(),
             server_addr: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 4566)),

@@ -9,6 +9,7 @@ pub mod docker;
 #[cfg(test)]
 pub mod fake;
 pub mod subprocess;
+mod zygote;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

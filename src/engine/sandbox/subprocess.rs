@@ -1,9 +1,10 @@
 //! The default executor: each environment is a host process. `python3.x` functions run the
-//! bundled bootstrap (runtime-api/python/bootstrap.py), `nodejs*` functions the bundled
+//! bundled bootstrap (runtime-api/python/bootstrap.py), forked from a pre-initialized
+//! interpreter (see [`super::zygote`]) or, where that cannot work, exec'd; `nodejs*` functions the bundled
 //! runtime-api/node/bootstrap.js on the host's `node`; `provided.*` functions, and any zip
 //! with a `bootstrap`, run their own executable.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::engine::runtime_api::{Death, Endpoint};
 use crate::engine::{EngineConfig, EnvSpec};
 
 use super::cgroup::{EnvCgroup, MemoryCgroups, OomCount};
+use super::zygote::{self, Zygotes};
 
 /// The bundled Python runtime client, embedded so one file ships.
 pub const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtime-api/python/bootstrap.py");
@@ -51,6 +53,8 @@ pub struct SubprocessExecutor {
     owner: String,
     /// Where `python`'s debugpy is, once a `--lambda-debug` start has found it.
     debugpy: std::sync::OnceLock<PathBuf>,
+    /// The fork servers, as in `startup` (None with `--python-fork false`).
+    zygotes: Option<Arc<Zygotes>>,
     /// `--python-runtime`: declared version (`3.12`) → interpreter.
     python_runtimes: std::collections::HashMap<String, String>,
     /// Per declared version other than `--python`'s: the interpreter found for it (a
@@ -69,6 +73,8 @@ struct Startup {
     swept: std::sync::OnceLock<()>,
     /// Set once `--python` has been probed.
     main: std::sync::OnceLock<MainPython>,
+    /// The fork servers (None with `--python-fork false`); `--python`'s is started here.
+    zygotes: Option<Arc<Zygotes>>,
 }
 
 /// `--python`, as the probe found it.
@@ -110,7 +116,15 @@ impl Startup {
             bootstrap_run: probed.map_or_else(|| bootstrap.to_path_buf(), |p| p.bootstrap_run),
             version,
         };
+        let prestart = self
+            .zygotes
+            .as_ref()
+            .filter(|_| main.version.is_some())
+            .map(|z| (z.clone(), main.python.clone(), main.bootstrap_run.clone()));
         let _ = self.main.set(main);
+        if let Some((z, python, run)) = prestart {
+            z.get(&python, &run, bootstrap);
+        }
     }
 }
 
@@ -241,6 +255,8 @@ pub struct Process {
     /// the waiter, so that each kill is reported once: by the invocation it failed, or by
     /// the runtime's death.
     oom: Option<Arc<OomCount>>,
+    /// A forked runtime's pidfd (it is the fork server's child, not ours).
+    pidfd: Option<Arc<OwnedFd>>,
 }
 
 /// How often the peak of a runtime's child processes is refreshed (its own peak is read
@@ -263,7 +279,14 @@ impl SubprocessExecutor {
         // start, ~0.1 s through a pyenv shim) run on their own thread, so the server is ready
         // as soon as its listener is: the first environment waits for them (see `Startup`).
         let compiled_path = dir.join("bootstrap.pyc");
-        let startup = Arc::new(Startup::default());
+        let zygotes = if cfg.python_fork {
+            let script = dir.join("zygote.py");
+            write_runtime_file(&script, zygote::PYTHON_ZYGOTE.as_bytes())?;
+            Some(Arc::new(Zygotes::new(script, (OWNER_VAR.to_string(), owner.clone()), Box::new(spawn_std))))
+        } else {
+            None
+        };
+        let startup = Arc::new(Startup { zygotes: zygotes.clone(), ..Startup::default() });
         let (st, o, py, b, c) =
             (startup.clone(), owner.clone(), cfg.python.clone(), bootstrap_path.clone(), compiled_path.clone());
         let spawned =
@@ -278,6 +301,7 @@ impl SubprocessExecutor {
             .filter_map(|(r, p)| Some((r.strip_prefix("python")?.to_string(), p.clone())))
             .collect();
         Ok(SubprocessExecutor {
+            zygotes,
             python_runtimes,
             pythons: Default::default(),
             startup,
@@ -557,35 +581,45 @@ impl SubprocessExecutor {
             log.append(warning.as_bytes());
         }
         let code_dir = spec.code_dir.clone().ok_or_else(|| AwsError::service("function has no code"))?;
-        let mut cmd = Command::new(&program);
-        cmd.args(&args).current_dir(&code_dir).env_clear();
         let is_node = spec.runtime.as_deref().is_some_and(|r| r.starts_with("nodejs"));
         let layers = LayerPaths::new(&spec.layer_dirs, &if is_node { self.node_major() } else { String::new() });
         let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
         let host_ld = std::env::var("LD_LIBRARY_PATH").ok();
-        cmd.env("PATH", layers.path(&host_path))
-            .env("LD_LIBRARY_PATH", layers.ld_library_path(&code_dir, host_ld.as_deref()))
-            .env("LANG", "en_US.UTF-8")
-            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
-            .env("LAMBDA_TASK_ROOT", &code_dir)
-            .env("LAMBDA_RUNTIME_DIR", self.bootstrap_path.parent().unwrap_or(Path::new("/")))
-            .env(OWNER_VAR, &self.owner);
+        // A forked interpreter's loader read LD_LIBRARY_PATH at its own start: functions that
+        // ship libraries (a lib/ dir in their code or a layer) are exec'd.
+        let ships_libs = tokio::task::spawn_blocking({
+            let dirs: Vec<PathBuf> = std::iter::once(code_dir.join("lib")).chain(layers.lib.iter().cloned()).collect();
+            move || dirs.iter().any(|d| d.is_dir())
+        })
+        .await
+        .unwrap_or(true);
+        let runtime_dir = self.bootstrap_path.parent().unwrap_or(Path::new("/"));
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), layers.path(&host_path)),
+            ("LD_LIBRARY_PATH".into(), layers.ld_library_path(&code_dir, host_ld.as_deref())),
+            ("LANG".into(), "en_US.UTF-8".into()),
+            ("HOME".into(), std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())),
+            ("LAMBDA_TASK_ROOT".into(), code_dir.display().to_string()),
+            ("LAMBDA_RUNTIME_DIR".into(), runtime_dir.display().to_string()),
+            (OWNER_VAR.into(), self.owner.clone()),
+        ];
         // Only the bundled Python client reads these (and hides them from the function).
-        if let Some(version) = spec.runtime.as_deref().and_then(|r| r.strip_prefix("python")) {
-            cmd.env("_RUSTSTACK_LAYER_DIRS", &layers.roots).env("_RUSTSTACK_PYTHON_VERSION", version);
+        if let Some(version) = declared {
+            env.push(("_RUSTSTACK_LAYER_DIRS".into(), layers.roots.to_string_lossy().into_owned()));
+            env.push(("_RUSTSTACK_PYTHON_VERSION".into(), version.into()));
         }
         if is_node {
-            cmd.env("NODE_PATH", self.node_path(&layers, &code_dir));
+            env.push(("NODE_PATH".into(), self.node_path(&layers, &code_dir)));
         }
         // The function's own variables last: NODE_PATH, PATH, LANG… are not reserved.
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
+        // Those an interpreter reads only at its start (PYTHON*, LD_*, the locale) make it an exec.
+        let startup_vars = vars
+            .iter()
+            .any(|(k, _)| k.starts_with("PYTHON") || k.starts_with("LD_") || k.starts_with("LC_") || k == "LANG");
+        env.extend(vars);
         // stdout and stderr share one pipe, as on AWS: the log keeps the order of the writes.
         let (out_rx, out_tx) =
             output_pipe().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
-        let err_tx = out_tx.try_clone().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
-        cmd.stdin(Stdio::null()).stdout(Stdio::from(out_tx)).stderr(Stdio::from(err_tx)).process_group(0);
         // The environment's memory cgroup, limited to MemorySize (none where the host has no
         // memory cgroups).
         let cgroup = match self.startup.cgroups.get().and_then(Option::as_ref) {
@@ -602,6 +636,39 @@ impl SubprocessExecutor {
         };
         let cgroup_fd = cgroup.as_ref().map_or(-1, EnvCgroup::procs_fd);
         let oom = cgroup.as_ref().and_then(EnvCgroup::oom_count).map(Arc::new);
+        // The fork server: the bundled client on an interpreter of ours, no debugger, and
+        // nothing that only an interpreter's start would read.
+        if let (Some(zygotes), Some(_), None, false, false, Some(run)) =
+            (&self.zygotes, declared, &spec.debug, ships_libs, startup_vars, args.last())
+        {
+            let (python, run) = (program.display().to_string(), PathBuf::from(run));
+            let zygote = match zygotes.running(&python, &run) {
+                Some(z) => Some(z),
+                None => {
+                    let (z, source) = (zygotes.clone(), self.bootstrap_path.clone());
+                    let (p, r) = (python.clone(), run.clone());
+                    tokio::task::spawn_blocking(move || z.get(&p, &r, &source)).await.ok().flatten()
+                }
+            };
+            if let Some(z) = zygote {
+                match z.spawn(&env, &code_dir, &out_tx, cgroup.as_ref().map(EnvCgroup::procs_fd)).await {
+                    Ok(spawned) => {
+                        drop(out_tx);
+                        return Ok(Process::forked(spawned, out_rx, log, cgroup, oom, endpoint));
+                    }
+                    Err(why) => {
+                        tracing::warn!(python = %python, "python fork server: {why}: this environment is started by exec");
+                    }
+                }
+            }
+        }
+        let mut cmd = Command::new(&program);
+        cmd.args(&args).current_dir(&code_dir).env_clear();
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let err_tx = out_tx.try_clone().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::from(out_tx)).stderr(Stdio::from(err_tx)).process_group(0);
         // SAFETY: prctl and write are async-signal-safe. PR_SET_PDEATHSIG asks the kernel to
         // kill the runtime if the server dies (even by kill -9), so no runtime outlives
         // RustStack; writing `0` to the open cgroup.procs moves this child into its memory
@@ -647,36 +714,105 @@ impl SubprocessExecutor {
                 peak_at_exit.fetch_max(b, Ordering::Relaxed);
             }
             let status = child.wait().await;
-            ex.store(true, Ordering::SeqCst);
             let why = match status {
-                Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
-                    (Some(c), _) => format!("exit status {c}"),
-                    (None, Some(sig)) => format!("signal: {}", signal_name(sig)),
-                    _ => "exit status unknown".into(),
-                },
+                Ok(s) => describe_exit(s.code(), std::os::unix::process::ExitStatusExt::signal(&s)),
                 Err(e) => format!("wait failed: {e}"),
             };
-            // The environment ends with its runtime: whatever else runs in its cgroup is killed
-            // and the cgroup removed. An OOM kill not yet reported (of the runtime, or of a
-            // child whose loss made it exit) was the limit.
-            let oom = match cgroup {
-                Some(cg) => tokio::task::spawn_blocking(move || {
-                    let oom = oom_at_exit.is_some_and(|o| o.new_kills());
-                    let peak = if oom { cg.peak_bytes() } else { None };
-                    cg.remove();
-                    (oom, peak)
-                })
-                .await
-                .unwrap_or((false, None)),
-                None => (false, None),
-            };
-            if let (true, Some(b)) = oom {
-                peak_at_exit.fetch_max(b, Ordering::Relaxed);
-            }
-            endpoint.set_death(if oom.0 { Death::OutOfMemory(why) } else { Death::Exited(why) });
+            ended(ex, why, oom_at_exit, cgroup, peak_at_exit, endpoint).await;
         });
         let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
-        Ok(Process { pid, exited, output, peak, status, tree_walked: parking_lot::Mutex::new(None), oom })
+        Ok(Process { pid, exited, output, peak, status, tree_walked: parking_lot::Mutex::new(None), oom, pidfd: None })
+    }
+}
+
+/// `exit status N` / `signal: NAME`, as a runtime's death is reported.
+fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(sig)) => format!("signal: {}", signal_name(sig)),
+        _ => "exit status unknown".into(),
+    }
+}
+
+/// A runtime has exited (`why`): the environment ends with it. Whatever else runs in its
+/// cgroup is killed and the cgroup removed. An OOM kill not yet reported (of the runtime, or
+/// of a child whose loss made it exit) was the limit.
+async fn ended(
+    exited: Arc<AtomicBool>,
+    why: String,
+    oom: Option<Arc<OomCount>>,
+    cgroup: Option<EnvCgroup>,
+    peak_at_exit: Arc<AtomicU64>,
+    endpoint: Arc<Endpoint>,
+) {
+    exited.store(true, Ordering::SeqCst);
+    let oom = match cgroup {
+        Some(cg) => tokio::task::spawn_blocking(move || {
+            let oom = oom.is_some_and(|o| o.new_kills());
+            let peak = if oom { cg.peak_bytes() } else { None };
+            cg.remove();
+            (oom, peak)
+        })
+        .await
+        .unwrap_or((false, None)),
+        None => (false, None),
+    };
+    if let (true, Some(b)) = oom {
+        peak_at_exit.fetch_max(b, Ordering::Relaxed);
+    }
+    endpoint.set_death(if oom.0 { Death::OutOfMemory(why) } else { Death::Exited(why) });
+}
+
+impl Process {
+    /// A runtime forked by a fork server: its exit is seen on its pidfd, its status comes
+    /// from the zygote that reaps it (a SIGKILL when the zygote died first: its children die
+    /// with it).
+    fn forked(
+        spawned: zygote::Spawned,
+        out_rx: OwnedFd,
+        log: Arc<LogSink>,
+        cgroup: Option<EnvCgroup>,
+        oom: Option<Arc<OomCount>>,
+        endpoint: Arc<Endpoint>,
+    ) -> Process {
+        let zygote::Spawned { pid, pidfd, exit } = spawned;
+        let output = match tokio::net::unix::pipe::Receiver::from_owned_fd(out_rx) {
+            Ok(rx) => Some(PipeOutput::start(rx, log)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the runtime's output pipe: its output is lost");
+                None
+            }
+        };
+        let pidfd = Arc::new(pidfd);
+        let exited = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let (ex, peak_at_exit, fd, oom_at_exit) = (exited.clone(), peak.clone(), pidfd.clone(), oom.clone());
+        tokio::spawn(async move {
+            if let Ok(dup) = fd.try_clone() {
+                // SAFETY: plain fcntl on an fd we own.
+                unsafe {
+                    let flags = libc::fcntl(dup.as_raw_fd(), libc::F_GETFL);
+                    libc::fcntl(dup.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+                }
+                // SAFETY: the AsyncFd owns `dup` and is dropped (deregistering it) before it closes.
+                let afd =
+                    unsafe { tokio::io::unix::AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE) };
+                if let Ok(afd) = afd {
+                    let _ = afd.readable().await;
+                }
+            }
+            let why = match tokio::time::timeout(std::time::Duration::from_secs(10), exit).await {
+                Ok(Ok(info)) => {
+                    peak_at_exit.fetch_max(info.maxrss_kb * 1024, Ordering::Relaxed);
+                    let (code, signal) = zygote::describe_status(info.status);
+                    describe_exit(code, signal)
+                }
+                _ => describe_exit(None, Some(libc::SIGKILL)),
+            };
+            ended(ex, why, oom_at_exit, cgroup, peak_at_exit, endpoint).await;
+        });
+        let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
+        Process { pid, exited, output, peak, status, tree_walked: parking_lot::Mutex::new(None), oom, pidfd: Some(pidfd) }
     }
 }
 
@@ -806,15 +942,34 @@ fn tree_peak_bytes(pid: i32) -> Option<u64> {
 /// after 10 s idle, and that SIGKILLed warm runtimes: idle ones were silently replaced, busy
 /// ones failed their invocation with `Runtime.ExitError` (`signal: killed`).
 async fn spawn_runtime(cmd: Command) -> std::io::Result<tokio::process::Child> {
-    type Reply = tokio::sync::oneshot::Sender<std::io::Result<tokio::process::Child>>;
-    type Job = (Command, tokio::runtime::Handle, Reply);
+    let handle = tokio::runtime::Handle::current();
+    let (reply, result) = tokio::sync::oneshot::channel();
+    let mut cmd = cmd;
+    on_spawner(Box::new(move || {
+        let _runtime = handle.enter();
+        let _ = reply.send(cmd.spawn());
+    }));
+    result.await.unwrap_or_else(|_| Err(std::io::Error::other("the runtime spawner thread stopped")))
+}
+
+/// [`spawn_runtime`] for a std `Command` (the fork servers). Blocking.
+pub(super) fn spawn_std(mut cmd: std::process::Command) -> std::io::Result<std::process::Child> {
+    let (reply, result) = std::sync::mpsc::channel();
+    on_spawner(Box::new(move || {
+        let _ = reply.send(cmd.spawn());
+    }));
+    result.recv().unwrap_or_else(|_| Err(std::io::Error::other("the runtime spawner thread stopped")))
+}
+
+/// Runs `job` on the one thread that forks all runtimes (inline if it could not be started).
+fn on_spawner(job: Box<dyn FnOnce() + Send>) {
+    type Job = Box<dyn FnOnce() + Send>;
     static SPAWNER: std::sync::OnceLock<std::sync::mpsc::Sender<Job>> = std::sync::OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let started = std::thread::Builder::new().name("runtime-spawner".into()).spawn(move || {
-            for (mut cmd, handle, reply) in rx {
-                let _runtime = handle.enter();
-                let _ = reply.send(cmd.spawn());
+            for job in rx {
+                job();
             }
         });
         if let Err(e) = started {
@@ -822,10 +977,8 @@ async fn spawn_runtime(cmd: Command) -> std::io::Result<tokio::process::Child> {
         }
         tx
     });
-    let (reply, result) = tokio::sync::oneshot::channel();
-    match spawner.send((cmd, tokio::runtime::Handle::current(), reply)) {
-        Ok(()) => result.await.unwrap_or_else(|_| Err(std::io::Error::other("the runtime spawner thread stopped"))),
-        Err(std::sync::mpsc::SendError((mut cmd, _, _))) => cmd.spawn(),
+    if let Err(std::sync::mpsc::SendError(job)) = spawner.send(job) {
+        job();
     }
 }
 
@@ -879,6 +1032,12 @@ impl Process {
     pub fn alive(&self) -> bool {
         if self.exited.load(Ordering::SeqCst) || self.pid <= 0 {
             return false;
+        }
+        if let Some(fd) = &self.pidfd {
+            // Readable once the process has exited.
+            let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: poll on one pollfd we own, without waiting.
+            return unsafe { libc::poll(&mut p, 1, 0) } == 0;
         }
         // SAFETY: siginfo_t is a plain C struct for which all-zero bytes are a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -988,6 +1147,7 @@ mod tests {
             status: None,
             tree_walked: parking_lot::Mutex::new(None),
             oom: None,
+            pidfd: None,
         };
         assert!(p.alive());
         // SAFETY: a plain kill of our own child.
