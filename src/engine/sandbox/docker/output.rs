@@ -26,9 +26,13 @@ use crate::engine::logsink::LogSink;
 
 /// Where the FIFO appears inside the container.
 pub const FIFO_TARGET: &str = "/dev/ruststack-log";
+/// Where a held container's go FIFO appears (see [`FifoOutput::hold`]).
+pub const GO_TARGET: &str = "/dev/ruststack-go";
 /// The wrapper that sends the runtime's output into the FIFO; `"$@"` is the real command.
-pub fn fifo_wrapper() -> Vec<String> {
-    vec!["/bin/sh".into(), "-c".into(), format!("exec \"$@\" >{FIFO_TARGET} 2>&1"), "lambda-entrypoint".into()]
+/// `held`: it first waits for a line on the go FIFO, and exits if that FIFO closes instead.
+pub fn fifo_wrapper(held: bool) -> Vec<String> {
+    let wait = if held { format!("read -r go <{GO_TARGET} || exit 0; ") } else { String::new() };
+    vec!["/bin/sh".into(), "-c".into(), format!("{wait}exec \"$@\" >{FIFO_TARGET} 2>&1"), "lambda-entrypoint".into()]
 }
 
 /// Longest a flush waits without the reader making progress.
@@ -48,6 +52,8 @@ pub enum Output {
 pub struct FifoOutput {
     dir: PathBuf,
     pipe: PipeOutput,
+    /// A held container's go FIFO, open read-write: a line lets the runtime start.
+    go: Option<std::fs::File>,
 }
 
 /// The read end of a pipe or FIFO whose bytes go to an environment's log, with an exact
@@ -92,11 +98,42 @@ impl FifoOutput {
                 return Err(e);
             }
         };
-        Ok(FifoOutput { dir, pipe: PipeOutput::start(rx, log) })
+        Ok(FifoOutput { dir, pipe: PipeOutput::start(rx, log), go: None })
     }
 
     pub fn path(&self) -> PathBuf {
         self.dir.join("log")
+    }
+
+    /// Makes `<dir>/go`, the FIFO a held container waits on before it runs its runtime.
+    /// Held open read-write, so the container's open never blocks and its read waits for
+    /// [`FifoOutput::go`]; closing it (the container is removed unused) makes the wait end
+    /// in an exit, not in a start.
+    pub fn hold(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join("go");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::other("NUL in FIFO path"))?;
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o666) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
+        let f = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path)?;
+        self.go = Some(f);
+        Ok(())
+    }
+
+    /// The go FIFO's path, once [`FifoOutput::hold`] made it.
+    pub fn go_path(&self) -> Option<PathBuf> {
+        self.go.as_ref().map(|_| self.dir.join("go"))
+    }
+
+    /// Lets a held container's runtime start: one line into the go FIFO (a pipe's buffer
+    /// takes it at once). False if the container was not held.
+    pub fn go(&self) -> bool {
+        use std::io::Write;
+        self.go.as_ref().is_some_and(|mut f| f.write_all(b"\n").is_ok())
     }
 
     async fn flush(&self) {
