@@ -29,9 +29,11 @@ pub const FIFO_TARGET: &str = "/dev/ruststack-log";
 /// Where a held container's go FIFO appears (see [`FifoOutput::hold`]).
 pub const GO_TARGET: &str = "/dev/ruststack-go";
 /// The wrapper that sends the runtime's output into the FIFO; `"$@"` is the real command.
-/// `held`: it first waits for a line on the go FIFO, and exits if that FIFO closes instead.
+/// `held`: it first waits for a line on the go FIFO.
 pub fn fifo_wrapper(held: bool) -> Vec<String> {
-    let wait = if held { format!("read -r go <{GO_TARGET} || exit 0; ") } else { String::new() };
+    // Opened read-write: the wait never sees an end of file, whatever happens to RustStack's
+    // end (an unused spare is killed with its container, never let go by accident).
+    let wait = if held { format!("read -r go <>{GO_TARGET} || exit 0; ") } else { String::new() };
     vec!["/bin/sh".into(), "-c".into(), format!("{wait}exec \"$@\" >{FIFO_TARGET} 2>&1"), "lambda-entrypoint".into()]
 }
 
@@ -106,9 +108,7 @@ impl FifoOutput {
     }
 
     /// Makes `<dir>/go`, the FIFO a held container waits on before it runs its runtime.
-    /// Held open read-write, so the container's open never blocks and its read waits for
-    /// [`FifoOutput::go`]; closing it (the container is removed unused) makes the wait end
-    /// in an exit, not in a start.
+    /// Held open read-write, so a line can be written before the container opens it.
     pub fn hold(&mut self) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.dir.join("go");
@@ -314,5 +314,42 @@ mod tests {
         }
         drop(out);
         assert!(!dir.exists());
+    }
+
+    /// A held wrapper (run by the host's sh, the FIFOs at host paths) opens the go FIFO and
+    /// waits there, and runs its command only after `go`.
+    #[tokio::test]
+    async fn held_wrapper_waits_for_go() {
+        let dir = std::env::temp_dir().join(format!("ruststack-go-{}", uuid::Uuid::new_v4().simple()));
+        let log = LogSink::new("t", "$LATEST", "/aws/lambda/t");
+        let mut out = FifoOutput::create(dir.clone(), log.clone()).unwrap();
+        out.hold().unwrap();
+        let go_path = out.go_path().unwrap();
+        let script = fifo_wrapper(true)[2]
+            .replace(GO_TARGET, &go_path.display().to_string())
+            .replace(FIFO_TARGET, &out.path().display().to_string());
+        let mut child =
+            tokio::process::Command::new("/bin/sh").args(["-c", &script, "lambda-entrypoint", "echo", "ran"]).spawn().unwrap();
+        let pid = child.id().unwrap();
+        let opened = || {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == go_path))
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        while !opened() {
+            assert!(Instant::now() < until, "the wrapper never opened the go FIFO");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        out.flush().await;
+        assert!(log.take().is_empty(), "the command ran before go");
+        assert!(out.go());
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+        assert!(status.success());
+        // The FIFO flush is exact: what the child wrote is in the log now.
+        out.flush().await;
+        assert_eq!(String::from_utf8(log.take()).unwrap(), "ran\n");
     }
 }
