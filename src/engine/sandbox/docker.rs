@@ -473,7 +473,17 @@ impl Inner {
         let mut fifo =
             engine.local && engine.transfer == CodeTransfer::Mount && !self.image_slot(&image).lock().await.no_shell;
         let files = Files { opt_dir: opt_dir.as_deref(), archive: archive.as_deref() };
-        let launch = Launch { spec, image: &image, api, files, endpoint: &endpoint, log: &log, debug: debug.as_ref(), begun, held };
+        let launch = Launch {
+            spec,
+            image: &image,
+            api,
+            files,
+            endpoint: &endpoint,
+            log: &log,
+            debug: debug.as_ref(),
+            begun,
+            held,
+        };
         loop {
             if held && !fifo {
                 return Err(AwsError::service("a held container needs the output FIFO (a local engine, /bin/sh)"));

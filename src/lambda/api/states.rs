@@ -28,7 +28,13 @@ pub(super) fn mark_updating(c: &mut FunctionConfig) {
 /// and an InProgress update turns Successful. Each change gets a new RevisionId, as on AWS.
 /// With `scope` (and `--lambda-docker-spare`), a Docker `$LATEST` that settled gets its
 /// spare container made.
-pub(super) fn settle(lambda: Arc<Lambda>, store: Arc<Store>, name: String, image: Option<String>, scope: Option<Scope>) {
+pub(super) fn settle(
+    lambda: Arc<Lambda>,
+    store: Arc<Store>,
+    name: String,
+    image: Option<String>,
+    scope: Option<Scope>,
+) {
     tokio::spawn(async move {
         let result = match &image {
             Some(image) => lambda.engine.ensure_image(image).await,

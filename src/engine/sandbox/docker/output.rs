@@ -328,8 +328,10 @@ mod tests {
         let script = fifo_wrapper(true)[2]
             .replace(GO_TARGET, &go_path.display().to_string())
             .replace(FIFO_TARGET, &out.path().display().to_string());
-        let mut child =
-            tokio::process::Command::new("/bin/sh").args(["-c", &script, "lambda-entrypoint", "echo", "ran"]).spawn().unwrap();
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .args(["-c", &script, "lambda-entrypoint", "echo", "ran"])
+            .spawn()
+            .unwrap();
         let pid = child.id().unwrap();
         let opened = || {
             std::fs::read_dir(format!("/proc/{pid}/fd"))
