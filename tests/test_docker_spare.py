@@ -123,3 +123,15 @@ def test_spares_of_a_crashed_server_are_removed_at_start(fresh_server):
     assert server_containers(s) == [spare]
     s2 = fresh_server("--lambda-executor", "subprocess", data_dir=s.data_dir, port=s.port)
     wait_for(lambda: not server_containers(s2), 15, "the stale spare to be removed")
+
+
+def test_uploaded_code_gets_no_spare(fresh_server):
+    """The go FIFO is a bind mount: where code is uploaded (a remote engine), no spare is
+    made and cold starts run as without the option."""
+    s = fresh_server(*SPARE, "--lambda-code-transfer", "upload", env={"RUST_LOG": "info,ruststack::engine=debug"})
+    lam = s.client("lambda")
+    name = create_py_function(lam, PROBE)
+    _, out = invoke(lam, name, decode=True)
+    assert out["count"] == 1 and out["container_id"]
+    wait_for(lambda: s.logs().count("no spare container") >= 2, 15, "the spare to be refused twice (Active, cold start)")
+    assert fn_containers(name) == [out["container_id"]]

@@ -413,6 +413,10 @@ impl Inner {
         let engine = self.engine().await.map_err(|e| {
             AwsError::new(http::StatusCode::BAD_GATEWAY, "ServiceException", format!("Docker executor: {e}"))
         })?;
+        // The go FIFO is a bind mount, like the output FIFO: a remote engine cannot hold.
+        if held && !(engine.local && engine.transfer == CodeTransfer::Mount) {
+            return Err(AwsError::service("a held container needs a local engine that mounts the code"));
+        }
         let image = self.image_for(spec.package, spec.image_uri.as_deref(), spec.runtime.as_deref());
         if image.is_empty() {
             return Err(invalid_runtime(format!(
