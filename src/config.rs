@@ -136,6 +136,11 @@ pub struct Config {
     /// for a remote one (`DOCKER_HOST=tcp://...` or `ssh://...`).
     #[arg(long, env = "RUSTSTACK_LAMBDA_CODE_TRANSFER", value_enum)]
     pub lambda_code_transfer: Option<CodeTransferMode>,
+    /// Docker functions keep one spare container, created and started ahead with its runtime
+    /// held (when the function turns Active, and after each cold start), so a cold start only
+    /// runs the runtime's init. Local engines only; at most --lambda-max-containers spares.
+    #[arg(long, env = "RUSTSTACK_LAMBDA_DOCKER_SPARE")]
+    pub lambda_docker_spare: bool,
     /// The address containers use to reach RustStack (Runtime API and AWS_ENDPOINT_URL), e.g.
     /// this machine's address on the network a remote Docker engine sees. RustStack listens
     /// for containers on the matching local address.

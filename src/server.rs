@@ -238,6 +238,7 @@ fn engine_config(
             CodeTransferMode::Upload => CodeTransfer::Upload,
         }),
         advertise,
+        docker_spares: cfg.lambda_docker_spare,
     })
 }
 

@@ -94,6 +94,8 @@ pub struct EngineConfig {
     pub code_transfer: Option<CodeTransfer>,
     /// `--lambda-advertise-host`, resolved.
     pub advertise: Option<Advertise>,
+    /// `--lambda-docker-spare`: each Docker function keeps a container started ahead.
+    pub docker_spares: bool,
 }
 
 #[cfg(test)]
@@ -116,6 +118,7 @@ impl EngineConfig {
             init_timeout: Duration::from_secs(10),
             code_transfer: None,
             advertise: None,
+            docker_spares: false,
         }
     }
 }
@@ -342,7 +345,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(cfg: &EngineConfig) -> std::io::Result<Arc<Engine>> {
         let sandboxes = sandbox::Sandboxes::new(cfg)?;
-        let pool = Pool::new(sandboxes, cfg.max_environments, cfg.queue_size, cfg.ttl);
+        let pool = Pool::new(sandboxes, cfg.max_environments, cfg.queue_size, cfg.ttl, cfg.docker_spares);
         Ok(Arc::new(Engine { pool, init_timeout: cfg.init_timeout }))
     }
 
@@ -387,7 +390,7 @@ impl Engine {
         self.pool.sandboxes.docker.bridge_gateway().await
     }
 
-    /// Stops a function's idle environments; busy ones are stopped when released.
+    /// Stops a function's idle environments (and spares); busy ones are stopped when released.
     pub fn drain(&self, id: &FunctionId) {
         self.pool.drain(id)
     }
@@ -397,6 +400,18 @@ impl Engine {
     /// [`pool::Pool::retire`]).
     pub fn retire(&self, id: &FunctionId, versions: &[String], ahead: bool) {
         self.pool.retire(id, versions, ahead)
+    }
+
+    /// With `--lambda-docker-spare`: makes a spare container for `spec` in the background
+    /// (a Docker function that just became Active), so its first cold start only lets the
+    /// runtime go. Does nothing for other functions.
+    pub fn prepare(&self, spec: &Arc<EnvSpec>) {
+        self.pool.prepare(spec)
+    }
+
+    /// Whether Docker functions keep spare containers (`--lambda-docker-spare`).
+    pub fn keeps_spares(&self) -> bool {
+        self.pool.spares
     }
 
     /// Keeps `want` initialized environments of `spec` (a published version); 0 stops.
@@ -500,6 +515,9 @@ async fn run(
     let leased = pool.acquire(spec).await;
     req.until_leased.0.take();
     let mut lease = leased?;
+    // After a cold start, the key's next one gets a spare (when it keeps one); made once
+    // this run is answered, so the two do not compete.
+    let _prepare = Prepare { pool, spec, cold: lease.cold };
     loop {
         let env = lease.env.clone();
         let timing = Timing::for_lease(&lease, spec, init_timeout);
@@ -525,6 +543,21 @@ async fn run(
             }
             ended => settle(pool, lease, RunResult { ended, ..r }).await,
         });
+    }
+}
+
+/// Makes the key's next spare when a cold run ends (see [`Pool::prepare`]).
+struct Prepare<'a> {
+    pool: &'a Arc<Pool>,
+    spec: &'a Arc<EnvSpec>,
+    cold: bool,
+}
+
+impl Drop for Prepare<'_> {
+    fn drop(&mut self) {
+        if self.cold {
+            self.pool.prepare(self.spec);
+        }
     }
 }
 

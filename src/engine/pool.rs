@@ -3,7 +3,9 @@
 //! account, region and name), retiring on a change of code in place (hot reload: by version,
 //! provisioned ones too, with replacements started ahead that invocations wait for), and
 //! provisioned concurrency (environments started ahead, kept whatever their idle time, and
-//! replaced when they die), and attached runtimes, which it hands out first.
+//! replaced when they die), attached runtimes, which it hands out first, and spares:
+//! with `--lambda-docker-spare`, each Docker function keeps one container created and
+//! started ahead with its runtime held, which its next cold start takes (see [`Pool::prepare`]).
 //!
 //! All pool state sits in one `parking_lot::Mutex<PoolState>`: sections are tiny and never
 //! held across `.await` (starting and stopping sandboxes happens outside the lock).
@@ -78,7 +80,18 @@ struct PoolState {
     /// The directories of environments being started, by environment id: counted as in use
     /// from the moment a start begins until the environment is in `all` (or failed).
     starting: HashMap<u64, Vec<std::path::PathBuf>>,
+    /// Spares by pool key (one each, at most `max` in all): not live until taken.
+    spares: HashMap<String, Spare>,
+    /// Pool keys whose spare is being made.
+    making: std::collections::HashSet<String>,
     shutting_down: bool,
+}
+
+/// An environment whose container is started with its runtime held: the next cold start of
+/// its key lets the runtime go, saving the container's create and start.
+struct Spare {
+    env: Environment,
+    made: Instant,
 }
 
 /// The environments provisioned concurrency keeps for one pool key.
@@ -164,7 +177,14 @@ pub struct Pool {
     /// Signalled (`notify_waiters`) when a replacement started ahead is ready or failed.
     warmed: Notify,
     me: std::sync::Weak<Pool>,
+    /// `--lambda-docker-spare`: Docker functions keep a spare (see [`Pool::prepare`]).
+    pub(super) spares: bool,
+    /// Signalled (`notify_waiters`) whenever the making of a spare ends.
+    spare_made: Notify,
 }
+
+/// How long a cold start waits for its key's spare that is being made.
+const SPARE_WAIT: Duration = Duration::from_secs(30);
 
 /// An environment on loan to one invocation. Give it back with [`Pool::release`].
 pub struct Lease {
@@ -198,7 +218,7 @@ impl Drop for Slot {
 }
 
 impl Pool {
-    pub fn new(sandboxes: Sandboxes, max: usize, queue_size: usize, ttl: Duration) -> Arc<Pool> {
+    pub fn new(sandboxes: Sandboxes, max: usize, queue_size: usize, ttl: Duration, spares: bool) -> Arc<Pool> {
         let max = max.max(1);
         let pool = Arc::new_cyclic(|me| Pool {
             state: Mutex::new(PoolState::default()),
@@ -214,6 +234,8 @@ impl Pool {
             debug_turns: Mutex::new(HashMap::new()),
             warmed: Notify::new(),
             me: me.clone(),
+            spares,
+            spare_made: Notify::new(),
         });
         let weak = Arc::downgrade(&pool);
         let tick = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
@@ -230,7 +252,7 @@ impl Pool {
     /// Takes the function's attached runtime (waiting for its turn) if it has one; else a
     /// busy slot (waiting in the bounded queue if needed), then an idle environment for the
     /// spec's key, or a new one.
-    pub async fn acquire(&self, spec: &Arc<EnvSpec>) -> Result<Lease, AwsError> {
+    pub async fn acquire(self: &Arc<Self>, spec: &Arc<EnvSpec>) -> Result<Lease, AwsError> {
         let attached = {
             let map = self.attached.read();
             if map.is_empty() { None } else { map.get(&spec.function).cloned() }
@@ -267,7 +289,11 @@ impl Pool {
         let permit = Slot { permit: Some(permit), room: self.room.clone() };
         self.await_warming(&spec.key).await;
         let function = spec.function.clone();
-        let (epochs, evicted, displaced) = {
+        let spares = self.keeps_spare(spec);
+        if spares {
+            self.await_spare(&spec.key).await;
+        }
+        let (epochs, evicted, displaced, spare) = {
             let mut st = self.state.lock();
             if st.shutting_down {
                 return Err(AwsError::service("server is shutting down"));
@@ -308,7 +334,8 @@ impl Pool {
                 }
             }
             st.live += 1;
-            (st.epochs_for(spec), evicted, displaced)
+            let spare = if spares { st.spares.remove(&spec.key) } else { None };
+            (st.epochs_for(spec), evicted, displaced, spare)
         };
         if let Some(e) = evicted {
             tracing::debug!(function = %e.function, "evicting idle environment to make room");
@@ -317,7 +344,20 @@ impl Pool {
         for e in displaced {
             e.sandbox.stop().await;
         }
-        match self.start(starting.id, spec, epochs, false).await {
+        if let Some(Spare { mut env, .. }) = spare {
+            // A spare is made for the current epoch only, and `drain` removes it.
+            if (env.epoch, env.version_epoch) == epochs && !env.endpoint.is_dead() && env.sandbox.go() {
+                // Its init starts now.
+                env.created = Instant::now();
+                tracing::info!(function = %function, env = env.id, "environment from a spare container");
+                let env = Arc::new(env);
+                self.state.lock().all.insert(env.id, env.clone());
+                drop(starting);
+                return Ok(Lease { env, cold: true, _hold: Hold::Permit(permit), _debug_turn: debug_turn });
+            }
+            tokio::spawn(async move { env.sandbox.stop().await });
+        }
+        match self.start(starting.id, spec, epochs, false, false).await {
             Ok(env) => {
                 let env = Arc::new(env);
                 let mut st = self.state.lock();
@@ -396,7 +436,7 @@ impl Pool {
         };
         let key = spec.key.clone();
         let starting = self.starting(&spec);
-        let env = match self.start(starting.id, &spec, epochs, false).await {
+        let env = match self.start(starting.id, &spec, epochs, false, false).await {
             Ok(env) => {
                 let env = Arc::new(env);
                 self.state.lock().all.insert(env.id, env.clone());
@@ -460,12 +500,14 @@ impl Pool {
         tokio::spawn(async move { pool.prestart(spec).await });
     }
 
+    /// Starts an environment; `held`, a spare (its runtime waits for [`Sandbox::go`]).
     async fn start(
         &self,
         id: u64,
         spec: &Arc<EnvSpec>,
         (epoch, version_epoch): (u64, u64),
         provisioned: bool,
+        held: bool,
     ) -> Result<Environment, AwsError> {
         let function = spec.function.clone();
         let endpoint = Endpoint::new(format!("{function}#{id}"));
@@ -474,8 +516,12 @@ impl Pool {
             .map_err(|e| AwsError::service(format!("cannot open a Runtime API endpoint: {e}")))?;
         let log = LogSink::new(&function, &spec.version, &spec.log_group);
         let created = Instant::now();
-        let sandbox = self.sandboxes.start(spec, listener.addr, endpoint.clone(), log.clone()).await?;
-        tracing::info!(function = %function, env = id, executor = ?spec.kind, reason = spec.reason, runtime_api = %listener.addr, "started environment");
+        let sandbox = self.sandboxes.start(spec, listener.addr, endpoint.clone(), log.clone(), held).await?;
+        if held {
+            tracing::info!(function = %function, env = id, runtime_api = %listener.addr, "spare container ready");
+        } else {
+            tracing::info!(function = %function, env = id, executor = ?spec.kind, reason = spec.reason, runtime_api = %listener.addr, "started environment");
+        }
         if let Some(d) = &spec.debug {
             use super::debug::Debugger;
             let runtime = spec.runtime.as_deref();
@@ -544,17 +590,110 @@ impl Pool {
     }
 
     /// Stops a function's idle environments; busy ones are stopped when released.
-    /// Provisioned ones stay: they run a published version, which no update changes.
+    /// Provisioned ones stay: they run a published version, which no update changes. Its
+    /// spares go too.
     pub fn drain(&self, id: &FunctionId) {
-        let stopped = {
+        let (stopped, spares) = {
             let mut st = self.state.lock();
             *st.epochs.entry(id.clone()).or_default() += 1;
             let kept: Vec<u64> = st.all.values().filter(|e| st.kept(e)).map(|e| e.id).collect();
-            Self::take_idle(&mut st, |i| i.env.spec.is(id) && !kept.contains(&i.env.id))
+            let stopped = Self::take_idle(&mut st, |i| i.env.spec.is(id) && !kept.contains(&i.env.id));
+            (stopped, Self::take_spares(&mut st, |s| s.env.spec.is(id)))
         };
         for env in stopped {
             tokio::spawn(async move { env.sandbox.stop().await });
         }
+        for s in spares {
+            tokio::spawn(async move { s.env.sandbox.stop().await });
+        }
+    }
+
+    /// Whether `spec` keeps a spare: Docker, on demand, not under a debugger, and spares on.
+    fn keeps_spare(&self, spec: &EnvSpec) -> bool {
+        self.spares
+            && spec.kind == super::sandbox::SandboxKind::Docker
+            && spec.debug.is_none()
+            && !spec.provisioned
+            && spec.package == super::PackageType::Zip
+    }
+
+    /// Makes a spare for `spec`'s key in the background, unless it has one (or one is being
+    /// made). At most `max` spares in all: the oldest makes room. Starting one that fails
+    /// (no local engine, no `/bin/sh`) is only logged: the cold start then does it all.
+    pub fn prepare(self: &Arc<Self>, spec: &Arc<EnvSpec>) {
+        if !self.keeps_spare(spec) {
+            return;
+        }
+        let (epochs, evicted) = {
+            let mut st = self.state.lock();
+            if st.shutting_down || st.spares.contains_key(&spec.key) || st.making.contains(&spec.key) {
+                return;
+            }
+            let mut evicted = None;
+            if st.spares.len() + st.making.len() >= self.max {
+                let oldest = st.spares.iter().min_by_key(|(_, s)| s.made).map(|(k, _)| k.clone());
+                match oldest {
+                    Some(k) => evicted = st.spares.remove(&k),
+                    None => return,
+                }
+            }
+            st.making.insert(spec.key.clone());
+            (st.epochs_for(spec), evicted)
+        };
+        let pool = self.clone();
+        let spec = spec.clone();
+        tokio::spawn(async move {
+            if let Some(s) = evicted {
+                s.env.sandbox.stop().await;
+            }
+            let starting = pool.starting(&spec);
+            let made = pool.start(starting.id, &spec, epochs, false, true).await;
+            let unused = {
+                let mut st = pool.state.lock();
+                st.making.remove(&spec.key);
+                match made {
+                    Ok(env) => {
+                        let current = st.epochs_for(&spec) == epochs;
+                        if current && !st.shutting_down && !env.endpoint.is_dead() {
+                            st.spares.insert(spec.key.clone(), Spare { env, made: Instant::now() });
+                            None
+                        } else {
+                            Some(env)
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(function = %spec.function, error = %e.message, "no spare container");
+                        None
+                    }
+                }
+            };
+            drop(starting);
+            pool.spare_made.notify_waiters();
+            if let Some(env) = unused {
+                env.sandbox.stop().await;
+            }
+        });
+    }
+
+    /// Waits (bounded) while `key`'s spare is being made, so a cold start right after
+    /// CreateFunction takes it rather than starting a second container beside it.
+    async fn await_spare(&self, key: &str) {
+        let until = tokio::time::Instant::now() + SPARE_WAIT;
+        loop {
+            let made = self.spare_made.notified();
+            tokio::pin!(made);
+            // Registered before the check, so a making that ends in between is not missed.
+            made.as_mut().enable();
+            if !self.state.lock().making.contains(key) || tokio::time::timeout_at(until, made).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Removes the spares matching `pred`; the caller stops them.
+    fn take_spares(st: &mut PoolState, pred: impl Fn(&Spare) -> bool) -> Vec<Spare> {
+        let keys: Vec<String> = st.spares.iter().filter(|(_, s)| pred(s)).map(|(k, _)| k.clone()).collect();
+        keys.iter().filter_map(|k| st.spares.remove(k)).collect()
     }
 
     /// The code of `versions` of a function changed in place (hot reload): their
@@ -622,6 +761,10 @@ impl Pool {
                 i.env.endpoint.is_dead()
                     || (now.duration_since(i.since) >= self.ttl && !kept.contains(&i.env.id) && !i.env.debug)
             });
+            // A spare's container that exited is of no use.
+            for s in Self::take_spares(&mut st, |s| s.env.endpoint.is_dead()) {
+                tokio::spawn(async move { s.env.sandbox.stop().await });
+            }
             // Provisioned environments that died are replaced.
             let refill: Vec<String> = st
                 .provisioned
@@ -741,7 +884,7 @@ impl Pool {
                 e.sandbox.stop().await;
             }
             let starting = self.starting(&spec);
-            let started = self.start(starting.id, &spec, epochs, true).await.map_err(|e| e.message.clone());
+            let started = self.start(starting.id, &spec, epochs, true, false).await.map_err(|e| e.message.clone());
             let ready = match started {
                 Ok(env) => {
                     let env = Arc::new(env);
@@ -831,14 +974,14 @@ impl Pool {
 
     /// Stops every environment and refuses new ones.
     pub async fn shutdown(&self) {
-        let all: Vec<Arc<Environment>> = {
+        let (all, spares): (Vec<Arc<Environment>>, Vec<Spare>) = {
             let mut st = self.state.lock();
             st.shutting_down = true;
             st.idle.clear();
-            st.all.drain().map(|(_, e)| e).collect()
+            (st.all.drain().map(|(_, e)| e).collect(), st.spares.drain().map(|(_, s)| s).collect())
         };
         self.busy.close();
-        let stops = all.iter().map(|e| e.sandbox.stop());
+        let stops = all.iter().map(|e| e.sandbox.stop()).chain(spares.iter().map(|s| s.env.sandbox.stop()));
         futures_util::future::join_all(stops).await;
         // Containers whose stop was spawned earlier, or that were still starting.
         self.sandboxes.docker.shutdown().await;
@@ -927,6 +1070,7 @@ impl Pool {
                 .values()
                 .flat_map(|e| e.dirs.iter().cloned())
                 .chain(st.starting.values().flatten().cloned())
+                .chain(st.spares.values().flat_map(|s| s.env.dirs.iter().cloned()))
                 .collect()
         };
         dirs.extend(self.attached.read().values().flat_map(|e| e.dirs.iter().cloned()));

@@ -425,7 +425,9 @@ async fn next(ep: &Endpoint) -> Response<Body> {
             "State transition from Running to Ready failed for runtime: post a response or error first",
         );
     }
-    ep.ready_tx.send_if_modified(|r| !std::mem::replace(r, true));
+    if ep.ready_tx.send_if_modified(|r| !std::mem::replace(r, true)) {
+        tracing::debug!(env = %ep.label, "runtime ready: first /next");
+    }
     let Ok(mut rx) = ep.queue_rx.try_lock() else {
         return error(
             StatusCode::FORBIDDEN,

@@ -136,6 +136,10 @@ struct Launch<'a> {
     endpoint: &'a Arc<Endpoint>,
     log: &'a Arc<LogSink>,
     debug: Option<&'a super::debug::ContainerDebug>,
+    /// When the start began (for the timing in the log).
+    begun: Instant,
+    /// Start the container but hold its runtime until [`Container::go`] (a spare).
+    held: bool,
 }
 
 /// Why one attempt to start a container failed.
@@ -227,12 +231,15 @@ impl DockerExecutor {
         self.inner.ensure_image(image).await
     }
 
+    /// Creates and starts a container for `spec`. `held`: its runtime waits for
+    /// [`Container::go`] (needs the output FIFO: a local engine, an image with `/bin/sh`).
     pub async fn start(
         &self,
         spec: &EnvSpec,
         api: SocketAddr,
         endpoint: Arc<Endpoint>,
         log: Arc<LogSink>,
+        held: bool,
     ) -> Result<Container, AwsError> {
         // Run the start in its own task: if the caller goes away half way, the container is
         // still handed to a `Container`, whose drop removes it.
@@ -240,7 +247,7 @@ impl DockerExecutor {
         let spec = spec.clone();
         inner.starting.fetch_add(1, Ordering::SeqCst);
         let task = tokio::spawn(async move {
-            let r = inner.start(&spec, api, endpoint, log).await;
+            let r = inner.start(&spec, api, endpoint, log, held).await;
             if inner.starting.fetch_sub(1, Ordering::SeqCst) == 1 {
                 inner.started.notify_waiters();
             }
@@ -403,13 +410,19 @@ impl Inner {
         api: SocketAddr,
         endpoint: Arc<Endpoint>,
         log: Arc<LogSink>,
+        held: bool,
     ) -> Result<Container, AwsError> {
         if self.closing.load(Ordering::SeqCst) {
             return Err(AwsError::service("server is shutting down"));
         }
+        let begun = Instant::now();
         let engine = self.engine().await.map_err(|e| {
             AwsError::new(http::StatusCode::BAD_GATEWAY, "ServiceException", format!("Docker executor: {e}"))
         })?;
+        // The go FIFO is a bind mount, like the output FIFO: a remote engine cannot hold.
+        if held && !(engine.local && engine.transfer == CodeTransfer::Mount) {
+            return Err(AwsError::service("a held container needs a local engine that mounts the code"));
+        }
         let image = self.image_for(spec.package, spec.image_uri.as_deref(), spec.runtime.as_deref());
         if image.is_empty() {
             return Err(invalid_runtime(format!(
@@ -485,8 +498,21 @@ impl Inner {
         let mut fifo =
             engine.local && engine.transfer == CodeTransfer::Mount && !self.image_slot(&image).lock().await.no_shell;
         let files = Files { opt_dir: opt_dir.as_deref(), archive: archive.as_deref() };
-        let launch = Launch { spec, image: &image, api, files, endpoint: &endpoint, log: &log, debug: debug.as_ref() };
+        let launch = Launch {
+            spec,
+            image: &image,
+            api,
+            files,
+            endpoint: &endpoint,
+            log: &log,
+            debug: debug.as_ref(),
+            begun,
+            held,
+        };
         loop {
+            if held && !fifo {
+                return Err(AwsError::service("a held container needs the output FIFO (a local engine, /bin/sh)"));
+            }
             match self.start_once(engine, &launch, fifo).await {
                 Ok(mut c) => {
                     c._opt = scratch;
@@ -512,13 +538,18 @@ impl Inner {
         launch: &Launch<'_>,
         fifo: bool,
     ) -> Result<Container, Failure> {
-        let Launch { spec, image, api: _, files, endpoint, log, debug } = *launch;
+        let Launch { spec, image, api: _, files, endpoint, log, debug, begun, held } = *launch;
         let docker = &engine.docker;
         let opt_dir = files.opt_dir;
         let name = container_name(&spec.function);
         let fifo_out = if fifo {
             let dir = self.run_root.join(self.owner.pid.to_string()).join(&name);
-            match FifoOutput::create(dir, log.clone()) {
+            match FifoOutput::create(dir, log.clone()).and_then(|mut f| {
+                if held {
+                    f.hold()?;
+                }
+                Ok(f)
+            }) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot make an output FIFO: using docker attach");
@@ -529,7 +560,7 @@ impl Inner {
             None
         };
         let command = self
-            .command(docker, spec, image, opt_dir, fifo_out.is_some())
+            .command(docker, spec, image, opt_dir, fifo_out.as_ref().map(|f| f.go_path().is_some()))
             .await
             .map_err(|why| image_unavailable(&spec.function, &why))?;
         let mut body = self.container_body(launch, command, fifo_out.as_ref())?;
@@ -573,6 +604,10 @@ impl Inner {
             }
         };
         let fifo = matches!(output, Output::Fifo(_));
+        if held && !fifo {
+            self.remove(&id).await;
+            return Err(AwsError::service("a held container needs the output FIFO").into());
+        }
         // From here on, dropping `container` (on any error) removes it.
         let container = Container {
             id: id.clone(),
@@ -626,6 +661,7 @@ impl Inner {
             container = short(&id),
             image,
             fifo,
+            prep_ms = (t0 - begun).as_millis() as u64,
             create_ms = (t1 - t0).as_millis() as u64,
             start_ms = t1.elapsed().as_millis() as u64,
             "container started"
@@ -636,14 +672,15 @@ impl Inner {
     /// ENTRYPOINT, CMD and working directory for a function's container. Zip functions run
     /// the image's entrypoint with the handler as CMD (a custom runtime's own bootstrap, if it
     /// has one); Image functions run the image with ImageConfig's overrides. With `fifo`, the
-    /// whole command is wrapped to send its output to the FIFO.
+    /// whole command is wrapped to send its output to the FIFO (`Some(held)`: and, held,
+    /// to wait for the go FIFO first).
     async fn command(
         &self,
         docker: &Docker,
         spec: &EnvSpec,
         image: &str,
         opt_dir: Option<&Path>,
-        fifo: bool,
+        fifo: Option<bool>,
     ) -> Result<(Vec<String>, Vec<String>, Option<String>), String> {
         let (image_entry, image_cmd) = self.image_config(docker, image).await?;
         let (entry, cmd, working_dir) = if spec.package == PackageType::Image {
@@ -675,7 +712,10 @@ impl Inner {
         if entry.is_empty() && cmd.is_empty() {
             return Err(format!("image {image} has no ENTRYPOINT or CMD"));
         }
-        let entry = if fifo { output::fifo_wrapper().into_iter().chain(entry).collect() } else { entry };
+        let entry = match fifo {
+            Some(held) => output::fifo_wrapper(held).into_iter().chain(entry).collect(),
+            None => entry,
+        };
         Ok((entry, cmd, working_dir))
     }
 
@@ -687,7 +727,7 @@ impl Inner {
         command: (Vec<String>, Vec<String>, Option<String>),
         fifo: Option<&FifoOutput>,
     ) -> Result<ContainerCreateBody, AwsError> {
-        let Launch { spec, image, api, files, endpoint, log, debug: _ } = *launch;
+        let Launch { spec, image, api, files, endpoint, log, .. } = *launch;
         let metadata_token = endpoint.metadata_token();
         let (entrypoint, cmd, working_dir) = command;
         let log_stream = log.stream();
@@ -723,6 +763,9 @@ impl Inner {
         }
         if let Some(f) = fifo {
             mounts.push(bind(&f.path(), output::FIFO_TARGET, false));
+            if let Some(go) = f.go_path() {
+                mounts.push(bind(&go, output::GO_TARGET, false));
+            }
         }
         let memory = i64::from(spec.memory_mb.max(16)) * 1024 * 1024;
         let (network_mode, extra_hosts) = match self.network {
@@ -846,6 +889,14 @@ impl Container {
         }
         self.inner.remove(&self.id).await;
         tracing::debug!(container = short(&self.id), "container removed");
+    }
+
+    /// Lets a held container's runtime start; false if it was not held (or its FIFO failed).
+    pub fn go(&self) -> bool {
+        match &self.output {
+            Output::Fifo(f) => f.go(),
+            Output::Attach(_) => false,
+        }
     }
 
     /// Waits until the output written so far is in the log (exact with the FIFO; bounded).

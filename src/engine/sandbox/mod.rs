@@ -61,6 +61,14 @@ impl Sandbox {
         }
     }
 
+    /// Lets a spare's held runtime start (see [`docker::Container::go`]); false for others.
+    pub fn go(&self) -> bool {
+        match self {
+            Sandbox::Container(c) => c.go(),
+            _ => false,
+        }
+    }
+
     /// Waits until the sandbox's output has been read into the log (best effort, bounded).
     pub async fn flush_logs(&self) {
         match self {
@@ -170,12 +178,14 @@ impl Sandboxes {
         }
     }
 
+    /// Starts a sandbox for `spec`. `held` (Docker only): its runtime waits for [`Sandbox::go`].
     pub async fn start(
         &self,
         spec: &EnvSpec,
         api: SocketAddr,
         endpoint: Arc<Endpoint>,
         log: Arc<LogSink>,
+        held: bool,
     ) -> Result<Sandbox, AwsError> {
         endpoint.set_region(&spec.region);
         match spec.kind {
@@ -185,7 +195,7 @@ impl Sandboxes {
                 add_metadata_env(&mut vars, &api.to_string(), endpoint.metadata_token());
                 self.subprocess.start(spec, vars, endpoint, log).await.map(Sandbox::Process)
             }
-            SandboxKind::Docker => self.docker.start(spec, api, endpoint, log).await.map(Sandbox::Container),
+            SandboxKind::Docker => self.docker.start(spec, api, endpoint, log, held).await.map(Sandbox::Container),
             #[cfg(test)]
             SandboxKind::Fake => Ok(Sandbox::Fake(fake::FakeRuntime::start(spec, api, endpoint, log).await)),
         }

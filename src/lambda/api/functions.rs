@@ -166,7 +166,7 @@ pub(super) fn create_function(ctx: &Ctx, m: input::CreateFunctionRequest, body: 
         ctx.lambda.hot_reload.sync(ctx.lambda);
     }
     tracing::info!(function = %name, "created function");
-    settle(ctx.lambda.clone(), ctx.store(), name.clone(), docker_image);
+    settle(ctx.lambda.clone(), ctx.store(), name.clone(), docker_image, Some(ctx.scope.clone()));
     ok_json(StatusCode::CREATED, out)
 }
 
@@ -328,7 +328,7 @@ pub(super) fn update_code(ctx: &Ctx, raw: &str, m: input::UpdateFunctionCodeRequ
     if hot.is_some() || cur.hot_reload_dir.is_some() {
         ctx.lambda.hot_reload.sync(ctx.lambda);
     }
-    settle(ctx.lambda.clone(), ctx.store(), name.clone(), None);
+    settle(ctx.lambda.clone(), ctx.store(), name.clone(), None, Some(ctx.scope.clone()));
     tracing::info!(function = %name, "updated function code");
     match published {
         Some(v) => ok_json(StatusCode::OK, v.to_json(&ctx.scope, true)),
@@ -370,7 +370,7 @@ pub(super) fn update_configuration(
     if hot_layers || ctx.lambda.hot_reload.uses(&name) {
         ctx.lambda.hot_reload.sync(ctx.lambda);
     }
-    settle(ctx.lambda.clone(), ctx.store(), name.clone(), None);
+    settle(ctx.lambda.clone(), ctx.store(), name.clone(), None, Some(ctx.scope.clone()));
     tracing::info!(function = %name, "updated function configuration");
     ok_json(StatusCode::OK, rec.latest.to_json(&ctx.scope, false))
 }

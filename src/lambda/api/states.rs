@@ -26,7 +26,15 @@ pub(super) fn mark_updating(c: &mut FunctionConfig) {
 /// Finishes the transition of `name` on a background task: after `image` (when the function
 /// runs in Docker) is present, `$LATEST` and versions still Pending turn Active (or Failed),
 /// and an InProgress update turns Successful. Each change gets a new RevisionId, as on AWS.
-pub(super) fn settle(lambda: Arc<Lambda>, store: Arc<Store>, name: String, image: Option<String>) {
+/// With `scope` (and `--lambda-docker-spare`), a Docker `$LATEST` that settled gets its
+/// spare container made.
+pub(super) fn settle(
+    lambda: Arc<Lambda>,
+    store: Arc<Store>,
+    name: String,
+    image: Option<String>,
+    scope: Option<Scope>,
+) {
     tokio::spawn(async move {
         let result = match &image {
             Some(image) => lambda.engine.ensure_image(image).await,
@@ -52,6 +60,17 @@ pub(super) fn settle(lambda: Arc<Lambda>, store: Arc<Store>, name: String, image
                 }
             }
         };
+        // The spare's making is on the books before a waiting invoke wakes, so that invoke
+        // takes it rather than starting a container beside it.
+        if let (Ok(()), Ok(_), Some(scope)) = (&result, &outcome, &scope)
+            && lambda.engine.keeps_spares()
+        {
+            let spec = invoke::resolve(&lambda, &name, None, scope).and_then(|t| invoke::spec_for(&lambda, &t, scope));
+            match spec {
+                Ok(spec) => lambda.engine.prepare(&spec),
+                Err(e) => tracing::debug!(function = %name, error = %e.message, "no spare container"),
+            }
+        }
         lambda.state_changes.notify_waiters();
         match (&result, outcome) {
             (Ok(()), Ok(_)) => tracing::debug!(function = %name, "function ready"),
@@ -148,7 +167,7 @@ pub fn restore_states(lambda: &Arc<Lambda>) {
                 continue;
             }
             let image = invoke::docker_image(lambda, &rec.latest, &rec.tags);
-            settle(lambda.clone(), store.clone(), rec.latest.name.clone(), image);
+            settle(lambda.clone(), store.clone(), rec.latest.name.clone(), image, None);
         }
     }
 }

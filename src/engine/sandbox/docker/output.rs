@@ -26,9 +26,15 @@ use crate::engine::logsink::LogSink;
 
 /// Where the FIFO appears inside the container.
 pub const FIFO_TARGET: &str = "/dev/ruststack-log";
+/// Where a held container's go FIFO appears (see [`FifoOutput::hold`]).
+pub const GO_TARGET: &str = "/dev/ruststack-go";
 /// The wrapper that sends the runtime's output into the FIFO; `"$@"` is the real command.
-pub fn fifo_wrapper() -> Vec<String> {
-    vec!["/bin/sh".into(), "-c".into(), format!("exec \"$@\" >{FIFO_TARGET} 2>&1"), "lambda-entrypoint".into()]
+/// `held`: it first waits for a line on the go FIFO.
+pub fn fifo_wrapper(held: bool) -> Vec<String> {
+    // Opened read-write: the wait never sees an end of file, whatever happens to RustStack's
+    // end (an unused spare is killed with its container, never let go by accident).
+    let wait = if held { format!("read -r go <>{GO_TARGET} || exit 0; ") } else { String::new() };
+    vec!["/bin/sh".into(), "-c".into(), format!("{wait}exec \"$@\" >{FIFO_TARGET} 2>&1"), "lambda-entrypoint".into()]
 }
 
 /// Longest a flush waits without the reader making progress.
@@ -48,6 +54,8 @@ pub enum Output {
 pub struct FifoOutput {
     dir: PathBuf,
     pipe: PipeOutput,
+    /// A held container's go FIFO, open read-write: a line lets the runtime start.
+    go: Option<std::fs::File>,
 }
 
 /// The read end of a pipe or FIFO whose bytes go to an environment's log, with an exact
@@ -92,11 +100,40 @@ impl FifoOutput {
                 return Err(e);
             }
         };
-        Ok(FifoOutput { dir, pipe: PipeOutput::start(rx, log) })
+        Ok(FifoOutput { dir, pipe: PipeOutput::start(rx, log), go: None })
     }
 
     pub fn path(&self) -> PathBuf {
         self.dir.join("log")
+    }
+
+    /// Makes `<dir>/go`, the FIFO a held container waits on before it runs its runtime.
+    /// Held open read-write, so a line can be written before the container opens it.
+    pub fn hold(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join("go");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::other("NUL in FIFO path"))?;
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o666) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
+        let f = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path)?;
+        self.go = Some(f);
+        Ok(())
+    }
+
+    /// The go FIFO's path, once [`FifoOutput::hold`] made it.
+    pub fn go_path(&self) -> Option<PathBuf> {
+        self.go.as_ref().map(|_| self.dir.join("go"))
+    }
+
+    /// Lets a held container's runtime start: one line into the go FIFO (a pipe's buffer
+    /// takes it at once). False if the container was not held.
+    pub fn go(&self) -> bool {
+        use std::io::Write;
+        self.go.as_ref().is_some_and(|mut f| f.write_all(b"\n").is_ok())
     }
 
     async fn flush(&self) {
@@ -277,5 +314,44 @@ mod tests {
         }
         drop(out);
         assert!(!dir.exists());
+    }
+
+    /// A held wrapper (run by the host's sh, the FIFOs at host paths) opens the go FIFO and
+    /// waits there, and runs its command only after `go`.
+    #[tokio::test]
+    async fn held_wrapper_waits_for_go() {
+        let dir = std::env::temp_dir().join(format!("ruststack-go-{}", uuid::Uuid::new_v4().simple()));
+        let log = LogSink::new("t", "$LATEST", "/aws/lambda/t");
+        let mut out = FifoOutput::create(dir.clone(), log.clone()).unwrap();
+        out.hold().unwrap();
+        let go_path = out.go_path().unwrap();
+        let script = fifo_wrapper(true)[2]
+            .replace(GO_TARGET, &go_path.display().to_string())
+            .replace(FIFO_TARGET, &out.path().display().to_string());
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .args(["-c", &script, "lambda-entrypoint", "echo", "ran"])
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let opened = || {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == go_path))
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        while !opened() {
+            assert!(Instant::now() < until, "the wrapper never opened the go FIFO");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        out.flush().await;
+        assert!(log.take().is_empty(), "the command ran before go");
+        assert!(out.go());
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+        assert!(status.success());
+        // The FIFO flush is exact: what the child wrote is in the log now.
+        out.flush().await;
+        assert_eq!(String::from_utf8(log.take()).unwrap(), "ran\n");
     }
 }
