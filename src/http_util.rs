@@ -10,6 +10,21 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
 use tokio::sync::mpsc;
 
+/// Header names the per-request paths look up, made once: a lookup by `&str` parses and
+/// checks the name on every call.
+pub mod names {
+    use http::HeaderName;
+    pub static X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
+    pub static X_AMZ_INVOCATION_TYPE: HeaderName = HeaderName::from_static("x-amz-invocation-type");
+    pub static X_AMZ_LOG_TYPE: HeaderName = HeaderName::from_static("x-amz-log-type");
+    pub static X_AMZ_CLIENT_CONTEXT: HeaderName = HeaderName::from_static("x-amz-client-context");
+    pub static X_AMZ_TENANT_ID: HeaderName = HeaderName::from_static("x-amz-tenant-id");
+    pub static LAMBDA_RUNTIME_FUNCTION_RESPONSE_MODE: HeaderName =
+        HeaderName::from_static("lambda-runtime-function-response-mode");
+    pub static LAMBDA_RUNTIME_FUNCTION_ERROR_TYPE: HeaderName =
+        HeaderName::from_static("lambda-runtime-function-error-type");
+}
+
 /// A response body: whole (almost every answer), or streamed, each chunk sent as it is
 /// received from a channel (response streaming); the stream ends when the sender is dropped.
 pub struct Body(Kind);

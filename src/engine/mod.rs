@@ -324,9 +324,21 @@ impl Engine {
     /// timeout, say) drops this future; had that cancelled the invocation half-way, it leaked
     /// the environment (a live process outside every limit), its busy slot or its queue place.
     pub async fn invoke(&self, spec: Arc<EnvSpec>, req: Request) -> Result<RunOutcome, AwsError> {
+        self.invoke_then(spec, req, |run| run).await
+    }
+
+    /// [`Engine::invoke`], then `then` on its outcome, in the same task: what `then` does
+    /// (writing the invocation's log, say) is done even if the caller hangs up, without the
+    /// caller spawning a task of its own for it.
+    pub async fn invoke_then<T: Send + 'static>(
+        &self,
+        spec: Arc<EnvSpec>,
+        req: Request,
+        then: impl FnOnce(Result<RunOutcome, AwsError>) -> Result<T, AwsError> + Send + 'static,
+    ) -> Result<T, AwsError> {
         let pool = self.pool.clone();
         let init_timeout = self.init_timeout;
-        let task = tokio::spawn(async move { run(&pool, &spec, req, init_timeout).await });
+        let task = tokio::spawn(async move { then(run(&pool, &spec, req, init_timeout).await) });
         task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?
     }
 

@@ -337,7 +337,7 @@ fn accepted() -> Response<Body> {
     http_util::full(StatusCode::ACCEPTED, "application/json", Bytes::from_static(b"{\"status\":\"OK\"}"))
 }
 
-fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
+fn header(req: &Request<Incoming>, name: impl http::header::AsHeaderName) -> Option<String> {
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
@@ -469,7 +469,7 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
     if !ep.has_in_flight(id) {
         return error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
     }
-    if let Some(mode) = header(&req, "lambda-runtime-function-response-mode") {
+    if let Some(mode) = header(&req, &http_util::names::LAMBDA_RUNTIME_FUNCTION_RESPONSE_MODE) {
         if mode != "streaming" {
             return error(StatusCode::BAD_REQUEST, "InvalidFunctionResponseMode", "Invalid function response mode");
         }
@@ -477,8 +477,8 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
             return post_stream(ep, req, id).await;
         }
     }
-    let content_type = header(&req, "content-type");
-    let error_type = header(&req, "lambda-runtime-function-error-type");
+    let content_type = header(&req, http::header::CONTENT_TYPE);
+    let error_type = header(&req, &http_util::names::LAMBDA_RUNTIME_FUNCTION_ERROR_TYPE);
     let body = match http_util::read_body(req.into_body(), MAX_RESPONSE_BYTES).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
