@@ -1080,6 +1080,28 @@ mod tests {
     }
 
     #[test]
+    fn a_code_hold_defers_every_freeing_until_its_last_clone_is_dropped() {
+        let dir = temp_dir();
+        let regions = Regions::open(&dir, "us-east-1").unwrap();
+        let store = regions.default_store();
+        let (d, pin) = store.put_zip(&zip_of("x = 2\n")).unwrap();
+        drop(pin);
+        let blob = dir.join("lambda/blobs").join(format!("{}.zip", d.sha256_hex));
+        let tree = dir.join("lambda/code").join(&d.sha256_hex);
+        let (first, second) = (regions.hold_code(), regions.hold_code());
+        regions.collect();
+        assert!(blob.is_file() && tree.is_dir(), "held: nothing is freed");
+        assert_eq!(regions.usage().deferred_code_dirs, 2, "the blob and the tree wait for the next pass");
+        drop(first);
+        regions.collect();
+        assert!(blob.is_file() && tree.is_dir(), "one hold is still taken");
+        drop(second);
+        regions.collect();
+        assert!(!blob.exists() && !tree.exists(), "no hold and no record: freed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_start_sweeps_what_no_record_names_and_an_unreadable_record_stops_it() {
         let dir = temp_dir();
         {

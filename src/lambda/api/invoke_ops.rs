@@ -83,9 +83,9 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
                 http_util::full(StatusCode::OK, "application/json", out.body.clone())
             };
             let h = r.headers_mut();
-            h.insert("x-amz-executed-version", executed);
+            h.insert(&crate::http_util::names::X_AMZ_EXECUTED_VERSION, executed);
             if let Ok(v) = HeaderValue::from_str(&out.request_id) {
-                h.insert("x-amzn-requestid", v);
+                h.insert(&crate::http_util::names::X_AMZN_REQUESTID, v);
             }
             if out.function_error && !streaming {
                 h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
