@@ -10,6 +10,31 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
 use tokio::sync::mpsc;
 
+/// Header names the per-request paths look up, made once: a lookup by `&str` parses and
+/// checks the name on every call.
+pub mod names {
+    use http::HeaderName;
+    pub static X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
+    pub static X_AMZ_INVOCATION_TYPE: HeaderName = HeaderName::from_static("x-amz-invocation-type");
+    pub static X_AMZ_LOG_TYPE: HeaderName = HeaderName::from_static("x-amz-log-type");
+    pub static X_AMZ_CLIENT_CONTEXT: HeaderName = HeaderName::from_static("x-amz-client-context");
+    pub static X_AMZ_TENANT_ID: HeaderName = HeaderName::from_static("x-amz-tenant-id");
+    pub static LAMBDA_RUNTIME_FUNCTION_RESPONSE_MODE: HeaderName =
+        HeaderName::from_static("lambda-runtime-function-response-mode");
+    pub static LAMBDA_RUNTIME_FUNCTION_ERROR_TYPE: HeaderName =
+        HeaderName::from_static("lambda-runtime-function-error-type");
+    pub static X_AMZ_EXECUTED_VERSION: HeaderName = HeaderName::from_static("x-amz-executed-version");
+    pub static X_AMZN_REQUESTID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+    pub static LAMBDA_RUNTIME_AWS_REQUEST_ID: HeaderName = HeaderName::from_static("lambda-runtime-aws-request-id");
+    pub static LAMBDA_RUNTIME_DEADLINE_MS: HeaderName = HeaderName::from_static("lambda-runtime-deadline-ms");
+    pub static LAMBDA_RUNTIME_INVOKED_FUNCTION_ARN: HeaderName =
+        HeaderName::from_static("lambda-runtime-invoked-function-arn");
+    pub static LAMBDA_RUNTIME_TRACE_ID: HeaderName = HeaderName::from_static("lambda-runtime-trace-id");
+    pub static LAMBDA_RUNTIME_CLIENT_CONTEXT: HeaderName = HeaderName::from_static("lambda-runtime-client-context");
+    pub static LAMBDA_RUNTIME_COGNITO_IDENTITY: HeaderName = HeaderName::from_static("lambda-runtime-cognito-identity");
+    pub static LAMBDA_RUNTIME_AWS_TENANT_ID: HeaderName = HeaderName::from_static("lambda-runtime-aws-tenant-id");
+}
+
 /// A response body: whole (almost every answer), or streamed, each chunk sent as it is
 /// received from a channel (response streaming); the stream ends when the sender is dropped.
 pub struct Body(Kind);
@@ -88,7 +113,7 @@ where
 pub fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Body::new(body));
     *r.status_mut() = status;
-    r.headers_mut().insert("content-type", HeaderValue::from_static(content_type));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 

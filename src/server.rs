@@ -328,8 +328,11 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     app.in_flight.fetch_add(1, Ordering::SeqCst);
     let _guard = InFlight(app);
     let path = req.uri().path();
-    let url_host =
-        req.headers().get("host").and_then(|h| h.to_str().ok()).and_then(crate::lambda::urls::url_id_from_host);
+    let url_host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(crate::lambda::urls::url_id_from_host);
     if let Some(id) = url_host {
         let (id, raw_path) = (id.to_string(), path.to_string());
         return crate::lambda::urls::handle(&app.lambda, req, &id, &raw_path).await;
@@ -341,11 +344,12 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if path.starts_with("/_ruststack/") {
         return internal(app, req).await;
     }
-    let scope_hdr = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(arn::credential_scope);
+    let scope_hdr =
+        req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(arn::credential_scope);
     let service = scope_hdr.as_ref().map(|(_, s)| s.as_str());
     let logs_target = req
         .headers()
-        .get("x-amz-target")
+        .get(&http_util::names::X_AMZ_TARGET)
         .and_then(|v| v.to_str().ok())
         .filter(|t| t.starts_with("Logs_20140328."))
         .map(str::to_string);

@@ -30,8 +30,8 @@ pub struct Foreign {
 /// The service a request is for, when that is not Lambda, S3 or Logs. `sts` is returned too: its
 /// caller decides per action (GetCallerIdentity is served, the rest is foreign).
 pub fn classify(headers: &HeaderMap) -> Option<Foreign> {
-    let scope = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(arn::credential_scope);
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let scope = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(arn::credential_scope);
+    let target = headers.get(&http_util::names::X_AMZ_TARGET).and_then(|v| v.to_str().ok());
     let operation = target.map(|t| t.rsplit_once('.').map_or(t, |(_, op)| op).to_string());
     match scope {
         Some((_, service)) if service == "sts" || !OURS.contains(&service.as_str()) => {

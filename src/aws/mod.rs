@@ -18,13 +18,22 @@ pub fn request_id() -> String {
 /// A new X-Ray trace header: `Root=1-<epoch seconds, hex>-<24 hex digits>`, then
 /// `;Parent=<16 hex digits>;Sampled=0` when `parent` (what a runtime gets per invocation).
 pub fn trace_header(parent: bool) -> String {
+    use std::fmt::Write;
     let now = epoch_ms() / 1000;
-    let r = uuid::Uuid::new_v4().simple().to_string();
+    let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+    let r = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+    // Pushed piece by piece: it is made for every invocation.
+    let mut out = String::with_capacity(72);
+    out.push_str("Root=1-");
+    let _ = write!(out, "{now:08x}");
+    out.push('-');
+    out.push_str(&r[..24]);
     if parent {
-        format!("Root=1-{now:08x}-{};Parent={};Sampled=0", &r[..24], &r[16..32])
-    } else {
-        format!("Root=1-{now:08x}-{}", &r[..24])
+        out.push_str(";Parent=");
+        out.push_str(&r[16..32]);
+        out.push_str(";Sampled=0");
     }
+    out
 }
 
 /// `2020-04-10T19:06:32.563+0000`, the format of LastModified and CreatedDate.

@@ -356,10 +356,25 @@ impl Engine {
     /// timeout, say) drops this future; had that cancelled the invocation half-way, it leaked
     /// the environment (a live process outside every limit), its busy slot or its queue place.
     pub async fn invoke(&self, spec: Arc<EnvSpec>, req: Request) -> Result<RunOutcome, AwsError> {
+        self.invoke_then(spec, req, |run| run).await
+    }
+
+    /// [`Engine::invoke`], then `then` on its outcome, in the same task: what `then` does
+    /// (writing the invocation's log, say) is done even if the caller hangs up, without the
+    /// caller spawning a task of its own for it. The task starts when this is called; the
+    /// returned future (a join handle, so the caller's future stays small) only awaits it.
+    pub fn invoke_then<T: Send + 'static>(
+        &self,
+        spec: Arc<EnvSpec>,
+        req: Request,
+        then: impl FnOnce(Result<RunOutcome, AwsError>) -> Result<T, AwsError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, AwsError>> + Send + 'static {
         let pool = self.pool.clone();
         let init_timeout = self.init_timeout;
-        let task = tokio::spawn(async move { run(&pool, &spec, req, init_timeout).await });
-        task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?
+        // Boxed: the task then moves a pointer, not the whole state of the run (a few KB), each
+        // time it is spawned, polled to its end and read.
+        let task = tokio::spawn(Box::pin(async move { then(run(&pool, &spec, req, init_timeout).await) }));
+        async move { task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))? }
     }
 
     /// Which sandbox runs a function, and why.

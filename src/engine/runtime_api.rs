@@ -337,7 +337,7 @@ fn accepted() -> Response<Body> {
     http_util::full(StatusCode::ACCEPTED, "application/json", Bytes::from_static(b"{\"status\":\"OK\"}"))
 }
 
-fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
+fn header(req: &Request<Incoming>, name: impl http::header::AsHeaderName) -> Option<String> {
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
@@ -443,24 +443,25 @@ async fn next(ep: &Endpoint) -> Response<Body> {
     let deadline_ms = crate::aws::epoch_ms() + inv.timeout.as_millis() as u64;
     let mut resp = Response::new(Body::new(inv.payload));
     let h = resp.headers_mut();
-    h.insert("content-type", HeaderValue::from_static("application/json"));
-    let mut put = |name: &'static str, v: &str| {
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut put = |name: &'static http::HeaderName, v: &str| {
         if let Ok(v) = HeaderValue::from_str(v) {
             h.insert(name, v);
         }
     };
-    put("lambda-runtime-aws-request-id", &inv.request_id);
-    put("lambda-runtime-deadline-ms", &deadline_ms.to_string());
-    put("lambda-runtime-invoked-function-arn", &inv.invoked_arn);
-    put("lambda-runtime-trace-id", &inv.trace_id);
+    use http_util::names;
+    put(&names::LAMBDA_RUNTIME_AWS_REQUEST_ID, &inv.request_id);
+    put(&names::LAMBDA_RUNTIME_DEADLINE_MS, &deadline_ms.to_string());
+    put(&names::LAMBDA_RUNTIME_INVOKED_FUNCTION_ARN, &inv.invoked_arn);
+    put(&names::LAMBDA_RUNTIME_TRACE_ID, &inv.trace_id);
     if let Some(c) = &inv.client_context {
-        put("lambda-runtime-client-context", c);
+        put(&names::LAMBDA_RUNTIME_CLIENT_CONTEXT, c);
     }
     if let Some(c) = &inv.cognito_identity {
-        put("lambda-runtime-cognito-identity", c);
+        put(&names::LAMBDA_RUNTIME_COGNITO_IDENTITY, c);
     }
     if let Some(t) = &inv.tenant_id {
-        put("lambda-runtime-aws-tenant-id", t);
+        put(&names::LAMBDA_RUNTIME_AWS_TENANT_ID, t);
     }
     *ep.in_flight.lock() = Some(InFlight { request_id: inv.request_id, done: Some(inv.done) });
     let _ = inv.started.send(deadline);
@@ -471,7 +472,7 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
     if !ep.has_in_flight(id) {
         return error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
     }
-    if let Some(mode) = header(&req, "lambda-runtime-function-response-mode") {
+    if let Some(mode) = header(&req, &http_util::names::LAMBDA_RUNTIME_FUNCTION_RESPONSE_MODE) {
         if mode != "streaming" {
             return error(StatusCode::BAD_REQUEST, "InvalidFunctionResponseMode", "Invalid function response mode");
         }
@@ -479,8 +480,8 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
             return post_stream(ep, req, id).await;
         }
     }
-    let content_type = header(&req, "content-type");
-    let error_type = header(&req, "lambda-runtime-function-error-type");
+    let content_type = header(&req, http::header::CONTENT_TYPE);
+    let error_type = header(&req, &http_util::names::LAMBDA_RUNTIME_FUNCTION_ERROR_TYPE);
     let body = match http_util::read_body(req.into_body(), MAX_RESPONSE_BYTES).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {

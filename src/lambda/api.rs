@@ -136,10 +136,11 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope, 
         }
     };
     // Invoke answers with the invocation's own id.
-    if !resp.headers().contains_key("x-amzn-requestid")
+    let id = &crate::http_util::names::X_AMZN_REQUESTID;
+    if !resp.headers().contains_key(id)
         && let Ok(v) = HeaderValue::from_str(request_id)
     {
-        resp.headers_mut().insert("x-amzn-requestid", v);
+        resp.headers_mut().insert(id, v);
     }
     resp
 }

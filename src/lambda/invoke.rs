@@ -411,68 +411,71 @@ pub async fn invoke_streaming(
 ) -> Result<Answer, AwsError> {
     // The code directory the spec names is not freed before the pool has it on its books:
     // held from before the lookup until the engine has leased an environment.
-    let hold = crate::engine::UntilLeased(Some(Arc::new(lambda.stores.hold_code())));
+    let hold = crate::engine::UntilLeased(Some(lambda.stores.hold_code()));
     let spec = spec_for(lambda, target, scope)?;
     let gone = super::hot_reload::missing_dir(&target.config);
-    // In a task of its own, like the engine's part: a caller that hangs up still gets the
-    // invocation's log lines written.
+    let request_id = call.request_id.clone().unwrap_or_else(crate::aws::request_id);
+    if let Some(dir) = gone {
+        // The directory the code runs from is gone: an init error, no environment.
+        let (error_type, message) = super::hot_reload::missing_error(&target.config, &dir);
+        let run = RunOutcome {
+            ended: Ended::Died(Death::InitError {
+                body: error_body(&error_type, message.clone()),
+                error_type: Some(error_type),
+            }),
+            duration: Duration::ZERO,
+            init_duration: None,
+            output: format!("[hot-reload] {message}\n").into_bytes(),
+            max_memory_mb: 0,
+            log_group: spec.log_group.clone(),
+            log_stream: format!(
+                "{}/[{}]{}",
+                chrono::Utc::now().format("%Y/%m/%d"),
+                spec.version,
+                uuid::Uuid::new_v4().simple()
+            ),
+        };
+        let (group, stream) = (run.log_group.clone(), run.log_stream.clone());
+        let out = finish(&request_id, target, &spec.logging, run);
+        lambda.logs.put_lines(&spec.region, &group, &stream, &out.log);
+        return Ok(Answer::Whole(out));
+    }
+    let req = Request {
+        request_id: request_id.clone(),
+        payload,
+        invoked_arn: target.invoked_arn.clone(),
+        client_context: call.client_context,
+        cognito_identity: call.cognito_identity,
+        tenant_id: call.tenant_id,
+        until_leased: hold,
+    };
+    // The rendering and the log write run in the engine's task for the invocation: a caller
+    // that hangs up still gets the invocation's log lines written.
     let target = target.clone();
-    let engine = lambda.engine.clone();
     let logs = lambda.logs.clone();
     let hot_reload = lambda.hot_reload.shared();
-    let task = tokio::spawn(async move {
-        let request_id = call.request_id.clone().unwrap_or_else(crate::aws::request_id);
-        if let Some(dir) = gone {
-            // The directory the code runs from is gone: an init error, no environment.
-            let (error_type, message) = super::hot_reload::missing_error(&target.config, &dir);
-            let run = RunOutcome {
-                ended: Ended::Died(Death::InitError {
-                    body: error_body(&error_type, message.clone()),
-                    error_type: Some(error_type),
-                }),
-                duration: Duration::ZERO,
-                init_duration: None,
-                output: format!("[hot-reload] {message}\n").into_bytes(),
-                max_memory_mb: 0,
-                log_group: spec.log_group.clone(),
-                log_stream: format!(
-                    "{}/[{}]{}",
-                    chrono::Utc::now().format("%Y/%m/%d"),
-                    spec.version,
-                    uuid::Uuid::new_v4().simple()
-                ),
+    lambda
+        .engine
+        .invoke_then(spec.clone(), req, move |run| {
+            let mut run = run?;
+            // The first invocation on an environment a code change started says which change.
+            if run.init_duration.is_some()
+                && let Some(note) = hot_reload.take_note(&spec.region, &spec.function)
+            {
+                run.output.splice(0..0, note.into_bytes());
+            }
+            let run = match run.ended {
+                Ended::Streaming(stream) => {
+                    return Ok(Answer::Stream(relay(stream, request_id, target, spec, logs)));
+                }
+                ended => RunOutcome { ended, ..run },
             };
             let (group, stream) = (run.log_group.clone(), run.log_stream.clone());
             let out = finish(&request_id, &target, &spec.logging, run);
             logs.put_lines(&spec.region, &group, &stream, &out.log);
-            return Ok(Answer::Whole(out));
-        }
-        let req = Request {
-            request_id: request_id.clone(),
-            payload,
-            invoked_arn: target.invoked_arn.clone(),
-            client_context: call.client_context,
-            cognito_identity: call.cognito_identity,
-            tenant_id: call.tenant_id,
-            until_leased: hold,
-        };
-        let mut run = engine.invoke(spec.clone(), req).await?;
-        // The first invocation on an environment a code change started says which change.
-        if run.init_duration.is_some()
-            && let Some(note) = hot_reload.take_note(&spec.region, &spec.function)
-        {
-            run.output.splice(0..0, note.into_bytes());
-        }
-        let run = match run.ended {
-            Ended::Streaming(stream) => return Ok(Answer::Stream(relay(stream, request_id, target, spec, logs))),
-            ended => RunOutcome { ended, ..run },
-        };
-        let (group, stream) = (run.log_group.clone(), run.log_stream.clone());
-        let out = finish(&request_id, &target, &spec.logging, run);
-        logs.put_lines(&spec.region, &group, &stream, &out.log);
-        Ok(Answer::Whole(out))
-    });
-    task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))?
+            Ok(Answer::Whole(out))
+        })
+        .await
 }
 
 /// Hands a streamed response's chunks on to the caller and, at its end, renders and writes

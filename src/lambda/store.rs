@@ -78,9 +78,9 @@ struct Blobs {
     /// pool knows them). Such a directory is freed only once its environments are gone.
     in_use: RwLock<Option<InUse>>,
     /// Invocations between resolving their function (and so its code directory) and the
-    /// engine's pool counting their environment's directories as in use (see [`CodeHold`]).
-    /// While any is, nothing is freed: the next pass does it.
-    holds: std::sync::atomic::AtomicUsize,
+    /// engine's pool counting their environment's directories as in use hold a clone of
+    /// this (see [`CodeHold`]). While any clone lives, nothing is freed: the next pass does it.
+    holds: Arc<CodeHold>,
     /// Digests referenced by something other than the records (pending Event invocations,
     /// set by the service).
     extra_refs: RwLock<Option<ExtraRefs>>,
@@ -155,18 +155,13 @@ impl Drop for Pin {
     }
 }
 
-/// Keeps every code blob and directory from being freed while it lives: taken by an invoke
-/// before it resolves its function, dropped once its environment is on the pool's books
-/// (which [`Regions::set_in_use`] reports). Two atomic operations, no lock: it is on every
-/// invoke's path.
+/// Keeps every code blob and directory from being freed while a clone of the store's one
+/// `Arc<CodeHold>` lives (its strong count is the number of holds plus one): taken by an
+/// invoke before it resolves its function, dropped once its environment is on the pool's
+/// books (which [`Regions::set_in_use`] reports). Taking and dropping a hold are one atomic
+/// operation each, with no lock and no allocation: it is on every invoke's path.
 pub struct CodeHold {
-    blobs: Arc<Blobs>,
-}
-
-impl Drop for CodeHold {
-    fn drop(&mut self) {
-        self.blobs.holds.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
+    _private: (),
 }
 
 /// Bytes and counts of what the Lambda service keeps on disk (kept as counters: reading
@@ -234,7 +229,7 @@ impl Regions {
             stores: RwLock::new(Vec::new()),
             books: Mutex::new(Books::default()),
             in_use: RwLock::new(None),
-            holds: Default::default(),
+            holds: Arc::new(CodeHold { _private: () }),
             extra_refs: RwLock::new(extra_refs.map(|f| Box::new(f) as ExtraRefs)),
         });
         let default = if usable_region(default_region) { default_region.to_string() } else { "us-east-1".to_string() };
@@ -259,10 +254,9 @@ impl Regions {
         off_worker(|| self.blobs.collect());
     }
 
-    /// Holds off every freeing until the returned guard is dropped (see [`CodeHold`]).
-    pub fn hold_code(&self) -> CodeHold {
-        self.blobs.holds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        CodeHold { blobs: self.blobs.clone() }
+    /// Holds off every freeing until the returned clone is dropped (see [`CodeHold`]).
+    pub fn hold_code(&self) -> Arc<CodeHold> {
+        self.blobs.holds.clone()
     }
 
     /// Tells the store which code directories running environments use.
@@ -927,7 +921,6 @@ impl Blobs {
     /// Frees what no record references and no upload has pinned. A code directory that a
     /// running environment uses is left for a later pass (see [`Regions::collect`]).
     fn collect(&self) {
-        let in_use = self.in_use.read().as_ref().map(|f| f()).unwrap_or_default();
         // The books stay locked throughout, so an upload of a digest freed here waits and
         // then writes it again.
         let mut books = self.books.lock();
@@ -938,10 +931,14 @@ impl Blobs {
         let free = |sha: &String| !refs.contains(sha) && !books.pins.contains_key(sha);
         // An invoke between resolving its code and the pool's books: free nothing now, and
         // count what would have gone as deferred, so the periodic pass comes back for it.
-        if self.holds.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if Arc::strong_count(&self.holds) > 1 {
             books.deferred = books.code.keys().chain(books.blobs.keys()).filter(|s| free(s)).count();
             return;
         }
+        // Read after the records and the holds: an invoke whose hold is dropped by now has its
+        // environment on the pool's books (the pool's lock orders the two), and one that takes
+        // its hold after this resolves records at least as new as `refs`.
+        let in_use = self.in_use.read().as_ref().map(|f| f()).unwrap_or_default();
         let blobs: Vec<String> = books.blobs.keys().filter(|s| free(s)).cloned().collect();
         let mut deferred = 0;
         let mut code = Vec::new();
@@ -1079,6 +1076,28 @@ mod tests {
         assert!(!blob.exists() && !tree.exists(), "no record names it: freed");
         let u = regions.usage();
         assert_eq!((u.blob_count, u.blob_bytes, u.code_count, u.code_bytes), (0, 0, 0, 0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_code_hold_defers_every_freeing_until_its_last_clone_is_dropped() {
+        let dir = temp_dir();
+        let regions = Regions::open(&dir, "us-east-1").unwrap();
+        let store = regions.default_store();
+        let (d, pin) = store.put_zip(&zip_of("x = 2\n")).unwrap();
+        drop(pin);
+        let blob = dir.join("lambda/blobs").join(format!("{}.zip", d.sha256_hex));
+        let tree = dir.join("lambda/code").join(&d.sha256_hex);
+        let (first, second) = (regions.hold_code(), regions.hold_code());
+        regions.collect();
+        assert!(blob.is_file() && tree.is_dir(), "held: nothing is freed");
+        assert_eq!(regions.usage().deferred_code_dirs, 2, "the blob and the tree wait for the next pass");
+        drop(first);
+        regions.collect();
+        assert!(blob.is_file() && tree.is_dir(), "one hold is still taken");
+        drop(second);
+        regions.collect();
+        assert!(!blob.exists() && !tree.exists(), "no hold and no record: freed");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

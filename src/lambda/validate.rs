@@ -357,8 +357,14 @@ pub fn check(op: &Operation, req: &Request) -> Result<(), AwsError> {
                 from_text(shape, &vals, m)?
             }
             Location::Header => {
-                let vals: Vec<&str> =
-                    req.headers.get_all(m.location_name).iter().filter_map(|h| h.to_str().ok()).collect();
+                // A scan of the request's few headers: a lookup by `&str` parses the model's
+                // (mixed-case) name on every call, and this runs on every Invoke.
+                let vals: Vec<&str> = req
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| k.as_str().eq_ignore_ascii_case(m.location_name))
+                    .filter_map(|(_, h)| h.to_str().ok())
+                    .collect();
                 from_text(shape, &vals, m)?
             }
             Location::Body => req.body.and_then(|b| b.get(m.location_name)).cloned(),

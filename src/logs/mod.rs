@@ -95,7 +95,12 @@ impl Logs {
         }
         let Some(s) = g.streams.get_mut(stream) else { return };
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let message = String::from_utf8_lossy(&line[..line.len().min(MAX_MESSAGE)]).into_owned();
+            let line = &line[..line.len().min(MAX_MESSAGE)];
+            // Valid UTF-8 (nearly every line) is checked by the fast path, not char by char.
+            let message = match std::str::from_utf8(line) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(line).into_owned(),
+            };
             self.push(s, now, now, message);
         }
         self.bound(&mut groups);

@@ -25,20 +25,30 @@ const SENDER_ID: &str = "AIDAIT2UOQQY3AUEKVGXU";
 /// a query-protocol call (a form or `?Action=`) to a queue URL `/<account>/<name>`.
 pub fn is_sqs(headers: &HeaderMap, uri: &http::Uri, scope_service: Option<&str>, account: &str) -> bool {
     if scope_service == Some("sqs")
-        || headers.get("x-amz-target").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("AmazonSQS."))
+        || headers
+            .get(&crate::http_util::names::X_AMZ_TARGET)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("AmazonSQS."))
     {
         return true;
     }
     if scope_service.is_some() {
         return false;
     }
-    let segs: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    // `/<account>/<queue>` (checked first, with no allocation: every request comes here).
+    let mut segs = uri.path().trim_matches('/').split('/');
+    let queue_path =
+        matches!((segs.next(), segs.next(), segs.next()), (Some(a), Some(q), None) if a == account && !q.is_empty());
+    if !queue_path {
+        return false;
+    }
+    const FORM: &str = "application/x-www-form-urlencoded";
     let form = headers
-        .get("content-type")
+        .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|c| c.get(..FORM.len()).is_some_and(|p| p.eq_ignore_ascii_case(FORM)));
     let action = uri.query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("Action=")));
-    segs.len() == 2 && segs[0] == account && !segs[1].is_empty() && (form || action)
+    form || action
 }
 
 /// A call's context: where the queue URLs point, the region, the queue a path names.

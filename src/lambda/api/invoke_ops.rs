@@ -2,25 +2,26 @@
 
 use super::*;
 
-pub(super) fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
+pub(super) fn header(req: &Request<Incoming>, name: impl http::header::AsHeaderName) -> Option<String> {
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 /// Invoke, and InvokeWithResponseStream when `streaming` (its answer is an event stream).
 pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, streaming: bool) -> R {
     let (name, q) = function_target(ctx, raw)?;
-    let itype = header(&req, "x-amz-invocation-type").unwrap_or_else(|| "RequestResponse".into());
+    let itype =
+        header(&req, &crate::http_util::names::X_AMZ_INVOCATION_TYPE).unwrap_or_else(|| "RequestResponse".into());
     if streaming && itype == "Event" {
         return Err(AwsError::invalid_param(
             "1 validation error detected: Value 'Event' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]",
         ));
     }
-    let tail = match header(&req, "x-amz-log-type").as_deref() {
+    let tail = match header(&req, &crate::http_util::names::X_AMZ_LOG_TYPE).as_deref() {
         None | Some("None") => false,
         Some("Tail") => true,
         Some(other) => return Err(AwsError::invalid_param(format!("Invalid LogType: {other}"))),
     };
-    let client_context = match header(&req, "x-amz-client-context") {
+    let client_context = match header(&req, &crate::http_util::names::X_AMZ_CLIENT_CONTEXT) {
         None => None,
         Some(c) => {
             if c.len() > 3583 {
@@ -36,7 +37,7 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
             Some(String::from_utf8_lossy(&decoded).into_owned())
         }
     };
-    let tenant_id = header(&req, "x-amz-tenant-id");
+    let tenant_id = header(&req, &crate::http_util::names::X_AMZ_TENANT_ID);
     let limit = if itype == "Event" { MAX_EVENT_PAYLOAD } else { MAX_SYNC_PAYLOAD };
     let payload = read(req, limit, true).await?;
     crate::lambda::payload::check(&payload)?;
@@ -82,9 +83,9 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
                 http_util::full(StatusCode::OK, "application/json", out.body.clone())
             };
             let h = r.headers_mut();
-            h.insert("x-amz-executed-version", executed);
+            h.insert(&crate::http_util::names::X_AMZ_EXECUTED_VERSION, executed);
             if let Ok(v) = HeaderValue::from_str(&out.request_id) {
-                h.insert("x-amzn-requestid", v);
+                h.insert(&crate::http_util::names::X_AMZN_REQUESTID, v);
             }
             if out.function_error && !streaming {
                 h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
