@@ -650,11 +650,11 @@ impl Pool {
             let made = pool.start(starting.id, &spec, epochs, false, true).await;
             let unused = {
                 let mut st = pool.state.lock();
-                st.making.remove(&spec.key);
                 match made {
                     Ok(env) => {
                         let current = st.epochs_for(&spec) == epochs;
                         if current && !st.shutting_down && !env.endpoint.is_dead() {
+                            st.making.remove(&spec.key);
                             st.spares.insert(spec.key.clone(), Spare { env, made: Instant::now() });
                             None
                         } else {
@@ -662,16 +662,20 @@ impl Pool {
                         }
                     }
                     Err(e) => {
+                        st.making.remove(&spec.key);
                         tracing::debug!(function = %spec.function, error = %e.message, "no spare container");
                         None
                     }
                 }
             };
-            drop(starting);
-            pool.spare_made.notify_waiters();
+            // One made for nothing (an update or the shutdown came first) is stopped before
+            // its making ends: the shutdown waits for the makings, so none outlives the server.
             if let Some(env) = unused {
                 env.sandbox.stop().await;
+                pool.state.lock().making.remove(&spec.key);
             }
+            drop(starting);
+            pool.spare_made.notify_waiters();
         });
     }
 
@@ -983,6 +987,16 @@ impl Pool {
         self.busy.close();
         let stops = all.iter().map(|e| e.sandbox.stop()).chain(spares.iter().map(|s| s.env.sandbox.stop()));
         futures_util::future::join_all(stops).await;
+        // Spares still being made: each is stopped by its own task, which sees the shutdown.
+        let until = tokio::time::Instant::now() + SPARE_WAIT;
+        loop {
+            let made = self.spare_made.notified();
+            tokio::pin!(made);
+            made.as_mut().enable();
+            if self.state.lock().making.is_empty() || tokio::time::timeout_at(until, made).await.is_err() {
+                break;
+            }
+        }
         // Containers whose stop was spawned earlier, or that were still starting.
         self.sandboxes.docker.shutdown().await;
     }
