@@ -344,7 +344,14 @@ async fn attached_runtime_is_handed_out_first() {
     let info = e.attach(&s, false).await.expect("attach");
     let again = e.attach(&s, false).await.expect_err("a second attachment is refused");
     assert_eq!(again.status, http::StatusCode::CONFLICT);
-    assert!(again.message.starts_with("Function a is already attached (attachment "), "{}", again.message);
+    assert!(again.message.starts_with("Function a is already attached in us-east-1 (attachment "), "{}", again.message);
+    assert_eq!(info.function, s.function_id());
+    // The same name in another region is another function: it is not attached.
+    let mut other = (*s).clone();
+    other.region = "eu-west-1".into();
+    other.key = "a:$LATEST:eu".into();
+    answer(&e.invoke(Arc::new(other.clone()), request("{}")).await.expect("the other region's a"));
+    assert_eq!(e.counts().0, 1, "the other region's function ran in a pooled environment");
     // Play the attached runtime by hand, over HTTP.
     let api: SocketAddr = info.runtime_api.parse().expect("addr");
     let fake = FakeClient::new(api);
@@ -361,11 +368,12 @@ async fn attached_runtime_is_handed_out_first() {
         other => panic!("expected the attached runtime's answer, got {other:?}"),
     }
     assert_eq!(run.log_stream, info.log_stream);
-    assert_eq!(e.counts(), (0, 0, 0), "no pooled environment was started");
-    assert!(e.detach("a", &info.id));
-    assert!(!e.detach("a", &info.id), "detached once only");
+    assert_eq!(e.counts().0, 1, "no pooled environment was started for the attached function");
+    assert!(!e.detach(&other.function_id(), &info.id), "the other region's a has no attachment");
+    assert!(e.detach(&s.function_id(), &info.id));
+    assert!(!e.detach(&s.function_id(), &info.id), "detached once only");
     answer(&e.invoke(s, request("{}")).await.expect("after detach"));
-    assert_eq!(e.counts().0, 1, "after detaching, a pooled environment serves");
+    assert_eq!(e.counts().0, 2, "after detaching, a pooled environment serves");
 }
 
 /// One environment answers only its own invocation: its endpoint refuses another's id.
