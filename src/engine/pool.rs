@@ -1062,7 +1062,12 @@ impl Pool {
         if let Some(env) = map.remove(function) {
             env.endpoint.set_death(Death::Exited("runtime detached".into()));
         }
-        tracing::info!(function = %function.name, region = %function.region, attachment = id, "detached: invocations go to normal environments again");
+        tracing::info!(
+            function = %function.name,
+            region = %function.region,
+            attachment = id,
+            "detached: invocations go to normal environments again"
+        );
         true
     }
 
