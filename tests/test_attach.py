@@ -222,6 +222,38 @@ def test_print_env(server, lam):
     assert attached_count(server, name) == 0
 
 
+def test_print_env_node_layers(server, lam):
+    """A Node.js function's layers: their node_modules on NODE_PATH, before the task root."""
+    layer = lam.publish_layer_version(
+        LayerName=unique("att-nlayer"),
+        Content={"ZipFile": make_zip({"nodejs/node_modules/layermod/index.js": "exports.who = 1;\n"})})
+    name = unique("att-node")
+    lam.create_function(FunctionName=name, Runtime="nodejs18.x", Role="arn:aws:iam::000000000000:role/lambda",
+                        Handler="app.handler", Layers=[layer["LayerVersionArn"]],
+                        Code={"ZipFile": make_zip({"app.js": "exports.handler = async () => 1;\n"})})
+    p = subprocess.Popen([BIN, "attach", name, "--endpoint", server.endpoint, "--print-env"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=client_env())
+    try:
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in p.stdout], daemon=True).start()
+        env = {}
+        while "NODE_PATH" not in env:
+            try:
+                line = lines.get(timeout=15)
+            except queue.Empty:
+                pytest.fail(f"--print-env printed no NODE_PATH: {env}")
+            k, _, v = line.rstrip("\n").partition("=")
+            env[k] = v
+        dirs = env["NODE_PATH"].split(":")
+        assert any(os.path.isfile(os.path.join(d, "layermod", "index.js")) for d in dirs), dirs
+        assert dirs[-1] == env["LAMBDA_TASK_ROOT"], dirs
+        assert "_RUSTSTACK_LAYER_DIRS" not in env and "PYTHONPATH" not in env, env
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=10)
+    wait_for(lambda: not attached_count(server, name), 10, f"{name} to be detached")
+
+
 METADATA_PROBE = """
 import os, urllib.request, urllib.error
 
