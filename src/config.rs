@@ -28,6 +28,10 @@ pub struct AttachArgs {
     /// The RustStack endpoint.
     #[arg(long, env = "RUSTSTACK_ENDPOINT", default_value = "http://127.0.0.1:4566")]
     pub endpoint: String,
+    /// The function's region (else AWS_REGION, AWS_DEFAULT_REGION, else the server's
+    /// --region); an ARN's own region wins.
+    #[arg(long)]
+    pub region: Option<String>,
     /// Keep the function's timeout while attached (by default it is suspended).
     #[arg(long)]
     pub keep_timeout: bool,
@@ -148,9 +152,19 @@ pub struct Config {
     pub lambda_advertise_host: Option<String>,
     /// FN[=PORT]: start FN's environments under a debugger listening on 127.0.0.1:PORT
     /// (default 5678 for Python, 9229 for Node.js), timeout suspended, one environment kept
-    /// (repeatable).
+    /// (repeatable). FN is a name (that function in every region) or a function ARN (in its
+    /// region only).
     #[arg(long, env = "RUSTSTACK_LAMBDA_DEBUG", value_delimiter = ',')]
     pub lambda_debug: Vec<String>,
+}
+
+/// One `--lambda-debug` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebugEntry {
+    pub name: String,
+    /// The ARN's region: that region only. None: the name in every region.
+    pub region: Option<String>,
+    pub port: Option<u16>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -221,9 +235,9 @@ impl Config {
             .collect()
     }
 
-    /// `--lambda-debug FN[=PORT]` entries: (function name, port if given). Malformed
-    /// entries are reported, not ignored.
-    pub fn lambda_debug(&self) -> Result<Vec<(String, Option<u16>)>, String> {
+    /// `--lambda-debug FN[=PORT]` entries: (function name, its region when FN is an ARN,
+    /// port if given). Malformed entries are reported, not ignored.
+    pub fn lambda_debug(&self) -> Result<Vec<DebugEntry>, String> {
         self.lambda_debug
             .iter()
             .map(|s| {
@@ -236,14 +250,26 @@ impl Config {
                 if name.is_empty() {
                     return Err(format!("--lambda-debug expects FN[=PORT], got '{s}'"));
                 }
-                Ok((name.to_string(), port))
+                let f = crate::aws::arn::parse_function_ref(name)
+                    .map_err(|e| format!("--lambda-debug expects FN[=PORT] with FN a function name or ARN: {e}"))?;
+                if f.qualifier.is_some() {
+                    return Err(format!(
+                        "--lambda-debug names a function, not a version or alias (it debugs every version): '{s}'"
+                    ));
+                }
+                Ok(DebugEntry { name: f.name, region: f.region, port })
             })
             .collect()
     }
 
-    /// The `--lambda-debug` entry for `function`: Some(port if given) when it is debugged.
-    pub fn debug_port(&self, function: &str) -> Option<Option<u16>> {
-        self.lambda_debug().ok()?.into_iter().find(|(n, _)| n == function).map(|(_, p)| p)
+    /// The `--lambda-debug` entry for `function` in `region`: Some(port if given) when it is
+    /// debugged.
+    pub fn debug_port(&self, function: &str, region: &str) -> Option<Option<u16>> {
+        self.lambda_debug()
+            .ok()?
+            .into_iter()
+            .find(|e| e.name == function && e.region.as_deref().is_none_or(|r| r == region))
+            .map(|e| e.port)
     }
 
     /// RUNTIME=IMAGE pairs; malformed entries are reported, not ignored.
@@ -269,17 +295,39 @@ mod tests {
 
     #[test]
     fn lambda_debug_entries() {
-        let c = cfg(&["--lambda-debug", "a", "--lambda-debug", "b=7000,c = 7001"]);
+        let c = cfg(&[
+            "--lambda-debug",
+            "a",
+            "--lambda-debug",
+            "b=7000,c = 7001",
+            "--lambda-debug",
+            "arn:aws:lambda:eu-west-1:000000000000:function:d=7002",
+        ]);
+        let e = |name: &str, region: Option<&str>, port| DebugEntry {
+            name: name.into(),
+            region: region.map(str::to_string),
+            port,
+        };
         assert_eq!(
             c.lambda_debug().unwrap(),
-            vec![("a".to_string(), None), ("b".to_string(), Some(7000)), ("c".to_string(), Some(7001))]
+            vec![
+                e("a", None, None),
+                e("b", None, Some(7000)),
+                e("c", None, Some(7001)),
+                e("d", Some("eu-west-1"), Some(7002))
+            ]
         );
-        assert_eq!(c.debug_port("b"), Some(Some(7000)));
-        assert_eq!(c.debug_port("a"), Some(None));
-        assert_eq!(c.debug_port("z"), None);
-        for bad in ["a=", "a=0", "a=70000", "=5", "a=x"] {
+        assert_eq!(c.debug_port("b", "us-east-1"), Some(Some(7000)));
+        assert_eq!(c.debug_port("a", "us-east-1"), Some(None));
+        assert_eq!(c.debug_port("a", "eu-west-1"), Some(None), "a name debugs the function in every region");
+        assert_eq!(c.debug_port("d", "eu-west-1"), Some(Some(7002)));
+        assert_eq!(c.debug_port("d", "us-east-1"), None, "an ARN debugs the function in its region only");
+        assert_eq!(c.debug_port("z", "us-east-1"), None);
+        for bad in ["a=", "a=0", "a=70000", "=5", "a=x", "bad name"] {
             let err = cfg(&["--lambda-debug", bad]).lambda_debug().unwrap_err();
             assert!(err.contains("--lambda-debug expects FN[=PORT]"), "{bad}: {err}");
         }
+        let err = cfg(&["--lambda-debug", "a:live"]).lambda_debug().unwrap_err();
+        assert!(err.contains("not a version or alias"), "{err}");
     }
 }

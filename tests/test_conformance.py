@@ -13,12 +13,14 @@ import time
 import pytest
 
 from conftest import BIN, create_py_function, wait_for
+from test_attach import client_env
 
 
 class Runtime:
     def __init__(self, server, name):
         self.p = subprocess.Popen([BIN, "attach", name, "--endpoint", server.endpoint, "--print-env", "--keep-timeout"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=client_env())
         self.env = {}
         for line in self.p.stdout:
             k, _, v = line.rstrip("\n").partition("=")

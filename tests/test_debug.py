@@ -376,6 +376,43 @@ def test_lambda_debug_flag_is_checked(tmp_path):
     assert r.returncode != 0 and "--lambda-debug expects FN[=PORT]" in r.stderr, r.stderr
 
 
+def test_lambda_debug_arn_debugs_one_region_only(fresh_server):
+    """`--lambda-debug ARN=PORT` debugs the function of the ARN's region; the same name in
+    another region runs normally (no debugger, its timeout kept)."""
+    import boto3
+    from botocore.config import Config
+    port, name = free_port(), unique("dbg-arn")
+    s = fresh_server("--lambda-debug", f"arn:aws:lambda:eu-west-1:000000000000:function:{name}={port}",
+                     "--python", sys.executable)
+    cfg = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=30)
+    us = s.client("lambda", read_timeout=30)
+    eu = boto3.client("lambda", endpoint_url=s.endpoint, region_name="eu-west-1", config=cfg,
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    create_py_function(us, PY_APP, name=name, Timeout=3)
+    create_py_function(eu, PY_APP, name=name, Timeout=3)
+    r = us.invoke(FunctionName=name, Payload=b'{"n": 2}')
+    plain = json.load(r["Payload"])
+    assert "FunctionError" not in r and plain["doubled"] == 4, plain
+    assert plain["remaining"] <= 3000, plain
+    # The eu-west-1 one waits for the debugger on the port, then runs with its timeout suspended.
+    first = Invoke(eu, name, {"n": 5})
+    dap = Dap(port)
+    try:
+        dap.attach()
+        debugged = first.join()
+    finally:
+        dap.close()
+    assert debugged["doubled"] == 10 and debugged["remaining"] > HOUR_MS, debugged
+    assert debugged["pid"] != plain["pid"]
+    assert json.load(us.invoke(FunctionName=name)["Payload"])["remaining"] <= 3000
+
+
+def test_lambda_debug_flag_takes_no_qualifier(tmp_path):
+    r = subprocess.run([BIN, "--port", str(free_port()), "--data-dir", str(tmp_path), "--lambda-debug", "fn:live"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "not a version or alias" in r.stderr, r.stderr
+
+
 def test_lambda_debug_without_debugpy_says_how_to_install(fresh_server, tmp_path):
     stub = tmp_path / "python-without-debugpy"
     stub.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named debugpy' >&2\nexit 1\n")

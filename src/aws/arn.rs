@@ -94,7 +94,7 @@ fn is_partition(s: &str) -> bool {
 }
 
 /// `[a-z]{2}(-gov)?-[a-z]+-\d{1}`, for example `us-west-2` or `us-gov-east-1`.
-fn is_region(s: &str) -> bool {
+pub fn is_region(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() < 2 || !b[..2].iter().all(u8::is_ascii_lowercase) {
         return false;

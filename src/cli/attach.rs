@@ -5,8 +5,11 @@
 //! With `--debug` it builds that command itself: the function's own runtime under a real
 //! debugger (the engine's debugger modes, `engine::debug`): RustStack's bundled Python
 //! client under debugpy, its Node.js client under `--inspect-brk`, or a custom runtime's
-//! `./bootstrap` with its environment printed for the user's own debugger. The function's
-//! layers are on the runtime's paths, as in a subprocess environment.
+//! `./bootstrap` with its environment printed for the user's own debugger.
+//!
+//! In every form (`-- CMD`, `--print-env`, `--debug`) the function's layers are on the
+//! runtime's paths, as in a subprocess environment. The function is the one of `--region`
+//! (else AWS_REGION, AWS_DEFAULT_REGION, else the server's default region).
 
 use std::path::PathBuf;
 
@@ -51,17 +54,54 @@ fn node_major(node: &str) -> String {
 
 /// What the function's layers add to the runtime's environment, as in a subprocess
 /// environment (each layer directory stands for /opt): PATH and LD_LIBRARY_PATH for every
-/// runtime, the layer roots for the bundled Python client (it puts their `python` dirs on
-/// sys.path), NODE_PATH's module directories for Node.js.
-fn layer_env(debugger: Debugger, layers: &LayerPaths, cwd: &std::path::Path) -> Vec<(String, String)> {
+/// runtime; for Python the layer roots for the bundled client (it puts their `python` dirs on
+/// sys.path) and, for any other client (awslambdaric), those dirs on PYTHONPATH; NODE_PATH's
+/// module directories for Node.js, then `node_after` (blocking: looks at the layers, may ask
+/// Node.js its version).
+fn layer_env(
+    runtime: Option<&str>,
+    layers: &[PathBuf],
+    cwd: &std::path::Path,
+    node: &str,
+    node_after: &[String],
+) -> Vec<(String, String)> {
+    let debugger = Debugger::for_runtime(runtime);
+    let major = if debugger == Debugger::Inspector && !layers.is_empty() { node_major(node) } else { String::new() };
+    let paths = LayerPaths::new(layers, &major);
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     let ld = std::env::var("LD_LIBRARY_PATH").ok();
     let mut env = vec![
-        ("PATH".to_string(), layers.path(&path)),
-        ("LD_LIBRARY_PATH".to_string(), layers.ld_library_path(cwd, ld.as_deref())),
+        ("PATH".to_string(), paths.path(&path)),
+        ("LD_LIBRARY_PATH".to_string(), paths.ld_library_path(cwd, ld.as_deref())),
     ];
-    if debugger == Debugger::Debugpy && !layers.roots.is_empty() {
-        env.push(("_RUSTSTACK_LAYER_DIRS".into(), layers.roots.to_string_lossy().into_owned()));
+    match debugger {
+        Debugger::Debugpy => {
+            let version = runtime.unwrap_or("").trim_start_matches("python");
+            if !layers.is_empty() {
+                env.push(("_RUSTSTACK_LAYER_DIRS".into(), paths.roots.to_string_lossy().into_owned()));
+                // As the bundled client orders them: every layer's site-packages, then every
+                // layer's python, then what PYTHONPATH held.
+                let roots: Vec<&PathBuf> = layers.iter().rev().collect();
+                let site =
+                    roots.iter().map(|r| r.join("python/lib").join(format!("python{version}")).join("site-packages"));
+                let dirs = site.chain(roots.iter().map(|r| r.join("python"))).filter(|d| d.is_dir());
+                let rest = std::env::var("PYTHONPATH").ok();
+                let mut parts: Vec<String> = dirs.map(|d| d.display().to_string()).collect();
+                parts.extend(rest.filter(|r| !r.is_empty()));
+                if !parts.is_empty() {
+                    env.push(("PYTHONPATH".into(), parts.join(":")));
+                }
+            }
+            env.push(("_RUSTSTACK_PYTHON_VERSION".into(), version.to_string()));
+        }
+        Debugger::Inspector => {
+            let mut node_path: Vec<String> = paths.node_modules.iter().map(|d| d.display().to_string()).collect();
+            node_path.extend(node_after.iter().cloned());
+            if !node_path.is_empty() {
+                env.push(("NODE_PATH".into(), node_path.join(":")));
+            }
+        }
+        Debugger::Own | Debugger::Image => {}
     }
     env
 }
@@ -81,18 +121,15 @@ fn debug_run(
     let client = bundled_client(runtime)?;
     let client_str = client.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
     let runtime_dir = client.as_ref().and_then(|p| p.parent()).map(|d| d.display().to_string()).unwrap_or_default();
-    let major =
-        if debugger == Debugger::Inspector && !layers.is_empty() { node_major(&args.node) } else { String::new() };
-    let layer_paths = LayerPaths::new(layers, &major);
-    let mut env = layer_env(debugger, &layer_paths, cwd);
+    let node_after = [runtime_dir.clone(), cwd.display().to_string()];
+    let mut env = layer_env(runtime, layers, cwd, &args.node, &node_after);
     let runtime = runtime.unwrap_or("");
     match debugger {
         Debugger::Debugpy => {
             debug::find_debugpy(&args.python)?;
             let mut command = vec![args.python.clone(), "-u".into(), "-X".into(), "utf8".into()];
             command.extend(debug::debugpy_args(None, &listen, &client_str));
-            let version = runtime.trim_start_matches("python").to_string();
-            env.extend([("LAMBDA_RUNTIME_DIR".into(), runtime_dir), ("_RUSTSTACK_PYTHON_VERSION".into(), version)]);
+            env.push(("LAMBDA_RUNTIME_DIR".into(), runtime_dir));
             Ok(DebugRun {
                 command,
                 env,
@@ -112,9 +149,7 @@ fn debug_run(
                 "81920".into(),
                 client_str,
             ];
-            let mut node_path: Vec<String> = layer_paths.node_modules.iter().map(|d| d.display().to_string()).collect();
-            node_path.extend([runtime_dir.clone(), cwd.display().to_string()]);
-            env.extend([("LAMBDA_RUNTIME_DIR".into(), runtime_dir), ("NODE_PATH".into(), node_path.join(":"))]);
+            env.push(("LAMBDA_RUNTIME_DIR".into(), runtime_dir));
             Ok(DebugRun {
                 command,
                 env,
@@ -165,9 +200,21 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
     let base = args.endpoint.trim_end_matches('/').to_string();
     let client = reqwest::Client::new();
     let fname = percent_encoding::utf8_percent_encode(&args.function, percent_encoding::NON_ALPHANUMERIC).to_string();
+    // As the AWS CLI picks it; none: the server's default region.
+    let region = args
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .filter(|r| !r.is_empty());
+    // `&region=R` on every request's query (after `id`).
+    let rq = region
+        .as_deref()
+        .map(|r| format!("&region={}", percent_encoding::utf8_percent_encode(r, percent_encoding::NON_ALPHANUMERIC)))
+        .unwrap_or_default();
     let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
     let resp = client
-        .post(format!("{base}/_ruststack/attach/{fname}"))
+        .post(format!("{base}/_ruststack/attach/{fname}?{}", rq.trim_start_matches('&')))
         .json(&json!({"keep_timeout": args.keep_timeout, "cwd": cwd}))
         .send()
         .await
@@ -188,12 +235,26 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
     let mut command = args.command.clone();
     let mut note = String::new();
     let mut print_env = args.print_env;
-    if args.debug {
-        let runtime = body["runtime"].as_str().map(str::to_string);
-        let layers: Vec<PathBuf> = body["layers"]
-            .as_array()
-            .map(|l| l.iter().filter_map(Value::as_str).map(PathBuf::from).collect())
-            .unwrap_or_default();
+    let runtime = body["runtime"].as_str().map(str::to_string);
+    let layers: Vec<PathBuf> = body["layers"]
+        .as_array()
+        .map(|l| l.iter().filter_map(Value::as_str).map(PathBuf::from).collect())
+        .unwrap_or_default();
+    if !args.debug {
+        // The layers' paths, where the function's own variables set none (as in a subprocess
+        // environment, where those come last).
+        let (node, dir) = (args.node.clone(), PathBuf::from(&cwd));
+        let added = tokio::task::spawn_blocking(move || {
+            layer_env(runtime.as_deref(), &layers, &dir, &node, &[dir.display().to_string()])
+        })
+        .await
+        .unwrap_or_default();
+        for (k, v) in added {
+            if !env.iter().any(|(ek, _)| *ek == k) {
+                env.push((k, v));
+            }
+        }
+    } else {
         let (a, dir) = (args.clone(), PathBuf::from(&cwd));
         let run = tokio::task::spawn_blocking(move || debug_run(&a, runtime.as_deref(), &layers, &dir))
             .await
@@ -202,7 +263,7 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
         let run = match run {
             Ok(r) => r,
             Err(why) => {
-                let _ = client.delete(format!("{base}/_ruststack/attach/{fname}?id={id}")).send().await;
+                let _ = client.delete(format!("{base}/_ruststack/attach/{fname}?id={id}{rq}")).send().await;
                 return Err(why);
             }
         };
@@ -221,7 +282,7 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
     }
 
     // Hold the attachment open: if this process dies, the server notices and detaches.
-    let hold_url = format!("{base}/_ruststack/attach/{fname}/hold?id={id}");
+    let hold_url = format!("{base}/_ruststack/attach/{fname}/hold?id={id}{rq}");
     let hold_client = client.clone();
     let hold = tokio::spawn(async move { hold_client.get(hold_url).send().await.map(|_| ()) });
 
@@ -246,7 +307,7 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                let _ = client.delete(format!("{base}/_ruststack/attach/{fname}?id={id}")).send().await;
+                let _ = client.delete(format!("{base}/_ruststack/attach/{fname}?id={id}{rq}")).send().await;
                 return Err(format!("cannot run {}: {e}", command[0]));
             }
         };
@@ -265,6 +326,6 @@ pub async fn run(args: AttachArgs) -> Result<u8, String> {
         eprintln!("ruststack attach: runtime exited ({code}); detaching");
         code
     };
-    let _ = client.delete(format!("{base}/_ruststack/attach/{fname}?id={id}")).send().await;
+    let _ = client.delete(format!("{base}/_ruststack/attach/{fname}?id={id}{rq}")).send().await;
     Ok(code.clamp(0, 255) as u8)
 }

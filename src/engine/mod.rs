@@ -324,7 +324,8 @@ pub struct RunOutcome {
 #[derive(Clone, Debug)]
 pub struct AttachInfo {
     pub id: String,
-    pub function: String,
+    /// The attached function (its account, region and name).
+    pub function: FunctionId,
     pub runtime_api: String,
     /// The bearer token its metadata endpoint (the Runtime API's) accepts.
     pub metadata_token: String,
@@ -464,13 +465,13 @@ impl Engine {
 
     /// Registers a runtime started by hand for `spec`'s function: a Runtime API endpoint of
     /// its own, which gets every invocation of the function until [`Engine::detach`].
-    /// A second attachment to the same function is refused.
+    /// A second attachment to the same function (account, region and name) is refused.
     pub async fn attach(&self, spec: &EnvSpec, keep_timeout: bool) -> Result<AttachInfo, AwsError> {
         self.pool.attach(spec, keep_timeout).await
     }
 
     /// Ends attachment `id` of `function`; false if there is no such attachment.
-    pub fn detach(&self, function: &str, id: &str) -> bool {
+    pub fn detach(&self, function: &FunctionId, id: &str) -> bool {
         self.pool.detach(function, id)
     }
 
@@ -480,7 +481,7 @@ impl Engine {
     }
 
     /// Tells when attachment `id` of `function` ends (detached, or its runtime gone).
-    pub fn attachment_end(&self, function: &str, id: &str) -> Option<watch::Receiver<Option<Death>>> {
+    pub fn attachment_end(&self, function: &FunctionId, id: &str) -> Option<watch::Receiver<Option<Death>>> {
         self.pool.attachment(function, id).map(|e| e.endpoint.death())
     }
 }

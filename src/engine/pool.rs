@@ -168,12 +168,13 @@ pub struct Pool {
     ttl: Duration,
     next_id: AtomicU64,
     pub(in crate::engine) sandboxes: Sandboxes,
-    /// Attached runtimes by function name: handed out before any pooled environment. Apart
-    /// from `state`: the invoke path reads it on every call, and it rarely changes.
-    attached: RwLock<HashMap<String, Arc<Environment>>>,
-    /// Functions under a debugger, by name: one invocation (and one environment) at a time,
-    /// since the debugger's port can be bound once.
-    debug_turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Attached runtimes by function (account, region, name): handed out before any pooled
+    /// environment. Apart from `state`: the invoke path reads it on every call, and it rarely
+    /// changes.
+    attached: RwLock<HashMap<FunctionId, Arc<Environment>>>,
+    /// Functions under a debugger: one invocation (and one environment) at a time per
+    /// debugger port, since it can be bound once (see [`DebugTurn`]).
+    debug_turns: Mutex<HashMap<DebugTurn, Arc<tokio::sync::Mutex<()>>>>,
     /// Signalled (`notify_waiters`) when a replacement started ahead is ready or failed.
     warmed: Notify,
     me: std::sync::Weak<Pool>,
@@ -181,6 +182,26 @@ pub struct Pool {
     pub(super) spares: bool,
     /// Signalled (`notify_waiters`) whenever the making of a spare ends.
     spare_made: Notify,
+}
+
+/// What a debugged function's invocations take turns on: the port its debugger listens on
+/// (the same-named functions of every region `--lambda-debug FN` names share it, as do
+/// functions given the same port), or the function itself when the runtime brings its own
+/// debugger and RustStack binds no port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum DebugTurn {
+    Port(u16),
+    Function(FunctionId),
+}
+
+impl DebugTurn {
+    fn of(spec: &EnvSpec) -> Option<DebugTurn> {
+        let debug = spec.debug.as_ref()?;
+        Some(match debug.port_for(spec.runtime.as_deref()) {
+            0 => DebugTurn::Function(spec.function_id()),
+            port => DebugTurn::Port(port),
+        })
+    }
 }
 
 /// How long a cold start waits for its key's spare that is being made.
@@ -255,7 +276,7 @@ impl Pool {
     pub async fn acquire(self: &Arc<Self>, spec: &Arc<EnvSpec>) -> Result<Lease, AwsError> {
         let attached = {
             let map = self.attached.read();
-            if map.is_empty() { None } else { map.get(&spec.function).cloned() }
+            if map.is_empty() { None } else { map.get(&spec.function_id()).cloned() }
         };
         if let Some(env) = attached
             && let Some(a) = env.sandbox.attached()
@@ -263,9 +284,9 @@ impl Pool {
             let turn = a.turn.clone().lock_owned().await;
             return Ok(Lease { env, cold: false, _hold: Hold::Turn(turn), _debug_turn: None });
         }
-        let debug_turn = match spec.debug {
-            Some(_) => {
-                let turn = self.debug_turns.lock().entry(spec.function.clone()).or_default().clone();
+        let debug_turn = match DebugTurn::of(spec) {
+            Some(key) => {
+                let turn = self.debug_turns.lock().entry(key).or_default().clone();
                 Some(turn.lock_owned().await)
             }
             None => None,
@@ -307,10 +328,10 @@ impl Pool {
                 }
                 return Ok(Lease { env: idle.env, cold: false, _hold: Hold::Permit(permit), _debug_turn: debug_turn });
             }
-            // Under a debugger, the function's other environment (another version) holds the
-            // debugger's port: it goes first.
-            let displaced = if spec.debug.is_some() {
-                Self::take_idle(&mut st, |i| i.env.function == function && i.env.debug)
+            // Under a debugger, the environment that holds the debugger's port (the function's
+            // other version, or another function on that port) goes first.
+            let displaced = if let Some(turn) = DebugTurn::of(spec) {
+                Self::take_idle(&mut st, |i| i.env.debug && DebugTurn::of(&i.env.spec).as_ref() == Some(&turn))
             } else {
                 Vec::new()
             };
@@ -1003,7 +1024,7 @@ impl Pool {
 
     /// Registers an attached runtime for `spec`'s function (see [`super::Engine::attach`]).
     pub async fn attach(&self, spec: &EnvSpec, keep_timeout: bool) -> Result<AttachInfo, AwsError> {
-        let name = &spec.function;
+        let (name, key) = (&spec.function, spec.function_id());
         let endpoint = Endpoint::new(format!("{name}#attached"));
         endpoint.set_region(&spec.region);
         let listener = runtime_api::serve(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), endpoint.clone())
@@ -1032,21 +1053,22 @@ impl Pool {
         });
         let info = attach_info(&env).ok_or_else(|| AwsError::service("not an attached runtime"))?;
         let mut map = self.attached.write();
-        if let Some(cur) = map.get(name).and_then(|e| attach_info(e)) {
+        if let Some(cur) = map.get(&key).and_then(|e| attach_info(e)) {
             return Err(AwsError::conflict(format!(
-                "Function {name} is already attached (attachment {}, runtime API {}, for {} s); detach it first",
+                "Function {name} is already attached in {} (attachment {}, runtime API {}, for {} s); detach it first",
+                key.region,
                 cur.id,
                 cur.runtime_api,
                 cur.since.elapsed().as_secs()
             )));
         }
-        map.insert(name.clone(), env);
+        map.insert(key, env);
         Ok(info)
     }
 
     /// Ends attachment `id` of `function`: its endpoint dies, invocations go to pooled
     /// environments again.
-    pub fn detach(&self, function: &str, id: &str) -> bool {
+    pub fn detach(&self, function: &FunctionId, id: &str) -> bool {
         let mut map = self.attached.write();
         if self.attachment_in(&map, function, id).is_none() {
             return false;
@@ -1054,7 +1076,12 @@ impl Pool {
         if let Some(env) = map.remove(function) {
             env.endpoint.set_death(Death::Exited("runtime detached".into()));
         }
-        tracing::info!(function, attachment = id, "detached: invocations go to normal environments again");
+        tracing::info!(
+            function = %function.name,
+            region = %function.region,
+            attachment = id,
+            "detached: invocations go to normal environments again"
+        );
         true
     }
 
@@ -1062,14 +1089,14 @@ impl Pool {
         self.attached.read().values().filter_map(|e| attach_info(e)).collect()
     }
 
-    pub fn attachment(&self, function: &str, id: &str) -> Option<Arc<Environment>> {
+    pub fn attachment(&self, function: &FunctionId, id: &str) -> Option<Arc<Environment>> {
         self.attachment_in(&self.attached.read(), function, id)
     }
 
     fn attachment_in(
         &self,
-        map: &HashMap<String, Arc<Environment>>,
-        function: &str,
+        map: &HashMap<FunctionId, Arc<Environment>>,
+        function: &FunctionId,
         id: &str,
     ) -> Option<Arc<Environment>> {
         map.get(function).filter(|e| e.sandbox.attached().is_some_and(|a| a.id == id)).cloned()
@@ -1143,7 +1170,7 @@ fn attach_info(env: &Environment) -> Option<AttachInfo> {
     let a = env.sandbox.attached()?;
     Some(AttachInfo {
         id: a.id.clone(),
-        function: env.function.clone(),
+        function: env.spec.function_id(),
         runtime_api: a.runtime_api.clone(),
         metadata_token: env.endpoint.metadata_token().to_string(),
         keep_timeout: a.keep_timeout,

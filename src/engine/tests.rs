@@ -344,7 +344,14 @@ async fn attached_runtime_is_handed_out_first() {
     let info = e.attach(&s, false).await.expect("attach");
     let again = e.attach(&s, false).await.expect_err("a second attachment is refused");
     assert_eq!(again.status, http::StatusCode::CONFLICT);
-    assert!(again.message.starts_with("Function a is already attached (attachment "), "{}", again.message);
+    assert!(again.message.starts_with("Function a is already attached in us-east-1 (attachment "), "{}", again.message);
+    assert_eq!(info.function, s.function_id());
+    // The same name in another region is another function: it is not attached.
+    let mut other = (*s).clone();
+    other.region = "eu-west-1".into();
+    other.key = "a:$LATEST:eu".into();
+    answer(&e.invoke(Arc::new(other.clone()), request("{}")).await.expect("the other region's a"));
+    assert_eq!(e.counts().0, 1, "the other region's function ran in a pooled environment");
     // Play the attached runtime by hand, over HTTP.
     let api: SocketAddr = info.runtime_api.parse().expect("addr");
     let fake = FakeClient::new(api);
@@ -361,11 +368,12 @@ async fn attached_runtime_is_handed_out_first() {
         other => panic!("expected the attached runtime's answer, got {other:?}"),
     }
     assert_eq!(run.log_stream, info.log_stream);
-    assert_eq!(e.counts(), (0, 0, 0), "no pooled environment was started");
-    assert!(e.detach("a", &info.id));
-    assert!(!e.detach("a", &info.id), "detached once only");
+    assert_eq!(e.counts().0, 1, "no pooled environment was started for the attached function");
+    assert!(!e.detach(&other.function_id(), &info.id), "the other region's a has no attachment");
+    assert!(e.detach(&s.function_id(), &info.id));
+    assert!(!e.detach(&s.function_id(), &info.id), "detached once only");
     answer(&e.invoke(s, request("{}")).await.expect("after detach"));
-    assert_eq!(e.counts().0, 1, "after detaching, a pooled environment serves");
+    assert_eq!(e.counts().0, 2, "after detaching, a pooled environment serves");
 }
 
 /// One environment answers only its own invocation: its endpoint refuses another's id.
@@ -578,4 +586,36 @@ async fn a_debugged_function_keeps_one_environment_without_timeout_or_ttl() {
     wait_until("the ordinary idle environment expires", || e.counts().0 == 1).await;
     let (env3, _) = answer(&e.invoke(s.clone(), request("{}")).await.expect("third"));
     assert_eq!(env3, env1, "the debugged environment outlived the TTL");
+}
+
+/// The same name debugged in two regions: on a port of RustStack's they take turns on it (the
+/// second's environment displaces the first's); with none (a custom runtime's own debugger)
+/// each function has its own turn.
+#[tokio::test]
+async fn debug_turns_are_per_port_else_per_function() {
+    let e = engine(10, 10, LONG);
+    let debugged = |name: &str, region: &str, port: Option<u16>| {
+        let mut s = EnvSpec::clone(&spec(name, "sleep:300", LONG));
+        s.region = region.into();
+        s.key = format!("{name}:$LATEST:{region}");
+        s.debug = Some(debug::DebugSpec { port });
+        Arc::new(s)
+    };
+    let (us, eu) = (debugged("own", "us-east-1", None), debugged("own", "eu-west-1", None));
+    let both = futures_util::future::join(e.invoke(us.clone(), request("{}")), async {
+        wait_until("us-east-1's invocation is busy", || e.counts().2 == 1).await;
+        let eu = e.invoke(eu.clone(), request("{}"));
+        // Its own turn: it runs while us-east-1's does.
+        futures_util::future::join(eu, wait_until("both are busy at once", || e.counts().2 == 2)).await.0
+    })
+    .await;
+    answer(&both.0.expect("us-east-1"));
+    answer(&both.1.expect("eu-west-1"));
+    assert_eq!(e.counts().0, 2, "one environment each");
+    let (us, eu) = (debugged("port", "us-east-1", Some(7000)), debugged("port", "eu-west-1", Some(7000)));
+    let (env_us, _) = answer(&e.invoke(us.clone(), request("{}")).await.expect("us-east-1 on the port"));
+    assert_eq!(e.counts().0, 3);
+    let (env_eu, _) = answer(&e.invoke(eu.clone(), request("{}")).await.expect("eu-west-1 on the port"));
+    assert_ne!(env_us, env_eu);
+    assert_eq!(e.counts().0, 3, "eu-west-1's environment took the port from us-east-1's idle one");
 }

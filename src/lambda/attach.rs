@@ -1,6 +1,10 @@
 //! The server side of `ruststack attach`, under `/_ruststack/attach`: it registers a runtime
 //! started by hand (for example under a debugger) with the engine as an attached sandbox.
 //!
+//! The function is that of the region named by `?region=R`, else by the request's SigV4
+//! credential scope, else the server's `--region` (an ARN's own region wins): the same name
+//! in another region is another function, which an attachment leaves alone.
+//!
 //! - `POST /_ruststack/attach/{function}` with `{"keep_timeout": bool}` creates the
 //!   attachment: a dedicated Runtime API endpoint. Answers `{"id", "runtime_api", "env",
 //!   "runtime", "layers"}`: `env` holds the metadata endpoint's variables too; `runtime` and
@@ -10,7 +14,7 @@
 //! - `GET /_ruststack/attach/{function}/hold?id=ID` is held open by the client; when the
 //!   client goes away (exit, Ctrl-C, kill -9) the attachment ends.
 //! - `DELETE /_ruststack/attach/{function}?id=ID` ends it explicitly.
-//! - `GET /_ruststack/attach` lists attachments.
+//! - `GET /_ruststack/attach` lists attachments (each with its `region`).
 //!
 //! While attached, every invocation of the function goes to the attached runtime, one at a
 //! time, with the timeout suspended unless `keep_timeout` was asked for.
@@ -24,10 +28,23 @@ use serde_json::{Value, json};
 use super::Lambda;
 use super::model::Scope;
 use crate::aws::AwsError;
+use crate::engine::FunctionId;
 use crate::http_util::{self, Body};
 
-fn function_name(raw: &str) -> Result<String, AwsError> {
-    crate::aws::arn::parse_function_ref(raw).map(|r| r.name).map_err(|e| AwsError::invalid_param(e.to_string()))
+/// The function `raw` (a name or an ARN) names in the request's region (`region`: the
+/// `?region=` or SigV4 one).
+fn function_id(lambda: &Lambda, raw: &str, region: Option<&str>) -> Result<FunctionId, AwsError> {
+    let r = crate::aws::arn::parse_function_ref(raw).map_err(|e| AwsError::invalid_param(e.to_string()))?;
+    if r.qualifier.is_some() {
+        return Err(AwsError::invalid_param(format!(
+            "ruststack attach takes a function, not a version or alias: {raw}"
+        )));
+    }
+    let region = r.region.as_deref().or(region).unwrap_or(&lambda.cfg.region).to_string();
+    if !crate::aws::arn::is_region(&region) {
+        return Err(AwsError::invalid_param(format!("Invalid region: {region}")));
+    }
+    Ok(FunctionId { account: lambda.cfg.account_id.clone(), region, name: r.name })
 }
 
 /// The server side of attach, under `/_ruststack/attach`.
@@ -43,6 +60,13 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>) -> Result<Response<
     let path = req.uri().path().to_string();
     let query = http_util::query_pairs(req.uri().query());
     let id = query.iter().find(|(k, _)| k == "id").map(|(_, v)| v.clone()).unwrap_or_default();
+    let region = query.iter().find(|(k, _)| k == "region").map(|(_, v)| v.clone()).or_else(|| {
+        req.headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::aws::arn::region_from_authorization)
+    });
+    let region = region.as_deref().filter(|r| !r.is_empty());
     let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).skip(2).map(http_util::decode_segment).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (req.method().clone(), segs.as_slice()) {
@@ -52,14 +76,15 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>) -> Result<Response<
                 .attachments()
                 .iter()
                 .map(|a| {
-                    json!({"function": a.function, "id": a.id, "runtime_api": a.runtime_api,
+                    json!({"function": a.function.name, "region": a.function.region, "id": a.id,
+                                "runtime_api": a.runtime_api,
                                 "keep_timeout": a.keep_timeout, "seconds": a.since.elapsed().as_secs()})
                 })
                 .collect();
             Ok(http_util::json(StatusCode::OK, &json!({"attachments": list})))
         }
         (Method::POST, [f]) => {
-            let name = function_name(f)?;
+            let fid = function_id(lambda, f, region)?;
             let body = http_util::read_body(req.into_body(), 64 * 1024)
                 .await
                 .map_err(|_| AwsError::invalid_content("attach request too large"))?;
@@ -68,44 +93,46 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>) -> Result<Response<
             } else {
                 serde_json::from_slice(&body).map_err(|e| AwsError::invalid_content(e.to_string()))?
             };
-            attach(lambda, &name, opts["keep_timeout"].as_bool().unwrap_or(false), opts["cwd"].as_str()).await
+            attach(lambda, &fid, opts["keep_timeout"].as_bool().unwrap_or(false), opts["cwd"].as_str()).await
         }
         (Method::GET, [f, "hold"]) => {
-            let name = function_name(f)?;
-            let mut end = lambda
-                .engine
-                .attachment_end(&name, &id)
-                .ok_or_else(|| AwsError::not_found(format!("No attachment {id} for function {name}")))?;
+            let fid = function_id(lambda, f, region)?;
+            let mut end = lambda.engine.attachment_end(&fid, &id).ok_or_else(|| no_attachment(&id, &fid))?;
             // Ends the attachment when this request's future is dropped (the client went away).
-            struct Hold(Arc<Lambda>, String, String);
+            struct Hold(Arc<Lambda>, FunctionId, String);
             impl Drop for Hold {
                 fn drop(&mut self) {
                     self.0.engine.detach(&self.1, &self.2);
                 }
             }
-            let _hold = Hold(lambda.clone(), name, id);
+            let _hold = Hold(lambda.clone(), fid, id);
             let _ = end.wait_for(|d| d.is_some()).await;
             Ok(http_util::json(StatusCode::OK, &json!({"detached": true})))
         }
         (Method::DELETE, [f]) => {
-            let name = function_name(f)?;
-            if lambda.engine.detach(&name, &id) {
+            let fid = function_id(lambda, f, region)?;
+            if lambda.engine.detach(&fid, &id) {
                 Ok(http_util::empty(StatusCode::NO_CONTENT))
             } else {
-                Err(AwsError::not_found(format!("No attachment {id} for function {name}")))
+                Err(no_attachment(&id, &fid))
             }
         }
         _ => Err(AwsError::unknown_operation(req.method(), &path)),
     }
 }
 
+fn no_attachment(id: &str, f: &FunctionId) -> AwsError {
+    AwsError::not_found(format!("No attachment {id} for function {} in {}", f.name, f.region))
+}
+
 async fn attach(
     lambda: &Arc<Lambda>,
-    name: &str,
+    fid: &FunctionId,
     keep_timeout: bool,
     cwd: Option<&str>,
 ) -> Result<Response<Body>, AwsError> {
-    let scope = Scope { region: lambda.cfg.region.clone(), account: lambda.cfg.account_id.clone() };
+    let name = fid.name.as_str();
+    let scope = Scope { region: fid.region.clone(), account: fid.account.clone() };
     let config = lambda.stores.get(&scope.region).latest(name).ok_or_else(|| {
         AwsError::not_found(format!(
             "Function not found: {}",
@@ -127,6 +154,7 @@ async fn attach(
     let (id, runtime_api) = (info.id, info.runtime_api);
     tracing::info!(
         function = name,
+        region = %scope.region,
         attachment = %id,
         runtime_api = %runtime_api,
         keep_timeout,

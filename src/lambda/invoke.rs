@@ -306,7 +306,7 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
     spec.live_layers = c.layers.iter().any(|l| l.hot_reload_dir.is_some());
     spec.kind = kind;
     spec.reason = reason;
-    spec.debug = lambda.cfg.debug_port(&c.name).map(|port| crate::engine::debug::DebugSpec { port });
+    spec.debug = lambda.cfg.debug_port(&c.name, &scope.region).map(|port| crate::engine::debug::DebugSpec { port });
     let spec = Arc::new(spec);
     lambda.specs.lock().insert(key, spec.clone());
     Ok(spec)
