@@ -812,7 +812,16 @@ impl Process {
             ended(ex, why, oom_at_exit, cgroup, peak_at_exit, endpoint).await;
         });
         let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
-        Process { pid, exited, output, peak, status, tree_walked: parking_lot::Mutex::new(None), oom, pidfd: Some(pidfd) }
+        Process {
+            pid,
+            exited,
+            output,
+            peak,
+            status,
+            tree_walked: parking_lot::Mutex::new(None),
+            oom,
+            pidfd: Some(pidfd),
+        }
     }
 }
 
