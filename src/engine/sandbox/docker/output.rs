@@ -1,12 +1,17 @@
 //! A container's stdout and stderr, into its environment's log.
 //!
 //! - **FIFO** (the normal case, a local engine): the container's entrypoint is wrapped in
-//!   `/bin/sh -c 'exec "$@" >FIFO 2>&1'`, with a host FIFO bind-mounted in. The runtime writes
-//!   straight into a kernel pipe that RustStack reads, so [`Output::flush`] is exact, as for a
+//!   [`STDIO_HELPER`], a static executable bind-mounted read-only at [`HELPER_TARGET`] (no
+//!   shell needed), or else in `/bin/sh -c 'exec "$@" >FIFO 2>&1'`, with a host FIFO
+//!   bind-mounted in. The runtime writes stdout and stderr straight into one kernel pipe that
+//!   RustStack reads, in the order written, and [`Output::flush`] is exact, as for a
 //!   subprocess: no bytes left in the pipe (`FIONREAD`), and the reader not mid-chunk.
-//! - **Attach** (images without `/bin/sh`, remote engines): the output comes through
-//!   `docker attach`, behind the engine's own copying, so the flush can only wait for the
-//!   stream to go quiet (best effort, bounded).
+//! - **Attach** (remote engines, uploaded code): the output comes through `docker attach`,
+//!   behind the engine's own copying, so the flush can only wait for the stream to go quiet
+//!   (best effort, bounded). The helper, uploaded with the code, puts stderr onto stdout
+//!   first, so the one stream keeps the order. Without the helper (not built, an engine of
+//!   another architecture), images without `/bin/sh` are read through attach too, and there
+//!   stdout and stderr come as two streams and lose their order.
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -35,6 +40,19 @@ pub fn fifo_wrapper(held: bool) -> Vec<String> {
     // end (an unused spare is killed with its container, never let go by accident).
     let wait = if held { format!("read -r go <>{GO_TARGET} || exit 0; ") } else { String::new() };
     vec!["/bin/sh".into(), "-c".into(), format!("{wait}exec \"$@\" >{FIFO_TARGET} 2>&1"), "lambda-entrypoint".into()]
+}
+
+/// `ruststack-stdio` (stdio.c, built by build.rs with a static libc): empty where it could
+/// not be built.
+pub static STDIO_HELPER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ruststack-stdio"));
+/// Where the helper appears inside the container (a bind mount, or in the uploaded archive).
+pub const HELPER_TARGET: &str = "/var/ruststack/stdio";
+
+/// The helper's command line before the real command: with `fifo`, stdout and stderr go to
+/// the FIFO, else stderr onto stdout; `held`: it first waits for a line on the go FIFO.
+pub fn helper_wrapper(fifo: bool, held: bool) -> Vec<String> {
+    let arg = |on: bool, path: &str| if on { path.to_string() } else { String::new() };
+    vec![HELPER_TARGET.into(), arg(fifo, FIFO_TARGET), arg(held, GO_TARGET)]
 }
 
 /// Longest a flush waits without the reader making progress.
