@@ -11,7 +11,7 @@
 //! - Images ([`images`]): `--lambda-runtime-image RUNTIME=IMAGE`, else
 //!   `public.ecr.aws/lambda/<runtime>`; PackageType=Image runs its ImageUri. A missing image is
 //!   pulled with progress in the log; a failed pull is a clear error, never a hang.
-//! - A cold start is create → start (plus an attach for images without a shell). The image is
+//! - A cold start is create → start (plus an attach for uploaded code). The image is
 //!   looked at once per server, not per container; the warm path makes no Docker calls.
 //! - Code is mounted read-only at `/var/task`, layers merged read-only at `/opt` ([`layers`]),
 //!   output goes to the environment's log ([`output`]).
@@ -148,7 +148,7 @@ struct Launch<'a> {
 
 /// Why one attempt to start a container failed.
 enum Failure {
-    /// The image has no `/bin/sh` for the output wrapper: start again with attach.
+    /// The image has no `/bin/sh` for the shell wrapper (no stdio helper): start again with attach.
     NoShell,
     Aws(AwsError),
 }
@@ -236,7 +236,7 @@ impl DockerExecutor {
     }
 
     /// Creates and starts a container for `spec`. `held`: its runtime waits for
-    /// [`Container::go`] (needs the output FIFO: a local engine, an image with `/bin/sh`).
+    /// [`Container::go`] (needs the output FIFO: a local engine; the stdio helper or `/bin/sh`).
     pub async fn start(
         &self,
         spec: &EnvSpec,
@@ -517,9 +517,9 @@ impl Inner {
             let built = tokio::task::spawn_blocking(move || {
                 upload::archive(&root, code.as_deref(), opt.as_deref(), helper.then_some(output::STDIO_HELPER))
             })
-                .await
-                .map_err(|e| AwsError::service(format!("code archive failed: {e}")))?
-                .map_err(|e| AwsError::service(format!("cannot archive the function's code for upload: {e}")))?;
+            .await
+            .map_err(|e| AwsError::service(format!("code archive failed: {e}")))?
+            .map_err(|e| AwsError::service(format!("cannot archive the function's code for upload: {e}")))?;
             Some(built)
         } else {
             None
@@ -563,7 +563,9 @@ impl Inner {
         };
         loop {
             if held && !fifo {
-                return Err(AwsError::service("a held container needs the output FIFO (a local engine, /bin/sh)"));
+                return Err(AwsError::service(
+                    "a held container needs the output FIFO (a local engine; the stdio helper or /bin/sh)",
+                ));
             }
             match self.start_once(engine, &launch, fifo).await {
                 Ok(mut c) => {
