@@ -372,4 +372,72 @@ mod tests {
         out.flush().await;
         assert_eq!(String::from_utf8(log.take()).unwrap(), "ran\n");
     }
+
+    /// The static helper, run on the host: held, it waits on the go FIFO before it runs its
+    /// command, whose stdout and stderr then both go into the FIFO.
+    #[tokio::test]
+    async fn helper_holds_then_sends_both_streams_to_the_fifo() {
+        if STDIO_HELPER.is_empty() {
+            eprintln!("no stdio helper in this build: nothing to test");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("ruststack-helper-{}", uuid::Uuid::new_v4().simple()));
+        let helper = super::super::write_helper(&dir.join("bin")).unwrap();
+        let log = LogSink::new("t", "$LATEST", "/aws/lambda/t");
+        let mut out = FifoOutput::create(dir.join("out"), log.clone()).unwrap();
+        out.hold().unwrap();
+        let go_path = out.go_path().unwrap();
+        let mut child = tokio::process::Command::new(&helper)
+            .arg(out.path())
+            .arg(&go_path)
+            .args(["/bin/sh", "-c", "for i in 1 2 3; do echo out $i; echo err $i >&2; done"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let opened = || {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == go_path))
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        while !opened() {
+            assert!(Instant::now() < until, "the helper never opened the go FIFO");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        out.flush().await;
+        assert!(log.take().is_empty(), "the command ran before go");
+        assert!(out.go());
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+        assert!(status.success());
+        out.flush().await;
+        assert_eq!(String::from_utf8(log.take()).unwrap(), "out 1\nerr 1\nout 2\nerr 2\nout 3\nerr 3\n");
+        drop(out);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Without a FIFO, the helper puts stderr onto stdout: one stream, in order; and a command
+    /// it cannot run is an error on that stream, with the shell's exit status.
+    #[test]
+    fn helper_puts_stderr_onto_stdout() {
+        if STDIO_HELPER.is_empty() {
+            eprintln!("no stdio helper in this build: nothing to test");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("ruststack-helper-{}", uuid::Uuid::new_v4().simple()));
+        let helper = super::super::write_helper(&dir).unwrap();
+        let run = |args: &[&str]| std::process::Command::new(&helper).args(["", ""]).args(args).output().unwrap();
+        let o = run(&["sh", "-c", "echo a; echo b >&2; echo c; echo d >&2"]);
+        assert!(o.status.success());
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), "a\nb\nc\nd\n");
+        assert!(o.stderr.is_empty());
+        let o = run(&["/no/such/runtime"]);
+        assert_eq!(o.status.code(), Some(127));
+        let said = String::from_utf8(o.stdout).unwrap();
+        assert!(said.starts_with("ruststack-stdio: cannot run /no/such/runtime: "), "{said}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
