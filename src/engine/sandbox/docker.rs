@@ -872,8 +872,15 @@ impl Inner {
         match engine.docker.remove_container(id, Some(opts)).await {
             Ok(()) => {}
             Err(e) if matches!(status(&e), Some(404)) => {}
-            // 409: a removal is already under way.
-            Err(e) if matches!(status(&e), Some(409)) => {}
+            // 409: a removal is already under way. Wait (bounded) until it is done: the caller
+            // that began it may be a task that shutdown does not wait for.
+            Err(e) if matches!(status(&e), Some(409)) => {
+                tracing::debug!(container = short(id), "removal already under way: waiting for it");
+                let until = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < until && engine.docker.inspect_container(id, None).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
             Err(e) => {
                 tracing::warn!(container = short(id), error = %message(&e), "cannot remove container");
                 return;
