@@ -342,7 +342,7 @@ def test_package_type_image(dlam, baked_image):
 
 
 def test_image_without_a_shell(dlam, baked_image):
-    """An image with no /bin/sh still runs; its output comes through docker attach."""
+    """An image with no /bin/sh still runs (behind the static stdio helper, else docker attach)."""
     tag = "ruststack-test/nosh:1"
     docker("rmi", "-f", tag, check=False)  # the previous run's, so they do not pile up
     cid = docker("create", "--entrypoint", "/bin/rm", baked_image, "-f", "/bin/sh", "/usr/bin/sh",

@@ -2,17 +2,23 @@
 written (one stream), a last line without a newline kept with the invocation that wrote it,
 `Max Memory Used` measured, and AWS's timeout and Runtime.ExitError lines where AWS puts them.
 Checked in LogType=Tail and in CloudWatch Logs. Subprocess cases on the shared server; Docker
-cases (the Lambda image, awslambdaric) on a docker server of this module."""
+cases (the Lambda image, awslambdaric) on a docker server of this module, and the order also
+on an image with no shell at all (the static stdio helper, no /bin/sh wrapper), held spares
+of it included."""
 import base64
 import json
 import os
 import re
+import subprocess
 
 import pytest
 
-from conftest import Server, create_py_function
+from conftest import Server, create_py_function, wait_for
 
 PY_IMAGE = "ruststack/lambda-python:3.11"
+# PY_IMAGE without any shell, awslambdaric as its entrypoint (made by the nosh_image fixture).
+NOSH_IMAGE = "ruststack-test/nosh-fidelity:1"
+NOSH_ENV = {"Variables": {"PYTHONPATH": "/var/runtime"}}
 needs_docker = pytest.mark.skipif(os.environ.get("RUSTSTACK_SKIP_DOCKER") == "1",
                                   reason="RUSTSTACK_SKIP_DOCKER=1: Docker tests opted out")
 
@@ -37,6 +43,10 @@ def handler(event, context):
     elif what == "sleep":
         print("going to sleep")
         time.sleep(event["s"])
+    elif what == "container":
+        import re
+        with open("/proc/self/mountinfo") as f:
+            return re.search(r"/docker/containers/([0-9a-f]{64})/", f.read()).group(1)
     elif what == "exit":
         print("exiting now")
         os._exit(1)
@@ -49,6 +59,27 @@ def docker_server():
     s = Server("--lambda-executor", "docker", "--lambda-runtime-image", f"python3.11={PY_IMAGE}")
     yield s
     s.cleanup()
+
+
+def docker(*args, check=True):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def nosh_image():
+    """PY_IMAGE with every shell removed; its entrypoint runs awslambdaric directly."""
+    docker("rmi", "-f", NOSH_IMAGE, check=False)  # the previous run's, so they do not pile up
+    shells = ["/bin/sh", "/usr/bin/sh", "/bin/dash", "/usr/bin/dash", "/bin/bash", "/usr/bin/bash"]
+    cid = docker("create", "--entrypoint", "/bin/rm", PY_IMAGE, "-f", *shells).stdout.strip()
+    try:
+        docker("start", "-a", cid)
+        docker("commit", "--change", 'ENTRYPOINT ["/var/lang/bin/python3.11", "-m", "awslambdaric"]',
+               "--change", 'CMD ["app.handler"]', cid, NOSH_IMAGE)
+    finally:
+        docker("rm", "-f", cid, check=False)
+    ran = docker("run", "--rm", "--entrypoint", "/bin/sh", NOSH_IMAGE, "-c", "true", check=False)
+    assert ran.returncode != 0, "the image still has /bin/sh"
+    return NOSH_IMAGE
 
 
 def executors(server):
@@ -87,8 +118,8 @@ def report_field(report, field):
 # ---------------------------------------------------------------- shared checks
 
 
-def check_order(lam, logs, timeout=30):
-    name = create_py_function(lam, FIDELITY, Timeout=timeout)
+def check_order(lam, logs, timeout=30, **kw):
+    name = create_py_function(lam, FIDELITY, Timeout=timeout, **kw)
     n = 300
     r, _, tail = invoke(lam, name, {"what": "interleave", "n": n})
     rid = r["ResponseMetadata"]["RequestId"]
@@ -210,3 +241,37 @@ def test_docker_exit_error_lines(docker_server):
     assert json.loads(out) == {"errorMessage": msg, "errorType": "Runtime.ExitError"}
     assert lines[-4:-1] == [msg, "Runtime.ExitError", f"END RequestId: {rid}"], lines
     assert "exiting now" in lines and lines[-1].endswith("\tStatus: error\tError Type: Runtime.ExitError\t")
+
+
+@needs_docker
+def test_docker_order_in_an_image_without_a_shell(nosh_image):
+    s = Server("--lambda-executor", "docker", "--lambda-runtime-image", f"python3.11={nosh_image}")
+    try:
+        check_order(*executors(s), Environment=NOSH_ENV)
+        # The helper, not docker attach: the FIFO, so the flush is exact here too.
+        assert "reading its output through docker attach" not in s.logs()
+        assert "no stdio helper" not in s.logs()
+    finally:
+        s.cleanup()
+
+
+@needs_docker
+def test_docker_spare_of_an_image_without_a_shell(nosh_image):
+    """A held spare needs no shell either: the helper waits for the go FIFO."""
+    s = Server("--lambda-executor", "docker", "--lambda-runtime-image", f"python3.11={nosh_image}",
+               "--lambda-docker-spare")
+    try:
+        lam, logs = executors(s)
+        name = create_py_function(lam, FIDELITY, Timeout=30, Environment=NOSH_ENV)
+        ids = lambda: docker("ps", "-q", "--no-trunc", "--filter", "label=ruststack=1",
+                             "--filter", f"label=ruststack.function={name}").stdout.split()
+        spare = wait_for(ids, 30, "the spare container")
+        assert s.health()["environments"]["live"] == 0, "held: the runtime has not started"
+        r, _, tail = invoke(lam, name, {"what": "interleave", "n": 40})
+        assert "Init Duration" in tail.splitlines()[-1]
+        assert body_lines(tail.splitlines()) == ["%s %d" % ("out" if i % 2 == 0 else "err", i) for i in range(40)]
+        _, where, _ = invoke(lam, name, {"what": "container"})
+        assert json.loads(where) == spare[0], "the spare's container ran the invocation"
+        assert "a held container needs" not in s.logs()
+    finally:
+        s.cleanup()

@@ -28,6 +28,7 @@ if os.environ.get("RUSTSTACK_SKIP_DOCKER") == "1":
     pytest.skip("RUSTSTACK_SKIP_DOCKER=1: Docker tests opted out", allow_module_level=True)
 
 from conftest import Server, create_py_function, free_port, invoke, make_zip, unique, wait_for  # noqa: E402
+from test_log_fidelity import check_order  # noqa: E402
 from test_docker import (MAP, PROBE, SHELL_BOOTSTRAP, baked_image, docker, engine_and_image,  # noqa: E402,F401
                          fn_containers, in_container)
 
@@ -201,6 +202,18 @@ def test_no_host_path_is_mounted(rlam):
     assert info["Mounts"] == [], info["Mounts"]
     assert not info["HostConfig"].get("Binds"), info["HostConfig"]
     assert not info["HostConfig"].get("Mounts"), info["HostConfig"]
+
+
+def test_stdout_and_stderr_keep_their_order_through_attach(rlam, rserver):
+    """No FIFO here: the uploaded stdio helper puts stderr onto stdout, so docker attach
+    brings one stream, in the order written."""
+    check_order(rlam, rserver.client("logs"))
+    ids = [i for i in docker("ps", "-q", "--no-trunc", "--filter", "label=ruststack=1").stdout.split()
+           if json.loads(docker("inspect", i).stdout)[0]["Config"]["Labels"].get("ruststack.server")
+           == f"127.0.0.1:{rserver.port}"]
+    assert ids
+    info = json.loads(docker("inspect", ids[0]).stdout)[0]
+    assert info["Path"] == "/var/ruststack/stdio" and info["Args"][:2] == ["", ""], (info["Path"], info["Args"])
 
 
 def test_warm_reuse_keeps_the_container(rlam):

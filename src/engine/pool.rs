@@ -640,7 +640,8 @@ impl Pool {
 
     /// Makes a spare for `spec`'s key in the background, unless it has one (or one is being
     /// made). At most `max` spares in all: the oldest makes room. Starting one that fails
-    /// (no local engine, no `/bin/sh`) is only logged: the cold start then does it all.
+    /// (no local engine; no `/bin/sh` without the stdio helper) is only logged: the cold start
+    /// then does it all.
     pub fn prepare(self: &Arc<Self>, spec: &Arc<EnvSpec>) {
         if !self.keeps_spare(spec) {
             return;

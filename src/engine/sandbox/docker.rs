@@ -11,7 +11,7 @@
 //! - Images ([`images`]): `--lambda-runtime-image RUNTIME=IMAGE`, else
 //!   `public.ecr.aws/lambda/<runtime>`; PackageType=Image runs its ImageUri. A missing image is
 //!   pulled with progress in the log; a failed pull is a clear error, never a hang.
-//! - A cold start is create → start (plus an attach for images without a shell). The image is
+//! - A cold start is create → start (plus an attach for uploaded code). The image is
 //!   looked at once per server, not per container; the warm path makes no Docker calls.
 //! - Code is mounted read-only at `/var/task`, layers merged read-only at `/opt` ([`layers`]),
 //!   output goes to the environment's log ([`output`]).
@@ -103,6 +103,10 @@ struct Engine {
     local: bool,
     /// How code and layers get into containers.
     transfer: CodeTransfer,
+    /// Whether containers run behind [`output::STDIO_HELPER`] (built, and of the engine's
+    /// architecture), and where its host copy is when it is bind-mounted (a local engine that
+    /// mounts the code; uploads put it in the archive).
+    helper: Option<Option<PathBuf>>,
 }
 
 /// Who owns a container: lets a new server tell a crashed server's containers from a live one's.
@@ -144,7 +148,7 @@ struct Launch<'a> {
 
 /// Why one attempt to start a container failed.
 enum Failure {
-    /// The image has no `/bin/sh` for the output wrapper: start again with attach.
+    /// The image has no `/bin/sh` for the shell wrapper (no stdio helper): start again with attach.
     NoShell,
     Aws(AwsError),
 }
@@ -232,7 +236,7 @@ impl DockerExecutor {
     }
 
     /// Creates and starts a container for `spec`. `held`: its runtime waits for
-    /// [`Container::go`] (needs the output FIFO: a local engine, an image with `/bin/sh`).
+    /// [`Container::go`] (needs the output FIFO: a local engine; the stdio helper or `/bin/sh`).
     pub async fn start(
         &self,
         spec: &EnvSpec,
@@ -298,7 +302,9 @@ impl Inner {
                     Ok(Ok(d)) => d,
                 };
                 // Docker Desktop runs the engine in a VM: a FIFO would not cross into it.
-                let platform = docker.version().await.ok().and_then(|v| v.platform).map(|p| p.name).unwrap_or_default();
+                let version = docker.version().await.ok();
+                let platform =
+                    version.as_ref().and_then(|v| v.platform.as_ref()).map(|p| p.name.clone()).unwrap_or_default();
                 let local = local && !platform.contains("Desktop");
                 let transfer = self.code_transfer.unwrap_or(if local { CodeTransfer::Mount } else { CodeTransfer::Upload });
                 tracing::info!(
@@ -315,9 +321,42 @@ impl Inner {
                         "the Docker engine at {where_} is remote: set --lambda-advertise-host to an address of this machine its containers can reach"
                     );
                 }
-                Ok(Engine { docker, local, transfer })
+                let helper = self.helper(version.as_ref(), local, transfer).await;
+                Ok(Engine { docker, local, transfer, helper })
             })
             .await
+    }
+
+    /// Whether the stdio helper can run in this engine's containers, and (mounted code) its
+    /// host copy, written under this server's run directory. Says once in the log when not.
+    async fn helper(
+        &self,
+        version: Option<&bollard::models::SystemVersion>,
+        local: bool,
+        transfer: CodeTransfer,
+    ) -> Option<Option<PathBuf>> {
+        let arch = version.and_then(|v| v.arch.clone()).unwrap_or_default();
+        let os = version.and_then(|v| v.os.clone()).unwrap_or_default();
+        let why = if output::STDIO_HELPER.is_empty() {
+            "it was not built (no C compiler or static libc at build time)".to_string()
+        } else if os != "linux" || arch != docker_arch() {
+            format!("the engine runs {os}/{arch}, not linux/{}", docker_arch())
+        } else if transfer == CodeTransfer::Upload {
+            return Some(None);
+        } else if !local {
+            "the engine is remote but mounts the code: it cannot see a copy here".to_string()
+        } else {
+            let dir = self.run_root.join(self.owner.pid.to_string());
+            match tokio::task::spawn_blocking(move || write_helper(&dir)).await {
+                Ok(Ok(path)) => return Some(Some(path)),
+                Ok(Err(e)) => format!("its copy cannot be written or run: {e}"),
+                Err(e) => format!("its copy cannot be written: {e}"),
+            }
+        };
+        tracing::warn!(
+            "no stdio helper ({why}): images without /bin/sh and uploaded code keep stdout and stderr apart (docker attach), out of order"
+        );
+        None
     }
 
     fn image_for(&self, package: PackageType, image_uri: Option<&str>, runtime: Option<&str>) -> String {
@@ -467,13 +506,20 @@ impl Inner {
                 .map_err(|e| AwsError::service(format!("cannot merge the function's layers: {e}")))?;
             Some(merged)
         };
-        let archive = if engine.transfer == CodeTransfer::Upload && spec.package != PackageType::Image {
+        let helper = engine.helper.is_some();
+        // An Image function's archive has only the helper.
+        let archive = if engine.transfer == CodeTransfer::Upload && (spec.package != PackageType::Image || helper) {
             let root = self.upload_root.clone();
-            let (code, opt) = (spec.code_dir.clone(), opt_dir.clone());
-            let built = tokio::task::spawn_blocking(move || upload::archive(&root, code.as_deref(), opt.as_deref()))
-                .await
-                .map_err(|e| AwsError::service(format!("code archive failed: {e}")))?
-                .map_err(|e| AwsError::service(format!("cannot archive the function's code for upload: {e}")))?;
+            let (code, opt) = match spec.package {
+                PackageType::Image => (None, None),
+                _ => (spec.code_dir.clone(), opt_dir.clone()),
+            };
+            let built = tokio::task::spawn_blocking(move || {
+                upload::archive(&root, code.as_deref(), opt.as_deref(), helper.then_some(output::STDIO_HELPER))
+            })
+            .await
+            .map_err(|e| AwsError::service(format!("code archive failed: {e}")))?
+            .map_err(|e| AwsError::service(format!("cannot archive the function's code for upload: {e}")))?;
             Some(built)
         } else {
             None
@@ -494,10 +540,16 @@ impl Inner {
             }
             _ => None,
         };
-        // The FIFO is a bind mount too: uploads read output through attach.
-        let mut fifo =
-            engine.local && engine.transfer == CodeTransfer::Mount && !self.image_slot(&image).lock().await.no_shell;
-        let files = Files { opt_dir: opt_dir.as_deref(), archive: archive.as_deref() };
+        // The FIFO is a bind mount too: uploads read output through attach. The helper
+        // needs no shell.
+        let mut fifo = engine.local
+            && engine.transfer == CodeTransfer::Mount
+            && (helper || !self.image_slot(&image).lock().await.no_shell);
+        let files = Files {
+            opt_dir: opt_dir.as_deref(),
+            archive: archive.as_deref(),
+            helper: engine.helper.as_ref().map(|p| p.as_deref().filter(|_| archive.is_none())),
+        };
         let launch = Launch {
             spec,
             image: &image,
@@ -511,7 +563,9 @@ impl Inner {
         };
         loop {
             if held && !fifo {
-                return Err(AwsError::service("a held container needs the output FIFO (a local engine, /bin/sh)"));
+                return Err(AwsError::service(
+                    "a held container needs the output FIFO (a local engine; the stdio helper or /bin/sh)",
+                ));
             }
             match self.start_once(engine, &launch, fifo).await {
                 Ok(mut c) => {
@@ -559,8 +613,14 @@ impl Inner {
         } else {
             None
         };
+        let wrapper = match (&fifo_out, files.helper.is_some()) {
+            (Some(f), true) => output::helper_wrapper(true, f.go_path().is_some()),
+            (Some(f), false) => output::fifo_wrapper(f.go_path().is_some()),
+            (None, true) => output::helper_wrapper(false, false),
+            (None, false) => Vec::new(),
+        };
         let command = self
-            .command(docker, spec, image, opt_dir, fifo_out.as_ref().map(|f| f.go_path().is_some()))
+            .command(docker, spec, image, opt_dir, wrapper)
             .await
             .map_err(|why| image_unavailable(&spec.function, &why))?;
         let mut body = self.container_body(launch, command, fifo_out.as_ref())?;
@@ -671,16 +731,15 @@ impl Inner {
 
     /// ENTRYPOINT, CMD and working directory for a function's container. Zip functions run
     /// the image's entrypoint with the handler as CMD (a custom runtime's own bootstrap, if it
-    /// has one); Image functions run the image with ImageConfig's overrides. With `fifo`, the
-    /// whole command is wrapped to send its output to the FIFO (`Some(held)`: and, held,
-    /// to wait for the go FIFO first).
+    /// has one); Image functions run the image with ImageConfig's overrides. The whole
+    /// command runs behind `wrapper` (the output wrapper, see [`output`]; empty: none).
     async fn command(
         &self,
         docker: &Docker,
         spec: &EnvSpec,
         image: &str,
         opt_dir: Option<&Path>,
-        fifo: Option<bool>,
+        wrapper: Vec<String>,
     ) -> Result<(Vec<String>, Vec<String>, Option<String>), String> {
         let (image_entry, image_cmd) = self.image_config(docker, image).await?;
         let (entry, cmd, working_dir) = if spec.package == PackageType::Image {
@@ -712,10 +771,7 @@ impl Inner {
         if entry.is_empty() && cmd.is_empty() {
             return Err(format!("image {image} has no ENTRYPOINT or CMD"));
         }
-        let entry = match fifo {
-            Some(held) => output::fifo_wrapper(held).into_iter().chain(entry).collect(),
-            None => entry,
-        };
+        let entry = wrapper.into_iter().chain(entry).collect();
         Ok((entry, cmd, working_dir))
     }
 
@@ -760,6 +816,9 @@ impl Inner {
         }
         if let Some(opt) = files.opt_dir.filter(|_| files.archive.is_none()) {
             mounts.push(bind(opt, "/opt", true));
+        }
+        if let Some(Some(helper)) = files.helper {
+            mounts.push(bind(helper, output::HELPER_TARGET, true));
         }
         if let Some(f) = fifo {
             mounts.push(bind(&f.path(), output::FIFO_TARGET, false));
@@ -813,8 +872,15 @@ impl Inner {
         match engine.docker.remove_container(id, Some(opts)).await {
             Ok(()) => {}
             Err(e) if matches!(status(&e), Some(404)) => {}
-            // 409: a removal is already under way.
-            Err(e) if matches!(status(&e), Some(409)) => {}
+            // 409: a removal is already under way. Wait (bounded) until it is done: the caller
+            // that began it may be a task that shutdown does not wait for.
+            Err(e) if matches!(status(&e), Some(409)) => {
+                tracing::debug!(container = short(id), "removal already under way: waiting for it");
+                let until = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < until && engine.docker.inspect_container(id, None).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
             Err(e) => {
                 tracing::warn!(container = short(id), error = %message(&e), "cannot remove container");
                 return;
@@ -1024,6 +1090,9 @@ fn spawn_waiter(
 struct Files<'a> {
     opt_dir: Option<&'a Path>,
     archive: Option<&'a Path>,
+    /// The stdio helper is the wrapper; `Some(Some(path))`: bind-mounted from there, else in
+    /// the archive.
+    helper: Option<Option<&'a Path>>,
 }
 
 /// Connects to `DOCKER_HOST`: bollard picks the transport by scheme (unix, tcp/http, TLS
@@ -1065,6 +1134,42 @@ async fn container_ip(docker: &Docker, id: &str) -> Option<IpAddr> {
     let inspected = docker.inspect_container(id, None).await.ok()?;
     let nets = inspected.network_settings?.networks?;
     nets.values().find_map(|n| n.ip_address.as_deref().filter(|a| !a.is_empty())?.parse().ok())
+}
+
+/// The engine's name (Go's) for this machine's architecture.
+fn docker_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        a => a,
+    }
+}
+
+/// Writes the stdio helper to `<dir>/ruststack-stdio` (read and run by anyone) and checks that
+/// its filesystem lets it run (a noexec bind mount would not). Blocking.
+fn write_helper(dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("ruststack-stdio");
+    let tmp = dir.join(format!(".ruststack-stdio.{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&tmp, output::STDIO_HELPER)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o555))?;
+    std::fs::rename(&tmp, &path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: `c` is a NUL-terminated path and `st` a statvfs the call fills in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; both live across the call.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if st.f_flag & libc::ST_NOEXEC != 0 {
+        return Err(std::io::Error::other(format!("{} is on a noexec filesystem", dir.display())));
+    }
+    Ok(path)
 }
 
 /// `exit status N`, or the signal for the 128+N codes of SIGKILL and SIGSEGV.

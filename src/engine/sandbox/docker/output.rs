@@ -1,12 +1,17 @@
 //! A container's stdout and stderr, into its environment's log.
 //!
 //! - **FIFO** (the normal case, a local engine): the container's entrypoint is wrapped in
-//!   `/bin/sh -c 'exec "$@" >FIFO 2>&1'`, with a host FIFO bind-mounted in. The runtime writes
-//!   straight into a kernel pipe that RustStack reads, so [`Output::flush`] is exact, as for a
+//!   [`STDIO_HELPER`], a static executable bind-mounted read-only at [`HELPER_TARGET`] (no
+//!   shell needed), or else in `/bin/sh -c 'exec "$@" >FIFO 2>&1'`, with a host FIFO
+//!   bind-mounted in. The runtime writes stdout and stderr straight into one kernel pipe that
+//!   RustStack reads, in the order written, and [`Output::flush`] is exact, as for a
 //!   subprocess: no bytes left in the pipe (`FIONREAD`), and the reader not mid-chunk.
-//! - **Attach** (images without `/bin/sh`, remote engines): the output comes through
-//!   `docker attach`, behind the engine's own copying, so the flush can only wait for the
-//!   stream to go quiet (best effort, bounded).
+//! - **Attach** (remote engines, uploaded code): the output comes through `docker attach`,
+//!   behind the engine's own copying, so the flush can only wait for the stream to go quiet
+//!   (best effort, bounded). The helper, uploaded with the code, puts stderr onto stdout
+//!   first, so the one stream keeps the order. Without the helper (not built, an engine of
+//!   another architecture), images without `/bin/sh` are read through attach too, and there
+//!   stdout and stderr come as two streams and lose their order.
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -35,6 +40,19 @@ pub fn fifo_wrapper(held: bool) -> Vec<String> {
     // end (an unused spare is killed with its container, never let go by accident).
     let wait = if held { format!("read -r go <>{GO_TARGET} || exit 0; ") } else { String::new() };
     vec!["/bin/sh".into(), "-c".into(), format!("{wait}exec \"$@\" >{FIFO_TARGET} 2>&1"), "lambda-entrypoint".into()]
+}
+
+/// `ruststack-stdio` (stdio.c, built by build.rs with a static libc): empty where it could
+/// not be built.
+pub static STDIO_HELPER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ruststack-stdio"));
+/// Where the helper appears inside the container (a bind mount, or in the uploaded archive).
+pub const HELPER_TARGET: &str = "/var/ruststack/stdio";
+
+/// The helper's command line before the real command: with `fifo`, stdout and stderr go to
+/// the FIFO, else stderr onto stdout; `held`: it first waits for a line on the go FIFO.
+pub fn helper_wrapper(fifo: bool, held: bool) -> Vec<String> {
+    let arg = |on: bool, path: &str| if on { path.to_string() } else { String::new() };
+    vec![HELPER_TARGET.into(), arg(fifo, FIFO_TARGET), arg(held, GO_TARGET)]
 }
 
 /// Longest a flush waits without the reader making progress.
@@ -353,5 +371,73 @@ mod tests {
         // The FIFO flush is exact: what the child wrote is in the log now.
         out.flush().await;
         assert_eq!(String::from_utf8(log.take()).unwrap(), "ran\n");
+    }
+
+    /// The static helper, run on the host: held, it waits on the go FIFO before it runs its
+    /// command, whose stdout and stderr then both go into the FIFO.
+    #[tokio::test]
+    async fn helper_holds_then_sends_both_streams_to_the_fifo() {
+        if STDIO_HELPER.is_empty() {
+            eprintln!("no stdio helper in this build: nothing to test");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("ruststack-helper-{}", uuid::Uuid::new_v4().simple()));
+        let helper = super::super::write_helper(&dir.join("bin")).unwrap();
+        let log = LogSink::new("t", "$LATEST", "/aws/lambda/t");
+        let mut out = FifoOutput::create(dir.join("out"), log.clone()).unwrap();
+        out.hold().unwrap();
+        let go_path = out.go_path().unwrap();
+        let mut child = tokio::process::Command::new(&helper)
+            .arg(out.path())
+            .arg(&go_path)
+            .args(["/bin/sh", "-c", "for i in 1 2 3; do echo out $i; echo err $i >&2; done"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let opened = || {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == go_path))
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        while !opened() {
+            assert!(Instant::now() < until, "the helper never opened the go FIFO");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        out.flush().await;
+        assert!(log.take().is_empty(), "the command ran before go");
+        assert!(out.go());
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+        assert!(status.success());
+        out.flush().await;
+        assert_eq!(String::from_utf8(log.take()).unwrap(), "out 1\nerr 1\nout 2\nerr 2\nout 3\nerr 3\n");
+        drop(out);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Without a FIFO, the helper puts stderr onto stdout: one stream, in order; and a command
+    /// it cannot run is an error on that stream, with the shell's exit status.
+    #[test]
+    fn helper_puts_stderr_onto_stdout() {
+        if STDIO_HELPER.is_empty() {
+            eprintln!("no stdio helper in this build: nothing to test");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("ruststack-helper-{}", uuid::Uuid::new_v4().simple()));
+        let helper = super::super::write_helper(&dir).unwrap();
+        let run = |args: &[&str]| std::process::Command::new(&helper).args(["", ""]).args(args).output().unwrap();
+        let o = run(&["sh", "-c", "echo a; echo b >&2; echo c; echo d >&2"]);
+        assert!(o.status.success());
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), "a\nb\nc\nd\n");
+        assert!(o.stderr.is_empty());
+        let o = run(&["/no/such/runtime"]);
+        assert_eq!(o.status.code(), Some(127));
+        let said = String::from_utf8(o.stdout).unwrap();
+        assert!(said.starts_with("ruststack-stdio: cannot run /no/such/runtime: "), "{said}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

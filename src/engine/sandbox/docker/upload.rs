@@ -15,14 +15,21 @@ use sha2::Digest;
 /// Owner of every entry: `nobody`, so a capability-less root cannot chmod them writable.
 const OWNER: u64 = 65534;
 
-/// The archive for `code` (unpacked at /var/task) and `opt` (at /opt), built under `root`
-/// unless it exists already. Blocking: run it on the blocking pool.
-pub fn archive(root: &Path, code: Option<&Path>, opt: Option<&Path>) -> std::io::Result<PathBuf> {
+/// The archive for `code` (unpacked at /var/task), `opt` (at /opt) and the stdio `helper`
+/// (at [`super::output::HELPER_TARGET`]), built under `root` unless it exists already.
+/// Blocking: run it on the blocking pool.
+pub fn archive(
+    root: &Path,
+    code: Option<&Path>,
+    opt: Option<&Path>,
+    helper: Option<&[u8]>,
+) -> std::io::Result<PathBuf> {
     let mut h = sha2::Sha256::new();
     for p in [code, opt] {
         h.update(p.map(|p| p.as_os_str().as_encoded_bytes()).unwrap_or(b"-"));
         h.update(b"\n");
     }
+    h.update(if helper.is_some() { &b"stdio"[..] } else { b"-" });
     let hash: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     let dest = root.join(format!("{hash}.tar"));
     if dest.is_file() {
@@ -38,6 +45,14 @@ pub fn archive(root: &Path, code: Option<&Path>, opt: Option<&Path>) -> std::io:
         }
         if let Some(opt) = opt {
             add_tree(&mut tar, opt, Path::new("opt"))?;
+        }
+        if let Some(bytes) = helper {
+            let at = Path::new(super::output::HELPER_TARGET.trim_start_matches('/'));
+            if let Some(dir) = at.parent() {
+                tar.append_data(&mut header(tar::EntryType::Directory, 0o555, 0), dir, std::io::empty())?;
+            }
+            let mut h = header(tar::EntryType::Regular, 0o555, bytes.len() as u64);
+            tar.append_data(&mut h, at, bytes)?;
         }
         let mut file = tar.into_inner()?;
         file.flush()?;
@@ -104,8 +119,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(opt.join("bin/tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink("app.py", code.join("link.py")).unwrap();
-        let tar_path = super::archive(&base.join("up"), Some(&code), Some(&opt)).unwrap();
-        assert_eq!(super::archive(&base.join("up"), Some(&code), Some(&opt)).unwrap(), tar_path);
+        let tar_path = super::archive(&base.join("up"), Some(&code), Some(&opt), Some(b"\x7fELF")).unwrap();
+        assert_eq!(super::archive(&base.join("up"), Some(&code), Some(&opt), Some(b"\x7fELF")).unwrap(), tar_path);
+        let without = super::archive(&base.join("up"), Some(&code), Some(&opt), None).unwrap();
+        assert_ne!(without, tar_path);
         let mut seen = std::collections::BTreeMap::new();
         let mut ar = tar::Archive::new(std::fs::File::open(&tar_path).unwrap());
         for e in ar.entries().unwrap() {
@@ -120,6 +137,8 @@ mod tests {
         assert_eq!(seen["var/task/pkg/m.py"].1, 0o444);
         assert_eq!(seen["var/task/link.py"].0, tar::EntryType::Symlink);
         assert_eq!(seen["opt/bin/tool"], (tar::EntryType::Regular, 0o555));
+        assert_eq!(seen["var/ruststack"], (tar::EntryType::Directory, 0o555));
+        assert_eq!(seen["var/ruststack/stdio"], (tar::EntryType::Regular, 0o555));
         assert!(!seen.keys().any(|k| k == "var" || k.starts_with('/')));
         std::fs::remove_dir_all(&base).unwrap();
     }
