@@ -22,7 +22,8 @@
 //!   `EnvSpec`; its entry point is `Engine::invoke(spec, request) -> RunOutcome`. It knows
 //!   nothing of the services above it.
 //! - Wire helpers (bottom): [`aws`] (errors, ARNs, ids, time formats, the atomic file
-//!   write) and [`http_util`] (bodies, one HTTP/1 connection loop). They import no other layer.
+//!   write) and [`http_util`] (bodies, one HTTP/1 connection loop). They import no other layer
+//!   ([`aws`] is the lowest floor: [`config`] parses function ARNs with it).
 //! - [`sqs`] (beside [`logs`] and [`s3`]): the embedded Amazon SQS, both wire protocols,
 //!   persisted under `<data-dir>/sqs`; lambda's event source mappings call it in-process.
 //! - [`upstream`] and [`sts`], beside [`lambda`]: services RustStack does not implement go to

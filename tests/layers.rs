@@ -20,8 +20,10 @@ const FLOORS: &[(&str, u32)] = &[
     ("sts", 3),
     ("engine", 2),
     ("config", 1),
-    ("aws", 1),
     ("http_util", 1),
+    // AWS's wire vocabulary (ARNs, errors, event streams): it imports nothing of ours, and
+    // config parses function ARNs with it (`--lambda-debug ARN`).
+    ("aws", 0),
 ];
 
 /// Known arrows up, each with the change that removes it. Listed here so that no new one
