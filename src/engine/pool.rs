@@ -727,7 +727,7 @@ impl Pool {
             let wait = {
                 let st = self.state.lock();
                 // A warm environment serves first: no waiting for the next cold start's spare.
-                st.making.contains(key) && !st.idle.get(key).is_some_and(|v| !v.is_empty())
+                st.making.contains(key) && st.idle.get(key).is_none_or(|v| v.is_empty())
             };
             if !wait || tokio::time::timeout_at(until, made).await.is_err() {
                 return;
