@@ -713,6 +713,10 @@ def bench_hotreload(reps):
             if ready:
                 row("hotreload", "%s: of which report → replacement ready (started ahead)" % kind,
                     "median %s" % ms(statistics.median(ready)))
+            spared = srv.logs().count("replacement from a spare container")
+            if kind == "docker":
+                row("hotreload", "%s: replacements let go from a held spare (no create + start)" % kind,
+                    "%d of %d edits" % (spared, version))
             if later:
                 row("hotreload", "%s: an invoke 1.5 s after the write (replacement ready by then)" % kind,
                     "median %s · max %s (n=%d)" % (ms(statistics.median(later)), ms(max(later)), len(later)))

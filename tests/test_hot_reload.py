@@ -561,11 +561,66 @@ def test_docker_several_layers_one_a_directory(dserver, code_dir):
         assert "[hot-reload] python/" in log, log
         # The user's directory is untouched.
         assert sorted(os.listdir(os.path.join(layer_dir, "python"))) == ["extra.txt", "shared.py"]
-        # Each merge is the container's own: the retired container's goes with it.
+        # Each merge is the container's own: the retired container's goes with it, and so
+        # does the held spare's (merged before the change), which a new spare replaces.
         import glob
         merges = lambda: glob.glob(os.path.join(dserver.data_dir, "run", "*", "opt-*"))  # noqa: E731
-        wait_for(lambda: len(merges()) == 1, timeout=WAIT, what="one merged /opt (the live container's)")
-        assert sorted(os.listdir(os.path.join(merges()[0], "python"))) == ["base.py", "extra.txt", "shared.py"]
+        wait_for(lambda: len(merges()) == 2 and len(running_containers(name)) == 2, timeout=WAIT,
+                 what="two merged /opt (the live container's and the new spare's)")
+        for m in merges():
+            assert sorted(os.listdir(os.path.join(m, "python"))) == ["base.py", "extra.txt", "shared.py"]
         lam.delete_function(FunctionName=name)
     finally:
         shutil.rmtree(layer_dir, ignore_errors=True)
+
+
+def running_containers(name):
+    """Ids of the function's running containers (its live ones and its held spare)."""
+    out = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter", "label=ruststack=1",
+                          "--filter", f"label=ruststack.function={name}"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return out.split()
+
+
+SPARE_APP = """import re
+VERSION = {version!r}
+def _container_id():
+    with open("/proc/self/mountinfo") as f:
+        m = re.search(r"/docker/containers/([0-9a-f]{{64}})/", f.read())
+    return m and m.group(1)
+def handler(event, context):
+    return {{"version": VERSION, "pid": 0, "container_id": _container_id()}}
+"""
+
+
+def test_docker_change_lets_the_held_spare_go(dserver, code_dir):
+    """A hot-reload Docker function keeps a held spare after its first invoke (without
+    --lambda-docker-spare): a container created and started with its runtime waiting. A
+    change lets that runtime go, and as the directory is mounted in place it loads the new
+    code: the next invoke is served in the spare's container. A new spare follows."""
+    lam = dserver.client("lambda")
+    write(os.path.join(code_dir, "app.py"), SPARE_APP.format(version="s1"))
+    name = create_hot(lam, code_dir)
+    first, _ = call(lam, name)
+    assert first["version"] == "s1" and first["container_id"], first
+    spare = wait_for(lambda: [c for c in running_containers(name) if c != first["container_id"]],
+                     timeout=WAIT, what="the held spare after the first invoke")
+    assert len(spare) == 1, spare
+    # Held: the warm path still serves from the first container.
+    again, _ = call(lam, name)
+    assert again["container_id"] == first["container_id"]
+    t0 = time.monotonic()
+    write(os.path.join(code_dir, "app.py"), SPARE_APP.format(version="s2"))
+    out, log, _ = await_version(lam, name, "s2", t0, what="an edit in docker mode, from the held spare")
+    assert out["container_id"] == spare[0], (out, spare)
+    assert "[hot-reload] app.py changed" in log and "Init Duration" in log, log
+    # The retired container goes; a new spare is held for the next change.
+    nxt = wait_for(lambda: (lambda r: r if first["container_id"] not in r and len(r) == 2 else None)(
+        running_containers(name)), timeout=WAIT, what="the retired container gone and a new spare")
+    assert spare[0] in nxt
+    t0 = time.monotonic()
+    write(os.path.join(code_dir, "app.py"), SPARE_APP.format(version="s3"))
+    out3, _, _ = await_version(lam, name, "s3", t0, what="a second edit, from the next spare")
+    assert out3["container_id"] == [c for c in nxt if c != spare[0]][0], (out3, nxt)
+    lam.delete_function(FunctionName=name)
+    wait_for(lambda: not running_containers(name), timeout=WAIT, what="the spare removed with its function")

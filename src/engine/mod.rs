@@ -168,6 +168,8 @@ pub struct EnvSpec {
     pub image_config: ImageConfig,
     /// Unpacked code (zip functions).
     pub code_dir: Option<PathBuf>,
+    /// The code directory changes in place (a hot-reload directory).
+    pub live_code: bool,
     /// Unpacked layers, in the function's order (each is what AWS mounts at /opt).
     pub layer_dirs: Vec<PathBuf>,
     /// Some layer directory changes in place (a hot-reload directory): Docker merges several
@@ -206,6 +208,18 @@ impl EnvSpec {
     /// Whether this is a spec of function `id`.
     pub fn is(&self, id: &FunctionId) -> bool {
         self.function == id.name && self.region == id.region && self.account == id.account
+    }
+
+    /// Its code or a layer is a hot-reload directory.
+    pub fn reloads(&self) -> bool {
+        self.live_code || self.live_layers
+    }
+
+    /// Whether a container made before a change in place of its code or layers runs the
+    /// new code once its runtime starts: yes when all it reads is bind-mounted in place, not
+    /// when Docker merges several layers, a directory among them, into a `/opt` of its own.
+    pub fn survives_change(&self) -> bool {
+        !(self.live_layers && self.layer_dirs.len() > 1)
     }
 }
 

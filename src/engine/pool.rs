@@ -365,18 +365,14 @@ impl Pool {
         for e in displaced {
             e.sandbox.stop().await;
         }
-        if let Some(Spare { mut env, .. }) = spare {
-            // A spare is made for the current epoch only, and `drain` removes it.
-            if (env.epoch, env.version_epoch) == epochs && !env.endpoint.is_dead() && env.sandbox.go() {
-                // Its init starts now.
-                env.created = Instant::now();
-                tracing::info!(function = %function, env = env.id, "environment from a spare container");
-                let env = Arc::new(env);
-                self.state.lock().all.insert(env.id, env.clone());
-                drop(starting);
-                return Ok(Lease { env, cold: true, _hold: Hold::Permit(permit), _debug_turn: debug_turn });
-            }
-            tokio::spawn(async move { env.sandbox.stop().await });
+        if let Some(spare) = spare
+            && let Some(env) = self.let_go(spare, epochs)
+        {
+            tracing::info!(function = %function, env = env.id, "environment from a spare container");
+            let env = Arc::new(env);
+            self.state.lock().all.insert(env.id, env.clone());
+            drop(starting);
+            return Ok(Lease { env, cold: true, _hold: Hold::Permit(permit), _debug_turn: debug_turn });
         }
         match self.start(starting.id, spec, epochs, false, false).await {
             Ok(env) => {
@@ -445,19 +441,30 @@ impl Pool {
     /// changed in place while it had a warm one, so the user is about to invoke again). It
     /// goes idle once its runtime is ready; meanwhile an invocation that finds no idle one
     /// waits for it. Returns once the sandbox runs (or could not start), not once it is ready.
+    /// The key's spare, if it has one that still fits, is taken: only the runtime's init
+    /// remains. Once the replacement is ready, a new spare is made.
     async fn prestart(self: &Arc<Self>, spec: Arc<EnvSpec>) {
-        let epochs = {
+        let (epochs, spare) = {
             let mut st = self.state.lock();
             if st.shutting_down || st.live >= self.max {
                 return;
             }
             st.live += 1;
             st.warming.entry(spec.key.clone()).or_default().starting += 1;
-            st.epochs_for(&spec)
+            let spare = if self.keeps_spare(&spec) { st.spares.remove(&spec.key) } else { None };
+            (st.epochs_for(&spec), spare)
         };
         let key = spec.key.clone();
         let starting = self.starting(&spec);
-        let env = match self.start(starting.id, &spec, epochs, false, false).await {
+        let taken = spare.and_then(|s| self.let_go(s, epochs));
+        if let Some(env) = &taken {
+            tracing::info!(function = %env.function, env = env.id, "replacement from a spare container");
+        }
+        let started = match taken {
+            Some(env) => Ok(env),
+            None => self.start(starting.id, &spec, epochs, false, false).await,
+        };
+        let env = match started {
             Ok(env) => {
                 let env = Arc::new(env);
                 self.state.lock().all.insert(env.id, env.clone());
@@ -503,6 +510,10 @@ impl Pool {
             pool.warmed.notify_waiters();
             if again {
                 pool.prestart_soon(env.spec.clone());
+            }
+            if kept {
+                // The next change (or cold start) takes it.
+                pool.prepare(&env.spec);
             }
             match ready {
                 Ok(()) if kept => tracing::debug!(function = %env.function, env = env.id, "replacement ready"),
@@ -629,9 +640,10 @@ impl Pool {
         }
     }
 
-    /// Whether `spec` keeps a spare: Docker, on demand, not under a debugger, and spares on.
+    /// Whether `spec` keeps a spare: Docker, on demand, not under a debugger, and spares on
+    /// or hot-reload code (a change then takes the spare: see [`Pool::retire`]).
     fn keeps_spare(&self, spec: &EnvSpec) -> bool {
-        self.spares
+        (self.spares || spec.reloads())
             && spec.kind == super::sandbox::SandboxKind::Docker
             && spec.debug.is_none()
             && !spec.provisioned
@@ -670,23 +682,25 @@ impl Pool {
             }
             let starting = pool.starting(&spec);
             let made = pool.start(starting.id, &spec, epochs, false, true).await;
-            let unused = {
+            let (unused, again) = {
                 let mut st = pool.state.lock();
                 match made {
                     Ok(env) => {
-                        let current = st.epochs_for(&spec) == epochs;
-                        if current && !st.shutting_down && !env.endpoint.is_dead() {
+                        let now = st.epochs_for(&spec);
+                        if Self::spare_fits(&spec, epochs, now) && !st.shutting_down && !env.endpoint.is_dead() {
                             st.making.remove(&spec.key);
                             st.spares.insert(spec.key.clone(), Spare { env, made: Instant::now() });
-                            None
+                            (None, false)
                         } else {
-                            Some(env)
+                            // Its merged `/opt` went stale while it was made: made again.
+                            let again = now.0 == epochs.0 && now.1 != epochs.1 && !st.shutting_down;
+                            (Some(env), again)
                         }
                     }
                     Err(e) => {
                         st.making.remove(&spec.key);
                         tracing::debug!(function = %spec.function, error = %e.message, "no spare container");
-                        None
+                        (None, false)
                     }
                 }
             };
@@ -698,7 +712,33 @@ impl Pool {
             }
             drop(starting);
             pool.spare_made.notify_waiters();
+            if again {
+                pool.prepare(&spec);
+            }
         });
+    }
+
+    /// Whether a spare made with `made` epochs may serve at `now`: a spare is made for the
+    /// current drain epoch only (`drain` removes it), and a change in place since does not
+    /// matter when its runtime will read the new code anyway.
+    fn spare_fits(spec: &EnvSpec, made: (u64, u64), now: (u64, u64)) -> bool {
+        made.0 == now.0 && (made.1 == now.1 || spec.survives_change())
+    }
+
+    /// Lets a spare's runtime go if it fits `epochs` (its init starts now), as an
+    /// environment of these epochs; else stops it in the background.
+    fn let_go(&self, spare: Spare, epochs: (u64, u64)) -> Option<Environment> {
+        let Spare { mut env, .. } = spare;
+        if Self::spare_fits(&env.spec, (env.epoch, env.version_epoch), epochs)
+            && !env.endpoint.is_dead()
+            && env.sandbox.go()
+        {
+            env.created = Instant::now();
+            env.version_epoch = epochs.1;
+            return Some(env);
+        }
+        tokio::spawn(async move { env.sandbox.stop().await });
+        None
     }
 
     /// Waits (bounded) while `key`'s spare is being made, so a cold start right after
@@ -710,7 +750,12 @@ impl Pool {
             tokio::pin!(made);
             // Registered before the check, so a making that ends in between is not missed.
             made.as_mut().enable();
-            if !self.state.lock().making.contains(key) || tokio::time::timeout_at(until, made).await.is_err() {
+            let wait = {
+                let st = self.state.lock();
+                // A warm environment serves first: no waiting for the next cold start's spare.
+                st.making.contains(key) && st.idle.get(key).is_none_or(|v| v.is_empty())
+            };
+            if !wait || tokio::time::timeout_at(until, made).await.is_err() {
                 return;
             }
         }
@@ -727,11 +772,14 @@ impl Pool {
     /// their invocation ends), and (with `ahead`: the code is there to start) replacements
     /// start ahead: provisioned concurrency fills up again, and each pool key that had an
     /// on-demand environment gets one new one, which the next invocation finds ready or
-    /// starting. The retired environments are stopped
+    /// starting. A replacement takes the key's spare (Docker) when there is one: its
+    /// container, made before the change, mounts the code in place, so its runtime, let go
+    /// now, loads the new code. A spare that would not (its `/opt` merged when it was made)
+    /// is stopped, and a new one made. The retired environments are stopped
     /// after the replacements have started, so that their removal does not slow the starts.
     pub fn retire(self: &Arc<Self>, id: &FunctionId, versions: &[String], start_ahead: bool) {
         let hit = |e: &Environment| e.spec.is(id) && versions.contains(&e.spec.version);
-        let (old, ahead, refill) = {
+        let (old, ahead, refill, stale) = {
             let mut st = self.state.lock();
             for v in versions {
                 *st.version_epochs.entry((id.clone(), v.clone())).or_default() += 1;
@@ -751,7 +799,8 @@ impl Pool {
                 ahead.clear();
                 refill.clear();
             }
-            (Self::take_idle(&mut st, |i| hit(&i.env)), ahead, refill)
+            let stale = Self::take_spares(&mut st, |s| hit(&s.env) && !s.env.spec.survives_change());
+            (Self::take_idle(&mut st, |i| hit(&i.env)), ahead, refill, stale)
         };
         let pool = self.clone();
         tokio::spawn(async move {
@@ -771,6 +820,14 @@ impl Pool {
             }
             for env in old {
                 env.sandbox.stop().await;
+            }
+            for s in stale {
+                s.env.sandbox.stop().await;
+                // A key with a replacement starting gets its spare once that is ready.
+                let warming = pool.state.lock().warming.contains_key(&s.env.key);
+                if start_ahead && !warming {
+                    pool.prepare(&s.env.spec);
+                }
             }
             for f in fills {
                 let _ = f.await;

@@ -40,6 +40,7 @@ fn spec(function: &str, handler: &str, timeout: Duration) -> Arc<EnvSpec> {
         image_config: ImageConfig::default(),
         code_dir: None,
         layer_dirs: Vec::new(),
+        live_code: false,
         live_layers: false,
         region: "us-east-1".into(),
         account: "000000000000".into(),

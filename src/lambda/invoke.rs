@@ -211,6 +211,7 @@ pub(crate) fn spec_of(c: &FunctionConfig, key: String, scope: &Scope) -> EnvSpec
         image_config: image_config(c.image_config.as_ref()),
         code_dir: None,
         layer_dirs: Vec::new(),
+        live_code: false,
         live_layers: false,
         region: scope.region.clone(),
         account: scope.account.clone(),
@@ -301,6 +302,7 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
         // bytecode cached by a one-second mtime that an edit within that second would defeat.
         spec.environment.entry("PYTHONDONTWRITEBYTECODE".into()).or_insert_with(|| "1".into());
     }
+    spec.live_code = c.hot_reload_dir.is_some() && code_dir.is_some();
     spec.code_dir = code_dir;
     spec.layer_dirs = layer_dirs;
     spec.live_layers = c.layers.iter().any(|l| l.hot_reload_dir.is_some());
