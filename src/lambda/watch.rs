@@ -178,6 +178,10 @@ struct Root {
     /// What was watched at this path (None: nothing was there).
     ident: Option<(u64, u64)>,
     pending: Option<Pending>,
+    /// Directories created under it since the last change was reported, and when the last
+    /// one was: walked again once the burst is quiet (see [`State::fire`]).
+    new_dirs: Vec<PathBuf>,
+    dirs_at: Option<Instant>,
 }
 
 struct Pending {
@@ -190,6 +194,18 @@ struct Pending {
 
 /// Most distinct paths one burst remembers.
 const MAX_PATHS: usize = 100_000;
+
+impl Root {
+    /// When this root's burst is quiet: its last change, or its last new directory, and
+    /// [`QUIET`] after.
+    fn due(&self) -> Option<Instant> {
+        let last = match (self.pending.as_ref().map(|p| p.last), self.dirs_at) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(last + QUIET)
+    }
+}
 
 impl Pending {
     fn new(first: PathBuf, now: Instant) -> Pending {
@@ -222,7 +238,7 @@ impl State {
         let mut next_tick = Instant::now() + TICK;
         loop {
             let now = Instant::now();
-            let due = self.roots.values().filter_map(|r| r.pending.as_ref().map(|p| p.last + QUIET)).min();
+            let due = self.roots.values().filter_map(Root::due).min();
             let wake = due.map_or(next_tick, |d| d.min(next_tick));
             match rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(Msg::Event(Ok(ev))) => self.note(ev),
@@ -236,12 +252,8 @@ impl State {
                 next_tick = now + TICK;
                 self.check_identities(now);
             }
-            let ready: Vec<PathBuf> = self
-                .roots
-                .iter()
-                .filter(|(_, r)| r.pending.as_ref().is_some_and(|p| now >= p.last + QUIET))
-                .map(|(k, _)| k.clone())
-                .collect();
+            let ready: Vec<PathBuf> =
+                self.roots.iter().filter(|(_, r)| r.due().is_some_and(|d| now >= d)).map(|(k, _)| k.clone()).collect();
             for root in ready {
                 self.fire(&root);
             }
@@ -266,11 +278,18 @@ impl State {
         } else {
             ev.paths.clone()
         };
-        if paths.is_empty() && !ev.need_rescan() {
+        if paths.is_empty()
+            && !ev.need_rescan()
+            && !matches!(ev.kind, EventKind::Create(notify::event::CreateKind::Folder))
+        {
             return;
         }
         let filter = &self.filter;
         for (root, r) in self.roots.iter_mut() {
+            if matches!(ev.kind, EventKind::Create(notify::event::CreateKind::Folder)) {
+                r.new_dirs.extend(ev.paths.iter().filter(|d| d.starts_with(root)).cloned());
+                r.dirs_at = Some(now);
+            }
             // A lost event queue (overflow) may have held a change of any directory.
             let hits: Vec<PathBuf> = if ev.need_rescan() {
                 vec![PathBuf::new()]
@@ -304,7 +323,7 @@ impl State {
                 tracing::warn!(dir = %dir.display(), error = %e, "hot reload: cannot watch the directory");
             }
             tracing::info!(dir = %dir.display(), exists = ident.is_some(), "hot reload: watching");
-            self.roots.insert(dir, Root { ident, pending: None });
+            self.roots.insert(dir, Root { ident, pending: None, new_dirs: Vec::new(), dirs_at: None });
         }
     }
 
@@ -321,6 +340,19 @@ impl State {
 
     fn fire(&mut self, root: &Path) {
         let Some(r) = self.roots.get_mut(root) else { return };
+        // A new directory's walk can run before the watcher has set its watch: what is
+        // written in between has no event. Once the burst is quiet the watch is set, and a
+        // second walk finds such files.
+        r.dirs_at = None;
+        let now = Instant::now();
+        for dir in std::mem::take(&mut r.new_dirs) {
+            for f in files_under(&dir) {
+                if self.filter.counts(root, &f) {
+                    let rel = f.strip_prefix(root).map(Path::to_path_buf).unwrap_or_default();
+                    r.pending.get_or_insert_with(|| Pending::new(rel.clone(), now)).add(rel, now);
+                }
+            }
+        }
         let Some(p) = r.pending.take() else { return };
         let ident = identity(root);
         if ident != r.ident {
