@@ -146,15 +146,14 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope, 
 }
 
 async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
     let query = http_util::query_pairs(req.uri().query());
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(http_util::decode_segment).collect();
     let ctx = Ctx { lambda, scope, query, pins: Default::default() };
     // The generated table (the model's operations) is the one route table.
-    let Some(routed) = validate::find(method.as_str(), &segs, &ctx.query) else {
-        return Err(AwsError::unknown_operation(&method, &path));
+    let segs: Vec<_> = req.uri().path().split('/').filter(|s| !s.is_empty()).map(http_util::decode_segment).collect();
+    let Some(routed) = validate::find(req.method().as_str(), &segs, &ctx.query) else {
+        return Err(AwsError::unknown_operation(req.method(), req.uri().path()));
     };
+    drop(segs);
     let op = routed.op;
     let param = |name: &str| routed.params.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| v.as_str());
     let (f, l, v) = (param("FunctionName"), param("LayerName"), param("VersionNumber"));

@@ -43,8 +43,8 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>) -> Result<Response<
     let path = req.uri().path().to_string();
     let query = http_util::query_pairs(req.uri().query());
     let id = query.iter().find(|(k, _)| k == "id").map(|(_, v)| v.clone()).unwrap_or_default();
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).skip(2).map(http_util::decode_segment).collect();
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let segs: Vec<_> = path.split('/').filter(|s| !s.is_empty()).skip(2).map(http_util::decode_segment).collect();
+    let segs: Vec<&str> = segs.iter().map(|s| s.as_ref()).collect();
     match (req.method().clone(), segs.as_slice()) {
         (Method::GET, []) => {
             let list: Vec<Value> = lambda
