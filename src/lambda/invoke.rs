@@ -133,7 +133,11 @@ pub struct CallContext {
 /// The environment spec for a target, cached by pool key so the warm path touches no disk.
 pub(crate) fn spec_for(lambda: &Lambda, target: &Target, scope: &Scope) -> Result<Arc<EnvSpec>, AwsError> {
     let c = &target.config;
-    let key = format!("{}:{}:{}", c.name, target.executed_version, c.revision_id);
+    // Pushed piece by piece: this runs on every invoke.
+    let mut key = String::with_capacity(c.name.len() + target.executed_version.len() + c.revision_id.len() + 2);
+    for part in [c.name.as_str(), ":", &target.executed_version, ":", &c.revision_id] {
+        key.push_str(part);
+    }
     if let Some(s) = lambda.specs.lock().get(&key) {
         return Ok(s.clone());
     }
