@@ -124,7 +124,9 @@ fn ok_json(status: StatusCode, v: Value) -> R {
 
 /// Entry point from the server: routes one Lambda API request.
 pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope, request_id: &str) -> Response<Body> {
-    let mut resp = match route(lambda, req, scope).await {
+    // On the heap: the router's future is a few KB (its largest arm, Invoke), and the HTTP
+    // server moves the future of every request into place, a copy per request otherwise.
+    let mut resp = match Box::pin(route(lambda, req, scope)).await {
         Ok(r) => r,
         Err(e) => {
             if e.status.is_server_error() {
