@@ -400,8 +400,7 @@ pub fn check(op: &Operation, req: &Request) -> Result<(), AwsError> {
             }
             Location::Header => {
                 let amz_name = m.location_name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"));
-                if amz_name
-                    && !*amz.get_or_insert_with(|| req.headers.keys().any(|k| k.as_str().starts_with("x-amz-")))
+                if amz_name && !*amz.get_or_insert_with(|| req.headers.keys().any(|k| k.as_str().starts_with("x-amz-")))
                 {
                     Text::Absent
                 } else {
@@ -1089,14 +1088,25 @@ mod tests {
     #[test]
     fn candidate_lists_route_as_the_whole_table() {
         let mut paths: Vec<String> = OPERATIONS.iter().map(|o| o.path.replace('{', "x{")).collect();
-        paths.extend(["/2015-03-31", "/2015-03-31/nothing", "/2015-03-31/functions/f/invocations/extra", "/d/tags/a/b/c"].map(String::from));
+        paths.extend(
+            ["/2015-03-31", "/2015-03-31/nothing", "/2015-03-31/functions/f/invocations/extra", "/d/tags/a/b/c"]
+                .map(String::from),
+        );
         let methods = ["GET", "POST", "PUT", "DELETE", "PATCH"];
-        let queries = [vec![], vec![("find".to_string(), "LayerVersion".to_string())], vec![("List".to_string(), "ALL".to_string())]];
+        let queries = [
+            vec![],
+            vec![("find".to_string(), "LayerVersion".to_string())],
+            vec![("List".to_string(), "ALL".to_string())],
+        ];
         for p in &paths {
             for m in methods {
                 for q in &queries {
                     let (a, b) = (find(m, &segs(p), q), find_by_scan(m, &segs(p), q));
-                    assert_eq!(a.as_ref().map(|r| (r.op.name, &r.params)), b.as_ref().map(|r| (r.op.name, &r.params)), "{m} {p}");
+                    assert_eq!(
+                        a.as_ref().map(|r| (r.op.name, &r.params)),
+                        b.as_ref().map(|r| (r.op.name, &r.params)),
+                        "{m} {p}"
+                    );
                 }
             }
         }

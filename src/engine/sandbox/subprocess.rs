@@ -723,7 +723,17 @@ impl SubprocessExecutor {
             ended(ex, why, oom_at_exit, cgroup, peak_at_exit, endpoint).await;
         });
         let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
-        Ok(Process { pid, exited, output, peak, status, hwm_at: AtomicUsize::new(0), tree_walked: parking_lot::Mutex::new(None), oom, pidfd: None })
+        Ok(Process {
+            pid,
+            exited,
+            output,
+            peak,
+            status,
+            hwm_at: AtomicUsize::new(0),
+            tree_walked: parking_lot::Mutex::new(None),
+            oom,
+            pidfd: None,
+        })
     }
 }
 
@@ -814,7 +824,17 @@ impl Process {
             ended(ex, why, oom_at_exit, cgroup, peak_at_exit, endpoint).await;
         });
         let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
-        Process { pid, exited, output, peak, status, hwm_at: AtomicUsize::new(0), tree_walked: parking_lot::Mutex::new(None), oom, pidfd: Some(pidfd) }
+        Process {
+            pid,
+            exited,
+            output,
+            peak,
+            status,
+            hwm_at: AtomicUsize::new(0),
+            tree_walked: parking_lot::Mutex::new(None),
+            oom,
+            pidfd: Some(pidfd),
+        }
     }
 }
 
