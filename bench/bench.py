@@ -179,7 +179,7 @@ PY_MODES = (("fork", ()), ("exec", ("--python-fork", "false")))
 class Server:
     """One release `ruststack` process on its own port and data dir."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, bin=None):
         self.dir = tempfile.mkdtemp(prefix="ruststack-bench-")
         self.port = free_port()
         self.addr = "127.0.0.1:%d" % self.port
@@ -188,7 +188,7 @@ class Server:
         e.setdefault("RUST_LOG", "info")
         e.update(env or {})
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
-        self.proc = subprocess.Popen([BIN, "--port", str(self.port), "--data-dir", self.dir, *args],
+        self.proc = subprocess.Popen([bin or BIN, "--port", str(self.port), "--data-dir", self.dir, *args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=e, start_new_session=True)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -372,6 +372,31 @@ def bench_warm(n):
     finally:
         srv.stop()
         canned.stop()
+
+
+def bench_warm_vs(n, other, rounds=10):
+    """Warm raw keep-alive latency of this binary and of `other` (another build, say an older
+    commit's) side by side: a server of each with the same trivial function, measured in
+    `rounds` alternating runs of n/rounds invokes, so both see the same load."""
+    bins = [("this", BIN), ("vs", other)]
+    servers = []
+    try:
+        for label, b in bins:
+            srv = Server(bin=b)
+            servers.append((label, b, srv))
+            create_raw(srv.port, "warm", zip_of({"handler.py": TRIVIAL}))
+            invoke_raw(srv.port, "warm")
+            client_latency(srv.addr, INVOKE % "warm", 200)  # warm-up
+        samples = {label: [] for label, _ in bins}
+        per = max(1, n // rounds)
+        for _ in range(rounds):
+            for label, _, srv in servers:
+                samples[label] += client_latency(srv.addr, INVOKE % "warm", per)
+        for label, b, _ in servers:
+            row("warm side by side", "%s: %s" % (label, b), lat_summary(samples[label]) + " · load %s" % loadavg())
+    finally:
+        for _, _, srv in servers:
+            srv.stop()
 
 
 def bench_updates(n):
@@ -980,8 +1005,12 @@ def main():
     ap.add_argument("--rie-reps", type=int, default=5, help="cold first invokes of each RIE-section kind")
     ap.add_argument("--hot-reps", type=int, default=5, help="hot-reload edits timed per executor and kind")
     ap.add_argument("--peer-n", type=int, default=200, help="invokes through the peer (it is slow)")
-    ap.add_argument("--only", default="", help="comma-separated sections: ready,warm,updates,cold,throughput,memory,scale,docker,hotreload,peer,rie")
+    ap.add_argument("--bin", help="the ruststack binary measured (default: $RUSTSTACK_BIN or the release build)")
+    ap.add_argument("--vs", metavar="BIN", help="another ruststack binary: the 'vs' section measures warm latency of both, alternating")
+    ap.add_argument("--only", default="", help="comma-separated sections: ready,warm,vs,updates,cold,throughput,memory,scale,docker,hotreload,peer,rie")
     args = ap.parse_args()
+    global BIN
+    BIN = args.bin or BIN
     only = set(filter(None, args.only.split(",")))
     want = lambda s: not only or s in only  # noqa: E731
 
@@ -993,6 +1022,8 @@ def main():
         bench_ready(args.ready_reps)
     if want("warm") or want("peer"):
         ours = bench_warm(args.n)
+    if args.vs and want("vs"):
+        bench_warm_vs(args.n, args.vs)
     if want("updates"):
         bench_updates(args.n)
     if want("cold"):

@@ -166,7 +166,7 @@ pub fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
 }
 
-/// Percent-decodes one path segment (no `+` handling).
-pub fn decode_segment(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+/// Percent-decodes one path segment (no `+` handling); borrowed when there is nothing to decode.
+pub fn decode_segment(s: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy()
 }

@@ -289,10 +289,17 @@ pub fn partition_for_region(region: &str) -> &'static str {
 /// `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`.
 pub fn function_arn(region: &str, account: &str, name: &str, qualifier: Option<&str>) -> String {
     let partition = partition_for_region(region);
-    match qualifier {
-        Some(q) => format!("arn:{partition}:lambda:{region}:{account}:function:{name}:{q}"),
-        None => format!("arn:{partition}:lambda:{region}:{account}:function:{name}"),
+    // Pushed piece by piece: one is made for every invocation.
+    let q = qualifier.unwrap_or("");
+    let mut out = String::with_capacity(30 + partition.len() + region.len() + account.len() + name.len() + q.len());
+    for part in ["arn:", partition, ":lambda:", region, ":", account, ":function:", name] {
+        out.push_str(part);
     }
+    if let Some(q) = qualifier {
+        out.push(':');
+        out.push_str(q);
+    }
+    out
 }
 
 /// `arn:aws:lambda:REGION:ACCOUNT:layer:NAME`.

@@ -116,6 +116,10 @@ struct Warming {
 impl PoolState {
     /// The drain and retire epochs an environment of `spec` starts with.
     fn epochs_for(&self, spec: &EnvSpec) -> (u64, u64) {
+        // Most pools have drained and retired nothing: no key to build (this runs on every invoke).
+        if self.epochs.is_empty() && self.version_epochs.is_empty() {
+            return (0, 0);
+        }
         let id = spec.function_id();
         let v = self.version_epochs.get(&(id.clone(), spec.version.clone())).copied().unwrap_or(0);
         (self.epochs.get(&id).copied().unwrap_or(0), v)

@@ -124,7 +124,9 @@ fn ok_json(status: StatusCode, v: Value) -> R {
 
 /// Entry point from the server: routes one Lambda API request.
 pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope, request_id: &str) -> Response<Body> {
-    let mut resp = match route(lambda, req, scope).await {
+    // On the heap: the router's future is a few KB (its largest arm, Invoke), and the HTTP
+    // server moves the future of every request into place, a copy per request otherwise.
+    let mut resp = match Box::pin(route(lambda, req, scope)).await {
         Ok(r) => r,
         Err(e) => {
             if e.status.is_server_error() {
@@ -146,15 +148,14 @@ pub async fn handle(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope, 
 }
 
 async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
     let query = http_util::query_pairs(req.uri().query());
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(http_util::decode_segment).collect();
     let ctx = Ctx { lambda, scope, query, pins: Default::default() };
     // The generated table (the model's operations) is the one route table.
-    let Some(routed) = validate::find(method.as_str(), &segs, &ctx.query) else {
-        return Err(AwsError::unknown_operation(&method, &path));
+    let segs: Vec<_> = req.uri().path().split('/').filter(|s| !s.is_empty()).map(http_util::decode_segment).collect();
+    let Some(routed) = validate::find(req.method().as_str(), &segs, &ctx.query) else {
+        return Err(AwsError::unknown_operation(req.method(), req.uri().path()));
     };
+    drop(segs);
     let op = routed.op;
     let param = |name: &str| routed.params.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| v.as_str());
     let (f, l, v) = (param("FunctionName"), param("LayerName"), param("VersionNumber"));

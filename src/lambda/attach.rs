@@ -67,8 +67,8 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>) -> Result<Response<
             .and_then(crate::aws::arn::region_from_authorization)
     });
     let region = region.as_deref().filter(|r| !r.is_empty());
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).skip(2).map(http_util::decode_segment).collect();
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let segs: Vec<_> = path.split('/').filter(|s| !s.is_empty()).skip(2).map(http_util::decode_segment).collect();
+    let segs: Vec<&str> = segs.iter().map(|s| s.as_ref()).collect();
     match (req.method().clone(), segs.as_slice()) {
         (Method::GET, []) => {
             let list: Vec<Value> = lambda

@@ -133,7 +133,11 @@ pub struct CallContext {
 /// The environment spec for a target, cached by pool key so the warm path touches no disk.
 pub(crate) fn spec_for(lambda: &Lambda, target: &Target, scope: &Scope) -> Result<Arc<EnvSpec>, AwsError> {
     let c = &target.config;
-    let key = format!("{}:{}:{}", c.name, target.executed_version, c.revision_id);
+    // Pushed piece by piece: this runs on every invoke.
+    let mut key = String::with_capacity(c.name.len() + target.executed_version.len() + c.revision_id.len() + 2);
+    for part in [c.name.as_str(), ":", &target.executed_version, ":", &c.revision_id] {
+        key.push_str(part);
+    }
     if let Some(s) = lambda.specs.lock().get(&key) {
         return Ok(s.clone());
     }
@@ -442,18 +446,19 @@ pub async fn invoke_streaming(
         lambda.logs.put_lines(&spec.region, &group, &stream, &out.log);
         return Ok(Answer::Whole(out));
     }
+    // The rendering and the log write run in the engine's task for the invocation: a caller
+    // that hangs up still gets the invocation's log lines written. Its copy of the target
+    // gives its ARN to the request (the rendering does not read it).
+    let mut target = target.clone();
     let req = Request {
         request_id: request_id.clone(),
         payload,
-        invoked_arn: target.invoked_arn.clone(),
+        invoked_arn: std::mem::take(&mut target.invoked_arn),
         client_context: call.client_context,
         cognito_identity: call.cognito_identity,
         tenant_id: call.tenant_id,
         until_leased: hold,
     };
-    // The rendering and the log write run in the engine's task for the invocation: a caller
-    // that hangs up still gets the invocation's log lines written.
-    let target = target.clone();
     let logs = lambda.logs.clone();
     let hot_reload = lambda.hot_reload.shared();
     lambda
@@ -466,13 +471,14 @@ pub async fn invoke_streaming(
             {
                 run.output.splice(0..0, note.into_bytes());
             }
-            let run = match run.ended {
+            let mut run = match run.ended {
                 Ended::Streaming(stream) => {
                     return Ok(Answer::Stream(relay(stream, request_id, target, spec, logs)));
                 }
                 ended => RunOutcome { ended, ..run },
             };
-            let (group, stream) = (run.log_group.clone(), run.log_stream.clone());
+            // Taken, not copied: the rendering does not read them.
+            let (group, stream) = (std::mem::take(&mut run.log_group), std::mem::take(&mut run.log_stream));
             let out = finish(&request_id, &target, &spec.logging, run);
             logs.put_lines(&spec.region, &group, &stream, &out.log);
             Ok(Answer::Whole(out))

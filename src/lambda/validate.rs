@@ -204,14 +204,55 @@ pub struct Routed {
     pub params: Vec<(&'static str, String)>,
 }
 
+/// The operations that a request's method and first segment after the date can match, in
+/// table order, sorted by (method, segment) for a binary search: a request tries its few
+/// candidates, not the whole table (this runs on every Invoke). A template whose first segment
+/// is a label, or that has none, is a candidate in every list of its method and in that
+/// method's `None` list, which requests whose first segment no template names use.
+type Buckets = Vec<((&'static str, Option<&'static str>), Vec<u16>)>;
+
+static BUCKETS: LazyLock<Buckets> = LazyLock::new(|| {
+    let first = |t: &[Seg]| match t.first() {
+        Some(Seg::Lit(s)) => Some(*s),
+        _ => None,
+    };
+    let mut keys: Vec<(&'static str, Option<&'static str>)> =
+        OPERATIONS.iter().zip(TEMPLATES.iter()).map(|(op, t)| (op.method, first(t))).collect();
+    keys.extend(OPERATIONS.iter().map(|op| (op.method, None)));
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .map(|(method, seg)| {
+            let ops = OPERATIONS
+                .iter()
+                .zip(TEMPLATES.iter())
+                .enumerate()
+                .filter(|(_, (op, t))| op.method == method && (first(t).is_none() || first(t) == seg))
+                .map(|(i, _)| i as u16)
+                .collect();
+            ((method, seg), ops)
+        })
+        .collect()
+});
+
+/// The candidates for a request (see [`BUCKETS`]).
+fn candidates(method: &str, first: Option<&str>) -> &'static [u16] {
+    let b = &*BUCKETS;
+    let at = |seg: Option<&str>| b.binary_search_by(|((m, s), _)| (*m, *s).cmp(&(method, seg))).ok();
+    match at(first).or_else(|| at(None)) {
+        Some(i) => &b[i].1,
+        None => &[],
+    }
+}
+
 /// Whether `segs` fit template `t`, without building anything (most templates are tried and
 /// refused on every request: this keeps them from allocating).
-fn fits(t: &[Seg], segs: &[String]) -> bool {
+fn fits<S: AsRef<str>>(t: &[Seg], segs: &[S]) -> bool {
     for (i, seg) in t.iter().enumerate() {
         match seg {
             Seg::Greedy(_) => return i < segs.len(),
             Seg::Lit(s) => {
-                if segs.get(i).map(String::as_str) != Some(*s) {
+                if segs.get(i).map(AsRef::as_ref) != Some(*s) {
                     return false;
                 }
             }
@@ -225,7 +266,7 @@ fn fits(t: &[Seg], segs: &[String]) -> bool {
     t.len() == segs.len()
 }
 
-fn match_template(t: &[Seg], segs: &[String]) -> Option<Vec<(&'static str, String)>> {
+fn match_template<S: AsRef<str>>(t: &[Seg], segs: &[S]) -> Option<Vec<(&'static str, String)>> {
     if !fits(t, segs) {
         return None;
     }
@@ -236,15 +277,16 @@ fn match_template(t: &[Seg], segs: &[String]) -> Option<Vec<(&'static str, Strin
                 if i >= segs.len() {
                     return None;
                 }
-                params.push((*l, segs[i..].join("/")));
+                let rest: Vec<&str> = segs[i..].iter().map(AsRef::as_ref).collect();
+                params.push((*l, rest.join("/")));
                 return Some(params);
             }
             Seg::Lit(s) => {
-                if segs.get(i).map(String::as_str) != Some(*s) {
+                if segs.get(i).map(AsRef::as_ref) != Some(*s) {
                     return None;
                 }
             }
-            Seg::Label(l) => params.push((*l, segs.get(i)?.clone())),
+            Seg::Label(l) => params.push((*l, segs.get(i)?.as_ref().to_string())),
         }
     }
     (t.len() == segs.len()).then_some(params)
@@ -253,11 +295,12 @@ fn match_template(t: &[Seg], segs: &[String]) -> Option<Vec<(&'static str, Strin
 /// The model operation for a request: `segs` are the decoded path segments, the date first.
 /// Where two operations share method and path, the one whose literal query pairs are all present
 /// wins (`?find=LayerVersion`, `?List=ALL`).
-pub fn find(method: &str, segs: &[String], query: &[(String, String)]) -> Option<Routed> {
+pub fn find<S: AsRef<str>>(method: &str, segs: &[S], query: &[(String, String)]) -> Option<Routed> {
     let rest = segs.get(1..)?;
     let mut best: Option<(usize, Routed)> = None;
-    for (op, t) in OPERATIONS.iter().zip(TEMPLATES.iter()) {
-        if op.method != method || !fits(t, rest) {
+    for &i in candidates(method, rest.first().map(AsRef::as_ref)) {
+        let (op, t) = (&OPERATIONS[i as usize], &TEMPLATES[i as usize]);
+        if !fits(t, rest) {
             continue;
         }
         if !op.query.iter().all(|(k, v)| query.iter().any(|(qk, qv)| qk == k && qv == v)) {
@@ -343,39 +386,56 @@ pub fn not_implemented(op: &Operation) -> AwsError {
 /// `ValidationException`, or the deserialization error of a member of the wrong type.
 pub fn check(op: &Operation, req: &Request) -> Result<(), AwsError> {
     let mut v = Vec::new();
+    // Whether any request header is an `x-amz-` one: most requests carry none, and then the
+    // model's `X-Amz-*` header members are absent without a scan each (this runs on every Invoke).
+    let mut amz: Option<bool> = None;
     for m in op.members() {
         let shape = &SHAPES[m.shape as usize];
-        let value = match m.location {
+        let text = match m.location {
             Location::Uri => {
-                let vals: Vec<&str> =
-                    req.params.iter().filter(|(k, _)| *k == m.location_name).map(|(_, s)| s.as_str()).collect();
-                from_text(shape, &vals, m)?
+                from_text(shape, m, req.params.iter().filter(|(k, _)| *k == m.location_name).map(|(_, s)| s.as_str()))?
             }
             Location::Query => {
-                let vals: Vec<&str> =
-                    req.query.iter().filter(|(k, _)| k == m.location_name).map(|(_, s)| s.as_str()).collect();
-                from_text(shape, &vals, m)?
+                from_text(shape, m, req.query.iter().filter(|(k, _)| k == m.location_name).map(|(_, s)| s.as_str()))?
             }
             Location::Header => {
-                // A scan of the request's few headers: a lookup by `&str` parses the model's
-                // (mixed-case) name on every call, and this runs on every Invoke.
-                let vals: Vec<&str> = req
-                    .headers
-                    .iter()
-                    .filter(|(k, _)| k.as_str().eq_ignore_ascii_case(m.location_name))
-                    .filter_map(|(_, h)| h.to_str().ok())
-                    .collect();
-                from_text(shape, &vals, m)?
+                let amz_name = m.location_name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"));
+                if amz_name && !*amz.get_or_insert_with(|| req.headers.keys().any(|k| k.as_str().starts_with("x-amz-")))
+                {
+                    Text::Absent
+                } else {
+                    // A scan of the request's few headers: a lookup by `&str` parses the model's
+                    // (mixed-case) name on every call.
+                    let vals = req
+                        .headers
+                        .iter()
+                        .filter(|(k, _)| k.as_str().eq_ignore_ascii_case(m.location_name))
+                        .filter_map(|(_, h)| h.to_str().ok());
+                    from_text(shape, m, vals)?
+                }
             }
-            Location::Body => req.body.and_then(|b| b.get(m.location_name)).cloned(),
+            Location::Body => match req.body.and_then(|b| b.get(m.location_name)) {
+                Some(x) => Text::Body(x),
+                None => Text::Absent,
+            },
             Location::Payload => continue,
+        };
+        let owned;
+        let value = match text {
+            Text::Clean => continue,
+            Text::Absent => None,
+            Text::Body(x) => Some(x),
+            Text::Value(x) => {
+                owned = x;
+                Some(&owned)
+            }
         };
         // Most members of most requests are absent and optional: nothing to check, and no
         // member path to build (this runs on every Invoke).
-        if !m.required && value.as_ref().is_none_or(Value::is_null) {
+        if !m.required && value.is_none_or(Value::is_null) {
             continue;
         }
-        check_member(m, value.as_ref(), &lower_first(m.name), &mut v)?;
+        check_member(m, value, &lower_first(m.name), &mut v)?;
     }
     if v.is_empty() {
         return Ok(());
@@ -388,11 +448,22 @@ pub fn check(op: &Operation, req: &Request) -> Result<(), AwsError> {
     Err(validation_error(head + &v.join("; ")))
 }
 
-/// A query string or header member as a JSON value of its shape's type.
-fn from_text(shape: &Shape, vals: &[&str], m: &Member) -> Result<Option<Value>, AwsError> {
-    if vals.is_empty() {
-        return Ok(None);
-    }
+/// A member as the request carried it.
+enum Text<'a> {
+    Absent,
+    /// One string that satisfies every constraint of its string shape: nothing to check.
+    Clean,
+    /// A member of the JSON body.
+    Body(&'a Value),
+    /// A query string, header or path member as a JSON value of its shape's type.
+    Value(Value),
+}
+
+/// A query string, header or path member (its values, in order) as a JSON value of its shape's
+/// type. One string that breaks none of its string shape's constraints is [`Text::Clean`]: no
+/// JSON value is built for it (this runs on every Invoke, for its function name).
+fn from_text<'a>(shape: &Shape, m: &Member, mut vals: impl Iterator<Item = &'a str>) -> Result<Text<'a>, AwsError> {
+    let Some(first) = vals.next() else { return Ok(Text::Absent) };
     let one = |s: &str, shape: &Shape| -> Result<Value, AwsError> {
         Ok(match shape.kind {
             Kind::Integer | Kind::Long => match s.trim().parse::<i64>() {
@@ -416,9 +487,11 @@ fn from_text(shape: &Shape, vals: &[&str], m: &Member) -> Result<Option<Value>, 
     match shape.kind {
         Kind::List(e) => {
             let elem = &SHAPES[e as usize];
-            Ok(Some(Value::Array(vals.iter().map(|s| one(s, elem)).collect::<Result<_, _>>()?)))
+            let items = std::iter::once(first).chain(vals).map(|s| one(s, elem)).collect::<Result<_, _>>()?;
+            Ok(Text::Value(Value::Array(items)))
         }
-        _ => one(vals[0], shape).map(Some),
+        Kind::String if str_violations(shape, first).is_empty() => Ok(Text::Clean),
+        _ => one(first, shape).map(Text::Value),
     }
 }
 
@@ -605,6 +678,12 @@ fn enum_text(shape: &Shape) -> String {
 
 /// The constraints of a shape that `val` (already type-checked) violates, in AWS's order.
 fn own_violations(shape: &Shape, val: &Value) -> Vec<String> {
+    if let Value::String(s) = val
+        && !is_number_shape(shape)
+        && !matches!(shape.kind, Kind::Structure(_))
+    {
+        return str_violations(shape, s);
+    }
     let mut out = Vec::new();
     let measure = if is_number_shape(shape) { val.as_f64() } else { length(val) };
     if let Some(n) = measure
@@ -639,6 +718,34 @@ fn own_violations(shape: &Shape, val: &Value) -> Vec<String> {
         if !shape.enum_values.is_empty() && !shape.enum_values.contains(&s.as_str()) {
             out.push(enum_text(shape));
         }
+    }
+    out
+}
+
+/// [`own_violations`] of a string value of a shape that is not a number or structure: length
+/// (in characters), pattern, value set.
+fn str_violations(shape: &Shape, s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if shape.max.is_some() || shape.min.is_some() {
+        let n = s.chars().count() as f64;
+        if let Some(max) = shape.max
+            && n > max
+        {
+            out.push(max_text(shape, max));
+        }
+        if let Some(min) = shape.min
+            && n < min
+        {
+            out.push(min_text(shape, min));
+        }
+    }
+    if let Some(p) = shape.pattern
+        && !pattern_ok(p, s)
+    {
+        out.push(format!("Member must satisfy regular expression pattern: {}", PATTERNS[p].java));
+    }
+    if !shape.enum_values.is_empty() && !shape.enum_values.contains(&s) {
+        out.push(enum_text(shape));
     }
     out
 }
@@ -958,7 +1065,51 @@ mod tests {
         );
         assert!(find("PATCH", &segs("/2015-03-31/functions/x"), &[]).is_none());
         assert!(find("GET", &segs("/2015-03-31/functions/x/nothing-here"), &[]).is_none());
-        assert!(find("GET", &[], &[]).is_none());
+        assert!(find::<String>("GET", &[], &[]).is_none());
+    }
+
+    /// What [`find`] answered before its candidate lists: every operation of the table tried.
+    fn find_by_scan(method: &str, segs: &[String], query: &[(String, String)]) -> Option<Routed> {
+        let rest = segs.get(1..)?;
+        let mut best: Option<(usize, Routed)> = None;
+        for (op, t) in OPERATIONS.iter().zip(TEMPLATES.iter()) {
+            if op.method != method || !op.query.iter().all(|(k, v)| query.iter().any(|(qk, qv)| qk == k && qv == v)) {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(s, _)| op.query.len() > *s)
+                && let Some(params) = match_template(t, rest)
+            {
+                best = Some((op.query.len(), Routed { op, params }));
+            }
+        }
+        best.map(|(_, r)| r)
+    }
+
+    #[test]
+    fn candidate_lists_route_as_the_whole_table() {
+        let mut paths: Vec<String> = OPERATIONS.iter().map(|o| o.path.replace('{', "x{")).collect();
+        paths.extend(
+            ["/2015-03-31", "/2015-03-31/nothing", "/2015-03-31/functions/f/invocations/extra", "/d/tags/a/b/c"]
+                .map(String::from),
+        );
+        let methods = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+        let queries = [
+            vec![],
+            vec![("find".to_string(), "LayerVersion".to_string())],
+            vec![("List".to_string(), "ALL".to_string())],
+        ];
+        for p in &paths {
+            for m in methods {
+                for q in &queries {
+                    let (a, b) = (find(m, &segs(p), q), find_by_scan(m, &segs(p), q));
+                    assert_eq!(
+                        a.as_ref().map(|r| (r.op.name, &r.params)),
+                        b.as_ref().map(|r| (r.op.name, &r.params)),
+                        "{m} {p}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use tokio::process::Command;
 
@@ -247,6 +247,8 @@ pub struct Process {
     /// The runtime's `/proc/<pid>/status`, kept open and re-read after every invocation for
     /// its VmHWM: one read of kernel memory, no open, no path walk.
     status: Option<std::fs::File>,
+    /// Where `status`'s VmHWM line was last found (see [`own_peak_bytes`]).
+    hwm_at: AtomicUsize,
     /// When the whole process tree was last walked: the children are summed in at most once
     /// per [`TREE_WALK_EVERY`] (walking `/proc/*/task/*/children` on every warm invoke doubled
     /// the server's CPU per invoke).
@@ -721,7 +723,17 @@ impl SubprocessExecutor {
             ended(ex, why, oom_at_exit, cgroup, peak_at_exit, endpoint).await;
         });
         let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
-        Ok(Process { pid, exited, output, peak, status, tree_walked: parking_lot::Mutex::new(None), oom, pidfd: None })
+        Ok(Process {
+            pid,
+            exited,
+            output,
+            peak,
+            status,
+            hwm_at: AtomicUsize::new(0),
+            tree_walked: parking_lot::Mutex::new(None),
+            oom,
+            pidfd: None,
+        })
     }
 }
 
@@ -818,6 +830,7 @@ impl Process {
             output,
             peak,
             status,
+            hwm_at: AtomicUsize::new(0),
             tree_walked: parking_lot::Mutex::new(None),
             oom,
             pidfd: Some(pidfd),
@@ -885,8 +898,9 @@ fn output_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 /// The VmHWM in an open `/proc/<pid>/status`, in bytes, read again from its start. The
 /// buffer is not zeroed first: this runs after every invoke, and zeroing 4 KiB cost more
-/// than the rest of the read.
-fn own_peak_bytes(status: &std::fs::File) -> Option<u64> {
+/// than the rest of the read. `hint` is where the `VmHWM:` line was last found: looked at
+/// first (the lines before it rarely change length), the file scanned only when it is not there.
+fn own_peak_bytes(status: &std::fs::File, hint: &AtomicUsize) -> Option<u64> {
     use std::os::fd::AsRawFd;
     const LEN: usize = 4096;
     let mut buf = std::mem::MaybeUninit::<[u8; LEN]>::uninit();
@@ -896,21 +910,40 @@ fn own_peak_bytes(status: &std::fs::File) -> Option<u64> {
     let n = usize::try_from(n).ok()?.min(LEN);
     // SAFETY: pread initialized the first `n` bytes (n ≤ LEN, checked above).
     let read = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
-    hwm_bytes(read)
+    let h = hint.load(Ordering::Relaxed);
+    let at = if h > 0 && read.get(h - 1) == Some(&b'\n') && read[h..].starts_with(HWM_KEY) {
+        h
+    } else {
+        let at = hwm_line(read)?;
+        hint.store(at, Ordering::Relaxed);
+        at
+    };
+    hwm_at(read, at)
 }
+
+const HWM_KEY: &[u8] = b"VmHWM:";
 
 /// The `VmHWM:` line of a status file, in bytes. Read as bytes, line starts only: this runs
 /// after every invoke (a `str::lines` walk with UTF-8 checks cost ~10k instructions).
 fn hwm_bytes(status: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"VmHWM:";
+    hwm_at(status, hwm_line(status)?)
+}
+
+/// Where the `VmHWM:` line of a status file starts.
+fn hwm_line(status: &[u8]) -> Option<usize> {
     let mut at = 0;
-    let line = loop {
+    loop {
         let rest = status.get(at..)?;
-        if rest.starts_with(KEY) {
-            break &rest[KEY.len()..];
+        if rest.starts_with(HWM_KEY) {
+            return Some(at);
         }
         at += rest.iter().position(|b| *b == b'\n')? + 1;
-    };
+    }
+}
+
+/// The kB figure of the `VmHWM:` line at `at`, in bytes.
+fn hwm_at(status: &[u8], at: usize) -> Option<u64> {
+    let line = status.get(at + HWM_KEY.len()..)?;
     let digits = line.iter().skip_while(|b| **b == b' ' || **b == b'\t').take_while(|b| b.is_ascii_digit());
     let mut kb: u64 = 0;
     let mut any = false;
@@ -1109,7 +1142,7 @@ impl Process {
             } else {
                 // procfs is generated from kernel memory on read: this never waits on a
                 // disk, so it is read inline (a spawn_blocking handoff costs more than it).
-                self.status.as_ref().and_then(own_peak_bytes)
+                self.status.as_ref().and_then(|s| own_peak_bytes(s, &self.hwm_at))
             };
             if let Some(b) = now {
                 self.peak.fetch_max(b, Ordering::Relaxed);
@@ -1150,7 +1183,24 @@ mod tests {
         assert_eq!(hwm_bytes(b"VmHWM:\t kB\n"), None);
         // Its own peak, through the kept-open status file.
         let own = std::fs::File::open("/proc/self/status").unwrap();
-        assert!(own_peak_bytes(&own).is_some_and(|b| b > 0));
+        assert!(own_peak_bytes(&own, &AtomicUsize::new(0)).is_some_and(|b| b > 0));
+    }
+
+    #[test]
+    fn hwm_hint_is_followed_only_while_it_points_at_the_line() {
+        let path = std::env::temp_dir().join(format!("ruststack-hwm-hint-{}", std::process::id()));
+        std::fs::write(&path, "Name:\tpy\nState:\tS (sleeping)\nVmHWM:\t  100 kB\n").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let hint = AtomicUsize::new(0);
+        assert_eq!(own_peak_bytes(&file, &hint), Some(100 * 1024));
+        let at = hint.load(Ordering::Relaxed);
+        assert_eq!(at, "Name:\tpy\nState:\tS (sleeping)\n".len());
+        assert_eq!(own_peak_bytes(&file, &hint), Some(100 * 1024));
+        // A line before it got shorter: the hint points elsewhere, the file is scanned again.
+        std::fs::write(&path, "Name:\tpy\nState:\tR (running)\nVmHWM:\t  200 kB\nVmRSS:\t 5 kB\n").unwrap();
+        assert_eq!(own_peak_bytes(&file, &hint), Some(200 * 1024));
+        assert_eq!(hint.load(Ordering::Relaxed), "Name:\tpy\nState:\tR (running)\n".len());
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
@@ -1162,6 +1212,7 @@ mod tests {
             output: None,
             peak: Arc::new(AtomicU64::new(0)),
             status: None,
+            hwm_at: AtomicUsize::new(0),
             tree_walked: parking_lot::Mutex::new(None),
             oom: None,
             pidfd: None,
