@@ -112,6 +112,15 @@ def server():
     s.cleanup()
 
 
+@pytest.fixture(scope="module")
+def srv():
+    """A server of the module's own, shared by its tests (for modules whose tests must not
+    see the session server's functions, queues or logs)."""
+    s = Server()
+    yield s
+    s.cleanup()
+
+
 @pytest.fixture
 def fresh_server():
     """A server of the test's own, for tests that restart or kill it."""

@@ -40,13 +40,6 @@ def handler(event, context):
 
 
 @pytest.fixture(scope="module")
-def srv():
-    s = Server()
-    yield s
-    s.cleanup()
-
-
-@pytest.fixture(scope="module")
 def lam(srv):
     return srv.client("lambda")
 

@@ -30,7 +30,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
 
-from conftest import CREDS, Server, create_py_function, expect_error, http, invoke, make_zip, unique, wait_for
+from conftest import CREDS, create_py_function, expect_error, http, invoke, make_zip, unique, wait_for
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -115,13 +115,6 @@ def provided_function(lam, bootstrap, name=None, **kw):
 
 
 # ---------- a server for the bad-input tests, with a canary that must stay intact ----------
-
-@pytest.fixture(scope="module")
-def srv():
-    s = Server()
-    yield s
-    s.cleanup()
-
 
 @pytest.fixture(scope="module")
 def flam(srv):

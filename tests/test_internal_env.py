@@ -6,14 +6,7 @@ import sys
 
 import pytest
 
-from conftest import Server, create_py_function, make_zip, unique
-
-
-@pytest.fixture(scope="module")
-def srv():
-    s = Server()
-    yield s
-    s.cleanup()
+from conftest import create_py_function, make_zip, unique
 
 
 PY = """

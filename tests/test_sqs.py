@@ -16,16 +16,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conftest import CREDS, Server, expect_error, http, unique, wait_for
+from conftest import CREDS, expect_error, http, unique, wait_for
 
 NS = {"s": "http://queue.amazonaws.com/doc/2012-11-05/"}
-
-
-@pytest.fixture(scope="module")
-def srv():
-    s = Server()
-    yield s
-    s.cleanup()
 
 
 @pytest.fixture(scope="module")

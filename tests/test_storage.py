@@ -94,13 +94,6 @@ def create(lam, name, zip_bytes, **kw):
 
 
 @pytest.fixture(scope="module")
-def srv():
-    s = Server()
-    yield s
-    s.cleanup()
-
-
-@pytest.fixture(scope="module")
 def slam(srv):
     return srv.client("lambda")
 

@@ -67,13 +67,6 @@ export const handler = awslambda.streamifyResponse(async (event, responseStream)
 
 
 @pytest.fixture(scope="module")
-def srv():
-    s = Server()
-    yield s
-    s.cleanup()
-
-
-@pytest.fixture(scope="module")
 def lam(srv):
     return srv.client("lambda")
 

@@ -334,6 +334,22 @@ mod tests {
         assert!(!dir.exists());
     }
 
+    /// Waits (bounded) until process `pid` has `path` open: `who` is then held on it.
+    async fn wait_opened(pid: u32, path: &std::path::Path, who: &str) {
+        let opened = || {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == path))
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        while !opened() {
+            assert!(Instant::now() < until, "{who} never opened the go FIFO");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// A held wrapper (run by the host's sh, the FIFOs at host paths) opens the go FIFO and
     /// waits there, and runs its command only after `go`.
     #[tokio::test]
@@ -350,19 +366,7 @@ mod tests {
             .args(["-c", &script, "lambda-entrypoint", "echo", "ran"])
             .spawn()
             .unwrap();
-        let pid = child.id().unwrap();
-        let opened = || {
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == go_path))
-        };
-        let until = Instant::now() + Duration::from_secs(20);
-        while !opened() {
-            assert!(Instant::now() < until, "the wrapper never opened the go FIFO");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_opened(child.id().unwrap(), &go_path, "the wrapper").await;
         out.flush().await;
         assert!(log.take().is_empty(), "the command ran before go");
         assert!(out.go());
@@ -395,19 +399,7 @@ mod tests {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let pid = child.id().unwrap();
-        let opened = || {
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == go_path))
-        };
-        let until = Instant::now() + Duration::from_secs(20);
-        while !opened() {
-            assert!(Instant::now() < until, "the helper never opened the go FIFO");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_opened(child.id().unwrap(), &go_path, "the helper").await;
         out.flush().await;
         assert!(log.take().is_empty(), "the command ran before go");
         assert!(out.go());
