@@ -105,6 +105,32 @@ def bridge_gateway():
     pytest.fail(f"no local address on the bridge network: {cfg}")
 
 
+def listening_addresses(pid):
+    """The (ip, port) pairs process `pid` listens on over TCP, from its socket fds and
+    /proc/net/tcp{,6}."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = set()
+    for table, v6 in (("tcp", False), ("tcp6", True)):
+        with open(f"/proc/{pid}/net/{table}") as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] != "0A" or cols[9] not in inodes:  # 0A: LISTEN
+                    continue
+                hexip, hexport = cols[1].split(":")
+                raw = bytes.fromhex(hexip)
+                # The kernel prints each 32-bit word of the address in host (little-endian) order.
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                out.add((str(ipaddress.ip_address(raw)), int(hexport, 16)))
+    return out
+
+
 @pytest.fixture(scope="module")
 def proxy():
     p = SocketProxy(DOCKER_SOCK)
@@ -273,6 +299,10 @@ def test_package_type_image(rlam, baked_image):
     assert "FunctionError" not in r, out
     assert in_container(out) and out["event"] == {"a": 1}
     assert out["env"]["_HANDLER"] == "app.handler"
+    # The stdio helper is uploaded into image functions too: nothing of the host is mounted.
+    ids = fn_containers(name)
+    assert len(ids) == 1
+    assert json.loads(docker("inspect", ids[0]).stdout)[0]["Mounts"] == []
 
 
 # --- What protects the Runtime API (README, "The Runtime API over a network") ---------------
@@ -284,6 +314,22 @@ def test_each_environment_has_its_own_port(rlam):
     api_b = invoke(rlam, b, decode=True)[1]["env"]["AWS_LAMBDA_RUNTIME_API"]
     assert api_a != api_b
     assert invoke(rlam, a, decode=True)[1]["env"]["AWS_LAMBDA_RUNTIME_API"] == api_a  # warm: same endpoint
+
+
+def test_listeners_bind_the_advertised_address_never_all_interfaces(rlam, rserver, gateway):
+    """The Runtime API listener of an environment and the service port for containers are
+    bound to the advertised (local) address; nothing the server listens on is 0.0.0.0/::."""
+    name = create_py_function(rlam, PROBE)
+    _, out = invoke(rlam, name, decode=True)
+    api_port = int(out["env"]["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)[1])
+    addrs = listening_addresses(rserver.proc.pid)
+    assert (gateway, api_port) in addrs, addrs
+    assert (gateway, rserver.port) in addrs and ("127.0.0.1", rserver.port) in addrs, addrs
+    assert not [a for a in addrs if ipaddress.ip_address(a[0]).is_unspecified], addrs
+    # So the environment's port is not reachable on another local address.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", api_port), timeout=5).close()
+    assert "ALL interfaces" not in rserver.logs()
 
 
 def test_request_ids_are_random_uuids(rlam):
@@ -395,6 +441,17 @@ def test_tls_engine_with_client_certificates():
             assert f"docker=tcp://127.0.0.1:{tls.port}" in s.logs()
         finally:
             s.cleanup()
+        # https:// is TLS without DOCKER_TLS_VERIFY; the start already talks to the engine
+        # (removal of an earlier run's containers), so no function is needed to see it work.
+        env = {"DOCKER_HOST": f"https://127.0.0.1:{tls.port}", "DOCKER_CERT_PATH": d}
+        before = tls.connections
+        s = Server("--lambda-executor", "docker", *MAP, env=env)
+        try:
+            log = wait_for(lambda: "Docker engine" in s.logs() and s.logs(), 20, "the engine to be connected")
+            assert f"docker=https://127.0.0.1:{tls.port}" in log and "connected to a local Docker engine" in log, log
+            assert tls.connections > before
+        finally:
+            s.cleanup()
             tls.close()
 
 
@@ -419,7 +476,7 @@ def test_ssh_engine(tmp_path):
                 "PermitRootLogin prohibit-password\nPasswordAuthentication no\nStrictModes no\nUsePAM no\n"
                 f"PidFile {d}/sshd.pid\n")
     with open(os.path.join(d, "ssh_config"), "w") as f:
-        f.write(f"Host 127.0.0.1\n  Port {port}\n  User {getpass.getuser()}\n  IdentityFile {d}/id\n"
+        f.write(f"Host 127.0.0.1\n  Port {port}\n  IdentityFile {d}/id\n"
                 f"  UserKnownHostsFile {d}/known_hosts\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n")
     os.makedirs(os.path.join(d, "bin"))
     wrapper = os.path.join(d, "bin", "ssh")
@@ -430,7 +487,8 @@ def test_ssh_engine(tmp_path):
     sshd = subprocess.Popen([SSHD, "-D", "-f", os.path.join(d, "sshd_config"), "-E", os.path.join(d, "sshd.log")])
     try:
         wait_for(lambda: port_open(port), 10, "sshd to listen")
-        env = {"DOCKER_HOST": "ssh://127.0.0.1", "PATH": os.path.join(d, "bin") + os.pathsep + os.environ["PATH"]}
+        host = f"ssh://{getpass.getuser()}@127.0.0.1"  # the user from the URL, not from ssh_config
+        env = {"DOCKER_HOST": host, "PATH": os.path.join(d, "bin") + os.pathsep + os.environ["PATH"]}
         s = Server("--lambda-executor", "docker", *MAP, "--lambda-advertise-host", "127.0.0.1", env=env)
         try:
             lam = s.client("lambda")
@@ -440,9 +498,26 @@ def test_ssh_engine(tmp_path):
             assert in_container(outs[0][1]) and [o["count"] for _, o in outs] == [1, 2]
             assert outs[0][1]["task_writable"] is False
             log = s.logs()
-            assert "docker=ssh://127.0.0.1" in log and "local=false" in log and "code_transfer=Upload" in log, log
+            assert f"docker={host}" in log and "local=false" in log and "code_transfer=Upload" in log, log
             with open(os.path.join(d, "sshd.log")) as f:
                 assert "Accepted publickey" in f.read()
+        finally:
+            s.cleanup()
+        # --lambda-code-transfer mount forces bind mounts even on a remote engine (one that
+        # does see the same paths, as this one does).
+        s = Server("--lambda-executor", "docker", *MAP, "--lambda-advertise-host", "127.0.0.1",
+                   "--lambda-code-transfer", "mount", env=env)
+        try:
+            lam = s.client("lambda")
+            name = create_py_function(lam, PROBE)
+            r, out = invoke(lam, name, decode=True)
+            assert "FunctionError" not in r and in_container(out), out
+            log = s.logs()
+            assert "local=false" in log and "code_transfer=Mount" in log, log
+            ids = fn_containers(name)
+            assert len(ids) == 1
+            mounts = json.loads(docker("inspect", ids[0]).stdout)[0]["Mounts"]
+            assert [m["Destination"] for m in mounts if m["Type"] == "bind"] == ["/var/task"], mounts
         finally:
             s.cleanup()
     finally:

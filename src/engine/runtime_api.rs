@@ -229,13 +229,18 @@ impl Endpoint {
 
     /// Whether `peer` may be served, waiting (bounded) while the rule is still pending.
     async fn admits(&self, peer: IpAddr) -> bool {
+        self.admits_within(peer, PEERS_PENDING_WAIT).await
+    }
+
+    /// [`Endpoint::admits`], waiting at most `wait` for a pending rule (refused after that).
+    async fn admits_within(&self, peer: IpAddr, wait: Duration) -> bool {
         match *self.peers_tx.borrow() {
             Peers::Any => return true,
             Peers::Only(ip) => return ip == peer,
             Peers::Pending => {}
         }
         let mut rx = self.peers_tx.subscribe();
-        let settled = tokio::time::timeout(PEERS_PENDING_WAIT, rx.wait_for(|p| *p != Peers::Pending)).await;
+        let settled = tokio::time::timeout(wait, rx.wait_for(|p| *p != Peers::Pending)).await;
         match settled {
             Ok(Ok(p)) => match *p {
                 Peers::Any => true,
@@ -673,5 +678,30 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn peers_rule_serves_only_the_container_and_pending_waits_for_it() {
+        let a: IpAddr = "172.17.0.5".parse().unwrap();
+        let b: IpAddr = "172.17.0.1".parse().unwrap();
+        let ep = Endpoint::new("t");
+        // Default: any source (loopback listeners, remote engines).
+        assert!(ep.admits(b).await);
+        ep.allow_peers(Peers::Only(a));
+        assert!(ep.admits(a).await);
+        assert!(!ep.admits(b).await);
+        // Pending: requests wait for the container's address, then the rule decides.
+        ep.allow_peers(Peers::Pending);
+        let (wa, wb) = (ep.clone(), ep.clone());
+        let ta = tokio::spawn(async move { wa.admits_within(a, Duration::from_secs(30)).await });
+        let tb = tokio::spawn(async move { wb.admits_within(b, Duration::from_secs(30)).await });
+        tokio::task::yield_now().await;
+        assert!(!ta.is_finished() && !tb.is_finished(), "a pending rule must not decide before it is settled");
+        ep.allow_peers(Peers::Only(a));
+        assert!(ta.await.unwrap());
+        assert!(!tb.await.unwrap());
+        // A rule never settled refuses once the wait is over.
+        ep.allow_peers(Peers::Pending);
+        assert!(!ep.admits_within(a, Duration::from_millis(20)).await);
     }
 }
