@@ -541,6 +541,10 @@ def test_a_foreign_advertise_host_binds_all_interfaces_only_with_a_loud_warning(
         log = wait_for(lambda: "ALL interfaces" in s.logs() and s.logs(), 10, "the warning")
         assert "--lambda-advertise-host 203.0.113.7 is not an address of this machine" in log
         assert " WARN " in next(line for line in log.splitlines() if "ALL interfaces" in line)
+        # The service port is not widened silently: the main listener keeps 127.0.0.1.
+        assert "containers cannot reach AWS_ENDPOINT_URL (try --host 0.0.0.0)" in s.logs()
+        assert not [a for a in listening_addresses(s.proc.pid)
+                    if a[1] == s.port and ipaddress.ip_address(a[0]).is_unspecified]
     finally:
         s.cleanup()
 
