@@ -84,4 +84,13 @@ mod tests {
         assert!(Advertise::resolve("").is_err());
         assert_eq!(Advertise::resolve("[::1]").map(|a| a.authority(1)).ok().as_deref(), Some("[::1]:1"));
     }
+
+    #[test]
+    fn a_name_binds_the_local_address_it_resolves_to() {
+        // Containers get the name; the listeners bind the address (IPv4 first).
+        let a = Advertise::resolve("localhost").unwrap();
+        assert_eq!(a.host, "localhost");
+        assert!(a.bind.is_loopback(), "{a:?}");
+        assert_eq!(a.authority(9001), "localhost:9001");
+    }
 }
