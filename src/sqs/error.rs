@@ -68,10 +68,12 @@ impl SqsError {
         SqsError::invalid_value(handle, "ReceiptHandle", "The receipt handle has expired.")
     }
 
-    pub fn message_not_inflight() -> SqsError {
-        SqsError::new(
-            "MessageNotInflight",
-            "AWS.SimpleQueueService.MessageNotInflight",
+    /// ChangeMessageVisibility of a message that is gone (deleted, moved, purged). AWS
+    /// answers InvalidParameterValue here, not its model's MessageNotInflight.
+    pub fn message_not_available(handle: &str) -> SqsError {
+        SqsError::invalid_value(
+            handle,
+            "ReceiptHandle",
             "Message does not exist or is not available for visibility timeout change.",
         )
     }
@@ -156,6 +158,9 @@ impl SqsError {
         if self.status >= 500 { "Receiver" } else { "Sender" }
     }
 }
+
+/// The query protocol's message for an unknown queue (AWS's JSON protocol drops the suffix).
+pub const NON_EXISTENT_QUEUE_QUERY: &str = "The specified queue does not exist for this wsdl version.";
 
 impl std::fmt::Display for SqsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
