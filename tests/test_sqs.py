@@ -877,6 +877,55 @@ def test_aws_cli(srv):
     assert "NonExistentQueue" in err
 
 
+def test_aws_cli_every_operation(srv):
+    """The other SQS operations (and a few of their errors) through the AWS CLI."""
+    def ok(*args):
+        rc, out, err = aws_cli(srv, "sqs", *args)
+        assert rc == 0, err
+        return json.loads(out) if out.strip() else {}
+
+    def fails(code, *args):
+        rc, out, err = aws_cli(srv, "sqs", *args)
+        assert rc != 0 and f"({code})" in err, err
+        return err
+
+    name = qname("cliall")
+    url = ok("create-queue", "--queue-name", name, "--attributes", "VisibilityTimeout=30", "--tags", "a=1")["QueueUrl"]
+    assert ok("get-queue-url", "--queue-name", name)["QueueUrl"] == url
+    assert ok("list-queues", "--queue-name-prefix", name)["QueueUrls"] == [url]
+    fails("QueueAlreadyExists", "create-queue", "--queue-name", name, "--attributes", "VisibilityTimeout=31")
+    ok("set-queue-attributes", "--queue-url", url, "--attributes", "VisibilityTimeout=600,DelaySeconds=0")
+    a = ok("get-queue-attributes", "--queue-url", url, "--attribute-names", "All")["Attributes"]
+    assert (a["VisibilityTimeout"], a["DelaySeconds"], a["ApproximateNumberOfMessages"]) == ("600", "0", "0")
+    r = ok("send-message-batch", "--queue-url", url, "--entries", json.dumps(
+        [{"Id": "a", "MessageBody": "one"}, {"Id": "b", "MessageBody": "two"}]))
+    assert sorted(e["Id"] for e in r["Successful"]) == ["a", "b"]
+    fails("AWS.SimpleQueueService.BatchEntryIdsNotDistinct", "send-message-batch", "--queue-url", url,
+          "--entries", json.dumps([{"Id": "a", "MessageBody": "x"}, {"Id": "a", "MessageBody": "y"}]))
+    got = wait_for(lambda: (ok("receive-message", "--queue-url", url, "--max-number-of-messages", "10")
+                            .get("Messages")), 20, "the CLI's messages")
+    assert sorted(m["Body"] for m in got) == ["one", "two"]
+    handles = [m["ReceiptHandle"] for m in got]
+    ok("change-message-visibility", "--queue-url", url, "--receipt-handle", handles[0], "--visibility-timeout", "0")
+    r = ok("change-message-visibility-batch", "--queue-url", url, "--entries", json.dumps(
+        [{"Id": "x", "ReceiptHandle": handles[0], "VisibilityTimeout": 700}]))
+    assert [e["Id"] for e in r["Successful"]] == ["x"]
+    r = ok("delete-message-batch", "--queue-url", url, "--entries", json.dumps(
+        [{"Id": "d", "ReceiptHandle": handles[0]}, {"Id": "bad", "ReceiptHandle": "garbage"}]))
+    assert [e["Id"] for e in r["Successful"]] == ["d"]
+    assert [(f["Id"], f["Code"]) for f in r["Failed"]] == [("bad", "ReceiptHandleIsInvalid")]
+    fails("ReceiptHandleIsInvalid", "delete-message", "--queue-url", url, "--receipt-handle", "garbage")
+    fails("InvalidParameterValue", "receive-message", "--queue-url", url, "--max-number-of-messages", "11")
+    ok("purge-queue", "--queue-url", url)
+    fails("AWS.SimpleQueueService.PurgeQueueInProgress", "purge-queue", "--queue-url", url)
+    ok("tag-queue", "--queue-url", url, "--tags", "b=2")
+    assert ok("list-queue-tags", "--queue-url", url)["Tags"] == {"a": "1", "b": "2"}
+    ok("untag-queue", "--queue-url", url, "--tag-keys", "a")
+    assert ok("list-queue-tags", "--queue-url", url)["Tags"] == {"b": "2"}
+    ok("delete-queue", "--queue-url", url)
+    fails("AWS.SimpleQueueService.NonExistentQueue", "get-queue-attributes", "--queue-url", url)
+
+
 # ---- durability ----
 
 def test_kill9_keeps_acknowledged_sends_and_deletes(fresh_server):
