@@ -35,6 +35,8 @@ def handler(event, context):
     time.sleep(max([b.get("sleep", 0) for _, b in bodies] or [0]))
     if any(b.get("fail") for _, b in bodies):
         raise RuntimeError("asked to fail")
+    if any(b.get("bad_report") for _, b in bodies):
+        return {"batchItemFailures": [{"foo": "notvalid"}]}
     return {"batchItemFailures": [{"itemIdentifier": i} for i, b in bodies if b.get("report")]}
 '''
 
@@ -391,6 +393,27 @@ def test_partial_batch_failure(lam, sqs, out):
     wait_for(lambda: not lam.list_event_source_mappings(EventSourceArn=qarn)["EventSourceMappings"], 10,
              "the mapping to go")
     assert queue_count(sqs, url) == 1
+
+
+def test_invalid_batch_item_failures_response_fails_the_batch(lam, sqs, out):
+    # An item without itemIdentifier makes the whole response invalid: every record is retried
+    # and reaches the dead-letter queue (LocalStack's AWS-validated
+    # test_report_batch_item_failures_invalid_result_json_batch_fails answers
+    # {"batchItemFailures": [{"foo": "notvalid"}]} and finds the message in the DLQ).
+    fn = make_fn(lam, out, timeout=1)
+    dlq_url, dlq_arn = make_queue(sqs)
+    url, qarn = make_queue(sqs, VisibilityTimeout=1,
+                           RedrivePolicy=json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}))
+    send_all(sqs, url, [json.dumps({"n": 1, "bad_report": True}), json.dumps({"n": 2})])
+    uuid = lam.create_event_source_mapping(EventSourceArn=qarn, FunctionName=fn, BatchSize=10,
+                                           FunctionResponseTypes=["ReportBatchItemFailures"])["UUID"]
+    moved = []
+    wait_for(lambda: moved.extend(sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10)
+                                  .get("Messages", [])) or len(moved) >= 2, 30, "both messages in the DLQ")
+    assert sorted(json.loads(m["Body"])["n"] for m in moved) == [1, 2]
+    # The good record was not deleted after the first invocation: it came again.
+    assert bodies(out, fn).count(json.dumps({"n": 2})) == 2, bodies(out, fn)
+    lam.delete_event_source_mapping(UUID=uuid)
 
 
 def test_fifo_order_under_failure(lam, sqs, out, tmp_path):
