@@ -560,14 +560,26 @@ def test_restart_resumes(tmp_path, out):
         url, qarn = make_queue(sqs)
         uuid = lam.create_event_source_mapping(EventSourceArn=qarn, FunctionName=fn, BatchSize=1)["UUID"]
         wait_state(lam, uuid, "Enabled")
+        # A disabled mapping persists disabled, with its filters.
+        off_url, off_arn = make_queue(sqs)
+        pattern = json.dumps({"body": {"k": ["v"]}})
+        off = lam.create_event_source_mapping(EventSourceArn=off_arn, FunctionName=fn, Enabled=False,
+                                              FilterCriteria={"Filters": [{"Pattern": pattern}]})["UUID"]
         # SIGTERM while the poller long-polls: it stops at once and the server exits cleanly.
         assert s.stop(timeout=10) == 0
         s.start()
         lam, sqs = s.client("lambda"), s.client("sqs")
         m = lam.get_event_source_mapping(UUID=uuid)
         assert m["State"] == "Enabled" and m["BatchSize"] == 1
+        m = lam.get_event_source_mapping(UUID=off)
+        assert m["State"] == "Disabled" and m["FilterCriteria"] == {"Filters": [{"Pattern": pattern}]}
         sqs.send_message(QueueUrl=url, MessageBody="after restart")
+        sqs.send_message(QueueUrl=off_url, MessageBody=json.dumps({"k": "v"}))
         wait_for(lambda: bodies(out, fn) == ["after restart"], 20, "the mapping to resume")
+        # The disabled one consumed nothing: its message is still there for us.
+        assert [x["Body"] for x in sqs.receive_message(QueueUrl=off_url, WaitTimeSeconds=2)["Messages"]] == \
+            [json.dumps({"k": "v"})]
+        assert bodies(out, fn) == ["after restart"]
     finally:
         s.cleanup()
 
