@@ -336,6 +336,13 @@ def test_message_size_limits(sqs):
     err = expect_error("InvalidParameterValue", 400, sqs.send_message, QueueUrl=small, MessageBody="x" * 1025)
     assert err["Error"]["Message"] == (
         "One or more parameters are invalid. Reason: Message must be shorter than 1024 bytes.")
+    # In a batch the entry fails alone, worded "cannot be validated" (LocalStack's recording of
+    # AWS, test_sqs.snapshot.json, test_send_batch_message_size).
+    r = sqs.send_message_batch(QueueUrl=small, Entries=[{"Id": "ok", "MessageBody": "a" * 1024},
+                                                        {"Id": "big", "MessageBody": "a" * 1025}])
+    assert [e["Id"] for e in r["Successful"]] == ["ok"]
+    assert r["Failed"] == [{"Id": "big", "SenderFault": True, "Code": "InvalidParameterValue", "Message":
+                            "One or more parameters cannot be validated. Reason: Message must be shorter than 1024 bytes."}]
 
 
 def test_delay_seconds(sqs):

@@ -359,7 +359,7 @@ async fn call(ctx: &Ctx<'_>, op: &str, input: &Value) -> Result<Value, SqsError>
                         ok.push(sent_json(&sent, Some(&id)));
                         acks.push(ack);
                     }
-                    Err(err) => failed.push(failure(&id, &err)),
+                    Err(err) => failed.push(failure(&id, &err.in_batch())),
                 }
             }
             for a in acks {

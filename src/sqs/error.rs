@@ -32,6 +32,22 @@ impl SqsError {
         SqsError::invalid_parameter(format!("Value {value} for parameter {parameter} is invalid. Reason: {reason}"))
     }
 
+    /// A message longer than the queue's MaximumMessageSize.
+    pub fn message_too_long(max_size: u64) -> SqsError {
+        SqsError::invalid_parameter(format!(
+            "One or more parameters are invalid. Reason: Message must be shorter than {max_size} bytes."
+        ))
+    }
+
+    /// The error as a batch entry's failure: AWS words a too-long entry differently there
+    /// ("cannot be validated" for "are invalid").
+    pub fn in_batch(mut self) -> SqsError {
+        if let Some(rest) = self.message.strip_prefix("One or more parameters are invalid. Reason: Message must be") {
+            self.message = format!("One or more parameters cannot be validated. Reason: Message must be{rest}");
+        }
+        self
+    }
+
     pub fn missing_parameter(name: &str) -> SqsError {
         SqsError::new(
             "MissingRequiredParameterException",

@@ -384,9 +384,7 @@ impl Sqs {
                 .sum::<usize>();
         let max_size = q.num("MaximumMessageSize");
         if size as u64 > max_size {
-            return Err(SqsError::invalid_parameter(format!(
-                "One or more parameters are invalid. Reason: Message must be shorter than {max_size} bytes."
-            )));
+            return Err(SqsError::message_too_long(max_size));
         }
         let now = now_ms();
         let (group, dedup_id) = if q.fifo {
