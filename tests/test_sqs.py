@@ -492,6 +492,19 @@ def test_fifo_failed_message_keeps_group_order(sqs):
         ["m0", "m1", "m2"]
 
 
+def test_fifo_zero_delay_takes_the_queue_delay(sqs):
+    # A FIFO queue has no per-message delay: DelaySeconds=0 is accepted and the queue's delay
+    # applies (LocalStack's recording of AWS, test_sqs.snapshot.json,
+    # test_fifo_queue_send_message_with_zero_delay_defaults_to_queue_delay).
+    url = new_queue(sqs, fifo=True, ContentBasedDeduplication="true", DelaySeconds=2)
+    sqs.send_message(QueueUrl=url, MessageBody="message-1", MessageGroupId="1", DelaySeconds=0)
+    assert "Messages" not in sqs.receive_message(QueueUrl=url)
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    assert a["Attributes"] == {"ApproximateNumberOfMessagesDelayed": "1"}
+    m = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=10)["Messages"][0]
+    assert m["Body"] == "message-1"
+
+
 def test_fifo_deduplication(sqs):
     url = new_queue(sqs, fifo=True)
     r1 = sqs.send_message(QueueUrl=url, MessageBody="x", MessageGroupId="g", MessageDeduplicationId="d1")
@@ -589,6 +602,10 @@ def test_redrive_moves_message_to_dlq_after_max_receive_count(sqs):
     moved = sqs.receive_message(QueueUrl=dlq, AttributeNames=["All"])["Messages"][0]
     assert moved["MessageId"] == sent["MessageId"] and moved["Body"] == "poison"
     assert moved["Attributes"]["DeadLetterQueueSourceArn"].endswith(":" + src.rsplit("/", 1)[1])
+    # The receive count carries over into the DLQ (LocalStack's recording of AWS,
+    # test_sqs.snapshot.json, test_dead_letter_queue_message_attributes: received once with
+    # maxReceiveCount 1, the DLQ answers ApproximateReceiveCount 2).
+    assert moved["Attributes"]["ApproximateReceiveCount"] == "3"
     assert sqs.list_dead_letter_source_queues(QueueUrl=dlq)["queueUrls"] == [src]
     err = expect_error("InvalidAttributeValue", 400, sqs.set_queue_attributes, QueueUrl=src,
                        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn})})

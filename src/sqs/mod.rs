@@ -443,7 +443,9 @@ impl Sqs {
                 ));
             }
         }
-        let delay = msg.delay_seconds.map(u64::from).unwrap_or_else(|| q.num("DelaySeconds"));
+        // A FIFO queue has no per-message delay (0 is accepted and the queue's delay applies).
+        let queue_delay = q.num("DelaySeconds");
+        let delay = if q.fifo { queue_delay } else { msg.delay_seconds.map_or(queue_delay, u64::from) };
         let stored = Stored {
             id: uuid::Uuid::new_v4().to_string(),
             seq,
@@ -547,8 +549,7 @@ impl Sqs {
                     records.push(Record::Delete { region: key.0.clone(), name: key.1.clone(), seq: m.seq });
                     m.seq = next_seq;
                     next_seq += 1;
-                    m.receive_count = 0;
-                    m.first_receive_ms = 0;
+                    // The receive count and first receive carry over (AWS's DLQ answers them).
                     m.visible_at = now;
                     m.receipt = None;
                     m.dlq_source = Some(source_arn.clone());
