@@ -158,6 +158,15 @@ def test_queue_attributes(sqs):
     err = expect_error("InvalidAttributeName", 400, sqs.set_queue_attributes, QueueUrl=url,
                        Attributes={"FifoQueue": "true"})
     assert err["Error"]["Message"] == "Unknown Attribute FifoQueue."
+    # RedriveAllowPolicy: set, read back, refused when not a JSON object, cleared with "".
+    allow = json.dumps({"redrivePermission": "allowAll"})
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedriveAllowPolicy": allow})
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedriveAllowPolicy"])["Attributes"] == \
+        {"RedriveAllowPolicy": allow}
+    expect_error("InvalidAttributeValue", 400, sqs.set_queue_attributes, QueueUrl=url,
+                 Attributes={"RedriveAllowPolicy": "not json"})
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedriveAllowPolicy": ""})
+    assert "RedriveAllowPolicy" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
 
 
 def test_approximate_counts(sqs):
