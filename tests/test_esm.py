@@ -35,6 +35,8 @@ def handler(event, context):
     time.sleep(max([b.get("sleep", 0) for _, b in bodies] or [0]))
     if any(b.get("fail") for _, b in bodies):
         raise RuntimeError("asked to fail")
+    if any(b.get("bad_report") for _, b in bodies):
+        return {"batchItemFailures": [{"foo": "notvalid"}]}
     return {"batchItemFailures": [{"itemIdentifier": i} for i, b in bodies if b.get("report")]}
 '''
 
@@ -191,8 +193,18 @@ def test_errors_as_aws(lam, srv, sqs, out):
             "SQS Error Message: The specified queue does not exist.", FunctionName=fn, EventSourceArn=missing_q)
     invalid("Function does not exist", FunctionName=f"{fn}:nosuchalias", EventSourceArn=missing_q)
     _, qarn = make_queue(sqs)  # VisibilityTimeout 5 < the function's 10
+    # AWS's wording, e.g. "InvalidParameterValueException: Queue visibility timeout: 30 seconds is
+    # less than Function timeout: 60 seconds" (winglang/wing#1507, from AWS through Terraform).
     invalid("Queue visibility timeout: 5 seconds is less than Function timeout: 10 seconds",
             FunctionName=fn, EventSourceArn=qarn)
+    # An update to a function whose timeout the queue's visibility timeout does not cover.
+    short = make_fn(lam, out, timeout=3)
+    m = lam.create_event_source_mapping(EventSourceArn=qarn, FunctionName=short, Enabled=False)
+    err = expect_error("InvalidParameterValueException", 400, lam.update_event_source_mapping,
+                       UUID=m["UUID"], FunctionName=fn)
+    assert err["Error"]["Message"] == "Queue visibility timeout: 5 seconds is less than Function timeout: 10 seconds"
+    assert lam.get_event_source_mapping(UUID=m["UUID"])["FunctionArn"] == fn_arn(short)
+    lam.delete_event_source_mapping(UUID=m["UUID"])
     _, qarn = make_queue(sqs, VisibilityTimeout=30)
     batch_rule = "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10"
     invalid(batch_rule, FunctionName=fn, EventSourceArn=qarn, BatchSize=11)
@@ -212,6 +224,12 @@ def test_errors_as_aws(lam, srv, sqs, out):
         (dict(ScalingConfig={"MaximumConcurrency": 1}),
          "Value '1' at 'scalingConfig.maximumConcurrency' failed to satisfy constraint: "
          "Member must have value greater than or equal to 2"),
+        (dict(ScalingConfig={"MaximumConcurrency": 1001}),
+         "Value '1001' at 'scalingConfig.maximumConcurrency' failed to satisfy constraint: "
+         "Member must have value less than or equal to 1000"),
+        (dict(MaximumBatchingWindowInSeconds=-1),
+         "Value '-1' at 'maximumBatchingWindowInSeconds' failed to satisfy constraint: "
+         "Member must have value greater than or equal to 0"),
         (dict(MaximumBatchingWindowInSeconds=301),
          "Value '301' at 'maximumBatchingWindowInSeconds' failed to satisfy constraint: "
          "Member must have value less than or equal to 300"),
@@ -304,6 +322,11 @@ def test_aws_cli(srv, lam, sqs, out):
     assert c["State"] == "Disabled" and c["BatchSize"] == 5
     listed = cli("list-event-source-mappings", "--function-name", fn)["EventSourceMappings"]
     assert [m["UUID"] for m in listed] == [c["UUID"]]
+    assert cli("list-event-source-mappings", "--event-source-arn", qarn)["EventSourceMappings"][0]["UUID"] == c["UUID"]
+    u = cli("update-event-source-mapping", "--uuid", c["UUID"], "--batch-size", "7", "--enabled")
+    assert (u["State"], u["BatchSize"]) == ("Enabling", 7)
+    wait_for(lambda: cli("get-event-source-mapping", "--uuid", c["UUID"])["State"] == "Enabled", 20,
+             "the mapping to be enabled")
     assert cli("delete-event-source-mapping", "--uuid", c["UUID"])["State"] == "Deleting"
 
 
@@ -372,6 +395,27 @@ def test_partial_batch_failure(lam, sqs, out):
     assert queue_count(sqs, url) == 1
 
 
+def test_invalid_batch_item_failures_response_fails_the_batch(lam, sqs, out):
+    # An item without itemIdentifier makes the whole response invalid: every record is retried
+    # and reaches the dead-letter queue (LocalStack's AWS-validated
+    # test_report_batch_item_failures_invalid_result_json_batch_fails answers
+    # {"batchItemFailures": [{"foo": "notvalid"}]} and finds the message in the DLQ).
+    fn = make_fn(lam, out, timeout=1)
+    dlq_url, dlq_arn = make_queue(sqs)
+    url, qarn = make_queue(sqs, VisibilityTimeout=1,
+                           RedrivePolicy=json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}))
+    send_all(sqs, url, [json.dumps({"n": 1, "bad_report": True}), json.dumps({"n": 2})])
+    uuid = lam.create_event_source_mapping(EventSourceArn=qarn, FunctionName=fn, BatchSize=10,
+                                           FunctionResponseTypes=["ReportBatchItemFailures"])["UUID"]
+    moved = []
+    wait_for(lambda: moved.extend(sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10)
+                                  .get("Messages", [])) or len(moved) >= 2, 30, "both messages in the DLQ")
+    assert sorted(json.loads(m["Body"])["n"] for m in moved) == [1, 2]
+    # The good record was not deleted after the first invocation: it came again.
+    assert bodies(out, fn).count(json.dumps({"n": 2})) == 2, bodies(out, fn)
+    lam.delete_event_source_mapping(UUID=uuid)
+
+
 def test_fifo_order_under_failure(lam, sqs, out, tmp_path):
     # Message 2 of group A fails on its first delivery only (a marker file remembers it).
     marker = tmp_path / "failed-once"
@@ -406,16 +450,23 @@ def test_fifo_order_under_failure(lam, sqs, out, tmp_path):
 def test_filter_criteria(lam, sqs, out):
     fn = make_fn(lam, out)
     url, qarn = make_queue(sqs)
-    send_all(sqs, url, [json.dumps({"kind": "order", "n": 150}), json.dumps({"kind": "order", "n": 50}),
-                        json.dumps({"kind": "refund", "n": 500}), "plain text", "order"])
-    pats = [json.dumps({"body": {"kind": ["order"], "n": [{"numeric": [">", 100]}]}}),
-            json.dumps({"body": [{"prefix": "plain"}]})]
+    keep = [json.dumps({"kind": "order", "n": 150}), "plain text", json.dumps({"file": "a.png"}),
+            json.dumps({"urgent": 1, "kind": "alert"}), json.dumps({"kind": "order", "n": 100.5})]
+    drop = [json.dumps({"kind": "order", "n": 50}), json.dumps({"kind": "refund", "n": 500}), "order",
+            json.dumps({"file": "a.png.jpg"}), json.dumps({"urgent": 1, "kind": "refund"}),
+            json.dumps({"kind": "alert"}), json.dumps({"kind": "order", "n": 200})]
+    send_all(sqs, url, keep + drop)
+    # Exact AND numeric range; prefix on a plain body; suffix; exists AND anything-but (ORed).
+    pats = [json.dumps({"body": {"kind": ["order"], "n": [{"numeric": [">", 100, "<", 200]}]}}),
+            json.dumps({"body": [{"prefix": "plain"}]}),
+            json.dumps({"body": {"file": [{"suffix": ".png"}]}}),
+            json.dumps({"body": {"urgent": [{"exists": True}], "kind": [{"anything-but": ["order", "refund"]}]}})]
     uuid = lam.create_event_source_mapping(EventSourceArn=qarn, FunctionName=fn, BatchSize=10,
                                            MaximumBatchingWindowInSeconds=1,
                                            FilterCriteria={"Filters": [{"Pattern": p} for p in pats]})["UUID"]
     # The rejected ones are deleted without an invocation: the queue empties.
     wait_for(lambda: queue_count(sqs, url) == 0, 30, "the queue to empty")
-    assert sorted(bodies(out, fn)) == sorted([json.dumps({"kind": "order", "n": 150}), "plain text"])
+    assert sorted(bodies(out, fn)) == sorted(keep)
     lam.delete_event_source_mapping(UUID=uuid)
 
 
@@ -436,6 +487,13 @@ def test_disable_enable(lam, sqs, out):
     lam.update_event_source_mapping(UUID=uuid, Enabled=True)
     wait_for(lambda: bodies(out, fn) == ["one", "two"], 20, "the second message after enabling")
     lam.delete_event_source_mapping(UUID=uuid)
+    # Deleted (gone once its poller has stopped): a new message stays in the queue for us.
+    wait_for(lambda: not lam.list_event_source_mappings(EventSourceArn=qarn)["EventSourceMappings"], 10,
+             "the mapping to go")
+    sqs.send_message(QueueUrl=url, MessageBody="three")
+    got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5).get("Messages", [])
+    assert [m["Body"] for m in got] == ["three"]
+    assert bodies(out, fn) == ["one", "two"]
 
 
 OVERLAP = r'''
@@ -502,14 +560,26 @@ def test_restart_resumes(tmp_path, out):
         url, qarn = make_queue(sqs)
         uuid = lam.create_event_source_mapping(EventSourceArn=qarn, FunctionName=fn, BatchSize=1)["UUID"]
         wait_state(lam, uuid, "Enabled")
+        # A disabled mapping persists disabled, with its filters.
+        off_url, off_arn = make_queue(sqs)
+        pattern = json.dumps({"body": {"k": ["v"]}})
+        off = lam.create_event_source_mapping(EventSourceArn=off_arn, FunctionName=fn, Enabled=False,
+                                              FilterCriteria={"Filters": [{"Pattern": pattern}]})["UUID"]
         # SIGTERM while the poller long-polls: it stops at once and the server exits cleanly.
         assert s.stop(timeout=10) == 0
         s.start()
         lam, sqs = s.client("lambda"), s.client("sqs")
         m = lam.get_event_source_mapping(UUID=uuid)
         assert m["State"] == "Enabled" and m["BatchSize"] == 1
+        m = lam.get_event_source_mapping(UUID=off)
+        assert m["State"] == "Disabled" and m["FilterCriteria"] == {"Filters": [{"Pattern": pattern}]}
         sqs.send_message(QueueUrl=url, MessageBody="after restart")
+        sqs.send_message(QueueUrl=off_url, MessageBody=json.dumps({"k": "v"}))
         wait_for(lambda: bodies(out, fn) == ["after restart"], 20, "the mapping to resume")
+        # The disabled one consumed nothing: its message is still there for us.
+        assert [x["Body"] for x in sqs.receive_message(QueueUrl=off_url, WaitTimeSeconds=2)["Messages"]] == \
+            [json.dumps({"k": "v"})]
+        assert bodies(out, fn) == ["after restart"]
     finally:
         s.cleanup()
 

@@ -136,6 +136,13 @@ def test_queue_attributes(sqs):
     assert a["ReceiveMessageWaitTimeSeconds"] == "0"
     assert a["ApproximateNumberOfMessages"] == "0"
     assert "FifoQueue" not in a
+    # Exactly the names AWS answers for a standard queue (LocalStack's recording of AWS,
+    # test_sqs.snapshot.json, test_set_queue_attributes_default_values).
+    assert set(a) == {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed",
+                      "ApproximateNumberOfMessagesNotVisible", "CreatedTimestamp", "DelaySeconds",
+                      "LastModifiedTimestamp", "MaximumMessageSize", "MessageRetentionPeriod", "QueueArn",
+                      "ReceiveMessageWaitTimeSeconds", "SqsManagedSseEnabled", "VisibilityTimeout"}
+    assert a["SqsManagedSseEnabled"] == "true"
     only = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn", "VisibilityTimeout"])["Attributes"]
     assert set(only) == {"QueueArn", "VisibilityTimeout"}
     assert "Attributes" not in sqs.get_queue_attributes(QueueUrl=url)
@@ -151,6 +158,15 @@ def test_queue_attributes(sqs):
     err = expect_error("InvalidAttributeName", 400, sqs.set_queue_attributes, QueueUrl=url,
                        Attributes={"FifoQueue": "true"})
     assert err["Error"]["Message"] == "Unknown Attribute FifoQueue."
+    # RedriveAllowPolicy: set, read back, refused when not a JSON object, cleared with "".
+    allow = json.dumps({"redrivePermission": "allowAll"})
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedriveAllowPolicy": allow})
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedriveAllowPolicy"])["Attributes"] == \
+        {"RedriveAllowPolicy": allow}
+    expect_error("InvalidAttributeValue", 400, sqs.set_queue_attributes, QueueUrl=url,
+                 Attributes={"RedriveAllowPolicy": "not json"})
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedriveAllowPolicy": ""})
+    assert "RedriveAllowPolicy" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
 
 
 def test_approximate_counts(sqs):
@@ -249,11 +265,32 @@ def test_visibility_timeout_and_change_visibility(sqs):
     assert m3["MessageId"] == m["MessageId"]
     assert time.monotonic() - t < 8
     sqs.delete_message(QueueUrl=url, ReceiptHandle=m3["ReceiptHandle"])
-    err = expect_error("AWS.SimpleQueueService.MessageNotInflight", 400, sqs.change_message_visibility,
+    # AWS's answer for a deleted message (as seen from AWS in vmihailenco/taskq#29:
+    # "InvalidParameterValue: Value ... for parameter ReceiptHandle is invalid. Reason: Message
+    # does not exist or is not available for visibility timeout change.").
+    err = expect_error("InvalidParameterValue", 400, sqs.change_message_visibility,
                        QueueUrl=url, ReceiptHandle=m3["ReceiptHandle"], VisibilityTimeout=5)
-    assert err["Error"]["Message"] == "Message does not exist or is not available for visibility timeout change."
+    assert err["Error"]["Message"] == (
+        f"Value {m3['ReceiptHandle']} for parameter ReceiptHandle is invalid. "
+        "Reason: Message does not exist or is not available for visibility timeout change.")
     expect_error("InvalidParameterValue", 400, sqs.change_message_visibility, QueueUrl=url,
                  ReceiptHandle=m3["ReceiptHandle"], VisibilityTimeout=43201)
+
+
+def test_change_visibility_of_an_expired_handle_is_accepted(sqs):
+    # AWS answers 200 and changes nothing (LocalStack's recording of AWS,
+    # tests/aws/services/sqs/test_sqs.snapshot.json,
+    # test_change_message_visibility_after_visibility_timeout_expiration).
+    url = new_queue(sqs)
+    sqs.send_message(QueueUrl=url, MessageBody="expired")
+    m = sqs.receive_message(QueueUrl=url, VisibilityTimeout=1)["Messages"][0]
+    again = wait_for(lambda: sqs.receive_message(QueueUrl=url, VisibilityTimeout=0).get("Messages"), 10,
+                     "the message to be visible again")
+    assert again[0]["MessageId"] == m["MessageId"]
+    r = sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=600)
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 200
+    # Nothing changed: the message is still visible.
+    assert sqs.receive_message(QueueUrl=url)["Messages"][0]["MessageId"] == m["MessageId"]
 
 
 def test_invalid_receipt_handle(sqs):
@@ -308,6 +345,13 @@ def test_message_size_limits(sqs):
     err = expect_error("InvalidParameterValue", 400, sqs.send_message, QueueUrl=small, MessageBody="x" * 1025)
     assert err["Error"]["Message"] == (
         "One or more parameters are invalid. Reason: Message must be shorter than 1024 bytes.")
+    # In a batch the entry fails alone, worded "cannot be validated" (LocalStack's recording of
+    # AWS, test_sqs.snapshot.json, test_send_batch_message_size).
+    r = sqs.send_message_batch(QueueUrl=small, Entries=[{"Id": "ok", "MessageBody": "a" * 1024},
+                                                        {"Id": "big", "MessageBody": "a" * 1025}])
+    assert [e["Id"] for e in r["Successful"]] == ["ok"]
+    assert r["Failed"] == [{"Id": "big", "SenderFault": True, "Code": "InvalidParameterValue", "Message":
+                            "One or more parameters cannot be validated. Reason: Message must be shorter than 1024 bytes."}]
 
 
 def test_delay_seconds(sqs):
@@ -457,6 +501,19 @@ def test_fifo_failed_message_keeps_group_order(sqs):
         ["m0", "m1", "m2"]
 
 
+def test_fifo_zero_delay_takes_the_queue_delay(sqs):
+    # A FIFO queue has no per-message delay: DelaySeconds=0 is accepted and the queue's delay
+    # applies (LocalStack's recording of AWS, test_sqs.snapshot.json,
+    # test_fifo_queue_send_message_with_zero_delay_defaults_to_queue_delay).
+    url = new_queue(sqs, fifo=True, ContentBasedDeduplication="true", DelaySeconds=2)
+    sqs.send_message(QueueUrl=url, MessageBody="message-1", MessageGroupId="1", DelaySeconds=0)
+    assert "Messages" not in sqs.receive_message(QueueUrl=url)
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    assert a["Attributes"] == {"ApproximateNumberOfMessagesDelayed": "1"}
+    m = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=10)["Messages"][0]
+    assert m["Body"] == "message-1"
+
+
 def test_fifo_deduplication(sqs):
     url = new_queue(sqs, fifo=True)
     r1 = sqs.send_message(QueueUrl=url, MessageBody="x", MessageGroupId="g", MessageDeduplicationId="d1")
@@ -472,6 +529,37 @@ def test_fifo_deduplication(sqs):
     a = sqs.send_message(QueueUrl=cbd, MessageBody="same", MessageGroupId="g")
     b = sqs.send_message(QueueUrl=cbd, MessageBody="same", MessageGroupId="h")
     assert a["MessageId"] == b["MessageId"]
+
+
+def test_fifo_batch_entry_without_group_or_dedup_id_fails_the_request(sqs):
+    # The whole request fails, with InvalidParameterValue (LocalStack's recordings of AWS,
+    # test_sqs.snapshot.json, test_send_batch_missing_message_group_id_for_fifo_queue and
+    # test_send_batch_missing_deduplication_id_for_fifo_queue).
+    url = new_queue(sqs, fifo=True, ContentBasedDeduplication="false")
+    good = {"Id": "m1", "MessageBody": "b", "MessageGroupId": "g", "MessageDeduplicationId": "d1"}
+    err = expect_error("InvalidParameterValue", 400, sqs.send_message_batch, QueueUrl=url, Entries=[
+        good, {"Id": "m2", "MessageBody": "b", "MessageDeduplicationId": "d2"}])
+    assert err["Error"]["Message"] == "The request must contain the parameter MessageGroupId."
+    assert err["Error"]["QueryErrorCode"] == "InvalidParameterValueException"
+    err = expect_error("InvalidParameterValue", 400, sqs.send_message_batch, QueueUrl=url, Entries=[
+        good, {"Id": "m2", "MessageBody": "b", "MessageGroupId": "g"}])
+    assert err["Error"]["Message"] == ("The queue should either have ContentBasedDeduplication enabled or "
+                                       "MessageDeduplicationId provided explicitly")
+    # Nothing of a refused request was sent.
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+
+
+def test_standard_queue_keeps_message_group_id(sqs):
+    # Fair queues: a standard queue takes a MessageGroupId and answers it among the system
+    # attributes, with no sequence number (LocalStack's recording of AWS, test_sqs.snapshot.json,
+    # test_fair_queue_with_message_group_id).
+    url = new_queue(sqs)
+    r = sqs.send_message(QueueUrl=url, MessageBody="message", MessageGroupId="test")
+    assert set(r) - {"ResponseMetadata"} == {"MD5OfMessageBody", "MessageId"}
+    m = sqs.receive_message(QueueUrl=url, AttributeNames=["All"])["Messages"][0]
+    assert set(m["Attributes"]) == {"ApproximateFirstReceiveTimestamp", "ApproximateReceiveCount",
+                                    "MessageGroupId", "SenderId", "SentTimestamp"}
+    assert m["Attributes"]["MessageGroupId"] == "test"
 
 
 def test_fifo_errors(sqs):
@@ -523,6 +611,10 @@ def test_redrive_moves_message_to_dlq_after_max_receive_count(sqs):
     moved = sqs.receive_message(QueueUrl=dlq, AttributeNames=["All"])["Messages"][0]
     assert moved["MessageId"] == sent["MessageId"] and moved["Body"] == "poison"
     assert moved["Attributes"]["DeadLetterQueueSourceArn"].endswith(":" + src.rsplit("/", 1)[1])
+    # The receive count carries over into the DLQ (LocalStack's recording of AWS,
+    # test_sqs.snapshot.json, test_dead_letter_queue_message_attributes: received once with
+    # maxReceiveCount 1, the DLQ answers ApproximateReceiveCount 2).
+    assert moved["Attributes"]["ApproximateReceiveCount"] == "3"
     assert sqs.list_dead_letter_source_queues(QueueUrl=dlq)["queueUrls"] == [src]
     err = expect_error("InvalidAttributeValue", 400, sqs.set_queue_attributes, QueueUrl=src,
                        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn})})
@@ -618,13 +710,157 @@ def test_query_protocol_errors(srv):
     assert status == 400
     assert root.find("s:Error/s:Code", NS).text == "AWS.SimpleQueueService.NonExistentQueue"
     assert root.find("s:Error/s:Type", NS).text == "Sender"
-    assert root.find("s:Error/s:Message", NS).text == "The specified queue does not exist."
+    # The query protocol's wording (LocalStack's recording of AWS, test_sqs.snapshot.json,
+    # test_non_existent_queue: queue-does-not-exist-query); JSON says "...does not exist."
+    assert root.find("s:Error/s:Message", NS).text == "The specified queue does not exist for this wsdl version."
     assert root.find("s:RequestId", NS).text
     status, root = query(srv, {"Action": "CreateQueue", "QueueName": qname(), "Attribute.1.Name": "Bogus",
                                "Attribute.1.Value": "1"})
     assert status == 400 and root.find("s:Error/s:Code", NS).text == "InvalidAttributeName"
     status, root = query(srv, {"Action": "NoSuchAction"})
     assert status == 400 and root.find("s:Error/s:Code", NS).text == "InvalidAction"
+
+
+def q_ok(srv, params, path="/"):
+    status, root = query(srv, params, path)
+    assert status == 200, ET.tostring(root)
+    assert root.find("s:ResponseMetadata/s:RequestId", NS).text
+    return root
+
+
+def q_err(srv, params, status=400):
+    """A query-protocol call that must fail: (Code, Message) of its <ErrorResponse>."""
+    got, root = query(srv, params)
+    assert got == status, ET.tostring(root)
+    assert root.tag == "{http://queue.amazonaws.com/doc/2012-11-05/}ErrorResponse"
+    assert root.find("s:Error/s:Type", NS).text == "Sender"
+    return root.find("s:Error/s:Code", NS).text, root.find("s:Error/s:Message", NS).text
+
+
+def texts(root, path):
+    return [e.text for e in root.findall(path, NS)]
+
+
+def test_query_protocol_every_operation_and_error(srv):
+    """Each SQS operation and the errors of the issue, through the query protocol."""
+    name = qname("qall")
+    create = {"Action": "CreateQueue", "QueueName": name, "Attribute.1.Name": "VisibilityTimeout",
+              "Attribute.1.Value": "30"}
+    url = q_ok(srv, create).find("s:CreateQueueResult/s:QueueUrl", NS).text
+    assert q_ok(srv, create).find("s:CreateQueueResult/s:QueueUrl", NS).text == url
+    assert q_err(srv, {**create, "Attribute.1.Value": "31"}) == (
+        "QueueAlreadyExists",
+        "A queue already exists with the same name and a different value for attribute VisibilityTimeout")
+    assert texts(q_ok(srv, {"Action": "GetQueueUrl", "QueueName": name}), "s:GetQueueUrlResult/s:QueueUrl") == [url]
+    # Attributes.
+    q_ok(srv, {"Action": "SetQueueAttributes", "QueueUrl": url, "Attribute.1.Name": "VisibilityTimeout",
+               "Attribute.1.Value": "600", "Attribute.2.Name": "MaximumMessageSize", "Attribute.2.Value": "2048"})
+    root = q_ok(srv, {"Action": "GetQueueAttributes", "QueueUrl": url, "AttributeName.1": "VisibilityTimeout",
+                      "AttributeName.2": "MaximumMessageSize"})
+    got = {a.find("s:Name", NS).text: a.find("s:Value", NS).text
+           for a in root.findall("s:GetQueueAttributesResult/s:Attribute", NS)}
+    assert got == {"VisibilityTimeout": "600", "MaximumMessageSize": "2048"}
+    assert q_err(srv, {"Action": "SetQueueAttributes", "QueueUrl": url, "Attribute.1.Name": "VisibilityTimeout",
+                       "Attribute.1.Value": "43201"}) == (
+        "InvalidAttributeValue", "Invalid value for the parameter VisibilityTimeout.")
+    assert q_err(srv, {"Action": "GetQueueAttributes", "QueueUrl": url, "AttributeName.1": "Nope"}) == (
+        "InvalidAttributeName", "Unknown Attribute Nope.")
+    # Sends.
+    assert q_err(srv, {"Action": "SendMessage", "QueueUrl": url}) == (
+        "MissingParameter", "The request must contain the parameter MessageBody.")
+    assert q_err(srv, {"Action": "SendMessage", "QueueUrl": url, "MessageBody": "x" * 2049}) == (
+        "InvalidParameterValue", "One or more parameters are invalid. Reason: Message must be shorter than 2048 bytes.")
+    root = q_ok(srv, {"Action": "SendMessageBatch", "QueueUrl": url,
+                      "SendMessageBatchRequestEntry.1.Id": "a", "SendMessageBatchRequestEntry.1.MessageBody": "one",
+                      "SendMessageBatchRequestEntry.2.Id": "b", "SendMessageBatchRequestEntry.2.MessageBody": "two",
+                      "SendMessageBatchRequestEntry.3.Id": "c", "SendMessageBatchRequestEntry.3.MessageBody": "bad",
+                      "SendMessageBatchRequestEntry.3.DelaySeconds": "1000"})
+    res = root.find("s:SendMessageBatchResult", NS)
+    ok = {e.find("s:Id", NS).text: e.find("s:MD5OfMessageBody", NS).text
+          for e in res.findall("s:SendMessageBatchResultEntry", NS)}
+    assert ok == {"a": hashlib.md5(b"one").hexdigest(), "b": hashlib.md5(b"two").hexdigest()}
+    assert [(f.find("s:Id", NS).text, f.find("s:Code", NS).text, f.find("s:SenderFault", NS).text)
+            for f in res.findall("s:BatchResultErrorEntry", NS)] == [("c", "InvalidParameterValue", "true")]
+    entry = "SendMessageBatchRequestEntry"
+    assert q_err(srv, {"Action": "SendMessageBatch", "QueueUrl": url, f"{entry}.1.Id": "a",
+                       f"{entry}.1.MessageBody": "x", f"{entry}.2.Id": "a", f"{entry}.2.MessageBody": "y"}) == (
+        "AWS.SimpleQueueService.BatchEntryIdsNotDistinct", "Id a repeated.")
+    assert q_err(srv, {"Action": "SendMessageBatch", "QueueUrl": url}) == (
+        "AWS.SimpleQueueService.EmptyBatchRequest",
+        "There should be at least one SendMessageBatchRequestEntry in the request.")
+    eleven = {f"{entry}.{i}.{k}": v for i in range(1, 12) for k, v in (("Id", str(i)), ("MessageBody", "x"))}
+    assert q_err(srv, {"Action": "SendMessageBatch", "QueueUrl": url, **eleven}) == (
+        "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+        "Maximum number of entries per request are 10. You have sent 11.")
+    # Receives and visibility.
+    assert q_err(srv, {"Action": "ReceiveMessage", "QueueUrl": url, "MaxNumberOfMessages": "11"}) == (
+        "InvalidParameterValue",
+        "Value 11 for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided.")
+    msgs = q_ok(srv, {"Action": "ReceiveMessage", "QueueUrl": url, "MaxNumberOfMessages": "10"}).findall(
+        "s:ReceiveMessageResult/s:Message", NS)
+    assert sorted(m.find("s:Body", NS).text for m in msgs) == ["one", "two"]
+    handles = [m.find("s:ReceiptHandle", NS).text for m in msgs]
+    q_ok(srv, {"Action": "ChangeMessageVisibility", "QueueUrl": url, "ReceiptHandle": handles[0],
+               "VisibilityTimeout": "0"})
+    root = q_ok(srv, {"Action": "ChangeMessageVisibilityBatch", "QueueUrl": url,
+                      "ChangeMessageVisibilityBatchRequestEntry.1.Id": "x",
+                      "ChangeMessageVisibilityBatchRequestEntry.1.ReceiptHandle": handles[1],
+                      "ChangeMessageVisibilityBatchRequestEntry.1.VisibilityTimeout": "0",
+                      "ChangeMessageVisibilityBatchRequestEntry.2.Id": "bad",
+                      "ChangeMessageVisibilityBatchRequestEntry.2.ReceiptHandle": "garbage",
+                      "ChangeMessageVisibilityBatchRequestEntry.2.VisibilityTimeout": "0"})
+    res = root.find("s:ChangeMessageVisibilityBatchResult", NS)
+    assert texts(res, "s:ChangeMessageVisibilityBatchResultEntry/s:Id") == ["x"]
+    assert texts(res, "s:BatchResultErrorEntry/s:Code") == ["ReceiptHandleIsInvalid"]
+    # Both are visible again.
+    msgs = q_ok(srv, {"Action": "ReceiveMessage", "QueueUrl": url, "MaxNumberOfMessages": "10"}).findall(
+        "s:ReceiveMessageResult/s:Message", NS)
+    assert len(msgs) == 2
+    handles = [m.find("s:ReceiptHandle", NS).text for m in msgs]
+    q_ok(srv, {"Action": "DeleteMessage", "QueueUrl": url, "ReceiptHandle": handles[0]})
+    assert q_err(srv, {"Action": "DeleteMessage", "QueueUrl": url, "ReceiptHandle": "garbage"}) == (
+        "ReceiptHandleIsInvalid", 'The input receipt handle "garbage" is not a valid receipt handle.')
+    assert q_err(srv, {"Action": "ChangeMessageVisibility", "QueueUrl": url, "ReceiptHandle": handles[0],
+                       "VisibilityTimeout": "5"}) == (
+        "InvalidParameterValue", f"Value {handles[0]} for parameter ReceiptHandle is invalid. "
+                                 "Reason: Message does not exist or is not available for visibility timeout change.")
+    assert q_err(srv, {"Action": "DeleteMessageBatch", "QueueUrl": url,
+                       "DeleteMessageBatchRequestEntry.1.Id": "a.b",
+                       "DeleteMessageBatchRequestEntry.1.ReceiptHandle": handles[1]}) == (
+        "AWS.SimpleQueueService.InvalidBatchEntryId",
+        "A batch entry id can only contain alphanumeric characters, hyphens and underscores. "
+        "It can be at most 80 letters long.")
+    # Purge, once a minute.
+    q_ok(srv, {"Action": "PurgeQueue", "QueueUrl": url})
+    assert q_err(srv, {"Action": "PurgeQueue", "QueueUrl": url}, status=403) == (
+        "AWS.SimpleQueueService.PurgeQueueInProgress", f"Only one PurgeQueue operation on {name} is allowed every 60 seconds.")
+    assert q_ok(srv, {"Action": "ReceiveMessage", "QueueUrl": url}).find("s:ReceiveMessageResult/s:Message", NS) is None
+    # Tags.
+    q_ok(srv, {"Action": "TagQueue", "QueueUrl": url, "Tag.1.Key": "k", "Tag.1.Value": "v", "Tag.2.Key": "k2",
+               "Tag.2.Value": "v2"})
+
+    def tags():
+        root = q_ok(srv, {"Action": "ListQueueTags", "QueueUrl": url})
+        return {t.find("s:Key", NS).text: t.find("s:Value", NS).text
+                for t in root.findall("s:ListQueueTagsResult/s:Tag", NS)}
+
+    assert tags() == {"k": "v", "k2": "v2"}
+    q_ok(srv, {"Action": "UntagQueue", "QueueUrl": url, "TagKey.1": "k"})
+    assert tags() == {"k2": "v2"}
+    # Dead-letter sources.
+    arn = f"arn:aws:sqs:us-east-1:000000000000:{name}"
+    src = q_ok(srv, {"Action": "CreateQueue", "QueueName": name + "-src", "Attribute.1.Name": "RedrivePolicy",
+                     "Attribute.1.Value": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 1})}).find(
+        "s:CreateQueueResult/s:QueueUrl", NS).text
+    root = q_ok(srv, {"Action": "ListDeadLetterSourceQueues", "QueueUrl": url})
+    assert texts(root, "s:ListDeadLetterSourceQueuesResult/s:QueueUrl") == [src]
+    # Delete; the queue is gone.
+    for u in (src, url):
+        q_ok(srv, {"Action": "DeleteQueue", "QueueUrl": u})
+    assert q_err(srv, {"Action": "GetQueueAttributes", "QueueUrl": url, "AttributeName.1": "All"}) == (
+        "AWS.SimpleQueueService.NonExistentQueue", "The specified queue does not exist for this wsdl version.")
+    assert q_err(srv, {"Action": "SendMessage", "QueueUrl": url, "MessageBody": "x"})[0] == \
+        "AWS.SimpleQueueService.NonExistentQueue"
 
 
 def test_json_protocol_raw_errors(srv):
@@ -672,6 +908,55 @@ def test_aws_cli(srv):
     rc, out, err = aws_cli(srv, "sqs", "get-queue-url", "--queue-name", "no-such-cli-queue")
     assert rc != 0
     assert "NonExistentQueue" in err
+
+
+def test_aws_cli_every_operation(srv):
+    """The other SQS operations (and a few of their errors) through the AWS CLI."""
+    def ok(*args):
+        rc, out, err = aws_cli(srv, "sqs", *args)
+        assert rc == 0, err
+        return json.loads(out) if out.strip() else {}
+
+    def fails(code, *args):
+        rc, out, err = aws_cli(srv, "sqs", *args)
+        assert rc != 0 and f"({code})" in err, err
+        return err
+
+    name = qname("cliall")
+    url = ok("create-queue", "--queue-name", name, "--attributes", "VisibilityTimeout=30", "--tags", "a=1")["QueueUrl"]
+    assert ok("get-queue-url", "--queue-name", name)["QueueUrl"] == url
+    assert ok("list-queues", "--queue-name-prefix", name)["QueueUrls"] == [url]
+    fails("QueueAlreadyExists", "create-queue", "--queue-name", name, "--attributes", "VisibilityTimeout=31")
+    ok("set-queue-attributes", "--queue-url", url, "--attributes", "VisibilityTimeout=600,DelaySeconds=0")
+    a = ok("get-queue-attributes", "--queue-url", url, "--attribute-names", "All")["Attributes"]
+    assert (a["VisibilityTimeout"], a["DelaySeconds"], a["ApproximateNumberOfMessages"]) == ("600", "0", "0")
+    r = ok("send-message-batch", "--queue-url", url, "--entries", json.dumps(
+        [{"Id": "a", "MessageBody": "one"}, {"Id": "b", "MessageBody": "two"}]))
+    assert sorted(e["Id"] for e in r["Successful"]) == ["a", "b"]
+    fails("AWS.SimpleQueueService.BatchEntryIdsNotDistinct", "send-message-batch", "--queue-url", url,
+          "--entries", json.dumps([{"Id": "a", "MessageBody": "x"}, {"Id": "a", "MessageBody": "y"}]))
+    got = wait_for(lambda: (ok("receive-message", "--queue-url", url, "--max-number-of-messages", "10")
+                            .get("Messages")), 20, "the CLI's messages")
+    assert sorted(m["Body"] for m in got) == ["one", "two"]
+    handles = [m["ReceiptHandle"] for m in got]
+    ok("change-message-visibility", "--queue-url", url, "--receipt-handle", handles[0], "--visibility-timeout", "0")
+    r = ok("change-message-visibility-batch", "--queue-url", url, "--entries", json.dumps(
+        [{"Id": "x", "ReceiptHandle": handles[0], "VisibilityTimeout": 700}]))
+    assert [e["Id"] for e in r["Successful"]] == ["x"]
+    r = ok("delete-message-batch", "--queue-url", url, "--entries", json.dumps(
+        [{"Id": "d", "ReceiptHandle": handles[0]}, {"Id": "bad", "ReceiptHandle": "garbage"}]))
+    assert [e["Id"] for e in r["Successful"]] == ["d"]
+    assert [(f["Id"], f["Code"]) for f in r["Failed"]] == [("bad", "ReceiptHandleIsInvalid")]
+    fails("ReceiptHandleIsInvalid", "delete-message", "--queue-url", url, "--receipt-handle", "garbage")
+    fails("InvalidParameterValue", "receive-message", "--queue-url", url, "--max-number-of-messages", "11")
+    ok("purge-queue", "--queue-url", url)
+    fails("AWS.SimpleQueueService.PurgeQueueInProgress", "purge-queue", "--queue-url", url)
+    ok("tag-queue", "--queue-url", url, "--tags", "b=2")
+    assert ok("list-queue-tags", "--queue-url", url)["Tags"] == {"a": "1", "b": "2"}
+    ok("untag-queue", "--queue-url", url, "--tag-keys", "a")
+    assert ok("list-queue-tags", "--queue-url", url)["Tags"] == {"b": "2"}
+    ok("delete-queue", "--queue-url", url)
+    fails("AWS.SimpleQueueService.NonExistentQueue", "get-queue-attributes", "--queue-url", url)
 
 
 # ---- durability ----

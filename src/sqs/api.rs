@@ -338,6 +338,19 @@ async fn call(ctx: &Ctx<'_>, op: &str, input: &Value) -> Result<Value, SqsError>
             if total > MAX_BATCH_BYTES {
                 return Err(SqsError::batch_too_long(MAX_BATCH_BYTES, total));
             }
+            // On a FIFO queue an entry without its group (or, without content-based
+            // deduplication, its deduplication id) fails the whole request, as on AWS.
+            let (fifo, content_dedup) = sqs.with_queue(&key, |q| Ok((q.fifo, q.content_based_dedup())))?;
+            if fifo {
+                if entries.iter().any(|e| get_str(e, "MessageGroupId").is_none()) {
+                    return Err(SqsError::invalid_parameter("The request must contain the parameter MessageGroupId."));
+                }
+                if !content_dedup && entries.iter().any(|e| get_str(e, "MessageDeduplicationId").is_none()) {
+                    return Err(SqsError::invalid_parameter(
+                        "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+                    ));
+                }
+            }
             let (mut ok, mut failed, mut acks) = (Vec::new(), Vec::new(), Vec::new());
             for e in &entries {
                 let id = get_str(e, "Id").unwrap_or_default();
@@ -346,7 +359,7 @@ async fn call(ctx: &Ctx<'_>, op: &str, input: &Value) -> Result<Value, SqsError>
                         ok.push(sent_json(&sent, Some(&id)));
                         acks.push(ack);
                     }
-                    Err(err) => failed.push(failure(&id, &err)),
+                    Err(err) => failed.push(failure(&id, &err.in_batch())),
                 }
             }
             for a in acks {

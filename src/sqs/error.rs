@@ -32,6 +32,22 @@ impl SqsError {
         SqsError::invalid_parameter(format!("Value {value} for parameter {parameter} is invalid. Reason: {reason}"))
     }
 
+    /// A message longer than the queue's MaximumMessageSize.
+    pub fn message_too_long(max_size: u64) -> SqsError {
+        SqsError::invalid_parameter(format!(
+            "One or more parameters are invalid. Reason: Message must be shorter than {max_size} bytes."
+        ))
+    }
+
+    /// The error as a batch entry's failure: AWS words a too-long entry differently there
+    /// ("cannot be validated" for "are invalid").
+    pub fn in_batch(mut self) -> SqsError {
+        if let Some(rest) = self.message.strip_prefix("One or more parameters are invalid. Reason: Message must be") {
+            self.message = format!("One or more parameters cannot be validated. Reason: Message must be{rest}");
+        }
+        self
+    }
+
     pub fn missing_parameter(name: &str) -> SqsError {
         SqsError::new(
             "MissingRequiredParameterException",
@@ -68,10 +84,12 @@ impl SqsError {
         SqsError::invalid_value(handle, "ReceiptHandle", "The receipt handle has expired.")
     }
 
-    pub fn message_not_inflight() -> SqsError {
-        SqsError::new(
-            "MessageNotInflight",
-            "AWS.SimpleQueueService.MessageNotInflight",
+    /// ChangeMessageVisibility of a message that is gone (deleted, moved, purged). AWS
+    /// answers InvalidParameterValue here, not its model's MessageNotInflight.
+    pub fn message_not_available(handle: &str) -> SqsError {
+        SqsError::invalid_value(
+            handle,
+            "ReceiptHandle",
             "Message does not exist or is not available for visibility timeout change.",
         )
     }
@@ -156,6 +174,9 @@ impl SqsError {
         if self.status >= 500 { "Receiver" } else { "Sender" }
     }
 }
+
+/// The query protocol's message for an unknown queue (AWS's JSON protocol drops the suffix).
+pub const NON_EXISTENT_QUEUE_QUERY: &str = "The specified queue does not exist for this wsdl version.";
 
 impl std::fmt::Display for SqsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -384,9 +384,7 @@ impl Sqs {
                 .sum::<usize>();
         let max_size = q.num("MaximumMessageSize");
         if size as u64 > max_size {
-            return Err(SqsError::invalid_parameter(format!(
-                "One or more parameters are invalid. Reason: Message must be shorter than {max_size} bytes."
-            )));
+            return Err(SqsError::message_too_long(max_size));
         }
         let now = now_ms();
         let (group, dedup_id) = if q.fifo {
@@ -445,7 +443,9 @@ impl Sqs {
                 ));
             }
         }
-        let delay = msg.delay_seconds.map(u64::from).unwrap_or_else(|| q.num("DelaySeconds"));
+        // A FIFO queue has no per-message delay (0 is accepted and the queue's delay applies).
+        let queue_delay = q.num("DelaySeconds");
+        let delay = if q.fifo { queue_delay } else { msg.delay_seconds.map_or(queue_delay, u64::from) };
         let stored = Stored {
             id: uuid::Uuid::new_v4().to_string(),
             seq,
@@ -549,8 +549,7 @@ impl Sqs {
                     records.push(Record::Delete { region: key.0.clone(), name: key.1.clone(), seq: m.seq });
                     m.seq = next_seq;
                     next_seq += 1;
-                    m.receive_count = 0;
-                    m.first_receive_ms = 0;
+                    // The receive count and first receive carry over (AWS's DLQ answers them).
                     m.visible_at = now;
                     m.receipt = None;
                     m.dlq_source = Some(source_arn.clone());
@@ -643,9 +642,11 @@ impl Sqs {
                 .filter(|(arn, _)| *arn == q.arn)
                 .ok_or_else(|| SqsError::receipt_handle_invalid(handle))?;
             let now = now_ms();
-            let m = q.messages.get_mut(&seq).ok_or_else(SqsError::message_not_inflight)?;
+            let m = q.messages.get_mut(&seq).ok_or_else(|| SqsError::message_not_available(handle))?;
+            // A handle whose visibility timeout has run out is accepted and changes nothing
+            // (AWS answers 200; the message stays visible).
             if m.receipt.is_none() || m.visible_at <= now {
-                return Err(SqsError::message_not_inflight());
+                return Ok(());
             }
             m.visible_at = now + u64::from(timeout) * 1000;
             if timeout == 0 {
@@ -733,10 +734,11 @@ fn to_message(m: &Stored, receipt: String, fifo: bool) -> Message {
     if let Some(s) = &m.dlq_source {
         a.insert("DeadLetterQueueSourceArn".to_string(), s.clone());
     }
+    // A standard queue keeps a sender's MessageGroupId too (fair queues), without ordering.
+    if let Some(g) = &m.group {
+        a.insert("MessageGroupId".to_string(), g.clone());
+    }
     if fifo {
-        if let Some(g) = &m.group {
-            a.insert("MessageGroupId".to_string(), g.clone());
-        }
         if let Some(d) = &m.dedup_id {
             a.insert("MessageDeduplicationId".to_string(), d.clone());
         }
@@ -767,6 +769,19 @@ mod tests {
         );
         assert_eq!(queue::md5_of_attributes(&m).as_deref(), Some("ae7155c6026991b6d54b11589678bf9c"));
         assert_eq!(queue::md5_hex("msg"), "6e2baaf3b97dbeef01c0043275f9a0e7");
+        // AWS's md5OfMessageAttributes in an SQS event LocalStack recorded against AWS
+        // (tests/aws/services/lambda_/event_source_mapping/test_lambda_integration_sqs.snapshot.json,
+        // test_message_body_and_attributes_passed_correctly).
+        let s = |t: &str, v: &str| MessageAttributeValue {
+            data_type: t.into(),
+            string_value: Some(v.into()),
+            binary_value: None,
+        };
+        let mut m = BTreeMap::new();
+        m.insert("Title".to_string(), s("String", "The Whistler"));
+        m.insert("Author".to_string(), s("String", "John Grisham"));
+        m.insert("WeeksOn".to_string(), s("Number", "6"));
+        assert_eq!(queue::md5_of_attributes(&m).as_deref(), Some("d25a6aea97eb8f585bfa92d314504a92"));
     }
 
     #[test]

@@ -398,3 +398,72 @@ impl Queue {
         (picked, next_wake)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn queue(attrs: &[(&str, &str)]) -> Queue {
+        Queue::new(QueueMeta {
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+            name: "q".into(),
+            created: 0,
+            modified: 0,
+            attrs: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            tags: BTreeMap::new(),
+        })
+    }
+
+    fn stored(seq: u64, sent_ms: u64) -> Stored {
+        Stored {
+            id: format!("id-{seq}"),
+            seq,
+            body: "b".into(),
+            attrs: BTreeMap::new(),
+            md5_body: md5_hex("b"),
+            md5_attrs: None,
+            trace_header: None,
+            sent_ms,
+            visible_at: sent_ms,
+            receive_count: 0,
+            first_receive_ms: 0,
+            group: None,
+            dedup_id: None,
+            sender: "s".into(),
+            dlq_source: None,
+            receipt: None,
+        }
+    }
+
+    #[test]
+    fn messages_past_the_retention_period_expire() {
+        // MessageRetentionPeriod 60 s: a message sent at 0 is delivered at 59.999 s and
+        // dropped (never delivered) from 60 s on; a younger one is delivered.
+        let mut q = queue(&[("MessageRetentionPeriod", "60")]);
+        q.messages.insert(1, stored(1, 0));
+        q.messages.insert(2, stored(2, 30_000));
+        let (mut expired, mut to_dlq) = (Vec::new(), Vec::new());
+        let (picked, _) = q.pick(59_999, 10, false, &mut expired, &mut to_dlq);
+        assert_eq!((picked, expired.len()), (vec![1, 2], 0));
+        let (picked, _) = q.pick(60_000, 10, false, &mut expired, &mut to_dlq);
+        assert_eq!((picked, expired), (vec![2], vec![1]));
+        assert!(to_dlq.is_empty());
+    }
+
+    #[test]
+    fn redrive_lists_messages_past_max_receive_count_only_with_the_dlq() {
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":2}"#;
+        let mut q = queue(&[("RedrivePolicy", policy)]);
+        let mut m = stored(1, 0);
+        m.receive_count = 2;
+        q.messages.insert(1, m);
+        let (mut expired, mut to_dlq) = (Vec::new(), Vec::new());
+        // Without its dead-letter queue the message is delivered again.
+        let (picked, _) = q.pick(1_000, 10, false, &mut expired, &mut to_dlq);
+        assert_eq!((picked, to_dlq.clone()), (vec![1], vec![]));
+        let (picked, _) = q.pick(1_000, 10, true, &mut expired, &mut to_dlq);
+        assert_eq!((picked, to_dlq), (vec![], vec![1]));
+    }
+}

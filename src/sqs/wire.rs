@@ -273,11 +273,17 @@ pub fn error(proto: Proto, e: &SqsError, request_id: &str) -> Response<Body> {
             r
         }
         Proto::Query => {
+            // AWS words an unknown queue differently in the query protocol.
+            let message = if e == &SqsError::non_existent_queue() {
+                super::error::NON_EXISTENT_QUEUE_QUERY
+            } else {
+                e.message.as_str()
+            };
             let x = format!(
                 "<?xml version=\"1.0\"?><ErrorResponse xmlns=\"http://queue.amazonaws.com/doc/2012-11-05/\"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message><Detail/></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
                 e.fault(),
                 e.code,
-                crate::aws::xml::escape(&e.message)
+                crate::aws::xml::escape(message)
             );
             http_util::full(status, "text/xml", Bytes::from(x))
         }
