@@ -143,7 +143,10 @@ async fn attach(
     spec.reason = "attached";
     // The layers, for the runtime `attach --debug` starts (each root stands for /opt). Unpacking
     // may touch the disk: off the async worker threads.
-    spec.layer_dirs = tokio::task::block_in_place(|| super::invoke::layer_dirs(lambda, &config))?;
+    let (stores, c) = (lambda.stores.clone(), config.clone());
+    spec.layer_dirs = tokio::task::spawn_blocking(move || super::invoke::layer_dirs(&stores, &c))
+        .await
+        .map_err(|e| AwsError::service(format!("the layers' lookup failed: {e}")))??;
     let info = lambda.engine.attach(&spec, keep_timeout).await?;
     let mut vars = crate::engine::function_env(&spec, &info.runtime_api, &lambda.endpoint_url, &info.log_stream);
     crate::engine::add_metadata_env(&mut vars, &info.runtime_api, &info.metadata_token);

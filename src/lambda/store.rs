@@ -10,10 +10,14 @@
 //! addressed by their sha256, unpacked once per digest when they are uploaded, and freed
 //! with the last record that names them (see [`Blobs`]).
 //!
+//! Every method that writes (or frees, or unpacks) waits on the disk: callers run them on
+//! the blocking pool (the Lambda API runs every operation but Get* and List* there, see
+//! `api::route`), never on an async worker thread.
+//!
 //! The state sits behind a `parking_lot::RwLock`: sections are short, never held across
 //! `.await`, and never wait on the disk. Writers take a second lock, `writing`, which
-//! serializes them: each reads the record, persists the new one (temp file, fsync, rename,
-//! on the blocking pool), and only then takes the state lock for the moment it needs to
+//! serializes them: each reads the record, persists the new one (temp file, fsync, rename),
+//! and only then takes the state lock for the moment it needs to
 //! make the new record visible. So the file on disk is never behind what readers see, a
 //! kill -9 still leaves the old record or the new one, and an Invoke's read lock never
 //! waits for an fsync.
@@ -251,7 +255,7 @@ impl Regions {
 
     /// Frees every blob and code directory no record references any more.
     pub fn collect(&self) {
-        off_worker(|| self.blobs.collect());
+        self.blobs.collect();
     }
 
     /// Holds off every freeing until the returned clone is dropped (see [`CodeHold`]).
@@ -353,16 +357,6 @@ impl Regions {
     }
 }
 
-/// Runs blocking file work so that it does not hold up a Tokio worker's other tasks: on a
-/// multi-threaded runtime through `block_in_place` (the worker's tasks move to another
-/// thread meanwhile), elsewhere (tests, start-up) as it is.
-fn off_worker<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 /// Every readable record in `dir`, and whether some record could not be read.
 fn load_dir<T: serde::de::DeserializeOwned>(dir: &Path) -> (Vec<T>, bool) {
     let mut out = Vec::new();
@@ -434,7 +428,7 @@ impl Store {
     fn persist_function(&self, rec: &FunctionRecord) -> Result<(), AwsError> {
         let bytes = serde_json::to_vec_pretty(rec).map_err(|e| AwsError::service(e.to_string()))?;
         let path = self.function_path(&rec.latest.name);
-        off_worker(|| write_atomic(&path, &bytes)).map_err(io_err)
+        write_atomic(&path, &bytes).map_err(io_err)
     }
 
     // ---- functions ----
@@ -499,7 +493,7 @@ impl Store {
             return Ok(None);
         }
         let path = self.function_path(name);
-        match off_worker(|| std::fs::remove_file(&path)) {
+        match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
@@ -576,11 +570,11 @@ impl Store {
             // Keep the record for its version counter (AWS never reuses numbers).
         }
         let bytes = serde_json::to_vec_pretty(&rec).map_err(|e| AwsError::service(e.to_string()))?;
-        off_worker(|| write_atomic(&path, &bytes)).map_err(io_err)?;
+        write_atomic(&path, &bytes).map_err(io_err)?;
         let dropped = old.iter().any(|sha| !rec.versions.values().any(|v| &v.sha_hex == sha));
         self.state.write().layers.insert(name.to_string(), rec);
         if dropped {
-            off_worker(|| self.blobs.collect());
+            self.blobs.collect();
         }
         Ok(out)
     }
@@ -605,7 +599,7 @@ impl Store {
     fn persist_code_signing(&self, csc: &CodeSigningConfig) -> Result<(), AwsError> {
         let bytes = serde_json::to_vec_pretty(csc).map_err(|e| AwsError::service(e.to_string()))?;
         let path = self.code_signing_path(&csc.id);
-        off_worker(|| write_atomic(&path, &bytes)).map_err(io_err)
+        write_atomic(&path, &bytes).map_err(io_err)
     }
 
     /// Stores a new code signing config (persisted first, like every writer: see the module doc).
@@ -654,7 +648,7 @@ impl Store {
             return Ok(Err(users));
         }
         let path = self.code_signing_path(id);
-        match off_worker(|| std::fs::remove_file(&path)) {
+        match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
@@ -709,7 +703,7 @@ impl Store {
             digests_of(new, &mut after);
         }
         if !before.is_subset(&after) {
-            off_worker(|| self.blobs.collect());
+            self.blobs.collect();
         }
     }
 }
@@ -790,15 +784,15 @@ impl Blobs {
         let present = std::fs::metadata(&path).is_ok_and(|m| m.len() == d.size);
         let mut wrote = false;
         if !present {
-            off_worker(|| write_atomic(&path, bytes)).map_err(|e| disk_error(&self.dir, &e))?;
+            write_atomic(&path, bytes).map_err(|e| disk_error(&self.dir, &e))?;
             self.books.lock().add_blob(&sha, d.size);
             wrote = true;
         }
         if repair {
             // The tree of a damaged blob cannot be trusted: unpack it again from the new one.
-            off_worker(|| self.remove_code_dir(&sha));
+            self.remove_code_dir(&sha);
         }
-        match off_worker(|| self.unpack(&sha)) {
+        match self.unpack(&sha) {
             Ok(_) => {
                 if repair {
                     self.books.lock().damaged.remove(&sha);

@@ -86,7 +86,7 @@ fn check_provisioned_request(ctx: &Ctx, rec: &FunctionRecord, key: &str, n: u64)
 fn provisioned_spec(lambda: &Lambda, scope: &Scope, name: &str, key: &str) -> Result<Arc<EnvSpec>, AwsError> {
     // An alias's main version: its RoutingConfig's weights apply to invocations, not to provisioning.
     let target = invoke::resolve_main(lambda, name, Some(key), scope)?;
-    let mut spec = (*invoke::spec_for(lambda, &target, scope)?).clone();
+    let mut spec = (*invoke::spec_for_blocking(lambda, &target, scope)?).clone();
     spec.provisioned = true;
     Ok(Arc::new(spec))
 }
@@ -122,17 +122,21 @@ fn spawn_provision(lambda: Arc<Lambda>, store: Arc<Store>, name: String, key: St
             Ok(_) => tracing::info!(function = %name, qualifier = %key, n, "provisioned concurrency ready"),
             Err(e) => tracing::warn!(function = %name, qualifier = %key, error = %e, "provisioned concurrency failed"),
         }
-        let _ = store.update_function(&name, |rec| {
-            if let Some(c) = rec.provisioned.get_mut(&key)
-                && c.requested == n
-            {
-                (c.status, c.reason) = match &result {
-                    Ok(_) => ("READY".into(), None),
-                    Err(e) => ("FAILED".into(), Some(e.clone())),
-                };
-            }
-            Ok(())
-        });
+        // The record's file is written on the blocking pool.
+        let _ = tokio::task::spawn_blocking(move || {
+            store.update_function(&name, |rec| {
+                if let Some(c) = rec.provisioned.get_mut(&key)
+                    && c.requested == n
+                {
+                    (c.status, c.reason) = match &result {
+                        Ok(_) => ("READY".into(), None),
+                        Err(e) => ("FAILED".into(), Some(e.clone())),
+                    };
+                }
+                Ok(())
+            })
+        })
+        .await;
     });
 }
 
