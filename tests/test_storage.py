@@ -165,6 +165,33 @@ def test_churn_frees_exactly_what_is_unreferenced(srv, slam):
         assert "FunctionError" not in r and json.loads(body) == {"echo": {"k": name}}, body
 
 
+def test_deleting_a_version_frees_its_code(srv, slam):
+    """DeleteFunction of one version frees the code only that version used; the code $LATEST
+    and the other versions use stays."""
+    lam = slam
+    name = unique("versions")
+    v1_zip, v2_zip = code_zip("ver1"), code_zip("ver2")
+    create(lam, name, v1_zip)
+    lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+    one = lam.publish_version(FunctionName=name)
+    lam.update_function_code(FunctionName=name, ZipFile=v2_zip)
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+    two = lam.publish_version(FunctionName=name)
+    assert code_dir_of(srv.data_dir, one["CodeSha256"]) and code_dir_of(srv.data_dir, two["CodeSha256"])
+    # Version 2 shares its code with $LATEST: deleting it frees nothing.
+    lam.delete_function(FunctionName=name, Qualifier=two["Version"])
+    assert code_dir_of(srv.data_dir, two["CodeSha256"])
+    # Version 1 was the last user of its code.
+    lam.delete_function(FunctionName=name, Qualifier=one["Version"])
+    gone = base64.b64decode(one["CodeSha256"]).hex()
+    assert not os.path.exists(os.path.join(srv.data_dir, "lambda", "blobs", f"{gone}.zip"))
+    assert not os.path.exists(os.path.join(srv.data_dir, "lambda", "code", gone))
+    assert gone not in referenced(srv.data_dir)
+    r, body = invoke(lam, name, {"v": 2})
+    assert "FunctionError" not in r and json.loads(body) == {"echo": {"v": 2}}, body
+    lam.delete_function(FunctionName=name)
+
+
 def test_storage_reports_s3_and_events(srv, slam):
     s3 = srv.client("s3")
     before = storage(srv)
@@ -520,11 +547,20 @@ def test_pending_event_keeps_its_code_across_kill9(fresh_server, tmp_path):
     wait_for(lambda: lam.get_function(FunctionName=name)["Configuration"]["LastUpdateStatus"] == "Successful",
              timeout=30, what="the update to finish")
     assert rec()["latest"]["code_sha_hex"] != old and old not in referenced(srv.data_dir)
+    events_dir = os.path.join(srv.data_dir, "lambda", "events")
+
+    def queued_files():
+        files = [os.path.join(events_dir, n) for n in os.listdir(events_dir) if n.endswith(".json")]
+        return {"count": len(files), "bytes": sum(os.path.getsize(f) for f in files)}
+
+    # The storage report counts the queued Events' files.
+    assert storage(srv)["events"] == queued_files() and queued_files()["count"] == 2
     srv.kill()
     assert os.path.exists(old_blob) and os.path.isdir(old_tree)
     srv.start()
     # The start's sweep has run: no record names the old code, the pending Events do.
     assert srv.health()["pending_events"] == 2
+    assert storage(srv)["events"] == queued_files()
     assert os.path.exists(old_blob) and os.path.isdir(old_tree), "the sweep at start freed the pending Events' code"
     gate.write_text("go")
     wait_for(lambda: srv.health()["pending_events"] == 0, timeout=60, what="both Events to run after the restart")
