@@ -14,9 +14,11 @@ import threading
 import time
 import urllib.request
 
+import boto3
 import pytest
+from botocore.config import Config
 
-from conftest import Server, expect_error, invoke, make_zip, unique, wait_for
+from conftest import CREDS, Server, expect_error, invoke, make_zip, unique, wait_for
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 ECHO = "def handler(e, c):\n    return {'echo': e}\n"
@@ -190,6 +192,33 @@ def test_deleting_a_version_frees_its_code(srv, slam):
     r, body = invoke(lam, name, {"v": 2})
     assert "FunctionError" not in r and json.loads(body) == {"echo": {"v": 2}}, body
     lam.delete_function(FunctionName=name)
+
+
+def regional(srv, region):
+    cfg = Config(retries={"max_attempts": 1, "mode": "standard"})
+    return boto3.client("lambda", endpoint_url=srv.endpoint, config=cfg, **dict(CREDS, region_name=region))
+
+
+def test_a_region_is_made_on_disk_by_its_first_write(fresh_server):
+    """A region first named by a read or an invoke has nothing on disk and gets nothing made
+    there (no disk work on the request's thread); its first write makes its directories, and
+    a restart finds it."""
+    srv = fresh_server()
+    region_dir = os.path.join(srv.data_dir, "lambda", "regions", "ap-south-2")
+    lam = regional(srv, "ap-south-2")
+    assert lam.list_functions()["Functions"] == []
+    expect_error("ResourceNotFoundException", 404, lam.get_function, FunctionName="not-here")
+    expect_error("ResourceNotFoundException", 404, lam.invoke, FunctionName="not-here", Payload=b"{}")
+    assert not os.path.exists(region_dir)
+    create(lam, "made-here", code_zip("region"))
+    assert os.path.isfile(os.path.join(region_dir, "functions", "made-here.json"))
+    r, body = invoke(lam, "made-here", {"r": 1})
+    assert json.loads(body) == {"echo": {"r": 1}}, body
+    srv.restart()
+    lam = regional(srv, "ap-south-2")
+    assert [f["FunctionName"] for f in lam.list_functions()["Functions"]] == ["made-here"]
+    r, body = invoke(lam, "made-here", {"r": 2})
+    assert json.loads(body) == {"echo": {"r": 2}}, body
 
 
 def test_storage_reports_s3_and_events(srv, slam):

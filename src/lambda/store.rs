@@ -294,12 +294,20 @@ impl Regions {
         self.blobs.blob_path(sha_hex)
     }
 
+    fn region_dir(&self, region: &str) -> PathBuf {
+        if region == self.default { self.root.clone() } else { self.root.join("regions").join(region) }
+    }
+
+    /// Opens a region's records (at start).
     fn open_region(&self, region: &str) -> std::io::Result<Arc<Store>> {
-        let dir = if region == self.default { self.root.clone() } else { self.root.join("regions").join(region) };
-        let store = Arc::new(Store::open_at(dir, self.blobs.clone())?);
+        let store = Arc::new(Store::open_at(self.region_dir(region), self.blobs.clone())?);
+        Ok(self.add_region(region, store))
+    }
+
+    fn add_region(&self, region: &str, store: Arc<Store>) -> Arc<Store> {
         self.blobs.stores.write().push(Arc::downgrade(&store));
         self.stores.write().insert(region.to_string(), store.clone());
-        Ok(store)
+        store
     }
 
     /// The store of `region` (the default region's for a name that cannot be one).
@@ -312,13 +320,10 @@ impl Regions {
         if let Some(s) = self.stores.read().get(region) {
             return s.clone();
         }
-        match self.open_region(region) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(region, error = %e, "cannot open the region's store: using the default region's");
-                self.default_store()
-            }
-        }
+        // Every region with records on disk was opened at start, so one first named now has
+        // none: its store starts empty, and its directories are made by its first write
+        // (`write_atomic`, on the blocking pool). A read or an invoke naming it touches no disk.
+        self.add_region(region, Arc::new(Store::empty(self.region_dir(region), self.blobs.clone())))
     }
 
     /// Every region's store opened so far.
@@ -415,6 +420,17 @@ impl Store {
             writing: Mutex::new(()),
             changed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// A region with nothing on disk yet (see [`Regions::get`]).
+    fn empty(dir: PathBuf, blobs: Arc<Blobs>) -> Store {
+        Store {
+            dir,
+            blobs,
+            state: RwLock::new(State::default()),
+            writing: Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
+        }
     }
 
     fn function_path(&self, name: &str) -> PathBuf {
