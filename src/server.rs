@@ -467,7 +467,10 @@ async fn internal(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         );
     }
     if let Some(sha) = path.strip_prefix("/_ruststack/code/") {
-        return match app.lambda.stores.read_blob(sha) {
+        // A whole zip read from the disk: on the blocking pool.
+        let (stores, sha_owned) = (app.lambda.stores.clone(), sha.to_string());
+        let read = tokio::task::spawn_blocking(move || stores.read_blob(&sha_owned));
+        return match read.await.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
             Ok(b) => http_util::full(StatusCode::OK, "application/zip", Bytes::from(b)),
             Err(_) => AwsError::not_found(format!("no such code: {sha}"))
                 .to_response(&crate::aws::request_id())

@@ -267,6 +267,22 @@ fn every_import_points_down_the_floors() {
 
 // The checker itself must be able to fail.
 
+/// The standard beside the layers: file I/O and process spawning run on the blocking pool
+/// (`spawn_blocking`), never in `block_in_place` on an async worker (which stalls that
+/// worker's other tasks while they move, and panics on a current-thread runtime).
+#[test]
+fn nothing_blocks_in_place() {
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    let mut found: Vec<String> = files
+        .iter()
+        .filter(|f| code_only(&std::fs::read_to_string(f).expect("read source")).contains("block_in_place"))
+        .map(|f| f.strip_prefix(src_dir()).expect("under src").display().to_string())
+        .collect();
+    found.sort();
+    assert!(found.is_empty(), "block_in_place in {found:?}: use tokio::task::spawn_blocking");
+}
+
 #[test]
 fn parser_sees_every_form_of_path() {
     let modules: BTreeSet<String> = ["lambda", "server", "s3", "engine", "aws"].iter().map(|s| s.to_string()).collect();

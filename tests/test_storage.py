@@ -3,6 +3,7 @@ last record that uses them (also across kill -9 and restarts), code is unpacked 
 create answers, a full disk gets a clear error at create and does not stop the server, and
 missing code is named at start and at invoke."""
 
+import base64
 import json
 import os
 import re
@@ -13,9 +14,11 @@ import threading
 import time
 import urllib.request
 
+import boto3
 import pytest
+from botocore.config import Config
 
-from conftest import Server, expect_error, invoke, make_zip, unique, wait_for
+from conftest import CREDS, Server, expect_error, invoke, make_zip, unique, wait_for
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 ECHO = "def handler(e, c):\n    return {'echo': e}\n"
@@ -60,6 +63,13 @@ def referenced(data_dir):
                     with open(os.path.join(dirpath, f)) as fh:
                         walk(json.load(fh))
     return refs
+
+
+def code_dir_of(data_dir, code_sha256):
+    """Whether the unpacked tree of the code with this CodeSha256 (base64) is on disk."""
+    sha_hex = base64.b64decode(code_sha256).hex()
+    return os.path.isfile(os.path.join(data_dir, "lambda", "blobs", f"{sha_hex}.zip")) and \
+        os.path.isdir(os.path.join(data_dir, "lambda", "code", sha_hex))
 
 
 def exactly_referenced(data_dir):
@@ -115,12 +125,14 @@ def test_churn_frees_exactly_what_is_unreferenced(srv, slam):
         assert referenced(srv.data_dir) <= code, "code is unpacked at create"
         if i % 4 == 0:
             lam.publish_version(FunctionName=name)
-            lam.update_function_code(FunctionName=name, ZipFile=code_zip(f"u{i}"))
+            up = lam.update_function_code(FunctionName=name, ZipFile=code_zip(f"u{i}"))
+            assert code_dir_of(srv.data_dir, up["CodeSha256"]), "UpdateFunctionCode unpacks before it answers"
         if i % 5 == 0:
             invoke(lam, name, {"i": i})  # an environment runs from the code dir
         used_layer = False
         if i % 6 == 0:
             lv = lam.publish_layer_version(LayerName=layer_name, Content={"ZipFile": make_zip({"python/l.py": f"L={i}\n"})})
+            assert code_dir_of(srv.data_dir, lv["Content"]["CodeSha256"]), "PublishLayerVersion unpacks before it answers"
             if i % 12 == 0:
                 # A function that uses the layer version keeps its code after the version is deleted.
                 lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 20})
@@ -153,6 +165,60 @@ def test_churn_frees_exactly_what_is_unreferenced(srv, slam):
     for name in keep:
         r, body = invoke(lam, name, {"k": name})
         assert "FunctionError" not in r and json.loads(body) == {"echo": {"k": name}}, body
+
+
+def test_deleting_a_version_frees_its_code(srv, slam):
+    """DeleteFunction of one version frees the code only that version used; the code $LATEST
+    and the other versions use stays."""
+    lam = slam
+    name = unique("versions")
+    v1_zip, v2_zip = code_zip("ver1"), code_zip("ver2")
+    create(lam, name, v1_zip)
+    lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+    one = lam.publish_version(FunctionName=name)
+    lam.update_function_code(FunctionName=name, ZipFile=v2_zip)
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+    two = lam.publish_version(FunctionName=name)
+    assert code_dir_of(srv.data_dir, one["CodeSha256"]) and code_dir_of(srv.data_dir, two["CodeSha256"])
+    # Version 2 shares its code with $LATEST: deleting it frees nothing.
+    lam.delete_function(FunctionName=name, Qualifier=two["Version"])
+    assert code_dir_of(srv.data_dir, two["CodeSha256"])
+    # Version 1 was the last user of its code.
+    lam.delete_function(FunctionName=name, Qualifier=one["Version"])
+    gone = base64.b64decode(one["CodeSha256"]).hex()
+    assert not os.path.exists(os.path.join(srv.data_dir, "lambda", "blobs", f"{gone}.zip"))
+    assert not os.path.exists(os.path.join(srv.data_dir, "lambda", "code", gone))
+    assert gone not in referenced(srv.data_dir)
+    r, body = invoke(lam, name, {"v": 2})
+    assert "FunctionError" not in r and json.loads(body) == {"echo": {"v": 2}}, body
+    lam.delete_function(FunctionName=name)
+
+
+def regional(srv, region):
+    cfg = Config(retries={"max_attempts": 1, "mode": "standard"})
+    return boto3.client("lambda", endpoint_url=srv.endpoint, config=cfg, **dict(CREDS, region_name=region))
+
+
+def test_a_region_is_made_on_disk_by_its_first_write(fresh_server):
+    """A region first named by a read or an invoke has nothing on disk and gets nothing made
+    there (no disk work on the request's thread); its first write makes its directories, and
+    a restart finds it."""
+    srv = fresh_server()
+    region_dir = os.path.join(srv.data_dir, "lambda", "regions", "ap-south-2")
+    lam = regional(srv, "ap-south-2")
+    assert lam.list_functions()["Functions"] == []
+    expect_error("ResourceNotFoundException", 404, lam.get_function, FunctionName="not-here")
+    expect_error("ResourceNotFoundException", 404, lam.invoke, FunctionName="not-here", Payload=b"{}")
+    assert not os.path.exists(region_dir)
+    create(lam, "made-here", code_zip("region"))
+    assert os.path.isfile(os.path.join(region_dir, "functions", "made-here.json"))
+    r, body = invoke(lam, "made-here", {"r": 1})
+    assert json.loads(body) == {"echo": {"r": 1}}, body
+    srv.restart()
+    lam = regional(srv, "ap-south-2")
+    assert [f["FunctionName"] for f in lam.list_functions()["Functions"]] == ["made-here"]
+    r, body = invoke(lam, "made-here", {"r": 2})
+    assert json.loads(body) == {"echo": {"r": 2}}, body
 
 
 def test_storage_reports_s3_and_events(srv, slam):
@@ -207,6 +273,63 @@ def test_missing_blob_is_named_at_start_and_at_invoke(fresh_server):
     for q in ("$LATEST", "1"):
         r, body = invoke(lam, name, {"q": q}, Qualifier=q)
         assert "FunctionError" not in r and json.loads(body) == {"echo": {"q": q}}, body
+    assert storage(srv)["damaged"] == []
+
+
+def test_damaged_blob_and_missing_layer_blob_are_named_at_start_and_at_invoke(fresh_server):
+    """A blob of the wrong size (damaged) and a layer version's missing blob: each logged once
+    per version that uses it, each invoke of such a version refused with what is wrong, and a
+    new upload of the same code (UpdateFunctionCode, PublishLayerVersion) repairs it."""
+    srv = fresh_server()
+    lam = srv.client("lambda")
+    damaged, user = unique("damaged"), unique("layer-user")
+    z = code_zip("damaged")
+    create(lam, damaged, z)
+    layer_name = unique("lost-layer")
+    lz = make_zip({"python/lost.py": "VALUE = 'from the layer'\n"})
+    lv = lam.publish_layer_version(LayerName=layer_name, Content={"ZipFile": lz})
+    create(lam, user, make_zip({"app.py": "import lost\ndef handler(e, c):\n    return lost.VALUE\n"}),
+           Layers=[lv["LayerVersionArn"]])
+    srv.stop()
+    sha = lambda name: json.load(open(os.path.join(srv.data_dir, "lambda", "functions", f"{name}.json")))["latest"]["code_sha_hex"]
+    d_sha = sha(damaged)
+    d_blob = os.path.join(srv.data_dir, "lambda", "blobs", f"{d_sha}.zip")
+    with open(d_blob, "r+b") as f:
+        f.truncate(len(z) // 2)
+    l_sha = base64.b64decode(lv["Content"]["CodeSha256"]).hex()
+    l_blob = os.path.join(srv.data_dir, "lambda", "blobs", f"{l_sha}.zip")
+    os.remove(l_blob)
+    srv.start()
+    logs = srv.logs()
+    bad = f"the stored code blob {d_blob} is damaged ({len(z) // 2} bytes, expected {len(z)})"
+    lines = [ln for ln in logs.splitlines() if bad in ln]
+    assert len(lines) == 1 and f'function="{damaged}" version="$LATEST" digest="{d_sha}" path={d_blob}' in lines[0], logs
+    gone = f"the stored code blob {l_blob} is missing"
+    lines = [ln for ln in logs.splitlines() if gone in ln]
+    # The layer version itself, and the function version that uses it.
+    assert len(lines) == 2, logs
+    assert sum(f'kind="layer" function="{layer_name}" version="1" digest="{l_sha}"' in ln for ln in lines) == 1, lines
+    assert sum(f'kind="function layer" function="{user}" version="$LATEST" digest="{l_sha}"' in ln for ln in lines) == 1, lines
+    assert storage(srv)["damaged"] == sorted([d_sha, l_sha])
+
+    lam = srv.client("lambda")
+    err = expect_error("ServiceException", 500, lam.invoke, FunctionName=damaged, Payload=b"{}")
+    assert err["Error"]["Message"] == (
+        f"The stored code of function {damaged} version $LATEST (digest {d_sha}) is missing or unusable: "
+        f"{bad}. Upload the code again (UpdateFunctionCode) to repair it."), err
+    err = expect_error("ServiceException", 500, lam.invoke, FunctionName=user, Payload=b"{}")
+    assert f"(digest {l_sha}) is missing or unusable: {gone}." in err["Error"]["Message"], err
+
+    # Uploads of the same code repair them.
+    lam.update_function_code(FunctionName=damaged, ZipFile=z)
+    lam.get_waiter("function_updated_v2").wait(FunctionName=damaged, WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+    assert os.path.getsize(d_blob) == len(z)
+    r, body = invoke(lam, damaged, {"d": 1})
+    assert "FunctionError" not in r and json.loads(body) == {"echo": {"d": 1}}, body
+    again = lam.publish_layer_version(LayerName=layer_name, Content={"ZipFile": lz})
+    assert again["Content"]["CodeSha256"] == lv["Content"]["CodeSha256"] and again["Version"] == 2
+    r, body = invoke(lam, user, {})
+    assert "FunctionError" not in r and json.loads(body) == "from the layer", body
     assert storage(srv)["damaged"] == []
 
 
@@ -311,6 +434,10 @@ def test_full_disk(small_disk):
     srv = LoggedElsewhere(data, logdir)
     try:
         lam = srv.client("lambda")
+        s3 = srv.client("s3")
+        s3.create_bucket(Bucket="full-disk")
+        kept = os.urandom(4096)
+        s3.put_object(Bucket="full-disk", Key="kept", Body=kept)
         made = []
         err = None
         for i in range(10):
@@ -325,13 +452,28 @@ def test_full_disk(small_disk):
         resp = err.response
         assert resp["Error"]["Code"] == "ServiceException", resp
         assert resp["ResponseMetadata"]["HTTPStatusCode"] == 500
-        msg = resp["Error"]["Message"]
-        assert msg == (f"Could not store the deployment package: the disk holding the data directory "
-                       f"{os.path.join(data, 'lambda')} is full (No space left on device (os error 28))"), msg
+        full = (f"Could not store the deployment package: the disk holding the data directory "
+                f"{os.path.join(data, 'lambda')} is full (No space left on device (os error 28))")
+        assert resp["Error"]["Message"] == full, resp
         # Nothing half-written: no record, no blob, no tree of the refused one.
         names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
         assert sorted(names) == sorted(made)
         assert exactly_referenced(data)
+
+        # UpdateFunctionCode and PublishLayerVersion get the same error at that call: the
+        # function keeps the code it had, no layer version is made, nothing of either stays.
+        had = lam.get_function(FunctionName=made[0])["Configuration"]["CodeSha256"]
+        err = expect_error("ServiceException", 500, lam.update_function_code, FunctionName=made[0],
+                           ZipFile=code_zip("update", pad=1024 * 1024))
+        assert err["Error"]["Message"] == full, err
+        assert lam.get_function(FunctionName=made[0])["Configuration"]["CodeSha256"] == had
+        err = expect_error("ServiceException", 500, lam.publish_layer_version, LayerName="full-layer",
+                           Content={"ZipFile": code_zip("layer", pad=1024 * 1024)})
+        assert err["Error"]["Message"] == full, err
+        assert "full-layer" not in [x["LayerName"] for x in lam.list_layers()["Layers"]]
+        assert exactly_referenced(data)
+        r, body = invoke(lam, made[0], {"kept": True})
+        assert json.loads(body) == {"echo": {"kept": True}}, body
 
         # A truly full disk: existing functions invoke, and a restart works.
         filler = fill(mnt)
@@ -339,12 +481,14 @@ def test_full_disk(small_disk):
         for n in made:
             r, body = invoke(lam, n, {"n": n})
             assert json.loads(body) == {"echo": {"n": n}}, body
+        assert s3.get_object(Bucket="full-disk", Key="kept")["Body"].read() == kept
         srv.restart()
-        lam = srv.client("lambda")
+        lam, s3 = srv.client("lambda"), srv.client("s3")
         assert sorted(f["FunctionName"] for f in lam.list_functions()["Functions"]) == sorted(made)
         for n in made:
             r, body = invoke(lam, n, {"n": n})
             assert json.loads(body) == {"echo": {"n": n}}, body
+        assert s3.get_object(Bucket="full-disk", Key="kept")["Body"].read() == kept
         os.remove(filler)
 
         # Deleting a function frees its blob and tree, and a create fits again.
@@ -400,6 +544,64 @@ def test_event_invocations_at_least_once_across_kill9(fresh_server, tmp_path):
     assert all(n <= 2 for n in runs.values()), runs
     assert twice <= (started_at_kill & on_disk_at_kill), \
         f"ran twice without having been in flight at the kill: {twice - (started_at_kill & on_disk_at_kill)}"
+
+
+def test_pending_event_keeps_its_code_across_kill9(fresh_server, tmp_path):
+    """An Event queued for code that $LATEST no longer has keeps that code through a kill -9:
+    the sweep at the next start leaves its blob and tree, the Event runs on it, and the blob
+    is freed once it has run."""
+    srv = fresh_server("--lambda-max-containers", "1")
+    lam = srv.client("lambda")
+    gate, started, log = tmp_path / "gate", tmp_path / "started", tmp_path / "ran.log"
+
+    def version(tag):
+        return make_zip({"app.py": (
+            f"import os, time\nTAG = {tag!r}\ndef handler(e, c):\n"
+            f"    if e.get('wait'):\n        open({str(started)!r}, 'w').close()\n"
+            f"        while not os.path.exists({str(gate)!r}):\n            time.sleep(0.01)\n"
+            f"    with open({str(log)!r}, 'a') as f:\n        f.write(TAG + ' ' + e['name'] + '\\n')\n")})
+
+    name = unique("evkill")
+    create(lam, name, version("v1"))
+    wait_for(lambda: lam.get_function(FunctionName=name)["Configuration"]["State"] == "Active", timeout=30,
+             what="the function to be Active")
+    rec = lambda: json.load(open(os.path.join(srv.data_dir, "lambda", "functions", f"{name}.json")))
+    old = rec()["latest"]["code_sha_hex"]
+    old_blob = os.path.join(srv.data_dir, "lambda", "blobs", f"{old}.zip")
+    old_tree = os.path.join(srv.data_dir, "lambda", "code", old)
+    assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"wait": True, "name": "A"}))["StatusCode"] == 202
+    wait_for(started.exists, timeout=30, what="Event A to start")
+    assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"name": "B"}))["StatusCode"] == 202
+    lam.update_function_code(FunctionName=name, ZipFile=version("v2"))
+    wait_for(lambda: lam.get_function(FunctionName=name)["Configuration"]["LastUpdateStatus"] == "Successful",
+             timeout=30, what="the update to finish")
+    assert rec()["latest"]["code_sha_hex"] != old and old not in referenced(srv.data_dir)
+    events_dir = os.path.join(srv.data_dir, "lambda", "events")
+
+    def queued_files():
+        files = [os.path.join(events_dir, n) for n in os.listdir(events_dir) if n.endswith(".json")]
+        return {"count": len(files), "bytes": sum(os.path.getsize(f) for f in files)}
+
+    # The storage report counts the queued Events' files.
+    assert storage(srv)["events"] == queued_files() and queued_files()["count"] == 2
+    srv.kill()
+    assert os.path.exists(old_blob) and os.path.isdir(old_tree)
+    srv.start()
+    # The start's sweep has run: no record names the old code, the pending Events do.
+    assert srv.health()["pending_events"] == 2
+    assert storage(srv)["events"] == queued_files()
+    assert os.path.exists(old_blob) and os.path.isdir(old_tree), "the sweep at start freed the pending Events' code"
+    gate.write_text("go")
+    wait_for(lambda: srv.health()["pending_events"] == 0, timeout=60, what="both Events to run after the restart")
+    ran = log.read_text().splitlines()
+    # B ran once, on the code it was queued for; A (in flight at the kill) at least once, on it too.
+    assert ran.count("v1 B") == 1 and "v1 A" in ran and set(ran) == {"v1 A", "v1 B"}, ran
+    # The blob goes at once; the tree once the environment that ran the Events stops (it
+    # stays warm meanwhile, counted as deferred).
+    wait_for(lambda: not os.path.exists(old_blob), timeout=15, what="the old blob to be freed after the Events ran")
+    blobs, _, _ = on_disk(srv.data_dir)
+    assert blobs == referenced(srv.data_dir)
+    assert not os.path.exists(old_tree) or storage(srv)["code"]["deferred"] == 1
 
 
 def test_code_dir_of_a_running_environment_is_freed_after_it_stops(srv, slam, tmp_path):

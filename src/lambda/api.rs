@@ -158,7 +158,7 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
     drop(segs);
     let op = routed.op;
     let param = |name: &str| routed.params.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| v.as_str());
-    let (f, l, v) = (param("FunctionName"), param("LayerName"), param("VersionNumber"));
+    let f = param("FunctionName");
     // The model layer first (ValidationException), then the handlers' semantic checks.
     let model_check = |headers: &http::HeaderMap, body: Option<&Map<String, Value>>| {
         validate::check(op, &validate::Request { params: &routed.params, query: &ctx.query, headers, body })
@@ -196,87 +196,96 @@ async fn route(lambda: &Arc<Lambda>, req: Request<Incoming>, scope: Scope) -> R 
         }
         None => Map::new(),
     };
+    // Reads answer from memory in place; every other operation writes a record (a temp
+    // file, an fsync, a rename), stores or frees code, or reads S3: on the blocking pool, so
+    // that no async worker waits on the disk.
+    if op.name.starts_with("Get") || op.name.starts_with("List") {
+        dispatch(&ctx, op, &routed.params, doc, body)
+    } else {
+        let params = routed.params;
+        blocking(&ctx, move |ctx| dispatch(ctx, op, &params, doc, body)).await
+    }
+}
+
+/// The operations whose body is a JSON document of members (`doc`), by name.
+fn dispatch(
+    ctx: &Ctx,
+    op: &'static validate::Operation,
+    params: &[(&'static str, String)],
+    doc: Map<String, Value>,
+    body: Bytes,
+) -> R {
+    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map_or("", |(_, v)| v.as_str());
+    let (f, l, v) = (param("FunctionName"), param("LayerName"), param("VersionNumber"));
     match op.name {
-        "ListFunctions" => list_functions(&ctx),
-        "CreateFunction" => {
-            let input = typed(doc)?;
-            blocking(&ctx, move |ctx| create_function(ctx, input, &body)).await
-        }
-        "GetFunction" => get_function(&ctx, f),
-        "DeleteFunction" => delete_function(&ctx, f),
-        "GetFunctionConfiguration" => get_configuration(&ctx, f),
-        "UpdateFunctionConfiguration" => {
-            let (input, f) = (typed(doc)?, f.to_string());
-            blocking(&ctx, move |ctx| update_configuration(ctx, &f, input, &body)).await
-        }
-        "UpdateFunctionCode" => {
-            let (input, f) = (typed(doc)?, f.to_string());
-            blocking(&ctx, move |ctx| update_code(ctx, &f, input)).await
-        }
-        "PublishVersion" => publish_version(&ctx, f, typed(doc)?),
-        "ListVersionsByFunction" => list_versions(&ctx, f),
-        "CreateAlias" => create_alias(&ctx, f, typed(doc)?),
-        "ListAliases" => list_aliases(&ctx, f),
-        "GetAlias" => get_alias(&ctx, f, param("Name")),
-        "UpdateAlias" => update_alias(&ctx, f, param("Name"), typed(doc)?),
-        "DeleteAlias" => delete_alias(&ctx, f, param("Name")),
-        "PutFunctionConcurrency" => put_concurrency(&ctx, f, typed(doc)?),
-        "GetFunctionConcurrency" => get_concurrency(&ctx, f),
-        "DeleteFunctionConcurrency" => delete_concurrency(&ctx, f),
-        "CreateFunctionUrlConfig" => create_url_config(&ctx, f, typed(doc)?),
-        "GetFunctionUrlConfig" => get_url_config(&ctx, f),
-        "UpdateFunctionUrlConfig" => update_url_config(&ctx, f, typed(doc)?),
-        "DeleteFunctionUrlConfig" => delete_url_config(&ctx, f),
-        "ListFunctionUrlConfigs" => list_url_configs(&ctx, f),
+        "ListFunctions" => list_functions(ctx),
+        "CreateFunction" => create_function(ctx, typed(doc)?, &body),
+        "GetFunction" => get_function(ctx, f),
+        "DeleteFunction" => delete_function(ctx, f),
+        "GetFunctionConfiguration" => get_configuration(ctx, f),
+        "UpdateFunctionConfiguration" => update_configuration(ctx, f, typed(doc)?, &body),
+        "UpdateFunctionCode" => update_code(ctx, f, typed(doc)?),
+        "PublishVersion" => publish_version(ctx, f, typed(doc)?),
+        "ListVersionsByFunction" => list_versions(ctx, f),
+        "CreateAlias" => create_alias(ctx, f, typed(doc)?),
+        "ListAliases" => list_aliases(ctx, f),
+        "GetAlias" => get_alias(ctx, f, param("Name")),
+        "UpdateAlias" => update_alias(ctx, f, param("Name"), typed(doc)?),
+        "DeleteAlias" => delete_alias(ctx, f, param("Name")),
+        "PutFunctionConcurrency" => put_concurrency(ctx, f, typed(doc)?),
+        "GetFunctionConcurrency" => get_concurrency(ctx, f),
+        "DeleteFunctionConcurrency" => delete_concurrency(ctx, f),
+        "CreateFunctionUrlConfig" => create_url_config(ctx, f, typed(doc)?),
+        "GetFunctionUrlConfig" => get_url_config(ctx, f),
+        "UpdateFunctionUrlConfig" => update_url_config(ctx, f, typed(doc)?),
+        "DeleteFunctionUrlConfig" => delete_url_config(ctx, f),
+        "ListFunctionUrlConfigs" => list_url_configs(ctx, f),
         "PutFunctionEventInvokeConfig" => {
-            put_event_invoke(&ctx, f, typed::<input::PutFunctionEventInvokeConfigRequest>(doc)?.into(), true)
+            put_event_invoke(ctx, f, typed::<input::PutFunctionEventInvokeConfigRequest>(doc)?.into(), true)
         }
         "UpdateFunctionEventInvokeConfig" => {
-            put_event_invoke(&ctx, f, typed::<input::UpdateFunctionEventInvokeConfigRequest>(doc)?.into(), false)
+            put_event_invoke(ctx, f, typed::<input::UpdateFunctionEventInvokeConfigRequest>(doc)?.into(), false)
         }
-        "GetFunctionEventInvokeConfig" => get_event_invoke(&ctx, f),
-        "DeleteFunctionEventInvokeConfig" => delete_event_invoke(&ctx, f),
-        "ListFunctionEventInvokeConfigs" => list_event_invoke(&ctx, f),
-        "GetFunctionCodeSigningConfig" => get_function_csc(&ctx, f),
-        "PutFunctionCodeSigningConfig" => put_function_csc(&ctx, f, typed(doc)?),
-        "DeleteFunctionCodeSigningConfig" => delete_function_csc(&ctx, f),
-        "CreateCodeSigningConfig" => create_csc(&ctx, typed(doc)?),
-        "ListCodeSigningConfigs" => list_cscs(&ctx),
-        "GetCodeSigningConfig" => get_csc(&ctx, param("CodeSigningConfigArn")),
-        "UpdateCodeSigningConfig" => update_csc(&ctx, param("CodeSigningConfigArn"), typed(doc)?),
-        "DeleteCodeSigningConfig" => delete_csc(&ctx, param("CodeSigningConfigArn")),
-        "ListFunctionsByCodeSigningConfig" => list_functions_by_csc(&ctx, param("CodeSigningConfigArn")),
-        "GetRuntimeManagementConfig" => runtime_management_config(&ctx, f),
-        "GetFunctionRecursionConfig" => get_recursion(&ctx, f),
-        "PutFunctionRecursionConfig" => put_recursion(&ctx, f, typed(doc)?),
-        "PutProvisionedConcurrencyConfig" => put_provisioned(&ctx, f, typed(doc)?),
-        "ListProvisionedConcurrencyConfigs" => list_provisioned(&ctx, f),
-        "GetProvisionedConcurrencyConfig" => get_provisioned(&ctx, f),
-        "DeleteProvisionedConcurrencyConfig" => delete_provisioned(&ctx, f),
-        "AddPermission" => add_permission(&ctx, f, typed(doc)?),
-        "GetPolicy" => get_policy(&ctx, f),
-        "RemovePermission" => remove_permission(&ctx, f, param("StatementId")),
-        "GetLayerVersionByArn" => get_layer_version_by_arn(&ctx),
-        "ListLayers" => list_layers(&ctx),
-        "PublishLayerVersion" => {
-            let (input, l) = (typed(doc)?, l.to_string());
-            blocking(&ctx, move |ctx| publish_layer_version(ctx, &l, input)).await
-        }
-        "ListLayerVersions" => list_layer_versions(&ctx, l),
-        "GetLayerVersion" => get_layer_version(&ctx, l, v),
-        "DeleteLayerVersion" => delete_layer_version(&ctx, l, v),
-        "AddLayerVersionPermission" => add_layer_permission(&ctx, l, v, typed(doc)?),
-        "GetLayerVersionPolicy" => get_layer_policy(&ctx, l, v),
-        "RemoveLayerVersionPermission" => remove_layer_permission(&ctx, l, v, param("StatementId")),
-        "ListTags" => list_tags(&ctx, param("Resource")),
-        "TagResource" => tag_resource(&ctx, param("Resource"), typed(doc)?),
-        "UntagResource" => untag_resource(&ctx, param("Resource")),
-        "GetAccountSettings" => account_settings(&ctx),
-        "CreateEventSourceMapping" => create_esm(&ctx, typed(doc)?),
-        "GetEventSourceMapping" => get_esm(&ctx, param("UUID")),
-        "UpdateEventSourceMapping" => update_esm(&ctx, param("UUID"), typed(doc)?),
-        "DeleteEventSourceMapping" => delete_esm(&ctx, param("UUID")),
-        "ListEventSourceMappings" => list_esms(&ctx),
+        "GetFunctionEventInvokeConfig" => get_event_invoke(ctx, f),
+        "DeleteFunctionEventInvokeConfig" => delete_event_invoke(ctx, f),
+        "ListFunctionEventInvokeConfigs" => list_event_invoke(ctx, f),
+        "GetFunctionCodeSigningConfig" => get_function_csc(ctx, f),
+        "PutFunctionCodeSigningConfig" => put_function_csc(ctx, f, typed(doc)?),
+        "DeleteFunctionCodeSigningConfig" => delete_function_csc(ctx, f),
+        "CreateCodeSigningConfig" => create_csc(ctx, typed(doc)?),
+        "ListCodeSigningConfigs" => list_cscs(ctx),
+        "GetCodeSigningConfig" => get_csc(ctx, param("CodeSigningConfigArn")),
+        "UpdateCodeSigningConfig" => update_csc(ctx, param("CodeSigningConfigArn"), typed(doc)?),
+        "DeleteCodeSigningConfig" => delete_csc(ctx, param("CodeSigningConfigArn")),
+        "ListFunctionsByCodeSigningConfig" => list_functions_by_csc(ctx, param("CodeSigningConfigArn")),
+        "GetRuntimeManagementConfig" => runtime_management_config(ctx, f),
+        "GetFunctionRecursionConfig" => get_recursion(ctx, f),
+        "PutFunctionRecursionConfig" => put_recursion(ctx, f, typed(doc)?),
+        "PutProvisionedConcurrencyConfig" => put_provisioned(ctx, f, typed(doc)?),
+        "ListProvisionedConcurrencyConfigs" => list_provisioned(ctx, f),
+        "GetProvisionedConcurrencyConfig" => get_provisioned(ctx, f),
+        "DeleteProvisionedConcurrencyConfig" => delete_provisioned(ctx, f),
+        "AddPermission" => add_permission(ctx, f, typed(doc)?),
+        "GetPolicy" => get_policy(ctx, f),
+        "RemovePermission" => remove_permission(ctx, f, param("StatementId")),
+        "GetLayerVersionByArn" => get_layer_version_by_arn(ctx),
+        "ListLayers" => list_layers(ctx),
+        "PublishLayerVersion" => publish_layer_version(ctx, l, typed(doc)?),
+        "ListLayerVersions" => list_layer_versions(ctx, l),
+        "GetLayerVersion" => get_layer_version(ctx, l, v),
+        "DeleteLayerVersion" => delete_layer_version(ctx, l, v),
+        "AddLayerVersionPermission" => add_layer_permission(ctx, l, v, typed(doc)?),
+        "GetLayerVersionPolicy" => get_layer_policy(ctx, l, v),
+        "RemoveLayerVersionPermission" => remove_layer_permission(ctx, l, v, param("StatementId")),
+        "ListTags" => list_tags(ctx, param("Resource")),
+        "TagResource" => tag_resource(ctx, param("Resource"), typed(doc)?),
+        "UntagResource" => untag_resource(ctx, param("Resource")),
+        "GetAccountSettings" => account_settings(ctx),
+        "CreateEventSourceMapping" => create_esm(ctx, typed(doc)?),
+        "GetEventSourceMapping" => get_esm(ctx, param("UUID")),
+        "UpdateEventSourceMapping" => update_esm(ctx, param("UUID"), typed(doc)?),
+        "DeleteEventSourceMapping" => delete_esm(ctx, param("UUID")),
+        "ListEventSourceMappings" => list_esms(ctx),
         _ => Err(validate::not_implemented(op)),
     }
 }

@@ -143,8 +143,15 @@ async fn attach(
     spec.reason = "attached";
     // The layers, for the runtime `attach --debug` starts (each root stands for /opt). Unpacking
     // may touch the disk: off the async worker threads.
-    spec.layer_dirs = tokio::task::block_in_place(|| super::invoke::layer_dirs(lambda, &config))?;
-    let info = lambda.engine.attach(&spec, keep_timeout).await?;
+    // The layers' dirs are not freed before the engine has the attachment on its books.
+    let hold = lambda.stores.hold_code();
+    let (stores, c) = (lambda.stores.clone(), config.clone());
+    spec.layer_dirs = tokio::task::spawn_blocking(move || super::invoke::layer_dirs(&stores, &c))
+        .await
+        .map_err(|e| AwsError::service(format!("the layers' lookup failed: {e}")))??;
+    let info = lambda.engine.attach(&spec, keep_timeout).await;
+    drop(hold);
+    let info = info?;
     let mut vars = crate::engine::function_env(&spec, &info.runtime_api, &lambda.endpoint_url, &info.log_stream);
     crate::engine::add_metadata_env(&mut vars, &info.runtime_api, &info.metadata_token);
     let mut env: serde_json::Map<String, Value> = vars.into_iter().map(|(k, v)| (k, v.into())).collect();

@@ -126,7 +126,8 @@ impl HotReload {
                 "When using hot reloading, the archive key must name a code directory, not the root directory /",
             ));
         }
-        match off_worker(|| std::fs::metadata(&dir)) {
+        // Called by CreateFunction, UpdateFunctionCode and PublishLayerVersion, on the blocking pool.
+        match std::fs::metadata(&dir) {
             Ok(meta) if meta.is_dir() => Ok(Some(dir.display().to_string())),
             Ok(_) => Err(AwsError::invalid_param(format!(
                 "When using hot reloading, the archive key must name a directory: {key} is not a directory"
@@ -241,14 +242,15 @@ fn on_change(shared: &Shared, engine: &Weak<Engine>, account: &str, change: &Cha
     }
 }
 
-/// The first hot-reload directory of `c` (its code, then its layers) that no longer exists.
-pub fn missing_dir(c: &FunctionConfig) -> Option<String> {
-    let dirs: Vec<&String> =
-        c.hot_reload_dir.iter().chain(c.layers.iter().filter_map(|l| l.hot_reload_dir.as_ref())).collect();
+/// The first hot-reload directory of `c` (its code, then its layers) that no longer exists,
+/// looked for on the blocking pool (nothing is looked at for a function without one).
+pub async fn missing_dir(c: &FunctionConfig) -> Option<String> {
+    let dirs: Vec<String> =
+        c.hot_reload_dir.iter().chain(c.layers.iter().filter_map(|l| l.hot_reload_dir.as_ref())).cloned().collect();
     if dirs.is_empty() {
         return None;
     }
-    off_worker(|| dirs.into_iter().find(|d| !Path::new(d.as_str()).is_dir()).cloned())
+    tokio::task::spawn_blocking(move || dirs.into_iter().find(|d| !Path::new(d.as_str()).is_dir())).await.ok().flatten()
 }
 
 /// The init error an invoke gets when the directory its code runs from is gone.
@@ -262,12 +264,4 @@ pub fn missing_error(c: &FunctionConfig, dir: &str) -> (String, String) {
             c.name
         ),
     )
-}
-
-/// Runs a short blocking check without stalling a Tokio worker's other tasks.
-fn off_worker<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }

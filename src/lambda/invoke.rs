@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::Lambda;
 use super::model::{self, FunctionConfig, Scope};
+use super::store::Regions;
 use crate::aws::AwsError;
 use crate::engine::{
     Architecture, Death, Ended, EnvSpec, ImageConfig, LogSettings, Outcome, PackageType, Request, ResponseStream,
@@ -131,18 +132,39 @@ pub struct CallContext {
 }
 
 /// The environment spec for a target, cached by pool key so the warm path touches no disk.
-pub(crate) fn spec_for(lambda: &Lambda, target: &Target, scope: &Scope) -> Result<Arc<EnvSpec>, AwsError> {
+/// A spec not cached yet looks its code up (and may unpack it) on the blocking pool.
+pub(crate) async fn spec_for(lambda: &Lambda, target: &Target, scope: &Scope) -> Result<Arc<EnvSpec>, AwsError> {
+    let key = spec_key(target);
+    if let Some(s) = lambda.specs.lock().get(&key) {
+        return Ok(s.clone());
+    }
+    let (stores, engine, c) = (lambda.stores.clone(), lambda.engine.clone(), target.config.clone());
+    let force = target.tags_force_docker.clone();
+    let dirs = tokio::task::spawn_blocking(move || resolve_run(&stores, &engine, &c, force.as_deref()))
+        .await
+        .map_err(|e| AwsError::service(format!("the code lookup failed: {e}")))??;
+    Ok(build_spec(lambda, target, scope, key, dirs))
+}
+
+/// [`spec_for`] on a thread that may wait on the disk (the blocking pool).
+pub(crate) fn spec_for_blocking(lambda: &Lambda, target: &Target, scope: &Scope) -> Result<Arc<EnvSpec>, AwsError> {
+    let key = spec_key(target);
+    if let Some(s) = lambda.specs.lock().get(&key) {
+        return Ok(s.clone());
+    }
+    let dirs = resolve_run(&lambda.stores, &lambda.engine, &target.config, target.tags_force_docker.as_deref())?;
+    Ok(build_spec(lambda, target, scope, key, dirs))
+}
+
+/// The spec cache's key of a target: `name:version:revision`.
+fn spec_key(target: &Target) -> String {
     let c = &target.config;
     // Pushed piece by piece: this runs on every invoke.
     let mut key = String::with_capacity(c.name.len() + target.executed_version.len() + c.revision_id.len() + 2);
     for part in [c.name.as_str(), ":", &target.executed_version, ":", &c.revision_id] {
         key.push_str(part);
     }
-    if let Some(s) = lambda.specs.lock().get(&key) {
-        return Ok(s.clone());
-    }
-    // Extraction may touch the disk: keep it off the async worker threads.
-    tokio::task::block_in_place(|| build_spec(lambda, target, scope, key))
+    key
 }
 
 /// Which sandbox kind runs a function, and why.
@@ -151,8 +173,18 @@ pub(crate) fn choose(
     c: &FunctionConfig,
     force_docker: Option<&str>,
 ) -> (crate::engine::SandboxKind, &'static str) {
+    choose_on(&lambda.engine, c, force_docker)
+}
+
+/// [`choose`] by the engine (blocking: the first choice of a runtime may wait for the probe
+/// of its host interpreter).
+fn choose_on(
+    engine: &crate::engine::Engine,
+    c: &FunctionConfig,
+    force_docker: Option<&str>,
+) -> (crate::engine::SandboxKind, &'static str) {
     let force = force_docker.is_some_and(|v| !v.eq_ignore_ascii_case("false"));
-    lambda.engine.choose(package_type(c), c.runtime.as_deref(), !c.layers.is_empty(), force)
+    engine.choose(package_type(c), c.runtime.as_deref(), !c.layers.is_empty(), force)
 }
 
 /// The image a function's Docker environments run, if Docker runs it.
@@ -251,16 +283,16 @@ fn log_settings(v: Option<&Value>) -> LogSettings {
 }
 
 /// The unpacked directory of stored code `sha` of function `c` (blocking: may unpack).
-fn unpacked(lambda: &Lambda, c: &FunctionConfig, sha: &str) -> Result<std::path::PathBuf, AwsError> {
-    lambda.stores.code_dir(sha).map_err(|e| match e {
+fn unpacked(stores: &Regions, c: &FunctionConfig, sha: &str) -> Result<std::path::PathBuf, AwsError> {
+    stores.code_dir(sha).map_err(|e| match e {
         // The package was checked and unpacked when it was uploaded: what fails now is
         // the data directory, never the zip.
         crate::lambda::code::CodeError::Io(io) => {
-            let why = lambda.stores.damaged(sha).unwrap_or_else(|| {
+            let why = stores.damaged(sha).unwrap_or_else(|| {
                 if io.kind() == std::io::ErrorKind::NotFound {
-                    format!("the stored code blob {} is missing", lambda.stores.blob_path(sha).display())
+                    format!("the stored code blob {} is missing", stores.blob_path(sha).display())
                 } else {
-                    format!("it cannot be unpacked from {}: {io}", lambda.stores.blob_path(sha).display())
+                    format!("it cannot be unpacked from {}: {io}", stores.blob_path(sha).display())
                 }
             });
             AwsError::service(format!(
@@ -279,26 +311,46 @@ fn unpacked(lambda: &Lambda, c: &FunctionConfig, sha: &str) -> Result<std::path:
 
 /// The directories of `c`'s layers, in the function's order (blocking: may unpack).
 /// Hot-reload layers run from their directories in place.
-pub(crate) fn layer_dirs(lambda: &Lambda, c: &FunctionConfig) -> Result<Vec<std::path::PathBuf>, AwsError> {
+pub(crate) fn layer_dirs(stores: &Regions, c: &FunctionConfig) -> Result<Vec<std::path::PathBuf>, AwsError> {
     c.layers
         .iter()
         .map(|l| match &l.hot_reload_dir {
             Some(dir) => Ok(std::path::PathBuf::from(dir)),
-            None => unpacked(lambda, c, &l.sha_hex),
+            None => unpacked(stores, c, &l.sha_hex),
         })
         .collect()
 }
 
-fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> Result<Arc<EnvSpec>, AwsError> {
-    let c = &target.config;
-    let (kind, reason) = choose(lambda, c, target.tags_force_docker.as_deref());
-    // Hot-reload code and layers run from their directories in place.
+/// What a version runs with: the sandbox kind (and why), its code's directory (none for an
+/// image) and its layers'. Blocking: may unpack, and may wait for a host interpreter's probe.
+/// Hot-reload code and layers run from their directories in place.
+fn resolve_run(
+    stores: &Regions,
+    engine: &crate::engine::Engine,
+    c: &FunctionConfig,
+    force_docker: Option<&str>,
+) -> Result<RunWith, AwsError> {
     let code_dir = match (&c.hot_reload_dir, c.package_type == model::PackageType::Zip) {
         (Some(dir), true) => Some(std::path::PathBuf::from(dir)),
-        (None, true) => Some(unpacked(lambda, c, &c.code_sha_hex)?),
+        (None, true) => Some(unpacked(stores, c, &c.code_sha_hex)?),
         _ => None,
     };
-    let layer_dirs = layer_dirs(lambda, c)?;
+    let layer_dirs = layer_dirs(stores, c)?;
+    let (kind, reason) = choose_on(engine, c, force_docker);
+    Ok(RunWith { kind, reason, code_dir, layer_dirs })
+}
+
+/// See [`resolve_run`].
+struct RunWith {
+    kind: crate::engine::SandboxKind,
+    reason: &'static str,
+    code_dir: Option<std::path::PathBuf>,
+    layer_dirs: Vec<std::path::PathBuf>,
+}
+
+fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String, run: RunWith) -> Arc<EnvSpec> {
+    let c = &target.config;
+    let RunWith { kind, reason, code_dir, layer_dirs } = run;
     tracing::info!(function = %c.name, executor = ?kind, reason, "executor chosen");
     let mut spec = spec_of(&with_service_endpoints(c, &lambda.cfg), key.clone(), scope);
     if c.hot_reload_dir.is_some() || c.layers.iter().any(|l| l.hot_reload_dir.is_some()) {
@@ -315,7 +367,7 @@ fn build_spec(lambda: &Lambda, target: &Target, scope: &Scope, key: String) -> R
     spec.debug = lambda.cfg.debug_port(&c.name, &scope.region).map(|port| crate::engine::debug::DebugSpec { port });
     let spec = Arc::new(spec);
     lambda.specs.lock().insert(key, spec.clone());
-    Ok(spec)
+    spec
 }
 
 /// `--service-endpoint` variables (`AWS_ENDPOINT_URL_<SERVICE>`) join the function's own, which win,
@@ -418,8 +470,8 @@ pub async fn invoke_streaming(
     // The code directory the spec names is not freed before the pool has it on its books:
     // held from before the lookup until the engine has leased an environment.
     let hold = crate::engine::UntilLeased(Some(lambda.stores.hold_code()));
-    let spec = spec_for(lambda, target, scope)?;
-    let gone = super::hot_reload::missing_dir(&target.config);
+    let spec = spec_for(lambda, target, scope).await?;
+    let gone = super::hot_reload::missing_dir(&target.config).await;
     let request_id = call.request_id.clone().unwrap_or_else(crate::aws::request_id);
     if let Some(dir) = gone {
         // The directory the code runs from is gone: an init error, no environment.

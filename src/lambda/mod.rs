@@ -34,7 +34,7 @@ use crate::s3::S3;
 pub struct Lambda {
     pub cfg: Config,
     /// Functions and layers, per region.
-    pub stores: store::Regions,
+    pub stores: Arc<store::Regions>,
     /// Runs the code: environments, sandboxes, attached runtimes.
     pub engine: Arc<Engine>,
     pub s3: Arc<S3>,
@@ -72,7 +72,7 @@ impl Lambda {
         stores.set_in_use(move || weak.upgrade().map(|e| e.dirs_in_use()).unwrap_or_default());
         let hot_reload = hot_reload::HotReload::new(&cfg, &engine);
         Lambda {
-            stores,
+            stores: Arc::new(stores),
             engine,
             s3,
             endpoint_url,

@@ -10,10 +10,14 @@
 //! addressed by their sha256, unpacked once per digest when they are uploaded, and freed
 //! with the last record that names them (see [`Blobs`]).
 //!
+//! Every method that writes (or frees, or unpacks) waits on the disk: callers run them on
+//! the blocking pool (the Lambda API runs every operation but Get* and List* there, see
+//! `api::route`), never on an async worker thread.
+//!
 //! The state sits behind a `parking_lot::RwLock`: sections are short, never held across
 //! `.await`, and never wait on the disk. Writers take a second lock, `writing`, which
-//! serializes them: each reads the record, persists the new one (temp file, fsync, rename,
-//! on the blocking pool), and only then takes the state lock for the moment it needs to
+//! serializes them: each reads the record, persists the new one (temp file, fsync, rename),
+//! and only then takes the state lock for the moment it needs to
 //! make the new record visible. So the file on disk is never behind what readers see, a
 //! kill -9 still leaves the old record or the new one, and an Invoke's read lock never
 //! waits for an fsync.
@@ -251,7 +255,7 @@ impl Regions {
 
     /// Frees every blob and code directory no record references any more.
     pub fn collect(&self) {
-        off_worker(|| self.blobs.collect());
+        self.blobs.collect();
     }
 
     /// Holds off every freeing until the returned clone is dropped (see [`CodeHold`]).
@@ -290,12 +294,20 @@ impl Regions {
         self.blobs.blob_path(sha_hex)
     }
 
+    fn region_dir(&self, region: &str) -> PathBuf {
+        if region == self.default { self.root.clone() } else { self.root.join("regions").join(region) }
+    }
+
+    /// Opens a region's records (at start).
     fn open_region(&self, region: &str) -> std::io::Result<Arc<Store>> {
-        let dir = if region == self.default { self.root.clone() } else { self.root.join("regions").join(region) };
-        let store = Arc::new(Store::open_at(dir, self.blobs.clone())?);
+        let store = Arc::new(Store::open_at(self.region_dir(region), self.blobs.clone())?);
+        Ok(self.add_region(region, store))
+    }
+
+    fn add_region(&self, region: &str, store: Arc<Store>) -> Arc<Store> {
         self.blobs.stores.write().push(Arc::downgrade(&store));
         self.stores.write().insert(region.to_string(), store.clone());
-        Ok(store)
+        store
     }
 
     /// The store of `region` (the default region's for a name that cannot be one).
@@ -308,13 +320,10 @@ impl Regions {
         if let Some(s) = self.stores.read().get(region) {
             return s.clone();
         }
-        match self.open_region(region) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(region, error = %e, "cannot open the region's store: using the default region's");
-                self.default_store()
-            }
-        }
+        // Every region with records on disk was opened at start, so one first named now has
+        // none: its store starts empty, and its directories are made by its first write
+        // (`write_atomic`, on the blocking pool). A read or an invoke naming it touches no disk.
+        self.add_region(region, Arc::new(Store::empty(self.region_dir(region), self.blobs.clone())))
     }
 
     /// Every region's store opened so far.
@@ -350,16 +359,6 @@ impl Regions {
                     .map(|(key, u)| (region.clone(), rec.latest.name.clone(), key.clone(), u.clone()))
             })
         })
-    }
-}
-
-/// Runs blocking file work so that it does not hold up a Tokio worker's other tasks: on a
-/// multi-threaded runtime through `block_in_place` (the worker's tasks move to another
-/// thread meanwhile), elsewhere (tests, start-up) as it is.
-fn off_worker<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 
@@ -423,6 +422,17 @@ impl Store {
         })
     }
 
+    /// A region with nothing on disk yet (see [`Regions::get`]).
+    fn empty(dir: PathBuf, blobs: Arc<Blobs>) -> Store {
+        Store {
+            dir,
+            blobs,
+            state: RwLock::new(State::default()),
+            writing: Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
     fn function_path(&self, name: &str) -> PathBuf {
         self.dir.join("functions").join(format!("{name}.json"))
     }
@@ -434,7 +444,7 @@ impl Store {
     fn persist_function(&self, rec: &FunctionRecord) -> Result<(), AwsError> {
         let bytes = serde_json::to_vec_pretty(rec).map_err(|e| AwsError::service(e.to_string()))?;
         let path = self.function_path(&rec.latest.name);
-        off_worker(|| write_atomic(&path, &bytes)).map_err(io_err)
+        write_atomic(&path, &bytes).map_err(io_err)
     }
 
     // ---- functions ----
@@ -499,7 +509,7 @@ impl Store {
             return Ok(None);
         }
         let path = self.function_path(name);
-        match off_worker(|| std::fs::remove_file(&path)) {
+        match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
@@ -576,11 +586,11 @@ impl Store {
             // Keep the record for its version counter (AWS never reuses numbers).
         }
         let bytes = serde_json::to_vec_pretty(&rec).map_err(|e| AwsError::service(e.to_string()))?;
-        off_worker(|| write_atomic(&path, &bytes)).map_err(io_err)?;
+        write_atomic(&path, &bytes).map_err(io_err)?;
         let dropped = old.iter().any(|sha| !rec.versions.values().any(|v| &v.sha_hex == sha));
         self.state.write().layers.insert(name.to_string(), rec);
         if dropped {
-            off_worker(|| self.blobs.collect());
+            self.blobs.collect();
         }
         Ok(out)
     }
@@ -605,7 +615,7 @@ impl Store {
     fn persist_code_signing(&self, csc: &CodeSigningConfig) -> Result<(), AwsError> {
         let bytes = serde_json::to_vec_pretty(csc).map_err(|e| AwsError::service(e.to_string()))?;
         let path = self.code_signing_path(&csc.id);
-        off_worker(|| write_atomic(&path, &bytes)).map_err(io_err)
+        write_atomic(&path, &bytes).map_err(io_err)
     }
 
     /// Stores a new code signing config (persisted first, like every writer: see the module doc).
@@ -654,7 +664,7 @@ impl Store {
             return Ok(Err(users));
         }
         let path = self.code_signing_path(id);
-        match off_worker(|| std::fs::remove_file(&path)) {
+        match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
@@ -709,7 +719,7 @@ impl Store {
             digests_of(new, &mut after);
         }
         if !before.is_subset(&after) {
-            off_worker(|| self.blobs.collect());
+            self.blobs.collect();
         }
     }
 }
@@ -790,15 +800,15 @@ impl Blobs {
         let present = std::fs::metadata(&path).is_ok_and(|m| m.len() == d.size);
         let mut wrote = false;
         if !present {
-            off_worker(|| write_atomic(&path, bytes)).map_err(|e| disk_error(&self.dir, &e))?;
+            write_atomic(&path, bytes).map_err(|e| disk_error(&self.dir, &e))?;
             self.books.lock().add_blob(&sha, d.size);
             wrote = true;
         }
         if repair {
             // The tree of a damaged blob cannot be trusted: unpack it again from the new one.
-            off_worker(|| self.remove_code_dir(&sha));
+            self.remove_code_dir(&sha);
         }
-        match off_worker(|| self.unpack(&sha)) {
+        match self.unpack(&sha) {
             Ok(_) => {
                 if repair {
                     self.books.lock().damaged.remove(&sha);

@@ -45,7 +45,8 @@ pub struct SubprocessExecutor {
     startup: Arc<Startup>,
     /// `--node` as given, and what asking it found (once, at the first nodejs function).
     node: String,
-    node_found: std::sync::OnceLock<Option<HostNode>>,
+    /// Shared, so that a start can have the probe run on the blocking pool.
+    node_found: Arc<std::sync::OnceLock<Option<HostNode>>>,
     node_bootstrap: PathBuf,
     bootstrap_path: PathBuf,
     warned: parking_lot::Mutex<std::collections::HashSet<String>>,
@@ -183,6 +184,21 @@ struct HostNode {
     path: String,
 }
 
+/// Asks `node` for its version and real path. None when it cannot run. Blocking.
+fn probe_node(node: &str) -> Option<HostNode> {
+    let out = std::process::Command::new(node)
+        .args(["-e", "process.stdout.write(process.versions.node + '\\n' + process.execPath)"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (version, path) = text.split_once('\n')?;
+    let major = version.split('.').next()?.to_string();
+    tracing::info!(node = %path, version, "Node.js for nodejs functions in subprocess mode");
+    Some(HostNode { major, path: path.to_string() })
+}
+
 /// Marks a runtime, and whatever it starts, as this data dir's, so that leftovers of a
 /// server killed with -9 can be found and stopped when the next one starts.
 const OWNER_VAR: &str = "_RUSTSTACK_OWNER";
@@ -308,7 +324,7 @@ impl SubprocessExecutor {
             pythons: Default::default(),
             startup,
             node: cfg.node.clone(),
-            node_found: std::sync::OnceLock::new(),
+            node_found: Default::default(),
             node_bootstrap,
             bootstrap_path,
             warned: Default::default(),
@@ -317,15 +333,10 @@ impl SubprocessExecutor {
         })
     }
 
-    /// `--python` as probed; waits for the probe (blocking) if it has not finished.
+    /// `--python` as probed; waits for the probe (blocking) if it has not finished. Its
+    /// callers run after [`Self::startup_done`] (a start), or on the blocking pool ([`Self::can_run`]).
     fn main_python(&self) -> &MainPython {
-        if let Some(m) = self.startup.main.get() {
-            return m;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(_) => tokio::task::block_in_place(|| self.startup.main.wait()),
-            Err(_) => self.startup.main.wait(),
-        }
+        self.startup.main.wait()
     }
 
     /// Waits, off the async workers, for the sweep of leftovers and, when `python`, for the
@@ -486,7 +497,12 @@ impl SubprocessExecutor {
     /// `--lambda-debug`: the bundled clients' arguments with the debugger's added (Python
     /// runs the bootstrap's source under debugpy, Node gets `--inspect-brk`). A custom
     /// runtime's bootstrap runs unchanged.
-    fn under_debugger(&self, spec: &EnvSpec, program: &Path, mut args: Vec<String>) -> Result<Vec<String>, AwsError> {
+    async fn under_debugger(
+        &self,
+        spec: &EnvSpec,
+        program: &Path,
+        mut args: Vec<String>,
+    ) -> Result<Vec<String>, AwsError> {
         use super::debug::{self, Debugger};
         let Some(d) = &spec.debug else { return Ok(args) };
         let runtime = spec.runtime.as_deref();
@@ -503,11 +519,10 @@ impl SubprocessExecutor {
             {
                 // Asked until it is there: installing debugpy needs no server restart.
                 if self.debugpy.get().is_none() {
-                    let python = &program.display().to_string();
-                    let found = match tokio::runtime::Handle::try_current() {
-                        Ok(_) => tokio::task::block_in_place(|| debug::find_debugpy(python)),
-                        Err(_) => debug::find_debugpy(python),
-                    };
+                    let python = program.display().to_string();
+                    let found = tokio::task::spawn_blocking(move || debug::find_debugpy(&python))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the look for debugpy failed: {e}")));
                     let dir = found
                         .map_err(|why| AwsError::new(http::StatusCode::BAD_GATEWAY, "InvalidRuntimeException", why))?;
                     let _ = self.debugpy.set(dir);
@@ -521,29 +536,22 @@ impl SubprocessExecutor {
         Ok(args)
     }
 
-    /// Asks `--node` for its version and real path, once.
+    /// Asks `--node` for its version and real path, once (blocking the first time: its callers
+    /// run on the blocking pool, or after [`Self::node_probed`]).
     fn host_node(&self) -> Option<HostNode> {
-        self.node_found
-            .get_or_init(|| {
-                let ask = || {
-                    std::process::Command::new(&self.node)
-                        .args(["-e", "process.stdout.write(process.versions.node + '\\n' + process.execPath)"])
-                        .stdin(Stdio::null())
-                        .output()
-                };
-                let out = match tokio::runtime::Handle::try_current() {
-                    Ok(_) => tokio::task::block_in_place(ask),
-                    Err(_) => ask(),
-                }
-                .ok()
-                .filter(|o| o.status.success())?;
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                let (version, path) = text.split_once('\n')?;
-                let major = version.split('.').next()?.to_string();
-                tracing::info!(node = %path, version, "Node.js for nodejs functions in subprocess mode");
-                Some(HostNode { major, path: path.to_string() })
-            })
-            .clone()
+        self.node_found.get_or_init(|| probe_node(&self.node)).clone()
+    }
+
+    /// Has `--node` asked, on the blocking pool, unless it was already.
+    async fn node_probed(&self) {
+        if self.node_found.get().is_some() {
+            return;
+        }
+        let (found, node) = (self.node_found.clone(), self.node.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            found.get_or_init(|| probe_node(&node));
+        })
+        .await;
     }
 
     /// NODE_PATH as the Lambda images set it: the layers' module directories (see
@@ -575,8 +583,11 @@ impl SubprocessExecutor {
             Some(d) => self.python_for(d).await,
             None => None,
         };
+        if spec.runtime.as_deref().is_some_and(|r| r.starts_with("nodejs")) {
+            self.node_probed().await;
+        }
         let (program, args) = self.command_for(spec, host_python.as_deref())?;
-        let args = self.under_debugger(spec, &program, args)?;
+        let args = self.under_debugger(spec, &program, args).await?;
         // Said in the function's own log too (and so in LogType=Tail and CloudWatch), as the
         // first line of its first invocation, after START.
         if let Some(warning) = declared.and_then(|d| self.python_mismatch(d, host_python.as_deref())) {

@@ -86,7 +86,7 @@ fn check_provisioned_request(ctx: &Ctx, rec: &FunctionRecord, key: &str, n: u64)
 fn provisioned_spec(lambda: &Lambda, scope: &Scope, name: &str, key: &str) -> Result<Arc<EnvSpec>, AwsError> {
     // An alias's main version: its RoutingConfig's weights apply to invocations, not to provisioning.
     let target = invoke::resolve_main(lambda, name, Some(key), scope)?;
-    let mut spec = (*invoke::spec_for(lambda, &target, scope)?).clone();
+    let mut spec = (*invoke::spec_for_blocking(lambda, &target, scope)?).clone();
     spec.provisioned = true;
     Ok(Arc::new(spec))
 }
@@ -114,25 +114,42 @@ fn pc_json(c: &ProvisionedConfig) -> Value {
     v
 }
 
+/// A provisioning's inputs, from its request or its record.
+struct Provision {
+    name: String,
+    key: String,
+    spec: Arc<EnvSpec>,
+    n: u32,
+    /// Taken before the spec looked its code up: the code is not freed before the pool has
+    /// the environments on its books (as an invoke's, see [`crate::lambda::store::CodeHold`]).
+    hold: Arc<crate::lambda::store::CodeHold>,
+}
+
 /// Starts (or resizes) the environments in the background; the record gets READY or FAILED.
-fn spawn_provision(lambda: Arc<Lambda>, store: Arc<Store>, name: String, key: String, spec: Arc<EnvSpec>, n: u32) {
+fn spawn_provision(lambda: Arc<Lambda>, store: Arc<Store>, p: Provision) {
+    let Provision { name, key, spec, n, hold } = p;
     tokio::spawn(async move {
         let result = lambda.engine.provision(spec, n as usize).await;
+        drop(hold);
         match &result {
             Ok(_) => tracing::info!(function = %name, qualifier = %key, n, "provisioned concurrency ready"),
             Err(e) => tracing::warn!(function = %name, qualifier = %key, error = %e, "provisioned concurrency failed"),
         }
-        let _ = store.update_function(&name, |rec| {
-            if let Some(c) = rec.provisioned.get_mut(&key)
-                && c.requested == n
-            {
-                (c.status, c.reason) = match &result {
-                    Ok(_) => ("READY".into(), None),
-                    Err(e) => ("FAILED".into(), Some(e.clone())),
-                };
-            }
-            Ok(())
-        });
+        // The record's file is written on the blocking pool.
+        let _ = tokio::task::spawn_blocking(move || {
+            store.update_function(&name, |rec| {
+                if let Some(c) = rec.provisioned.get_mut(&key)
+                    && c.requested == n
+                {
+                    (c.status, c.reason) = match &result {
+                        Ok(_) => ("READY".into(), None),
+                        Err(e) => ("FAILED".into(), Some(e.clone())),
+                    };
+                }
+                Ok(())
+            })
+        })
+        .await;
     });
 }
 
@@ -149,6 +166,7 @@ pub(super) fn put_provisioned(ctx: &Ctx, raw: &str, input: input::PutProvisioned
             "Requested Provisioned Concurrency ({n}) exceeds the environments this server may run at once (--lambda-max-containers {max})."
         )));
     }
+    let hold = ctx.lambda.stores.hold_code();
     let spec = provisioned_spec(ctx.lambda, &ctx.scope, &name, &key)?;
     let c = ProvisionedConfig {
         requested: n as u32,
@@ -160,7 +178,7 @@ pub(super) fn put_provisioned(ctx: &Ctx, raw: &str, input: input::PutProvisioned
         rec.provisioned.insert(key.clone(), c.clone());
         Ok(())
     })?;
-    spawn_provision(ctx.lambda.clone(), ctx.store(), name, key, spec, n as u32);
+    spawn_provision(ctx.lambda.clone(), ctx.store(), Provision { name, key, spec, n: n as u32, hold });
     ok_json(StatusCode::ACCEPTED, pc_json(&c))
 }
 
@@ -214,9 +232,11 @@ pub fn restore_provisioned(lambda: &Arc<Lambda>) {
         for rec in store.list_functions() {
             let name = rec.latest.name.clone();
             for (key, c) in &rec.provisioned {
+                let hold = lambda.stores.hold_code();
                 match provisioned_spec(lambda, &scope, &name, key) {
                     Ok(spec) => {
-                        spawn_provision(lambda.clone(), store.clone(), name.clone(), key.clone(), spec, c.requested)
+                        let (name, key, n) = (name.clone(), key.clone(), c.requested);
+                        spawn_provision(lambda.clone(), store.clone(), Provision { name, key, spec, n, hold })
                     }
                     Err(e) => tracing::warn!(function = %name, qualifier = %key, error = %e, "cannot provision again"),
                 }

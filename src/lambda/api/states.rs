@@ -65,7 +65,10 @@ pub(super) fn settle(
         if let (Ok(()), Ok(_), Some(scope)) = (&result, &outcome, &scope)
             && lambda.engine.keeps_spares()
         {
-            let spec = invoke::resolve(&lambda, &name, None, scope).and_then(|t| invoke::spec_for(&lambda, &t, scope));
+            let spec = match invoke::resolve(&lambda, &name, None, scope) {
+                Ok(t) => invoke::spec_for(&lambda, &t, scope).await,
+                Err(e) => Err(e),
+            };
             match spec {
                 Ok(spec) => lambda.engine.prepare(&spec),
                 Err(e) => tracing::debug!(function = %name, error = %e.message, "no spare container"),

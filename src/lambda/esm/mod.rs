@@ -113,14 +113,6 @@ pub struct Mappings {
     writing: Mutex<()>,
 }
 
-/// Runs blocking file work off the async worker (see `store.rs`).
-fn off_worker<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 fn io_err(e: std::io::Error) -> AwsError {
     AwsError::service(format!("store write failed: {e}"))
 }
@@ -170,7 +162,7 @@ impl Mappings {
     fn persist(&self, m: &Mapping) -> Result<(), AwsError> {
         let bytes = serde_json::to_vec_pretty(m).map_err(|e| AwsError::service(e.to_string()))?;
         let path = self.path(&m.uuid);
-        off_worker(|| write_atomic(&path, &bytes)).map_err(io_err)
+        write_atomic(&path, &bytes).map_err(io_err)
     }
 
     pub fn get(&self, uuid: &str) -> Option<Mapping> {
@@ -214,7 +206,7 @@ impl Mappings {
     pub fn remove(&self, uuid: &str) -> Result<(), AwsError> {
         let _writing = self.writing.lock();
         let path = self.path(uuid);
-        match off_worker(|| std::fs::remove_file(&path)) {
+        match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
