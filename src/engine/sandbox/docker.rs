@@ -36,7 +36,8 @@ use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, ContainerUpdateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RenameContainerOptions, StatsOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptions, StatsOptionsBuilder, UploadToContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -275,7 +276,7 @@ impl DockerExecutor {
             return None;
         }
         let image = self.inner.image_for(spec.package, spec.image_uri.as_deref(), spec.runtime.as_deref());
-        (!image.is_empty()).then(|| BlankKey { image, opt: !spec.layer_dirs.is_empty() })
+        (!image.is_empty()).then_some(BlankKey { image, opt: !spec.layer_dirs.is_empty() })
     }
 
     /// Creates and starts a blank spare for `key`, with a memory limit of `memory_mb`.
@@ -1105,9 +1106,10 @@ impl Inner {
             return Err(AwsError::service("server is shutting down"));
         }
         let t1 = Instant::now();
-        docker.start_container(&id, None).await.map_err(|e| {
-            invalid_runtime(format!("cannot start a container from {}: {}", key.image, message(&e)))
-        })?;
+        docker
+            .start_container(&id, None)
+            .await
+            .map_err(|e| invalid_runtime(format!("cannot start a container from {}: {}", key.image, message(&e))))?;
         if engine.local && self.network == NetworkMode::Bridge {
             blank.ip = container_ip(docker, &id).await;
         }
