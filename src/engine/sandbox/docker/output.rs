@@ -458,6 +458,55 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A blank spare's helper: its FIFOs made before the log is known, it waits for orders,
+    /// then runs their command with their variables (over its own) in their directory, its
+    /// output in the log opened at the take. Orders without a command are refused.
+    #[tokio::test]
+    async fn helper_takes_orders_on_the_go_fifo() {
+        if STDIO_HELPER.is_empty() {
+            eprintln!("no stdio helper in this build: nothing to test");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("ruststack-orders-{}", uuid::Uuid::new_v4().simple()));
+        let helper = super::super::write_helper(&dir.join("bin")).unwrap();
+        for (command, want) in
+            [(vec!["/bin/sh", "-c", "echo $FOO $BAR $KEEP $(pwd); echo err >&2"], Some(0)), (vec![], None)]
+        {
+            let pending = FifoPending::create(dir.join("blank")).unwrap();
+            let (fifo, go) = (pending.dir().join("log"), pending.dir().join("go"));
+            let mut child = tokio::process::Command::new(&helper)
+                .args([&fifo, &go])
+                .arg("@go")
+                .env("FOO", "old")
+                .env("KEEP", "kept")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            wait_opened(child.id().unwrap(), &go, "the helper").await;
+            let log = LogSink::new("t", "$LATEST", "/aws/lambda/t");
+            let out = pending.open(log.clone()).unwrap();
+            let env = ["FOO=new".to_string(), "BAR=a b".to_string()];
+            let orders = super::super::orders(Some("/tmp"), &env, command.iter().map(|s| s.to_string()));
+            assert!(out.send(&orders));
+            let done = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap();
+            out.flush().await;
+            match want {
+                Some(code) => {
+                    assert_eq!(done.status.code(), Some(code));
+                    assert_eq!(String::from_utf8(log.take()).unwrap(), "new a b kept /tmp\nerr\n");
+                }
+                None => {
+                    assert_eq!(done.status.code(), Some(126));
+                    let said = String::from_utf8(done.stderr).unwrap();
+                    assert!(said.starts_with("ruststack-stdio: bad orders on "), "{said}");
+                }
+            }
+            drop(out);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// Without a FIFO, the helper puts stderr onto stdout: one stream, in order; and a command
     /// it cannot run is an error on that stream, with the shell's exit status.
     #[test]
