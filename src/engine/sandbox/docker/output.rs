@@ -474,7 +474,7 @@ mod tests {
         {
             let pending = FifoPending::create(dir.join("blank")).unwrap();
             let (fifo, go) = (pending.dir().join("log"), pending.dir().join("go"));
-            let mut child = tokio::process::Command::new(&helper)
+            let child = tokio::process::Command::new(&helper)
                 .args([&fifo, &go])
                 .arg("@go")
                 .env("FOO", "old")
