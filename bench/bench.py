@@ -620,15 +620,15 @@ def docker_available():
 def bench_docker(n, reps, spare=False):
     """Docker executor: cold starts (a new function each time, and the first invoke after the
     container's TTL expired) and warm latency, next to the seed's figures. `spare`: with
-    --lambda-docker-spare (a container started ahead per function, its runtime held)."""
+    --lambda-docker-spare (the default: blank spares, containers of the image started ahead
+    for no function, which a cold start takes); else with `--lambda-docker-spare false`."""
     na = "n/a (docker executor not available)"
     section = "docker, --lambda-docker-spare" if spare else "docker"
     if not docker_available():
         row(section, "warm / cold", na + ": no image %s (bash images/build.sh)" % DOCKER_IMAGE)
         return
     args = ["--lambda-executor", "docker", "--lambda-runtime-image", "python3.11=" + DOCKER_IMAGE, "--lambda-container-ttl", "1"]
-    if spare:
-        args.append("--lambda-docker-spare")
+    args += ["--lambda-docker-spare", "true" if spare else "false"]
     srv = Server(*args, env={"RUST_LOG": "info,ruststack::engine::sandbox::docker=debug"})
     try:
         code = zip_of({"handler.py": TRIVIAL})
@@ -651,6 +651,17 @@ def bench_docker(n, reps, spare=False):
         if create_ms and start_ms:
             row(section, "of which: container create / start (engine calls, median)",
                 "%d ms / %d ms" % (statistics.median(create_ms), statistics.median(start_ms)))
+        takes = [line for line in srv.logs().splitlines() if "blank spare taken" in line]
+        take_ms = [int(x.split("take_ms=")[1].split()[0]) for x in takes if "take_ms=" in x]
+        if take_ms:
+            made = [line for line in srv.logs().splitlines() if "blank spare started" in line]
+            row(section, "of which: taking a blank spare (link code, orders; median) / cold starts that took one",
+                "%d ms / %d of %d" % (statistics.median(take_ms), len(take_ms), 2 * reps))
+            bc = [int(x.split("create_ms=")[1].split()[0]) for x in made if "create_ms=" in x]
+            bs = [int(x.split("start_ms=")[1].split()[0]) for x in made if "start_ms=" in x]
+            if bc and bs:
+                row(section, "blank spares made ahead: create / start (off the cold path, median)",
+                    "%d ms / %d ms" % (statistics.median(bc), statistics.median(bs)))
         path = INVOKE % "dock0"
         client_latency(srv.addr, path, 50)
         lat = client_latency(srv.addr, path, n)

@@ -140,10 +140,13 @@ pub struct Config {
     /// for a remote one (`DOCKER_HOST=tcp://...` or `ssh://...`).
     #[arg(long, env = "RUSTSTACK_LAMBDA_CODE_TRANSFER", value_enum)]
     pub lambda_code_transfer: Option<CodeTransferMode>,
-    /// Docker functions keep one spare container, created and started ahead with its runtime
-    /// held (when the function turns Active, and after each cold start), so a cold start only
-    /// runs the runtime's init. Local engines only; at most --lambda-max-containers spares.
-    #[arg(long, env = "RUSTSTACK_LAMBDA_DOCKER_SPARE")]
+    /// Docker cold starts take a spare container, created and started ahead with nothing of
+    /// its image running yet: blank spares, two per image, which any zip function of that
+    /// image takes (its code linked in, its variables and command given when taken), made
+    /// again after each cold start. Hot-reload functions keep one of their own. Local
+    /// engines only; at most --lambda-max-containers spares. `false`: none.
+    #[arg(long, env = "RUSTSTACK_LAMBDA_DOCKER_SPARE", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub lambda_docker_spare: bool,
     /// The address containers use to reach RustStack (Runtime API and AWS_ENDPOINT_URL), e.g.
     /// this machine's address on the network a remote Docker engine sees. RustStack listens

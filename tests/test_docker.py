@@ -6,6 +6,7 @@ Opt out explicitly with RUSTSTACK_SKIP_DOCKER=1; a missing engine or image is a 
 import base64
 import concurrent.futures as cf
 import json
+import re
 import os
 import signal
 import subprocess
@@ -78,16 +79,34 @@ def docker(*args, check=True, timeout=120):
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
 
 
-def containers(*labels, all_=True):
-    """Ids of containers carrying all the given labels (k=v), running or not."""
+def containers(*labels, all_=True, named=None):
+    """Ids of containers carrying all the given labels (k=v), running or not; `named`: whose
+    name is `ruststack-<named>-<8 hex>`."""
     args = ["ps", "-q", "--no-trunc"] + (["-a"] if all_ else [])
     for label in ("ruststack=1", *labels):
         args += ["--filter", f"label={label}"]
+    if named is not None:
+        args += ["--filter", "name=^/?ruststack-%s-[0-9a-f]{8}$" % re.escape(named)]
     return docker(*args).stdout.split()
 
 
-def fn_containers(name):
-    return containers(f"ruststack.function={name}")
+def fn_containers(name, all_=True):
+    """A function's containers: made for it (labelled ruststack.function), or blank spares
+    it took (labelled ruststack.spare=1, renamed for it when taken). By name, which both have."""
+    return containers(all_=all_, named=name)
+
+
+def env_containers(server):
+    """The server's containers that serve (or served) a function: all but its untaken blank spares."""
+    out = docker("ps", "-a", "--no-trunc", "--filter", "label=ruststack=1",
+                 "--filter", f"label=ruststack.server=127.0.0.1:{server.port}", "--format", "{{.ID}} {{.Names}}").stdout
+    rows = [line.split() for line in out.splitlines() if line.strip()]
+    return [cid for cid, names in rows if not re.fullmatch(r"/?ruststack-spare-[0-9a-f]{8}", names)]
+
+
+def blank_spares(server):
+    """The server's blank spares not taken yet (running, still named ruststack-spare-*)."""
+    return containers("ruststack.spare=1", f"ruststack.server=127.0.0.1:{server.port}", all_=False, named="spare")
 
 
 def server_containers(server):
@@ -153,7 +172,10 @@ def test_invoke_runs_in_a_container(dlam, dserver):
     ids = fn_containers(name)
     assert ids == [out["container_id"]]
     labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", ids[0]).stdout)
-    assert labels["ruststack.function"] == name and labels["ruststack.version"] == "$LATEST"
+    assert labels["ruststack.server"] == f"127.0.0.1:{dserver.port}"
+    # Spares are on by default: the cold start took a blank spare (labels cannot change; its
+    # name did), not a container made for the function.
+    assert labels["ruststack.spare"] == "1" and "ruststack.function" not in labels
 
 
 def test_warm_reuse_keeps_the_container(dlam):
@@ -238,7 +260,7 @@ def test_max_containers_bounds_concurrency(fresh_server):
 
     def sample():
         while not stop.is_set():
-            peak[0] = max(peak[0], len(containers(f"ruststack.function={name}", all_=False)))
+            peak[0] = max(peak[0], len(fn_containers(name, all_=False)))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample)
@@ -415,11 +437,11 @@ def test_sigterm_leaves_no_container(fresh_server):
                               Timeout=30)
     for n in names:
         invoke(lam, n, decode=True)
-    assert len(server_containers(s)) == 2
+    assert len(env_containers(s)) == 2
     # One invocation still running when the signal arrives.
     with cf.ThreadPoolExecutor(1) as ex:
         fut = ex.submit(invoke, lam, slow, {"s": 2}, decode=True)
-        wait_for(lambda: len(server_containers(s)) == 3 and s.health()["environments"]["busy"] == 1, 15,
+        wait_for(lambda: len(env_containers(s)) == 3 and s.health()["environments"]["busy"] == 1, 15,
                  "the slow invocation to be running in its own container")
         assert not fut.done()
         assert s.stop(signal.SIGTERM) == 0
@@ -432,8 +454,10 @@ def test_containers_of_a_crashed_server_are_removed_at_start(fresh_server):
     s = fresh_server("--lambda-executor", "docker", *MAP)
     lam = s.client("lambda")
     invoke(lam, create_py_function(lam, PROBE), decode=True)
+    # Its container, and the two blank spares made again after the cold start.
+    wait_for(lambda: len(blank_spares(s)) == 2 and len(server_containers(s)) == 3, 30, "two blank spares")
     left = server_containers(s)
-    assert len(left) == 1
+    assert len(env_containers(s)) == 1
     s.kill()
     assert server_containers(s) == left  # kill -9: nobody removed it
     s2 = fresh_server("--lambda-executor", "subprocess", data_dir=s.data_dir, port=s.port)

@@ -21,6 +21,7 @@ use tokio::sync::{Notify, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 use super::logsink::LogSink;
 use super::runtime_api::{self, Death, Endpoint};
 use super::sandbox::attached::Attached;
+use super::sandbox::docker::{Blank, BlankKey};
 use super::sandbox::{Sandbox, Sandboxes};
 use super::{AttachInfo, EnvSpec, FunctionId};
 use crate::aws::AwsError;
@@ -84,7 +85,41 @@ struct PoolState {
     spares: HashMap<String, Spare>,
     /// Pool keys whose spare is being made.
     making: std::collections::HashSet<String>,
+    /// Blank spares (Docker containers started ahead for no function yet, see
+    /// [`docker::Blank`]) by what they fit, oldest first; not live until taken.
+    blanks: HashMap<BlankKey, Vec<Blank>>,
+    /// Blank spares being made, by what they fit.
+    making_blanks: HashMap<BlankKey, usize>,
     shutting_down: bool,
+}
+
+impl PoolState {
+    /// Spares and blank spares, made or being made (at most `max` in all).
+    fn spare_count(&self) -> usize {
+        self.spares.len()
+            + self.making.len()
+            + self.blanks.values().map(Vec::len).sum::<usize>()
+            + self.making_blanks.values().sum::<usize>()
+    }
+
+    /// Takes a blank spare for `key` whose container still runs (the oldest first).
+    fn take_blank(&mut self, key: &BlankKey) -> Option<Blank> {
+        let v = self.blanks.get_mut(key)?;
+        let mut taken = None;
+        while !v.is_empty() {
+            let b = v.remove(0);
+            if b.exited() {
+                tokio::spawn(async move { b.stop().await });
+                continue;
+            }
+            taken = Some(b);
+            break;
+        }
+        if v.is_empty() {
+            self.blanks.remove(key);
+        }
+        taken
+    }
 }
 
 /// An environment whose container is started with its runtime held: the next cold start of
@@ -210,6 +245,9 @@ impl DebugTurn {
 
 /// How long a cold start waits for its key's spare that is being made.
 const SPARE_WAIT: Duration = Duration::from_secs(30);
+/// Blank spares kept for each image (and layers or not): two, so that cold starts one after
+/// the other (a test suite creating functions) each find one while the next is made.
+const BLANKS_PER_KEY: usize = 2;
 
 /// An environment on loan to one invocation. Give it back with [`Pool::release`].
 pub struct Lease {
@@ -315,10 +353,13 @@ impl Pool {
         self.await_warming(&spec.key).await;
         let function = spec.function.clone();
         let spares = self.keeps_spare(spec);
+        let blank_key = if spares { None } else { self.blank_key(spec) };
         if spares {
             self.await_spare(&spec.key).await;
+        } else if let Some(k) = &blank_key {
+            self.await_blank(k, &spec.key).await;
         }
-        let (epochs, evicted, displaced, spare) = {
+        let (epochs, evicted, displaced, spare, blank) = {
             let mut st = self.state.lock();
             if st.shutting_down {
                 return Err(AwsError::service("server is shutting down"));
@@ -360,7 +401,8 @@ impl Pool {
             }
             st.live += 1;
             let spare = if spares { st.spares.remove(&spec.key) } else { None };
-            (st.epochs_for(spec), evicted, displaced, spare)
+            let blank = blank_key.as_ref().and_then(|k| st.take_blank(k));
+            (st.epochs_for(spec), evicted, displaced, spare, blank)
         };
         if let Some(e) = evicted {
             tracing::debug!(function = %e.function, "evicting idle environment to make room");
@@ -378,7 +420,10 @@ impl Pool {
             drop(starting);
             return Ok(Lease { env, cold: true, _hold: Hold::Permit(permit), _debug_turn: debug_turn });
         }
-        match self.start(starting.id, spec, epochs, false, false).await {
+        if blank.is_some() {
+            tracing::info!(function = %function, "environment from a blank spare container");
+        }
+        match self.start_with(starting.id, spec, epochs, false, false, blank).await {
             Ok(env) => {
                 let env = Arc::new(env);
                 let mut st = self.state.lock();
@@ -541,18 +586,47 @@ impl Pool {
         &self,
         id: u64,
         spec: &Arc<EnvSpec>,
-        (epoch, version_epoch): (u64, u64),
+        epochs: (u64, u64),
         provisioned: bool,
         held: bool,
     ) -> Result<Environment, AwsError> {
+        self.start_with(id, spec, epochs, provisioned, held, None).await
+    }
+
+    /// [`Pool::start`], in `blank` when there is one (if taking it fails, as without it).
+    async fn start_with(
+        &self,
+        id: u64,
+        spec: &Arc<EnvSpec>,
+        (epoch, version_epoch): (u64, u64),
+        provisioned: bool,
+        held: bool,
+        mut blank: Option<Blank>,
+    ) -> Result<Environment, AwsError> {
         let function = spec.function.clone();
-        let endpoint = Endpoint::new(format!("{function}#{id}"));
-        let listener = runtime_api::serve(self.sandboxes.bind_ip(spec.kind), endpoint.clone())
-            .await
-            .map_err(|e| AwsError::service(format!("cannot open a Runtime API endpoint: {e}")))?;
-        let log = LogSink::new(&function, &spec.version, &spec.log_group);
-        let created = Instant::now();
-        let sandbox = self.sandboxes.start(spec, listener.addr, endpoint.clone(), log.clone(), held).await?;
+        let (endpoint, listener, log, created, sandbox) = loop {
+            let endpoint = Endpoint::new(format!("{function}#{id}"));
+            let listener = runtime_api::serve(self.sandboxes.bind_ip(spec.kind), endpoint.clone())
+                .await
+                .map_err(|e| AwsError::service(format!("cannot open a Runtime API endpoint: {e}")))?;
+            let log = LogSink::new(&function, &spec.version, &spec.log_group);
+            let created = Instant::now();
+            let sandbox = match blank.take() {
+                Some(b) => {
+                    let (api, e, l) = (listener.addr, endpoint.clone(), log.clone());
+                    match self.sandboxes.docker.take_blank(b, spec, api, e, l).await {
+                        Ok(c) => Sandbox::Container(c),
+                        Err(e) => {
+                            // Its endpoint may hear of the blank's removal: a new one serves.
+                            tracing::info!(function = %function, error = %e.message, "blank spare not taken: starting a container");
+                            continue;
+                        }
+                    }
+                }
+                None => self.sandboxes.start(spec, listener.addr, endpoint.clone(), log.clone(), held).await?,
+            };
+            break (endpoint, listener, log, created, sandbox);
+        };
         if held {
             tracing::info!(function = %function, env = id, runtime_api = %listener.addr, "spare container ready");
         } else {
@@ -652,6 +726,89 @@ impl Pool {
             && spec.debug.is_none()
             && !spec.provisioned
             && spec.package == super::PackageType::Zip
+            && (spec.reloads() || self.blank_key(spec).is_none())
+    }
+
+    /// The blank spares `spec`'s cold starts take (`--lambda-docker-spare`): Docker zip
+    /// functions on demand, not under a debugger, whose code does not change in place (those
+    /// keep a spare of their own, made with the code mounted), on an engine that can.
+    fn blank_key(&self, spec: &EnvSpec) -> Option<BlankKey> {
+        if !self.spares || spec.kind != super::sandbox::SandboxKind::Docker || spec.provisioned || spec.reloads() {
+            return None;
+        }
+        self.sandboxes.docker.blank_key(spec)
+    }
+
+    /// Makes blank spares for `spec`'s image in the background, up to [`BLANKS_PER_KEY`]
+    /// (made or being made), within `max` spares in all. Where the engine cannot run them,
+    /// the function keeps a spare of its own instead.
+    fn prepare_blanks(self: &Arc<Self>, key: BlankKey, spec: &Arc<EnvSpec>) {
+        let want = {
+            let mut st = self.state.lock();
+            if st.shutting_down {
+                return;
+            }
+            let have = st.blanks.get(&key).map_or(0, Vec::len) + st.making_blanks.get(&key).copied().unwrap_or(0);
+            let want = BLANKS_PER_KEY.saturating_sub(have).min(self.max.saturating_sub(st.spare_count()));
+            if want > 0 {
+                *st.making_blanks.entry(key.clone()).or_default() += want;
+            }
+            want
+        };
+        for _ in 0..want {
+            let (pool, key, spec) = (self.clone(), key.clone(), spec.clone());
+            tokio::spawn(async move {
+                let made = pool.sandboxes.docker.make_blank(&key, spec.memory_mb).await;
+                let unused = {
+                    let mut st = pool.state.lock();
+                    if let Some(n) = st.making_blanks.get_mut(&key) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            st.making_blanks.remove(&key);
+                        }
+                    }
+                    match made {
+                        Ok(b) if !st.shutting_down => {
+                            st.blanks.entry(key.clone()).or_default().push(b);
+                            None
+                        }
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            tracing::debug!(image = %key.image, error = %e.message, "no spare container");
+                            None
+                        }
+                    }
+                };
+                if let Some(b) = unused {
+                    b.stop().await;
+                }
+                pool.spare_made.notify_waiters();
+                // The engine cannot: the function keeps a spare of its own, if it can.
+                if pool.blank_key(&spec).is_none() {
+                    pool.prepare(&spec);
+                }
+            });
+        }
+    }
+
+    /// Waits (bounded) while a blank spare for `key` is being made and none is ready, unless
+    /// an idle environment of `pool_key` serves first.
+    async fn await_blank(&self, key: &BlankKey, pool_key: &str) {
+        let until = tokio::time::Instant::now() + SPARE_WAIT;
+        loop {
+            let made = self.spare_made.notified();
+            tokio::pin!(made);
+            made.as_mut().enable();
+            let wait = {
+                let st = self.state.lock();
+                st.making_blanks.get(key).is_some_and(|n| *n > 0)
+                    && st.blanks.get(key).is_none_or(|v| v.is_empty())
+                    && st.idle.get(pool_key).is_none_or(|v| v.is_empty())
+            };
+            if !wait || tokio::time::timeout_at(until, made).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Makes a spare for `spec`'s key in the background, unless it has one (or one is being
@@ -659,6 +816,10 @@ impl Pool {
     /// (no local engine; no `/bin/sh` without the stdio helper) is only logged: the cold start
     /// then does it all.
     pub fn prepare(self: &Arc<Self>, spec: &Arc<EnvSpec>) {
+        if let Some(key) = self.blank_key(spec) {
+            self.prepare_blanks(key, spec);
+            return;
+        }
         if !self.keeps_spare(spec) {
             return;
         }
@@ -668,7 +829,7 @@ impl Pool {
                 return;
             }
             let mut evicted = None;
-            if st.spares.len() + st.making.len() >= self.max {
+            if st.spare_count() >= self.max {
                 let oldest = st.spares.iter().min_by_key(|(_, s)| s.made).map(|(k, _)| k.clone());
                 match oldest {
                     Some(k) => evicted = st.spares.remove(&k),
@@ -852,6 +1013,14 @@ impl Pool {
             for s in Self::take_spares(&mut st, |s| s.env.endpoint.is_dead()) {
                 tokio::spawn(async move { s.env.sandbox.stop().await });
             }
+            for v in st.blanks.values_mut() {
+                let (gone, keep): (Vec<Blank>, Vec<Blank>) = v.drain(..).partition(Blank::exited);
+                *v = keep;
+                for b in gone {
+                    tokio::spawn(async move { b.stop().await });
+                }
+            }
+            st.blanks.retain(|_, v| !v.is_empty());
             // Provisioned environments that died are replaced.
             let refill: Vec<String> = st
                 .provisioned
@@ -1061,22 +1230,31 @@ impl Pool {
 
     /// Stops every environment and refuses new ones.
     pub async fn shutdown(&self) {
-        let (all, spares): (Vec<Arc<Environment>>, Vec<Spare>) = {
+        let (all, spares, blanks): (Vec<Arc<Environment>>, Vec<Spare>, Vec<Blank>) = {
             let mut st = self.state.lock();
             st.shutting_down = true;
             st.idle.clear();
-            (st.all.drain().map(|(_, e)| e).collect(), st.spares.drain().map(|(_, s)| s).collect())
+            (
+                st.all.drain().map(|(_, e)| e).collect(),
+                st.spares.drain().map(|(_, s)| s).collect(),
+                st.blanks.drain().flat_map(|(_, v)| v).collect(),
+            )
         };
         self.busy.close();
         let stops = all.iter().map(|e| e.sandbox.stop()).chain(spares.iter().map(|s| s.env.sandbox.stop()));
         futures_util::future::join_all(stops).await;
+        futures_util::future::join_all(blanks.iter().map(Blank::stop)).await;
         // Spares still being made: each is stopped by its own task, which sees the shutdown.
         let until = tokio::time::Instant::now() + SPARE_WAIT;
         loop {
             let made = self.spare_made.notified();
             tokio::pin!(made);
             made.as_mut().enable();
-            if self.state.lock().making.is_empty() || tokio::time::timeout_at(until, made).await.is_err() {
+            let idle = {
+                let st = self.state.lock();
+                st.making.is_empty() && st.making_blanks.is_empty()
+            };
+            if idle || tokio::time::timeout_at(until, made).await.is_err() {
                 break;
             }
         }

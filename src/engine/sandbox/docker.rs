@@ -33,10 +33,11 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, ContainerUpdateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StatsOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptions, StatsOptionsBuilder, UploadToContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -48,7 +49,7 @@ use crate::engine::runtime_api::{Death, Endpoint, Peers};
 use crate::engine::{Advertise, CodeTransfer, EngineConfig, EnvSpec, Network as NetworkMode, PackageType};
 use images::ImageState;
 pub use images::default_image;
-use output::{AttachOutput, FifoOutput, Output};
+use output::{AttachOutput, FifoOutput, FifoPending, Output};
 
 /// Most processes (and threads) one function container may run.
 const PIDS_LIMIT: i64 = 512;
@@ -89,6 +90,8 @@ struct Inner {
     /// Told when the last start under way ends (shutdown waits for it).
     started: tokio::sync::Notify,
     closing: AtomicBool,
+    /// The engine cannot run blank spares (see [`Blank`]): found on the first try.
+    no_blanks: AtomicBool,
     owner: Owner,
     /// `--lambda-debug`: where the exec wrapper is written, and the host Python whose
     /// debugpy is mounted into Python containers.
@@ -193,6 +196,7 @@ impl DockerExecutor {
             starting: AtomicUsize::new(0),
             started: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
+            no_blanks: AtomicBool::new(false),
             owner: Owner { host: hostname(), pid: std::process::id(), server: server_addr.to_string() },
             debug_dir: data_dir.join("debug"),
             python: cfg.python.clone(),
@@ -260,6 +264,51 @@ impl DockerExecutor {
         task.await.map_err(|e| AwsError::service(format!("container start failed: {e}")))?
     }
 
+    /// What blank spare `spec` could take, if any: a zip function with its code mounted,
+    /// on an engine that can run blank spares (a local one that mounts the code, with the
+    /// stdio helper; not known before the first try).
+    pub fn blank_key(&self, spec: &EnvSpec) -> Option<BlankKey> {
+        if self.inner.no_blanks.load(Ordering::Relaxed)
+            || spec.package != PackageType::Zip
+            || spec.code_dir.is_none()
+            || spec.debug.is_some()
+        {
+            return None;
+        }
+        let image = self.inner.image_for(spec.package, spec.image_uri.as_deref(), spec.runtime.as_deref());
+        (!image.is_empty()).then_some(BlankKey { image, opt: !spec.layer_dirs.is_empty() })
+    }
+
+    /// Creates and starts a blank spare for `key`, with a memory limit of `memory_mb`.
+    pub async fn make_blank(&self, key: &BlankKey, memory_mb: u32) -> Result<Blank, AwsError> {
+        let inner = self.inner.clone();
+        let key = key.clone();
+        inner.starting.fetch_add(1, Ordering::SeqCst);
+        let task = tokio::spawn(async move {
+            let r = inner.make_blank(&key, memory_mb).await;
+            if inner.starting.fetch_sub(1, Ordering::SeqCst) == 1 {
+                inner.started.notify_waiters();
+            }
+            r
+        });
+        task.await.map_err(|e| AwsError::service(format!("blank spare failed: {e}")))?
+    }
+
+    /// Makes `blank` the container of an environment of `spec` (see [`Blank`]): its
+    /// runtime starts now. On an error the blank is removed, and the caller starts a
+    /// container as without it.
+    pub async fn take_blank(
+        &self,
+        blank: Blank,
+        spec: &EnvSpec,
+        api: SocketAddr,
+        endpoint: Arc<Endpoint>,
+        log: Arc<LogSink>,
+    ) -> Result<Container, AwsError> {
+        endpoint.set_region(&spec.region);
+        self.inner.take_blank(blank, spec, api, endpoint, log).await
+    }
+
     /// Removes every container this server still has, and refuses new ones.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
@@ -281,6 +330,100 @@ impl DockerExecutor {
         tracing::info!(count = ids.len(), "removing containers");
         futures_util::future::join_all(ids.iter().map(|id| inner.remove(id))).await;
     }
+}
+
+/// A blank spare: a container of one image, created and started ahead for no function yet,
+/// its wrapper (the stdio helper) holding before anything of the image runs. Taking it for a
+/// function ([`DockerExecutor::take_blank`]) hard-links the function's code (and layers) into
+/// the directories it mounts at `/var/task` (and `/opt`), sets its memory limit when it
+/// differs, and sends the wrapper its orders on the go FIFO: the function's variables, its
+/// working directory and the command, which it runs as a container made for the function
+/// would. Labelled `ruststack.spare=1` (labels cannot change), renamed for its function when
+/// taken. Dropped untaken: removed in the background.
+pub struct Blank {
+    id: String,
+    inner: Arc<Inner>,
+    stopped: Arc<AtomicBool>,
+    fifo: Option<FifoPending>,
+    watch: Arc<Mutex<Watch>>,
+    memory_mb: u32,
+    /// Its address on a local bridge (the one source its Runtime API serves).
+    ip: Option<IpAddr>,
+    pub key: BlankKey,
+}
+
+/// What a blank spare fits: functions of this image, with layers (an `/opt` mount) or not.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BlankKey {
+    pub image: String,
+    pub opt: bool,
+}
+
+impl Blank {
+    /// The container exited before it was taken (it is of no use).
+    pub fn exited(&self) -> bool {
+        self.watch.lock().exited.is_some()
+    }
+
+    /// Kills and removes it.
+    pub async fn stop(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.inner.remove(&self.id).await;
+        tracing::debug!(container = short(&self.id), "blank spare removed");
+    }
+}
+
+impl Drop for Blank {
+    fn drop(&mut self) {
+        if self.fifo.is_none() || self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let inner = self.inner.clone();
+            let id = self.id.clone();
+            rt.spawn(async move { inner.remove(&id).await });
+        }
+    }
+}
+
+/// A container's memory limit in bytes.
+fn memory_bytes(mb: u32) -> i64 {
+    i64::from(mb.max(16)) * 1024 * 1024
+}
+
+/// Hard-links (or copies) a function's code into `slot/task` and its layers into
+/// `slot/opt`, with the permissions of the directories they come from. Blocking.
+fn fill_slot(slot: &Path, code: &Path, opt: Option<&Path>) -> std::io::Result<()> {
+    let fill = |from: &Path, to: PathBuf| -> std::io::Result<()> {
+        layers::merge_into(&to, &[from.to_path_buf()])?;
+        std::fs::set_permissions(&to, std::fs::metadata(from)?.permissions())
+    };
+    fill(code, slot.join("task"))?;
+    if let Some(opt) = opt {
+        fill(opt, slot.join("opt"))?;
+    }
+    Ok(())
+}
+
+/// A blank spare's orders (see stdio.c): working directory, variables, command.
+fn orders(dir: Option<&str>, env: &[String], command: impl IntoIterator<Item = String>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut put = |s: &str| {
+        out.extend_from_slice(s.as_bytes());
+        out.push(0);
+    };
+    put(dir.unwrap_or_default());
+    for kv in env {
+        put(kv);
+    }
+    put("");
+    for a in command {
+        put(&a);
+    }
+    put("");
+    out
 }
 
 impl Inner {
@@ -715,7 +858,8 @@ impl Inner {
             };
             endpoint.allow_peers(peers);
         }
-        spawn_waiter(docker.clone(), id.clone(), endpoint.clone(), stopped, fifo.then(|| log.clone()));
+        let watch = Watch { exited: None, endpoint: Some(endpoint.clone()), log: fifo.then(|| log.clone()) };
+        spawn_waiter(docker.clone(), id.clone(), Arc::new(Mutex::new(watch)), stopped);
         tracing::debug!(
             function = %spec.function,
             container = short(&id),
@@ -784,30 +928,8 @@ impl Inner {
         fifo: Option<&FifoOutput>,
     ) -> Result<ContainerCreateBody, AwsError> {
         let Launch { spec, image, api, files, endpoint, log, .. } = *launch;
-        let metadata_token = endpoint.metadata_token();
         let (entrypoint, cmd, working_dir) = command;
-        let log_stream = log.stream();
-        let port = self.server_addr.port();
-        let endpoint_url = match (&self.advertise, self.network) {
-            (Some(a), _) => format!("http://{}", a.authority(port)),
-            (None, NetworkMode::Host) => {
-                let ip = self.server_addr.ip();
-                let ip = if ip.is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { ip };
-                format!("http://{}", SocketAddr::new(ip, port))
-            }
-            (None, NetworkMode::Bridge) => format!("http://host.docker.internal:{port}"),
-        };
-        let runtime_api = match &self.advertise {
-            Some(a) => a.authority(api.port()),
-            None => api.to_string(),
-        };
-        let mut vars = crate::engine::sandbox::function_env(spec, &runtime_api, &endpoint_url, log_stream);
-        crate::engine::sandbox::add_metadata_env(&mut vars, &runtime_api, metadata_token);
-        // Image functions: the entrypoint sets _HANDLER from CMD.
-        vars.retain(|(k, v)| !(k == "_HANDLER" && v.is_empty()));
-        vars.push(("LAMBDA_TASK_ROOT".into(), "/var/task".into()));
-        vars.push(("LAMBDA_RUNTIME_DIR".into(), "/var/runtime".into()));
-        let env: Vec<String> = vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let env = self.container_env(spec, api, endpoint, log);
 
         let mut mounts = Vec::new();
         if spec.package != PackageType::Image && files.archive.is_none() {
@@ -826,43 +948,274 @@ impl Inner {
                 mounts.push(bind(&go, output::GO_TARGET, false));
             }
         }
-        let memory = i64::from(spec.memory_mb.max(16)) * 1024 * 1024;
-        let (network_mode, extra_hosts) = match self.network {
-            NetworkMode::Host => ("host", None),
-            NetworkMode::Bridge => ("bridge", Some(vec!["host.docker.internal:host-gateway".to_string()])),
-        };
-        let labels = HashMap::from([
-            ("ruststack".to_string(), "1".to_string()),
-            ("ruststack.function".to_string(), spec.function.clone()),
-            ("ruststack.version".to_string(), spec.version.clone()),
-            ("ruststack.host".to_string(), self.owner.host.clone()),
-            ("ruststack.pid".to_string(), self.owner.pid.to_string()),
-            ("ruststack.server".to_string(), self.owner.server.clone()),
-        ]);
         Ok(ContainerCreateBody {
             image: Some(image.to_string()),
             entrypoint: Some(entrypoint),
             cmd: Some(cmd),
             working_dir,
             env: Some(env),
-            labels: Some(labels),
+            labels: Some(self.labels(Some(spec))),
             tty: Some(false),
             open_stdin: Some(false),
-            host_config: Some(HostConfig {
-                mounts: Some(mounts),
-                memory: Some(memory),
-                memory_swap: Some(memory),
-                pids_limit: Some(PIDS_LIMIT),
-                privileged: Some(false),
-                cap_drop: Some(vec!["ALL".to_string()]),
-                security_opt: Some(vec!["no-new-privileges".to_string()]),
-                network_mode: Some(network_mode.to_string()),
-                extra_hosts,
-                auto_remove: Some(false),
-                ..Default::default()
-            }),
+            host_config: Some(self.host_config(mounts, spec.memory_mb)),
             ..Default::default()
         })
+    }
+
+    /// The variables a function's container runs with (`api`: its Runtime API listener).
+    fn container_env(&self, spec: &EnvSpec, api: SocketAddr, endpoint: &Endpoint, log: &LogSink) -> Vec<String> {
+        let port = self.server_addr.port();
+        let endpoint_url = match (&self.advertise, self.network) {
+            (Some(a), _) => format!("http://{}", a.authority(port)),
+            (None, NetworkMode::Host) => {
+                let ip = self.server_addr.ip();
+                let ip = if ip.is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { ip };
+                format!("http://{}", SocketAddr::new(ip, port))
+            }
+            (None, NetworkMode::Bridge) => format!("http://host.docker.internal:{port}"),
+        };
+        let runtime_api = match &self.advertise {
+            Some(a) => a.authority(api.port()),
+            None => api.to_string(),
+        };
+        let mut vars = crate::engine::sandbox::function_env(spec, &runtime_api, &endpoint_url, log.stream());
+        crate::engine::sandbox::add_metadata_env(&mut vars, &runtime_api, endpoint.metadata_token());
+        // Image functions: the entrypoint sets _HANDLER from CMD.
+        vars.retain(|(k, v)| !(k == "_HANDLER" && v.is_empty()));
+        vars.push(("LAMBDA_TASK_ROOT".into(), "/var/task".into()));
+        vars.push(("LAMBDA_RUNTIME_DIR".into(), "/var/runtime".into()));
+        vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    /// `ruststack=1` and the owner's labels, plus the function's (`None`: a blank spare,
+    /// labelled `ruststack.spare=1`).
+    fn labels(&self, function: Option<&EnvSpec>) -> HashMap<String, String> {
+        let mut labels = HashMap::from([
+            ("ruststack".to_string(), "1".to_string()),
+            ("ruststack.host".to_string(), self.owner.host.clone()),
+            ("ruststack.pid".to_string(), self.owner.pid.to_string()),
+            ("ruststack.server".to_string(), self.owner.server.clone()),
+        ]);
+        match function {
+            Some(spec) => {
+                labels.insert("ruststack.function".to_string(), spec.function.clone());
+                labels.insert("ruststack.version".to_string(), spec.version.clone());
+            }
+            None => {
+                labels.insert("ruststack.spare".to_string(), "1".to_string());
+            }
+        }
+        labels
+    }
+
+    /// The limits, mounts and network of a function's container.
+    fn host_config(&self, mounts: Vec<Mount>, memory_mb: u32) -> HostConfig {
+        let memory = memory_bytes(memory_mb);
+        let (network_mode, extra_hosts) = match self.network {
+            NetworkMode::Host => ("host", None),
+            NetworkMode::Bridge => ("bridge", Some(vec!["host.docker.internal:host-gateway".to_string()])),
+        };
+        HostConfig {
+            mounts: Some(mounts),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            pids_limit: Some(PIDS_LIMIT),
+            privileged: Some(false),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            network_mode: Some(network_mode.to_string()),
+            extra_hosts,
+            auto_remove: Some(false),
+            ..Default::default()
+        }
+    }
+
+    async fn make_blank(self: &Arc<Self>, key: &BlankKey, memory_mb: u32) -> Result<Blank, AwsError> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(AwsError::service("server is shutting down"));
+        }
+        let begun = Instant::now();
+        let engine = self.engine().await.map_err(AwsError::service)?;
+        let helper = match &engine.helper {
+            Some(Some(path)) if engine.local && engine.transfer == CodeTransfer::Mount => path.clone(),
+            _ => {
+                self.no_blanks.store(true, Ordering::Relaxed);
+                return Err(AwsError::service(
+                    "blank spares need a local engine that mounts the code, and the stdio helper",
+                ));
+            }
+        };
+        let docker = &engine.docker;
+        self.image_config(docker, &key.image).await.map_err(AwsError::service)?;
+        let name = container_name("spare");
+        let dir = self.run_root.join(self.owner.pid.to_string()).join(&name);
+        let opt = key.opt;
+        let fifo = tokio::task::spawn_blocking(move || {
+            let f = FifoPending::create(dir)?;
+            std::fs::create_dir(f.dir().join("task"))?;
+            if opt {
+                std::fs::create_dir(f.dir().join("opt"))?;
+            }
+            Ok::<_, std::io::Error>(f)
+        })
+        .await
+        .map_err(|e| AwsError::service(format!("blank spare failed: {e}")))?
+        .map_err(|e| AwsError::service(format!("cannot make a blank spare's FIFOs: {e}")))?;
+        let d = fifo.dir().to_path_buf();
+        let mut mounts = vec![bind(&d.join("task"), "/var/task", true)];
+        if opt {
+            mounts.push(bind(&d.join("opt"), "/opt", true));
+        }
+        mounts.push(bind(&helper, output::HELPER_TARGET, true));
+        mounts.push(bind(&d.join("log"), output::FIFO_TARGET, false));
+        mounts.push(bind(&d.join("go"), output::GO_TARGET, false));
+        let mut entrypoint = output::helper_wrapper(true, true);
+        entrypoint.push("@go".into());
+        let body = ContainerCreateBody {
+            image: Some(key.image.clone()),
+            entrypoint: Some(entrypoint),
+            cmd: Some(Vec::new()),
+            labels: Some(self.labels(None)),
+            tty: Some(false),
+            open_stdin: Some(false),
+            host_config: Some(self.host_config(mounts, memory_mb)),
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let opts = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = docker.create_container(Some(opts), body).await.map_err(|e| {
+            if status(&e) == Some(404) {
+                self.forget_image(&key.image);
+            }
+            invalid_runtime(format!("cannot create a container from {}: {}", key.image, message(&e)))
+        })?;
+        let id = created.id;
+        self.live.lock().insert(id.clone());
+        let mut blank = Blank {
+            id: id.clone(),
+            inner: self.clone(),
+            stopped: Arc::new(AtomicBool::new(false)),
+            fifo: Some(fifo),
+            watch: Arc::new(Mutex::new(Watch::default())),
+            memory_mb,
+            ip: None,
+            key: key.clone(),
+        };
+        if self.closing.load(Ordering::SeqCst) {
+            blank.stop().await;
+            return Err(AwsError::service("server is shutting down"));
+        }
+        let t1 = Instant::now();
+        docker
+            .start_container(&id, None)
+            .await
+            .map_err(|e| invalid_runtime(format!("cannot start a container from {}: {}", key.image, message(&e))))?;
+        if engine.local && self.network == NetworkMode::Bridge {
+            blank.ip = container_ip(docker, &id).await;
+        }
+        spawn_waiter(docker.clone(), id.clone(), blank.watch.clone(), blank.stopped.clone());
+        tracing::debug!(
+            container = short(&id),
+            image = %key.image,
+            prep_ms = (t0 - begun).as_millis() as u64,
+            create_ms = (t1 - t0).as_millis() as u64,
+            start_ms = t1.elapsed().as_millis() as u64,
+            "blank spare started"
+        );
+        Ok(blank)
+    }
+
+    async fn take_blank(
+        self: &Arc<Self>,
+        mut blank: Blank,
+        spec: &EnvSpec,
+        api: SocketAddr,
+        endpoint: Arc<Endpoint>,
+        log: Arc<LogSink>,
+    ) -> Result<Container, AwsError> {
+        let begun = Instant::now();
+        let engine = self.engine().await.map_err(AwsError::service)?;
+        let docker = &engine.docker;
+        let code = spec.code_dir.clone().ok_or_else(|| AwsError::service("function has no code"))?;
+        let opt_src = match spec.layer_dirs.as_slice() {
+            [] => None,
+            [only] => Some(only.clone()),
+            dirs => {
+                let (root, dirs) = (self.merged_root.clone(), dirs.to_vec());
+                let merged = tokio::task::spawn_blocking(move || layers::merge(&root, &dirs))
+                    .await
+                    .map_err(|e| AwsError::service(format!("layer merge failed: {e}")))?
+                    .map_err(|e| AwsError::service(format!("cannot merge the function's layers: {e}")))?;
+                Some(merged)
+            }
+        };
+        if opt_src.is_some() != blank.key.opt {
+            return Err(AwsError::service("the blank spare does not fit the function's layers"));
+        }
+        let slot = blank.fifo.as_ref().map(|f| f.dir().to_path_buf()).unwrap_or_default();
+        let from = opt_src.clone();
+        tokio::task::spawn_blocking(move || fill_slot(&slot, &code, from.as_deref()))
+            .await
+            .map_err(|e| AwsError::service(format!("code link failed: {e}")))?
+            .map_err(|e| AwsError::service(format!("cannot link the function's code: {e}")))?;
+        let t_link = begun.elapsed();
+        let (entry, cmd, dir) = self
+            .command(docker, spec, &blank.key.image, opt_src.as_deref(), Vec::new())
+            .await
+            .map_err(|why| image_unavailable(&spec.function, &why))?;
+        let env = self.container_env(spec, api, &endpoint, &log);
+        let id = blank.id.clone();
+        if memory_bytes(spec.memory_mb) != memory_bytes(blank.memory_mb) {
+            let memory = memory_bytes(spec.memory_mb);
+            let update = ContainerUpdateBody { memory: Some(memory), memory_swap: Some(memory), ..Default::default() };
+            docker.update_container(&id, update).await.map_err(|e| {
+                AwsError::service(format!("cannot set the memory limit of container {}: {}", short(&id), message(&e)))
+            })?;
+        }
+        {
+            let mut w = blank.watch.lock();
+            if let Some(why) = &w.exited {
+                return Err(AwsError::service(format!("the blank spare exited: {why}")));
+            }
+            w.endpoint = Some(endpoint.clone());
+            w.log = Some(log.clone());
+        }
+        if engine.local && self.network == NetworkMode::Bridge {
+            endpoint.allow_peers(blank.ip.map_or(Peers::Any, Peers::Only));
+        }
+        let pending = blank.fifo.take().ok_or_else(|| AwsError::service("blank spare already taken"))?;
+        let fifo = match pending.open(log) {
+            Ok(f) => f,
+            Err(e) => {
+                blank.stop().await;
+                return Err(AwsError::service(format!("cannot read a blank spare's FIFO: {e}")));
+            }
+        };
+        let container = Container {
+            id: id.clone(),
+            inner: self.clone(),
+            stopped: blank.stopped.clone(),
+            output: Output::Fifo(fifo),
+            oom: OnceLock::new(),
+            _opt: None,
+        };
+        let Output::Fifo(f) = &container.output else { unreachable!() };
+        if !f.send(&orders(dir.as_deref(), &env, entry.into_iter().chain(cmd))) {
+            return Err(AwsError::service("cannot send a blank spare its orders"));
+        }
+        // While its runtime starts: named for its function, as the containers made for one.
+        let rename = RenameContainerOptions { name: container_name(&spec.function) };
+        if let Err(e) = docker.rename_container(&id, rename).await {
+            tracing::debug!(container = short(&id), error = %message(&e), "cannot rename a taken blank spare");
+        }
+        tracing::debug!(
+            function = %spec.function,
+            container = short(&id),
+            link_ms = t_link.as_millis() as u64,
+            take_ms = begun.elapsed().as_millis() as u64,
+            "blank spare taken"
+        );
+        Ok(container)
     }
 
     /// Kills and removes a container; one that is already gone counts as removed.
@@ -1047,15 +1400,20 @@ impl Drop for Container {
     }
 }
 
-/// Tells the endpoint when the container exits. `log`: with the FIFO, the container's own
-/// stdout only has what went wrong before the runtime started; copy it on a failed exit.
-fn spawn_waiter(
-    docker: Docker,
-    id: String,
-    endpoint: Arc<Endpoint>,
-    stopped: Arc<AtomicBool>,
+/// Whom a container's waiter tells when it exits: the endpoint (and, with the FIFO, the log)
+/// of the environment it serves. A blank spare serves none until it is taken: its exit is
+/// then kept in `exited`, and taking it fails.
+#[derive(Default)]
+struct Watch {
+    exited: Option<String>,
+    endpoint: Option<Arc<Endpoint>>,
+    /// With the FIFO, the container's own stdout only has what went wrong before the
+    /// runtime started: copied into this log on a failed exit.
     log: Option<Arc<LogSink>>,
-) {
+}
+
+/// Tells the watch's endpoint when the container exits.
+fn spawn_waiter(docker: Docker, id: String, watch: Arc<Mutex<Watch>>, stopped: Arc<AtomicBool>) {
     tokio::spawn(async move {
         let opts = WaitContainerOptionsBuilder::new().condition("not-running").build();
         let mut waits = docker.wait_container(&id, Some(opts));
@@ -1065,6 +1423,17 @@ fn spawn_waiter(
             Some(Err(e)) if status(&e) == Some(404) => ("container removed".to_string(), false),
             Some(Err(e)) => (format!("container wait failed: {}", message(&e)), false),
             None => ("container gone".to_string(), false),
+        };
+        let (endpoint, log) = {
+            let mut w = watch.lock();
+            match w.endpoint.clone() {
+                Some(e) => (e, w.log.clone()),
+                None => {
+                    tracing::debug!(container = short(&id), why = %why, "blank spare exited");
+                    w.exited = Some(why);
+                    return;
+                }
+            }
         };
         if let Some(log) = log.filter(|_| failed && !stopped.load(Ordering::SeqCst)) {
             let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).tail("50").build();

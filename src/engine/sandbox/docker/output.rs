@@ -100,17 +100,7 @@ impl FifoOutput {
     pub fn create(dir: PathBuf, log: Arc<LogSink>) -> std::io::Result<FifoOutput> {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("log");
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| std::io::Error::other("NUL in FIFO path"))?;
-        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-        if unsafe { libc::mkfifo(c.as_ptr(), 0o666) } != 0 {
-            let e = std::io::Error::last_os_error();
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
-        }
-        // mkfifo honours the umask; the container's writer needs write access.
-        let r = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
-            .and_then(|()| pipe::OpenOptions::new().read_write(true).open_receiver(&path));
+        let r = make_fifo(&path).and_then(|()| pipe::OpenOptions::new().read_write(true).open_receiver(&path));
         let rx = match r {
             Ok(rx) => rx,
             Err(e) => {
@@ -128,17 +118,7 @@ impl FifoOutput {
     /// Makes `<dir>/go`, the FIFO a held container waits on before it runs its runtime.
     /// Held open read-write, so a line can be written before the container opens it.
     pub fn hold(&mut self) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.dir.join("go");
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| std::io::Error::other("NUL in FIFO path"))?;
-        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-        if unsafe { libc::mkfifo(c.as_ptr(), 0o666) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
-        let f = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path)?;
-        self.go = Some(f);
+        self.go = Some(open_go(&self.dir.join("go"))?);
         Ok(())
     }
 
@@ -154,9 +134,76 @@ impl FifoOutput {
         self.go.as_ref().is_some_and(|mut f| f.write_all(b"\n").is_ok())
     }
 
+    /// Gives a blank spare's wrapper its orders (see stdio.c): a byte count line, then
+    /// `orders`. The pipe is empty and its buffer larger than any orders: written at once.
+    pub fn send(&self, orders: &[u8]) -> bool {
+        use std::io::Write;
+        let mut msg = format!("{}\n", orders.len()).into_bytes();
+        msg.extend_from_slice(orders);
+        self.go.as_ref().is_some_and(|mut f| f.write(&msg).is_ok_and(|n| n == msg.len()))
+    }
+
     async fn flush(&self) {
         self.pipe.flush().await
     }
+}
+
+/// The FIFOs of a blank spare (`<dir>/log` and `<dir>/go`), made before it is known whose
+/// log the output goes to: nothing is written before its orders, and the log's reader is
+/// opened before they are sent ([`FifoPending::open`]). Dropped unopened: the directory goes.
+pub struct FifoPending {
+    dir: Option<PathBuf>,
+    go: Option<std::fs::File>,
+}
+
+impl FifoPending {
+    pub fn create(dir: PathBuf) -> std::io::Result<FifoPending> {
+        std::fs::create_dir_all(&dir)?;
+        let mut p = FifoPending { dir: Some(dir.clone()), go: None };
+        make_fifo(&dir.join("log"))?;
+        p.go = Some(open_go(&dir.join("go"))?);
+        Ok(p)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Starts reading the log FIFO into `log`.
+    pub fn open(mut self, log: Arc<LogSink>) -> std::io::Result<FifoOutput> {
+        let dir = self.dir.clone().unwrap_or_default();
+        let rx = pipe::OpenOptions::new().read_write(true).open_receiver(dir.join("log"))?;
+        self.dir = None;
+        Ok(FifoOutput { dir, pipe: PipeOutput::start(rx, log), go: self.go.take() })
+    }
+}
+
+impl Drop for FifoPending {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Makes a FIFO anyone may read and write (mkfifo honours the umask; the container's writer
+/// may be another uid).
+fn make_fifo(path: &Path) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::other("NUL in FIFO path"))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o666) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+}
+
+/// Makes a go FIFO, held open read-write (non-blocking), so a line can be written before
+/// the container opens it.
+fn open_go(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    make_fifo(path)?;
+    std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(path)
 }
 
 impl PipeOutput {
@@ -408,6 +455,55 @@ mod tests {
         out.flush().await;
         assert_eq!(String::from_utf8(log.take()).unwrap(), "out 1\nerr 1\nout 2\nerr 2\nout 3\nerr 3\n");
         drop(out);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A blank spare's helper: its FIFOs made before the log is known, it waits for orders,
+    /// then runs their command with their variables (over its own) in their directory, its
+    /// output in the log opened at the take. Orders without a command are refused.
+    #[tokio::test]
+    async fn helper_takes_orders_on_the_go_fifo() {
+        if STDIO_HELPER.is_empty() {
+            eprintln!("no stdio helper in this build: nothing to test");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("ruststack-orders-{}", uuid::Uuid::new_v4().simple()));
+        let helper = super::super::write_helper(&dir.join("bin")).unwrap();
+        for (command, want) in
+            [(vec!["/bin/sh", "-c", "echo $FOO $BAR $KEEP $(pwd); echo err >&2"], Some(0)), (vec![], None)]
+        {
+            let pending = FifoPending::create(dir.join("blank")).unwrap();
+            let (fifo, go) = (pending.dir().join("log"), pending.dir().join("go"));
+            let child = tokio::process::Command::new(&helper)
+                .args([&fifo, &go])
+                .arg("@go")
+                .env("FOO", "old")
+                .env("KEEP", "kept")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            wait_opened(child.id().unwrap(), &go, "the helper").await;
+            let log = LogSink::new("t", "$LATEST", "/aws/lambda/t");
+            let out = pending.open(log.clone()).unwrap();
+            let env = ["FOO=new".to_string(), "BAR=a b".to_string()];
+            let orders = super::super::orders(Some("/tmp"), &env, command.iter().map(|s| s.to_string()));
+            assert!(out.send(&orders));
+            let done = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap();
+            out.flush().await;
+            match want {
+                Some(code) => {
+                    assert_eq!(done.status.code(), Some(code));
+                    assert_eq!(String::from_utf8(log.take()).unwrap(), "new a b kept /tmp\nerr\n");
+                }
+                None => {
+                    assert_eq!(done.status.code(), Some(126));
+                    let said = String::from_utf8(done.stderr).unwrap();
+                    assert!(said.starts_with("ruststack-stdio: bad orders on "), "{said}");
+                }
+            }
+            drop(out);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
