@@ -357,6 +357,7 @@ impl Pool {
         if spares {
             self.await_spare(&spec.key).await;
         } else if let Some(k) = &blank_key {
+            self.kick_blank(k, spec);
             self.await_blank(k, &spec.key).await;
         }
         let (epochs, evicted, displaced, spare, blank) = {
@@ -743,13 +744,35 @@ impl Pool {
     /// (made or being made), within `max` spares in all. Where the engine cannot run them,
     /// the function keeps a spare of its own instead.
     fn prepare_blanks(self: &Arc<Self>, key: BlankKey, spec: &Arc<EnvSpec>) {
+        self.prepare_blanks_up_to(key, spec, BLANKS_PER_KEY);
+    }
+
+    /// A cold start that finds no blank spare ready or being made for its image (one that
+    /// came between its function turning Active and the making of that function's spares
+    /// being on the books, or after the spares were all taken) has one made now and waits
+    /// for it: making a blank is a container's create and start, as a start without one, and
+    /// the refill after the take keeps the image's spares.
+    fn kick_blank(self: &Arc<Self>, key: &BlankKey, spec: &Arc<EnvSpec>) {
+        let none = {
+            let st = self.state.lock();
+            st.blanks.get(key).is_none_or(Vec::is_empty)
+                && st.making_blanks.get(key).is_none_or(|n| *n == 0)
+                && st.idle.get(&spec.key).is_none_or(|v| v.is_empty())
+        };
+        if none {
+            self.prepare_blanks_up_to(key.clone(), spec, 1);
+        }
+    }
+
+    /// [`Pool::prepare_blanks`], up to `per_key` blank spares for `key`.
+    fn prepare_blanks_up_to(self: &Arc<Self>, key: BlankKey, spec: &Arc<EnvSpec>, per_key: usize) {
         let want = {
             let mut st = self.state.lock();
             if st.shutting_down {
                 return;
             }
             let have = st.blanks.get(&key).map_or(0, Vec::len) + st.making_blanks.get(&key).copied().unwrap_or(0);
-            let want = BLANKS_PER_KEY.saturating_sub(have).min(self.max.saturating_sub(st.spare_count()));
+            let want = per_key.saturating_sub(have).min(self.max.saturating_sub(st.spare_count()));
             if want > 0 {
                 *st.making_blanks.entry(key.clone()).or_default() += want;
             }
