@@ -343,6 +343,9 @@ def test_kill9_during_deletes_loses_no_referenced_blob(fresh_server):
         create(lam, name, shared if i % 2 else code_zip(f"k9-{i}"))
         names.append(name)
     deleted = []
+    # Set by the deleter itself at its 10th delete: an event wakes the killer at once, where
+    # polling the count could sleep through the remaining 30 deletes on a loaded machine.
+    tenth = threading.Event()
 
     def deleter():
         c = srv.client("lambda")
@@ -352,10 +355,12 @@ def test_kill9_during_deletes_loses_no_referenced_blob(fresh_server):
                 deleted.append(n)
             except Exception:
                 return
+            if len(deleted) == 10:
+                tenth.set()
 
     t = threading.Thread(target=deleter)
     t.start()
-    wait_for(lambda: len(deleted) >= 10, timeout=30, what="10 deletes")
+    assert tenth.wait(30), f"10 deletes within 30 s ({len(deleted)} done)"
     srv.kill()
     t.join(30)
     assert not t.is_alive(), "the deleter ended once the server was gone"
