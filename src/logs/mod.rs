@@ -644,4 +644,26 @@ mod tests {
         assert!(first.events.len() < STREAM_EVENTS, "the oldest stream lost events");
         assert_eq!(last.events.len(), STREAM_EVENTS, "the newest kept all of its own");
     }
+
+    #[tokio::test]
+    async fn reads_wait_for_logs_pending_before_them() {
+        let logs = std::sync::Arc::new(Logs::default());
+        let pending = logs.pending();
+        let reader = tokio::spawn({
+            let logs = logs.clone();
+            async move {
+                logs.settled().await;
+                let groups = logs.groups.lock();
+                groups.get("us-east-1").and_then(|g| g.get("/aws/lambda/f")).map_or(0, |g| g.streams["s"].events.len())
+            }
+        });
+        // The reader starts (and waits) before the log is written.
+        tokio::task::yield_now().await;
+        logs.put_lines("us-east-1", "/aws/lambda/f", "s", b"START\nREPORT\n");
+        drop(pending);
+        assert_eq!(reader.await.expect("reader"), 2, "the read saw the pending log");
+        assert!(logs.pending.lock().open.is_empty());
+        // Nothing pending: no wait.
+        logs.settled().await;
+    }
 }
