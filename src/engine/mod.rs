@@ -377,7 +377,7 @@ impl Engine {
     /// [`Engine::invoke`], then `then` on its outcome, in the same task: what `then` does
     /// (writing the invocation's log, say) is done even if the caller hangs up, without the
     /// caller spawning a task of its own for it. The task starts when this is called; the
-    /// returned future (a join handle, so the caller's future stays small) only awaits it.
+    /// returned future (small: a channel's end) only awaits its answer.
     pub fn invoke_then<T: Send + 'static>(
         &self,
         spec: Arc<EnvSpec>,
@@ -403,25 +403,29 @@ impl Engine {
     ) -> impl std::future::Future<Output = Result<T, AwsError>> + Send + 'static {
         let pool = self.pool.clone();
         let init_timeout = self.init_timeout;
+        let (answer_tx, answer_rx) = oneshot::channel();
         // Boxed: the task then moves a pointer, not the whole state of the run (a few KB), each
-        // time it is spawned, polled to its end and read.
-        let task = tokio::spawn(Box::pin(async move {
+        // time it is spawned and polled.
+        tokio::spawn(Box::pin(async move {
             match run(&pool, &spec, req, init_timeout, early).await {
-                Ran::Settled(r) => then(r),
+                Ran::Settled(r) => {
+                    let _ = answer_tx.send(then(r));
+                }
                 Ran::Answered(answer, unsettled) => {
-                    // Spawned before this task ends: its end wakes the caller, which then runs
-                    // first on this thread (the settling waits in the run queue, or runs on
-                    // another one), so the answer goes out before the settling's reads.
-                    tokio::spawn(Box::pin(async move {
-                        let (run, hold) = unsettled.settle().await;
-                        let _ = then(Ok(run));
-                        drop(hold);
-                    }));
-                    Ok(answer)
+                    // The answer wakes the caller, which runs next on this thread; the yield
+                    // lets it write the answer before the settling's reads (a task spawned
+                    // for them instead woke another thread first, on the answer's way).
+                    let _ = answer_tx.send(Ok(answer));
+                    tokio::task::yield_now().await;
+                    let (run, hold) = unsettled.settle().await;
+                    let _ = then(Ok(run));
+                    drop(hold);
                 }
             }
         }));
-        async move { task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))? }
+        async move {
+            answer_rx.await.unwrap_or_else(|_| Err(AwsError::service("the invocation failed: its task ended")))
+        }
     }
 
     /// Which sandbox runs a function, and why.
