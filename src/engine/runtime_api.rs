@@ -502,7 +502,12 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
         return error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
     };
     let outcome = if is_error { Outcome::Error { body, error_type } } else { Outcome::Response { body, content_type } };
-    let _ = done.send(outcome);
+    if done.send(outcome).is_ok() {
+        // The invocation's task was woken onto this thread: a yield lets it (and the caller's
+        // answer) run before this 202 is written. Written first, the 202 woke the runtime,
+        // which could take this CPU from the server before the caller had its answer.
+        tokio::task::yield_now().await;
+    }
     accepted()
 }
 
