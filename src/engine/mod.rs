@@ -423,9 +423,7 @@ impl Engine {
                 }
             }
         }));
-        async move {
-            answer_rx.await.unwrap_or_else(|_| Err(AwsError::service("the invocation failed: its task ended")))
-        }
+        async move { answer_rx.await.unwrap_or_else(|_| Err(AwsError::service("the invocation failed: its task ended"))) }
     }
 
     /// Which sandbox runs a function, and why.
