@@ -710,6 +710,10 @@ impl Settling {
 
     /// Waits until no settling runs.
     async fn wait(&self) {
+        // Nearly always so: no waiter is registered then.
+        if !self.busy.load(Ordering::SeqCst) {
+            return;
+        }
         loop {
             let notified = self.done.notified();
             tokio::pin!(notified);
