@@ -674,7 +674,8 @@ impl Unsettled {
     async fn settle(self) -> (RunOutcome, SettlingHold) {
         let Unsettled { r, hold } = self;
         let env = &hold.0;
-        let ((), mem) = tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb());
+        let ((), mem) =
+            tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb(env.endpoint.take_reported_rss()));
         let _ = env.sandbox.oom_killed().await;
         let run = RunOutcome {
             ended: r.ended,
@@ -825,7 +826,8 @@ fn stream_on(
             }
         };
         let duration = picked.elapsed();
-        let ((), max_memory_mb) = tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb());
+        let ((), max_memory_mb) =
+            tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb(env.endpoint.take_reported_rss()));
         let ended = oom_verdict(&env, ended).await;
         let r = RunResult { picked_up: true, ended, duration, init_duration, max_memory_mb, picked, deadline };
         let _ = end_tx.send(settle(&pool, lease, r).await);
@@ -850,7 +852,8 @@ struct RunResult {
 /// After an invocation's end: waits for the output written so far and (meanwhile) measures
 /// the environment's peak memory; an error or a death is checked against the OOM killer.
 async fn measure(env: &Environment, r: &mut RunResult) {
-    let ((), mem) = tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb());
+    let ((), mem) =
+        tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb(env.endpoint.take_reported_rss()));
     r.max_memory_mb = mem;
     let ended = std::mem::replace(&mut r.ended, Ended::TimedOut { timeout: Duration::ZERO });
     r.ended = oom_verdict(env, ended).await;

@@ -684,3 +684,40 @@ async fn a_declined_early_answer_is_settled_first() {
         .expect("answer");
     assert!(died.starts_with("Died"), "{died}");
 }
+
+/// The peak RSS a runtime reports with its result (`X-Ruststack-Max-Rss-Kb`, the bundled
+/// bootstrap when forked) is kept for that result only; a result without it reports none.
+#[tokio::test]
+async fn a_reported_peak_is_kept_for_its_result() {
+    let ip = std::net::IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let ep = Endpoint::new("rss");
+    let l = runtime_api::serve(ip, ep.clone()).await.expect("listen");
+    let client = FakeClient::new(l.addr);
+    for (id, header) in [("one", Some("2048")), ("two", None)] {
+        let (started, _) = tokio::sync::oneshot::channel();
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let inv = Invocation {
+            request_id: id.to_string(),
+            payload: Bytes::from_static(b"{}"),
+            invoked_arn: "arn".into(),
+            trace_id: "t".into(),
+            client_context: None,
+            cognito_identity: None,
+            tenant_id: None,
+            timeout: LONG,
+            started,
+            done,
+        };
+        assert!(ep.deliver(inv).is_ok());
+        assert_eq!(client.next().await.0, id);
+        let mut post = client.client.post(format!("{}/{id}/response", client.base)).body("{}");
+        if let Some(h) = header {
+            post = post.header("X-Ruststack-Max-Rss-Kb", h);
+        }
+        assert_eq!(post.send().await.expect("post").status(), reqwest::StatusCode::ACCEPTED);
+        assert!(matches!(rx.await, Ok(Outcome::Response { .. })));
+        let want = header.map(|kb| kb.parse::<u64>().expect("kb") * 1024);
+        assert_eq!(ep.take_reported_rss(), want, "{id}");
+        assert_eq!(ep.take_reported_rss(), None, "taken once");
+    }
+}
