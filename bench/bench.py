@@ -912,7 +912,8 @@ RIE_PATH = "/2015-03-31/functions/function/invocations"
 def bench_rie(n, reps):
     """RIE + awslambdaric against RustStack (python on the bundled bootstrap, and
     provided.al2023 running the same awslambdaric), same raw keep-alive client, same handler,
-    all driven sequentially (RIE serves one invocation at a time)."""
+    all driven sequentially (RIE serves one invocation at a time), their warm latency in
+    alternating rounds."""
     if not os.path.exists(RIE):
         row("RIE", "AWS Lambda RIE", "n/a (not installed: bench/run.sh fetches it from aws-sam-cli==%s)" % RIE_VERSION)
         return
@@ -938,35 +939,41 @@ def bench_rie(n, reps):
                     raise RuntimeError("RIE invoke: %s" % st)
             finally:
                 rie.stop()
-        rie = Rie(code, py)
-        try:
-            http_call(rie.port, "POST", RIE_PATH, b"{}")
-            client_latency(rie.addr, RIE_PATH, 50)
-            rie_lat = client_latency(rie.addr, RIE_PATH, n)
-        finally:
-            rie.stop()
         rie_cold = statistics.median(colds)
-        row("RIE", "RIE %s (aws-sam-cli) + awslambdaric, python%s image mode: raw keep-alive HTTP" % (RIE_VERSION, ver),
-            lat_summary(rie_lat))
-        row("RIE", "RIE: first invoke after start (median of %d)" % reps, ms(rie_cold))
         # RustStack, the same handler: python on the bundled bootstrap, and provided.al2023
         # running awslambdaric (the same client code on both sides).
         boot = "#!/bin/sh\nexec %s -m awslambdaric handler.handler\n" % py
         zips = {"python": (zip_of({"handler.py": TRIVIAL}), "python" + ver),
                 "provided": (zip_bootstrap({"handler.py": TRIVIAL}, boot), "provided.al2023")}
-        ours = {}
+        firsts = {}
         for label, (z, runtime) in zips.items():
-            firsts = []
+            firsts[label] = []
             for i in range(reps):
                 name = "rie-%s-%d" % (label, i)
                 create_raw(srv.port, name, z, runtime=runtime)
                 t = time.perf_counter()
                 invoke_raw(srv.port, name)
-                firsts.append(time.perf_counter() - t)
-            path = INVOKE % ("rie-%s-0" % label)
-            client_latency(srv.addr, path, 50)
-            lat = client_latency(srv.addr, path, n)
-            ours[label] = (lat, statistics.median(firsts))
+                firsts[label].append(time.perf_counter() - t)
+        # Warm latency side by side: RIE and each RustStack function in alternating rounds,
+        # so all of them see the same machine load.
+        rie = Rie(code, py)
+        try:
+            http_call(rie.port, "POST", RIE_PATH, b"{}")
+            targets = [("rie", rie.addr, RIE_PATH)] + [(label, srv.addr, INVOKE % ("rie-%s-0" % label)) for label in zips]
+            for _, addr, path in targets:
+                client_latency(addr, path, 200)  # warm-up
+            lats = {label: [] for label, _, _ in targets}
+            rounds = 10
+            for _ in range(rounds):
+                for label, addr, path in targets:
+                    lats[label] += client_latency(addr, path, max(1, n // rounds))
+        finally:
+            rie.stop()
+        rie_lat = lats["rie"]
+        row("RIE", "RIE %s (aws-sam-cli) + awslambdaric, python%s image mode: raw keep-alive HTTP" % (RIE_VERSION, ver),
+            lat_summary(rie_lat) + " · load %s" % loadavg())
+        row("RIE", "RIE: first invoke after start (median of %d)" % reps, ms(rie_cold))
+        ours = {label: (lats[label], statistics.median(firsts[label])) for label in zips}
         for label, what in (("python", "python%s, bundled bootstrap" % ver), ("provided", "provided.al2023 + awslambdaric")):
             lat, first = ours[label]
             row("RIE", "RustStack %s: raw keep-alive HTTP" % what, lat_summary(lat))

@@ -356,7 +356,11 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if let Some(target) = logs_target {
         let region = scope_hdr.map(|(r, _)| r).unwrap_or_else(|| app.cfg.region.clone());
         return match http_util::read_body(req.into_body(), MAX_LOGS_BODY).await {
-            Ok(body) => app.lambda.logs.handle(&region, &app.cfg.account_id, &target, &body),
+            Ok(body) => {
+                // An invocation answered before its log was written: that log first.
+                app.lambda.logs.settled().await;
+                app.lambda.logs.handle(&region, &app.cfg.account_id, &target, &body)
+            }
             Err(_) => aws_json(
                 JsonVersion::V1_1,
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -111,6 +111,10 @@ _environ = os.environ
 # _hide_internal_env(), since no such variables exist on AWS.
 _INTERNAL = {k: v for k, v in os.environ.items() if k.startswith("_RUSTSTACK_")}
 
+# Forked by the fork server: its getrusage, to report the runtime's peak RSS (kB) with each
+# result (taken out of the module's namespace, which an exec'd bootstrap's lacks).
+_GETRUSAGE = globals().pop("_RUSTSTACK_MAXRSS", None)
+
 # The request id of the invocation in flight, for log records.
 _REQUEST_ID = None
 _TENANT_ID = None
@@ -958,6 +962,7 @@ def _run(client, request_handler):
     loads = _json_loads
     next_invocation = client.next
     post = client.post
+    getrusage = _GETRUSAGE
     json_headers = _header_block(("Content-Type", "application/json"))
     bytes_headers = _header_block(("Content-Type", "application/unknown"))
     prefix = _API_PREFIX + "/invocation/"
@@ -1057,6 +1062,11 @@ def _run(client, request_handler):
                 pass
 
         flush()
+        if getrusage is not None:
+            try:
+                headers = headers + b"X-Ruststack-Max-Rss-Kb: %d\r\n" % getrusage(0).ru_maxrss
+            except Exception:
+                pass
         try:
             status, data = post(path, payload, headers)
         except Exception as e:

@@ -39,6 +39,7 @@ import gc
 _BASELINE = frozenset(sys.modules)
 
 import marshal  # noqa: E402
+import resource  # noqa: E402
 import select  # noqa: E402
 
 try:
@@ -123,6 +124,11 @@ def _child(req, out_fd, go_r, ctl, kids, run, code):
         main.__file__ = run
         main.__builtins__ = __builtins__
         main.__cached__ = None
+        # The bootstrap reports the runtime's peak RSS with each result it posts (its
+        # ru_maxrss: the VmHWM the server would otherwise read from /proc/<pid>/status, ~7 us
+        # of its CPU per invoke). A forked child has no pre-exec peak in it; the module stays
+        # out of the child's sys.modules, as an exec'd bootstrap never imports it.
+        main._RUSTSTACK_MAXRSS = resource.getrusage
         sys.modules["__main__"] = main
         try:
             exec(code, main.__dict__)

@@ -377,19 +377,53 @@ impl Engine {
     /// [`Engine::invoke`], then `then` on its outcome, in the same task: what `then` does
     /// (writing the invocation's log, say) is done even if the caller hangs up, without the
     /// caller spawning a task of its own for it. The task starts when this is called; the
-    /// returned future (a join handle, so the caller's future stays small) only awaits it.
+    /// returned future (small: a channel's end) only awaits its answer.
     pub fn invoke_then<T: Send + 'static>(
         &self,
         spec: Arc<EnvSpec>,
         req: Request,
         then: impl FnOnce(Result<RunOutcome, AwsError>) -> Result<T, AwsError> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<T, AwsError>> + Send + 'static {
+        self.invoke_early(spec, req, |_: &Outcome| None, then)
+    }
+
+    /// [`Engine::invoke_then`], with an early answer: when the runtime posts a response
+    /// (a whole one, not a stream), `early` sees it at once and may answer the caller with it
+    /// (`Some`). The run is then settled after the answer has gone: the environment's output
+    /// is flushed and taken, its peak memory and OOM-kill count read, and `then` called with
+    /// the whole [`RunOutcome`] (its result dropped), before the environment takes its next
+    /// invocation. `None`, and every other end (an error, a death, a timeout): settled first,
+    /// and `then`'s result is the answer, as with [`Engine::invoke_then`].
+    pub fn invoke_early<T: Send + 'static>(
+        &self,
+        spec: Arc<EnvSpec>,
+        req: Request,
+        early: impl FnOnce(&Outcome) -> Option<T> + Send + 'static,
+        then: impl FnOnce(Result<RunOutcome, AwsError>) -> Result<T, AwsError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, AwsError>> + Send + 'static {
         let pool = self.pool.clone();
         let init_timeout = self.init_timeout;
+        let (answer_tx, answer_rx) = oneshot::channel();
         // Boxed: the task then moves a pointer, not the whole state of the run (a few KB), each
-        // time it is spawned, polled to its end and read.
-        let task = tokio::spawn(Box::pin(async move { then(run(&pool, &spec, req, init_timeout).await) }));
-        async move { task.await.map_err(|e| AwsError::service(format!("the invocation failed: {e}")))? }
+        // time it is spawned and polled.
+        tokio::spawn(Box::pin(async move {
+            match run(&pool, &spec, req, init_timeout, early).await {
+                Ran::Settled(r) => {
+                    let _ = answer_tx.send(then(r));
+                }
+                Ran::Answered(answer, unsettled) => {
+                    // The answer wakes the caller, which runs next on this thread; the yield
+                    // lets it write the answer before the settling's reads (a task spawned
+                    // for them instead woke another thread first, on the answer's way).
+                    let _ = answer_tx.send(Ok(answer));
+                    tokio::task::yield_now().await;
+                    let (run, hold) = unsettled.settle().await;
+                    let _ = then(Ok(run));
+                    drop(hold);
+                }
+            }
+        }));
+        async move { answer_rx.await.unwrap_or_else(|_| Err(AwsError::service("the invocation failed: its task ended"))) }
     }
 
     /// Which sandbox runs a function, and why.
@@ -535,16 +569,28 @@ impl Timing {
     }
 }
 
-/// Leases an environment, runs the invocation on it, and gives it back.
-async fn run(
+/// How [`run`] ended: settled, or answered early (the settling still to do).
+enum Ran<T> {
+    Settled(Result<RunOutcome, AwsError>),
+    Answered(T, Unsettled),
+}
+
+/// Leases an environment, runs the invocation on it, and gives it back. A response that
+/// `early` answers is answered before the run is settled (see [`Engine::invoke_early`]).
+async fn run<T>(
     pool: &Arc<Pool>,
     spec: &Arc<EnvSpec>,
     mut req: Request,
     init_timeout: Duration,
-) -> Result<RunOutcome, AwsError> {
+    early: impl FnOnce(&Outcome) -> Option<T>,
+) -> Ran<T> {
+    let mut early = Some(early);
     let leased = pool.acquire(spec).await;
     req.until_leased.0.take();
-    let mut lease = leased?;
+    let mut lease = match leased {
+        Ok(l) => l,
+        Err(e) => return Ran::Settled(Err(e)),
+    };
     // After a cold start, the key's next one gets a spare (when it keeps one); made once
     // this run is answered, so the two do not compete.
     let _prepare = Prepare { pool, spec, cold: lease.cold };
@@ -554,10 +600,28 @@ async fn run(
         if let Some(a) = env.sandbox.attached() {
             tracing::info!(function = %env.function, request_id = %req.request_id, attachment = %a.id, "invocation → attached runtime");
         }
+        // The previous invocation's settling (its output, memory and log) comes first.
+        env.settling.wait().await;
         // At debug level: no info event happens inside, and an enabled span (its fields
         // formatted, entered and left on every poll) cost ~4.8k instructions per invoke.
         let span = tracing::debug_span!("invoke", function = %spec.function, request_id = %req.request_id);
-        let r = tracing::Instrument::instrument(run_on(&env, &timing, &req), span).await;
+        let mut r = tracing::Instrument::instrument(run_invocation(&env.endpoint, &timing, &req), span).await;
+        // A plain response answered at once: the settling runs after the answer has gone,
+        // and the environment waits for it before its next invocation.
+        if let Ended::Posted(o @ Outcome::Response { .. }) = &r.ended
+            && env.sandbox.attached().is_none()
+            && let Some(answer) = early.take().and_then(|f| f(o))
+        {
+            let unsettled = Unsettled::begin(&env, r);
+            env.uses.fetch_add(1, Ordering::Relaxed);
+            pool.release(lease, !env.endpoint.is_dead());
+            return Ran::Answered(answer, unsettled);
+        }
+        if !matches!(r.ended, Ended::Posted(Outcome::Streaming(_))) {
+            // Still running when it streams: its output and memory are measured at the
+            // stream's end.
+            measure(&env, &mut r).await;
+        }
         // A warm runtime that died before taking the invocation (it exited right after
         // its previous answer, say) never saw it: run it on a fresh environment instead.
         let replaceable = env.sandbox.attached().is_none();
@@ -565,16 +629,101 @@ async fn run(
             tracing::debug!(function = %spec.function, "warm runtime gone before /next: starting a fresh one");
             env.sandbox.stop().await;
             pool.release(lease, false);
-            lease = pool.acquire(spec).await?;
+            lease = match pool.acquire(spec).await {
+                Ok(l) => l,
+                Err(e) => return Ran::Settled(Err(e)),
+            };
             continue;
         }
-        return Ok(match r.ended {
+        return Ran::Settled(Ok(match r.ended {
             Ended::Posted(Outcome::Streaming(s)) => {
                 let at = StreamStart { duration: r.duration, init_duration: r.init_duration, picked: r.picked };
                 stream_on(pool, lease, s, at, r.deadline, timing.timeout)
             }
             ended => settle(pool, lease, RunResult { ended, ..r }).await,
-        });
+        }));
+    }
+}
+
+/// An environment's settling after an early answer: until it is dropped, the environment
+/// takes no invocation (see [`Settling`]).
+struct Unsettled {
+    r: RunResult,
+    hold: SettlingHold,
+}
+
+/// Holds an environment's [`Settling`] busy until dropped.
+struct SettlingHold(Arc<Environment>);
+
+impl Drop for SettlingHold {
+    fn drop(&mut self) {
+        self.0.settling.end();
+    }
+}
+
+impl Unsettled {
+    fn begin(env: &Arc<Environment>, r: RunResult) -> Unsettled {
+        env.settling.begin();
+        Unsettled { r, hold: SettlingHold(env.clone()) }
+    }
+
+    /// Flushes and takes the environment's output, reads its peak memory and its OOM-kill
+    /// count (a kill during an invocation that succeeded is counted and let be, as in
+    /// [`oom_verdict`]). Drop the hold it gives back once the run's log is written: the
+    /// environment then takes its next invocation.
+    async fn settle(self) -> (RunOutcome, SettlingHold) {
+        let Unsettled { r, hold } = self;
+        let env = &hold.0;
+        let ((), mem) =
+            tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb(env.endpoint.take_reported_rss()));
+        let _ = env.sandbox.oom_killed().await;
+        let run = RunOutcome {
+            ended: r.ended,
+            duration: r.duration,
+            init_duration: r.init_duration,
+            output: env.log.take(),
+            max_memory_mb: mem,
+            log_group: env.log.group().to_string(),
+            log_stream: env.log.stream().to_string(),
+        };
+        (run, hold)
+    }
+}
+
+/// Whether an environment is being settled after an early answer (see
+/// [`Engine::invoke_early`]): its next invocation waits, so the output, memory and log
+/// written for the previous one are that one's alone, in order.
+#[derive(Default)]
+pub struct Settling {
+    busy: std::sync::atomic::AtomicBool,
+    done: tokio::sync::Notify,
+}
+
+impl Settling {
+    fn begin(&self) {
+        self.busy.store(true, Ordering::SeqCst);
+    }
+
+    fn end(&self) {
+        self.busy.store(false, Ordering::SeqCst);
+        self.done.notify_waiters();
+    }
+
+    /// Waits until no settling runs.
+    async fn wait(&self) {
+        // Nearly always so: no waiter is registered then.
+        if !self.busy.load(Ordering::SeqCst) {
+            return;
+        }
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.busy.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -677,7 +826,8 @@ fn stream_on(
             }
         };
         let duration = picked.elapsed();
-        let ((), max_memory_mb) = tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb());
+        let ((), max_memory_mb) =
+            tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb(env.endpoint.take_reported_rss()));
         let ended = oom_verdict(&env, ended).await;
         let r = RunResult { picked_up: true, ended, duration, init_duration, max_memory_mb, picked, deadline };
         let _ = end_tx.send(settle(&pool, lease, r).await);
@@ -699,18 +849,14 @@ struct RunResult {
     deadline: Instant,
 }
 
-/// Hands the invocation to an environment's endpoint, waits for its end, then for the
-/// output written so far (and, meanwhile, measures the environment's peak memory).
-async fn run_on(env: &Environment, timing: &Timing, req: &Request) -> RunResult {
-    let mut r = run_invocation(&env.endpoint, timing, req).await;
-    if let Ended::Posted(Outcome::Streaming(_)) = &r.ended {
-        // Still running: its output and memory are measured at the stream's end.
-        return r;
-    }
-    let ((), mem) = tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb());
+/// After an invocation's end: waits for the output written so far and (meanwhile) measures
+/// the environment's peak memory; an error or a death is checked against the OOM killer.
+async fn measure(env: &Environment, r: &mut RunResult) {
+    let ((), mem) =
+        tokio::join!(env.sandbox.flush_logs(), env.sandbox.peak_memory_mb(env.endpoint.take_reported_rss()));
     r.max_memory_mb = mem;
-    r.ended = oom_verdict(env, r.ended).await;
-    r
+    let ended = std::mem::replace(&mut r.ended, Ended::TimedOut { timeout: Duration::ZERO });
+    r.ended = oom_verdict(env, ended).await;
 }
 
 /// An invocation that failed (an error, or its runtime's death) while the kernel's OOM killer

@@ -53,6 +53,8 @@ pub struct Environment {
     /// Runs under a debugger (`--lambda-debug`): kept whatever its idle time, never evicted,
     /// and the only environment of its function.
     pub debug: bool,
+    /// Its last invocation's settling, when that was answered early: the next one waits.
+    pub settling: super::Settling,
     _listener: runtime_api::Listener,
 }
 
@@ -670,6 +672,7 @@ impl Pool {
             provisioned,
             dirs: env_dirs(spec),
             debug: spec.debug.is_some(),
+            settling: Default::default(),
             _listener: listener,
         })
     }
@@ -1312,6 +1315,7 @@ impl Pool {
             // Its layers, which the attached runtime may load, stay unpacked while attached.
             dirs: env_dirs(spec),
             debug: false,
+            settling: Default::default(),
             _listener: listener,
         });
         let info = attach_info(&env).ok_or_else(|| AwsError::service("not an attached runtime"))?;

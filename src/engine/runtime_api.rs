@@ -154,7 +154,13 @@ pub struct Endpoint {
     metadata_token: String,
     /// What the metadata endpoint answers: `{"AvailabilityZoneID": …}`, set at start.
     metadata: std::sync::OnceLock<Bytes>,
+    /// The runtime's peak RSS in kB as the bundled bootstrap reported it with its last result
+    /// (`X-Ruststack-Max-Rss-Kb`); 0 when it did not.
+    reported_rss_kb: std::sync::atomic::AtomicU64,
 }
+
+/// The header the bundled Python bootstrap (forked by the fork server) reports its peak RSS in.
+static MAX_RSS_KB: http::HeaderName = http::HeaderName::from_static("x-ruststack-max-rss-kb");
 
 /// The execution-environment metadata request, served next to the Runtime API on the same
 /// `host:port` (`AWS_LAMBDA_METADATA_API`), as AWS's emulator does.
@@ -177,7 +183,15 @@ impl Endpoint {
             label: label.into(),
             metadata_token: uuid::Uuid::new_v4().to_string(),
             metadata: std::sync::OnceLock::new(),
+            reported_rss_kb: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The peak RSS (bytes) the runtime reported with its last posted result, once: None
+    /// when it reported none.
+    pub fn take_reported_rss(&self) -> Option<u64> {
+        let kb = self.reported_rss_kb.swap(0, std::sync::atomic::Ordering::Relaxed);
+        (kb > 0).then(|| kb.saturating_mul(1024))
     }
 
     /// The token a function sends as `Authorization: Bearer …` to the metadata endpoint.
@@ -487,6 +501,7 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
     }
     let content_type = header(&req, http::header::CONTENT_TYPE);
     let error_type = header(&req, &http_util::names::LAMBDA_RUNTIME_FUNCTION_ERROR_TYPE);
+    let rss_kb = req.headers().get(&MAX_RSS_KB).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
     let body = match http_util::read_body(req.into_body(), MAX_RESPONSE_BYTES).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
@@ -506,8 +521,14 @@ async fn post_result(ep: &Endpoint, req: Request<Incoming>, id: &str, is_error: 
     let Some(done) = ep.take_in_flight(id) else {
         return error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
     };
+    ep.reported_rss_kb.store(rss_kb.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     let outcome = if is_error { Outcome::Error { body, error_type } } else { Outcome::Response { body, content_type } };
-    let _ = done.send(outcome);
+    if done.send(outcome).is_ok() {
+        // The invocation's task was woken onto this thread: a yield lets it (and the caller's
+        // answer) run before this 202 is written. Written first, the 202 woke the runtime,
+        // which could take this CPU from the server before the caller had its answer.
+        tokio::task::yield_now().await;
+    }
     accepted()
 }
 

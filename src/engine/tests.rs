@@ -620,3 +620,104 @@ async fn debug_turns_are_per_port_else_per_function() {
     assert_ne!(env_us, env_eu);
     assert_eq!(e.counts().0, 3, "eu-west-1's environment took the port from us-east-1's idle one");
 }
+
+/// A response answered early: the caller has its answer while the settling (the output, the
+/// `then` that writes the log) is held back; each settled run has its own output, in order,
+/// and the next invocation on the environment waited for the previous settling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_comes_before_its_settling() {
+    let e = engine(10, 10, LONG);
+    let s = spec("early", "echo", LONG);
+    let settled = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    for n in 0..5 {
+        let req = request(&format!("{{\"n\":{n}}}"));
+        let id = req.request_id.clone();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let log = settled.clone();
+        let early = |o: &Outcome| match o {
+            Outcome::Response { body, .. } => Some(body.clone()),
+            _ => None,
+        };
+        let then = move |run: Result<RunOutcome, AwsError>| {
+            // Held until the caller has had its answer.
+            let went = go_rx.recv_timeout(Duration::from_secs(10)).is_ok();
+            let run = run?;
+            log.lock().push((id, went, String::from_utf8_lossy(&run.output).into_owned()));
+            Ok(Bytes::new())
+        };
+        let body = e.invoke_early(s.clone(), req, early, then).await.expect("answer");
+        go_tx.send(()).expect("the settling waits for the go-ahead");
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["payload"], format!("{{\"n\":{n}}}"));
+    }
+    wait_until("every run is settled", || settled.lock().len() == 5).await;
+    for (id, went, output) in settled.lock().iter() {
+        assert!(went, "the settling of {id} ran after its answer");
+        assert_eq!(output, &format!("handling {id}\n"), "each run's output is its own");
+    }
+    assert_eq!(e.counts(), (1, 1, 0), "one environment served them all");
+}
+
+/// `early` declining (None) or an end that is not a response: the run is settled first and
+/// `then`'s result is the answer.
+#[tokio::test]
+async fn a_declined_early_answer_is_settled_first() {
+    let e = engine(10, 10, LONG);
+    let out = e
+        .invoke_early(
+            spec("late", "echo", LONG),
+            request("{}"),
+            |_: &Outcome| None::<String>,
+            |run| Ok(String::from_utf8_lossy(&run?.output).into_owned()),
+        )
+        .await
+        .expect("answer");
+    assert!(out.starts_with("handling "), "then's result, with the output: {out:?}");
+    let died = e
+        .invoke_early(
+            spec("dies", "exit", LONG),
+            request("{}"),
+            |_: &Outcome| Some("early".to_string()),
+            |run| Ok(format!("{:?}", run?.ended)),
+        )
+        .await
+        .expect("answer");
+    assert!(died.starts_with("Died"), "{died}");
+}
+
+/// The peak RSS a runtime reports with its result (`X-Ruststack-Max-Rss-Kb`, the bundled
+/// bootstrap when forked) is kept for that result only; a result without it reports none.
+#[tokio::test]
+async fn a_reported_peak_is_kept_for_its_result() {
+    let ip = std::net::IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let ep = Endpoint::new("rss");
+    let l = runtime_api::serve(ip, ep.clone()).await.expect("listen");
+    let client = FakeClient::new(l.addr);
+    for (id, header) in [("one", Some("2048")), ("two", None)] {
+        let (started, _) = tokio::sync::oneshot::channel();
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let inv = Invocation {
+            request_id: id.to_string(),
+            payload: Bytes::from_static(b"{}"),
+            invoked_arn: "arn".into(),
+            trace_id: "t".into(),
+            client_context: None,
+            cognito_identity: None,
+            tenant_id: None,
+            timeout: LONG,
+            started,
+            done,
+        };
+        assert!(ep.deliver(inv).is_ok());
+        assert_eq!(client.next().await.0, id);
+        let mut post = client.client.post(format!("{}/{id}/response", client.base)).body("{}");
+        if let Some(h) = header {
+            post = post.header("X-Ruststack-Max-Rss-Kb", h);
+        }
+        assert_eq!(post.send().await.expect("post").status(), reqwest::StatusCode::ACCEPTED);
+        assert!(matches!(rx.await, Ok(Outcome::Response { .. })));
+        let want = header.map(|kb| kb.parse::<u64>().expect("kb") * 1024);
+        assert_eq!(ep.take_reported_rss(), want, "{id}");
+        assert_eq!(ep.take_reported_rss(), None, "taken once");
+    }
+}

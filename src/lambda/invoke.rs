@@ -129,6 +129,10 @@ pub struct CallContext {
     pub client_context: Option<String>,
     pub cognito_identity: Option<String>,
     pub tenant_id: Option<String>,
+    /// The caller wants the log's tail with the answer (LogType=Tail): the answer waits for
+    /// the REPORT line. Otherwise a response is answered at once and its log (with the
+    /// REPORT's measured memory) written right after.
+    pub tail: bool,
 }
 
 /// The environment spec for a target, cached by pool key so the warm path touches no disk.
@@ -513,9 +517,29 @@ pub async fn invoke_streaming(
     };
     let logs = lambda.logs.clone();
     let hot_reload = lambda.hot_reload.shared();
+    // A response answered before its log is written: log readers wait for that write (a
+    // caller that reads the log right after its answer finds it there).
+    let written = Arc::new(parking_lot::Mutex::new(None));
+    let early = {
+        let (request_id, logs, written, tail) = (request_id.clone(), logs.clone(), written.clone(), call.tail);
+        move |o: &Outcome| match o {
+            Outcome::Response { body, content_type } if !tail => {
+                *written.lock() = Some(logs.pending());
+                Some(Answer::Whole(InvokeOutput {
+                    request_id,
+                    body: body.clone(),
+                    content_type: content_type.clone(),
+                    function_error: false,
+                    log: Vec::new(),
+                }))
+            }
+            _ => None,
+        }
+    };
     lambda
         .engine
-        .invoke_then(spec.clone(), req, move |run| {
+        .invoke_early(spec.clone(), req, early, move |run| {
+            let _written = written.lock().take();
             let mut run = run?;
             // The first invocation on an environment a code change started says which change.
             if run.init_duration.is_some()

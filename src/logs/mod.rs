@@ -56,7 +56,35 @@ pub struct Logs {
     seq: AtomicU64,
     /// Events held, over every stream (changed under the `groups` lock).
     total: AtomicU64,
+    /// Invocation logs whose invocation was answered before they were written (see
+    /// [`Logs::pending`]).
+    pending: Mutex<Pending>,
+    /// Signalled when a pending log has been written.
+    written: tokio::sync::Notify,
 }
+
+/// The pending logs, by ticket (given in order).
+#[derive(Default)]
+struct Pending {
+    next: u64,
+    open: std::collections::BTreeSet<u64>,
+}
+
+/// A log that will be written soon (its invocation was answered first); dropped once it is.
+pub struct PendingLog {
+    logs: std::sync::Arc<Logs>,
+    ticket: u64,
+}
+
+impl Drop for PendingLog {
+    fn drop(&mut self) {
+        self.logs.pending.lock().open.remove(&self.ticket);
+        self.logs.written.notify_waiters();
+    }
+}
+
+/// Longest a read waits for the pending logs begun before it.
+const PENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn now_ms() -> i64 {
     crate::aws::epoch_ms() as i64
@@ -80,6 +108,41 @@ fn no_stream() -> LogsError {
 }
 
 impl Logs {
+    /// Says that an invocation's log will be written soon, after its caller has the answer:
+    /// reads that start before the returned value is dropped wait (bounded) for it, so a
+    /// caller that reads the log right after its answer finds the log there.
+    pub fn pending(self: &std::sync::Arc<Self>) -> PendingLog {
+        let mut p = self.pending.lock();
+        let ticket = p.next;
+        p.next += 1;
+        p.open.insert(ticket);
+        PendingLog { logs: self.clone(), ticket }
+    }
+
+    /// Waits until every log pending when this is called has been written (at most
+    /// [`PENDING_WAIT`]); later ones are not waited for.
+    pub async fn settled(&self) {
+        let before = {
+            let p = self.pending.lock();
+            if p.open.is_empty() {
+                return;
+            }
+            p.next
+        };
+        let until = tokio::time::Instant::now() + PENDING_WAIT;
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if self.pending.lock().open.first().is_none_or(|t| *t >= before) {
+                return;
+            }
+            if tokio::time::timeout_at(until, written).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// One invocation's log: each line an event, stamped now, in `stream` of `group`
     /// (both created on first use, as Lambda does).
     pub fn put_lines(&self, region: &str, group: &str, stream: &str, text: &[u8]) {
@@ -580,5 +643,27 @@ mod tests {
         let last = &groups["us-east-1"][&last_name].streams["s"];
         assert!(first.events.len() < STREAM_EVENTS, "the oldest stream lost events");
         assert_eq!(last.events.len(), STREAM_EVENTS, "the newest kept all of its own");
+    }
+
+    #[tokio::test]
+    async fn reads_wait_for_logs_pending_before_them() {
+        let logs = std::sync::Arc::new(Logs::default());
+        let pending = logs.pending();
+        let reader = tokio::spawn({
+            let logs = logs.clone();
+            async move {
+                logs.settled().await;
+                let groups = logs.groups.lock();
+                groups.get("us-east-1").and_then(|g| g.get("/aws/lambda/f")).map_or(0, |g| g.streams["s"].events.len())
+            }
+        });
+        // The reader starts (and waits) before the log is written.
+        tokio::task::yield_now().await;
+        logs.put_lines("us-east-1", "/aws/lambda/f", "s", b"START\nREPORT\n");
+        drop(pending);
+        assert_eq!(reader.await.expect("reader"), 2, "the read saw the pending log");
+        assert!(logs.pending.lock().open.is_empty());
+        // Nothing pending: no wait.
+        logs.settled().await;
     }
 }

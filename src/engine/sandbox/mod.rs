@@ -81,9 +81,11 @@ impl Sandbox {
     }
 
     /// The environment's peak memory so far, in MB (0 when it cannot be measured).
-    pub async fn peak_memory_mb(&self) -> u64 {
+    /// `reported`: the runtime's own peak RSS in bytes as its bootstrap reported it (see
+    /// [`subprocess::Process::peak_memory_mb`]).
+    pub async fn peak_memory_mb(&self, reported: Option<u64>) -> u64 {
         match self {
-            Sandbox::Process(p) => p.peak_memory_mb().await,
+            Sandbox::Process(p) => p.peak_memory_mb(reported).await,
             Sandbox::Container(c) => c.peak_memory_mb().await,
             Sandbox::Attached(_) => 0,
             #[cfg(test)]

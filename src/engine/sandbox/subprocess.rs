@@ -1136,7 +1136,13 @@ impl Process {
 
     /// Peak RSS of the runtime's process tree so far, in MB (the last one seen once it has
     /// exited). A few small /proc reads, on the blocking pool.
-    pub async fn peak_memory_mb(&self) -> u64 {
+    ///
+    /// `reported`: the runtime's own peak (bytes) as the bundled bootstrap reported it with
+    /// its result. Taken for a forked runtime only (the fork server's child, which never
+    /// exec'd): its ru_maxrss is then the VmHWM its status file says, without the ~7 us of
+    /// server CPU that generating that file costs. An exec'd runtime's ru_maxrss may hold the
+    /// peak of what ran before the exec, so its status file is read.
+    pub async fn peak_memory_mb(&self, reported: Option<u64>) -> u64 {
         let pid = self.pid;
         if pid > 0 && !self.exited.load(Ordering::SeqCst) {
             let walk = {
@@ -1150,6 +1156,8 @@ impl Process {
             let now = if walk {
                 // The tree walk opens a few files per process: on the blocking pool.
                 tokio::task::spawn_blocking(move || tree_peak_bytes(pid)).await.ok().flatten()
+            } else if let (Some(b), Some(_)) = (reported, &self.pidfd) {
+                Some(b)
             } else {
                 // procfs is generated from kernel memory on read: this never waits on a
                 // disk, so it is read inline (a spawn_blocking handoff costs more than it).

@@ -68,7 +68,7 @@ pub(super) async fn invoke_op(ctx: &Ctx<'_>, raw: &str, req: Request<Incoming>, 
             Ok(r)
         }
         "RequestResponse" => {
-            let call = CallContext { request_id: None, client_context, cognito_identity: None, tenant_id };
+            let call = CallContext { request_id: None, client_context, cognito_identity: None, tenant_id, tail };
             let out = if streaming {
                 match invoke::invoke_streaming(ctx.lambda, &target, &ctx.scope, payload, call).await? {
                     invoke::Answer::Stream(s) => return Ok(event_stream(s, tail, executed)),
