@@ -820,17 +820,23 @@ impl Pool {
     /// Waits (bounded) while a blank spare for `key` is being made and none is ready, unless
     /// an idle environment of `pool_key` serves first.
     async fn await_blank(&self, key: &BlankKey, pool_key: &str) {
+        self.await_making(|st| {
+            st.making_blanks.get(key).is_some_and(|n| *n > 0)
+                && st.blanks.get(key).is_none_or(|v| v.is_empty())
+                && st.idle.get(pool_key).is_none_or(|v| v.is_empty())
+        })
+        .await
+    }
+
+    /// Waits (bounded by [`SPARE_WAIT`]) while `waiting` holds, woken by each spare made.
+    async fn await_making(&self, waiting: impl Fn(&PoolState) -> bool) {
         let until = tokio::time::Instant::now() + SPARE_WAIT;
         loop {
             let made = self.spare_made.notified();
             tokio::pin!(made);
+            // Registered before the check, so a making that ends in between is not missed.
             made.as_mut().enable();
-            let wait = {
-                let st = self.state.lock();
-                st.making_blanks.get(key).is_some_and(|n| *n > 0)
-                    && st.blanks.get(key).is_none_or(|v| v.is_empty())
-                    && st.idle.get(pool_key).is_none_or(|v| v.is_empty())
-            };
+            let wait = waiting(&self.state.lock());
             if !wait || tokio::time::timeout_at(until, made).await.is_err() {
                 return;
             }
@@ -935,21 +941,8 @@ impl Pool {
     /// Waits (bounded) while `key`'s spare is being made, so a cold start right after
     /// CreateFunction takes it rather than starting a second container beside it.
     async fn await_spare(&self, key: &str) {
-        let until = tokio::time::Instant::now() + SPARE_WAIT;
-        loop {
-            let made = self.spare_made.notified();
-            tokio::pin!(made);
-            // Registered before the check, so a making that ends in between is not missed.
-            made.as_mut().enable();
-            let wait = {
-                let st = self.state.lock();
-                // A warm environment serves first: no waiting for the next cold start's spare.
-                st.making.contains(key) && st.idle.get(key).is_none_or(|v| v.is_empty())
-            };
-            if !wait || tokio::time::timeout_at(until, made).await.is_err() {
-                return;
-            }
-        }
+        // A warm environment serves first: no waiting for the next cold start's spare.
+        self.await_making(|st| st.making.contains(key) && st.idle.get(key).is_none_or(|v| v.is_empty())).await
     }
 
     /// Removes the spares matching `pred`; the caller stops them.
