@@ -57,6 +57,8 @@ pub struct EnvCgroup {
     /// `cgroup.procs`, open for the forked child to write `0` into (close-on-exec).
     procs: File,
     fs: Fs,
+    /// The memory limit last set, in bytes.
+    limit: u64,
 }
 
 /// The `oom_kill` counter of one cgroup (v2 `memory.events`, v1 `memory.oom_control`), its
@@ -158,7 +160,7 @@ impl MemoryCgroups {
             std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))
         };
         match set() {
-            Ok(procs) => Ok(EnvCgroup { version: self.version, dir, procs, fs: self.fs }),
+            Ok(procs) => Ok(EnvCgroup { version: self.version, dir, procs, fs: self.fs, limit: limit_bytes }),
             Err(e) => {
                 let _ = (self.fs.rmdir)(&dir);
                 Err(e)
@@ -177,6 +179,36 @@ impl EnvCgroup {
     /// The open `cgroup.procs`: a forked child joins by writing `0` to it.
     pub fn procs_fd(&self) -> RawFd {
         self.procs.as_raw_fd()
+    }
+
+    /// Changes the memory limit (of a cgroup made ahead, with a pre-forked runtime in it).
+    /// Blocking (small cgroupfs writes). Fails when the processes in it already use more.
+    pub fn set_limit(&mut self, limit_bytes: u64) -> std::io::Result<()> {
+        if limit_bytes == self.limit {
+            return Ok(());
+        }
+        let limit = limit_bytes.to_string();
+        match self.version {
+            Version::V1 => {
+                // v1 keeps memsw.limit ≥ limit: the one that makes room goes first. memsw is
+                // there only with swap accounting.
+                let memsw = self.dir.join("memory.memsw.limit_in_bytes").exists();
+                if limit_bytes > self.limit {
+                    if memsw {
+                        write(&self.dir, "memory.memsw.limit_in_bytes", &limit)?;
+                    }
+                    write(&self.dir, "memory.limit_in_bytes", &limit)?;
+                } else {
+                    write(&self.dir, "memory.limit_in_bytes", &limit)?;
+                    if memsw {
+                        write(&self.dir, "memory.memsw.limit_in_bytes", &limit)?;
+                    }
+                }
+            }
+            Version::V2 => write(&self.dir, "memory.max", &limit)?,
+        }
+        self.limit = limit_bytes;
+        Ok(())
     }
 
     /// The cgroup's OOM-kill counter, open (None where the kernel does not have the file).
