@@ -137,8 +137,18 @@ impl MemoryCgroups {
 
     /// A new cgroup limited to `limit_bytes` of memory and no swap.
     pub fn create(&self, limit_bytes: u64) -> std::io::Result<EnvCgroup> {
+        self.create_named("env", limit_bytes)
+    }
+
+    /// [`Self::create`] for a spare runtime: `spare-N` until [`EnvCgroup::become_env`] makes
+    /// it `env-N`, so that only live environments have an `env-` cgroup.
+    pub fn create_spare(&self, limit_bytes: u64) -> std::io::Result<EnvCgroup> {
+        self.create_named("spare", limit_bytes)
+    }
+
+    fn create_named(&self, prefix: &str, limit_bytes: u64) -> std::io::Result<EnvCgroup> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let dir = self.base.join(format!("env-{n}"));
+        let dir = self.base.join(format!("{prefix}-{n}"));
         (self.fs.mkdir)(&dir, self.version)?;
         let set = || -> std::io::Result<File> {
             let limit = limit_bytes.to_string();
@@ -179,6 +189,17 @@ impl EnvCgroup {
     /// The open `cgroup.procs`: a forked child joins by writing `0` to it.
     pub fn procs_fd(&self) -> RawFd {
         self.procs.as_raw_fd()
+    }
+
+    /// Renames a spare's `spare-N` to `env-N` (a rename in the same parent keeps its
+    /// processes, limits and counters). Blocking.
+    pub fn become_env(&mut self) -> std::io::Result<()> {
+        let name = self.dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Some(n) = name.strip_prefix("spare-") else { return Ok(()) };
+        let to = self.dir.with_file_name(format!("env-{n}"));
+        std::fs::rename(&self.dir, &to)?;
+        self.dir = to;
+        Ok(())
     }
 
     /// Changes the memory limit (of a cgroup made ahead, with a pre-forked runtime in it).

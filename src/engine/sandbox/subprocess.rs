@@ -649,7 +649,7 @@ impl SubprocessExecutor {
         let cgroups = self.startup.cgroups.get().and_then(Option::as_ref).cloned();
         // The fork server: the bundled client on an interpreter of ours, no debugger, and
         // nothing that only an interpreter's start would read.
-        let fork = match (&self.zygotes, declared, &spec.debug, ships_libs, startup_vars, args.last()) {
+        let mut fork = match (&self.zygotes, declared, &spec.debug, ships_libs, startup_vars, args.last()) {
             (Some(zygotes), Some(_), None, false, false, Some(run)) => {
                 Some((zygotes.clone(), program.display().to_string(), PathBuf::from(run)))
             }
@@ -668,7 +668,15 @@ impl SubprocessExecutor {
                     refill(z, cgroups.clone());
                     return Ok(Process::forked(spawned, out_rx, log, Some(cgroup), oom, endpoint));
                 }
-                Err(why) => tracing::warn!(python = %python, "python fork server: spare: {why}: forking one"),
+                Err(why) if z.usable() => {
+                    tracing::warn!(python = %python, "python fork server: spare: {why}: forking one");
+                }
+                Err(why) => {
+                    // As for a fork it did not answer: this environment is exec'd, the next
+                    // one forked from a new fork server.
+                    tracing::warn!(python = %python, "python fork server: {why}: this environment is started by exec");
+                    fork = None;
+                }
             }
         }
         // The environment's memory cgroup, limited to MemorySize (none where the host has no
@@ -790,7 +798,7 @@ const SPARE_LIMIT: u64 = 128 * 1024 * 1024;
 
 /// Has `z` make its next spare, on the blocking pool (a cgroup made, a fork, a move into it).
 fn refill(z: Arc<zygote::Zygote>, cgroups: Arc<MemoryCgroups>) {
-    tokio::task::spawn_blocking(move || z.make_spare(|| cgroups.create(SPARE_LIMIT)));
+    tokio::task::spawn_blocking(move || z.make_spare(|| cgroups.create_spare(SPARE_LIMIT)));
 }
 
 /// Makes the spare the environment of `env` and `cwd` (output to `out`), with `limit` as its
@@ -814,6 +822,10 @@ async fn start_spare(
         if let Err(e) = cgroup.set_limit(limit) {
             cgroup.remove();
             return Err(format!("cannot set its memory limit: {e}"));
+        }
+        if let Err(e) = cgroup.become_env() {
+            cgroup.remove();
+            return Err(format!("cannot rename its cgroup: {e}"));
         }
         let oom = cgroup.oom_count().map(Arc::new);
         Ok((cgroup, oom))
