@@ -592,6 +592,45 @@ mod tests {
     }
 
     #[test]
+    fn a_spare_cgroup_gets_its_limit_and_name_when_taken() {
+        for version in [Version::V1, Version::V2] {
+            let root = Scratch::new();
+            let root = root.path();
+            if version == Version::V2 {
+                std::fs::write(root.join("cgroup.controllers"), "memory\n").unwrap();
+                std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+            }
+            let cgroups = MemoryCgroups::open_in(version, root, FAKE).unwrap();
+            let mut cg = cgroups.create_spare(128 << 20).unwrap();
+            let spare = cgroups.base.join("spare-1");
+            assert_eq!(cg.dir, spare);
+            let (limit, swap) = match version {
+                Version::V1 => ("memory.limit_in_bytes", Some("memory.memsw.limit_in_bytes")),
+                Version::V2 => ("memory.max", None),
+            };
+            // Raised, then lowered: both limits follow (v1's memsw ordering is the kernel's to
+            // check; the fake only records).
+            cg.set_limit(1024 << 20).unwrap();
+            assert_eq!(read(&spare, limit), (1024u64 << 20).to_string());
+            cg.set_limit(256 << 20).unwrap();
+            assert_eq!(read(&spare, limit), "268435456");
+            if let Some(swap) = swap {
+                assert_eq!(read(&spare, swap), "268435456");
+            }
+            cg.become_env().unwrap();
+            let env = cgroups.base.join("env-1");
+            assert_eq!(cg.dir, env);
+            assert!(env.is_dir() && !spare.exists());
+            assert_eq!(read(&env, limit), "268435456");
+            // Only a spare is renamed.
+            cg.become_env().unwrap();
+            assert_eq!(cg.dir, env);
+            cg.remove();
+            assert!(!env.exists());
+        }
+    }
+
+    #[test]
     fn a_file_without_an_oom_kill_count_is_no_counter() {
         let dir = Scratch::new();
         let old = dir.path().join("memory.oom_control");
