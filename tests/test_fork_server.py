@@ -318,6 +318,11 @@ def test_a_cold_start_is_served_by_a_pre_forked_spare_with_the_functions_limit(f
         pytest.skip("no memory cgroups on this host: environments are forked without spares")
     # The server makes the fork server's first spare at its start, before any function.
     wait_for(lambda: spares_made(srv) >= 1, timeout=30, what="the first spare")
+    # The spare's cgroup is no environment's: `spare-N`, until it is taken.
+    base = [l for l in srv.logs().splitlines() if "are limited to their MemorySize" in l][0]
+    tree = base.split(" at ")[-1].split('"')[0].split()[0]
+    kids = [d for d in os.listdir(tree) if os.path.isdir(os.path.join(tree, d))]
+    assert len(kids) == 1 and kids[0].startswith("spare-"), kids
     lam = srv.client("lambda")
     name = create_py_function(lam, CGROUP_PROBE, MemorySize=256, Timeout=30,
                               Environment={"Variables": {"MINE": "mine"}})
@@ -328,7 +333,7 @@ def test_a_cold_start_is_served_by_a_pre_forked_spare_with_the_functions_limit(f
     assert out["ppid"] in zygotes_of(srv)
     # Its own cgroup, limited to its MemorySize (the spare waited under 128 MB); its own
     # variables and cwd.
-    assert "/ruststack-%d/env-" % srv.proc.pid in out["cgroup"], out
+    assert out["cgroup"].endswith("/ruststack-%d/env-%s" % (srv.proc.pid, kids[0].split("-")[1])), (out, kids)
     assert out["limit"] == 256 << 20, out
     assert out["mine"] == "mine" and out["cwd"] == out["root"], out
     # 184 MB fit under 256 MB; 400 MB do not: the function's limit is the one enforced.

@@ -127,7 +127,7 @@ impl Startup {
             && let Some(zygote) = z.get(&python, &run, bootstrap)
             && let Some(Some(cgroups)) = self.cgroups.get()
         {
-            zygote.make_spare(|| cgroups.create(SPARE_LIMIT));
+            zygote.make_spare(|| cgroups.create_spare(SPARE_LIMIT));
         }
     }
 }
