@@ -153,9 +153,18 @@ def pss_rss_kb(pid):
     return pss, rss
 
 
+def is_spare(pid):
+    try:
+        with open("/proc/%d/cgroup" % pid) as f:
+            return "/spare-" in f.read()
+    except OSError:
+        return False
+
+
 def runtimes(pid):
     """(environment pids, fork-server pids) of server `pid`: its children, and in place of
-    its Python fork servers (runtime/zygote.py) their children."""
+    its Python fork servers (runtime/zygote.py) their children (a waiting spare counted with
+    the fork servers)."""
     envs, zygotes = [], []
     for c in children(pid):
         try:
@@ -165,7 +174,10 @@ def runtimes(pid):
             continue
         if zygote:
             zygotes.append(c)
-            envs.extend(children(c))
+            # A fork server's waiting spare (its cgroup `spare-N`) is no environment: it
+            # counts with its fork server.
+            for k in children(c):
+                (zygotes if is_spare(k) else envs).append(k)
         else:
             envs.append(c)
     return envs, zygotes

@@ -4,10 +4,13 @@ module state, exit codes, cleanup), and the server falls back to exec where it c
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import stat
 import sys
 import tempfile
+
+import pytest
 
 from conftest import create_py_function, invoke, wait_for
 
@@ -267,3 +270,81 @@ def test_what_only_an_interpreter_start_reads_makes_an_exec(fresh_server):
     name = create_py_function(lam, src, handler="app.flags",
                               Environment={"Variables": {"PYTHONDONTWRITEBYTECODE": "1"}})
     assert call(lam, name) == 1
+
+
+# Its memory cgroup (as the server's tree names it) and that cgroup's limit, read from the
+# cgroup filesystem the way the kernel shows it to this process.
+CGROUP_PROBE = """
+import os
+
+def memcg():
+    own = open("/proc/self/cgroup").read().splitlines()
+    v1 = [l.split(":", 2)[2] for l in own if "memory" in l.split(":")[1].split(",")]
+    for line in open("/proc/self/mountinfo"):
+        left, right = line.split(" - ", 1)
+        f, r = left.split(), right.split()
+        if v1 and r[0] == "cgroup" and "memory" in r[2].split(","):
+            path, limit = v1[0], "memory.limit_in_bytes"
+        elif not v1 and r[0] == "cgroup2":
+            path, limit = [l[3:] for l in own if l.startswith("0::")][0], "memory.max"
+        else:
+            continue
+        root = f[3]
+        if root != "/" and path.startswith(root):
+            path = path[len(root):]
+        with open(os.path.join(f[4], path.lstrip("/"), limit)) as fl:
+            return path, int(fl.read().strip())
+
+def handler(event, context):
+    if event.get("mb"):
+        chunks = [b"x" * (8 << 20) for _ in range(event["mb"] // 8)]
+        return len(chunks)
+    path, limit = memcg()
+    return {"pid": os.getpid(), "ppid": os.getppid(), "cgroup": path, "limit": limit,
+            "mine": os.environ.get("MINE"), "cwd": os.getcwd(),
+            "root": os.environ["LAMBDA_TASK_ROOT"]}
+"""
+
+
+def spares_made(srv):
+    return srv.logs().count("python fork server: a spare environment waits")
+
+
+def test_a_cold_start_is_served_by_a_pre_forked_spare_with_the_functions_limit(fresh_server):
+    srv = fresh_server(env={"RUST_LOG": "info,ruststack::engine::sandbox=debug"})
+    wait_for(lambda: "limited to their MemorySize" in srv.logs() or "no memory cgroups" in srv.logs(),
+             timeout=30, what="the memory cgroups check")
+    if "no memory cgroups" in srv.logs():
+        pytest.skip("no memory cgroups on this host: environments are forked without spares")
+    # The server makes the fork server's first spare at its start, before any function.
+    wait_for(lambda: spares_made(srv) >= 1, timeout=30, what="the first spare")
+    # The spare's cgroup is no environment's: `spare-N`, until it is taken.
+    base = [l for l in srv.logs().splitlines() if "are limited to their MemorySize" in l][0]
+    tree = base.split(" at ")[-1].split('"')[0].split()[0]
+    kids = [d for d in os.listdir(tree) if os.path.isdir(os.path.join(tree, d))]
+    assert len(kids) == 1 and kids[0].startswith("spare-"), kids
+    lam = srv.client("lambda")
+    name = create_py_function(lam, CGROUP_PROBE, MemorySize=256, Timeout=30,
+                              Environment={"Variables": {"MINE": "mine"}})
+    out = call(lam, name)
+    taken = re.findall(r"python environment started from a pre-forked spare\s+pid=(\d+)",
+                       re.sub(r"\x1b\[[0-9;]*m", "", srv.logs()))
+    assert taken == [str(out["pid"])], (taken, out)
+    assert out["ppid"] in zygotes_of(srv)
+    # Its own cgroup, limited to its MemorySize (the spare waited under 128 MB); its own
+    # variables and cwd.
+    assert out["cgroup"].endswith("/ruststack-%d/env-%s" % (srv.proc.pid, kids[0].split("-")[1])), (out, kids)
+    assert out["limit"] == 256 << 20, out
+    assert out["mine"] == "mine" and out["cwd"] == out["root"], out
+    # 184 MB fit under 256 MB; 400 MB do not: the function's limit is the one enforced.
+    assert call(lam, name, {"mb": 184}) == 23
+    r, body = invoke(lam, name, {"mb": 400}, decode=True)
+    assert r.get("FunctionError") == "Unhandled" and body["errorType"] == "Runtime.OutOfMemory", body
+    # The next cold start takes the next spare: another pid, its own cgroup and limit.
+    wait_for(lambda: spares_made(srv) >= 2, timeout=30, what="the second spare")
+    other = call(lam, create_py_function(lam, CGROUP_PROBE, MemorySize=512))
+    assert other["pid"] != out["pid"] and other["cgroup"] != out["cgroup"], other
+    assert other["limit"] == 512 << 20 and other["mine"] is None, other
+    taken = re.findall(r"python environment started from a pre-forked spare\s+pid=(\d+)",
+                       re.sub(r"\x1b\[[0-9;]*m", "", srv.logs()))
+    assert str(other["pid"]) in taken, (taken, other)

@@ -14,6 +14,13 @@ Messages (one JSON object each, file descriptors as SCM_RIGHTS):
                     fds: the output pipe, then the cgroup.procs to join (optional)
   zygote -> server  {"id": N, "pid": PID}  fds: a pidfd of the child
                     {"id": N, "error": "..."}
+  server -> zygote  {"id": N, "prefork": true}  fds: the cgroup.procs to join
+                    a spare child, forked ahead into its (fresh) cgroup, that waits
+  zygote -> server  {"id": N, "pid": PID}  fds: a pidfd of the spare
+  server -> zygote  {"id": N, "take": PID, "env": [[k, v], ...], "cwd": DIR}
+                    fds: the output pipe. The spare PID gets the request and the pipe
+                    on its own socket and becomes the environment.
+  zygote -> server  {"id": N, "pid": PID}  fds: a pidfd of the child, as for a fork
   zygote -> server  {"exit": PID, "status": WAIT_STATUS, "maxrss": KB}
 
 The zygote exits when the server's end closes; PR_SET_PDEATHSIG takes the zygote down
@@ -98,7 +105,6 @@ def _send(ctl, obj, fds=()):
 
 def _child(req, out_fd, go_r, ctl, kids, run, code):
     """In the forked child: becomes the environment, then runs the bootstrap. Never returns."""
-    status = 1
     try:
         _prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
         # Wait for the zygote to have put us in our process group and memory cgroup.
@@ -108,6 +114,41 @@ def _child(req, out_fd, go_r, ctl, kids, run, code):
         ctl.close()
         for fd in kids:
             os.close(fd)
+    except BaseException:  # noqa: BLE001
+        os._exit(127)
+    _become(req, out_fd, run, code)
+
+
+def _spare(orders, ctl, kids, run, code):
+    """In a pre-forked spare: waits on `orders` (its socket to the zygote) for the request
+    and output pipe of the environment it becomes. Never returns."""
+    try:
+        _prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
+        ctl.close()
+        for fd in kids:
+            os.close(fd)
+        while True:
+            try:
+                msg, anc, _flags, _addr = orders.recvmsg(_MAX_MSG, _FDS_SPACE)
+                break
+            except InterruptedError:
+                continue
+        fds = _fds_of(anc)
+        orders.close()
+        if not msg or not fds:
+            os._exit(0)
+        for fd in fds[1:]:
+            os.close(fd)
+        req = json.loads(msg)
+    except BaseException:  # noqa: BLE001
+        os._exit(127)
+    _become(req, fds[0], run, code)
+
+
+def _become(req, out_fd, run, code):
+    """Becomes the environment `req` with `out_fd` as its output, then runs the bootstrap."""
+    status = 1
+    try:
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)
@@ -169,7 +210,7 @@ def _child(req, out_fd, go_r, ctl, kids, run, code):
         os._exit(status)
 
 
-def _spawn(ctl, req, fds, kids, poller, run, code):
+def _spawn(ctl, req, fds, kids, spares, poller, run, code):
     out_fd = fds[0]
     cgroup_fd = fds[1] if len(fds) > 1 else -1
     go_r, go_w = os.pipe()
@@ -178,7 +219,8 @@ def _spawn(ctl, req, fds, kids, poller, run, code):
         os.close(go_w)
         if cgroup_fd >= 0:
             os.close(cgroup_fd)
-        _child(req, out_fd, go_r, ctl, kids, run, code)
+        inherited = list(kids) + [s.fileno() for s in spares.values()]
+        _child(req, out_fd, go_r, ctl, inherited, run, code)
     os.close(go_r)
     ok = False
     try:
@@ -203,12 +245,65 @@ def _spawn(ctl, req, fds, kids, poller, run, code):
     _send(ctl, {"id": req["id"], "pid": pid}, [pidfd])
 
 
+def _prefork(ctl, req, cgroup_fd, kids, spares, poller, run, code):
+    """Forks a spare into the cgroup of `cgroup_fd` (its process group and pidfd too), to
+    wait for the environment it is to become (see `_take`)."""
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        os.close(cgroup_fd)
+        inherited = list(kids) + [s.fileno() for s in spares.values()]
+        _spare(theirs, ctl, inherited, run, code)
+    theirs.close()
+    try:
+        os.setpgid(pid, pid)
+        os.write(cgroup_fd, str(pid).encode())
+        pidfd = os.pidfd_open(pid)
+    except OSError as e:
+        ours.close()
+        try:
+            os.kill(pid, _SIGKILL)
+        except OSError:
+            pass
+        os.waitpid(pid, 0)
+        _send(ctl, {"id": req["id"], "error": "cannot set up spare %d: %s" % (pid, e)})
+        return
+    kids[pidfd] = pid
+    spares[pid] = ours
+    poller.register(pidfd, select.POLLIN)
+    _send(ctl, {"id": req["id"], "pid": pid}, [pidfd])
+
+
+def _take(ctl, req, out_fd, kids, spares):
+    """Hands `req` and the output pipe to the waiting spare `req["take"]`."""
+    pid = req["take"]
+    orders = spares.pop(pid, None)
+    if orders is None:
+        _send(ctl, {"id": req["id"], "error": "no spare %s" % pid})
+        return
+    pidfd = next((fd for fd, p in kids.items() if p == pid), None)
+    try:
+        _send(orders, req, [out_fd])
+    except OSError as e:
+        _send(ctl, {"id": req["id"], "error": "the spare %s is gone: %s" % (pid, e)})
+        return
+    finally:
+        orders.close()
+    if pidfd is None:
+        _send(ctl, {"id": req["id"], "error": "the spare %s has exited" % pid})
+    else:
+        _send(ctl, {"id": req["id"], "pid": pid}, [pidfd])
+
+
 def main():
     run, source = sys.argv[1], sys.argv[2]
     _prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
     code = _load_code(run, source)
     ctl = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, _CTL_FD)
     kids = {}
+    # pid -> the zygote's end of a waiting spare's socket.
+    spares = {}
     poller = select.poll()
     poller.register(_CTL_FD, select.POLLIN)
     # What exists now is shared with every child: the collector leaves it alone, so that
@@ -230,9 +325,13 @@ def main():
                 try:
                     req = json.loads(msg)
                     if not fds:
-                        _send(ctl, {"id": req.get("id"), "error": "no output pipe was passed"})
+                        _send(ctl, {"id": req.get("id"), "error": "no fd was passed"})
+                    elif req.get("prefork"):
+                        _prefork(ctl, req, fds[0], kids, spares, poller, run, code)
+                    elif "take" in req:
+                        _take(ctl, req, fds[0], kids, spares)
                     else:
-                        _spawn(ctl, req, fds, kids, poller, run, code)
+                        _spawn(ctl, req, fds, kids, spares, poller, run, code)
                 except Exception as e:  # noqa: BLE001
                     _send(ctl, {"id": None, "error": "bad request: %s" % e})
                 for f in fds:
@@ -243,6 +342,9 @@ def main():
                 os.close(fd)
                 if pid is None:
                     continue
+                orders = spares.pop(pid, None)
+                if orders is not None:
+                    orders.close()
                 _pid, status, usage = os.wait4(pid, 0)
                 _send(ctl, {"exit": pid, "status": status, "maxrss": usage.ru_maxrss})
 

@@ -1279,6 +1279,7 @@ impl Pool {
         }
         // Containers whose stop was spawned earlier, or that were still starting.
         self.sandboxes.docker.shutdown().await;
+        self.sandboxes.subprocess_shutdown().await;
     }
 
     /// Registers an attached runtime for `spec`'s function (see [`super::Engine::attach`]).

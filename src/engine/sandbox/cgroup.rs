@@ -57,6 +57,8 @@ pub struct EnvCgroup {
     /// `cgroup.procs`, open for the forked child to write `0` into (close-on-exec).
     procs: File,
     fs: Fs,
+    /// The memory limit last set, in bytes.
+    limit: u64,
 }
 
 /// The `oom_kill` counter of one cgroup (v2 `memory.events`, v1 `memory.oom_control`), its
@@ -135,8 +137,18 @@ impl MemoryCgroups {
 
     /// A new cgroup limited to `limit_bytes` of memory and no swap.
     pub fn create(&self, limit_bytes: u64) -> std::io::Result<EnvCgroup> {
+        self.create_named("env", limit_bytes)
+    }
+
+    /// [`Self::create`] for a spare runtime: `spare-N` until [`EnvCgroup::become_env`] makes
+    /// it `env-N`, so that only live environments have an `env-` cgroup.
+    pub fn create_spare(&self, limit_bytes: u64) -> std::io::Result<EnvCgroup> {
+        self.create_named("spare", limit_bytes)
+    }
+
+    fn create_named(&self, prefix: &str, limit_bytes: u64) -> std::io::Result<EnvCgroup> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let dir = self.base.join(format!("env-{n}"));
+        let dir = self.base.join(format!("{prefix}-{n}"));
         (self.fs.mkdir)(&dir, self.version)?;
         let set = || -> std::io::Result<File> {
             let limit = limit_bytes.to_string();
@@ -158,7 +170,7 @@ impl MemoryCgroups {
             std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.procs"))
         };
         match set() {
-            Ok(procs) => Ok(EnvCgroup { version: self.version, dir, procs, fs: self.fs }),
+            Ok(procs) => Ok(EnvCgroup { version: self.version, dir, procs, fs: self.fs, limit: limit_bytes }),
             Err(e) => {
                 let _ = (self.fs.rmdir)(&dir);
                 Err(e)
@@ -177,6 +189,47 @@ impl EnvCgroup {
     /// The open `cgroup.procs`: a forked child joins by writing `0` to it.
     pub fn procs_fd(&self) -> RawFd {
         self.procs.as_raw_fd()
+    }
+
+    /// Renames a spare's `spare-N` to `env-N` (a rename in the same parent keeps its
+    /// processes, limits and counters). Blocking.
+    pub fn become_env(&mut self) -> std::io::Result<()> {
+        let name = self.dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Some(n) = name.strip_prefix("spare-") else { return Ok(()) };
+        let to = self.dir.with_file_name(format!("env-{n}"));
+        std::fs::rename(&self.dir, &to)?;
+        self.dir = to;
+        Ok(())
+    }
+
+    /// Changes the memory limit (of a cgroup made ahead, with a pre-forked runtime in it).
+    /// Blocking (small cgroupfs writes). Fails when the processes in it already use more.
+    pub fn set_limit(&mut self, limit_bytes: u64) -> std::io::Result<()> {
+        if limit_bytes == self.limit {
+            return Ok(());
+        }
+        let limit = limit_bytes.to_string();
+        match self.version {
+            Version::V1 => {
+                // v1 keeps memsw.limit ≥ limit: the one that makes room goes first. memsw is
+                // there only with swap accounting.
+                let memsw = self.dir.join("memory.memsw.limit_in_bytes").exists();
+                if limit_bytes > self.limit {
+                    if memsw {
+                        write(&self.dir, "memory.memsw.limit_in_bytes", &limit)?;
+                    }
+                    write(&self.dir, "memory.limit_in_bytes", &limit)?;
+                } else {
+                    write(&self.dir, "memory.limit_in_bytes", &limit)?;
+                    if memsw {
+                        write(&self.dir, "memory.memsw.limit_in_bytes", &limit)?;
+                    }
+                }
+            }
+            Version::V2 => write(&self.dir, "memory.max", &limit)?,
+        }
+        self.limit = limit_bytes;
+        Ok(())
     }
 
     /// The cgroup's OOM-kill counter, open (None where the kernel does not have the file).
@@ -536,6 +589,45 @@ mod tests {
         cg.remove();
         assert!(!dir.exists());
         assert_eq!(waiter.join().unwrap().signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_spare_cgroup_gets_its_limit_and_name_when_taken() {
+        for version in [Version::V1, Version::V2] {
+            let root = Scratch::new();
+            let root = root.path();
+            if version == Version::V2 {
+                std::fs::write(root.join("cgroup.controllers"), "memory\n").unwrap();
+                std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+            }
+            let cgroups = MemoryCgroups::open_in(version, root, FAKE).unwrap();
+            let mut cg = cgroups.create_spare(128 << 20).unwrap();
+            let spare = cgroups.base.join("spare-1");
+            assert_eq!(cg.dir, spare);
+            let (limit, swap) = match version {
+                Version::V1 => ("memory.limit_in_bytes", Some("memory.memsw.limit_in_bytes")),
+                Version::V2 => ("memory.max", None),
+            };
+            // Raised, then lowered: both limits follow (v1's memsw ordering is the kernel's to
+            // check; the fake only records, writing over what was there: same lengths).
+            cg.set_limit(512 << 20).unwrap();
+            assert_eq!(read(&spare, limit), "536870912");
+            cg.set_limit(256 << 20).unwrap();
+            assert_eq!(read(&spare, limit), "268435456");
+            if let Some(swap) = swap {
+                assert_eq!(read(&spare, swap), "268435456");
+            }
+            cg.become_env().unwrap();
+            let env = cgroups.base.join("env-1");
+            assert_eq!(cg.dir, env);
+            assert!(env.is_dir() && !spare.exists());
+            assert_eq!(read(&env, limit), "268435456");
+            // Only a spare is renamed.
+            cg.become_env().unwrap();
+            assert_eq!(cg.dir, env);
+            cg.remove();
+            assert!(!env.exists());
+        }
     }
 
     #[test]

@@ -145,6 +145,11 @@ impl Sandboxes {
         })
     }
 
+    /// Removes what the subprocess executor keeps ahead (the fork servers' spares).
+    pub async fn subprocess_shutdown(&self) {
+        self.subprocess.shutdown().await;
+    }
+
     /// Which sandbox runs a function, and why.
     pub fn choose(
         &self,

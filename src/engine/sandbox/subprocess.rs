@@ -123,8 +123,11 @@ impl Startup {
             .filter(|_| main.version.is_some())
             .map(|z| (z.clone(), main.python.clone(), main.bootstrap_run.clone()));
         let _ = self.main.set(main);
-        if let Some((z, python, run)) = prestart {
-            z.get(&python, &run, bootstrap);
+        if let Some((z, python, run)) = prestart
+            && let Some(zygote) = z.get(&python, &run, bootstrap)
+            && let Some(Some(cgroups)) = self.cgroups.get()
+        {
+            zygote.make_spare(|| cgroups.create_spare(SPARE_LIMIT));
         }
     }
 }
@@ -331,6 +334,15 @@ impl SubprocessExecutor {
             owner,
             debugpy: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Removes the fork servers' spares (their cgroups, and the spares in them).
+    pub async fn shutdown(&self) {
+        let Some(z) = &self.zygotes else { return };
+        let spares = z.take_spares();
+        if !spares.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || spares.into_iter().for_each(|s| s.cgroup.remove())).await;
+        }
     }
 
     /// `--python` as probed; waits for the probe (blocking) if it has not finished. Its
@@ -633,11 +645,45 @@ impl SubprocessExecutor {
         // stdout and stderr share one pipe, as on AWS: the log keeps the order of the writes.
         let (out_rx, out_tx) =
             output_pipe().map_err(|e| AwsError::service(format!("cannot make an output pipe: {e}")))?;
+        let limit = u64::from(spec.memory_mb.max(16)) * 1024 * 1024;
+        let cgroups = self.startup.cgroups.get().and_then(Option::as_ref).cloned();
+        // The fork server: the bundled client on an interpreter of ours, no debugger, and
+        // nothing that only an interpreter's start would read.
+        let mut fork = match (&self.zygotes, declared, &spec.debug, ships_libs, startup_vars, args.last()) {
+            (Some(zygotes), Some(_), None, false, false, Some(run)) => {
+                Some((zygotes.clone(), program.display().to_string(), PathBuf::from(run)))
+            }
+            _ => None,
+        };
+        // A spare the fork server made ahead, already in a memory cgroup of its own: the
+        // cold start skips the fork and the move into the cgroup.
+        if let (Some((zygotes, python, run)), Some(cgroups)) = (&fork, &cgroups)
+            && let Some(z) = zygotes.running(python, run)
+            && let Some(spare) = z.take_spare()
+        {
+            match start_spare(&z, spare, limit, &env, &code_dir, &out_tx).await {
+                Ok((spawned, cgroup, oom)) => {
+                    drop(out_tx);
+                    tracing::debug!(pid = spawned.pid, "python environment started from a pre-forked spare");
+                    refill(z, cgroups.clone());
+                    return Ok(Process::forked(spawned, out_rx, log, Some(cgroup), oom, endpoint));
+                }
+                Err(why) if z.usable() => {
+                    tracing::warn!(python = %python, "python fork server: spare: {why}: forking one");
+                }
+                Err(why) => {
+                    // As for a fork it did not answer: this environment is exec'd, the next
+                    // one forked from a new fork server.
+                    tracing::warn!(python = %python, "python fork server: {why}: this environment is started by exec");
+                    fork = None;
+                }
+            }
+        }
         // The environment's memory cgroup, limited to MemorySize (none where the host has no
         // memory cgroups).
-        let cgroup = match self.startup.cgroups.get().and_then(Option::as_ref) {
+        let cgroup = match &cgroups {
             Some(c) => {
-                let (c, limit) = (c.clone(), u64::from(spec.memory_mb.max(16)) * 1024 * 1024);
+                let c = c.clone();
                 let made = tokio::task::spawn_blocking(move || c.create(limit)).await;
                 match made {
                     Ok(Ok(cg)) => Some(cg),
@@ -649,12 +695,7 @@ impl SubprocessExecutor {
         };
         let cgroup_fd = cgroup.as_ref().map_or(-1, EnvCgroup::procs_fd);
         let oom = cgroup.as_ref().and_then(EnvCgroup::oom_count).map(Arc::new);
-        // The fork server: the bundled client on an interpreter of ours, no debugger, and
-        // nothing that only an interpreter's start would read.
-        if let (Some(zygotes), Some(_), None, false, false, Some(run)) =
-            (&self.zygotes, declared, &spec.debug, ships_libs, startup_vars, args.last())
-        {
-            let (python, run) = (program.display().to_string(), PathBuf::from(run));
+        if let Some((zygotes, python, run)) = fork {
             let zygote = match zygotes.running(&python, &run) {
                 Some(z) => Some(z),
                 None => {
@@ -667,6 +708,9 @@ impl SubprocessExecutor {
                 match z.spawn(&env, &code_dir, &out_tx, cgroup.as_ref().map(EnvCgroup::procs_fd)).await {
                     Ok(spawned) => {
                         drop(out_tx);
+                        if let Some(c) = cgroups {
+                            refill(z, c);
+                        }
                         return Ok(Process::forked(spawned, out_rx, log, cgroup, oom, endpoint));
                     }
                     Err(why) => {
@@ -745,6 +789,56 @@ impl SubprocessExecutor {
             oom,
             pidfd: None,
         })
+    }
+}
+
+/// The memory limit of a spare's cgroup until it is taken: 128 MB, the smallest MemorySize
+/// (lowering a v1 limit makes the kernel reclaim down to it; a waiting spare uses a few MB).
+const SPARE_LIMIT: u64 = 128 * 1024 * 1024;
+
+/// Has `z` make its next spare, on the blocking pool (a cgroup made, a fork, a move into it).
+fn refill(z: Arc<zygote::Zygote>, cgroups: Arc<MemoryCgroups>) {
+    tokio::task::spawn_blocking(move || z.make_spare(|| cgroups.create_spare(SPARE_LIMIT)));
+}
+
+/// Makes the spare the environment of `env` and `cwd` (output to `out`), with `limit` as its
+/// memory limit. Its cgroup is removed (and the spare with it) when that fails.
+async fn start_spare(
+    z: &zygote::Zygote,
+    spare: zygote::Spare,
+    limit: u64,
+    env: &[(String, String)],
+    cwd: &Path,
+    out: &OwnedFd,
+) -> Result<(zygote::Spawned, EnvCgroup, Option<Arc<OomCount>>), String> {
+    let pid = spare.pid;
+    // A few cgroupfs writes and an open, on the blocking pool.
+    let ready = tokio::task::spawn_blocking(move || {
+        if !spare.alive() {
+            spare.cgroup.remove();
+            return Err("it has exited".to_string());
+        }
+        let mut cgroup = spare.cgroup;
+        if let Err(e) = cgroup.set_limit(limit) {
+            cgroup.remove();
+            return Err(format!("cannot set its memory limit: {e}"));
+        }
+        if let Err(e) = cgroup.become_env() {
+            cgroup.remove();
+            return Err(format!("cannot rename its cgroup: {e}"));
+        }
+        let oom = cgroup.oom_count().map(Arc::new);
+        Ok((cgroup, oom))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    match z.start_spare(pid, env, cwd, out).await {
+        Ok(spawned) => Ok((spawned, ready.0, ready.1)),
+        Err(why) => {
+            let cgroup = ready.0;
+            tokio::task::spawn_blocking(move || cgroup.remove());
+            Err(why)
+        }
     }
 }
 

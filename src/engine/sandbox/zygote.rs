@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::cgroup::EnvCgroup;
+
 /// The bundled fork server.
 pub const PYTHON_ZYGOTE: &str = include_str!("../../../runtime-api/python/zygote.py");
 
@@ -48,7 +50,40 @@ pub struct Spawned {
     pub exit: tokio::sync::oneshot::Receiver<ExitInfo>,
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<Spawned, String>>;
+/// Where a reply goes: an async caller, or a blocking one (a spare being made).
+enum Reply {
+    Async(tokio::sync::oneshot::Sender<Result<Spawned, String>>),
+    Blocking(std::sync::mpsc::Sender<Result<Spawned, String>>),
+}
+
+impl Reply {
+    fn send(self, r: Result<Spawned, String>) {
+        match self {
+            Reply::Async(tx) => drop(tx.send(r)),
+            Reply::Blocking(tx) => drop(tx.send(r)),
+        }
+    }
+}
+
+/// A child forked ahead into a fresh memory cgroup of its own, waiting for the environment it
+/// is to become ([`Zygote::start_spare`]): a cold start then skips the fork and, above all,
+/// the move into a cgroup (cgroup v1 waits there for an RCU grace period, 5–15 ms).
+pub struct Spare {
+    pub pid: i32,
+    pidfd: OwnedFd,
+    /// Its cgroup, with a default limit until it is taken.
+    pub cgroup: EnvCgroup,
+}
+
+impl Spare {
+    /// Whether it still waits (it is killed with everything else in the cgroup, or with the
+    /// zygote).
+    pub fn alive(&self) -> bool {
+        let mut p = libc::pollfd { fd: self.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on one pollfd we own, without waiting.
+        unsafe { libc::poll(&mut p, 1, 0) == 0 }
+    }
+}
 
 /// What the zygote's reader thread shares with senders.
 #[derive(Default)]
@@ -56,6 +91,12 @@ struct Shared {
     pending: Mutex<HashMap<u64, Reply>>,
     exits: Mutex<HashMap<i32, tokio::sync::oneshot::Sender<ExitInfo>>>,
     dead: AtomicBool,
+    /// The spare, once made (and until taken).
+    spare: Mutex<Option<Spare>>,
+    /// Set while a spare is being made.
+    making_spare: AtomicBool,
+    /// Set at shutdown: no more spares.
+    no_spares: AtomicBool,
 }
 
 /// One running zygote.
@@ -84,17 +125,100 @@ impl Zygote {
     ) -> Result<Spawned, String> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let body = serde_json::json!({ "id": id, "env": env, "cwd": cwd.display().to_string() });
-        let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.shared.pending.lock().insert(id, tx);
+        let mut fds = vec![out.as_raw_fd()];
+        fds.extend(cgroup);
+        self.request(id, body, fds).await
+    }
+
+    /// Takes the spare, if one waits (see [`Self::make_spare`]).
+    pub fn take_spare(&self) -> Option<Spare> {
+        self.shared.spare.lock().take()
+    }
+
+    /// Has the spare `pid` (taken by [`Self::take_spare`]) become an environment, as
+    /// [`Self::spawn`] would fork one: same `env`, `cwd`, `out`.
+    pub async fn start_spare(
+        &self,
+        pid: i32,
+        env: &[(String, String)],
+        cwd: &Path,
+        out: &OwnedFd,
+    ) -> Result<Spawned, String> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::json!({ "id": id, "take": pid, "env": env, "cwd": cwd.display().to_string() });
+        self.request(id, body, vec![out.as_raw_fd()]).await
+    }
+
+    /// Makes a spare in `cgroup` unless one waits or is being made (the cgroup is then
+    /// removed). Blocking: a fork and a move into a cgroup, on the blocking pool.
+    pub fn make_spare(&self, make_cgroup: impl FnOnce() -> std::io::Result<EnvCgroup>) {
+        if !self.usable()
+            || self.shared.no_spares.load(Ordering::SeqCst)
+            || self.shared.spare.lock().is_some()
+            || self.shared.making_spare.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let made = make_cgroup().map_err(|e| format!("cannot create a memory cgroup: {e}"));
+        let result = made.and_then(|cgroup| match self.fork_spare(&cgroup) {
+            Ok(s) => Ok(Spare { pid: s.pid, pidfd: s.pidfd, cgroup }),
+            Err(e) => {
+                cgroup.remove();
+                Err(e)
+            }
+        });
+        match result {
+            Ok(spare) => {
+                tracing::debug!(pid = spare.pid, "python fork server: a spare environment waits");
+                let old = self.shared.spare.lock().replace(spare);
+                // The zygote died meanwhile (its spare with it), or the server is stopping.
+                if (!self.usable() || self.shared.no_spares.load(Ordering::SeqCst))
+                    && let Some(s) = self.shared.spare.lock().take()
+                {
+                    s.cgroup.remove();
+                }
+                if let Some(s) = old {
+                    s.cgroup.remove();
+                }
+            }
+            Err(why) => tracing::debug!("python fork server: no spare environment: {why}"),
+        }
+        self.shared.making_spare.store(false, Ordering::SeqCst);
+    }
+
+    fn fork_spare(&self, cgroup: &EnvCgroup) -> Result<Spawned, String> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let bytes = serde_json::to_vec(&serde_json::json!({ "id": id, "prefork": true })).map_err(|e| e.to_string())?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.shared.pending.lock().insert(id, Reply::Blocking(tx));
         if !self.usable() {
             self.shared.pending.lock().remove(&id);
             return Err("the fork server has exited".into());
         }
-        let mut fds = vec![out.as_raw_fd()];
-        fds.extend(cgroup);
+        if let Err(e) = send_with_fds(self.ctl.as_raw_fd(), &bytes, &[cgroup.procs_fd()], 0) {
+            self.shared.pending.lock().remove(&id);
+            return Err(format!("cannot send to the fork server: {e}"));
+        }
+        match rx.recv_timeout(SPAWN_TIMEOUT) {
+            Ok(r) => r,
+            Err(_) => {
+                // A late answer's child is killed by the reader (nothing waits for it).
+                self.shared.pending.lock().remove(&id);
+                Err("the fork server did not answer".into())
+            }
+        }
+    }
+
+    async fn request(&self, id: u64, body: serde_json::Value, fds: Vec<RawFd>) -> Result<Spawned, String> {
+        let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared.pending.lock().insert(id, Reply::Async(tx));
+        if !self.usable() {
+            self.shared.pending.lock().remove(&id);
+            return Err("the fork server has exited".into());
+        }
         // A small message on a local socket: sent inline, unless the socket is full (a
-        // burst of cold starts), then from the blocking pool. `out` and `cgroup` outlive it.
+        // burst of cold starts), then from the blocking pool. The caller's fds outlive it.
         let mut sent = send_with_fds(self.ctl.as_raw_fd(), &bytes, &fds, libc::MSG_DONTWAIT);
         if sent.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock) {
             let ctl = self.ctl.clone();
@@ -232,7 +356,7 @@ fn read_loop(
                 }
                 _ => Err(msg.get("error").and_then(|e| e.as_str()).unwrap_or("no pid in the reply").to_string()),
             };
-            let _ = reply.send(result);
+            reply.send(result);
         } else if let Some(e) = msg.get("error").and_then(|e| e.as_str()) {
             tracing::warn!(python, "python fork server: {e}");
         }
@@ -242,6 +366,10 @@ fn read_loop(
     // The children die with it (PR_SET_PDEATHSIG): their waiters see the channel close.
     shared.exits.lock().clear();
     let _ = child.kill();
+    // Its spare died with it: the spare's cgroup goes.
+    if let Some(s) = shared.spare.lock().take() {
+        s.cgroup.remove();
+    }
     match child.wait() {
         Ok(s) => tracing::warn!(python, status = %s, "the python fork server exited"),
         Err(e) => tracing::warn!(python, error = %e, "the python fork server is gone"),
@@ -277,6 +405,19 @@ impl Zygotes {
     fn slot(&self, python: &str, run: &Path) -> Arc<Mutex<Slot>> {
         let key = format!("{python}\0{}", run.display());
         self.map.lock().entry(key).or_default().clone()
+    }
+
+    /// The spares of every zygote (at shutdown: their cgroups are to be removed).
+    /// No spare is made after this (one being made is removed when made).
+    pub fn take_spares(&self) -> Vec<Spare> {
+        let slots: Vec<_> = self.map.lock().values().cloned().collect();
+        let zygotes = slots.iter().filter_map(|s| s.try_lock().and_then(|st| st.zygote.clone()));
+        zygotes
+            .filter_map(|z| {
+                z.shared.no_spares.store(true, Ordering::SeqCst);
+                z.take_spare()
+            })
+            .collect()
     }
 
     /// The running zygote for `python` running `run`, without waiting (None if it is not
