@@ -222,3 +222,14 @@ def http(server, method, path, body=None, headers=None, timeout=60):
             return r.status, r.headers, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read()
+
+
+def is_fork_spare(pid):
+    """Whether pid is a Python fork server's pre-forked spare: a forked child waiting, in a
+    memory cgroup of its own named `spare-N`, for an environment to become. It is no
+    environment (it runs nothing of a function's), so process counts leave it out."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return any(line.rstrip().rsplit("/", 1)[-1].startswith("spare-") for line in f)
+    except OSError:
+        return False

@@ -30,7 +30,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
 
-from conftest import CREDS, create_py_function, expect_error, http, invoke, make_zip, unique, wait_for
+from conftest import CREDS, create_py_function, expect_error, http, invoke, is_fork_spare, make_zip, unique, wait_for
 
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -49,8 +49,8 @@ def rss_kb(pid):
 
 def descendants(pid):
     """Every live (non-zombie) process below pid, as {pid: cmdline}, without the server's
-    Python fork servers (runtime/zygote.py, direct children of pid): environments forked
-    from them are counted."""
+    Python fork servers (runtime/zygote.py, direct children of pid) and their waiting
+    pre-forked spares: environments forked from them are counted."""
     parent = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -73,7 +73,8 @@ def descendants(pid):
             except OSError:
                 pass
         frontier = nxt
-    return {p: c for p, c in out.items() if not (parent.get(p) == pid and "/runtime/zygote.py" in c)}
+    return {p: c for p, c in out.items()
+            if not (parent.get(p) == pid and "/runtime/zygote.py" in c) and not is_fork_spare(p)}
 
 
 def server_threads(srv, name="tokio-rt-worker"):

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from conftest import create_py_function, expect_error, wait_for
+from conftest import create_py_function, expect_error, is_fork_spare, wait_for
 
 PROBE = """
 import os, time
@@ -28,7 +28,8 @@ def wait_status(lam, name, qualifier, status="READY", timeout=30):
 
 def children(pid):
     """The live (not zombie) runtimes of server `pid`: its child processes, the children of
-    its Python fork servers (runtime/zygote.py) in place of the fork servers themselves."""
+    its Python fork servers (runtime/zygote.py) in place of the fork servers themselves,
+    without their waiting pre-forked spares."""
     parent = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -49,7 +50,7 @@ def children(pid):
 
     direct = {p for p, pp in parent.items() if pp == pid}
     zygotes = {p for p in direct if is_zygote(p)}
-    return (direct - zygotes) | {p for p, pp in parent.items() if pp in zygotes}
+    return (direct - zygotes) | {p for p, pp in parent.items() if pp in zygotes and not is_fork_spare(p)}
 
 
 def test_provisioned_concurrency(fresh_server):

@@ -1260,6 +1260,9 @@ impl Pool {
             )
         };
         self.busy.close();
+        // The fork servers' spares first: they serve no invocation, and once the environments
+        // are stopped the process should exit at once, before an ended invocation is answered.
+        self.sandboxes.subprocess_shutdown().await;
         let stops = all.iter().map(|e| e.sandbox.stop()).chain(spares.iter().map(|s| s.env.sandbox.stop()));
         futures_util::future::join_all(stops).await;
         futures_util::future::join_all(blanks.iter().map(Blank::stop)).await;
@@ -1279,7 +1282,6 @@ impl Pool {
         }
         // Containers whose stop was spawned earlier, or that were still starting.
         self.sandboxes.docker.shutdown().await;
-        self.sandboxes.subprocess_shutdown().await;
     }
 
     /// Registers an attached runtime for `spec`'s function (see [`super::Engine::attach`]).
