@@ -34,7 +34,11 @@ class Dap:
                 self.sock = socket.create_connection(("127.0.0.1", port), timeout=1)
                 self.caps = self.request("initialize", {
                     "clientID": "ruststack-test", "adapterID": "debugpy", "linesStartAt1": True,
-                    "columnsStartAt1": True, "pathFormat": "path"}, timeout=min(10, timeout))
+                    "columnsStartAt1": True, "pathFormat": "path"},
+                    # The rest of the deadline: a port Docker publishes early resets at once (an
+                    # OSError or EOF, retried); a debugpy that accepted may be slow to answer under
+                    # load (a 10 s cap here failed once in CI).
+                    timeout=max(1.0, deadline - time.monotonic()))
                 return
             except (OSError, EOFError):
                 self.close()
