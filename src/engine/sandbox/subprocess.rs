@@ -777,18 +777,7 @@ impl SubprocessExecutor {
             };
             ended(ex, why, oom_at_exit, cgroup, peak_at_exit, endpoint).await;
         });
-        let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
-        Ok(Process {
-            pid,
-            exited,
-            output,
-            peak,
-            status,
-            hwm_at: AtomicUsize::new(0),
-            tree_walked: parking_lot::Mutex::new(None),
-            oom,
-            pidfd: None,
-        })
+        Ok(Process::running(pid, exited, output, peak, oom, None))
     }
 }
 
@@ -881,6 +870,29 @@ async fn ended(
 }
 
 impl Process {
+    /// A started runtime's handle, with its `/proc/<pid>/status` kept open for its VmHWM.
+    fn running(
+        pid: i32,
+        exited: Arc<AtomicBool>,
+        output: Option<PipeOutput>,
+        peak: Arc<AtomicU64>,
+        oom: Option<Arc<OomCount>>,
+        pidfd: Option<Arc<OwnedFd>>,
+    ) -> Process {
+        let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
+        Process {
+            pid,
+            exited,
+            output,
+            peak,
+            status,
+            hwm_at: AtomicUsize::new(0),
+            tree_walked: parking_lot::Mutex::new(None),
+            oom,
+            pidfd,
+        }
+    }
+
     /// A runtime forked by a fork server: its exit is seen on its pidfd, its status comes
     /// from the zygote that reaps it (a SIGKILL when the zygote died first: its children die
     /// with it).
@@ -928,18 +940,7 @@ impl Process {
             };
             ended(ex, why, oom_at_exit, cgroup, peak_at_exit, endpoint).await;
         });
-        let status = std::fs::File::open(format!("/proc/{pid}/status")).ok();
-        Process {
-            pid,
-            exited,
-            output,
-            peak,
-            status,
-            hwm_at: AtomicUsize::new(0),
-            tree_walked: parking_lot::Mutex::new(None),
-            oom,
-            pidfd: Some(pidfd),
-        }
+        Process::running(pid, exited, output, peak, oom, Some(pidfd))
     }
 }
 
